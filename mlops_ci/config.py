@@ -1,0 +1,298 @@
+"""mlops.yaml → frozen dataclasses, validated against the JSON Schema shipped in the package.
+
+The schema is the single definition of the file: its ``default`` values fill missing keys here, so
+no default is written twice. Every problem is reported as ``FILE:LINE: path.to.key: message``.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlops_ci.errors import ConfigError
+from mlops_ci.metrics import METRICS
+
+CONFIG_NAME = "mlops.yaml"
+Scalar = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    flavor: str
+    task: str
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    command: str
+    inputs: tuple[str, ...]
+    params: dict[str, Scalar]
+    model_output: str
+    metrics_output: str
+    timeout_minutes: float
+    cache: bool
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    data: str
+    target: str
+    features: tuple[str, ...]
+    metrics: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One gate rule; see the schema for the meaning of each field."""
+
+    metric: str
+    min: float | None = None
+    max: float | None = None
+    must: str | None = None
+    tolerance: float = 0.0
+    min_absolute_change: float | None = None
+    min_relative_change: float | None = None
+    greater_is_better: bool | None = None
+
+    @property
+    def against_production(self) -> bool:
+        return (
+            self.must is not None
+            or self.min_absolute_change is not None
+            or self.min_relative_change is not None
+        )
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    rules: tuple[Rule, ...]
+    primary_metric: str
+    significance: float
+    require_improvement: bool
+    bootstrap_samples: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    tracking_uri: str
+    artifact_location: str
+    experiment: str
+    production_alias: str
+    candidate_alias: str
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated mlops.yaml; ``root`` is its folder, against which relative paths resolve."""
+
+    path: Path
+    model: ModelConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    gate: GateConfig
+    registry: RegistryConfig
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, relative: str) -> Path:
+        return (self.root / relative).resolve()
+
+
+@cache
+def schema() -> dict[str, Any]:
+    """The JSON Schema of mlops.yaml, read from the package."""
+    text = resources.files("mlops_ci").joinpath("schema/mlops.schema.json").read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def find_config(path: str | Path | None) -> Path:
+    """The mlops.yaml to use: the given file, or mlops.yaml inside the given/current folder."""
+    candidate = Path(path) if path else Path.cwd()
+    if candidate.is_dir():
+        candidate = candidate / CONFIG_NAME
+    return candidate.resolve()
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read, validate and type mlops.yaml; raise ConfigError with one line per problem."""
+    file = find_config(path)
+    if not file.is_file():
+        raise ConfigError(
+            [f"{file.name}: no such file ({file})"],
+            hint="run `mlops-ci init` to write a starter mlops.yaml",
+        )
+    text = file.read_text("utf-8")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError([f"{file.name}:{line}: YAML syntax error: {problem}"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([f"{file.name}:1: the file must be a YAML mapping of keys to values"])
+    problems = _schema_problems(data, node, file.name)
+    if problems:
+        raise ConfigError(problems)
+    filled = _with_defaults(data, schema())
+    problems = _semantic_problems(filled, node, file.name)
+    if problems:
+        raise ConfigError(problems)
+    return _build(file, filled)
+
+
+def validate_data(data: dict[str, Any], name: str = CONFIG_NAME) -> list[str]:
+    """Problems of an already-parsed config (no line numbers known): used by `init` tests."""
+    node = yaml.compose(yaml.safe_dump(data), Loader=yaml.SafeLoader)
+    problems = _schema_problems(data, node, name)
+    if not problems:
+        problems = _semantic_problems(_with_defaults(data, schema()), node, name)
+    return problems
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+def _schema_problems(data: Any, node: yaml.Node | None, name: str) -> list[str]:
+    from jsonschema import Draft202012Validator
+
+    found: list[tuple[int, str]] = []
+    for error in Draft202012Validator(schema()).iter_errors(data):
+        path = list(error.absolute_path)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            known = list(error.schema.get("properties", {}))
+            for key in error.instance:
+                if key not in known:
+                    line = _line_of(node, [*path, key], key_line=True)
+                    found.append((line, f"{_dotted([*path, key])}: unknown key{_suggest(key, known)}"))
+        elif error.validator == "required":
+            missing = str(error.message).split("'")[1]
+            line = _line_of(node, path)
+            found.append((line, f"{_dotted([*path, missing])}: required key is missing"))
+        else:
+            found.append((_line_of(node, path), f"{_dotted(path)}: {error.message}"))
+    return [f"{name}:{line}: {message}" for line, message in sorted(found)]
+
+
+def _semantic_problems(data: dict[str, Any], node: yaml.Node | None, name: str) -> list[str]:
+    """Checks the schema cannot express: cross-references between keys."""
+    problems: list[str] = []
+    evaluated = data["evaluate"]["metrics"]
+    primary = data["gate"]["primary_metric"]
+    if primary is not None and primary not in evaluated:
+        line = _line_of(node, ["gate", "primary_metric"])
+        problems.append(
+            f"{name}:{line}: gate.primary_metric: '{primary}' is not in evaluate.metrics {evaluated}"
+        )
+    for i, rule in enumerate(data["gate"]["rules"]):
+        line = _line_of(node, ["gate", "rules", i])
+        against = any(k in rule for k in ("must", "min_absolute_change", "min_relative_change"))
+        if not any(k in rule for k in ("min", "max")) and not against:
+            problems.append(
+                f"{name}:{line}: gate.rules.{i}: rule for '{rule['metric']}' sets no bound "
+                "(min, max, must, min_absolute_change or min_relative_change)"
+            )
+        if against and rule["metric"] not in METRICS and "greater_is_better" not in rule:
+            problems.append(
+                f"{name}:{line}: gate.rules.{i}.greater_is_better: needed to compare "
+                f"'{rule['metric']}' with production (not a known metric)"
+            )
+    return problems
+
+
+def _line_of(node: yaml.Node | None, path: list[Any], key_line: bool = False) -> int:
+    """1-based line of the YAML node at ``path`` (or of its deepest existing parent)."""
+    line = node.start_mark.line + 1 if node is not None else 1
+    for part in path:
+        child: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == part:
+                    child = key if key_line and part == path[-1] else value
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part < len(node.value):
+                child = node.value[part]
+        if child is None:
+            break
+        node = child
+        line = child.start_mark.line + 1
+    return line
+
+
+def _dotted(path: list[Any]) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _suggest(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    return f" (known keys: {', '.join(known)})"
+
+
+def _with_defaults(data: Any, sub: dict[str, Any]) -> Any:
+    """Copy of ``data`` with every missing key that the schema gives a default for filled in."""
+    if isinstance(data, dict) and "properties" in sub:
+        out = dict(data)
+        for key, prop in sub["properties"].items():
+            if key not in out and "default" in prop:
+                out[key] = copy.deepcopy(prop["default"])
+            if key in out:
+                out[key] = _with_defaults(out[key], prop)
+        return out
+    if isinstance(data, list) and "items" in sub:
+        return [_with_defaults(item, sub["items"]) for item in data]
+    return data
+
+
+def _build(file: Path, d: dict[str, Any]) -> Config:
+    train, evaluate, gate, registry = d["train"], d["evaluate"], d["gate"], d["registry"]
+    return Config(
+        path=file,
+        model=ModelConfig(**d["model"]),
+        train=TrainConfig(
+            command=train["command"],
+            inputs=tuple(train["inputs"]),
+            params=dict(train["params"]),
+            model_output=train["outputs"]["model"],
+            metrics_output=train["outputs"]["metrics"],
+            timeout_minutes=float(train["timeout_minutes"]),
+            cache=bool(train["cache"]),
+        ),
+        evaluate=EvaluateConfig(
+            data=evaluate["data"],
+            target=evaluate["target"],
+            features=tuple(evaluate["features"]),
+            metrics=tuple(evaluate["metrics"]),
+        ),
+        gate=GateConfig(
+            rules=tuple(Rule(**rule) for rule in gate["rules"]),
+            primary_metric=gate["primary_metric"] or evaluate["metrics"][0],
+            significance=float(gate["significance"]),
+            require_improvement=bool(gate["require_improvement"]),
+            bootstrap_samples=int(gate["bootstrap_samples"]),
+            seed=int(gate["seed"]),
+        ),
+        registry=RegistryConfig(
+            tracking_uri=registry["tracking_uri"],
+            artifact_location=registry["artifact_location"],
+            experiment=registry["experiment"] or d["model"]["name"],
+            production_alias=registry["production_alias"],
+            candidate_alias=registry["candidate_alias"],
+        ),
+    )

@@ -1,0 +1,220 @@
+"""Where a model came from: git state, CI context, a fingerprint of its inputs, the environment.
+
+These become tags on the MLflow run and the model version, and together with the params they
+form the step cache key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from mlops_ci.errors import InputError
+
+# Folders never part of a fingerprint: tool state, caches and VCS internals.
+_SKIP_DIRS = {".git", ".mlops", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", "mlruns"}
+_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class GitInfo:
+    repository: str | None
+    commit: str | None
+    branch: str | None
+    dirty: bool | None
+
+
+@dataclass(frozen=True)
+class CiContext:
+    provider: str  # github | azure | local
+    pr: str | None
+    actor: str | None
+    run_url: str | None
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """sha256 of each input file, and one sha256 over that manifest."""
+
+    manifest: dict[str, str]
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Lineage:
+    git: GitInfo
+    ci: CiContext
+    inputs: Fingerprint
+    environment_lock: str  # "name==version" lines, sorted
+    environment_sha256: str
+
+    def tags(self) -> dict[str, str]:
+        """MLflow tags: mlops.* for the toolkit, mlflow.source.* so MLflow's UI shows git too."""
+        tags = {
+            "mlops.ci.provider": self.ci.provider,
+            "mlops.data.fingerprint": self.inputs.sha256,
+            "mlops.env.sha256": self.environment_sha256,
+            "mlops.env.python": sys.version.split()[0],
+        }
+        optional = {
+            "mlops.git.repository": self.git.repository,
+            "mlops.git.commit": self.git.commit,
+            "mlops.git.branch": self.git.branch,
+            "mlops.git.dirty": None if self.git.dirty is None else str(self.git.dirty).lower(),
+            "mlops.ci.pr": self.ci.pr,
+            "mlops.ci.actor": self.ci.actor,
+            "mlops.ci.run_url": self.ci.run_url,
+            "mlflow.source.git.commit": self.git.commit,
+            "mlflow.source.git.branch": self.git.branch,
+            "mlflow.source.git.repoURL": self.git.repository,
+        }
+        tags.update({k: v for k, v in optional.items() if v})
+        return tags
+
+
+def collect(root: Path, inputs: tuple[str, ...], env: Mapping[str, str] | None = None) -> Lineage:
+    env = os.environ if env is None else env
+    lock = environment_lock()
+    return Lineage(
+        git=git_info(root, env),
+        ci=ci_context(env),
+        inputs=fingerprint(root, inputs),
+        environment_lock=lock,
+        environment_sha256=hashlib.sha256(lock.encode()).hexdigest(),
+    )
+
+
+def fingerprint(root: Path, inputs: tuple[str, ...]) -> Fingerprint:
+    """sha256 manifest of the declared inputs; a missing input is an error naming it."""
+    manifest: dict[str, str] = {}
+    for i, entry in enumerate(inputs):
+        path = (root / entry).resolve()
+        if not path.exists():
+            raise InputError(
+                f"mlops.yaml: train.inputs[{i}]: '{entry}' does not exist under {root}",
+                hint="list only files and folders that exist before training",
+            )
+        files = [path] if path.is_file() else sorted(_walk(path))
+        for file in files:
+            manifest[file.relative_to(root.resolve()).as_posix()] = _sha256_file(file)
+    body = json.dumps(manifest, sort_keys=True).encode()
+    return Fingerprint(manifest=manifest, sha256=hashlib.sha256(body).hexdigest())
+
+
+def _walk(folder: Path) -> list[Path]:
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS]
+        out.extend(Path(dirpath) / f for f in filenames)
+    return out
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def environment_lock() -> str:
+    """The installed distributions as sorted ``name==version`` lines (a pip-freeze-like lock)."""
+    seen: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            seen.setdefault(name.lower().replace("_", "-"), dist.version)
+    return "".join(f"{name}=={version}\n" for name, version in sorted(seen.items()))
+
+
+def git_info(root: Path, env: Mapping[str, str]) -> GitInfo:
+    """Git state of the work tree; CI variables win where a CI checkout is detached."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    inside = git("rev-parse", "--is-inside-work-tree") == "true"
+    commit = env.get("GITHUB_SHA") or env.get("BUILD_SOURCEVERSION") or (
+        git("rev-parse", "HEAD") if inside else None
+    )
+    branch = (
+        env.get("GITHUB_HEAD_REF")
+        or env.get("GITHUB_REF_NAME")
+        or env.get("SYSTEM_PULLREQUEST_SOURCEBRANCH")
+        or env.get("BUILD_SOURCEBRANCHNAME")
+        or (git("rev-parse", "--abbrev-ref", "HEAD") if inside else None)
+    )
+    repository = None
+    if env.get("GITHUB_REPOSITORY"):
+        server = env.get("GITHUB_SERVER_URL", "https://github.com")
+        repository = f"{server}/{env['GITHUB_REPOSITORY']}"
+    repository = repository or env.get("BUILD_REPOSITORY_URI")
+    if repository is None and inside:
+        repository = _strip_credentials(git("config", "--get", "remote.origin.url"))
+    dirty = None
+    if inside:
+        status = git("status", "--porcelain", "--untracked-files=no")
+        dirty = bool(status) if status is not None else None
+    return GitInfo(repository=repository, commit=commit, branch=branch, dirty=dirty)
+
+
+def _strip_credentials(url: str | None) -> str | None:
+    """Drop ``user:token@`` from a remote URL so no secret lands in a tag."""
+    if url and "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0]:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://{rest.split('@', 1)[1]}"
+    return url
+
+
+def ci_context(env: Mapping[str, str]) -> CiContext:
+    """Which CI runs us, the pull request and who triggered it."""
+    if env.get("GITHUB_ACTIONS") == "true":
+        run_url = None
+        if env.get("GITHUB_RUN_ID") and env.get("GITHUB_REPOSITORY"):
+            server = env.get("GITHUB_SERVER_URL", "https://github.com")
+            run_url = f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"
+        return CiContext("github", _github_pr(env), env.get("GITHUB_ACTOR"), run_url)
+    if env.get("TF_BUILD"):
+        run_url = None
+        if env.get("SYSTEM_COLLECTIONURI") and env.get("BUILD_BUILDID"):
+            run_url = (
+                f"{env['SYSTEM_COLLECTIONURI']}{env.get('SYSTEM_TEAMPROJECT', '')}"
+                f"/_build/results?buildId={env['BUILD_BUILDID']}"
+            )
+        return CiContext(
+            "azure",
+            env.get("SYSTEM_PULLREQUEST_PULLREQUESTID") or None,
+            env.get("BUILD_REQUESTEDFOR"),
+            run_url,
+        )
+    return CiContext("local", None, env.get("USER") or env.get("USERNAME"), None)
+
+
+def _github_pr(env: Mapping[str, str]) -> str | None:
+    """PR number from the event payload (pull_request events), else from refs/pull/N/merge."""
+    path = env.get("GITHUB_EVENT_PATH")
+    if path and Path(path).is_file():
+        try:
+            event = json.loads(Path(path).read_text("utf-8"))
+        except (OSError, ValueError):
+            event = {}
+        number = (event.get("pull_request") or {}).get("number")
+        if number:
+            return str(number)
+    ref = env.get("GITHUB_REF", "")
+    if ref.startswith("refs/pull/"):
+        return ref.split("/")[2]
+    return None

@@ -1,0 +1,80 @@
+"""The model registry port: what the steps need from MLflow, as plain records.
+
+Steps talk to ``ModelRegistry``; ``registry.mlflow.MlflowRegistry`` is the real adapter and
+``tests/fakes.py`` an in-memory one. Keeping MLflow behind this port keeps ``import mlflow``
+(about a second) out of everything that does not touch the registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from mlops_ci.config import Config
+
+# Tags every step reads or writes; one place, so spellings cannot drift.
+TAG_CACHE_KEY = "mlops.cache_key"
+TAG_COMPLETE = "mlops.complete"
+TAG_MODEL_URI = "mlops.model_uri"
+TAG_VERDICT = "mlops.compare.verdict"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    status: str
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def model_uri(self) -> str | None:
+        return self.tags.get(TAG_MODEL_URI)
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    name: str
+    version: str
+    run_id: str | None
+    source: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """Everything train records in one run; the adapter writes it all or marks the run failed."""
+
+    experiment: str
+    artifact_location: str
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    model_file: Path
+    artifacts: dict[str, Path]  # artifact sub-folder -> local file
+    example_features: Any = None  # a DataFrame of a few feature rows, for the model signature
+
+
+class ModelRegistry(Protocol):
+    def find_cached_run(self, experiment: str, cache_key: str) -> RunRecord | None: ...
+    def log_run(self, run: NewRun) -> RunRecord: ...
+    def get_run(self, run_id: str) -> RunRecord: ...
+    def get_version_by_alias(self, name: str, alias: str) -> VersionRecord | None: ...
+    def get_version(self, name: str, version: str) -> VersionRecord: ...
+    def find_versions_by_run(self, name: str, run_id: str) -> list[VersionRecord]: ...
+    def create_version(
+        self, name: str, run: RunRecord, tags: dict[str, str], description: str
+    ) -> VersionRecord: ...
+    def set_alias(self, name: str, alias: str, version: str) -> None: ...
+    def set_version_tags(self, name: str, version: str, tags: dict[str, str]) -> None: ...
+    def load_model(self, uri: str) -> Any: ...
+    def describe(self) -> str: ...
+
+
+def open_registry(config: Config) -> ModelRegistry:
+    """The MLflow registry named by MLFLOW_TRACKING_URI or the config (imports MLflow lazily)."""
+    from mlops_ci.registry.mlflow import MlflowRegistry
+
+    return MlflowRegistry.for_config(config)

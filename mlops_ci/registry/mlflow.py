@@ -1,0 +1,285 @@
+"""MLflow adapter of the registry port: tracking runs, logged models, registry versions, aliases."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlops_ci.errors import InputError, ServiceError
+from mlops_ci.registry import (
+    TAG_CACHE_KEY,
+    TAG_COMPLETE,
+    TAG_MODEL_URI,
+    NewRun,
+    RunRecord,
+    VersionRecord,
+)
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+    from mlflow.entities.model_registry import ModelVersion
+
+    from mlops_ci.config import Config
+
+# Bounded retries so a dead server fails in seconds, not minutes (users may override).
+_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
+def resolve_tracking_uri(config: Config) -> str:
+    """MLFLOW_TRACKING_URI wins; a relative sqlite path is taken relative to mlops.yaml."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or config.registry.tracking_uri
+    match = re.match(r"^sqlite:///(?!/)(.+)$", uri)
+    if match:
+        db = config.resolve(match.group(1))
+        db.parent.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{db}"
+    return uri
+
+
+def redact(uri: str) -> str:
+    """The URI without credentials, for messages."""
+    return re.sub(r"//[^/@]+@", "//***@", uri)
+
+
+class MlflowRegistry:
+    def __init__(self, tracking_uri: str, artifact_location: str) -> None:
+        for key, value in _HTTP_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+        for noisy in ("mlflow", "alembic"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        import mlflow
+
+        self.uri = tracking_uri
+        self.artifact_location = artifact_location
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+        self.client: MlflowClient = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
+
+    @classmethod
+    def for_config(cls, config: Config) -> MlflowRegistry:
+        location = config.registry.artifact_location
+        if "://" not in location:
+            location = str(config.resolve(location))
+        return cls(resolve_tracking_uri(config), location)
+
+    def describe(self) -> str:
+        return redact(self.uri)
+
+    # --- runs ---------------------------------------------------------------------------------
+
+    def _experiment_id(self, name: str, create: bool) -> str | None:
+        experiment = self._call(self.client.get_experiment_by_name, name)
+        if experiment is not None:
+            return str(experiment.experiment_id)
+        if not create:
+            return None
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self.client.create_experiment(name, artifact_location=self.artifact_location))
+        except MlflowException:  # created meanwhile by a concurrent job
+            experiment = self._call(self.client.get_experiment_by_name, name)
+            if experiment is None:
+                raise
+            return str(experiment.experiment_id)
+
+    def find_cached_run(self, experiment: str, cache_key: str) -> RunRecord | None:
+        exp_id = self._experiment_id(experiment, create=False)
+        if exp_id is None:
+            return None
+        query = (
+            f"tags.`{TAG_CACHE_KEY}` = '{cache_key}' and tags.`{TAG_COMPLETE}` = 'true' "
+            "and attributes.status = 'FINISHED'"
+        )
+        runs = self._call(
+            self.client.search_runs, [exp_id], query, max_results=1, order_by=["start_time DESC"]
+        )
+        return _run_record(runs[0]) if runs else None
+
+    def log_run(self, run: NewRun) -> RunRecord:
+        """One run with params, metrics, tags, artifacts and the model; complete or FAILED."""
+        import mlflow
+
+        exp_id = self._experiment_id(run.experiment, create=True)
+        with mlflow.start_run(experiment_id=exp_id) as active:
+            run_id = active.info.run_id
+            mlflow.log_params(run.params)
+            mlflow.log_metrics(run.metrics)
+            mlflow.set_tags(run.tags)
+            for folder, path in run.artifacts.items():
+                mlflow.log_artifact(str(path), artifact_path=folder)
+            model_uri = self._log_sklearn_model(run.model_file, run.example_features)
+            mlflow.set_tags({TAG_MODEL_URI: model_uri, TAG_COMPLETE: "true"})
+        return self.get_run(run_id)
+
+    def _log_sklearn_model(self, model_file: Path, example: Any) -> str:
+        import mlflow.sklearn
+
+        model = load_model_file(model_file)
+        signature = None
+        if example is not None:
+            from mlflow.models import infer_signature
+
+            signature = infer_signature(example, model.predict(example))
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=signature,
+            pip_requirements=_serving_requirements(),
+            skops_trusted_types=_skops_types(model),
+        )
+        return str(info.model_uri)
+
+    def get_run(self, run_id: str) -> RunRecord:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return _run_record(self.client.get_run(run_id))
+        except MlflowException as err:
+            if _is_not_found(err):
+                raise InputError(
+                    f"run '{run_id}' not found in {self.describe()}",
+                    hint="pass the run id `mlops-ci train` printed",
+                ) from None
+            raise self._service_error(err) from None
+
+    # --- registry -----------------------------------------------------------------------------
+
+    def get_version_by_alias(self, name: str, alias: str) -> VersionRecord | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return _version_record(self.client.get_model_version_by_alias(name, alias))
+        except MlflowException as err:
+            if _is_not_found(err):
+                return None
+            raise self._service_error(err) from None
+
+    def get_version(self, name: str, version: str) -> VersionRecord:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return _version_record(self.client.get_model_version(name, version))
+        except MlflowException as err:
+            if _is_not_found(err):
+                raise InputError(f"model '{name}' has no version '{version}' in {self.describe()}") from None
+            raise self._service_error(err) from None
+
+    def find_versions_by_run(self, name: str, run_id: str) -> list[VersionRecord]:
+        found = self._call(
+            self.client.search_model_versions, f"name = '{name}' and run_id = '{run_id}'"
+        )
+        return [_version_record(v) for v in found]
+
+    def create_version(
+        self, name: str, run: RunRecord, tags: dict[str, str], description: str
+    ) -> VersionRecord:
+        """A new version whose tags are written with it, so it is never seen half-tagged."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.create_registered_model(name)
+        except MlflowException as err:
+            if "RESOURCE_ALREADY_EXISTS" not in str(err.error_code):
+                raise self._service_error(err) from None
+        source = run.model_uri
+        if source is None:
+            raise InputError(f"run '{run.run_id}' has no model ({TAG_MODEL_URI} tag missing)")
+        model_id = source.removeprefix("models:/") if source.startswith("models:/m-") else None
+        version = self._call(
+            self.client.create_model_version,
+            name,
+            source=source,
+            run_id=run.run_id,
+            tags=tags,
+            description=description,
+            model_id=model_id,
+        )
+        return _version_record(version)
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self._call(self.client.set_registered_model_alias, name, alias, version)
+
+    def set_version_tags(self, name: str, version: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self._call(self.client.set_model_version_tag, name, version, key, value)
+
+    def load_model(self, uri: str) -> Any:
+        import mlflow.sklearn
+
+        return self._call(mlflow.sklearn.load_model, uri)
+
+    # --- errors -------------------------------------------------------------------------------
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return fn(*args, **kwargs)
+        except MlflowException as err:
+            raise self._service_error(err) from None
+
+    def _service_error(self, err: Exception) -> ServiceError:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return ServiceError(
+            f"MLflow at {self.describe()} failed: {first[:300]}",
+            hint="check MLFLOW_TRACKING_URI and that the server is reachable",
+        )
+
+
+def load_model_file(path: Path) -> Any:
+    """A scikit-learn model the training command wrote: .skops, or joblib/pickle otherwise."""
+    if path.suffix == ".skops":
+        import skops.io
+
+        return skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))
+    import joblib
+
+    return joblib.load(path)
+
+
+def _skops_types(model: Any) -> list[str]:
+    """Types in the user's own freshly trained model that skops must be told to trust."""
+    import skops.io
+
+    return list(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
+
+
+def _serving_requirements() -> list[str]:
+    """Pinned requirements of the logged model; passing them skips MLflow's slow inference."""
+    from importlib import metadata
+
+    pins = []
+    for dist in ("scikit-learn", "numpy", "scipy", "pandas", "skops"):
+        try:
+            pins.append(f"{dist}=={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return pins
+
+
+def _is_not_found(err: Exception) -> bool:
+    code = str(getattr(err, "error_code", ""))
+    return "RESOURCE_DOES_NOT_EXIST" in code or (
+        "INVALID_PARAMETER_VALUE" in code and "not found" in str(err)
+    )
+
+
+def _run_record(run: Run) -> RunRecord:
+    return RunRecord(
+        run_id=run.info.run_id,
+        status=run.info.status,
+        params=dict(run.data.params),
+        metrics={k: float(v) for k, v in run.data.metrics.items()},
+        tags=dict(run.data.tags),
+    )
+
+
+def _version_record(v: ModelVersion) -> VersionRecord:
+    return VersionRecord(
+        name=v.name, version=str(v.version), run_id=v.run_id, source=v.source, tags=dict(v.tags)
+    )
