@@ -49,9 +49,11 @@ class MlflowRegistry:
     def __init__(self, tracking_uri: str, artifact_location: str) -> None:
         for key, value in _HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)
+        import mlflow
+
+        # MLflow sets its loggers to INFO on import; its table-creation chatter is not ours.
         for noisy in ("mlflow", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-        import mlflow
 
         self.uri = tracking_uri
         self.artifact_location = artifact_location

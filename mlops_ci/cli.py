@@ -1,0 +1,233 @@
+"""The `mlops-ci` command: one short function per verb; heavy libraries load inside verbs only.
+
+Every failure is an MlopsError caught in ``main`` and printed as one line (plus a hint), with
+the exit code of its class: 1 the gate said no, 2 bad input, 3 an outside service failed.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from mlops_ci import __version__
+from mlops_ci.errors import ConfigError, MlopsError
+
+if TYPE_CHECKING:
+    from mlops_ci.config import Config
+
+INTERNAL_ERROR = 4
+
+CONFIG_OPTION = click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="mlops.yaml, or the folder holding it (default: ./mlops.yaml).",
+)
+
+
+def _load(config_path: Path | None) -> Config:
+    from mlops_ci.config import load_config
+
+    return load_config(config_path)
+
+
+def _open(config: Config) -> Any:
+    from mlops_ci.registry import open_registry
+
+    return open_registry(config)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mlops-ci")
+@click.option("--debug", is_flag=True, help="Show the full traceback of errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """CI/CD for machine-learning models.
+
+    Train a model (cached), compare it fairly with the model in production, register it in the
+    MLflow model registry and promote it. Start with `mlops-ci demo`, or `mlops-ci init` in
+    your project.
+    """
+    ctx.obj = {"debug": debug}
+
+
+@cli.command()
+@click.option("--dir", "folder", type=click.Path(path_type=Path), default=Path("."),
+              help="Folder to write mlops.yaml into.")
+@click.option("--force", is_flag=True, help="Overwrite an existing mlops.yaml.")
+def init(folder: Path, force: bool) -> None:
+    """Write a commented starter mlops.yaml."""
+    from importlib import resources
+
+    target = folder / "mlops.yaml"
+    if target.exists() and not force:
+        raise MlopsError(f"{target}: already exists", hint="pass --force to overwrite it")
+    folder.mkdir(parents=True, exist_ok=True)
+    text = resources.files("mlops_ci").joinpath("templates/mlops.yaml").read_text("utf-8")
+    target.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {target}; edit it, then run `mlops-ci validate`")
+
+
+@cli.command()
+@CONFIG_OPTION
+def validate(config_path: Path | None) -> None:
+    """Check mlops.yaml against its schema; print every problem with its line."""
+    config = _load(config_path)
+    click.echo(f"{config.path}: valid (model {config.model.name})")
+
+
+@cli.command()
+@CONFIG_OPTION
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Override a train.params value; repeatable.")
+@click.option("--no-cache", is_flag=True, help="Retrain even when an identical run exists.")
+def train(config_path: Path | None, params: tuple[str, ...], no_cache: bool) -> None:
+    """Run the training command and record the run, params, metrics, model and lineage in MLflow.
+
+    When code/data inputs, params and environment match an earlier successful run, that run
+    is reused instead of retraining. Prints the run id (also a `run_id` step output in CI).
+    """
+    from mlops_ci.ci import emit_outputs
+    from mlops_ci.steps.train import parse_overrides
+    from mlops_ci.steps.train import train as train_step
+
+    config = _load(config_path)
+    result = train_step(config, _open(config), parse_overrides(params), use_cache=not no_cache)
+    if result.cached:
+        click.echo(f"cache hit: inputs, params and environment unchanged; reusing run {result.run_id}")
+    else:
+        click.echo(f"trained in {result.duration_s:.1f}s; logged run {result.run_id}")
+    for name, value in sorted(result.metrics.items()):
+        click.echo(f"  {name} = {value:.4f}")
+    click.echo(f"run_id={result.run_id}")
+    emit_outputs({"run_id": result.run_id, "cached": str(result.cached).lower()})
+
+
+@cli.command()
+@CONFIG_OPTION
+@click.option("--run", "run_id", default=None, help="Candidate run id (default: the last `train`).")
+def compare(config_path: Path | None, run_id: str | None) -> None:
+    """Score the candidate and the production model on the same evaluation data and apply the gate.
+
+    Writes .mlops/comparison.json and .mlops/comparison.md. Exit 0 on pass or no-baseline,
+    1 when the gate fails.
+    """
+    from mlops_ci.ci import emit_outputs
+    from mlops_ci.errors import GateFailed
+    from mlops_ci.steps.compare import FAIL, markdown
+    from mlops_ci.steps.compare import compare as compare_step
+
+    config = _load(config_path)
+    result = compare_step(config, _open(config), run_id)
+    click.echo(markdown(result))
+    emit_outputs({"verdict": result.verdict, "run_id": result.candidate.run_id or ""})
+    if result.verdict == FAIL:
+        raise GateFailed(f"verdict fail for run {result.candidate.run_id}; see .mlops/comparison.md")
+
+
+@cli.command()
+@CONFIG_OPTION
+@click.option("--run", "run_id", default=None,
+              help="Run to register (default: the candidate of .mlops/comparison.json).")
+@click.option("--force", is_flag=True, help="Register even without a passing comparison (recorded).")
+def register(config_path: Path | None, run_id: str | None, force: bool) -> None:
+    """Register the compared run as a new model version with lineage tags; alias it `candidate`."""
+    from mlops_ci.ci import emit_outputs
+    from mlops_ci.steps.register import register as register_step
+
+    config = _load(config_path)
+    result = register_step(config, _open(config), run_id, force=force)
+    what = "already registered as" if result.existing else "registered"
+    click.echo(f"{what} {result.name} v{result.version} (verdict {result.verdict}); "
+               f"alias '{result.alias}' -> v{result.version}")
+    emit_outputs({"model_name": result.name, "model_version": result.version})
+
+
+@cli.command()
+@CONFIG_OPTION
+@click.option("--version", "version", required=True, help="Version number, or @alias (e.g. @candidate).")
+@click.option("--by", default=None, help="Who promotes (default: the CI actor or $USER).")
+@click.option("--reason", required=True, help="Why; recorded on the version.")
+@click.option("--force", is_flag=True, help="Promote even a version without a passing comparison.")
+def promote(config_path: Path | None, version: str, by: str | None, reason: str, force: bool) -> None:
+    """Move the production alias to a model version, recording who, when and why."""
+    import os
+
+    from mlops_ci.lineage import ci_context
+    from mlops_ci.steps.promote import promote as promote_step
+
+    config = _load(config_path)
+    who = by or ci_context(os.environ).actor or "unknown"
+    result = promote_step(config, _open(config), version, who, reason, force=force)
+    before = f"v{result.previous}" if result.previous else "nothing"
+    click.echo(f"{result.name}: alias '{result.alias}' {before} -> v{result.version} "
+               f"(by {result.by}: {result.reason})")
+
+
+@cli.command()
+@click.option("--dir", "folder", type=click.Path(path_type=Path), default=None,
+              help="Empty folder to run in (default: a new temporary folder, kept afterwards).")
+def demo(folder: Path | None) -> None:
+    """Run the iris example end to end: train, compare, register, promote, then a changed model.
+
+    Uses the embedded registry (MLflow on SQLite in the folder), no network and no server.
+    """
+    from mlops_ci.steps.compare import markdown
+    from mlops_ci.steps.pipeline import run_demo
+
+    dest = folder or Path(tempfile.mkdtemp(prefix="mlops-ci-demo-"))
+    click.echo(f"demo project: {dest}")
+    result = run_demo(dest)
+    first, second = result.first, result.second
+    click.echo(f"\n[1] trained run {first.train.run_id}")
+    click.echo(markdown(first.comparison))
+    assert first.registered is not None
+    click.echo(f"registered {first.registered.name} v{first.registered.version}; "
+               f"promoted: alias '{result.promoted.alias}' -> v{result.promoted.version}")
+    change = ", ".join(f"{k}={v}" for k, v in result.change.items())
+    click.echo(f"\n[2] retrained with {change}: run {second.train.run_id}")
+    click.echo(markdown(second.comparison))
+    if second.registered is not None:
+        click.echo(f"registered {second.registered.name} v{second.registered.version} "
+                   f"(alias '{second.registered.alias}')")
+    else:
+        click.echo(f"refused: {second.refused}")
+    click.echo(f"\nreport:   {result.project / '.mlops' / 'comparison.md'}")
+    click.echo(f"registry: {result.registry}")
+    click.echo(f"browse:   mlflow ui --backend-store-uri {result.registry}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and turn errors into one line and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="mlops-ci", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(2)
+    except MlopsError as err:
+        if debug:
+            traceback.print_exc()
+        lines = err.problems if isinstance(err, ConfigError) else [str(err)]
+        for line in lines:
+            click.echo(f"error: {line}", err=True)
+        if err.hint:
+            click.echo(f"hint: {err.hint}", err=True)
+        sys.exit(err.exit_code)
+    except Exception as err:  # a bug in mlops-ci, not the user's input
+        if debug:
+            traceback.print_exc()
+        click.echo(f"internal error: {type(err).__name__}: {err}", err=True)
+        click.echo("hint: rerun with --debug for the traceback and report it", err=True)
+        sys.exit(INTERNAL_ERROR)

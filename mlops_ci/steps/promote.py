@@ -1,0 +1,76 @@
+"""promote: move the production alias to a version, recording who did it, when and why."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from mlops_ci.config import Config
+from mlops_ci.errors import GateFailed, InputError
+from mlops_ci.registry import TAG_VERDICT, ModelRegistry, VersionRecord
+
+_PROMOTABLE = {"pass", "no-baseline"}
+
+
+@dataclass(frozen=True)
+class PromoteResult:
+    name: str
+    version: str
+    alias: str
+    previous: str | None
+    by: str
+    reason: str
+    at: str
+
+
+def promote(
+    config: Config,
+    registry: ModelRegistry,
+    version: str,
+    by: str,
+    reason: str,
+    force: bool = False,
+) -> PromoteResult:
+    """``version`` is a number or ``@alias`` (e.g. ``@candidate``)."""
+    name = config.model.name
+    alias = config.registry.production_alias
+    target = _resolve(registry, name, version)
+    verdict = target.tags.get(TAG_VERDICT)
+    if verdict not in _PROMOTABLE and not force:
+        raise GateFailed(
+            f"{name} v{target.version} has comparison verdict '{verdict or 'none'}'; not promoting",
+            hint="promote a version that passed compare, or pass --force (recorded)",
+        )
+    previous = registry.get_version_by_alias(name, alias)
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    registry.set_version_tags(
+        name,
+        target.version,
+        {
+            f"mlops.promoted.{alias}.by": by,
+            f"mlops.promoted.{alias}.at": at,
+            f"mlops.promoted.{alias}.reason": reason,
+            f"mlops.promoted.{alias}.forced": str(force).lower(),
+        },
+    )
+    registry.set_alias(name, alias, target.version)
+    if previous is not None and previous.version != target.version:
+        registry.set_version_tags(
+            name,
+            previous.version,
+            {f"mlops.replaced.{alias}.at": at, f"mlops.replaced.{alias}.by_version": target.version},
+        )
+    return PromoteResult(
+        name, target.version, alias, previous.version if previous else None, by, reason, at
+    )
+
+
+def _resolve(registry: ModelRegistry, name: str, version: str) -> VersionRecord:
+    if version.startswith("@"):
+        found = registry.get_version_by_alias(name, version[1:])
+        if found is None:
+            raise InputError(f"model '{name}' has no alias '{version[1:]}' in {registry.describe()}")
+        return found
+    if not version.isdigit():
+        raise InputError(f"--version '{version}': expected a version number or @alias")
+    return registry.get_version(name, version)

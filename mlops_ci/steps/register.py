@@ -1,0 +1,89 @@
+"""register: a new model version from a training run, only when its comparison passed.
+
+Tags (lineage, metrics, verdict) are written with the version in one call, and a rerun for
+the same run finds the version it made instead of adding a second one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from mlops_ci.config import Config
+from mlops_ci.errors import GateFailed, InputError
+from mlops_ci.registry import TAG_COMPLETE, TAG_VERDICT, ModelRegistry, RunRecord
+from mlops_ci.steps.compare import FAIL, ComparisonResult, last_trained_run, load_comparison
+
+_LINEAGE_PREFIXES = ("mlops.git.", "mlops.ci.", "mlops.data.", "mlops.env.", "mlflow.source.git.")
+
+
+@dataclass(frozen=True)
+class RegisterResult:
+    name: str
+    version: str
+    run_id: str
+    verdict: str
+    forced: bool
+    alias: str
+    existing: bool  # the run already had a version; nothing new was created
+
+
+def register(
+    config: Config, registry: ModelRegistry, run_id: str | None = None, force: bool = False
+) -> RegisterResult:
+    """Register ``run_id`` (default: the run in .mlops/comparison.json, else the last trained)."""
+    comparison = load_comparison(config)
+    if run_id is None:
+        run_id = comparison.candidate.run_id if comparison else None
+        run_id = run_id or last_trained_run(config)
+    verdict = _verdict_for(comparison, run_id, force)
+    run = registry.get_run(run_id)
+    name = config.model.name
+    alias = config.registry.candidate_alias
+
+    existing = registry.find_versions_by_run(name, run_id)
+    if existing:
+        version = max(existing, key=lambda v: int(v.version))
+        if version.tags.get(TAG_COMPLETE) != "true":  # an earlier call died before finishing
+            registry.set_version_tags(name, version.version, _tags(run, comparison, verdict, force))
+        registry.set_alias(name, alias, version.version)
+        return RegisterResult(name, version.version, run_id, verdict, force, alias, existing=True)
+
+    description = f"Registered by mlops-ci from run {run_id} (verdict: {verdict})."
+    created = registry.create_version(name, run, _tags(run, comparison, verdict, force), description)
+    registry.set_alias(name, alias, created.version)
+    return RegisterResult(name, created.version, run_id, verdict, force, alias, existing=False)
+
+
+def _verdict_for(comparison: ComparisonResult | None, run_id: str, force: bool) -> str:
+    if comparison is None or comparison.candidate.run_id != run_id:
+        if force:
+            return "forced"
+        raise InputError(
+            f"no comparison for run {run_id} in .mlops/comparison.json",
+            hint="run `mlops-ci compare` first, or pass --force to register without one",
+        )
+    if comparison.verdict == FAIL and not force:
+        failed = [c.name for c in comparison.checks if c.status == FAIL]
+        raise GateFailed(
+            f"run {run_id} failed its comparison ({'; '.join(failed)}); not registering",
+            hint="pass --force to register it anyway (recorded on the version)",
+        )
+    return comparison.verdict
+
+
+def _tags(
+    run: RunRecord, comparison: ComparisonResult | None, verdict: str, forced: bool
+) -> dict[str, str]:
+    tags = {k: v for k, v in run.tags.items() if k.startswith(_LINEAGE_PREFIXES)}
+    tags.update({TAG_VERDICT: verdict, "mlops.forced": str(forced).lower()})
+    tags["mlops.registered_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    tags["mlops.run_id"] = run.run_id
+    if comparison is not None and comparison.candidate.run_id == run.run_id:
+        for metric, value in comparison.candidate.metrics.items():
+            tags[f"mlops.metric.{metric}"] = f"{value:.6g}"
+        tags["mlops.compare.data_sha256"] = comparison.evaluation["sha256"]
+        if comparison.production is not None and comparison.production.version:
+            tags["mlops.compare.baseline_version"] = comparison.production.version
+    tags[TAG_COMPLETE] = "true"
+    return tags

@@ -1,0 +1,229 @@
+"""train: run the user's training command, or reuse an identical earlier run (the step cache).
+
+The cache key covers everything that decides the result: the command, the params, a sha256
+manifest of the declared inputs (code and data), the environment lock and the output layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shlex
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from mlops_ci import lineage
+from mlops_ci.config import Config, Scalar
+from mlops_ci.errors import InputError, TrainingError
+from mlops_ci.evaldata import load_evaluation
+from mlops_ci.records import mlops_dir, write_json_atomic, write_text_atomic
+from mlops_ci.registry import TAG_CACHE_KEY, ModelRegistry, NewRun
+
+RECORD = "train.json"
+_LOG_TAIL_LINES = 5
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    cached: bool
+    cache_key: str
+    params: dict[str, str]
+    metrics: dict[str, float]
+    model_uri: str | None
+    data_fingerprint: str
+    duration_s: float
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def parse_overrides(pairs: tuple[str, ...]) -> dict[str, Scalar]:
+    """``--param K=V`` values, typed as YAML scalars (``0.1`` is a float, ``true`` a bool)."""
+    out: dict[str, Scalar] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--param '{pair}': expected KEY=VALUE, for example --param C=0.5")
+        value = yaml.safe_load(raw) if raw else ""
+        if not isinstance(value, (str, int, float, bool)):
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+def cache_key(config: Config, params: Mapping[str, Scalar], trace: lineage.Lineage) -> str:
+    body = {
+        "command": config.train.command,
+        "params": {k: str(v) for k, v in sorted(params.items())},
+        "inputs": trace.inputs.sha256,
+        "environment": trace.environment_sha256,
+        "flavor": config.model.flavor,
+        "outputs": [config.train.model_output, config.train.metrics_output],
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def train(
+    config: Config,
+    registry: ModelRegistry,
+    overrides: Mapping[str, Scalar] | None = None,
+    use_cache: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> TrainResult:
+    """Train (or reuse a cached run) and record it in MLflow with its lineage."""
+    env = dict(os.environ if env is None else env)
+    started = time.monotonic()
+    params: dict[str, Scalar] = {**config.train.params, **(overrides or {})}
+    trace = lineage.collect(config.root, config.train.inputs, env)
+    key = cache_key(config, params, trace)
+    experiment = config.registry.experiment
+
+    if use_cache and config.train.cache:
+        hit = registry.find_cached_run(experiment, key)
+        if hit is not None:
+            result = TrainResult(
+                run_id=hit.run_id,
+                cached=True,
+                cache_key=key,
+                params=hit.params,
+                metrics=hit.metrics,
+                model_uri=hit.model_uri,
+                data_fingerprint=trace.inputs.sha256,
+                duration_s=time.monotonic() - started,
+                tags=hit.tags,
+            )
+            _save_record(config, result)
+            return result
+
+    work = mlops_dir(config.root) / "train"
+    model_file = config.resolve(config.train.model_output)
+    metrics_file = config.resolve(config.train.metrics_output)
+    for stale in (model_file, metrics_file):
+        stale.unlink(missing_ok=True)  # never pick up the last run's outputs
+    log = _run_command(config, params, env, work / "train.log")
+    metrics = _read_metrics(config, metrics_file)
+    if not model_file.is_file():
+        raise TrainingError(
+            f"mlops.yaml: train.outputs.model: the training command wrote no model at "
+            f"'{config.train.model_output}'",
+            hint="save the fitted estimator there, e.g. joblib.dump(model, path)",
+        )
+
+    artifacts = {
+        "lineage": write_json_atomic(work / "inputs.manifest.json", trace.inputs.manifest),
+        "lineage/environment": write_text_atomic(work / "requirements.lock", trace.environment_lock),
+        "logs": log,
+    }
+    tags = {**trace.tags(), TAG_CACHE_KEY: key, "mlops.model.name": config.model.name}
+    example = None
+    data = config.resolve(config.evaluate.data)
+    if data.is_file():
+        example = load_evaluation(config, nrows=5).features
+    record = registry.log_run(
+        NewRun(
+            experiment=experiment,
+            artifact_location=config.registry.artifact_location,
+            params={k: str(v) for k, v in params.items()},
+            metrics=metrics,
+            tags=tags,
+            model_file=model_file,
+            artifacts=artifacts,
+            example_features=example,
+        )
+    )
+    result = TrainResult(
+        run_id=record.run_id,
+        cached=False,
+        cache_key=key,
+        params=record.params,
+        metrics=record.metrics,
+        model_uri=record.model_uri,
+        data_fingerprint=trace.inputs.sha256,
+        duration_s=time.monotonic() - started,
+        tags=record.tags,
+    )
+    _save_record(config, result)
+    return result
+
+
+def _run_command(
+    config: Config, params: Mapping[str, Scalar], env: dict[str, str], log_path: Path
+) -> Path:
+    """Run the command without a shell; its output goes to a log that becomes an artifact."""
+    try:
+        argv = shlex.split(config.train.command)
+    except ValueError as err:
+        raise InputError(f"mlops.yaml: train.command: cannot be split into words: {err}") from None
+    env = {**env, "MLOPS_PARAMS": json.dumps(params, sort_keys=True)}
+    env.update({f"MLOPS_PARAM_{k.upper()}": str(v) for k, v in params.items()})
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w", encoding="utf-8") as log:
+        try:
+            done = subprocess.run(
+                argv,
+                cwd=config.root,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=config.train.timeout_minutes * 60,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise TrainingError(
+                f"mlops.yaml: train.command: program '{argv[0]}' not found",
+                hint="check the command runs in the folder of mlops.yaml",
+            ) from None
+        except subprocess.TimeoutExpired:
+            raise TrainingError(
+                f"mlops.yaml: train.command: still running after "
+                f"{config.train.timeout_minutes:g} minutes (train.timeout_minutes); stopped"
+            ) from None
+    if done.returncode != 0:
+        tail = log_path.read_text("utf-8", errors="replace").strip().splitlines()[-_LOG_TAIL_LINES:]
+        last = tail[-1] if tail else "(no output)"
+        raise TrainingError(
+            f"mlops.yaml: train.command '{config.train.command}' exited with code "
+            f"{done.returncode}: {last}",
+            hint=f"full log: {log_path}",
+        )
+    return log_path
+
+
+def _read_metrics(config: Config, path: Path) -> dict[str, float]:
+    where = f"mlops.yaml: train.outputs.metrics: '{config.train.metrics_output}'"
+    if not path.is_file():
+        raise TrainingError(
+            f"{where}: the training command wrote no metrics file",
+            hint='write a JSON object such as {"accuracy": 0.93}',
+        )
+    try:
+        raw = json.loads(path.read_text("utf-8"))
+    except ValueError as err:
+        raise TrainingError(f"{where}: not valid JSON ({err})") from None
+    if not isinstance(raw, dict) or not raw:
+        raise TrainingError(f"{where}: must be a non-empty JSON object of metric name to number")
+    metrics: dict[str, float] = {}
+    for name, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise TrainingError(f"{where}: metric '{name}' is {value!r}, not a finite number")
+        metrics[str(name)] = float(value)
+    return metrics
+
+
+def _save_record(config: Config, result: TrainResult) -> None:
+    record = {
+        "run_id": result.run_id,
+        "cached": result.cached,
+        "cache_key": result.cache_key,
+        "model_uri": result.model_uri,
+        "metrics": result.metrics,
+        "params": result.params,
+        "data_fingerprint": result.data_fingerprint,
+    }
+    write_json_atomic(mlops_dir(config.root) / RECORD, record)
