@@ -239,7 +239,7 @@ def _dotted(path: list[Any]) -> str:
 
 
 def _suggest(key: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(key, known, n=1)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.7)
     if close:
         return f" (did you mean '{close[0]}'?)"
     return f" (known keys: {', '.join(known)})"

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlops_ci.config import Config, load_config
+from mlops_ci.steps.pipeline import copy_example
+from tests.fakes import InMemoryRegistry
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh copy of the iris example; MLFLOW_TRACKING_URI unset so its own config counts."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return copy_example(tmp_path / "iris")
+
+
+@pytest.fixture
+def config(project: Path) -> Config:
+    return load_config(project)
+
+
+@pytest.fixture
+def fake_registry() -> InMemoryRegistry:
+    return InMemoryRegistry()

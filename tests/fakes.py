@@ -1,0 +1,81 @@
+"""In-memory fakes of the ports, shared by the unit tests (no MLflow, no disk registry)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from mlops_ci.errors import InputError
+from mlops_ci.registry import TAG_COMPLETE, TAG_MODEL_URI, NewRun, RunRecord, VersionRecord
+from mlops_ci.registry.mlflow import load_model_file
+
+
+class InMemoryRegistry:
+    """Implements mlops_ci.registry.ModelRegistry with dicts; models are kept as objects."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, RunRecord] = {}
+        self.models: dict[str, Any] = {}
+        self.versions: dict[str, dict[str, VersionRecord]] = {}
+        self.aliases: dict[str, dict[str, str]] = {}
+        self._ids = itertools.count(1)
+
+    # test helpers -------------------------------------------------------------------------
+    def add_run(self, model: Any, metrics: dict[str, float] | None = None, **tags: str) -> RunRecord:
+        run_id = f"run{next(self._ids)}"
+        uri = f"models:/m-{run_id}"
+        self.models[uri] = model
+        record = RunRecord(
+            run_id, "FINISHED", {}, dict(metrics or {}), {**tags, TAG_MODEL_URI: uri, TAG_COMPLETE: "true"}
+        )
+        self.runs[run_id] = record
+        return record
+
+    # port ---------------------------------------------------------------------------------
+    def find_cached_run(self, experiment: str, cache_key: str) -> RunRecord | None:
+        hits = [r for r in self.runs.values() if r.tags.get("mlops.cache_key") == cache_key]
+        return hits[-1] if hits else None
+
+    def log_run(self, run: NewRun) -> RunRecord:
+        record = self.add_run(load_model_file(run.model_file), run.metrics, **run.tags)
+        record.params.update(run.params)
+        return record
+
+    def get_run(self, run_id: str) -> RunRecord:
+        if run_id not in self.runs:
+            raise InputError(f"run '{run_id}' not found")
+        return self.runs[run_id]
+
+    def get_version_by_alias(self, name: str, alias: str) -> VersionRecord | None:
+        number = self.aliases.get(name, {}).get(alias)
+        return self.versions[name][number] if number else None
+
+    def get_version(self, name: str, version: str) -> VersionRecord:
+        try:
+            return self.versions[name][version]
+        except KeyError:
+            raise InputError(f"model '{name}' has no version '{version}'") from None
+
+    def find_versions_by_run(self, name: str, run_id: str) -> list[VersionRecord]:
+        return [v for v in self.versions.get(name, {}).values() if v.run_id == run_id]
+
+    def create_version(
+        self, name: str, run: RunRecord, tags: dict[str, str], description: str
+    ) -> VersionRecord:
+        versions = self.versions.setdefault(name, {})
+        number = str(len(versions) + 1)
+        versions[number] = VersionRecord(name, number, run.run_id, run.model_uri or "", dict(tags))
+        return versions[number]
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self.get_version(name, version)
+        self.aliases.setdefault(name, {})[alias] = version
+
+    def set_version_tags(self, name: str, version: str, tags: dict[str, str]) -> None:
+        self.get_version(name, version).tags.update(tags)
+
+    def load_model(self, uri: str) -> Any:
+        return self.models[uri]
+
+    def describe(self) -> str:
+        return "memory://"

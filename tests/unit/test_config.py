@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlops_ci.config import load_config, schema
+from mlops_ci.errors import ConfigError
+from mlops_ci.metrics import METRICS
+from tests.helpers import run_cli
+
+VALID = """\
+version: 1
+model: {name: demo}
+train:
+  command: python train.py
+evaluate:
+  data: data/test.csv
+  target: label
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "mlops.yaml"
+    path.write_text(text)
+    return path
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    return err.value.problems
+
+
+def test_minimal_file_gets_schema_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID))
+    assert config.model.flavor == "sklearn"
+    assert config.train.model_output == "outputs/model.joblib"
+    assert config.evaluate.metrics == ("accuracy",)
+    assert config.gate.primary_metric == "accuracy"
+    assert config.gate.significance == 0.05
+    assert config.registry.experiment == "demo"
+    assert config.registry.tracking_uri == "sqlite:///.mlops/mlflow.db"
+
+
+def test_example_config_loads(config: Any) -> None:
+    assert config.model.name == "iris-classifier"
+    assert config.gate.rules[0].must == "not_worse_than_production"
+    assert config.gate.rules[0].tolerance == 0.005
+
+
+def test_unknown_key_names_line_and_suggests(tmp_path: Path) -> None:
+    text = VALID.replace("  target: label\n", "  target: label\n  metrix: [accuracy]\n")
+    assert problems(tmp_path, text) == [
+        "mlops.yaml:8: evaluate.metrix: unknown key (did you mean 'metrics'?)"
+    ]
+
+
+def test_wrong_type_and_missing_key_each_get_a_line(tmp_path: Path) -> None:
+    text = VALID.replace("model: {name: demo}", "model: {flavor: sklearn}").replace(
+        "  command: python train.py", "  command: python train.py\n  timeout_minutes: soon"
+    )
+    assert problems(tmp_path, text) == [
+        "mlops.yaml:2: model.name: required key is missing",
+        "mlops.yaml:5: train.timeout_minutes: 'soon' is not of type 'number'",
+    ]
+
+
+def test_bad_enum_in_list_item(tmp_path: Path) -> None:
+    text = VALID + "  metrics: [accuracy, auc]\n"
+    (line,) = problems(tmp_path, text)
+    assert line.startswith("mlops.yaml:8: evaluate.metrics.1: 'auc' is not one of")
+
+
+def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
+    (line,) = problems(tmp_path, VALID + "gate: {rules: [\n")
+    assert line.startswith("mlops.yaml:") and "YAML syntax error" in line
+    assert line.split(":")[1].isdigit()
+
+
+def test_missing_file_hints_init(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path)
+    assert "no such file" in str(err.value)
+    assert err.value.hint and "mlops-ci init" in err.value.hint
+
+
+def test_cross_key_checks(tmp_path: Path) -> None:
+    text = VALID + "gate:\n  primary_metric: f1_macro\n  rules:\n    - {metric: latency_ms}\n"
+    assert problems(tmp_path, text) == [
+        "mlops.yaml:9: gate.primary_metric: 'f1_macro' is not in evaluate.metrics ['accuracy']",
+        "mlops.yaml:11: gate.rules.0: rule for 'latency_ms' sets no bound "
+        "(min, max, must, min_absolute_change or min_relative_change)",
+    ]
+
+
+def test_unknown_metric_against_production_needs_direction(tmp_path: Path) -> None:
+    text = VALID + "gate:\n  rules:\n    - {metric: latency_ms, must: not_worse_than_production}\n"
+    (line,) = problems(tmp_path, text)
+    assert line.startswith("mlops.yaml:10: gate.rules.0.greater_is_better: needed")
+
+
+def test_every_schema_key_has_description_and_default() -> None:
+    def walk(node: dict[str, Any], path: str, required: list[str]) -> None:
+        for key, prop in node.get("properties", {}).items():
+            where = f"{path}.{key}".lstrip(".")
+            assert prop.get("description"), f"{where} has no description"
+            optional_without_default = key not in required and "default" not in prop
+            is_rule_bound = ".rules" in where  # a rule's bounds are absent unless set
+            assert not optional_without_default or is_rule_bound, f"{where} has no default"
+            walk(prop, where, prop.get("required", []))
+            if "items" in prop:
+                walk(prop["items"], f"{where}[]", prop["items"].get("required", []))
+
+    walk(schema(), "", schema()["required"])
+
+
+def test_schema_metric_names_match_the_metrics_module() -> None:
+    names = schema()["properties"]["evaluate"]["properties"]["metrics"]["items"]["enum"]
+    assert set(names) == set(METRICS)
+
+
+def test_validate_cli_prints_each_problem_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path, VALID.replace("version: 1", "version: 2") + "extra: true\n")
+    assert run_cli("validate", "-c", str(tmp_path)) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: mlops.yaml:1: version: 1 was expected",
+        "error: mlops.yaml:8: extra: unknown key "
+        "(known keys: version, model, train, evaluate, gate, registry)",
+    ]
+
+
+def test_init_writes_a_valid_starter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("init", "--dir", str(tmp_path)) == 0
+    config = load_config(tmp_path)
+    assert config.model.name == "my-model"
+    assert run_cli("validate", "-c", str(tmp_path)) == 0
+    assert run_cli("init", "--dir", str(tmp_path)) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_help_does_not_import_heavy_libraries() -> None:
+    code = (
+        "import sys\n"
+        "from mlops_ci.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('mlflow', 'sklearn', 'pandas', 'numpy', 'onnxruntime', 'skl2onnx') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "Usage: mlops-ci" in out
+    assert "HEAVY []" in out

@@ -1,0 +1,182 @@
+"""compare, register and promote against the in-memory registry (no MLflow)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from mlops_ci.config import Config, Rule
+from mlops_ci.errors import GateFailed, InputError
+from mlops_ci.registry import RunRecord
+from mlops_ci.steps.compare import ModelScore, _rule_checks, compare
+from mlops_ci.steps.promote import promote
+from mlops_ci.steps.register import register
+from tests.fakes import InMemoryRegistry
+
+
+def fit(project: Path, c: float) -> Any:
+    train = pd.read_csv(project / "data" / "train.csv")
+    return LogisticRegression(C=c, max_iter=1000).fit(train.drop(columns=["species"]), train["species"])
+
+
+def candidate_run(reg: InMemoryRegistry, project: Path, c: float = 1.0) -> RunRecord:
+    return reg.add_run(fit(project, c), {"cv_accuracy": 0.95}, **{"mlops.git.commit": "abc"})
+
+
+def in_production(reg: InMemoryRegistry, config: Config, c: float = 1.0) -> str:
+    run = candidate_run(reg, config.root, c)
+    version = reg.create_version(config.model.name, run, {"mlops.compare.verdict": "pass"}, "")
+    reg.set_alias(config.model.name, "production", version.version)
+    return version.version
+
+
+def test_no_production_model_gives_no_baseline(config: Config, fake_registry: InMemoryRegistry) -> None:
+    run = candidate_run(fake_registry, config.root)
+    result = compare(config, fake_registry, run.run_id)
+    assert result.verdict == "no-baseline"
+    assert result.production is None and result.significance is None
+    assert result.candidate.metrics["accuracy"] == pytest.approx(0.95)
+    statuses = {c.name: c.status for c in result.checks}
+    assert statuses["f1_macro not worse than production (tolerance 0.005)"] == "skipped"
+    assert statuses["accuracy ≥ 0.9"] == "pass"
+    saved = json.loads((config.root / ".mlops" / "comparison.json").read_text())
+    assert saved["verdict"] == "no-baseline" and saved["candidate"]["run_id"] == run.run_id
+    assert "no-baseline" in (config.root / ".mlops" / "comparison.md").read_text()
+
+
+def test_absolute_rule_fails_even_without_baseline(config: Config, fake_registry: InMemoryRegistry) -> None:
+    run = candidate_run(fake_registry, config.root, c=0.01)  # about 0.83 accuracy
+    assert compare(config, fake_registry, run.run_id).verdict == "fail"
+
+
+def test_equal_candidate_passes_against_production(config: Config, fake_registry: InMemoryRegistry) -> None:
+    version = in_production(fake_registry, config)
+    run = candidate_run(fake_registry, config.root, c=10.0)
+    result = compare(config, fake_registry, run.run_id)
+    assert result.production is not None and result.production.version == version
+    assert result.verdict == "pass", result.checks
+    assert result.significance is not None and not result.significance.significantly_worse
+
+
+def test_worse_candidate_fails_on_the_same_rows_and_is_not_registered(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
+    in_production(fake_registry, config)
+    run = candidate_run(fake_registry, config.root, c=0.01)
+    result = compare(config, fake_registry, run.run_id)
+    assert result.verdict == "fail"
+    assert result.production is not None
+    assert result.candidate.metrics["f1_macro"] < result.production.metrics["f1_macro"] - 0.05
+    failed = {c.name for c in result.checks if c.status == "fail"}
+    assert "f1_macro not worse than production (tolerance 0.005)" in failed
+    assert "f1_macro not significantly worse" in failed
+    with pytest.raises(GateFailed, match="failed its comparison"):
+        register(config, fake_registry, run.run_id)
+    assert len(fake_registry.versions[config.model.name]) == 1  # only production's
+
+
+def test_register_needs_a_comparison_unless_forced(config: Config, fake_registry: InMemoryRegistry) -> None:
+    run = candidate_run(fake_registry, config.root)
+    with pytest.raises(InputError, match="no comparison for run"):
+        register(config, fake_registry, run.run_id)
+    forced = register(config, fake_registry, run.run_id, force=True)
+    tags = fake_registry.get_version(config.model.name, forced.version).tags
+    assert tags["mlops.forced"] == "true" and tags["mlops.compare.verdict"] == "forced"
+
+
+def test_register_tags_lineage_and_is_idempotent(config: Config, fake_registry: InMemoryRegistry) -> None:
+    run = candidate_run(fake_registry, config.root)
+    compare(config, fake_registry, run.run_id)
+    first = register(config, fake_registry)
+    again = register(config, fake_registry)
+    assert (first.version, first.existing, again.version, again.existing) == ("1", False, "1", True)
+    tags = fake_registry.get_version(config.model.name, "1").tags
+    assert tags["mlops.git.commit"] == "abc"
+    assert tags["mlops.compare.verdict"] == "no-baseline"
+    assert float(tags["mlops.metric.accuracy"]) == pytest.approx(0.95)
+    assert fake_registry.aliases[config.model.name]["candidate"] == "1"
+
+
+def test_promote_records_who_why_and_the_replaced_version(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
+    old = in_production(fake_registry, config)
+    run = candidate_run(fake_registry, config.root, c=10.0)
+    compare(config, fake_registry, run.run_id)
+    new = register(config, fake_registry).version
+    result = promote(config, fake_registry, "@candidate", by="ada", reason="better recall")
+    assert (result.previous, result.version) == (old, new)
+    tags = fake_registry.get_version(config.model.name, new).tags
+    assert tags["mlops.promoted.production.by"] == "ada"
+    assert tags["mlops.promoted.production.reason"] == "better recall"
+    assert fake_registry.get_version(config.model.name, old).tags[
+        "mlops.replaced.production.by_version"
+    ] == new
+    assert fake_registry.aliases[config.model.name]["production"] == new
+
+
+def test_promote_refuses_unknown_alias_and_unpassed_versions(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
+    with pytest.raises(InputError, match="no alias 'nope'"):
+        promote(config, fake_registry, "@nope", by="a", reason="r")
+    run = candidate_run(fake_registry, config.root)
+    register(config, fake_registry, run.run_id, force=True)
+    with pytest.raises(GateFailed, match="verdict 'forced'"):
+        promote(config, fake_registry, "1", by="a", reason="r")
+    assert promote(config, fake_registry, "1", by="a", reason="r", force=True).version == "1"
+
+
+def test_rule_naming_a_metric_nobody_has_is_an_error(config: Config, fake_registry: InMemoryRegistry) -> None:
+    rules = (*config.gate.rules, Rule(metric="latency_ms", max=20))
+    bad = dataclasses.replace(config, gate=dataclasses.replace(config.gate, rules=rules))
+    run = candidate_run(fake_registry, config.root)
+    with pytest.raises(InputError, match=r"gate.rules.3.metric: 'latency_ms' is neither"):
+        compare(bad, fake_registry, run.run_id)
+
+
+def test_missing_evaluation_column_is_named(config: Config, fake_registry: InMemoryRegistry) -> None:
+    data = config.root / "data" / "test.csv"
+    pd.read_csv(data).drop(columns=["species"]).to_csv(data, index=False)
+    run = candidate_run(fake_registry, config.root)
+    with pytest.raises(InputError, match=r"data/test.csv: missing column\(s\) 'species'"):
+        compare(config, fake_registry, run.run_id)
+
+
+def test_model_that_cannot_score_the_data_is_bad_input(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
+    data = config.root / "data" / "test.csv"
+    pd.read_csv(data).drop(columns=["petal_width"]).to_csv(data, index=False)
+    run = candidate_run(fake_registry, config.root)
+    with pytest.raises(InputError, match="the candidate .* model cannot score it"):
+        compare(config, fake_registry, run.run_id)
+
+
+@pytest.mark.parametrize(
+    ("rule", "cand", "prod", "status"),
+    [
+        (Rule("f1_macro", must="better_than_production", tolerance=0.01), 0.905, 0.90, "fail"),
+        (Rule("f1_macro", must="better_than_production", tolerance=0.01), 0.92, 0.90, "pass"),
+        (Rule("f1_macro", min_relative_change=0.05), 0.94, 0.90, "fail"),
+        (Rule("f1_macro", min_relative_change=0.05), 0.95, 0.90, "pass"),
+        (Rule("mae", min_absolute_change=-0.1), 1.05, 1.0, "pass"),  # lower is better
+        (Rule("mae", min_absolute_change=-0.1), 1.2, 1.0, "fail"),
+        (Rule("loss", must="not_worse_than_production", greater_is_better=False), 0.9, 1.0, "pass"),
+    ],
+)
+def test_rules_against_production_follow_the_metric_direction(
+    rule: Rule, cand: float, prod: float, status: str
+) -> None:
+    run = RunRecord("r", "FINISHED")
+    checks = _rule_checks(
+        0, rule, run, ModelScore("candidate", "r", None, {rule.metric: cand}),
+        ModelScore("production", "p", "1", {rule.metric: prod}), None,
+    )
+    assert [c.status for c in checks] == [status]

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from mlops_ci.bootstrap import paired_bootstrap
+from mlops_ci.metrics import METRICS, Encoded, score
+
+SKLEARN = {
+    "accuracy": skm.accuracy_score,
+    "balanced_accuracy": skm.balanced_accuracy_score,
+    "f1_macro": lambda y, p: skm.f1_score(y, p, average="macro", zero_division=0),
+    "f1_weighted": lambda y, p: skm.f1_score(y, p, average="weighted", zero_division=0),
+    "precision_macro": lambda y, p: skm.precision_score(y, p, average="macro", zero_division=0),
+    "recall_macro": lambda y, p: skm.recall_score(y, p, average="macro", zero_division=0),
+    "mae": skm.mean_absolute_error,
+    "mse": skm.mean_squared_error,
+    "rmse": skm.root_mean_squared_error,
+    "r2": skm.r2_score,
+}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_every_metric_equals_scikit_learn(name: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    if METRICS[name].task == "regression":
+        y = rng.normal(size=80)
+        p = y + rng.normal(scale=0.5, size=80)
+    else:
+        labels = np.array(["a", "b", "c", "d"])
+        y = labels[rng.integers(0, 3, 80)]  # "d" only ever predicted, never true
+        p = np.where(rng.random(80) < 0.6, y, labels[rng.integers(0, 4, 80)])
+    enc, (pred,) = Encoded.of(METRICS[name].task, y, p)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn warns about labels never true
+        expected = SKLEARN[name](y, p)
+    assert score(name, enc, pred) == pytest.approx(expected, abs=1e-12)
+
+
+def _labels(seed: int, n: int, accuracy: float) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    return y, np.where(rng.random(n) < accuracy, y, (y + 1) % 3)
+
+
+def test_bootstrap_of_identical_models_is_exactly_zero() -> None:
+    y, p = _labels(0, 200, 0.8)
+    enc, (a, b) = Encoded.of("classification", y, p, p)
+    result = paired_bootstrap("f1_macro", enc, a, b, samples=500, alpha=0.05, seed=0)
+    assert (result.difference, result.ci_low, result.ci_high) == (0.0, 0.0, 0.0)
+    assert not result.significantly_better and not result.significantly_worse
+
+
+def test_bootstrap_detects_a_real_difference_in_both_directions() -> None:
+    y, good = _labels(1, 300, 0.95)
+    _, bad = _labels(2, 300, 0.0)
+    bad = np.where(np.random.default_rng(3).random(300) < 0.7, y, bad)  # about 70 % right
+    enc, (g, b) = Encoded.of("classification", y, good, bad)
+    better = paired_bootstrap("accuracy", enc, g, b, samples=1000, alpha=0.05, seed=0)
+    assert better.significantly_better
+    assert 0 < better.ci_low < better.difference < better.ci_high
+    assert better.p_not_better == 0.0
+    worse = paired_bootstrap("accuracy", enc, b, g, samples=1000, alpha=0.05, seed=0)
+    assert worse.significantly_worse and not worse.significantly_better
+
+
+def test_bootstrap_direction_for_error_metrics() -> None:
+    rng = np.random.default_rng(4)
+    y = rng.normal(size=200)
+    close, far = y + rng.normal(scale=0.1, size=200), y + rng.normal(scale=1.0, size=200)
+    enc, (c, f) = Encoded.of("regression", y, close, far)
+    result = paired_bootstrap("mae", enc, c, f, samples=500, alpha=0.05, seed=0)
+    assert result.difference < 0 and result.significantly_better
+
+
+def test_bootstrap_is_repeatable_with_a_seed_and_varies_without() -> None:
+    y, p = _labels(5, 100, 0.8)
+    _, q = _labels(6, 100, 0.75)
+    enc, (a, b) = Encoded.of("classification", y, p, q)
+    first = paired_bootstrap("f1_macro", enc, a, b, samples=300, alpha=0.1, seed=7)
+    again = paired_bootstrap("f1_macro", enc, a, b, samples=300, alpha=0.1, seed=7)
+    other = paired_bootstrap("f1_macro", enc, a, b, samples=300, alpha=0.1, seed=8)
+    assert first == again
+    assert (first.ci_low, first.ci_high) != (other.ci_low, other.ci_high)
+
+
+def test_bootstrap_chunks_large_data_without_changing_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlops_ci.bootstrap as bootstrap
+
+    y, p = _labels(8, 1000, 0.8)
+    _, q = _labels(9, 1000, 0.8)
+    enc, (a, b) = Encoded.of("classification", y, p, q)
+    whole = paired_bootstrap("accuracy", enc, a, b, samples=200, alpha=0.05, seed=1)
+    monkeypatch.setattr(bootstrap, "_CHUNK_CELLS", 7000)  # 7 resamples per chunk
+    chunked = paired_bootstrap("accuracy", enc, a, b, samples=200, alpha=0.05, seed=1)
+    assert chunked.difference == whole.difference
+    assert chunked.ci_low == pytest.approx(whole.ci_low, abs=0.03)
