@@ -7,6 +7,7 @@ the difference on identical data, not of two independent scores.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -42,8 +43,8 @@ class BootstrapResult:
 def paired_bootstrap(
     metric: str,
     enc: Encoded,
-    candidate: npt.NDArray[np.generic],
-    production: npt.NDArray[np.generic],
+    candidate: npt.NDArray[Any],
+    production: npt.NDArray[Any],
     samples: int,
     alpha: float,
     seed: int,

@@ -59,8 +59,13 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 @cli.command()
-@click.option("--dir", "folder", type=click.Path(path_type=Path), default=Path("."),
-              help="Folder to write mlops.yaml into.")
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(path_type=Path),
+    default=Path("."),
+    help="Folder to write mlops.yaml into.",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing mlops.yaml.")
 def init(folder: Path, force: bool) -> None:
     """Write a commented starter mlops.yaml."""
@@ -85,8 +90,13 @@ def validate(config_path: Path | None) -> None:
 
 @cli.command()
 @CONFIG_OPTION
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
-              help="Override a train.params value; repeatable.")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a train.params value; repeatable.",
+)
 @click.option("--no-cache", is_flag=True, help="Retrain even when an identical run exists.")
 def train(config_path: Path | None, params: tuple[str, ...], no_cache: bool) -> None:
     """Run the training command and record the run, params, metrics, model and lineage in MLflow.
@@ -101,7 +111,9 @@ def train(config_path: Path | None, params: tuple[str, ...], no_cache: bool) -> 
     config = _load(config_path)
     result = train_step(config, _open(config), parse_overrides(params), use_cache=not no_cache)
     if result.cached:
-        click.echo(f"cache hit: inputs, params and environment unchanged; reusing run {result.run_id}")
+        click.echo(
+            f"cache hit: inputs, params and environment unchanged; reusing run {result.run_id}"
+        )
     else:
         click.echo(f"trained in {result.duration_s:.1f}s; logged run {result.run_id}")
     for name, value in sorted(result.metrics.items()):
@@ -129,14 +141,22 @@ def compare(config_path: Path | None, run_id: str | None) -> None:
     click.echo(markdown(result))
     emit_outputs({"verdict": result.verdict, "run_id": result.candidate.run_id or ""})
     if result.verdict == FAIL:
-        raise GateFailed(f"verdict fail for run {result.candidate.run_id}; see .mlops/comparison.md")
+        raise GateFailed(
+            f"verdict fail for run {result.candidate.run_id}; see .mlops/comparison.md"
+        )
 
 
 @cli.command()
 @CONFIG_OPTION
-@click.option("--run", "run_id", default=None,
-              help="Run to register (default: the candidate of .mlops/comparison.json).")
-@click.option("--force", is_flag=True, help="Register even without a passing comparison (recorded).")
+@click.option(
+    "--run",
+    "run_id",
+    default=None,
+    help="Run to register (default: the candidate of .mlops/comparison.json).",
+)
+@click.option(
+    "--force", is_flag=True, help="Register even without a passing comparison (recorded)."
+)
 def register(config_path: Path | None, run_id: str | None, force: bool) -> None:
     """Register the compared run as a new model version with lineage tags; alias it `candidate`."""
     from mlops_ci.ci import emit_outputs
@@ -145,18 +165,24 @@ def register(config_path: Path | None, run_id: str | None, force: bool) -> None:
     config = _load(config_path)
     result = register_step(config, _open(config), run_id, force=force)
     what = "already registered as" if result.existing else "registered"
-    click.echo(f"{what} {result.name} v{result.version} (verdict {result.verdict}); "
-               f"alias '{result.alias}' -> v{result.version}")
+    click.echo(
+        f"{what} {result.name} v{result.version} (verdict {result.verdict}); "
+        f"alias '{result.alias}' -> v{result.version}"
+    )
     emit_outputs({"model_name": result.name, "model_version": result.version})
 
 
 @cli.command()
 @CONFIG_OPTION
-@click.option("--version", "version", required=True, help="Version number, or @alias (e.g. @candidate).")
+@click.option(
+    "--version", "version", required=True, help="Version number, or @alias (e.g. @candidate)."
+)
 @click.option("--by", default=None, help="Who promotes (default: the CI actor or $USER).")
 @click.option("--reason", required=True, help="Why; recorded on the version.")
 @click.option("--force", is_flag=True, help="Promote even a version without a passing comparison.")
-def promote(config_path: Path | None, version: str, by: str | None, reason: str, force: bool) -> None:
+def promote(
+    config_path: Path | None, version: str, by: str | None, reason: str, force: bool
+) -> None:
     """Move the production alias to a model version, recording who, when and why."""
     import os
 
@@ -167,13 +193,20 @@ def promote(config_path: Path | None, version: str, by: str | None, reason: str,
     who = by or ci_context(os.environ).actor or "unknown"
     result = promote_step(config, _open(config), version, who, reason, force=force)
     before = f"v{result.previous}" if result.previous else "nothing"
-    click.echo(f"{result.name}: alias '{result.alias}' {before} -> v{result.version} "
-               f"(by {result.by}: {result.reason})")
+    click.echo(
+        f"{result.name}: alias '{result.alias}' {before} -> v{result.version} "
+        f"(by {result.by}: {result.reason})"
+    )
 
 
 @cli.command()
-@click.option("--dir", "folder", type=click.Path(path_type=Path), default=None,
-              help="Empty folder to run in (default: a new temporary folder, kept afterwards).")
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Empty folder to run in (default: a new temporary folder, kept afterwards).",
+)
 def demo(folder: Path | None) -> None:
     """Run the iris example end to end: train, compare, register, promote, then a changed model.
 
@@ -189,14 +222,18 @@ def demo(folder: Path | None) -> None:
     click.echo(f"\n[1] trained run {first.train.run_id}")
     click.echo(markdown(first.comparison))
     assert first.registered is not None
-    click.echo(f"registered {first.registered.name} v{first.registered.version}; "
-               f"promoted: alias '{result.promoted.alias}' -> v{result.promoted.version}")
+    click.echo(
+        f"registered {first.registered.name} v{first.registered.version}; "
+        f"promoted: alias '{result.promoted.alias}' -> v{result.promoted.version}"
+    )
     change = ", ".join(f"{k}={v}" for k, v in result.change.items())
     click.echo(f"\n[2] retrained with {change}: run {second.train.run_id}")
     click.echo(markdown(second.comparison))
     if second.registered is not None:
-        click.echo(f"registered {second.registered.name} v{second.registered.version} "
-                   f"(alias '{second.registered.alias}')")
+        click.echo(
+            f"registered {second.registered.name} v{second.registered.version} "
+            f"(alias '{second.registered.alias}')"
+        )
     else:
         click.echo(f"refused: {second.refused}")
     click.echo(f"\nreport:   {result.project / '.mlops' / 'comparison.md'}")

@@ -178,7 +178,9 @@ def _schema_problems(data: Any, node: yaml.Node | None, name: str) -> list[str]:
             for key in error.instance:
                 if key not in known:
                     line = _line_of(node, [*path, key], key_line=True)
-                    found.append((line, f"{_dotted([*path, key])}: unknown key{_suggest(key, known)}"))
+                    found.append(
+                        (line, f"{_dotted([*path, key])}: unknown key{_suggest(key, known)}")
+                    )
         elif error.validator == "required":
             missing = str(error.message).split("'")[1]
             line = _line_of(node, path)
@@ -195,9 +197,8 @@ def _semantic_problems(data: dict[str, Any], node: yaml.Node | None, name: str) 
     primary = data["gate"]["primary_metric"]
     if primary is not None and primary not in evaluated:
         line = _line_of(node, ["gate", "primary_metric"])
-        problems.append(
-            f"{name}:{line}: gate.primary_metric: '{primary}' is not in evaluate.metrics {evaluated}"
-        )
+        where = f"{name}:{line}: gate.primary_metric"
+        problems.append(f"{where}: '{primary}' is not in evaluate.metrics {evaluated}")
     for i, rule in enumerate(data["gate"]["rules"]):
         line = _line_of(node, ["gate", "rules", i])
         against = any(k in rule for k in ("must", "min_absolute_change", "min_relative_change"))
@@ -224,9 +225,10 @@ def _line_of(node: yaml.Node | None, path: list[Any], key_line: bool = False) ->
                 if key.value == part:
                     child = key if key_line and part == path[-1] else value
                     break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part < len(node.value):
-                child = node.value[part]
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
+            child = node.value[part]
         if child is None:
             break
         node = child

@@ -35,7 +35,9 @@ def load_evaluation(config: Config, nrows: int | None = None) -> EvaluationData:
     try:
         frame = pd.read_csv(path, nrows=nrows)
     except (ValueError, pd.errors.ParserError) as err:
-        raise InputError(f"{spec.data}: cannot be read as CSV: {str(err).splitlines()[0]}") from None
+        raise InputError(
+            f"{spec.data}: cannot be read as CSV: {str(err).splitlines()[0]}"
+        ) from None
     columns = [str(c) for c in frame.columns]
     wanted = [spec.target, *spec.features]
     missing = [c for c in wanted if c not in columns]

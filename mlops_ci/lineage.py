@@ -19,7 +19,15 @@ from pathlib import Path
 from mlops_ci.errors import InputError
 
 # Folders never part of a fingerprint: tool state, caches and VCS internals.
-_SKIP_DIRS = {".git", ".mlops", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", "mlruns"}
+_SKIP_DIRS = {
+    ".git",
+    ".mlops",
+    "__pycache__",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    "mlruns",
+}
 _BLOCK = 1 << 20
 
 
@@ -147,8 +155,10 @@ def git_info(root: Path, env: Mapping[str, str]) -> GitInfo:
         return done.stdout.strip() if done.returncode == 0 else None
 
     inside = git("rev-parse", "--is-inside-work-tree") == "true"
-    commit = env.get("GITHUB_SHA") or env.get("BUILD_SOURCEVERSION") or (
-        git("rev-parse", "HEAD") if inside else None
+    commit = (
+        env.get("GITHUB_SHA")
+        or env.get("BUILD_SOURCEVERSION")
+        or (git("rev-parse", "HEAD") if inside else None)
     )
     branch = (
         env.get("GITHUB_HEAD_REF")

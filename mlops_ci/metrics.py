@@ -8,6 +8,7 @@ thousands of resamples; the unit tests hold every one equal to scikit-learn's va
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -46,33 +47,34 @@ class Encoded:
     """Targets and predictions of one or more models, ready for resampled scoring."""
 
     task: str
-    y_true: npt.NDArray[np.generic]
+    y_true: npt.NDArray[Any]
     n_labels: int
 
     @staticmethod
-    def of(task: str, y_true: npt.ArrayLike, *predictions: npt.ArrayLike) -> tuple[Encoded, list[npt.NDArray[np.generic]]]:
+    def of(
+        task: str, y_true: npt.ArrayLike, *predictions: npt.ArrayLike
+    ) -> tuple[Encoded, list[npt.NDArray[Any]]]:
         """Encode labels to 0..K-1 over the union of truth and all predictions."""
         truth = np.asarray(y_true)
         preds = [np.asarray(p) for p in predictions]
         if task == "regression":
             return Encoded(task, truth.astype(np.float64), 0), [p.astype(np.float64) for p in preds]
         labels, inverse = np.unique(
-            np.concatenate([truth.astype(str), *[p.astype(str) for p in preds]]), return_inverse=True
+            np.concatenate([truth.astype(str), *[p.astype(str) for p in preds]]),
+            return_inverse=True,
         )
         n = len(truth)
         parts = [inverse[i * n : (i + 1) * n].astype(np.int64) for i in range(len(preds) + 1)]
         return Encoded(task, parts[0], len(labels)), parts[1:]
 
 
-def score(name: str, enc: Encoded, pred: npt.NDArray[np.generic]) -> float:
+def score(name: str, enc: Encoded, pred: npt.NDArray[Any]) -> float:
     """The metric on all rows, once."""
     idx = np.arange(len(enc.y_true), dtype=np.int64)[None, :]
     return float(score_resamples(name, enc, pred, idx)[0])
 
 
-def score_resamples(
-    name: str, enc: Encoded, pred: npt.NDArray[np.generic], idx: IntArray
-) -> FloatArray:
+def score_resamples(name: str, enc: Encoded, pred: npt.NDArray[Any], idx: IntArray) -> FloatArray:
     """The metric on each row of ``idx`` (shape resamples x rows of row indices)."""
     spec = METRICS[name]
     if spec.task == "regression":
@@ -80,7 +82,7 @@ def score_resamples(
     return _classification(name, _confusion(enc, pred, idx))
 
 
-def _confusion(enc: Encoded, pred: npt.NDArray[np.generic], idx: IntArray) -> FloatArray:
+def _confusion(enc: Encoded, pred: npt.NDArray[Any], idx: IntArray) -> FloatArray:
     k = max(enc.n_labels, 1)
     cell = enc.y_true.astype(np.int64) * k + pred.astype(np.int64)
     b = idx.shape[0]
@@ -126,12 +128,12 @@ def _classification(name: str, cm: FloatArray) -> FloatArray:
 def _regression(name: str, y: FloatArray, p: FloatArray) -> FloatArray:
     err = p - y
     if name == "mae":
-        return np.abs(err).mean(axis=1)
-    mse = (err**2).mean(axis=1)
+        return np.asarray(np.abs(err).mean(axis=1), dtype=np.float64)
+    mse = np.asarray((err**2).mean(axis=1), dtype=np.float64)
     if name == "mse":
         return mse
     if name == "rmse":
-        return np.sqrt(mse)
+        return np.asarray(np.sqrt(mse), dtype=np.float64)
     if name == "r2":
         ss_tot = ((y - y.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
         ss_res = (err**2).sum(axis=1)

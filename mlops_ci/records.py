@@ -44,4 +44,6 @@ def read_json(path: Path) -> Any | None:
     try:
         return json.loads(path.read_text("utf-8"))
     except ValueError as err:
-        raise InputError(f"{path}: not valid JSON ({err})", hint="delete it and rerun the step") from None
+        raise InputError(
+            f"{path}: not valid JSON ({err})", hint="delete it and rerun the step"
+        ) from None

@@ -21,12 +21,18 @@ class InMemoryRegistry:
         self._ids = itertools.count(1)
 
     # test helpers -------------------------------------------------------------------------
-    def add_run(self, model: Any, metrics: dict[str, float] | None = None, **tags: str) -> RunRecord:
+    def add_run(
+        self, model: Any, metrics: dict[str, float] | None = None, **tags: str
+    ) -> RunRecord:
         run_id = f"run{next(self._ids)}"
         uri = f"models:/m-{run_id}"
         self.models[uri] = model
         record = RunRecord(
-            run_id, "FINISHED", {}, dict(metrics or {}), {**tags, TAG_MODEL_URI: uri, TAG_COMPLETE: "true"}
+            run_id,
+            "FINISHED",
+            {},
+            dict(metrics or {}),
+            {**tags, TAG_MODEL_URI: uri, TAG_COMPLETE: "true"},
         )
         self.runs[run_id] = record
         return record

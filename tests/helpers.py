@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-
-
 from mlops_ci.cli import main
 
 
@@ -14,6 +12,3 @@ def run_cli(*args: str) -> int:
     except SystemExit as done:
         return int(done.code or 0)
     return 0
-
-
-

@@ -13,7 +13,9 @@ params = json.loads(os.environ.get("MLOPS_PARAMS", "{}"))
 train = pd.read_csv("data/train.csv")
 X, y = train.drop(columns=["species"]), train["species"]
 
-model = LogisticRegression(C=float(params.get("C", 1.0)), max_iter=int(params.get("max_iter", 1000)))
+model = LogisticRegression(
+    C=float(params.get("C", 1.0)), max_iter=int(params.get("max_iter", 1000))
+)
 cv_accuracy = cross_val_score(model, X, y, cv=5, scoring="accuracy").mean()
 model.fit(X, y)
 

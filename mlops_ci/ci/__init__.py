@@ -21,4 +21,5 @@ def emit_outputs(outputs: Mapping[str, str], env: Mapping[str, str] | None = Non
                     fh.write(f"{key}={value}\n")
     elif env.get("TF_BUILD"):
         for key, value in outputs.items():
-            print(f"##vso[task.setvariable variable={key};isOutput=true]{value.splitlines()[0] if value else ''}")
+            first_line = value.splitlines()[0] if value else ""
+            print(f"##vso[task.setvariable variable={key};isOutput=true]{first_line}")

@@ -82,7 +82,9 @@ class MlflowRegistry:
         from mlflow.exceptions import MlflowException
 
         try:
-            return str(self.client.create_experiment(name, artifact_location=self.artifact_location))
+            return str(
+                self.client.create_experiment(name, artifact_location=self.artifact_location)
+            )
         except MlflowException:  # created meanwhile by a concurrent job
             experiment = self._call(self.client.get_experiment_by_name, name)
             if experiment is None:
@@ -168,7 +170,9 @@ class MlflowRegistry:
             return _version_record(self.client.get_model_version(name, version))
         except MlflowException as err:
             if _is_not_found(err):
-                raise InputError(f"model '{name}' has no version '{version}' in {self.describe()}") from None
+                raise InputError(
+                    f"model '{name}' has no version '{version}' in {self.describe()}"
+                ) from None
             raise self._service_error(err) from None
 
     def find_versions_by_run(self, name: str, run_id: str) -> list[VersionRecord]:
@@ -283,5 +287,9 @@ def _run_record(run: Run) -> RunRecord:
 
 def _version_record(v: ModelVersion) -> VersionRecord:
     return VersionRecord(
-        name=v.name, version=str(v.version), run_id=v.run_id, source=v.source, tags=dict(v.tags)
+        name=v.name,
+        version=str(v.version),
+        run_id=v.run_id,
+        source=v.source or "",
+        tags=dict(v.tags),
     )

@@ -170,7 +170,9 @@ def _predict(model: Any, data: EvaluationData, label: str) -> np.ndarray[Any, An
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"{data.path}: the {label} model cannot score it: {first}") from None
     if out.shape[0] != data.rows:
-        raise InputError(f"{data.path}: the {label} model returned {out.shape[0]} rows for {data.rows}")
+        raise InputError(
+            f"{data.path}: the {label} model returned {out.shape[0]} rows for {data.rows}"
+        )
     return out
 
 
@@ -245,13 +247,21 @@ def _production_bounds(rule: Rule) -> list[tuple[str, float, bool, bool]]:
 
 def _significance_check(sig: BootstrapResult, require_improvement: bool) -> Check:
     interval = (
-        f"Δ {sig.difference:+.4f}, {sig.confidence:.0%} CI [{sig.ci_low:+.4f}, {sig.ci_high:+.4f}], "
-        f"p(not better) {sig.p_not_better:.3f}"
+        f"Δ {sig.difference:+.4f}, {sig.confidence:.0%} CI "
+        f"[{sig.ci_low:+.4f}, {sig.ci_high:+.4f}], p(not better) {sig.p_not_better:.3f}"
     )
     if require_improvement:
-        return Check(f"{sig.metric} significantly better", sig.metric, _status(sig.significantly_better), interval)
+        return Check(
+            f"{sig.metric} significantly better",
+            sig.metric,
+            _status(sig.significantly_better),
+            interval,
+        )
     return Check(
-        f"{sig.metric} not significantly worse", sig.metric, _status(not sig.significantly_worse), interval
+        f"{sig.metric} not significantly worse",
+        sig.metric,
+        _status(not sig.significantly_worse),
+        interval,
     )
 
 

@@ -58,7 +58,10 @@ def promote(
         registry.set_version_tags(
             name,
             previous.version,
-            {f"mlops.replaced.{alias}.at": at, f"mlops.replaced.{alias}.by_version": target.version},
+            {
+                f"mlops.replaced.{alias}.at": at,
+                f"mlops.replaced.{alias}.by_version": target.version,
+            },
         )
     return PromoteResult(
         name, target.version, alias, previous.version if previous else None, by, reason, at
@@ -69,7 +72,9 @@ def _resolve(registry: ModelRegistry, name: str, version: str) -> VersionRecord:
     if version.startswith("@"):
         found = registry.get_version_by_alias(name, version[1:])
         if found is None:
-            raise InputError(f"model '{name}' has no alias '{version[1:]}' in {registry.describe()}")
+            raise InputError(
+                f"model '{name}' has no alias '{version[1:]}' in {registry.describe()}"
+            )
         return found
     if not version.isdigit():
         raise InputError(f"--version '{version}': expected a version number or @alias")

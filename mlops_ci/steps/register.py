@@ -50,7 +50,9 @@ def register(
         return RegisterResult(name, version.version, run_id, verdict, force, alias, existing=True)
 
     description = f"Registered by mlops-ci from run {run_id} (verdict: {verdict})."
-    created = registry.create_version(name, run, _tags(run, comparison, verdict, force), description)
+    created = registry.create_version(
+        name, run, _tags(run, comparison, verdict, force), description
+    )
     registry.set_alias(name, alias, created.version)
     return RegisterResult(name, created.version, run_id, verdict, force, alias, existing=False)
 

@@ -117,7 +117,9 @@ def train(
 
     artifacts = {
         "lineage": write_json_atomic(work / "inputs.manifest.json", trace.inputs.manifest),
-        "lineage/environment": write_text_atomic(work / "requirements.lock", trace.environment_lock),
+        "lineage/environment": write_text_atomic(
+            work / "requirements.lock", trace.environment_lock
+        ),
         "logs": log,
     }
     tags = {**trace.tags(), TAG_CACHE_KEY: key, "mlops.model.name": config.model.name}
@@ -210,7 +212,11 @@ def _read_metrics(config: Config, path: Path) -> dict[str, float]:
         raise TrainingError(f"{where}: must be a non-empty JSON object of metric name to number")
     metrics: dict[str, float] = {}
     for name, value in raw.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
             raise TrainingError(f"{where}: metric '{name}' is {value!r}, not a finite number")
         metrics[str(name)] = float(value)
     return metrics

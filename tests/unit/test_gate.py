@@ -22,7 +22,9 @@ from tests.fakes import InMemoryRegistry
 
 def fit(project: Path, c: float) -> Any:
     train = pd.read_csv(project / "data" / "train.csv")
-    return LogisticRegression(C=c, max_iter=1000).fit(train.drop(columns=["species"]), train["species"])
+    return LogisticRegression(C=c, max_iter=1000).fit(
+        train.drop(columns=["species"]), train["species"]
+    )
 
 
 def candidate_run(reg: InMemoryRegistry, project: Path, c: float = 1.0) -> RunRecord:
@@ -36,7 +38,9 @@ def in_production(reg: InMemoryRegistry, config: Config, c: float = 1.0) -> str:
     return version.version
 
 
-def test_no_production_model_gives_no_baseline(config: Config, fake_registry: InMemoryRegistry) -> None:
+def test_no_production_model_gives_no_baseline(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
     run = candidate_run(fake_registry, config.root)
     result = compare(config, fake_registry, run.run_id)
     assert result.verdict == "no-baseline"
@@ -50,12 +54,16 @@ def test_no_production_model_gives_no_baseline(config: Config, fake_registry: In
     assert "no-baseline" in (config.root / ".mlops" / "comparison.md").read_text()
 
 
-def test_absolute_rule_fails_even_without_baseline(config: Config, fake_registry: InMemoryRegistry) -> None:
+def test_absolute_rule_fails_even_without_baseline(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
     run = candidate_run(fake_registry, config.root, c=0.01)  # about 0.83 accuracy
     assert compare(config, fake_registry, run.run_id).verdict == "fail"
 
 
-def test_equal_candidate_passes_against_production(config: Config, fake_registry: InMemoryRegistry) -> None:
+def test_equal_candidate_passes_against_production(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
     version = in_production(fake_registry, config)
     run = candidate_run(fake_registry, config.root, c=10.0)
     result = compare(config, fake_registry, run.run_id)
@@ -81,7 +89,9 @@ def test_worse_candidate_fails_on_the_same_rows_and_is_not_registered(
     assert len(fake_registry.versions[config.model.name]) == 1  # only production's
 
 
-def test_register_needs_a_comparison_unless_forced(config: Config, fake_registry: InMemoryRegistry) -> None:
+def test_register_needs_a_comparison_unless_forced(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
     run = candidate_run(fake_registry, config.root)
     with pytest.raises(InputError, match="no comparison for run"):
         register(config, fake_registry, run.run_id)
@@ -90,7 +100,9 @@ def test_register_needs_a_comparison_unless_forced(config: Config, fake_registry
     assert tags["mlops.forced"] == "true" and tags["mlops.compare.verdict"] == "forced"
 
 
-def test_register_tags_lineage_and_is_idempotent(config: Config, fake_registry: InMemoryRegistry) -> None:
+def test_register_tags_lineage_and_is_idempotent(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
     run = candidate_run(fake_registry, config.root)
     compare(config, fake_registry, run.run_id)
     first = register(config, fake_registry)
@@ -115,9 +127,12 @@ def test_promote_records_who_why_and_the_replaced_version(
     tags = fake_registry.get_version(config.model.name, new).tags
     assert tags["mlops.promoted.production.by"] == "ada"
     assert tags["mlops.promoted.production.reason"] == "better recall"
-    assert fake_registry.get_version(config.model.name, old).tags[
-        "mlops.replaced.production.by_version"
-    ] == new
+    assert (
+        fake_registry.get_version(config.model.name, old).tags[
+            "mlops.replaced.production.by_version"
+        ]
+        == new
+    )
     assert fake_registry.aliases[config.model.name]["production"] == new
 
 
@@ -133,7 +148,9 @@ def test_promote_refuses_unknown_alias_and_unpassed_versions(
     assert promote(config, fake_registry, "1", by="a", reason="r", force=True).version == "1"
 
 
-def test_rule_naming_a_metric_nobody_has_is_an_error(config: Config, fake_registry: InMemoryRegistry) -> None:
+def test_rule_naming_a_metric_nobody_has_is_an_error(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
     rules = (*config.gate.rules, Rule(metric="latency_ms", max=20))
     bad = dataclasses.replace(config, gate=dataclasses.replace(config.gate, rules=rules))
     run = candidate_run(fake_registry, config.root)
@@ -141,7 +158,9 @@ def test_rule_naming_a_metric_nobody_has_is_an_error(config: Config, fake_regist
         compare(bad, fake_registry, run.run_id)
 
 
-def test_missing_evaluation_column_is_named(config: Config, fake_registry: InMemoryRegistry) -> None:
+def test_missing_evaluation_column_is_named(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
     data = config.root / "data" / "test.csv"
     pd.read_csv(data).drop(columns=["species"]).to_csv(data, index=False)
     run = candidate_run(fake_registry, config.root)
@@ -176,7 +195,11 @@ def test_rules_against_production_follow_the_metric_direction(
 ) -> None:
     run = RunRecord("r", "FINISHED")
     checks = _rule_checks(
-        0, rule, run, ModelScore("candidate", "r", None, {rule.metric: cand}),
-        ModelScore("production", "p", "1", {rule.metric: prod}), None,
+        0,
+        rule,
+        run,
+        ModelScore("candidate", "r", None, {rule.metric: cand}),
+        ModelScore("production", "p", "1", {rule.metric: prod}),
+        None,
     )
     assert [c.status for c in checks] == [status]

@@ -49,7 +49,11 @@ def test_github_context_falls_back_to_the_merge_ref() -> None:
 
 
 def test_azure_context() -> None:
-    env = {"TF_BUILD": "True", "SYSTEM_PULLREQUEST_PULLREQUESTID": "17", "BUILD_REQUESTEDFOR": "Ada"}
+    env = {
+        "TF_BUILD": "True",
+        "SYSTEM_PULLREQUEST_PULLREQUESTID": "17",
+        "BUILD_REQUESTEDFOR": "Ada",
+    }
     ctx = ci_context(env)
     assert (ctx.provider, ctx.pr, ctx.actor) == ("azure", "17", "Ada")
 

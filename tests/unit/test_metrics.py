@@ -88,7 +88,9 @@ def test_bootstrap_is_repeatable_with_a_seed_and_varies_without() -> None:
     assert (first.ci_low, first.ci_high) != (other.ci_low, other.ci_high)
 
 
-def test_bootstrap_chunks_large_data_without_changing_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bootstrap_chunks_large_data_without_changing_the_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import mlops_ci.bootstrap as bootstrap
 
     y, p = _labels(8, 1000, 0.8)

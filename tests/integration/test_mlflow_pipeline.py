@@ -1,0 +1,175 @@
+"""train → compare → register → promote against a real MLflow store (SQLite, the default)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlops_ci.config import load_config
+from mlops_ci.registry.mlflow import MlflowRegistry
+from mlops_ci.steps.train import train
+from tests.helpers import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def registry_for(project: Path) -> MlflowRegistry:
+    return MlflowRegistry.for_config(load_config(project))
+
+
+def test_cache_hit_then_one_changed_byte_retrains(project: Path) -> None:
+    config = load_config(project)
+    reg = MlflowRegistry.for_config(config)
+    first = train(config, reg)
+    assert not first.cached and first.metrics["cv_accuracy"] > 0.9
+    again = train(config, reg)
+    assert again.cached and again.run_id == first.run_id
+
+    data = project / "data" / "train.csv"
+    text = data.read_text()
+    data.write_text(text.replace("5.0,", "5.1,", 1))  # one byte
+    changed = train(config, reg)
+    assert not changed.cached and changed.run_id != first.run_id
+    assert changed.data_fingerprint != first.data_fingerprint
+
+    other_params = train(config, reg, overrides={"C": 0.5})
+    assert not other_params.cached and other_params.params["C"] == "0.5"
+
+
+def test_lineage_reaches_the_run_and_the_model_version(project: Path, tmp_path: Path) -> None:
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@e", "-C", str(project)]
+    subprocess.run([*git, "init", "-q", "-b", "feature"], check=True)
+    subprocess.run(
+        [*git, "remote", "add", "origin", "https://user:secret@example.com/acme/iris.git"],
+        check=True,
+    )
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], check=True)
+    head = subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"pull_request": {"number": 42}}))
+    env = {
+        **os.environ,
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_ACTOR": "octocat",
+        "GITHUB_EVENT_PATH": str(event),
+    }
+    for key in ("GITHUB_SHA", "GITHUB_REF_NAME", "GITHUB_HEAD_REF", "GITHUB_REPOSITORY"):
+        env.pop(key, None)
+
+    config = load_config(project)
+    reg = MlflowRegistry.for_config(config)
+    result = train(config, reg, env=env)
+    assert run_cli("compare", "-c", str(project)) == 0
+    assert run_cli("register", "-c", str(project)) == 0
+
+    version = reg.get_version_by_alias(config.model.name, "candidate")
+    assert version is not None and version.run_id == result.run_id
+    for tags in (reg.get_run(result.run_id).tags, version.tags):
+        assert tags["mlops.git.commit"] == head
+        assert tags["mlops.git.branch"] == "feature"
+        assert tags["mlops.git.dirty"] == "false"
+        assert tags["mlops.git.repository"] == "https://example.com/acme/iris.git"
+        assert tags["mlops.ci.pr"] == "42" and tags["mlops.ci.actor"] == "octocat"
+        assert len(tags["mlops.data.fingerprint"]) == 64 and len(tags["mlops.env.sha256"]) == 64
+    assert version.tags["mlops.compare.verdict"] == "no-baseline"
+    artifacts = {a.path for a in reg.client.list_artifacts(result.run_id, "lineage")}
+    assert artifacts == {"lineage/inputs.manifest.json", "lineage/environment"}
+    lock = reg.client.download_artifacts(
+        result.run_id, "lineage/environment/requirements.lock", str(tmp_path)
+    )
+    assert "mlflow-skinny==" in Path(lock).read_text()
+
+
+def test_gate_refuses_a_worse_model_through_the_cli(
+    project: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    outputs = tmp_path / "github_output"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
+    c = str(project)
+    assert run_cli("train", "-c", c) == 0
+    assert "run_id=" in outputs.read_text()
+    assert run_cli("compare", "-c", c) == 0
+    assert run_cli("register", "-c", c) == 0
+    assert (
+        run_cli("promote", "-c", c, "--version", "@candidate", "--by", "ci", "--reason", "first")
+        == 0
+    )
+
+    assert run_cli("train", "-c", c, "--param", "C=0.01") == 0
+    capsys.readouterr()
+    assert run_cli("compare", "-c", c) == 1
+    out = capsys.readouterr()
+    assert "verdict **fail**" in out.out and "production (v1)" in out.out
+    assert "error: verdict fail for run" in out.err
+    comparison = json.loads((project / ".mlops" / "comparison.json").read_text())
+    assert comparison["production"]["version"] == "1"
+    assert comparison["evaluation"]["rows"] == 60
+    assert run_cli("register", "-c", c) == 1
+    assert "not registering" in capsys.readouterr().err
+    reg = registry_for(project)
+    assert [
+        str(v.version) for v in reg.client.search_model_versions("name = 'iris-classifier'")
+    ] == ["1"]
+    assert "verdict=fail" in outputs.read_text()
+
+
+def test_failing_training_command_records_nothing_complete(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "train.py").write_text("raise SystemExit('out of data')\n")
+    assert run_cli("train", "-c", str(project)) == 2
+    err = capsys.readouterr().err
+    assert "train.command 'python train.py' exited with code 1: out of data" in err
+    reg = registry_for(project)
+    experiment = reg.client.get_experiment_by_name("iris-classifier")
+    assert experiment is None or not reg.client.search_runs([experiment.experiment_id])
+
+
+def test_training_without_metrics_is_named(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "train.py").write_text("print('forgot everything')\n")
+    assert run_cli("train", "-c", str(project)) == 2
+    assert (
+        "train.outputs.metrics: 'outputs/metrics.json': the training command wrote no metrics"
+        in (capsys.readouterr().err)
+    )
+
+
+def test_unknown_alias_and_unknown_run_are_bad_input(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    c = str(project)
+    assert run_cli("promote", "-c", c, "--version", "@nope", "--reason", "x") == 2
+    assert "model 'iris-classifier' has no alias 'nope'" in capsys.readouterr().err
+    assert run_cli("compare", "-c", c, "--run", "0" * 32) == 2
+    assert f"run '{'0' * 32}' not found" in capsys.readouterr().err
+
+
+def test_demo_command_end_to_end(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    done = subprocess.run(
+        [sys.executable, "-m", "mlops_ci", "demo", "--dir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "promoted: alias 'production' -> v1" in out
+    assert "verdict **no-baseline**" in out and "verdict **fail**" in out
+    assert "| f1_macro | 0.8239 | 0.9500 | -0.1261 |" in out  # both re-scored on test.csv
+    assert "refused:" in out
+    assert done.stderr == ""
