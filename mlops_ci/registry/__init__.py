@@ -73,8 +73,9 @@ class ModelRegistry(Protocol):
     def describe(self) -> str: ...
 
 
-def open_registry(config: Config) -> ModelRegistry:
-    """The MLflow registry named by MLFLOW_TRACKING_URI or the config (imports MLflow lazily)."""
+def open_registry(config: Config, honour_env: bool = True) -> ModelRegistry:
+    """The MLflow registry named by MLFLOW_TRACKING_URI (unless ``honour_env`` is False) or the
+    config; imports MLflow lazily."""
     from mlops_ci.registry.mlflow import MlflowRegistry
 
-    return MlflowRegistry.for_config(config)
+    return MlflowRegistry.for_config(config, honour_env)

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops_ci.errors import InputError, ServiceError
+from mlops_ci.errors import InputError, ServiceError, TrainingError
 from mlops_ci.registry import (
     TAG_CACHE_KEY,
     TAG_COMPLETE,
@@ -29,9 +29,9 @@ if TYPE_CHECKING:
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
-def resolve_tracking_uri(config: Config) -> str:
+def resolve_tracking_uri(config: Config, honour_env: bool = True) -> str:
     """MLFLOW_TRACKING_URI wins; a relative sqlite path is taken relative to mlops.yaml."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or config.registry.tracking_uri
+    uri = (honour_env and os.environ.get("MLFLOW_TRACKING_URI")) or config.registry.tracking_uri
     match = re.match(r"^sqlite:///(?!/)(.+)$", uri)
     if match:
         db = config.resolve(match.group(1))
@@ -62,11 +62,11 @@ class MlflowRegistry:
         self.client: MlflowClient = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
 
     @classmethod
-    def for_config(cls, config: Config) -> MlflowRegistry:
+    def for_config(cls, config: Config, honour_env: bool = True) -> MlflowRegistry:
         location = config.registry.artifact_location
         if "://" not in location:
             location = str(config.resolve(location))
-        return cls(resolve_tracking_uri(config), location)
+        return cls(resolve_tracking_uri(config, honour_env), location)
 
     def describe(self) -> str:
         return redact(self.uri)
@@ -107,7 +107,11 @@ class MlflowRegistry:
     def log_run(self, run: NewRun) -> RunRecord:
         """One run with params, metrics, tags, artifacts and the model; complete or FAILED."""
         import mlflow
+        import mlflow.sklearn
 
+        # Load and check the user's model before the run starts, so a bad file records nothing.
+        model = _load_user_model(run.model_file)
+        signature = _signature(model, run.example_features)
         exp_id = self._experiment_id(run.experiment, create=True)
         with mlflow.start_run(experiment_id=exp_id) as active:
             run_id = active.info.run_id
@@ -116,27 +120,16 @@ class MlflowRegistry:
             mlflow.set_tags(run.tags)
             for folder, path in run.artifacts.items():
                 mlflow.log_artifact(str(path), artifact_path=folder)
-            model_uri = self._log_sklearn_model(run.model_file, run.example_features)
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=signature,
+                pip_requirements=_serving_requirements(),
+                skops_trusted_types=_skops_types(model),
+            )
+            model_uri = str(info.model_uri)
             mlflow.set_tags({TAG_MODEL_URI: model_uri, TAG_COMPLETE: "true"})
         return self.get_run(run_id)
-
-    def _log_sklearn_model(self, model_file: Path, example: Any) -> str:
-        import mlflow.sklearn
-
-        model = load_model_file(model_file)
-        signature = None
-        if example is not None:
-            from mlflow.models import infer_signature
-
-            signature = infer_signature(example, model.predict(example))
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=signature,
-            pip_requirements=_serving_requirements(),
-            skops_trusted_types=_skops_types(model),
-        )
-        return str(info.model_uri)
 
     def get_run(self, run_id: str) -> RunRecord:
         from mlflow.exceptions import MlflowException
@@ -230,7 +223,11 @@ class MlflowRegistry:
             raise self._service_error(err) from None
 
     def _service_error(self, err: Exception) -> ServiceError:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        """One line naming the server (never its credentials) and what went wrong."""
+        text = redact(str(err).strip())
+        first = text.splitlines()[0] if text else type(err).__name__
+        if "Max retries exceeded" in first or "Connection refused" in first:
+            first = "cannot connect (" + first.split(" failed with exception")[0] + ")"
         return ServiceError(
             f"MLflow at {self.describe()} failed: {first[:300]}",
             hint="check MLFLOW_TRACKING_URI and that the server is reachable",
@@ -246,6 +243,38 @@ def load_model_file(path: Path) -> Any:
     import joblib
 
     return joblib.load(path)
+
+
+def _load_user_model(path: Path) -> Any:
+    try:
+        model = load_model_file(path)
+    except Exception as err:  # whatever the file holds, it is the user's output
+        raise TrainingError(
+            f"mlops.yaml: train.outputs.model: '{path.name}' cannot be loaded: "
+            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": "),
+            hint="save the fitted estimator with joblib.dump(model, path) or skops.io.dump",
+        ) from None
+    if not callable(getattr(model, "predict", None)):
+        raise TrainingError(
+            f"mlops.yaml: train.outputs.model: '{path.name}' holds a {type(model).__name__}, "
+            "not a fitted scikit-learn estimator with predict()"
+        )
+    return model
+
+
+def _signature(model: Any, example: Any) -> Any:
+    """MLflow model signature from a few evaluation rows; None when there are none."""
+    if example is None:
+        return None
+    from mlflow.models import infer_signature
+
+    try:
+        return infer_signature(example, model.predict(example))
+    except Exception as err:  # the user's model on the user's data
+        raise InputError(
+            f"evaluate.data: the trained model cannot score its rows: {str(err).splitlines()[0]}",
+            hint="check evaluate.features and evaluate.target match what train.py uses",
+        ) from None
 
 
 def _skops_types(model: Any) -> list[str]:

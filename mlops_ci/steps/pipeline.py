@@ -80,7 +80,8 @@ def run_round(
 def run_demo(dest: Path) -> DemoResult:
     project = copy_example(dest)
     config = load_config(project)
-    registry = open_registry(config)
+    # The demo always uses its own embedded registry, never a team server named in the env.
+    registry = open_registry(config, honour_env=False)
     first = run_round(config, registry)
     if first.registered is None:
         raise MlopsError(f"demo: the first model was refused: {first.refused}")

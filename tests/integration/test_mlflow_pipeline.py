@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -147,6 +148,36 @@ def test_training_without_metrics_is_named(
     )
 
 
+def test_unloadable_model_file_is_named_and_records_nothing(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "train.py").write_text(
+        "from pathlib import Path\n"
+        "Path('outputs').mkdir(exist_ok=True)\n"
+        "Path('outputs/model.joblib').write_text('not a pickle')\n"
+        "Path('outputs/metrics.json').write_text('{\"cv_accuracy\": 0.9}')\n"
+    )
+    assert run_cli("train", "-c", str(project)) == 2
+    assert "train.outputs.model: 'model.joblib' cannot be loaded" in capsys.readouterr().err
+    reg = registry_for(project)
+    experiment = reg.client.get_experiment_by_name("iris-classifier")
+    assert experiment is None or not reg.client.search_runs([experiment.experiment_id])
+
+
+def test_unreachable_server_is_exit_3_without_credentials(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as sock:  # a loopback port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://bob:s3cret@127.0.0.1:{port}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    assert run_cli("compare", "-c", str(project), "--run", "abc") == 3
+    err = capsys.readouterr().err
+    assert f"error: MLflow at http://***@127.0.0.1:{port} failed: cannot connect" in err
+    assert "s3cret" not in err
+
+
 def test_unknown_alias_and_unknown_run_are_bad_input(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -158,7 +189,8 @@ def test_unknown_alias_and_unknown_run_are_bad_input(
 
 
 def test_demo_command_end_to_end(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    # A team server in the environment must not receive the demo's runs.
+    env = {**os.environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
     done = subprocess.run(
         [sys.executable, "-m", "mlops_ci", "demo", "--dir", str(tmp_path / "demo")],
         capture_output=True,
