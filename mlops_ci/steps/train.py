@@ -24,7 +24,7 @@ from mlops_ci.config import Config, Scalar
 from mlops_ci.errors import InputError, TrainingError
 from mlops_ci.evaldata import load_evaluation
 from mlops_ci.records import mlops_dir, write_json_atomic, write_text_atomic
-from mlops_ci.registry import TAG_CACHE_KEY, ModelRegistry, NewRun
+from mlops_ci.registry import TAG_CACHE_KEY, ModelRegistry, NewRun, RunRecord
 
 RECORD = "train.json"
 _LOG_TAIL_LINES = 5
@@ -87,19 +87,7 @@ def train(
     if use_cache and config.train.cache:
         hit = registry.find_cached_run(experiment, key)
         if hit is not None:
-            result = TrainResult(
-                run_id=hit.run_id,
-                cached=True,
-                cache_key=key,
-                params=hit.params,
-                metrics=hit.metrics,
-                model_uri=hit.model_uri,
-                data_fingerprint=trace.inputs.sha256,
-                duration_s=time.monotonic() - started,
-                tags=hit.tags,
-            )
-            _save_record(config, result)
-            return result
+            return _finish(config, hit, True, key, trace, started)
 
     work = mlops_dir(config.root) / "train"
     model_file = config.resolve(config.train.model_output)
@@ -139,19 +127,7 @@ def train(
             example_features=example,
         )
     )
-    result = TrainResult(
-        run_id=record.run_id,
-        cached=False,
-        cache_key=key,
-        params=record.params,
-        metrics=record.metrics,
-        model_uri=record.model_uri,
-        data_fingerprint=trace.inputs.sha256,
-        duration_s=time.monotonic() - started,
-        tags=record.tags,
-    )
-    _save_record(config, result)
-    return result
+    return _finish(config, record, False, key, trace, started)
 
 
 def _run_command(
@@ -222,7 +198,26 @@ def _read_metrics(config: Config, path: Path) -> dict[str, float]:
     return metrics
 
 
-def _save_record(config: Config, result: TrainResult) -> None:
+def _finish(
+    config: Config,
+    run: RunRecord,
+    cached: bool,
+    key: str,
+    trace: lineage.Lineage,
+    started: float,
+) -> TrainResult:
+    """The result of a trained or reused run, also saved as .mlops/train.json."""
+    result = TrainResult(
+        run_id=run.run_id,
+        cached=cached,
+        cache_key=key,
+        params=run.params,
+        metrics=run.metrics,
+        model_uri=run.model_uri,
+        data_fingerprint=trace.inputs.sha256,
+        duration_s=time.monotonic() - started,
+        tags=run.tags,
+    )
     record = {
         "run_id": result.run_id,
         "cached": result.cached,
@@ -233,3 +228,4 @@ def _save_record(config: Config, result: TrainResult) -> None:
         "data_fingerprint": result.data_fingerprint,
     }
     write_json_atomic(mlops_dir(config.root) / RECORD, record)
+    return result
