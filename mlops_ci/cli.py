@@ -200,6 +200,121 @@ def promote(
 
 
 @cli.command()
+@CONFIG_OPTION
+@click.option(
+    "--pr",
+    default=None,
+    metavar="NUMBER|auto",
+    help="Post the report as a sticky comment on this pull request "
+    "(auto: the PR of the triggering event).",
+)
+@click.option(
+    "--repo",
+    default=None,
+    metavar="OWNER/NAME",
+    help="Repository of the pull request (default: GITHUB_REPOSITORY).",
+)
+@click.option(
+    "--workflow",
+    default=None,
+    help="Name that keeps this workflow's comment apart (default: GITHUB_WORKFLOW).",
+)
+@click.option(
+    "--post-saved",
+    "saved_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Post a report a fork's run saved (workflow_run jobs); needs --expect-head-sha.",
+)
+@click.option(
+    "--expect-head-sha",
+    default=None,
+    help="With --post-saved: the PR's head commit must be this (the run's head_sha).",
+)
+def report(
+    config_path: Path | None,
+    pr: str | None,
+    repo: str | None,
+    workflow: str | None,
+    saved_dir: Path | None,
+    expect_head_sha: str | None,
+) -> None:
+    """Render the job's report (.mlops/report.md) and publish it.
+
+    Verdict first, metrics with the bootstrap interval, a mermaid chart, checks and lineage.
+    Appends it to the GitHub job summary when GITHUB_STEP_SUMMARY is set; with --pr, posts
+    it as one pull-request comment that later runs update in place. A token that cannot
+    comment (a fork's pull request) saves it under .mlops/pr-comment/ for a workflow_run job.
+    """
+    import os
+
+    from mlops_ci.ci import emit_outputs, mask, write_summary
+    from mlops_ci.ci.github import GithubClient, GithubSettings, event_pr
+
+    settings = GithubSettings.from_env(os.environ)
+    if repo:
+        settings = GithubSettings(settings.token, settings.api_url, repo)
+    mask(settings.token)
+    if saved_dir is not None:
+        _post_saved(settings, saved_dir, expect_head_sha)
+        return
+
+    from mlops_ci.steps.report import build_report
+
+    config = _load(config_path)
+    name = workflow or os.environ.get("GITHUB_WORKFLOW", "local")
+    built = build_report(config, _open(config), name)
+    click.echo(f"report: {built.path} (verdict {built.verdict})")
+    if write_summary(built.markdown):
+        click.echo("added to the job summary")
+    outputs = {"report-path": str(built.path), "verdict": built.verdict}
+    if pr is not None:
+        number = event_pr(os.environ) if pr == "auto" else _pr_number(pr)
+        if number is None:
+            raise MlopsError(
+                "--pr auto: this run was not triggered by a pull request",
+                hint="pass --pr NUMBER, or drop --pr outside pull requests",
+            )
+        outcome = GithubClient(settings).upsert_comment(
+            number, built.comment_body(), built.marker, built.path.parent / "pr-comment"
+        )
+        if outcome.action == "saved":
+            click.echo(
+                f"warning: {outcome.reason}; saved to {outcome.saved_to} for a "
+                "workflow_run job to post"
+            )
+            outputs["saved-comment"] = str(outcome.saved_to)
+        else:
+            click.echo(f"{outcome.action} comment on #{number}: {outcome.url}")
+            outputs["comment-url"] = outcome.url or ""
+    emit_outputs(outputs)
+
+
+def _post_saved(settings: Any, saved_dir: Path, expect_head_sha: str | None) -> None:
+    """Post a fork's saved report, only onto the PR whose head is the run's commit."""
+    from mlops_ci.ci.github import GithubClient, load_saved
+
+    if not expect_head_sha:
+        raise MlopsError("--post-saved needs --expect-head-sha (the workflow_run head_sha)")
+    number, body, marker = load_saved(saved_dir)
+    client = GithubClient(settings)
+    head = client.pull_head_sha(number)
+    if head != expect_head_sha:
+        raise MlopsError(
+            f"saved report names PR #{number}, whose head {head[:12]} is not the run's "
+            f"{expect_head_sha[:12]}; not posting"
+        )
+    outcome = client.upsert_comment(number, body, marker, saved_dir)
+    click.echo(f"{outcome.action} comment on #{number}: {outcome.url}")
+
+
+def _pr_number(text: str) -> int:
+    if not text.isdigit():
+        raise MlopsError(f"--pr '{text}': expected a pull request number or 'auto'")
+    return int(text)
+
+
+@cli.command()
 @click.option(
     "--dir",
     "folder",
@@ -256,6 +371,10 @@ def main(argv: list[str] | None = None) -> None:
     except MlopsError as err:
         if debug:
             traceback.print_exc()
+        from mlops_ci.ci import error_annotations
+
+        for command in error_annotations(err):
+            click.echo(command)
         lines = err.problems if isinstance(err, ConfigError) else [str(err)]
         for line in lines:
             click.echo(f"error: {line}", err=True)

@@ -142,16 +142,20 @@ def load_config(path: str | Path | None = None) -> Config:
         mark = getattr(err, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError([f"{file.name}:{line}: YAML syntax error: {problem}"]) from None
+        raise ConfigError(
+            [f"{file.name}:{line}: YAML syntax error: {problem}"], file=file
+        ) from None
     if not isinstance(data, dict):
-        raise ConfigError([f"{file.name}:1: the file must be a YAML mapping of keys to values"])
+        raise ConfigError(
+            [f"{file.name}:1: the file must be a YAML mapping of keys to values"], file=file
+        )
     problems = _schema_problems(data, node, file.name)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems, file=file)
     filled = _with_defaults(data, schema())
     problems = _semantic_problems(filled, node, file.name)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems, file=file)
     return _build(file, filled)
 
 

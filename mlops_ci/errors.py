@@ -7,6 +7,8 @@ failed after retries.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class MlopsError(Exception):
     """Base class: ``str(err)`` is the one-line message, ``hint`` an optional next step."""
@@ -21,9 +23,12 @@ class MlopsError(Exception):
 class ConfigError(MlopsError):
     """mlops.yaml is missing or invalid; ``problems`` holds one line per problem."""
 
-    def __init__(self, problems: list[str], hint: str | None = None) -> None:
+    def __init__(
+        self, problems: list[str], hint: str | None = None, file: Path | None = None
+    ) -> None:
         super().__init__("\n".join(problems), hint)
         self.problems = problems
+        self.file = file  # the config file, for CI annotations that point at it
 
 
 class InputError(MlopsError):

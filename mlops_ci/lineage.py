@@ -196,7 +196,7 @@ def ci_context(env: Mapping[str, str]) -> CiContext:
         if env.get("GITHUB_RUN_ID") and env.get("GITHUB_REPOSITORY"):
             server = env.get("GITHUB_SERVER_URL", "https://github.com")
             run_url = f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"
-        return CiContext("github", _github_pr(env), env.get("GITHUB_ACTOR"), run_url)
+        return CiContext("github", github_pr(env), env.get("GITHUB_ACTOR"), run_url)
     if env.get("TF_BUILD"):
         run_url = None
         if env.get("SYSTEM_COLLECTIONURI") and env.get("BUILD_BUILDID"):
@@ -213,7 +213,7 @@ def ci_context(env: Mapping[str, str]) -> CiContext:
     return CiContext("local", None, env.get("USER") or env.get("USERNAME"), None)
 
 
-def _github_pr(env: Mapping[str, str]) -> str | None:
+def github_pr(env: Mapping[str, str]) -> str | None:
     """PR number from the event payload (pull_request events), else from refs/pull/N/merge."""
     path = env.get("GITHUB_EVENT_PATH")
     if path and Path(path).is_file():

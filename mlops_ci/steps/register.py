@@ -7,13 +7,15 @@ the same run finds the version it made instead of adding a second one.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from mlops_ci.config import Config
 from mlops_ci.errors import GateFailed, InputError
+from mlops_ci.records import mlops_dir, read_json, write_json_atomic
 from mlops_ci.registry import TAG_COMPLETE, TAG_VERDICT, ModelRegistry, RunRecord
 from mlops_ci.steps.compare import FAIL, ComparisonResult, last_trained_run, load_comparison
 
+RECORD = "register.json"
 _LINEAGE_PREFIXES = ("mlops.git.", "mlops.ci.", "mlops.data.", "mlops.env.", "mlflow.source.git.")
 
 
@@ -47,14 +49,26 @@ def register(
         if version.tags.get(TAG_COMPLETE) != "true":  # an earlier call died before finishing
             registry.set_version_tags(name, version.version, _tags(run, comparison, verdict, force))
         registry.set_alias(name, alias, version.version)
-        return RegisterResult(name, version.version, run_id, verdict, force, alias, existing=True)
+        result = RegisterResult(name, version.version, run_id, verdict, force, alias, existing=True)
+        return _saved(config, result)
 
     description = f"Registered by mlops-ci from run {run_id} (verdict: {verdict})."
     created = registry.create_version(
         name, run, _tags(run, comparison, verdict, force), description
     )
     registry.set_alias(name, alias, created.version)
-    return RegisterResult(name, created.version, run_id, verdict, force, alias, existing=False)
+    result = RegisterResult(name, created.version, run_id, verdict, force, alias, existing=False)
+    return _saved(config, result)
+
+
+def _saved(config: Config, result: RegisterResult) -> RegisterResult:
+    write_json_atomic(mlops_dir(config.root) / RECORD, asdict(result))
+    return result
+
+
+def load_registration(config: Config) -> RegisterResult | None:
+    data = read_json(mlops_dir(config.root) / RECORD)
+    return RegisterResult(**data) if data else None
 
 
 def _verdict_for(comparison: ComparisonResult | None, run_id: str, force: bool) -> str:

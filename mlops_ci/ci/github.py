@@ -1,0 +1,178 @@
+"""GitHub: the sticky pull-request comment through PyGithub, and the fork-safe fallback.
+
+One comment per model and workflow, found again by a hidden marker and edited in place.
+Retries (5xx, primary and secondary rate limits with Retry-After / x-ratelimit-reset) are
+PyGithub's ``GithubRetry``. A read-only token (a fork's pull request) cannot comment: the
+report is then saved for an artifact, and the base repository's ``workflow_run`` workflow
+posts it with ``mlops-ci report --post-saved``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlops_ci.errors import InputError, ServiceError
+from mlops_ci.records import write_json_atomic, write_text_atomic
+
+if TYPE_CHECKING:
+    from github.Repository import Repository
+
+DEFAULT_API_URL = "https://api.github.com"
+SAVED_BODY = "body.md"
+SAVED_META = "meta.json"
+_MARKER = re.compile(r"^<!-- mlops-ci:report model=[A-Za-z0-9._-]+ workflow=[A-Za-z0-9 ._/-]* -->$")
+
+
+@dataclass(frozen=True)
+class CommentOutcome:
+    action: str  # created | updated | saved
+    pr: int
+    comment_id: int | None = None
+    url: str | None = None
+    saved_to: Path | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class GithubSettings:
+    token: str | None
+    api_url: str
+    repository: str | None  # owner/name
+
+    @staticmethod
+    def from_env(env: Mapping[str, str]) -> GithubSettings:
+        return GithubSettings(
+            token=env.get("GITHUB_TOKEN") or None,
+            api_url=(env.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/"),
+            repository=env.get("GITHUB_REPOSITORY") or None,
+        )
+
+
+class GithubClient:
+    """The few GitHub calls mlops-ci makes, with timeouts, retries and clear errors."""
+
+    def __init__(
+        self,
+        settings: GithubSettings,
+        timeout: int = 15,
+        retries: int = 5,
+        seconds_between_requests: float = 0.25,
+        seconds_between_writes: float = 1.0,
+    ) -> None:
+        from github import Auth, Github
+        from github.GithubRetry import GithubRetry
+        from urllib3.util.retry import Retry
+
+        if not settings.token:
+            raise InputError(
+                "GITHUB_TOKEN is not set", hint="pass `env: GITHUB_TOKEN: ${{ github.token }}`"
+            )
+        if not settings.repository:
+            raise InputError("no repository: set GITHUB_REPOSITORY or pass --repo OWNER/NAME")
+        self.settings = settings
+        retry = GithubRetry(
+            total=retries,
+            backoff_factor=0.5,
+            max_rate_limit_wait=600,
+            allowed_methods=Retry.DEFAULT_ALLOWED_METHODS | {"GET", "POST", "PATCH"},
+        )
+        self._gh = Github(
+            auth=Auth.Token(settings.token),
+            base_url=settings.api_url,
+            timeout=timeout,
+            retry=retry,
+            seconds_between_requests=seconds_between_requests,
+            seconds_between_writes=seconds_between_writes,
+            lazy=True,
+        )
+        self._repo: Repository = self._gh.get_repo(settings.repository, lazy=True)
+
+    def upsert_comment(self, pr: int, body: str, marker: str, fallback_dir: Path) -> CommentOutcome:
+        """Edit the comment carrying ``marker`` (deleting stray copies) or create it."""
+        from github.GithubException import GithubException
+
+        try:
+            issue = self._repo.get_issue(pr)
+            mine = [c for c in issue.get_comments() if marker in (c.body or "")]
+            if mine:
+                keep, *strays = mine
+                keep.edit(body)
+                for stray in strays:  # e.g. a POST retried after the server had created it
+                    stray.delete()
+                return CommentOutcome("updated", pr, keep.id, keep.html_url)
+            created = issue.create_comment(body)
+            return CommentOutcome("created", pr, created.id, created.html_url)
+        except GithubException as err:
+            if err.status in (403, 404) and _is_permission_error(err):
+                reason = f"the token cannot comment on #{pr} ({err.status}: {_message(err)})"
+                saved = save_for_artifact(
+                    fallback_dir, self.settings.repository or "", pr, body, marker
+                )
+                return CommentOutcome("saved", pr, saved_to=saved, reason=reason)
+            raise self._error(err, f"commenting on pull request #{pr}") from None
+
+    def pull_head_sha(self, pr: int) -> str:
+        from github.GithubException import GithubException
+
+        try:
+            return str(self._repo.get_pull(pr).head.sha)
+        except GithubException as err:
+            raise self._error(err, f"reading pull request #{pr}") from None
+
+    def _error(self, err: Any, doing: str) -> Exception:
+        status = getattr(err, "status", None)
+        text = f"GitHub API at {self.settings.api_url} failed {doing}: {status} {_message(err)}"
+        if status == 401:
+            return InputError(text, hint="GITHUB_TOKEN was rejected; check it is valid")
+        return ServiceError(text, hint="retried with backoff; try again later")
+
+
+def _message(err: Any) -> str:
+    data = getattr(err, "data", None)
+    if isinstance(data, dict) and data.get("message"):
+        return str(data["message"])
+    return str(data or "")[:200]
+
+
+def _is_permission_error(err: Any) -> bool:
+    """A read-only token: 403 'Resource not accessible', or 404 hiding a private repository."""
+    message = _message(err).lower()
+    return err.status == 404 or "not accessible" in message or "permission" in message
+
+
+def save_for_artifact(folder: Path, repository: str, pr: int, body: str, marker: str) -> Path:
+    """Write the comment and where it belongs, for a workflow_run job to post later."""
+    write_text_atomic(folder / SAVED_BODY, body)
+    write_json_atomic(folder / SAVED_META, {"repository": repository, "pr": pr, "marker": marker})
+    return folder
+
+
+def load_saved(folder: Path) -> tuple[int, str, str]:
+    """(pr, body, marker) of a saved report; its contents come from a fork, so check them."""
+    meta_path, body_path = folder / SAVED_META, folder / SAVED_BODY
+    if not meta_path.is_file() or not body_path.is_file():
+        raise InputError(f"{folder}: no saved report ({SAVED_META} and {SAVED_BODY} expected)")
+    try:
+        meta = json.loads(meta_path.read_text("utf-8"))
+        pr, marker = int(meta["pr"]), str(meta["marker"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise InputError(f"{meta_path}: malformed ({err})") from None
+    if not _MARKER.match(marker):
+        raise InputError(f"{meta_path}: marker is not an mlops-ci report marker")
+    body = body_path.read_text("utf-8")
+    if marker not in body:
+        body = f"{body}\n{marker}\n"
+    return pr, body, marker
+
+
+def event_pr(env: Mapping[str, str]) -> int | None:
+    """The pull request number of this workflow run, from the event payload or ref."""
+    from mlops_ci.lineage import github_pr
+
+    number = github_pr(env)
+    return int(number) if number else None

@@ -1,0 +1,210 @@
+"""report: one markdown story of the job — verdict first, metrics, chart, checks, lineage.
+
+Built from the job's records under .mlops/ and the run's tags in the registry; the same text
+goes to the job summary and, with a hidden marker, to the sticky pull-request comment.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlops_ci import __version__
+from mlops_ci.config import Config
+from mlops_ci.errors import InputError
+from mlops_ci.metrics import METRICS
+from mlops_ci.records import mlops_dir, write_text_atomic
+from mlops_ci.registry import ModelRegistry
+from mlops_ci.steps.compare import FAIL, NO_BASELINE, PASS, ComparisonResult, load_comparison
+from mlops_ci.steps.register import RegisterResult, load_registration
+
+RECORD = "report.md"
+# GitHub refuses comment bodies over 65,536 characters.
+GITHUB_COMMENT_LIMIT = 65_536
+_ICON = {PASS: "✅", FAIL: "❌", NO_BASELINE: "🆕", "skipped": "➖"}
+_HEADLINE = {
+    PASS: "passed the gate against production",
+    FAIL: "failed the gate",
+    NO_BASELINE: "has no production model to compare with (absolute rules only)",
+}
+
+
+@dataclass(frozen=True)
+class Report:
+    model: str
+    verdict: str
+    markdown: str  # the full report, as written to .mlops/report.md
+    marker: str  # hidden HTML comment that finds this report's PR comment again
+    path: Path
+
+    def comment_body(self, limit: int = GITHUB_COMMENT_LIMIT) -> str:
+        """The PR comment: the report plus its marker, cut to fit GitHub's limit."""
+        body = f"{self.markdown}\n{self.marker}\n"
+        if len(body) <= limit:
+            return body
+        note = (
+            f"\n\n> ✂️ Report truncated to fit GitHub's {limit:,}-character limit; the full report "
+            f"is `.mlops/{RECORD}` in this job's artifacts.\n\n{self.marker}\n"
+        )
+        keep = body[: limit - len(note)]
+        return keep[: keep.rfind("\n")] + note
+
+
+def marker_for(model: str, workflow: str) -> str:
+    """One marker per model and workflow, so two workflows on one PR keep their own comment."""
+    safe = re.sub(r"[^A-Za-z0-9 ._/-]", "_", workflow)
+    return f"<!-- mlops-ci:report model={model} workflow={safe} -->"
+
+
+def build_report(config: Config, registry: ModelRegistry | None, workflow: str) -> Report:
+    comparison = load_comparison(config)
+    if comparison is None:
+        raise InputError(
+            "nothing to report: no .mlops/comparison.json", hint="run `mlops-ci compare` first"
+        )
+    registration = load_registration(config)
+    if registration is not None and registration.run_id != comparison.candidate.run_id:
+        registration = None  # an earlier run's record
+    tags: dict[str, str] = {}
+    if registry is not None and comparison.candidate.run_id:
+        tags = registry.get_run(comparison.candidate.run_id).tags
+    text = render(comparison, registration, tags)
+    path = write_text_atomic(mlops_dir(config.root) / RECORD, text)
+    return Report(
+        comparison.model, comparison.verdict, text, marker_for(comparison.model, workflow), path
+    )
+
+
+def render(
+    comparison: ComparisonResult, registration: RegisterResult | None, tags: dict[str, str]
+) -> str:
+    sections = [
+        _headline(comparison, registration),
+        _metrics_table(comparison),
+        _chart(comparison),
+        _checks(comparison),
+        _lineage(comparison, registration, tags),
+        f"<sub>mlops-ci {__version__} · evaluation `{comparison.evaluation['data']}` "
+        f"({comparison.evaluation['rows']} rows, sha256 `{comparison.evaluation['sha256'][:12]}`)"
+        "</sub>",
+    ]
+    return "\n\n".join(s for s in sections if s) + "\n"
+
+
+def _headline(c: ComparisonResult, registration: RegisterResult | None) -> str:
+    lines = [f"## {_ICON[c.verdict]} `{c.model}`: candidate {_HEADLINE[c.verdict]}"]
+    failed = [check for check in c.checks if check.status == FAIL]
+    if failed:
+        lines += ["", "**Failing rules:**"]
+        lines += [f"- {check.name} — {check.detail}" for check in failed]
+    if registration is not None:
+        lines += [
+            "",
+            f"Registered as **{registration.name} v{registration.version}** "
+            f"(alias `{registration.alias}`{', forced' if registration.forced else ''}).",
+        ]
+    elif c.verdict == FAIL:
+        lines += ["", "Not registered."]
+    return "\n".join(lines)
+
+
+def _metrics_table(c: ComparisonResult) -> str:
+    prod, sig = c.production, c.significance
+    if prod is None:
+        rows = ["| metric | candidate |", "|---|---:|"]
+        rows += [f"| {m} | {v:.4f} |" for m, v in c.candidate.metrics.items()]
+        return "\n".join(rows)
+    rows = [
+        f"| metric | candidate | production v{prod.version} | Δ | {_ci_header(c)} |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for metric, value in c.candidate.metrics.items():
+        p = prod.metrics[metric]
+        arrow = "" if value == p else ("▲" if value > p else "▼")
+        better = (value > p) == METRICS[metric].greater_is_better
+        mark = "" if not arrow else (" 🟢" if better else " 🔴")
+        interval = ""
+        if sig is not None and sig.metric == metric:
+            interval = f"[{sig.ci_low:+.4f}, {sig.ci_high:+.4f}]"
+        rows.append(
+            f"| {metric} | {value:.4f} | {p:.4f} | {arrow}{value - p:+.4f}{mark} | {interval} |"
+        )
+    return "\n".join(rows)
+
+
+def _ci_header(c: ComparisonResult) -> str:
+    sig = c.significance
+    if sig is None:
+        return "CI"
+    return f"{sig.confidence:.0%} CI (paired bootstrap, {sig.samples} resamples)"
+
+
+def _chart(c: ComparisonResult) -> str:
+    """A mermaid bar (candidate) + line (production) chart: GitHub renders it in comments."""
+    metrics = list(c.candidate.metrics)
+    values = [c.candidate.metrics[m] for m in metrics]
+    if c.production is not None:
+        values += [c.production.metrics[m] for m in metrics]
+    low = min(0.0, *values)
+    high = max(values)
+    high = 1.0 if 0 < high <= 1.0 else high * 1.1 or 1.0
+    lines = [
+        "```mermaid",
+        "xychart-beta",
+        f'    title "{c.model}: candidate (bars) vs production (line)"',
+        f"    x-axis [{', '.join(metrics)}]",
+        f'    y-axis "score" {low:.4g} --> {high:.4g}',
+        f"    bar [{', '.join(f'{v:.4f}' for v in values[: len(metrics)])}]",
+    ]
+    if c.production is not None:
+        lines.append(f"    line [{', '.join(f'{v:.4f}' for v in values[len(metrics) :])}]")
+    lines.append("```")
+    return "\n".join(lines)
+
+
+def _checks(c: ComparisonResult) -> str:
+    if not c.checks:
+        return ""
+    rows = [
+        "<details><summary>All checks</summary>",
+        "",
+        "| check | result | detail |",
+        "|---|---|---|",
+    ]
+    rows += [f"| {ch.name} | {_ICON[ch.status]} {ch.status} | {ch.detail} |" for ch in c.checks]
+    return "\n".join([*rows, "", "</details>"])
+
+
+def _lineage(c: ComparisonResult, registration: RegisterResult | None, tags: dict[str, str]) -> str:
+    commit = tags.get("mlops.git.commit")
+    repo = tags.get("mlops.git.repository", "")
+    if commit and repo.startswith("http"):
+        commit_text = f"[`{commit[:10]}`]({repo.removesuffix('.git')}/commit/{commit})"
+    else:
+        commit_text = f"`{commit[:10]}`" if commit else "—"
+    if tags.get("mlops.git.dirty") == "true":
+        commit_text += " (uncommitted changes)"
+    rows = [
+        ("commit", commit_text),
+        ("branch", f"`{tags['mlops.git.branch']}`" if "mlops.git.branch" in tags else "—"),
+        ("pull request", f"#{tags['mlops.ci.pr']}" if "mlops.ci.pr" in tags else "—"),
+        ("triggered by", tags.get("mlops.ci.actor", "—")),
+        ("data fingerprint", _short(tags.get("mlops.data.fingerprint"))),
+        ("environment lock", _short(tags.get("mlops.env.sha256"))),
+        ("MLflow run", f"`{c.candidate.run_id}`"),
+        (
+            "model version",
+            f"{registration.name} v{registration.version}" if registration else "not registered",
+        ),
+    ]
+    if c.production is not None:
+        rows.append(("production", f"{c.model} v{c.production.version}"))
+    if "mlops.ci.run_url" in tags:
+        rows.append(("CI run", f"[logs]({tags['mlops.ci.run_url']})"))
+    table = ["| lineage | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+    return "\n".join(table)
+
+
+def _short(sha: str | None) -> str:
+    return f"`sha256:{sha[:12]}`" if sha else "—"
