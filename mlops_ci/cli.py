@@ -259,11 +259,11 @@ def report(
         _post_saved(settings, saved_dir, expect_head_sha)
         return
 
-    from mlops_ci.steps.report import build_report
+    from mlops_ci.steps.report import report as report_step
 
     config = _load(config_path)
     name = workflow or os.environ.get("GITHUB_WORKFLOW", "local")
-    built = build_report(config, _open(config), name)
+    built = report_step(config, _open(config), name)
     click.echo(f"report: {built.path} (verdict {built.verdict})")
     if write_summary(built.markdown):
         click.echo("added to the job summary")

@@ -57,7 +57,7 @@ def marker_for(model: str, workflow: str) -> str:
     return f"<!-- mlops-ci:report model={model} workflow={safe} -->"
 
 
-def build_report(config: Config, registry: ModelRegistry | None, workflow: str) -> Report:
+def report(config: Config, registry: ModelRegistry | None, workflow: str) -> Report:
     comparison = load_comparison(config)
     if comparison is None:
         raise InputError(
