@@ -248,13 +248,12 @@ def report(
     """
     import os
 
-    from mlops_ci.ci import emit_outputs, mask, write_summary
+    from mlops_ci.ci import emit_outputs, write_summary
     from mlops_ci.ci.github import GithubClient, GithubSettings, event_pr
 
     settings = GithubSettings.from_env(os.environ)
     if repo:
         settings = GithubSettings(settings.token, settings.api_url, repo)
-    mask(settings.token)
     if saved_dir is not None:
         _post_saved(settings, saved_dir, expect_head_sha)
         return

@@ -53,17 +53,6 @@ def write_summary(markdown: str, env: Mapping[str, str] | None = None) -> bool:
     return True
 
 
-def mask(secret: str | None, env: Mapping[str, str] | None = None) -> None:
-    """Ask the CI to hide ``secret`` from every log line from now on."""
-    if not secret:
-        return
-    env = _env(env)
-    if in_github(env):
-        print(f"::add-mask::{secret}", flush=True)
-    elif env.get("TF_BUILD"):
-        print(f"##vso[task.setsecret]{secret}", flush=True)
-
-
 def error_annotations(err: MlopsError, env: Mapping[str, str] | None = None) -> list[str]:
     """GitHub ``::error`` commands for an error, pointing at the config file and line if known."""
     env = _env(env)

@@ -53,8 +53,11 @@ class Report:
 
 def marker_for(model: str, workflow: str) -> str:
     """One marker per model and workflow, so two workflows on one PR keep their own comment."""
-    safe = re.sub(r"[^A-Za-z0-9 ._/-]", "_", workflow)
-    return f"<!-- mlops-ci:report model={model} workflow={safe} -->"
+
+    def safe(text: str) -> str:  # nothing that could end or break the HTML comment
+        return re.sub(r"[^A-Za-z0-9 ._/-]", "_", text).replace("--", "-_")
+
+    return f"<!-- mlops-ci:report model={safe(model)} workflow={safe(workflow)} -->"
 
 
 def report(config: Config, registry: ModelRegistry | None, workflow: str) -> Report:

@@ -1,0 +1,204 @@
+"""The report reaching GitHub: PyGithub against a loopback server speaking the REST shapes."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlops_ci.ci.github import GithubClient, GithubSettings
+from mlops_ci.config import Config
+from mlops_ci.steps.compare import compare
+from mlops_ci.steps.report import Report, report
+from tests.fakes import InMemoryRegistry
+from tests.github_server import Fault, GithubState, github_server
+from tests.helpers import run_cli
+from tests.unit.test_gate import candidate_run, in_production
+
+TOKEN = "ghs_test0123456789abcdefSECRET"
+REPO = "acme/iris"
+
+
+@pytest.fixture
+def gh() -> Iterator[tuple[str, GithubState]]:
+    with github_server(TOKEN) as server:
+        yield server
+
+
+def client(api_url: str) -> GithubClient:
+    settings = GithubSettings(TOKEN, api_url, REPO)
+    return GithubClient(settings, retries=3, seconds_between_requests=0, seconds_between_writes=0)
+
+
+def built_report(config: Config, registry: InMemoryRegistry, workflow: str = "pr") -> Report:
+    in_production(registry, config)
+    run = candidate_run(registry, config.root, c=0.01)
+    compare(config, registry, run.run_id)
+    return report(config, registry, workflow)
+
+
+def test_first_run_creates_the_comment_and_the_next_updates_it(
+    config: Config, fake_registry: InMemoryRegistry, gh: tuple[str, GithubState], tmp_path: Path
+) -> None:
+    api, state = gh
+    built = built_report(config, fake_registry)
+    first = client(api).upsert_comment(7, built.comment_body(), built.marker, tmp_path)
+    assert first.action == "created"
+    second = client(api).upsert_comment(7, "changed\n" + built.marker, built.marker, tmp_path)
+    assert (second.action, second.comment_id) == ("updated", first.comment_id)
+    assert [c["body"] for c in state.comments.values()] == ["changed\n" + built.marker]
+    assert state.authorizations == {f"token {TOKEN}"}
+
+
+def test_two_workflows_keep_their_own_comments(
+    config: Config, fake_registry: InMemoryRegistry, gh: tuple[str, GithubState], tmp_path: Path
+) -> None:
+    api, state = gh
+    built = built_report(config, fake_registry)
+    other = report(config, fake_registry, "nightly")
+    assert built.marker != other.marker
+    for r in (built, other, built):
+        client(api).upsert_comment(7, r.comment_body(), r.marker, tmp_path)
+    assert len(state.comments) == 2
+
+
+def test_stray_duplicates_are_removed(gh: tuple[str, GithubState], tmp_path: Path) -> None:
+    api, state = gh
+    marker = "<!-- mlops-ci:report model=m workflow=w -->"
+    c = client(api)
+    for _ in range(2):  # as if a POST had been retried after GitHub created the comment
+        c._repo.get_issue(3).create_comment("old " + marker)
+    assert c.upsert_comment(3, "new " + marker, marker, tmp_path).action == "updated"
+    assert [x["body"] for x in state.comments.values()] == ["new " + marker]
+
+
+def test_a_502_is_retried(gh: tuple[str, GithubState], tmp_path: Path) -> None:
+    api, state = gh
+    state.faults.append(
+        Fault("GET", r"/repos/acme/iris/issues/5/comments", 502, body={"message": "Bad gateway"})
+    )
+    outcome = client(api).upsert_comment(5, "hello <!-- m -->", "<!-- m -->", tmp_path)
+    assert outcome.action == "created"
+    gets = [s for m, p, s in state.requests if m == "GET" and p.endswith("/issues/5/comments")]
+    assert gets == [502, 200]
+
+
+def test_secondary_rate_limit_waits_for_retry_after(
+    gh: tuple[str, GithubState], tmp_path: Path
+) -> None:
+    api, state = gh
+    state.faults.append(
+        Fault(
+            "POST",
+            r"/repos/acme/iris/issues/5/comments",
+            403,
+            {"Retry-After": "1"},
+            {"message": "You have exceeded a secondary rate limit."},
+        )
+    )
+    start = time.monotonic()
+    outcome = client(api).upsert_comment(5, "hi <!-- m -->", "<!-- m -->", tmp_path)
+    assert outcome.action == "created"
+    assert time.monotonic() - start >= 1.0
+    posts = [s for m, p, s in state.requests if m == "POST"]
+    assert posts == [403, 201]
+
+
+def test_github_enterprise_api_prefix(gh: tuple[str, GithubState], tmp_path: Path) -> None:
+    api, state = gh
+    outcome = client(f"{api}/api/v3").upsert_comment(2, "x <!-- m -->", "<!-- m -->", tmp_path)
+    assert outcome.action == "created" and len(state.comments) == 1
+
+
+def test_report_cli_posts_sticky_comment_and_summary(
+    project: Path,
+    gh: tuple[str, GithubState],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    api, state = gh
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"pull_request": {"number": 12}}))
+    summary, outputs = tmp_path / "summary.md", tmp_path / "outputs"
+    for key, value in {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_TOKEN": TOKEN,
+        "GITHUB_API_URL": api,
+        "GITHUB_REPOSITORY": REPO,
+        "GITHUB_EVENT_PATH": str(event),
+        "GITHUB_WORKFLOW": "ml",
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "GITHUB_OUTPUT": str(outputs),
+    }.items():
+        monkeypatch.setenv(key, value)
+    c = str(project)
+    assert run_cli("train", "-c", c) == 0
+    assert run_cli("compare", "-c", c) == 0
+    assert run_cli("report", "-c", c, "--pr", "auto") == 0
+    assert run_cli("report", "-c", c, "--pr", "auto") == 0  # second run edits, never duplicates
+    (comment,) = state.comments.values()
+    assert comment["_issue"] == (REPO, 12)
+    assert "<!-- mlops-ci:report model=iris-classifier workflow=ml -->" in comment["body"]
+    assert "🆕 `iris-classifier`" in comment["body"] and "```mermaid" in comment["body"]
+    assert summary.read_text().count("## 🆕 `iris-classifier`") == 2
+    assert (
+        "comment-url=https://github.example/acme/iris/pull/12#issuecomment-" in outputs.read_text()
+    )
+    out, err = capfd.readouterr()
+    assert TOKEN not in out + err + summary.read_text() + outputs.read_text()
+    assert TOKEN not in (project / ".mlops" / "report.md").read_text()
+
+
+def test_fork_token_saves_the_report_and_workflow_run_posts_it(
+    config: Config,
+    fake_registry: InMemoryRegistry,
+    gh: tuple[str, GithubState],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    api, state = gh
+    built = built_report(config, fake_registry)
+    state.read_only = True
+    saved = client(api).upsert_comment(9, built.comment_body(), built.marker, tmp_path / "saved")
+    assert saved.action == "saved" and "cannot comment on #9" in (saved.reason or "")
+    assert state.comments == {}
+    assert json.loads((tmp_path / "saved" / "meta.json").read_text())["pr"] == 9
+
+    # The base repository's workflow_run job, with a write token, posts it.
+    state.read_only = False
+    state.pulls[9] = "a" * 40
+    for key, value in {
+        "GITHUB_TOKEN": TOKEN,
+        "GITHUB_API_URL": api,
+        "GITHUB_REPOSITORY": REPO,
+    }.items():
+        monkeypatch.setenv(key, value)
+    args = ["report", "--post-saved", str(tmp_path / "saved"), "--expect-head-sha"]
+    assert run_cli(*args, "b" * 40) == 2  # the PR's head is not the run's commit: refused
+    assert state.comments == {}
+    assert run_cli(*args, "a" * 40) == 0
+    (comment,) = state.comments.values()
+    assert comment["body"] == built.comment_body()
+    out, err = capfd.readouterr()
+    assert "not the run's" in err and TOKEN not in out + err
+
+
+def test_bad_token_is_named_without_printing_it(
+    gh: tuple[str, GithubState], tmp_path: Path
+) -> None:
+    api, _ = gh
+    bad = GithubClient(
+        GithubSettings("wrong-token", api, REPO),
+        retries=0,
+        seconds_between_requests=0,
+        seconds_between_writes=0,
+    )
+    with pytest.raises(Exception) as err:
+        bad.upsert_comment(1, "x", "<!-- m -->", tmp_path)
+    assert "401 Bad credentials" in str(err.value) and "wrong-token" not in str(err.value)
+    assert getattr(err.value, "exit_code", None) == 2
