@@ -64,20 +64,31 @@ def cli(ctx: click.Context, debug: bool) -> None:
     "folder",
     type=click.Path(path_type=Path),
     default=Path("."),
-    help="Folder to write mlops.yaml into.",
+    help="Project folder to write into.",
 )
-@click.option("--force", is_flag=True, help="Overwrite an existing mlops.yaml.")
-def init(folder: Path, force: bool) -> None:
-    """Write a commented starter mlops.yaml."""
-    from importlib import resources
+@click.option(
+    "--ci",
+    type=click.Choice(["github"]),
+    default=None,
+    help="Also copy the CI workflow templates (github: into .github/workflows/).",
+)
+@click.option(
+    "--actions-repo",
+    default="mlops-ci/mlops-ci",
+    show_default=True,
+    help="OWNER/NAME the workflow templates take the mlops-ci actions from.",
+)
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+def init(folder: Path, ci: str | None, actions_repo: str, force: bool) -> None:
+    """Write a commented starter mlops.yaml, and with --ci the CI workflow templates."""
+    from mlops_ci.scaffold import init_project
 
-    target = folder / "mlops.yaml"
-    if target.exists() and not force:
-        raise MlopsError(f"{target}: already exists", hint="pass --force to overwrite it")
-    folder.mkdir(parents=True, exist_ok=True)
-    text = resources.files("mlops_ci").joinpath("templates/mlops.yaml").read_text("utf-8")
-    target.write_text(text, encoding="utf-8")
-    click.echo(f"wrote {target}; edit it, then run `mlops-ci validate`")
+    result = init_project(folder, ci, force, actions_repo)
+    for path in result.written:
+        click.echo(f"wrote {path}")
+    for path in result.kept:
+        click.echo(f"kept {path} (exists; --force overwrites)")
+    click.echo("next: edit mlops.yaml, then run `mlops-ci validate`")
 
 
 @cli.command()

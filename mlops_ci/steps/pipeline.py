@@ -10,6 +10,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlops_ci.bundled import bundled
 from mlops_ci.config import Config, Scalar, load_config
 from mlops_ci.errors import GateFailed, MlopsError
 from mlops_ci.registry import ModelRegistry, open_registry
@@ -43,21 +44,12 @@ class DemoResult:
     change: dict[str, Scalar]
 
 
-def example_dir(name: str = EXAMPLE) -> Path:
-    """The example inside the installed wheel, or in the source tree for editable installs."""
-    here = Path(__file__).resolve().parent.parent
-    for candidate in (here / "_examples" / name, here.parent / "examples" / name):
-        if (candidate / "mlops.yaml").is_file():
-            return candidate
-    raise MlopsError(f"example '{name}' not found beside the mlops_ci package ({here})")
-
-
 def copy_example(dest: Path, name: str = EXAMPLE) -> Path:
     """Copy the example into ``dest`` (which must be empty or absent), without old state."""
     if dest.exists() and any(dest.iterdir()):
         raise MlopsError(f"--dir {dest}: folder is not empty", hint="give a new or empty folder")
     ignore = shutil.ignore_patterns(".mlops", "outputs", "__pycache__", "mlruns")
-    shutil.copytree(example_dir(name), dest, ignore=ignore, dirs_exist_ok=True)
+    shutil.copytree(bundled(f"examples/{name}"), dest, ignore=ignore, dirs_exist_ok=True)
     return dest
 
 

@@ -1,0 +1,225 @@
+"""The GitHub Actions and workflow templates: metadata, real linters, and a run as GitHub would."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlops_ci import __version__
+from mlops_ci.scaffold import init_project
+from mlops_ci.steps import STEPS
+from tests.actions.harness import Runner, parse_outputs, run_action
+from tests.github_server import GithubState, github_server
+
+ROOT = Path(__file__).resolve().parents[2]
+ACTIONS = sorted(p.parent for p in (ROOT / "actions").glob("*/action.yml"))
+ACTION_FILES = [ROOT / "action.yml", *(a / "action.yml" for a in ACTIONS)]
+TEMPLATES = sorted((ROOT / "templates" / "github").glob("*.yml"))
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+TOKEN = "ghs_actions_harness_SECRET"
+
+
+def run_steps(meta: dict) -> list[dict]:  # type: ignore[type-arg]
+    return [s for s in meta["runs"]["steps"] if "run" in s]
+
+
+@pytest.mark.parametrize("path", ACTION_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_action_metadata_is_complete_and_inputs_go_through_env(path: Path) -> None:
+    meta = yaml.safe_load(path.read_text())
+    assert meta["name"] and meta["description"] and meta["author"]
+    assert meta["branding"]["icon"] and meta["branding"]["color"]
+    for kind in ("inputs", "outputs"):
+        for name, spec in meta.get(kind, {}).items():
+            assert spec.get("description"), f"{kind}.{name} has no description"
+    for step in run_steps(meta):
+        assert "${{" not in step["run"], f"expression inside run: in {path}"
+        assert step["shell"] == "bash"
+
+
+def test_every_step_action_is_a_known_step() -> None:
+    names = {a.name for a in ACTIONS}
+    assert names == {"setup", "train", "compare", "register", "report"}
+    assert names - {"setup"} <= set(STEPS)
+
+
+def test_actions_and_workflows_validate_against_githubs_schemas() -> None:
+    for schema, files in (
+        ("vendor.github-actions", ACTION_FILES),
+        ("vendor.github-workflows", [*TEMPLATES, *WORKFLOWS]),
+    ):
+        done = subprocess.run(
+            ["check-jsonschema", "--builtin-schema", schema, *map(str, files)],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_zizmor_finds_nothing() -> None:
+    done = subprocess.run(
+        [
+            "zizmor",
+            "--offline",
+            "--no-progress",
+            "--config",
+            str(ROOT / "zizmor.yml"),
+            *map(str, [*ACTION_FILES, *TEMPLATES, *WORKFLOWS]),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "No findings to report" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("path", [*TEMPLATES, *WORKFLOWS], ids=lambda p: p.name)
+def test_workflows_pin_actions_and_grant_least_privilege(path: Path) -> None:
+    text = path.read_text()
+    for ref in re.findall(r"^\s*(?:-\s+)?uses:\s*(\S+)", text, re.MULTILINE):
+        ok = (
+            ref.startswith("./")
+            or re.fullmatch(r"[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}", ref)
+            or ref.startswith("mlops-ci/mlops-ci/actions/")
+            and ref.endswith(f"@v{__version__}")
+        )
+        assert ok, f"{path.name}: {ref} is not pinned"
+    workflow = yaml.safe_load(text)
+    assert workflow["permissions"] == {}, f"{path.name}: top-level permissions must be {{}}"
+    for name, job in workflow["jobs"].items():
+        assert "permissions" in job, f"{path.name}: job {name} declares no permissions"
+
+
+def test_init_copies_the_templates_pointing_at_this_version(tmp_path: Path) -> None:
+    result = init_project(tmp_path, ci="github", actions_repo="acme/mlops-ci")
+    copied = sorted(p.name for p in (tmp_path / ".github" / "workflows").glob("*.yml"))
+    assert copied == [t.name for t in TEMPLATES]
+    assert len(result.written) == len(TEMPLATES) + 1
+    text = (tmp_path / ".github" / "workflows" / "mlops-pr.yml").read_text()
+    assert f"uses: acme/mlops-ci/actions/train@v{__version__}" in text
+    assert "mlops-ci/mlops-ci/" not in text
+
+
+def test_output_file_parsing_handles_heredocs() -> None:
+    text = "a=1\nb<<EOF_x\nline 1\nline=2\nEOF_x\nc=3\n"
+    assert parse_outputs(text) == {"a": "1", "b": "line 1\nline=2", "c": "3"}
+
+
+# --- the actions run as GitHub would run them ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
+    """A job whose setup action really installed mlops-ci (from this checkout) into a venv."""
+    temp = tmp_path_factory.mktemp("runner")
+    workspace = tmp_path_factory.mktemp("workspace")
+    shutil.copytree(ROOT / "examples" / "iris", workspace / "iris")
+    env = {
+        k: v
+        for k, v in __import__("os").environ.items()
+        if not k.startswith(("GITHUB_", "MLFLOW_", "RUNNER_"))
+    }
+    runner = Runner(workspace=workspace, temp=temp, env={**env, "GITHUB_ACTIONS": "true"})
+    python = {"python": {"python-path": sys.executable, "python-version": "3.11"}}
+    setup = run_action(ROOT / "actions" / "setup", runner, uses_outputs=python)
+    assert setup.returncode == 0, setup.stdout
+    assert setup.outputs["version"] == __version__
+    assert runner.path and (Path(runner.path[0]) / "mlops-ci").exists()
+    yield runner
+
+
+@pytest.fixture
+def gh() -> Iterator[tuple[str, GithubState]]:
+    with github_server(TOKEN) as server:
+        yield server
+
+
+@pytest.mark.slow
+def test_train_compare_register_report_actions_on_the_example(
+    installed: Runner, gh: tuple[str, GithubState]
+) -> None:
+    api, state = gh
+    runner = installed
+    event = runner.temp / "event.json"
+    event.write_text(json.dumps({"pull_request": {"number": 4}}))
+    summary = runner.temp / "summary.md"
+    runner.env.update(
+        {
+            "GITHUB_EVENT_NAME": "pull_request",
+            "GITHUB_EVENT_PATH": str(event),
+            "GITHUB_REPOSITORY": "acme/iris",
+            "GITHUB_API_URL": api,
+            "GITHUB_WORKFLOW": "ml",
+            "GITHUB_STEP_SUMMARY": str(summary),
+        }
+    )
+    github = {"token": TOKEN}
+    cfg = {"config": "iris"}
+
+    train = run_action(ROOT / "actions" / "train", runner, cfg, github)
+    assert train.returncode == 0, train.stdout
+    assert re.fullmatch(r"[0-9a-f]{32}", train.outputs["run-id"])
+    assert train.outputs["cached"] == "false"
+
+    compare = run_action(ROOT / "actions" / "compare", runner, cfg, github)
+    assert compare.returncode == 0, compare.stdout
+    assert compare.outputs == {"verdict": "no-baseline", "run-id": train.outputs["run-id"]}
+
+    register = run_action(ROOT / "actions" / "register", runner, cfg, github)
+    assert register.returncode == 0, register.stdout
+    assert register.outputs == {"model-name": "iris-classifier", "version": "1"}
+
+    report = run_action(ROOT / "actions" / "report", runner, cfg, github)
+    assert report.returncode == 0, report.stdout
+    assert report.outputs["report-path"].endswith("iris/.mlops/report.md")
+    assert report.outputs["comment-url"].endswith(f"#issuecomment-{next(iter(state.comments))}")
+    (comment,) = state.comments.values()
+    assert comment["_issue"] == ("acme/iris", 4)
+    assert "Registered as **iris-classifier v1**" in comment["body"]
+    assert "## 🆕 `iris-classifier`" in summary.read_text()
+    assert state.authorizations == {f"token {TOKEN}"}
+    assert TOKEN not in "\n".join(runner.log)
+
+    # Production is v1; a much weaker model is refused, or only reported with fail-on-gate false.
+    promote = subprocess.run(
+        ["mlops-ci", "promote", "-c", "iris", "--version", "1", "--reason", "test"],
+        cwd=runner.workspace,
+        env={**runner.env, "PATH": f"{runner.path[0]}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    assert promote.returncode == 0, promote.stderr
+    weak = run_action(
+        ROOT / "actions" / "train", runner, {**cfg, "params": "C=0.01\nmax_iter=500"}, github
+    )
+    assert weak.returncode == 0 and weak.outputs["run-id"] != train.outputs["run-id"]
+    lenient = run_action(
+        ROOT / "actions" / "compare", runner, {**cfg, "fail-on-gate": "false"}, github
+    )
+    assert lenient.returncode == 0 and lenient.outputs["verdict"] == "fail"
+    strict = run_action(ROOT / "actions" / "compare", runner, cfg, github)
+    assert strict.returncode == 1
+    assert "::error title=mlops-ci: the gate said no::verdict fail" in strict.stdout
+    refused = run_action(ROOT / "actions" / "register", runner, cfg, github)
+    assert refused.returncode == 1
+
+
+@pytest.mark.slow
+def test_umbrella_action_runs_a_verb_and_refuses_unknown_ones(installed: Runner) -> None:
+    python = {"python": {"python-path": sys.executable}}
+    root = ROOT  # the umbrella's action_path is the repository root
+    ok = run_action(
+        root, installed, {"command": "validate", "config": "iris"}, {"token": "x"}, python
+    )
+    assert ok.returncode == 0, ok.stdout
+    assert "valid (model iris-classifier)" in ok.stdout
+    bad = run_action(root, installed, {"command": "rm -rf /"}, {"token": "x"}, python)
+    assert bad.returncode == 2
+    assert "::error::input command: 'rm -rf /' is not one of" in bad.stdout
