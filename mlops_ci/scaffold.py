@@ -45,7 +45,8 @@ def init_project(
         result.written.append(path)
     if not result.written:
         raise MlopsError(
-            f"{', '.join(str(p) for p in result.kept)}: already exist(s)",
+            f"{', '.join(str(p) for p in result.kept)}: already exist"
+            + ("s" if len(result.kept) == 1 else ""),
             hint="pass --force to overwrite",
         )
     return result

@@ -107,6 +107,27 @@ def test_secondary_rate_limit_waits_for_retry_after(
     assert posts == [403, 201]
 
 
+def test_primary_rate_limit_waits_for_the_reset_time(
+    gh: tuple[str, GithubState], tmp_path: Path
+) -> None:
+    api, state = gh
+    reset = int(time.time()) + 1
+    state.faults.append(
+        Fault(
+            "GET",
+            r"/repos/acme/iris/issues/6/comments",
+            403,
+            {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)},
+            {"message": "API rate limit exceeded for installation ID 1."},
+        )
+    )
+    outcome = client(api).upsert_comment(6, "hi <!-- m -->", "<!-- m -->", tmp_path)
+    assert outcome.action == "created"
+    assert time.time() >= reset  # waited for x-ratelimit-reset before retrying
+    gets = [s for m, p, s in state.requests if m == "GET"]
+    assert gets == [403, 200]
+
+
 def test_github_enterprise_api_prefix(gh: tuple[str, GithubState], tmp_path: Path) -> None:
     api, state = gh
     outcome = client(f"{api}/api/v3").upsert_comment(2, "x <!-- m -->", "<!-- m -->", tmp_path)
