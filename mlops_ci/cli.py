@@ -213,6 +213,77 @@ def promote(
 @cli.command()
 @CONFIG_OPTION
 @click.option(
+    "--version",
+    "version",
+    required=True,
+    help="Model version to package: a number, or @alias (e.g. @candidate).",
+)
+@click.option(
+    "--model", default=None, help="Registered model name (default: model.name of mlops.yaml)."
+)
+@click.option("--no-build", is_flag=True, help="Write the build context only; do not call Docker.")
+def package(config_path: Path | None, version: str, model: str | None, no_build: bool) -> None:
+    """Convert a model version to ONNX, check parity, profile it, and containerise it.
+
+    Both models score evaluate.data (exit 1 when they disagree beyond
+    package.parity_tolerance); latency, throughput and memory are measured with onnxruntime
+    beside the native model; the Docker build context is written to
+    .mlops/package/NAME-VERSION/ and built when a Docker engine is reachable.
+    """
+    import dataclasses
+
+    from mlops_ci.ci import emit_outputs
+    from mlops_ci.steps.package import package as package_step
+
+    config = _load(config_path)
+    if model and model != config.model.name:
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, name=model))
+    result = package_step(config, _open(config), version, build=not no_build)
+    click.echo(f"packaged {result.name} v{result.version} as {result.format}")
+    if result.note:
+        click.echo(f"note: {result.note}")
+    if result.parity is not None:
+        agree = result.parity.label_agreement
+        click.echo(
+            f"parity: max |native - onnx| {result.parity.max_abs_diff:.2e} on "
+            f"{result.parity.rows} rows" + ("" if agree is None else f", labels agree {agree:.2%}")
+        )
+    for prof in (result.profile.serving, result.profile.native):
+        if prof is None:
+            continue
+        batches = ", ".join(f"{b}: {r:,.0f}" for b, r in prof.rows_per_s.items())
+        click.echo(
+            f"{prof.engine:>12}: single row p50 {prof.p50_ms:.3f} ms, p95 {prof.p95_ms:.3f} ms, "
+            f"p99 {prof.p99_ms:.3f} ms; rows/s by batch {batches}; "
+            f"peak RSS {prof.peak_rss_mb:.0f} MiB; size {prof.size_bytes:,} B"
+        )
+    speedup = result.profile.speedup_single_row()
+    if speedup is not None:
+        batch = ", ".join(f"{b}: {s:.1f}x" for b, s in result.profile.speedup_batch().items())
+        click.echo(f"ONNX speed-up: single row {speedup:.1f}x; batch {batch}")
+    rec = result.profile.recommendation
+    click.echo(
+        f"recommended: cpu {rec.cpu_request}, memory {rec.memory_request} "
+        f"(limit {rec.memory_limit}) — {rec.why}"
+    )
+    click.echo(f"build context: {result.context}")
+    if result.image.status == "skipped":
+        click.echo(f"image: not built: {result.image.reason}")
+    else:
+        click.echo(f"image: {result.image.status} {result.image.tag}")
+    emit_outputs(
+        {
+            "context-path": result.context,
+            "image": result.image.tag,
+            "image-status": result.image.status,
+            "model-sha256": result.model_sha256,
+        }
+    )
+
+
+@cli.command()
+@CONFIG_OPTION
+@click.option(
     "--pr",
     default=None,
     metavar="NUMBER|auto",

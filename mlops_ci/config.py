@@ -92,6 +92,26 @@ class RegistryConfig:
 
 
 @dataclass(frozen=True)
+class ProfileConfig:
+    single_row_runs: int
+    batch_sizes: tuple[int, ...]
+    intra_op_threads: int
+    graph_optimization_level: str
+
+
+@dataclass(frozen=True)
+class PackageConfig:
+    onnx: bool
+    parity_tolerance: float
+    target_opset: int | None
+    image: str | None
+    push: bool
+    base_image: str
+    port: int
+    profile: ProfileConfig
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated mlops.yaml; ``root`` is its folder, against which relative paths resolve."""
 
@@ -101,6 +121,7 @@ class Config:
     evaluate: EvaluateConfig
     gate: GateConfig
     registry: RegistryConfig
+    package: PackageConfig
 
     @property
     def root(self) -> Path:
@@ -268,6 +289,7 @@ def _with_defaults(data: Any, sub: dict[str, Any]) -> Any:
 
 def _build(file: Path, d: dict[str, Any]) -> Config:
     train, evaluate, gate, registry = d["train"], d["evaluate"], d["gate"], d["registry"]
+    package, profile = d["package"], d["package"]["profile"]
     return Config(
         path=file,
         model=ModelConfig(**d["model"]),
@@ -300,5 +322,20 @@ def _build(file: Path, d: dict[str, Any]) -> Config:
             experiment=registry["experiment"] or d["model"]["name"],
             production_alias=registry["production_alias"],
             candidate_alias=registry["candidate_alias"],
+        ),
+        package=PackageConfig(
+            onnx=bool(package["onnx"]),
+            parity_tolerance=float(package["parity_tolerance"]),
+            target_opset=package["target_opset"],
+            image=package["image"],
+            push=bool(package["push"]),
+            base_image=package["base_image"],
+            port=int(package["port"]),
+            profile=ProfileConfig(
+                single_row_runs=int(profile["single_row_runs"]),
+                batch_sizes=tuple(profile["batch_sizes"]),
+                intra_op_threads=int(profile["intra_op_threads"]),
+                graph_optimization_level=profile["graph_optimization_level"],
+            ),
         ),
     )

@@ -111,7 +111,7 @@ def fingerprint(root: Path, inputs: tuple[str, ...]) -> Fingerprint:
             )
         files = [path] if path.is_file() else sorted(_walk(path))
         for file in files:
-            manifest[file.relative_to(root.resolve()).as_posix()] = _sha256_file(file)
+            manifest[file.relative_to(root.resolve()).as_posix()] = sha256_file(file)
     body = json.dumps(manifest, sort_keys=True).encode()
     return Fingerprint(manifest=manifest, sha256=hashlib.sha256(body).hexdigest())
 
@@ -124,7 +124,7 @@ def _walk(folder: Path) -> list[Path]:
     return out
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         while block := fh.read(_BLOCK):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
 from mlops_ci.errors import InputError
@@ -18,6 +19,7 @@ class InMemoryRegistry:
         self.models: dict[str, Any] = {}
         self.versions: dict[str, dict[str, VersionRecord]] = {}
         self.aliases: dict[str, dict[str, str]] = {}
+        self.artifacts: dict[str, bytes] = {}
         self._ids = itertools.count(1)
 
     # test helpers -------------------------------------------------------------------------
@@ -81,7 +83,33 @@ class InMemoryRegistry:
         self.get_version(name, version).tags.update(tags)
 
     def load_model(self, uri: str) -> Any:
+        import joblib
+
+        if Path(uri).is_dir():  # a folder download_model wrote
+            return joblib.load(Path(uri) / "model.joblib")
         return self.models[uri]
+
+    def download_model(self, uri: str, dest: Path) -> Path:
+        import joblib
+
+        dest.mkdir(parents=True, exist_ok=True)
+        if not (dest / "model.joblib").exists():
+            joblib.dump(self.models[uri], dest / "model.joblib")
+        return dest
+
+    def log_artifacts(self, run_id: str, folder: Path, artifact_path: str) -> None:
+        for file in folder.rglob("*"):
+            if file.is_file():
+                self.artifacts[f"{run_id}/{artifact_path}/{file.relative_to(folder)}"] = (
+                    file.read_bytes()
+                )
+
+    def read_artifact_text(self, run_id: str, path: str) -> str | None:
+        data = self.artifacts.get(f"{run_id}/{path}")
+        return data.decode() if data is not None else None
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
+        self.runs[run_id].metrics.update(metrics)
 
     def describe(self) -> str:
         return "memory://"

@@ -1,4 +1,7 @@
-"""Train an iris classifier. mlops-ci passes the params of mlops.yaml in MLOPS_PARAMS (JSON)."""
+"""Train an iris classifier. mlops-ci passes the params of mlops.yaml in MLOPS_PARAMS (JSON).
+
+Params: model (logistic | forest), C and max_iter (logistic), n_estimators (forest).
+"""
 
 import json
 import os
@@ -6,6 +9,7 @@ from pathlib import Path
 
 import joblib
 import pandas as pd
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 
@@ -13,9 +17,12 @@ params = json.loads(os.environ.get("MLOPS_PARAMS", "{}"))
 train = pd.read_csv("data/train.csv")
 X, y = train.drop(columns=["species"]), train["species"]
 
-model = LogisticRegression(
-    C=float(params.get("C", 1.0)), max_iter=int(params.get("max_iter", 1000))
-)
+if params.get("model", "logistic") == "forest":
+    model = RandomForestClassifier(n_estimators=int(params.get("n_estimators", 50)), random_state=0)
+else:
+    model = LogisticRegression(
+        C=float(params.get("C", 1.0)), max_iter=int(params.get("max_iter", 1000))
+    )
 cv_accuracy = cross_val_score(model, X, y, cv=5, scoring="accuracy").mean()
 model.fit(X, y)
 

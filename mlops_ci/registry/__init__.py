@@ -19,6 +19,7 @@ TAG_CACHE_KEY = "mlops.cache_key"
 TAG_COMPLETE = "mlops.complete"
 TAG_MODEL_URI = "mlops.model_uri"
 TAG_VERDICT = "mlops.compare.verdict"
+TAG_MODEL_SHA256 = "mlops.model.sha256"  # digest of the model's file manifest
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,27 @@ class ModelRegistry(Protocol):
     def set_alias(self, name: str, alias: str, version: str) -> None: ...
     def set_version_tags(self, name: str, version: str, tags: dict[str, str]) -> None: ...
     def load_model(self, uri: str) -> Any: ...
+    def download_model(self, uri: str, dest: Path) -> Path: ...
+    def log_artifacts(self, run_id: str, folder: Path, artifact_path: str) -> None: ...
+    def read_artifact_text(self, run_id: str, path: str) -> str | None: ...
+    def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None: ...
     def describe(self) -> str: ...
+
+
+def resolve_version(registry: ModelRegistry, name: str, ref: str) -> VersionRecord:
+    """A version by number or ``@alias``; unknown ones are bad input naming the registry."""
+    if ref.startswith("@"):
+        from mlops_ci.errors import InputError
+
+        found = registry.get_version_by_alias(name, ref[1:])
+        if found is None:
+            raise InputError(f"model '{name}' has no alias '{ref[1:]}' in {registry.describe()}")
+        return found
+    if not ref.isdigit():
+        from mlops_ci.errors import InputError
+
+        raise InputError(f"--version '{ref}': expected a version number or @alias")
+    return registry.get_version(name, ref)
 
 
 def open_registry(config: Config, honour_env: bool = True) -> ModelRegistry:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -211,6 +212,35 @@ class MlflowRegistry:
         import mlflow.sklearn
 
         return self._call(mlflow.sklearn.load_model, uri)
+
+    def download_model(self, uri: str, dest: Path) -> Path:
+        """The model's files (MLmodel, model.skops, ...) in ``dest``."""
+        import mlflow.artifacts
+
+        dest.mkdir(parents=True, exist_ok=True)
+        return Path(
+            self._call(mlflow.artifacts.download_artifacts, artifact_uri=uri, dst_path=str(dest))
+        )
+
+    def log_artifacts(self, run_id: str, folder: Path, artifact_path: str) -> None:
+        self._call(self.client.log_artifacts, run_id, str(folder), artifact_path)
+
+    def read_artifact_text(self, run_id: str, path: str) -> str | None:
+        """A small text artifact of a run, or None when the run has none at that path."""
+        import mlflow.artifacts
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(mlflow.artifacts.load_text(f"runs:/{run_id}/{path}"))
+        except (MlflowException, OSError):
+            return None
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+        self._call(self.client.log_batch, run_id, metrics=batch)
 
     # --- errors -------------------------------------------------------------------------------
 

@@ -3,4 +3,4 @@
 `templates/azure-pipelines/<name>.yml`; tests/unit/test_steps.py holds them together.
 """
 
-STEPS: tuple[str, ...] = ("train", "compare", "register", "promote", "report")
+STEPS: tuple[str, ...] = ("train", "compare", "register", "promote", "package", "report")

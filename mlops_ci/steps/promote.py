@@ -6,8 +6,8 @@ import time
 from dataclasses import dataclass
 
 from mlops_ci.config import Config
-from mlops_ci.errors import GateFailed, InputError
-from mlops_ci.registry import TAG_VERDICT, ModelRegistry, VersionRecord
+from mlops_ci.errors import GateFailed
+from mlops_ci.registry import TAG_VERDICT, ModelRegistry, resolve_version
 
 _PROMOTABLE = {"pass", "no-baseline"}
 
@@ -34,7 +34,7 @@ def promote(
     """``version`` is a number or ``@alias`` (e.g. ``@candidate``)."""
     name = config.model.name
     alias = config.registry.production_alias
-    target = _resolve(registry, name, version)
+    target = resolve_version(registry, name, version)
     verdict = target.tags.get(TAG_VERDICT)
     if verdict not in _PROMOTABLE and not force:
         raise GateFailed(
@@ -66,16 +66,3 @@ def promote(
     return PromoteResult(
         name, target.version, alias, previous.version if previous else None, by, reason, at
     )
-
-
-def _resolve(registry: ModelRegistry, name: str, version: str) -> VersionRecord:
-    if version.startswith("@"):
-        found = registry.get_version_by_alias(name, version[1:])
-        if found is None:
-            raise InputError(
-                f"model '{name}' has no alias '{version[1:]}' in {registry.describe()}"
-            )
-        return found
-    if not version.isdigit():
-        raise InputError(f"--version '{version}': expected a version number or @alias")
-    return registry.get_version(name, version)

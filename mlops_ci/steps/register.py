@@ -6,13 +6,22 @@ the same run finds the version it made instead of adding a second one.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from mlops_ci.config import Config
 from mlops_ci.errors import GateFailed, InputError
+from mlops_ci.integrity import digest, file_manifest
 from mlops_ci.records import mlops_dir, read_json, write_json_atomic
-from mlops_ci.registry import TAG_COMPLETE, TAG_VERDICT, ModelRegistry, RunRecord
+from mlops_ci.registry import (
+    TAG_COMPLETE,
+    TAG_MODEL_SHA256,
+    TAG_VERDICT,
+    ModelRegistry,
+    RunRecord,
+)
 from mlops_ci.steps.compare import FAIL, ComparisonResult, last_trained_run, load_comparison
 
 RECORD = "register.json"
@@ -53,12 +62,20 @@ def register(
         return _saved(config, result)
 
     description = f"Registered by mlops-ci from run {run_id} (verdict: {verdict})."
-    created = registry.create_version(
-        name, run, _tags(run, comparison, verdict, force), description
-    )
+    tags = _tags(run, comparison, verdict, force)
+    tags[TAG_MODEL_SHA256] = model_digest(registry, run)
+    created = registry.create_version(name, run, tags, description)
     registry.set_alias(name, alias, created.version)
     result = RegisterResult(name, created.version, run_id, verdict, force, alias, existing=False)
     return _saved(config, result)
+
+
+def model_digest(registry: ModelRegistry, run: RunRecord) -> str:
+    """sha256 over the model's files, recorded so that later loads can verify them."""
+    if run.model_uri is None:
+        raise InputError(f"run '{run.run_id}' has no model to register")
+    with tempfile.TemporaryDirectory(prefix="mlops-model-") as tmp:
+        return digest(file_manifest(registry.download_model(run.model_uri, Path(tmp))))
 
 
 def _saved(config: Config, result: RegisterResult) -> RegisterResult:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlops_ci import __version__
 from mlops_ci.config import Config
@@ -17,6 +18,7 @@ from mlops_ci.metrics import METRICS
 from mlops_ci.records import mlops_dir, write_text_atomic
 from mlops_ci.registry import ModelRegistry
 from mlops_ci.steps.compare import FAIL, NO_BASELINE, PASS, ComparisonResult, load_comparison
+from mlops_ci.steps.package import load_package_record
 from mlops_ci.steps.register import RegisterResult, load_registration
 
 RECORD = "report.md"
@@ -72,7 +74,10 @@ def report(config: Config, registry: ModelRegistry | None, workflow: str) -> Rep
     tags: dict[str, str] = {}
     if registry is not None and comparison.candidate.run_id:
         tags = registry.get_run(comparison.candidate.run_id).tags
-    text = render(comparison, registration, tags)
+    packaged = load_package_record(config)
+    if packaged is not None and packaged.get("run_id") != comparison.candidate.run_id:
+        packaged = None  # another model's package
+    text = render(comparison, registration, tags, packaged)
     path = write_text_atomic(mlops_dir(config.root) / RECORD, text)
     return Report(
         comparison.model, comparison.verdict, text, marker_for(comparison.model, workflow), path
@@ -80,13 +85,17 @@ def report(config: Config, registry: ModelRegistry | None, workflow: str) -> Rep
 
 
 def render(
-    comparison: ComparisonResult, registration: RegisterResult | None, tags: dict[str, str]
+    comparison: ComparisonResult,
+    registration: RegisterResult | None,
+    tags: dict[str, str],
+    packaged: dict[str, Any] | None = None,
 ) -> str:
     sections = [
         _headline(comparison, registration),
         _metrics_table(comparison),
         _chart(comparison),
         _checks(comparison),
+        _package(packaged) if packaged else "",
         _lineage(comparison, registration, tags),
         f"<sub>mlops-ci {__version__} · evaluation `{comparison.evaluation['data']}` "
         f"({comparison.evaluation['rows']} rows, sha256 `{comparison.evaluation['sha256'][:12]}`)"
@@ -177,6 +186,61 @@ def _checks(c: ComparisonResult) -> str:
     ]
     rows += [f"| {ch.name} | {_ICON[ch.status]} {ch.status} | {ch.detail} |" for ch in c.checks]
     return "\n".join([*rows, "", "</details>"])
+
+
+def _package(p: dict[str, Any]) -> str:
+    """The package step's figures: parity, ONNX vs native profile, resources, image."""
+    serving, native = p["profile"]["serving"], p["profile"]["native"]
+    lines = [f"### 📦 Package: {p['name']} v{p['version']} as {p['format']}"]
+    if p.get("note"):
+        lines += ["", f"> {p['note']}"]
+    parity = p.get("parity")
+    if parity:
+        agree = parity["label_agreement"]
+        lines += [
+            "",
+            f"Parity on {parity['rows']} rows: max \|native − ONNX\| {parity['max_abs_diff']:.2e} "
+            f"(tolerance {parity['tolerance']:g})"
+            + ("" if agree is None else f", labels agree {agree:.2%}"),
+        ]
+    head = f"| | {serving['engine']} |" + (
+        f" {native['engine']} | ONNX advantage |" if native else ""
+    )
+    lines += ["", head, "|---|---:|" + ("---:|---:|" if native else "")]
+
+    def row(label: str, key: str, fmt: str, faster_is_lower: bool) -> str:
+        ours = serving[key]
+        cells = f"| {label} | {fmt.format(ours)} |"
+        if native:
+            theirs = native[key]
+            ratio = (theirs / ours if faster_is_lower else ours / theirs) if ours and theirs else 0
+            cells += f" {fmt.format(theirs)} | {ratio:.1f}x |"
+        return cells
+
+    lines += [row(f"single row {q}", f"{q}_ms", "{:.3f} ms", True) for q in ("p50", "p95", "p99")]
+    for batch in serving["rows_per_s"]:
+        ours = serving["rows_per_s"][batch]
+        cells = f"| rows/s, batch {batch} | {ours:,.0f} |"
+        if native:
+            theirs = native["rows_per_s"][batch]
+            cells += f" {theirs:,.0f} | {ours / theirs:.1f}x |"
+        lines.append(cells)
+    lines.append(row("peak RSS of a scoring process", "peak_rss_mb", "{:.0f} MiB", True))
+    lines.append(row("model size", "size_bytes", "{:,} B", True))
+    rec = p["profile"]["recommendation"]
+    image = p["image"]
+    built = (
+        f"`{image['tag']}` {image['status']}"
+        if image["status"] != "skipped"
+        else f"`{image['tag']}` not built: {image['reason']}"
+    )
+    lines += [
+        "",
+        f"Recommended container resources: cpu `{rec['cpu_request']}`, memory "
+        f"`{rec['memory_request']}` (limit `{rec['memory_limit']}`) — {rec['why']}.",
+        f"Image: {built}. Model files sha256 `{p['model_sha256'][:12]}`.",
+    ]
+    return "\n".join(lines)
 
 
 def _lineage(c: ComparisonResult, registration: RegisterResult | None, tags: dict[str, str]) -> str:

@@ -46,7 +46,7 @@ def test_action_metadata_is_complete_and_inputs_go_through_env(path: Path) -> No
 
 def test_every_step_action_is_a_known_step() -> None:
     names = {a.name for a in ACTIONS}
-    assert names == {"setup", "train", "compare", "register", "report"}
+    assert names == {"setup", "train", "compare", "register", "package", "report"}
     assert names - {"setup"} <= set(STEPS)
 
 
@@ -175,6 +175,13 @@ def test_train_compare_register_report_actions_on_the_example(
     register = run_action(ROOT / "actions" / "register", runner, cfg, github)
     assert register.returncode == 0, register.stdout
     assert register.outputs == {"model-name": "iris-classifier", "version": "1"}
+
+    packaged = run_action(ROOT / "actions" / "package", runner, {**cfg, "build": "false"}, github)
+    assert packaged.returncode == 0, packaged.stdout
+    assert packaged.outputs["context-path"].endswith("iris/.mlops/package/iris-classifier-1")
+    assert packaged.outputs["image"] == "ghcr.io/acme/iris-classifier:1"
+    assert packaged.outputs["image-status"] == "skipped"
+    assert re.fullmatch(r"[0-9a-f]{64}", packaged.outputs["model-sha256"])
 
     report = run_action(ROOT / "actions" / "report", runner, cfg, github)
     assert report.returncode == 0, report.stdout

@@ -1,0 +1,1 @@
+"""Packaging a model version: ONNX conversion and parity, profiling, build context, image."""

@@ -1,0 +1,167 @@
+"""Profile a model on this machine: single-row latency, batch throughput, peak memory, size.
+
+ONNX (onnxruntime) and the native model are measured in the same run, so the speed-up is a
+ratio of figures taken side by side. Peak memory is the max RSS of a separate scoring
+process, so this process's own imports do not count.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_WARMUP = 20
+_BATCH_SECONDS = 0.3  # time budget per batch size and engine
+
+# A scoring process: load the model, score one batch, print its own peak RSS in KiB. VmHWM
+# counts from exec, whereas ru_maxrss can still report the forking parent's size.
+_MEMORY_PROBE = """
+import resource, sys
+import numpy as np
+kind, path, rows, cols = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+x = np.random.default_rng(0).random((rows, cols), dtype=np.float32)
+if kind == "onnx":
+    import onnxruntime as ort
+    s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    s.run(None, {s.get_inputs()[0].name: x})
+else:
+    import joblib, warnings
+    warnings.simplefilter("ignore")
+    joblib.load(path).predict(x)
+try:
+    with open("/proc/self/status") as fh:
+        print(next(int(l.split()[1]) for l in fh if l.startswith("VmHWM:")))
+except (OSError, StopIteration):
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+@dataclass(frozen=True)
+class EngineProfile:
+    engine: str  # onnxruntime | sklearn
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    rows_per_s: dict[int, float]  # batch size -> throughput
+    peak_rss_mb: float
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    cpu_request: str
+    memory_request: str
+    memory_limit: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    serving: EngineProfile  # what the container will run
+    native: EngineProfile | None  # beside it when serving is ONNX
+    session_options: dict[str, Any]
+    recommendation: Recommendation
+    machine: dict[str, Any] = field(default_factory=dict)
+
+    def speedup_single_row(self) -> float | None:
+        return None if self.native is None else self.native.p50_ms / self.serving.p50_ms
+
+    def speedup_batch(self) -> dict[int, float]:
+        if self.native is None:
+            return {}
+        return {b: r / self.native.rows_per_s[b] for b, r in self.serving.rows_per_s.items()}
+
+
+def measure(
+    engine: str,
+    predict: Callable[[Any], Any],
+    rows: Callable[[int], Any],
+    single_row_runs: int,
+    batch_sizes: tuple[int, ...],
+    memory: tuple[str, Path, int],
+    size_bytes: int,
+) -> EngineProfile:
+    """Time ``predict`` on 1-row inputs and on each batch size; ``rows(n)`` makes an input."""
+    one = rows(1)
+    for _ in range(_WARMUP):
+        predict(one)
+    samples = []
+    for _ in range(single_row_runs):
+        start = time.perf_counter_ns()
+        predict(one)
+        samples.append((time.perf_counter_ns() - start) / 1e6)
+    p50, p95, p99 = (float(v) for v in np.percentile(samples, [50, 95, 99]))
+    throughput = {b: _throughput(predict, rows(b), b) for b in batch_sizes}
+    kind, path, cols = memory
+    return EngineProfile(
+        engine,
+        p50,
+        p95,
+        p99,
+        throughput,
+        peak_rss_mb(kind, path, max(batch_sizes), cols),
+        size_bytes,
+    )
+
+
+def _throughput(predict: Callable[[Any], Any], batch: Any, size: int) -> float:
+    predict(batch)
+    done, start = 0, time.perf_counter()
+    while True:
+        predict(batch)
+        done += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= _BATCH_SECONDS and done >= 3:
+            return done * size / elapsed
+
+
+def peak_rss_mb(kind: str, path: Path, rows: int, cols: int) -> float:
+    """Peak resident memory (MiB) of a fresh process that loads the model and scores a batch."""
+    done = subprocess.run(
+        [sys.executable, "-c", _MEMORY_PROBE, kind, str(path), str(rows), str(cols)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"memory probe for {kind} failed: {last}")
+    return int(done.stdout.strip().splitlines()[-1]) / 1024  # KiB → MiB
+
+
+def recommend(serving: EngineProfile) -> Recommendation:
+    """Container requests from the measured figures (a starting point, stated with its reason).
+
+    CPU: a tenth of a core per millisecond of single-row p95, between 100m and 2 cores.
+    Memory: 1.5x the scoring process's peak RSS, rounded up to 64 MiB; the limit is twice it.
+    """
+    millicores = min(2000, max(100, math.ceil(serving.p95_ms * 100 / 50) * 50))
+    request_mib = max(128, math.ceil(serving.peak_rss_mb * 1.5 / 64) * 64)
+    return Recommendation(
+        cpu_request=f"{millicores}m",
+        memory_request=f"{request_mib}Mi",
+        memory_limit=f"{request_mib * 2}Mi",
+        why=(
+            f"single-row p95 {serving.p95_ms:.3f} ms → {millicores}m; peak RSS "
+            f"{serving.peak_rss_mb:.0f} MiB x 1.5 → {request_mib}Mi"
+        ),
+    )
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }

@@ -1,0 +1,260 @@
+"""package: a registered version → ONNX (checked for parity), profiled, in a Docker build context.
+
+Order matters for "nothing partial": every check runs before the registry is written to,
+artifacts go up before tags, and the completion tag goes last.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlops_ci.config import Config
+from mlops_ci.errors import GateFailed
+from mlops_ci.evaldata import load_evaluation
+from mlops_ci.integrity import verify_digest
+from mlops_ci.lineage import sha256_file
+from mlops_ci.packaging import convert
+from mlops_ci.packaging.context import ContextSpec, write_context
+from mlops_ci.packaging.image import ImageResult, build_image
+from mlops_ci.packaging.profile import Profile, machine, measure, recommend
+from mlops_ci.records import mlops_dir, read_json, write_json_atomic
+from mlops_ci.registry import TAG_MODEL_SHA256, ModelRegistry, resolve_version
+
+RECORD = "package.json"
+ONNX_FILE = "model.onnx"
+TAG_PREFIX = "mlops.package."
+
+
+@dataclass(frozen=True)
+class PackageResult:
+    name: str
+    version: str
+    run_id: str
+    format: str  # onnx | sklearn
+    note: str | None  # why the native model is packaged, when it is
+    parity: convert.Parity | None
+    profile: Profile
+    context: str
+    model_sha256: str  # digest of the packaged model files
+    onnx_sha256: str | None
+    image: ImageResult
+    created_at: float
+
+
+def package(
+    config: Config, registry: ModelRegistry, version_ref: str, build: bool = True
+) -> PackageResult:
+    name = config.model.name
+    version = resolve_version(registry, name, version_ref)
+    run_id = version.run_id or ""
+    data = load_evaluation(config)
+    opts = config.package.profile
+    with tempfile.TemporaryDirectory(prefix="mlops-package-") as tmp:
+        work = Path(tmp)
+        native_dir = registry.download_model(version.source, work / "native")
+        recorded = version.tags.get(TAG_MODEL_SHA256)
+        if recorded:  # versions registered by mlops-ci carry it; refuse an altered model
+            verify_digest(native_dir, recorded, f"{name} v{version.version} model files")
+        native = registry.load_model(str(native_dir))
+        native_pickle = work / "native.joblib"
+        _dump(native, native_pickle)
+        native_out = convert.native_outputs(native, data.features)
+        native_size = sum(p.stat().st_size for p in native_dir.rglob("*") if p.is_file())
+
+        parity, note, onnx_sha = None, None, None
+        if config.package.onnx:
+            onnx_bytes = convert.convert_sklearn(native, data.features, config.package.target_opset)
+            sess = convert.session(onnx_bytes, opts.intra_op_threads, opts.graph_optimization_level)
+            x = convert.as_float32(data.features)
+            parity = convert.check_parity(
+                native_out, convert.onnx_outputs(sess, x), config.package.parity_tolerance
+            )
+            if not parity.passed:
+                raise GateFailed(_parity_message(parity, data.features.index))
+            model_files = work / "onnx"
+            model_files.mkdir()
+            (model_files / ONNX_FILE).write_bytes(onnx_bytes)
+            onnx_sha = sha256_file(model_files / ONNX_FILE)
+            fmt = "onnx"
+        else:
+            note = "package.onnx is false: the native scikit-learn model is served as it is"
+            model_files, fmt = native_dir, "sklearn"
+
+        profile = _profile(
+            config, native, native_pickle, native_size, data.features, model_files, fmt
+        )
+        tags = version.tags
+        spec = ContextSpec(
+            name=name,
+            version=version.version,
+            run_id=run_id,
+            format=fmt,
+            base_image=config.package.base_image,
+            port=config.package.port,
+            revision=tags.get("mlops.git.commit"),
+            source=tags.get("mlops.git.repository"),
+        )
+        folder = mlops_dir(config.root) / "package" / f"{name}-{version.version}"
+        lock = (
+            registry.read_artifact_text(run_id, "lineage/environment/requirements.lock")
+            if run_id
+            else None
+        )
+        context, model_sha = write_context(folder, spec, model_files, lock)
+
+    _record_in_registry(
+        registry, name, version.version, run_id, context, fmt, parity, profile, model_sha, onnx_sha
+    )
+    tag = (config.package.image or "mlops-ci/{name}:{version}").format(
+        name=name, version=version.version
+    )
+    image = (
+        build_image(context, tag, config.package.push)
+        if build
+        else ImageResult(tag, "skipped", "--no-build")
+    )
+    result = PackageResult(
+        name,
+        version.version,
+        run_id,
+        fmt,
+        note,
+        parity,
+        profile,
+        str(context),
+        model_sha,
+        onnx_sha,
+        image,
+        time.time(),
+    )
+    write_json_atomic(mlops_dir(config.root) / RECORD, asdict(result))
+    return result
+
+
+def load_package_record(config: Config) -> dict[str, Any] | None:
+    record = read_json(mlops_dir(config.root) / RECORD)
+    return record if isinstance(record, dict) else None
+
+
+def _dump(model: Any, path: Path) -> None:
+    import joblib
+
+    joblib.dump(model, path)
+
+
+def _profile(
+    config: Config,
+    native: Any,
+    native_pickle: Path,
+    native_size: int,
+    features: Any,
+    model_files: Path,
+    fmt: str,
+) -> Profile:
+    opts = config.package.profile
+    base = features.reset_index(drop=True)
+    cols = base.shape[1]
+
+    def frame(n: int) -> Any:  # n rows cycled from the evaluation data
+        return base.iloc[np.arange(n) % len(base)].reset_index(drop=True)
+
+    native_predict = native.predict_proba if convert.is_classifier(native) else native.predict
+    native_prof = measure(
+        "sklearn",
+        native_predict,
+        frame,
+        opts.single_row_runs,
+        opts.batch_sizes,
+        ("native", native_pickle, cols),
+        native_size,
+    )
+    options = {
+        "intra_op_threads": opts.intra_op_threads,
+        "graph_optimization_level": opts.graph_optimization_level,
+    }
+    if fmt != "onnx":
+        return Profile(native_prof, None, {}, recommend(native_prof), machine())
+    onnx_path = model_files / ONNX_FILE
+    sess = convert.session(str(onnx_path), opts.intra_op_threads, opts.graph_optimization_level)
+
+    def onnx_predict(x: Any) -> Any:
+        return sess.run(None, {convert.INPUT_NAME: x})
+
+    onnx_prof = measure(
+        "onnxruntime",
+        onnx_predict,
+        lambda n: convert.as_float32(frame(n)),
+        opts.single_row_runs,
+        opts.batch_sizes,
+        ("onnx", onnx_path, cols),
+        onnx_path.stat().st_size,
+    )
+    return Profile(onnx_prof, native_prof, options, recommend(onnx_prof), machine())
+
+
+def _parity_message(parity: convert.Parity, index: Any) -> str:
+    rows = ", ".join(f"row {index[i]} (|Δ| {d:.3g})" for i, d in parity.worst_rows[:3])
+    agreement = (
+        "" if parity.label_agreement is None else f", labels agree on {parity.label_agreement:.2%}"
+    )
+    return (
+        f"ONNX parity failed: max |native - onnx| {parity.max_abs_diff:.3g} > tolerance "
+        f"{parity.tolerance:g}{agreement}; worst: {rows}"
+    )
+
+
+def _record_in_registry(
+    registry: ModelRegistry,
+    name: str,
+    version: str,
+    run_id: str,
+    context: Path,
+    fmt: str,
+    parity: convert.Parity | None,
+    profile: Profile,
+    model_sha: str,
+    onnx_sha: str | None,
+) -> None:
+    """Artifacts first, then tags, the completion tag last: a crash leaves it visibly unfinished."""
+    if run_id:
+        registry.log_artifacts(run_id, context / "model", f"package/v{version}")
+        serving = profile.serving
+        registry.log_metrics(
+            run_id,
+            {
+                "latency_p50_ms": serving.p50_ms,
+                "latency_p95_ms": serving.p95_ms,
+                "latency_p99_ms": serving.p99_ms,
+                "peak_rss_mb": serving.peak_rss_mb,
+            },
+        )
+    serving, rec = profile.serving, profile.recommendation
+    tags = {
+        "format": fmt,
+        "sha256": model_sha,
+        "latency_p95_ms": f"{serving.p95_ms:.4f}",
+        "throughput_rows_per_s": ";".join(f"{b}:{r:.0f}" for b, r in serving.rows_per_s.items()),
+        "peak_rss_mb": f"{serving.peak_rss_mb:.1f}",
+        "size_bytes": str(serving.size_bytes),
+        "recommended.cpu": rec.cpu_request,
+        "recommended.memory": rec.memory_request,
+        "session_options": ";".join(f"{k}={v}" for k, v in profile.session_options.items()),
+    }
+    if onnx_sha:
+        tags["onnx_sha256"] = onnx_sha
+        tags["onnx_artifact"] = f"runs:/{run_id}/package/v{version}/{ONNX_FILE}"
+    if parity is not None:
+        tags["parity.max_abs_diff"] = f"{parity.max_abs_diff:.3g}"
+        if parity.label_agreement is not None:
+            tags["parity.label_agreement"] = f"{parity.label_agreement:.6f}"
+    speedup = profile.speedup_single_row()
+    if speedup is not None:
+        tags["speedup_single_row"] = f"{speedup:.2f}"
+    registry.set_version_tags(name, version, {TAG_PREFIX + k: v for k, v in tags.items()})
+    registry.set_version_tags(name, version, {TAG_PREFIX + "complete": "true"})

@@ -1,0 +1,218 @@
+"""package with real skl2onnx, onnxruntime, MLflow (SQLite) and hadolint; Docker where it exists."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+
+from mlops_ci.config import Config, load_config
+from mlops_ci.errors import GateFailed, ServiceError
+from mlops_ci.integrity import IntegrityError
+from mlops_ci.lineage import sha256_file
+from mlops_ci.packaging import convert, image
+from mlops_ci.registry.mlflow import MlflowRegistry
+from mlops_ci.steps import package as package_module
+from mlops_ci.steps.compare import compare
+from mlops_ci.steps.package import package
+from mlops_ci.steps.register import register
+from mlops_ci.steps.train import train
+from tests.helpers import run_cli
+
+pytestmark = pytest.mark.slow
+
+FAST_PROFILE = "  profile: {single_row_runs: 50, batch_sizes: [1, 64]}\n"
+
+
+def registered(project: Path, **params: Any) -> tuple[Config, MlflowRegistry]:
+    """The example trained with ``params`` and registered as v1, with a quick profile."""
+    (project / "mlops.yaml").write_text((project / "mlops.yaml").read_text() + FAST_PROFILE)
+    config = load_config(project)
+    reg = MlflowRegistry.for_config(config)
+    run = train(config, reg, overrides=params)
+    compare(config, reg, run.run_id)
+    register(config, reg, run.run_id)
+    return config, reg
+
+
+@pytest.mark.parametrize(
+    "params", [{}, {"model": "forest", "n_estimators": 50}], ids=["logistic", "forest"]
+)
+def test_conversion_parity_profile_and_context(project: Path, params: dict[str, Any]) -> None:
+    config, reg = registered(project, **params)
+    result = package(config, reg, "@candidate", build=False)
+    assert result.format == "onnx" and result.note is None
+    assert result.parity is not None and result.parity.passed
+    assert result.parity.max_abs_diff < 1e-5 and result.parity.label_agreement == 1.0
+    assert result.parity.rows == 60
+    serving, native = result.profile.serving, result.profile.native
+    assert native is not None and serving.engine == "onnxruntime"
+    assert 0 < serving.p50_ms <= serving.p95_ms <= serving.p99_ms
+    assert set(serving.rows_per_s) == {1, 64} and serving.peak_rss_mb > 10
+    assert result.profile.session_options == {
+        "intra_op_threads": 1,
+        "graph_optimization_level": "all",
+    }
+
+    context = Path(result.context)
+    assert context == project / ".mlops" / "package" / "iris-classifier-1"
+    onnx_file = context / "model" / "model.onnx"
+    assert sha256_file(onnx_file) == result.onnx_sha256
+    tags = reg.get_version("iris-classifier", "1").tags
+    assert tags["mlops.package.onnx_sha256"] == result.onnx_sha256
+    assert tags["mlops.package.sha256"] == result.model_sha256
+    assert tags["mlops.package.complete"] == "true"
+    assert tags["mlops.package.recommended.cpu"].endswith("m")
+    run = reg.get_run(result.run_id)
+    assert run.metrics["latency_p95_ms"] == pytest.approx(serving.p95_ms)
+    logged = {a.path for a in reg.client.list_artifacts(result.run_id, "package/v1")}
+    assert logged == {"package/v1/model.onnx", "package/v1/manifest.json"}
+
+    dockerfile = (context / "Dockerfile").read_text()
+    lint = subprocess.run(["hadolint", str(context / "Dockerfile")], capture_output=True, text=True)
+    assert lint.returncode == 0 and lint.stdout == "", lint.stdout
+    users = re.findall(r"^USER (\S+)$", dockerfile, re.MULTILINE)
+    assert users and users[-1] not in {"root", "0"}
+    assert re.search(r"^HEALTHCHECK .*\n\s+CMD .*/v2/health/ready", dockerfile, re.MULTILINE)
+    assert 'io.mlops-ci.model.sha256="' + result.model_sha256 + '"' in dockerfile
+    requirements = (context / "requirements.txt").read_text().splitlines()
+    assert requirements and all(re.match(r"^[\w.\[\]-]+==[\w.]+", r) for r in requirements)
+    assert any(
+        r.startswith("numpy==") and "not in the training lock" not in r for r in requirements
+    )
+
+
+def test_altered_onnx_graph_fails_parity_and_records_nothing(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, reg = registered(project)
+    real = convert.convert_sklearn
+
+    def altered(model: Any, features: Any, opset: int | None) -> bytes:
+        graph = onnx.load_from_string(real(model, features, opset))
+        (linear,) = [n for n in graph.graph.node if n.op_type == "LinearClassifier"]
+        (coefficients,) = [a for a in linear.attribute if a.name == "coefficients"]
+        coefficients.floats[0] += 0.5  # one weight of the first class, nudged
+        return bytes(graph.SerializeToString())
+
+    monkeypatch.setattr(convert, "convert_sklearn", altered)
+    with pytest.raises(
+        GateFailed, match=r"ONNX parity failed: max \|native - onnx\| .* worst: row \d+"
+    ):
+        package(config, reg, "1", build=False)
+    assert not any(
+        k.startswith("mlops.package.") for k in reg.get_version("iris-classifier", "1").tags
+    )
+    assert run_cli("package", "-c", str(project), "--version", "1", "--no-build") == 1
+    assert "error: ONNX parity failed" in capsys.readouterr().err
+
+
+def test_parity_check_names_the_worst_rows() -> None:
+    native = convert.Outputs(
+        np.array(["a", "b", "a"]), np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    )
+    onnx_out = convert.Outputs(
+        np.array(["a", "a", "a"]), np.array([[0.9, 0.1], [0.55, 0.45], [0.6, 0.4]])
+    )
+    parity = convert.check_parity(native, onnx_out, tolerance=1e-5)
+    assert not parity.passed
+    assert parity.worst_rows[0] == (1, pytest.approx(0.35))
+    assert parity.label_agreement == pytest.approx(2 / 3)
+
+
+def test_tampered_model_artifact_is_refused(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, reg = registered(project)
+    (stored,) = (project / ".mlops" / "artifacts" / "models").glob("m-*/artifacts/model.skops")
+    stored.write_bytes(stored.read_bytes() + b"\0")
+    with pytest.raises(IntegrityError, match="sha256 .* is not the recorded"):
+        package(config, reg, "1", build=False)
+    assert run_cli("package", "-c", str(project), "--version", "1", "--no-build") == 2
+    assert "refusing to load it" in capsys.readouterr().err
+
+
+def test_native_packaging_when_onnx_is_off(project: Path) -> None:
+    config, reg = registered(project)
+    text = (project / "mlops.yaml").read_text().replace("  onnx: true", "  onnx: false")
+    (project / "mlops.yaml").write_text(text)
+    result = package(load_config(project), reg, "1", build=False)
+    assert result.format == "sklearn" and result.parity is None and result.onnx_sha256 is None
+    assert "native scikit-learn model is served" in (result.note or "")
+    assert (Path(result.context) / "model" / "model.skops").is_file()
+    assert "scikit-learn==" in (Path(result.context) / "requirements.txt").read_text()
+
+
+def test_unknown_version_is_bad_input(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    registered(project)
+    assert run_cli("package", "-c", str(project), "--version", "7", "--no-build") == 2
+    assert "has no version '7'" in capsys.readouterr().err
+
+
+class _FakeImages:
+    def __init__(self, fail: bool) -> None:
+        self.fail, self.built, self.pushed = fail, [], []
+
+    def build(self, **kwargs: Any) -> Any:
+        if self.fail:
+            from docker.errors import BuildError
+
+            raise BuildError("boom", [{"stream": "Step 5/9"}, {"error": "pip failed"}])
+        self.built.append(kwargs)
+        return type("Image", (), {"id": "sha256:abc"})(), []
+
+    def push(self, repository: str, tag: str, stream: bool, decode: bool) -> Any:
+        self.pushed.append((repository, tag))
+        return iter([{"status": "Pushed"}])
+
+
+def test_build_and_push_through_the_docker_sdk_with_a_fake_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images = _FakeImages(fail=False)
+    monkeypatch.setattr(image, "engine", lambda: (type("C", (), {"images": images})(), None))
+    result = image.build_image(tmp_path, "ghcr.io/acme/iris:1", push=True)
+    assert (result.status, result.image_id) == ("pushed", "sha256:abc")
+    assert (
+        images.built[0]["path"] == str(tmp_path) and images.built[0]["tag"] == "ghcr.io/acme/iris:1"
+    )
+    assert images.pushed == [("ghcr.io/acme/iris", "1")]
+    monkeypatch.setattr(
+        image, "engine", lambda: (type("C", (), {"images": _FakeImages(True)})(), None)
+    )
+    with pytest.raises(
+        ServiceError, match="docker build of ghcr.io/acme/iris:1 failed: pip failed"
+    ):
+        image.build_image(tmp_path, "ghcr.io/acme/iris:1", push=False)
+
+
+def test_without_an_engine_the_build_is_skipped_with_its_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    result = image.build_image(tmp_path, "x:1", push=False)
+    assert result.status == "skipped"
+    assert (result.reason or "").startswith(
+        "no Docker engine reachable at unix:///nonexistent/docker.sock"
+    )
+
+
+@pytest.mark.docker
+def test_real_docker_build(project: Path) -> None:
+    client, why = image.engine()
+    if client is None:
+        pytest.skip(f"no Docker engine here: {why}")
+    config, reg = registered(project)
+    result = package(config, reg, "1", build=True)
+    assert result.image.status == "built"
+    labels = client.images.get(result.image.tag).labels
+    assert labels["io.mlops-ci.model.sha256"] == result.model_sha256
+
+
+def test_package_module_is_importable_without_skl2onnx_at_top_level() -> None:
+    assert "skl2onnx" not in package_module.__dict__
