@@ -31,6 +31,13 @@ CONFIG_OPTION = click.option(
     help="mlops.yaml, or the folder holding it (default: ./mlops.yaml).",
 )
 
+VERSION_OPTION = click.option(
+    "--version",
+    "version",
+    required=True,
+    help="Model version: a number, or @alias (e.g. @candidate).",
+)
+
 
 def _load(config_path: Path | None) -> Config:
     from mlops_ci.config import load_config
@@ -185,9 +192,7 @@ def register(config_path: Path | None, run_id: str | None, force: bool) -> None:
 
 @cli.command()
 @CONFIG_OPTION
-@click.option(
-    "--version", "version", required=True, help="Version number, or @alias (e.g. @candidate)."
-)
+@VERSION_OPTION
 @click.option("--by", default=None, help="Who promotes (default: the CI actor or $USER).")
 @click.option("--reason", required=True, help="Why; recorded on the version.")
 @click.option("--force", is_flag=True, help="Promote even a version without a passing comparison.")
@@ -212,12 +217,7 @@ def promote(
 
 @cli.command()
 @CONFIG_OPTION
-@click.option(
-    "--version",
-    "version",
-    required=True,
-    help="Model version to package: a number, or @alias (e.g. @candidate).",
-)
+@VERSION_OPTION
 @click.option(
     "--model", default=None, help="Registered model name (default: model.name of mlops.yaml)."
 )
