@@ -282,6 +282,90 @@ def package(config_path: Path | None, version: str, model: str | None, no_build:
 
 
 @cli.command()
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="mlops.yaml or its folder; optional with --model-dir (serve/monitor sections, registry).",
+)
+@click.option(
+    "--model-dir",
+    "model_dirs",
+    multiple=True,
+    metavar="DIR[=WEIGHT]",
+    envvar="MLOPS_MODEL_DIR",
+    help="A package folder written by `mlops-ci package` (its model/ or the context); repeat "
+    "for several versions, each with an optional traffic weight.",
+)
+@click.option(
+    "--version",
+    "versions",
+    multiple=True,
+    metavar="N|@ALIAS[=WEIGHT]",
+    help="A registered, packaged version to serve, e.g. --version @production=90 "
+    "--version @candidate=10.",
+)
+@click.option(
+    "--model", default=None, help="Registered model name (default: model.name of mlops.yaml)."
+)
+@click.option("--host", default=None, help="Address to listen on (default: serve.host).")
+@click.option("--port", type=int, default=None, help="Port (default: serve.port, 8080).")
+@click.option("--workers", type=int, default=None, help="Worker processes (default: 1).")
+@click.option("--threads", type=int, default=None, help="onnxruntime threads per worker.")
+@click.option(
+    "--collect/--no-collect",
+    default=None,
+    help="Log every scored row for drift detection (default: monitor.collect).",
+)
+@click.option(
+    "--log-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of the input log (default: monitor.log_dir).",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for downloaded models and shared worker state (default: .mlops/serve).",
+)
+def serve(
+    config_path: Path | None,
+    model_dirs: tuple[str, ...],
+    versions: tuple[str, ...],
+    model: str | None,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    threads: int | None,
+    collect: bool | None,
+    log_dir: Path | None,
+    state_dir: Path | None,
+) -> None:
+    """Serve model versions over HTTP: KServe Open Inference Protocol v2 and /score.
+
+    Endpoints: POST /score ({"inputs": [[...]]} or records by column), POST
+    /v2/models/NAME/infer, GET /v2/health/ready, GET /metrics (Prometheus), and
+    PUT /admin/traffic to change the split (Bearer token from $MLOPS_ADMIN_TOKEN). Several
+    versions share the endpoint by weight; the x-model-version header pins one.
+    """
+    from mlops_ci.serve.command import start
+
+    start(
+        config_path,
+        list(model_dirs),
+        list(versions),
+        model,
+        {"host": host, "port": port, "workers": workers, "intra_op_threads": threads},
+        collect,
+        log_dir,
+        state_dir,
+    )
+
+
+@cli.command()
 @CONFIG_OPTION
 @click.option(
     "--pr",

@@ -112,6 +112,29 @@ class PackageConfig:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    host: str
+    port: int
+    workers: int
+    intra_op_threads: int
+    max_payload_bytes: int
+    max_batch_rows: int
+    graceful_timeout_s: float
+    admin_token_env: str
+    access_log: bool
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    collect: bool
+    log_dir: str
+    format: str  # jsonl | parquet
+    flush_rows: int
+    flush_seconds: float
+    rotate_mb: float
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated mlops.yaml; ``root`` is its folder, against which relative paths resolve."""
 
@@ -122,6 +145,8 @@ class Config:
     gate: GateConfig
     registry: RegistryConfig
     package: PackageConfig
+    serve: ServeConfig
+    monitor: MonitorConfig
 
     @property
     def root(self) -> Path:
@@ -338,4 +363,34 @@ def _build(file: Path, d: dict[str, Any]) -> Config:
                 graph_optimization_level=profile["graph_optimization_level"],
             ),
         ),
+        serve=serve_config(d["serve"]),
+        monitor=monitor_config(d["monitor"]),
+    )
+
+
+def serve_config(serve: dict[str, Any] | None = None) -> ServeConfig:
+    """The serve section, defaults from the schema (serve runs without an mlops.yaml too)."""
+    s = _with_defaults(serve or {}, schema()["properties"]["serve"])
+    return ServeConfig(
+        host=s["host"],
+        port=int(s["port"]),
+        workers=int(s["workers"]),
+        intra_op_threads=int(s["intra_op_threads"]),
+        max_payload_bytes=int(s["max_payload_bytes"]),
+        max_batch_rows=int(s["max_batch_rows"]),
+        graceful_timeout_s=float(s["graceful_timeout_s"]),
+        admin_token_env=s["admin_token_env"],
+        access_log=bool(s["access_log"]),
+    )
+
+
+def monitor_config(monitor: dict[str, Any] | None = None) -> MonitorConfig:
+    m = _with_defaults(monitor or {}, schema()["properties"]["monitor"])
+    return MonitorConfig(
+        collect=bool(m["collect"]),
+        log_dir=m["log_dir"],
+        format=m["format"],
+        flush_rows=int(m["flush_rows"]),
+        flush_seconds=float(m["flush_seconds"]),
+        rotate_mb=float(m["rotate_mb"]),
     )

@@ -33,6 +33,7 @@ class ContextSpec:
     port: int
     revision: str | None
     source: str | None
+    features: tuple[str, ...] = ()  # input columns in model order, for scoring by column name
 
 
 def pinned_requirements(fmt: str, lock: str | None) -> list[str]:
@@ -119,6 +120,7 @@ def write_context(
             "version": spec.version,
             "run_id": spec.run_id,
             "format": spec.format,
+            "features": list(spec.features),
             "files": manifest,
             "sha256": model_digest,
         },

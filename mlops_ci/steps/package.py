@@ -99,6 +99,7 @@ def package(
             port=config.package.port,
             revision=tags.get("mlops.git.commit"),
             source=tags.get("mlops.git.repository"),
+            features=tuple(str(c) for c in data.features.columns),
         )
         folder = mlops_dir(config.root) / "package" / f"{name}-{version.version}"
         lock = (

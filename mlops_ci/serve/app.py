@@ -1,0 +1,474 @@
+"""The scoring service: Open Inference Protocol v2 (KServe) and ``/score``, on FastAPI.
+
+Handlers take the raw body and parse it with ``payload`` (orjson, no per-request pydantic
+models): the hot path is a read, a parse, one onnxruntime call and a write. Every refusal is a
+4xx with ``{"error": "..."}`` (the v2 protocol's error shape); a bug is a logged 500, never a
+crash. Responses carry ``x-model-version`` and ``x-request-id``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from mlops_ci import __version__
+from mlops_ci.serve.inputlog import InputLog, LogSettings
+from mlops_ci.serve.metrics import ServiceMetrics
+from mlops_ci.serve.model import LoadedModel, ModelSpec, Prediction
+from mlops_ci.serve.payload import (
+    InferRequest,
+    Limits,
+    PayloadError,
+    parse_infer,
+    parse_json,
+    parse_score,
+)
+from mlops_ci.serve.router import Router, Split, SplitFile, parse_split
+
+THREADPOOL_ROWS = 256  # larger batches score off the event loop
+access_log = logging.getLogger("mlops_ci.access")
+log = logging.getLogger("mlops_ci.serve")
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Everything a worker needs to build the app (JSON-able: workers get it from the env)."""
+
+    models: list[ModelSpec]
+    weights: dict[str, float]
+    intra_op_threads: int = 1
+    max_payload_bytes: int = 1024 * 1024
+    max_batch_rows: int = 10_000
+    admin_token: str | None = None
+    access_log: bool = True
+    input_log: LogSettings | None = None
+    split_file: Path | None = None
+
+
+class Service:
+    """The loaded versions, the router, the metrics and the input log of one worker."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self.models = {
+            s.version: LoadedModel(s, settings.intra_op_threads) for s in settings.models
+        }
+        self.name = settings.models[0].name
+        shared = SplitFile(settings.split_file) if settings.split_file else None
+        self.router = Router(list(self.models), Split(settings.weights), shared)
+        self.metrics = ServiceMetrics(self.name)
+        self.metrics.set_shares(self.router.split.shares())
+        self.input_log = InputLog(settings.input_log) if settings.input_log else None
+        self.limits = {
+            v: Limits(m.n_features, m.spec.features, settings.max_batch_rows)
+            for v, m in self.models.items()
+        }
+
+    def predict(self, version: str, x: Any) -> Awaitable[Prediction] | Prediction:
+        model = self.models[version]
+        if len(x) > THREADPOOL_ROWS:
+            return run_in_threadpool(model.predict, x)
+        return model.predict(x)
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def create_app(settings: ServiceSettings) -> FastAPI:
+    service = Service(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if service.input_log is not None:
+            service.input_log.start()
+        log.info(
+            "serving %s versions %s, split %s",
+            service.name,
+            ", ".join(service.models),
+            service.router.split.weights,
+        )
+        yield
+        if service.input_log is not None:
+            service.input_log.close()
+
+    app = FastAPI(
+        title=f"mlops-ci: {service.name}",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.service = service
+    _error_handlers(app)
+    _scoring_routes(app, service)
+    _metadata_routes(app, service)
+    _admin_routes(app, service)
+    return app
+
+
+# --- scoring --------------------------------------------------------------------------------
+
+
+Handler = Callable[[Request, bytes, str], Awaitable[tuple[str, int, Response]]]
+
+
+def _scoring_routes(app: FastAPI, service: Service) -> None:
+    async def score(request: Request, body: bytes, request_id: str) -> tuple[str, int, Response]:
+        version = service.router.route(request.headers.get("x-model-version"))
+        x = parse_score(body, service.limits[version])
+        prediction = await _maybe_await(service.predict(version, x))
+        _log_inputs(service, version, request_id, x, prediction)
+        data: dict[str, Any] = {"model_name": service.name, "model_version": version}
+        if prediction.labels is not None:
+            data["predictions"] = prediction.labels.tolist()
+            data["probabilities"] = prediction.scores
+        else:
+            data["predictions"] = (
+                prediction.scores[:, 0] if prediction.scores.shape[1] == 1 else (prediction.scores)
+            )
+        return version, len(x), json_response(data, headers=_headers(version, request_id))
+
+    def infer_for(pinned_by_path: bool) -> Handler:
+        async def infer(
+            request: Request, body: bytes, request_id: str
+        ) -> tuple[str, int, Response]:
+            _check_name(service, request.path_params["name"])
+            pinned = (
+                request.path_params["version"]
+                if pinned_by_path
+                else request.headers.get("x-model-version")
+            )
+            version = service.router.route(pinned)
+            header = request.headers.get("inference-header-content-length")
+            parsed = parse_infer(body, _int_header(header), service.limits[version])
+            prediction = await _maybe_await(service.predict(version, parsed.x))
+            _log_inputs(service, version, parsed.id or request_id, parsed.x, prediction)
+            data = _v2_response(service, version, parsed, prediction)
+            return (
+                version,
+                len(parsed.x),
+                json_response(data, headers=_headers(version, request_id)),
+            )
+
+        return infer
+
+    _post(app, service, "/score", "score", score)
+    _post(app, service, "/v2/models/{name}/infer", "infer", infer_for(False))
+    _post(app, service, "/v2/models/{name}/versions/{version}/infer", "infer", infer_for(True))
+
+
+def _post(app: FastAPI, service: Service, path: str, endpoint: str, handler: Handler) -> None:
+    limit = service.settings.max_payload_bytes
+
+    async def route(request: Request) -> Response:
+        started = time.perf_counter()
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        version, rows = "-", 0
+        try:
+            body = await _read_body(request, limit)
+            version, rows, response = await handler(request, body, request_id)
+        except PayloadError as err:
+            response = json_response({"error": str(err)}, err.status, {"x-request-id": request_id})
+        except Exception:  # a bug: logged with its traceback, answered without one
+            log.exception("%s %s failed", request.method, request.url.path)
+            response = json_response({"error": "internal error"}, 500, {"x-request-id": request_id})
+        elapsed = time.perf_counter() - started
+        service.metrics.observe(version, endpoint, response.status_code, elapsed, rows)
+        if service.settings.access_log:
+            access_log.info(
+                orjson.dumps(
+                    {
+                        "ts": time.time(),
+                        "method": request.method,
+                        "path": request.url.path,
+                        "status": response.status_code,
+                        "ms": round(elapsed * 1000, 3),
+                        "model": service.name,
+                        "version": version,
+                        "rows": rows,
+                        "request_id": request_id,
+                        "client": request.client.host if request.client else None,
+                    }
+                ).decode()
+            )
+        return response
+
+    app.add_api_route(path, route, methods=["POST"], include_in_schema=True, name=endpoint)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = _int_header(request.headers.get("content-length"))
+    if declared is not None and declared > limit:
+        raise PayloadError(413, f"request body of {declared} bytes is over the {limit}-byte limit")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadError(413, f"request body is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _int_header(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise PayloadError(400, f"header value '{value[:40]}' must be a whole number")
+    return int(value)
+
+
+async def _maybe_await(value: Awaitable[Prediction] | Prediction) -> Prediction:
+    return value if isinstance(value, Prediction) else await value
+
+
+def _headers(version: str, request_id: str) -> dict[str, str]:
+    return {"x-model-version": version, "x-request-id": request_id}
+
+
+def _log_inputs(
+    service: Service, version: str, request_id: str, x: Any, prediction: Prediction
+) -> None:
+    if service.input_log is not None:
+        service.input_log.submit(version, request_id, x, prediction.labels, prediction.scores)
+
+
+def _check_name(service: Service, name: str) -> None:
+    if name != service.name:
+        raise PayloadError(404, f"model '{name}' is not served here (serving '{service.name}')")
+
+
+def _v2_response(
+    service: Service, version: str, parsed: InferRequest, prediction: Prediction
+) -> dict[str, Any]:
+    tensors = {}
+    if prediction.labels is not None:
+        tensors["label"] = _tensor("label", prediction.labels)
+        tensors["probabilities"] = _tensor("probabilities", prediction.scores.astype(np.float32))
+    else:
+        tensors["variable"] = _tensor("variable", prediction.scores.astype(np.float32))
+    wanted = parsed.outputs or tuple(tensors)
+    unknown = [n for n in wanted if n not in tensors]
+    if unknown:
+        raise PayloadError(
+            400, f"output '{unknown[0]}' does not exist (outputs: {', '.join(tensors)})"
+        )
+    data: dict[str, Any] = {
+        "model_name": service.name,
+        "model_version": version,
+        "outputs": [tensors[n] for n in wanted],
+    }
+    if parsed.id is not None:
+        data["id"] = parsed.id
+    return data
+
+
+def _tensor(name: str, values: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "shape": list(values.shape),
+        "datatype": _datatype(values),
+        "data": values.ravel().tolist(),
+    }
+
+
+def _datatype(values: Any) -> str:
+    kind = values.dtype.kind
+    if kind == "f":
+        return "FP32" if values.dtype.itemsize == 4 else "FP64"
+    if kind in "iu":
+        return "INT64"
+    if kind == "b":
+        return "BOOL"
+    return "BYTES"
+
+
+# --- metadata, health, metrics ------------------------------------------------------------
+
+
+def _metadata_routes(app: FastAPI, service: Service) -> None:
+    @app.get("/v2")
+    async def server_metadata() -> Response:
+        return json_response(
+            {"name": "mlops-ci", "version": __version__, "extensions": ["binary_tensor_data"]}
+        )
+
+    @app.get("/v2/health/live")
+    async def live() -> Response:
+        return json_response({"live": True})
+
+    @app.get("/v2/health/ready")
+    async def ready() -> Response:
+        return json_response({"ready": True})
+
+    for path, build in (
+        ("/v2/models/{name}", _model_metadata),
+        ("/v2/models/{name}/versions/{version}", _model_metadata),
+        ("/v2/models/{name}/ready", _ready),
+        ("/v2/models/{name}/versions/{version}/ready", _ready),
+    ):
+        app.add_api_route(path, _described(service, build), methods=["GET"])
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        service.metrics.set_shares(service.router.split.shares())
+        return Response(service.metrics.render(), media_type=service.metrics.content_type)
+
+
+Describe = Callable[[Service, str, str | None], dict[str, Any]]
+
+
+def _described(service: Service, build: Describe) -> Callable[[Request], Awaitable[Response]]:
+    """A GET endpoint answering ``build(service, name, version)``, or its 404 as JSON."""
+
+    async def endpoint(request: Request) -> Response:
+        params = request.path_params
+        try:
+            return json_response(build(service, params["name"], params.get("version")))
+        except PayloadError as err:
+            return json_response({"error": str(err)}, err.status)
+
+    return endpoint
+
+
+def _version_of(service: Service, name: str, version: str | None) -> str | None:
+    _check_name(service, name)
+    if version is not None and version not in service.models:
+        raise PayloadError(404, f"version '{version}' of '{name}' is not served here")
+    return version
+
+
+def _model_metadata(service: Service, name: str, version: str | None) -> dict[str, Any]:
+    version = _version_of(service, name, version)
+    model = service.models[version or next(iter(service.models))]
+    outputs = [
+        {
+            "name": n,
+            "datatype": "BYTES" if n == "label" else "FP32",
+            "shape": [-1] if n == "label" else [-1, -1],
+        }
+        for n in model.output_names
+    ]
+    return {
+        "name": name,
+        "versions": [version] if version else list(service.models),
+        "platform": "onnxruntime_onnx" if model.spec.format == "onnx" else "sklearn",
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, model.n_features]}],
+        "outputs": outputs,
+        "parameters": {"features": list(model.spec.features), "sha256": model.spec.sha256},
+    }
+
+
+def _ready(service: Service, name: str, version: str | None) -> dict[str, Any]:
+    _version_of(service, name, version)
+    return {"name": name, "ready": True}
+
+
+# --- admin: the traffic split -------------------------------------------------------------
+
+
+def _admin_routes(app: FastAPI, service: Service) -> None:
+    token = service.settings.admin_token
+
+    def authorise(request: Request) -> None:
+        if not token:
+            raise PayloadError(403, "admin endpoints are off: start serve with an admin token")
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise PayloadError(401, "admin endpoints need 'Authorization: Bearer TOKEN'")
+
+    def current() -> dict[str, Any]:
+        split = service.router.split
+        return {"model_name": service.name, "weights": split.weights, "shares": split.shares()}
+
+    @app.get("/admin/traffic")
+    async def get_traffic(request: Request) -> Response:
+        try:
+            authorise(request)
+        except PayloadError as err:
+            return json_response({"error": str(err)}, err.status)
+        return json_response(current())
+
+    @app.put("/admin/traffic")
+    async def put_traffic(request: Request) -> Response:
+        try:
+            authorise(request)
+            body = await _read_body(request, 64 * 1024)
+            doc = parse_json(body)
+            weights = doc.get("weights") if isinstance(doc, dict) else None
+            split = parse_split(weights, set(service.models))
+        except PayloadError as err:
+            return json_response({"error": str(err)}, err.status)
+        service.router.set_split(split)
+        service.metrics.set_shares(split.shares())
+        log.info("traffic split set to %s", split.weights)
+        return json_response(current())
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """Framework-level refusals (unknown path, wrong method) in the same JSON shape."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> Response:
+        return json_response({"error": str(err.detail)}, err.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, err: RequestValidationError) -> Response:
+        return json_response({"error": str(err.errors()[:1])}, 422)
+
+
+def settings_to_env(settings: ServiceSettings) -> str:
+    """The settings as JSON for worker processes (``MLOPS_SERVE_SETTINGS``); the admin token
+    travels apart, in ``MLOPS_SERVE_ADMIN_TOKEN``, so it is never part of a logged value."""
+    return orjson.dumps(asdict(replace(settings, admin_token=None)), default=str).decode()
+
+
+def settings_from_env() -> ServiceSettings:
+    raw = orjson.loads(os.environ["MLOPS_SERVE_SETTINGS"])
+    models = [
+        ModelSpec(**{**m, "folder": Path(m["folder"]), "features": tuple(m["features"])})
+        for m in raw["models"]
+    ]
+    log_settings = None
+    if raw.get("input_log"):
+        il = raw["input_log"]
+        log_settings = LogSettings(
+            **{**il, "folder": Path(il["folder"]), "features": tuple(il["features"])}
+        )
+    return ServiceSettings(
+        models=models,
+        weights={str(k): float(v) for k, v in raw["weights"].items()},
+        intra_op_threads=raw["intra_op_threads"],
+        max_payload_bytes=raw["max_payload_bytes"],
+        max_batch_rows=raw["max_batch_rows"],
+        admin_token=os.environ.get("MLOPS_SERVE_ADMIN_TOKEN") or None,
+        access_log=raw["access_log"],
+        input_log=log_settings,
+        split_file=Path(raw["split_file"]) if raw.get("split_file") else None,
+    )
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory for worker processes."""
+    return create_app(settings_from_env())

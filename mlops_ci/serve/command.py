@@ -1,0 +1,143 @@
+"""`mlops-ci serve`: settings from flags over mlops.yaml over the schema's defaults, then run."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mlops_ci.config import (
+    Config,
+    MonitorConfig,
+    ServeConfig,
+    find_config,
+    load_config,
+    monitor_config,
+    serve_config,
+)
+from mlops_ci.errors import InputError
+from mlops_ci.serve import server
+from mlops_ci.serve.app import ServiceSettings
+from mlops_ci.serve.inputlog import LogSettings
+from mlops_ci.serve.model import ModelSpec
+
+
+def start(
+    config_path: Path | None,
+    model_dirs: list[str],
+    versions: list[str],
+    model: str | None,
+    overrides: dict[str, Any],
+    collect: bool | None,
+    log_dir: Path | None,
+    state_dir: Path | None,
+) -> None:
+    config = _optional_config(config_path, needed=bool(versions))
+    serve_cfg = config.serve if config else serve_config()
+    serve_cfg = dataclasses.replace(
+        serve_cfg, **{k: v for k, v in overrides.items() if v is not None}
+    )
+    monitor = config.monitor if config else monitor_config()
+    root = config.root if config else Path.cwd()
+    state = (state_dir or root / ".mlops" / "serve").resolve()
+    chosen = _models(config, model, model_dirs, versions, state)
+    settings = build_settings(
+        chosen, serve_cfg, monitor, collect, log_dir or root / monitor.log_dir, state
+    )
+    for spec in settings.models:
+        share = settings.weights[spec.version] / sum(settings.weights.values())
+        click.echo(
+            f"serving {spec.name} v{spec.version} ({spec.format}, sha256 {spec.sha256[:12]}, "
+            f"{share:.0%} of traffic) from {spec.folder}"
+        )
+    if settings.input_log:
+        click.echo(f"input log: {settings.input_log.folder}")
+    if not settings.admin_token:
+        click.echo(f"admin endpoints off: set {serve_cfg.admin_token_env} to change the split")
+    click.echo(
+        f"listening on http://{serve_cfg.host}:{serve_cfg.port} ({serve_cfg.workers} worker(s))"
+    )
+    server.run(
+        settings,
+        serve_cfg.host,
+        serve_cfg.port,
+        serve_cfg.workers,
+        serve_cfg.graceful_timeout_s,
+        state,
+    )
+
+
+def build_settings(
+    chosen: list[tuple[ModelSpec, float | None]],
+    serve_cfg: ServeConfig,
+    monitor: MonitorConfig,
+    collect: bool | None,
+    log_dir: Path,
+    state: Path,
+) -> ServiceSettings:
+    weights = server.split_weights(chosen)
+    specs = [spec for spec, _ in chosen]
+    input_log = None
+    if monitor.collect if collect is None else collect:
+        if monitor.format == "parquet":
+            _require("pyarrow", "monitor.format: parquet")
+        input_log = LogSettings(
+            folder=log_dir.resolve(),
+            model=specs[0].name,
+            features=specs[0].features,
+            format=monitor.format,
+            flush_rows=monitor.flush_rows,
+            flush_seconds=monitor.flush_seconds,
+            rotate_bytes=int(monitor.rotate_mb * 1024 * 1024),
+        )
+    return ServiceSettings(
+        models=specs,
+        weights=weights,
+        intra_op_threads=serve_cfg.intra_op_threads,
+        max_payload_bytes=serve_cfg.max_payload_bytes,
+        max_batch_rows=serve_cfg.max_batch_rows,
+        admin_token=os.environ.get(serve_cfg.admin_token_env) or None,
+        access_log=serve_cfg.access_log,
+        input_log=input_log,
+        split_file=state / "traffic.json" if serve_cfg.workers > 1 else None,
+    )
+
+
+def _optional_config(path: Path | None, needed: bool) -> Config | None:
+    if path is not None or needed or find_config(None).is_file():
+        return load_config(path)
+    return None
+
+
+def _models(
+    config: Config | None,
+    model: str | None,
+    model_dirs: list[str],
+    versions: list[str],
+    state: Path,
+) -> list[tuple[ModelSpec, float | None]]:
+    if not model_dirs and not versions:
+        raise InputError(
+            "nothing to serve: give --model-dir DIR or --version N|@ALIAS",
+            hint="e.g. mlops-ci serve --version @production",
+        )
+    chosen = server.from_dirs([server.parse_weighted(d, "--model-dir") for d in model_dirs])
+    if versions:
+        assert config is not None
+        from mlops_ci.registry import open_registry
+
+        refs = [server.parse_weighted(v, "--version") for v in versions]
+        chosen += server.from_registry(
+            open_registry(config), model or config.model.name, refs, state
+        )
+    return chosen
+
+
+def _require(module: str, why: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise InputError(f"{why} needs {module}", hint=f"pip install {module}")

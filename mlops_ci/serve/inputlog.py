@@ -1,0 +1,212 @@
+"""The input log: every scored row's inputs and outputs, for drift detection.
+
+Requests only put their arrays on a queue; one background thread turns them into JSON lines and
+writes them in batches (``flush_rows`` rows or ``flush_seconds``, whichever comes first), each
+batch appended and fsynced to an open segment ``*.jsonl.open``. A segment is finished at
+``rotate_mb`` or shutdown by renaming it to ``*.jsonl`` (or converting it to ``*.parquet``,
+written to a temporary file and renamed). Readers only read finished files, so they never see a
+torn write; a segment left by a killed process is cut back to its last whole line and finished
+when the next logger starts: a crash loses at most the batch being written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+OPEN_SUFFIX = ".jsonl.open"
+_STOP = object()
+log = logging.getLogger("mlops_ci.serve")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    folder: Path
+    model: str
+    features: tuple[str, ...]
+    format: str = "jsonl"  # or parquet
+    flush_rows: int = 512
+    flush_seconds: float = 1.0
+    rotate_bytes: int = 64 * 1024 * 1024
+
+
+class InputLog:
+    """Batched, crash-safe append of scored rows; ``submit`` never blocks the request."""
+
+    def __init__(self, settings: LogSettings) -> None:
+        self.settings = settings
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="mlops-input-log", daemon=True)
+        self._segment: Path | None = None
+        self._handle: Any = None
+        self._seq = 0
+        self.rows_written = 0
+        self.failed: str | None = None
+
+    def start(self) -> None:
+        self.settings.folder.mkdir(parents=True, exist_ok=True)
+        recover_orphans(self.settings.folder, self.settings.format)
+        self._thread.start()
+
+    def submit(self, version: str, request_id: str, x: Any, labels: Any, scores: Any) -> None:
+        self._queue.put((time.time(), version, request_id, x, labels, scores))
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued and finish the open segment."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+
+    # --- the writer thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        pending: list[bytes] = []
+        first_at = 0.0
+        s = self.settings
+        while True:
+            wait = s.flush_seconds - (time.monotonic() - first_at) if pending else None
+            try:
+                item = self._queue.get(timeout=max(wait, 0.0) if wait is not None else None)
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                self._write(pending)
+                self._finish()
+                return
+            if item is not None:
+                if not pending:
+                    first_at = time.monotonic()
+                pending.extend(self._lines(item))
+            if pending and (
+                len(pending) >= s.flush_rows or time.monotonic() - first_at >= s.flush_seconds
+            ):
+                self._write(pending)
+                pending = []
+
+    def _lines(self, item: tuple[Any, ...]) -> list[bytes]:
+        ts, version, request_id, x, labels, scores = item
+        names = self.settings.features or tuple(f"f{i}" for i in range(x.shape[1]))
+        lines = []
+        # float32 → shortest decimal text → float: the log shows 5.1, not 5.099999904632568.
+        values = x.astype(str).astype(np.float64).tolist() if x.dtype == np.float32 else x.tolist()
+        for i, row in enumerate(values):
+            record = {
+                "ts": ts,
+                "request_id": request_id,
+                "model": self.settings.model,
+                "version": version,
+                "inputs": dict(zip(names, row, strict=True)),
+                "prediction": None if labels is None else _plain(labels[i]),
+                "scores": scores[i].tolist(),
+            }
+            lines.append(orjson.dumps(record) + b"\n")
+        return lines
+
+    def _write(self, lines: list[bytes]) -> None:
+        if not lines:
+            return
+        try:
+            if self._handle is None:
+                self._open()
+            self._handle.write(b"".join(lines))
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self.rows_written += len(lines)
+            if self._handle.tell() >= self.settings.rotate_bytes:
+                self._finish()
+        except OSError as err:  # a full disk must not take the service down
+            self.failed = f"{type(err).__name__}: {err}"
+            log.error("input log: cannot write %d rows: %s", len(lines), self.failed)
+
+    def _open(self) -> None:
+        self._seq += 1
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        name = f"inputs-{stamp}-{os.getpid()}-{self._seq:04d}{OPEN_SUFFIX}"
+        self._segment = self.settings.folder / name
+        self._handle = open(self._segment, "ab")  # noqa: SIM115 - kept open across batches
+
+    def _finish(self) -> None:
+        if self._handle is None or self._segment is None:
+            return
+        self._handle.close()
+        finish_segment(self._segment, self.settings.format)
+        self._handle, self._segment = None, None
+
+
+def finish_segment(segment: Path, fmt: str) -> Path:
+    """Rename an open segment to ``.jsonl``, or convert it to ``.parquet`` (atomically)."""
+    done = segment.with_name(segment.name[: -len(OPEN_SUFFIX)] + ".jsonl")
+    os.replace(segment, done)
+    if fmt != "parquet":
+        return done
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    records = [orjson.loads(line) for line in done.read_bytes().splitlines() if line]
+    target = done.with_suffix(".parquet")
+    tmp = target.with_name(f".{target.name}.tmp")
+    pq.write_table(pa.Table.from_pylist(records), tmp)
+    os.replace(tmp, target)
+    done.unlink()
+    return target
+
+
+def recover_orphans(folder: Path, fmt: str) -> list[Path]:
+    """Finish segments whose writer process is gone, cut back to their last whole line."""
+    recovered = []
+    for segment in sorted(folder.glob(f"*{OPEN_SUFFIX}")):
+        pid = _writer_pid(segment)
+        if pid is not None and pid != os.getpid() and _alive(pid):
+            continue
+        data = segment.read_bytes()
+        whole = data[: data.rfind(b"\n") + 1]
+        if len(whole) != len(data):
+            with open(segment, "r+b") as fh:
+                fh.truncate(len(whole))
+        if whole:
+            recovered.append(finish_segment(segment, fmt))
+        else:
+            segment.unlink()
+    return recovered
+
+
+def read_records(folder: Path) -> Iterator[dict[str, Any]]:
+    """Every record of the finished log files, oldest file first."""
+    for path in sorted(folder.glob("inputs-*")):
+        if path.suffix == ".jsonl":
+            with open(path, "rb") as fh:
+                for line in fh:
+                    yield orjson.loads(line)
+        elif path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            yield from pq.read_table(path).to_pylist()
+
+
+def _writer_pid(segment: Path) -> int | None:
+    parts = segment.name.split("-")
+    return int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value

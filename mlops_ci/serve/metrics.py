@@ -1,0 +1,82 @@
+"""Prometheus metrics of the scoring service, per model version (prometheus_client).
+
+With several workers, ``PROMETHEUS_MULTIPROC_DIR`` (set by ``serve`` before the workers start)
+makes every worker write its values to files that ``/metrics`` sums.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+# Buckets for a service whose single-row answers take well under a millisecond.
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+
+
+class ServiceMetrics:
+    """Requests, errors, latency and rows per version and endpoint; the traffic weights."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.registry = CollectorRegistry()
+        labels = ["model", "version", "endpoint", "code"]
+        self.requests = Counter(
+            "mlops_requests", "Scoring requests answered.", labels, registry=self.registry
+        )
+        self.errors = Counter(
+            "mlops_request_errors",
+            "Scoring requests refused or failed (4xx/5xx).",
+            labels,
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "mlops_request_duration_seconds",
+            "Time from the request body read to the response built.",
+            ["model", "version", "endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.rows = Counter(
+            "mlops_rows_scored", "Rows scored.", ["model", "version"], registry=self.registry
+        )
+        self.weight = Gauge(
+            "mlops_traffic_weight",
+            "Share of unpinned traffic routed to a version.",
+            ["model", "version"],
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+
+    def observe(self, version: str, endpoint: str, code: int, seconds: float, rows: int) -> None:
+        status = str(code)
+        self.requests.labels(self.model, version, endpoint, status).inc()
+        if code >= 400:
+            self.errors.labels(self.model, version, endpoint, status).inc()
+        else:
+            self.latency.labels(self.model, version, endpoint).observe(seconds)
+            self.rows.labels(self.model, version).inc(rows)
+
+    def set_shares(self, shares: dict[str, float]) -> None:
+        for version, share in shares.items():
+            self.weight.labels(self.model, version).set(share)
+
+    def render(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            return bytes(generate_latest(merged))
+        return bytes(generate_latest(self.registry))

@@ -1,0 +1,296 @@
+"""Request bodies → a checked float32 matrix, or a 4xx naming what is wrong.
+
+Pure functions, no web framework: the service calls them and turns ``PayloadError`` into a JSON
+error body. Accepted shapes:
+
+- ``/score``: ``{"inputs": [[...], ...]}`` (rows in feature order) or ``{"inputs": [{col: v}]}``
+  (records by column name); MLflow's ``dataframe_split`` / ``dataframe_records`` and Azure ML's
+  ``data`` / ``input_data`` spellings too.
+- Open Inference Protocol v2 ``/infer``: one input tensor ``{"name", "shape": [rows, features],
+  "datatype", "data"}`` with ``data`` flat or nested, or raw bytes after the JSON header
+  (the binary tensor extension tritonclient uses, ``Inference-Header-Content-Length``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+# v2 datatypes that can stand for a feature value, and their numpy types for binary data.
+V2_NUMERIC = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+}
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+class PayloadError(Exception):
+    """A request the service refuses: ``status`` is the 4xx code, ``str`` names the problem."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Limits:
+    n_features: int
+    features: tuple[str, ...]  # column names, when the package recorded them
+    max_rows: int
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    """A parsed v2 request: the matrix, the request id and which outputs were asked for."""
+
+    x: npt.NDArray[np.float32]
+    id: str | None
+    outputs: tuple[str, ...]
+
+
+def parse_json(body: bytes) -> Any:
+    if not body:
+        raise PayloadError(400, "empty request body: send a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise PayloadError(400, f"invalid JSON: {err}") from None
+
+
+def parse_score(body: bytes, limits: Limits) -> npt.NDArray[np.float32]:
+    """The ``/score`` body as a [rows, features] float32 matrix."""
+    doc = parse_json(body)
+    if not isinstance(doc, dict):
+        raise PayloadError(400, 'the body must be a JSON object such as {"inputs": [[...]]}')
+    if "inputs" in doc:
+        return _rows_or_records(doc["inputs"], "inputs", limits)
+    if "dataframe_records" in doc:
+        return _rows_or_records(doc["dataframe_records"], "dataframe_records", limits)
+    if "data" in doc:
+        return _rows_or_records(doc["data"], "data", limits)
+    for key in ("dataframe_split", "input_data"):
+        if key in doc:
+            return _split(doc[key], key, limits)
+    raise PayloadError(
+        400,
+        "missing field 'inputs': send {\"inputs\": [[f1, f2, ...], ...]} or "
+        '{"inputs": [{"column": value, ...}]}',
+    )
+
+
+def _rows_or_records(rows: Any, field: str, limits: Limits) -> npt.NDArray[np.float32]:
+    if not isinstance(rows, list):
+        raise PayloadError(400, f"'{field}' must be a list of rows, got {_kind(rows)}")
+    _check_rows(len(rows), field, limits)
+    if isinstance(rows[0], dict):
+        return _records(rows, field, limits)
+    return _matrix(rows, field, limits)
+
+
+def _split(value: Any, field: str, limits: Limits) -> npt.NDArray[np.float32]:
+    if not isinstance(value, dict) or not isinstance(value.get("data"), list):
+        raise PayloadError(400, f"'{field}' must be an object with 'columns' and 'data'")
+    columns = value.get("columns")
+    data = value["data"]
+    if columns is None:
+        return _rows_or_records(data, f"{field}.data", limits)
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise PayloadError(400, f"'{field}.columns' must be a list of column names")
+    _check_rows(len(data), f"{field}.data", limits)
+    records = []
+    for i, row in enumerate(data):
+        if not isinstance(row, list) or len(row) != len(columns):
+            raise PayloadError(
+                422, f"'{field}.data[{i}]' must be a list of {len(columns)} values (one a column)"
+            )
+        records.append(dict(zip(columns, row, strict=True)))
+    return _records(records, f"{field}.data", limits)
+
+
+def _records(rows: list[Any], field: str, limits: Limits) -> npt.NDArray[np.float32]:
+    if not limits.features:
+        raise PayloadError(
+            422,
+            f"'{field}': this model's package records no feature names; send rows as lists "
+            f"of {limits.n_features} numbers in feature order",
+        )
+    names = limits.features
+    matrix = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise PayloadError(422, f"'{field}[{i}]' must be an object of column: value")
+        missing = [n for n in names if n not in row]
+        if missing:
+            raise PayloadError(422, f"'{field}[{i}]': missing field(s) {', '.join(missing)}")
+        extra = [str(k) for k in row if k not in names]
+        if extra:
+            raise PayloadError(422, f"'{field}[{i}]': unknown field(s) {', '.join(extra[:5])}")
+        matrix.append([row[n] for n in names])
+    return _matrix(matrix, field, limits, names)
+
+
+def _matrix(
+    rows: list[Any], field: str, limits: Limits, names: tuple[str, ...] = ()
+) -> npt.NDArray[np.float32]:
+    width = limits.n_features
+    for i, row in enumerate(rows):
+        if not isinstance(row, list):
+            raise PayloadError(422, f"'{field}[{i}]' must be a list of {width} numbers")
+        if len(row) != width:
+            raise PayloadError(
+                422, f"'{field}[{i}]' has {len(row)} values; the model takes {width}"
+            )
+        for j, value in enumerate(row):
+            if type(value) is not float and type(value) is not int:
+                where = names[j] if names else f"{field}[{i}][{j}]"
+                raise PayloadError(
+                    422, f"'{where}' in row {i} must be a number, got {_kind(value)}"
+                )
+    return _finite(np.array(rows, dtype=np.float64), field)
+
+
+def _finite(values: npt.NDArray[Any], field: str) -> npt.NDArray[np.float32]:
+    """float32 of ``values``; NaN, infinity and numbers beyond float32 are refused."""
+    if values.size and not np.isfinite(values).all():
+        raise PayloadError(422, f"'{field}' holds NaN or infinity; send finite numbers")
+    if values.size and float(np.abs(values).max()) > FLOAT32_MAX:
+        raise PayloadError(422, f"'{field}' holds a number beyond the float32 range")
+    return np.ascontiguousarray(values, dtype=np.float32)
+
+
+def _check_rows(rows: int, field: str, limits: Limits) -> None:
+    if rows == 0:
+        raise PayloadError(422, f"'{field}' is empty: send at least one row")
+    if rows > limits.max_rows:
+        raise PayloadError(413, f"'{field}' has {rows} rows; the limit is {limits.max_rows}")
+
+
+def parse_infer(body: bytes, header_length: int | None, limits: Limits) -> InferRequest:
+    """An Open Inference Protocol v2 request (JSON, or JSON header + binary tensor data)."""
+    if header_length is not None:
+        if header_length < 0 or header_length > len(body):
+            raise PayloadError(400, "Inference-Header-Content-Length is beyond the body")
+        doc, binary = parse_json(body[:header_length]), body[header_length:]
+    else:
+        doc, binary = parse_json(body), b""
+    if not isinstance(doc, dict):
+        raise PayloadError(400, "the body must be a JSON object with 'inputs'")
+    inputs = doc.get("inputs")
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise PayloadError(
+            400, "'inputs' must be a list of one tensor {name, shape, datatype, data}"
+        )
+    request_id = doc.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise PayloadError(400, "'id' must be a string")
+    x = _tensor(inputs[0], binary, limits)
+    return InferRequest(x, request_id, _requested_outputs(doc.get("outputs")))
+
+
+def _tensor(tensor: dict[str, Any], binary: bytes, limits: Limits) -> npt.NDArray[np.float32]:
+    shape, datatype = tensor.get("shape"), tensor.get("datatype")
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 2
+        or not all(type(d) is int and d >= 0 for d in shape)
+    ):
+        raise PayloadError(422, f"'inputs[0].shape' must be [rows, {limits.n_features}]")
+    rows, width = shape
+    if width != limits.n_features:
+        raise PayloadError(
+            422, f"'inputs[0].shape' is {shape}; the model takes [rows, {limits.n_features}]"
+        )
+    _check_rows(rows, "inputs[0]", limits)
+    if datatype not in V2_NUMERIC:
+        raise PayloadError(
+            422, f"'inputs[0].datatype' {datatype!r} is not a numeric type (FP32, FP64, INT64, ...)"
+        )
+    params = tensor.get("parameters") or {}
+    size = params.get("binary_data_size") if isinstance(params, dict) else None
+    if size is not None:
+        return _binary(binary, size, rows, width, datatype)
+    data = tensor.get("data")
+    if not isinstance(data, list):
+        raise PayloadError(422, "'inputs[0].data' must be a list of numbers")
+    flat = _flatten(data, rows * width)
+    if datatype == "BOOL":
+        if not all(type(v) is bool for v in flat):
+            raise PayloadError(422, "'inputs[0].data' must hold true/false for datatype BOOL")
+    elif not all(type(v) is float or type(v) is int for v in flat):
+        raise PayloadError(422, f"'inputs[0].data' must hold only numbers for datatype {datatype}")
+    return _finite(np.array(flat, dtype=np.float64).reshape(rows, width), "inputs[0].data")
+
+
+def _flatten(data: list[Any], expected: int) -> list[Any]:
+    """v2 allows nested or flat data in row-major order; refuse a ragged or wrong-sized one."""
+    flat: list[Any] = []
+    stack = [iter(data)]
+    while stack:
+        for value in stack[-1]:
+            if isinstance(value, list):
+                stack.append(iter(value))
+                break
+            flat.append(value)
+            if len(flat) > expected:
+                stack.clear()
+                break
+        else:
+            stack.pop()
+    if len(flat) != expected:
+        raise PayloadError(
+            422,
+            f"'inputs[0].data' holds {len(flat)}+ values; the shape says {expected}"
+            if len(flat) > expected
+            else f"'inputs[0].data' holds {len(flat)} values; the shape says {expected}",
+        )
+    return flat
+
+
+def _binary(
+    binary: bytes, size: Any, rows: int, width: int, datatype: str
+) -> npt.NDArray[np.float32]:
+    dtype = np.dtype(V2_NUMERIC[datatype])
+    if type(size) is not int or size != len(binary) or size != rows * width * dtype.itemsize:
+        raise PayloadError(
+            422,
+            f"binary tensor of {len(binary)} bytes does not match shape [{rows}, {width}] "
+            f"of {datatype}",
+        )
+    values = np.frombuffer(binary, dtype=dtype.newbyteorder("<")).reshape(rows, width)
+    return _finite(values.astype(np.float64), "inputs[0] (binary)")
+
+
+def _requested_outputs(outputs: Any) -> tuple[str, ...]:
+    if outputs is None:
+        return ()
+    if not isinstance(outputs, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
+    ):
+        raise PayloadError(400, "'outputs' must be a list of {\"name\": ...}")
+    return tuple(o["name"] for o in outputs)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "a non-finite number"
+    names: dict[type, str] = {dict: "an object", list: "a list", str: "a string"}
+    return names.get(type(value), type(value).__name__)

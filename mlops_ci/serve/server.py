@@ -1,0 +1,170 @@
+"""What `mlops-ci serve` serves, and running it on uvicorn.
+
+Models come from package folders (``--model-dir``, as in the Docker image) or from the registry
+(``--version 3``, ``--version @production``): a registry version is served from the files
+``package`` logged for it, downloaded once into the state folder and checked against the sha256
+recorded on the version, before any worker starts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlops_ci.errors import InputError
+from mlops_ci.registry import ModelRegistry, resolve_version
+from mlops_ci.serve.model import ModelSpec, read_spec
+
+TAG_PACKAGE_SHA256 = "mlops.package.sha256"
+TAG_PACKAGE_COMPLETE = "mlops.package.complete"
+
+
+@dataclass(frozen=True)
+class Weighted:
+    """One ``REF[=WEIGHT]`` of the command line."""
+
+    ref: str
+    weight: float | None
+
+
+def parse_weighted(text: str, option: str) -> Weighted:
+    ref, sep, weight = text.rpartition("=") if "=" in text else (text, "", "")
+    if not sep:
+        return Weighted(text, None)
+    try:
+        value = float(weight)
+    except ValueError:
+        raise InputError(f"{option} '{text}': the weight after '=' must be a number") from None
+    if value < 0:
+        raise InputError(f"{option} '{text}': the weight must be >= 0")
+    return Weighted(ref, value)
+
+
+def from_dirs(dirs: list[Weighted]) -> list[tuple[ModelSpec, float | None]]:
+    return [(read_spec(Path(d.ref)), d.weight) for d in dirs]
+
+
+def from_registry(
+    registry: ModelRegistry, name: str, refs: list[Weighted], state_dir: Path
+) -> list[tuple[ModelSpec, float | None]]:
+    """Download each version's packaged files and check them against the version's tags."""
+    out = []
+    for item in refs:
+        version = resolve_version(registry, name, item.ref)
+        tags = version.tags
+        if tags.get(TAG_PACKAGE_COMPLETE) != "true" or not version.run_id:
+            raise InputError(
+                f"{name} v{version.version} is not packaged",
+                hint=f"run `mlops-ci package --version {version.version}` first",
+            )
+        dest = state_dir / "models" / f"{name}-{version.version}"
+        if dest.exists():
+            shutil.rmtree(dest)
+        folder = registry.download_model(f"runs:/{version.run_id}/package/v{version.version}", dest)
+        spec = read_spec(folder)
+        if spec.sha256 != tags.get(TAG_PACKAGE_SHA256):
+            from mlops_ci.integrity import IntegrityError
+
+            raise IntegrityError(
+                f"{name} v{version.version}: packaged files have sha256 {spec.sha256[:12]}, "
+                f"the version records {str(tags.get(TAG_PACKAGE_SHA256))[:12]}; refusing to serve",
+                hint="re-run `mlops-ci package` for this version",
+            )
+        out.append((spec, item.weight))
+    return out
+
+
+def split_weights(chosen: list[tuple[ModelSpec, float | None]]) -> dict[str, float]:
+    """Weights per version: all given, or none (then equal shares)."""
+    versions = [spec.version for spec, _ in chosen]
+    if len(set(versions)) != len(versions):
+        raise InputError(f"the same version is given twice: {', '.join(versions)}")
+    names = {spec.name for spec, _ in chosen}
+    if len(names) > 1:
+        raise InputError(f"one endpoint serves one model; got {', '.join(sorted(names))}")
+    given = [w for _, w in chosen if w is not None]
+    if given and len(given) != len(chosen):
+        raise InputError("give a weight to every version (REF=WEIGHT) or to none")
+    if not given:
+        return {v: 1.0 for v in versions}
+    if sum(given) <= 0:
+        raise InputError("at least one weight must be above 0")
+    return {spec.version: float(w or 0.0) for spec, w in chosen}
+
+
+def log_config(access_log: bool) -> dict[str, Any]:
+    """uvicorn's logging plus the JSON access log (uvicorn's own access log is off: ours
+    names the model version and the request id)."""
+    plain = {"format": "%(message)s"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "plain": plain,
+            "default": {"format": "%(levelname)s %(name)s: %(message)s"},
+        },
+        "handlers": {
+            "access": {
+                "class": "logging.StreamHandler",
+                "formatter": "plain",
+                "stream": "ext://sys.stderr",
+            },
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "stream": "ext://sys.stderr",
+            },
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["default"], "level": "INFO", "propagate": False},
+            "uvicorn.error": {"level": "INFO"},
+            "mlops_ci.serve": {"handlers": ["default"], "level": "INFO", "propagate": False},
+            "mlops_ci.access": {
+                "handlers": ["access"],
+                "level": "INFO" if access_log else "WARNING",
+                "propagate": False,
+            },
+        },
+    }
+
+
+def run(
+    settings: Any,
+    host: str,
+    port: int,
+    workers: int,
+    graceful_timeout_s: float,
+    state_dir: Path,
+) -> None:
+    """Serve until SIGINT/SIGTERM; in-flight requests get ``graceful_timeout_s`` to finish."""
+    import uvicorn
+
+    from mlops_ci.serve.app import create_app, settings_to_env
+
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "access_log": False,
+        "log_config": log_config(settings.access_log),
+        "timeout_graceful_shutdown": graceful_timeout_s,
+        "server_header": False,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **common)
+        return
+    from mlops_ci.serve.router import Split, SplitFile
+
+    if settings.split_file is None:
+        raise InputError("several workers need a shared split file (settings.split_file)")
+    SplitFile(settings.split_file).write(Split(settings.weights))  # workers read it from here
+    prom = state_dir / "prometheus"
+    shutil.rmtree(prom, ignore_errors=True)
+    prom.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prom)
+    os.environ["MLOPS_SERVE_SETTINGS"] = settings_to_env(settings)
+    if settings.admin_token:
+        os.environ["MLOPS_SERVE_ADMIN_TOKEN"] = settings.admin_token
+    uvicorn.run("mlops_ci.serve.app:app_from_env", factory=True, workers=workers, **common)

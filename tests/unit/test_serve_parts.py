@@ -1,0 +1,199 @@
+"""The serving parts without a server: payload parsing, the traffic split, the input log."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlops_ci.serve.inputlog import InputLog, LogSettings, read_records, recover_orphans
+from mlops_ci.serve.payload import Limits, PayloadError, parse_infer, parse_score
+from mlops_ci.serve.router import Router, Split, SplitFile, parse_split
+from mlops_ci.serve.server import Weighted, parse_weighted, split_weights
+
+LIMITS = Limits(n_features=2, features=("a", "b"), max_rows=3)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"inputs": [[1, 2.5]]}',
+        b'{"inputs": [{"b": 2.5, "a": 1}]}',
+        b'{"dataframe_records": [{"a": 1, "b": 2.5}]}',
+        b'{"dataframe_split": {"columns": ["b", "a"], "data": [[2.5, 1]]}}',
+        b'{"data": [[1, 2.5]]}',
+        b'{"input_data": {"columns": ["a", "b"], "data": [[1, 2.5]]}}',
+    ],
+)
+def test_score_spellings_give_the_same_matrix(body: bytes) -> None:
+    x = parse_score(body, LIMITS)
+    assert x.dtype == np.float32 and x.tolist() == [[1.0, 2.5]]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        (b"", 400, "empty request body"),
+        (b"{", 400, "invalid JSON"),
+        (b"[1]", 400, "JSON object"),
+        (b'{"rows": []}', 400, "missing field 'inputs'"),
+        (b'{"inputs": []}', 422, "is empty"),
+        (b'{"inputs": [[1]]}', 422, "has 1 values; the model takes 2"),
+        (b'{"inputs": [[1, "x"]]}', 422, "must be a number, got a string"),
+        (b'{"inputs": [[1, true]]}', 422, "got a boolean"),
+        (b'{"inputs": [[1, null]]}', 422, "got null"),
+        (b'{"inputs": [{"a": 1}]}', 422, "missing field(s) b"),
+        (b'{"inputs": [{"a": 1, "b": 2, "c": 3}]}', 422, "unknown field(s) c"),
+        (b'{"inputs": [{"a": 1, "b": "2"}]}', 422, "'b' in row 0 must be a number"),
+        (b'{"inputs": [[1, 1e39]]}', 422, "beyond the float32 range"),
+        (b'{"inputs": [[1, 2], [1, 2], [1, 2], [1, 2]]}', 413, "limit is 3"),
+        (b'{"inputs": [[1, 2], 5]}', 422, "'inputs[1]' must be a list"),
+        (b'{"inputs": "1,2"}', 400, "got a string"),
+    ],
+)
+def test_score_refusals_name_the_problem(body: bytes, status: int, says: str) -> None:
+    with pytest.raises(PayloadError) as caught:
+        parse_score(body, LIMITS)
+    assert caught.value.status == status and says in str(caught.value)
+
+
+def test_records_need_feature_names() -> None:
+    with pytest.raises(PayloadError, match="records no feature names"):
+        parse_score(b'{"inputs": [{"a": 1, "b": 2}]}', Limits(2, (), 10))
+
+
+def v2(tensor: dict[str, object]) -> bytes:
+    import orjson
+
+    return orjson.dumps({"id": "r1", "inputs": [tensor], "outputs": [{"name": "label"}]})
+
+
+def test_v2_nested_flat_and_binary_tensors() -> None:
+    nested = parse_infer(
+        v2({"name": "input", "shape": [2, 2], "datatype": "FP64", "data": [[1, 2], [3, 4]]}),
+        None,
+        LIMITS,
+    )
+    flat = parse_infer(
+        v2({"name": "input", "shape": [2, 2], "datatype": "INT64", "data": [1, 2, 3, 4]}),
+        None,
+        LIMITS,
+    )
+    assert nested.x.tolist() == flat.x.tolist() == [[1, 2], [3, 4]]
+    assert nested.id == "r1" and nested.outputs == ("label",)
+    raw = np.array([[1, 2], [3, 4]], np.float32).tobytes()
+    header = v2(
+        {
+            "name": "input",
+            "shape": [2, 2],
+            "datatype": "FP32",
+            "parameters": {"binary_data_size": 16},
+        }
+    )
+    binary = parse_infer(header + raw, len(header), LIMITS)
+    assert binary.x.tolist() == [[1, 2], [3, 4]]
+
+
+@pytest.mark.parametrize(
+    ("tensor", "says"),
+    [
+        ({"shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}, "model takes [rows, 2]"),
+        ({"shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3]}, "holds 3 values; the shape"),
+        ({"shape": [1, 2], "datatype": "FP32", "data": [1, 2, 3]}, "holds 3+ values"),
+        ({"shape": [1, 2], "datatype": "BYTES", "data": ["a", "b"]}, "not a numeric type"),
+        ({"shape": [1, 2], "datatype": "FP32", "data": [1, "b"]}, "only numbers"),
+        ({"shape": "1,2", "datatype": "FP32", "data": [1, 2]}, "must be [rows, 2]"),
+        ({"shape": [0, 2], "datatype": "FP32", "data": []}, "is empty"),
+        (
+            {"shape": [1, 2], "datatype": "FP32", "parameters": {"binary_data_size": 4}},
+            "does not match shape",
+        ),
+    ],
+)
+def test_v2_refusals(tensor: dict[str, object], says: str) -> None:
+    with pytest.raises(PayloadError, match=None) as caught:
+        parse_infer(v2({"name": "input", **tensor}), None, LIMITS)
+    assert says in str(caught.value) and 400 <= caught.value.status < 500
+
+
+def test_split_routes_by_weight_and_pins() -> None:
+    split = Split({"1": 90.0, "2": 10.0})
+    assert split.choose(0.0) == "1" and split.choose(0.8999) == "1" and split.choose(0.9) == "2"
+    assert split.choose(0.999999) == "2"
+    draws = random.Random(7)
+    share = sum(split.choose(draws.random()) == "2" for _ in range(20_000)) / 20_000
+    assert 0.09 < share < 0.11
+    assert Split({"1": 0.0, "2": 5.0}).choose(0.0) == "2"
+    router = Router(["1", "2"], split)
+    assert router.route("2") == "2"
+    with pytest.raises(PayloadError, match="not served here"):
+        router.route("3")
+
+
+def test_parse_split_refuses_bad_weights() -> None:
+    loaded = {"1", "2"}
+    assert parse_split({"1": 1, "2": 3}, loaded).shares() == {"1": 0.25, "2": 0.75}
+    for bad, says in [
+        ({}, "must be an object"),
+        ({"3": 1}, "not loaded"),
+        ({"1": -1}, "must be a number >= 0"),
+        ({"1": "10"}, "must be a number >= 0"),
+        ({"1": 0}, "at least one weight"),
+    ]:
+        with pytest.raises(PayloadError, match=says):
+            parse_split(bad, loaded)
+
+
+def test_split_file_shares_changes_between_routers(tmp_path: Path) -> None:
+    path = tmp_path / "traffic.json"
+    SplitFile(path).write(Split({"1": 1.0, "2": 0.0}))
+    a = Router(["1", "2"], Split({"1": 1.0}), SplitFile(path, interval=0))
+    b = Router(["1", "2"], Split({"1": 1.0}), SplitFile(path, interval=0))
+    a.set_split(Split({"2": 1.0}))
+    assert b.route(None) == "2"
+
+
+def test_weights_on_the_command_line() -> None:
+    assert parse_weighted("dir/model=90", "--model-dir") == Weighted("dir/model", 90.0)
+    assert parse_weighted("@production", "--version") == Weighted("@production", None)
+    with pytest.raises(Exception, match="must be a number"):
+        parse_weighted("@candidate=ten", "--version")
+
+
+def test_split_weights_all_or_none(tmp_path: Path) -> None:
+    from mlops_ci.serve.model import ModelSpec
+
+    def spec(v: str) -> ModelSpec:
+        return ModelSpec("m", v, "onnx", tmp_path, (), "x")
+
+    assert split_weights([(spec("1"), None), (spec("2"), None)]) == {"1": 1.0, "2": 1.0}
+    with pytest.raises(Exception, match="to every version"):
+        split_weights([(spec("1"), 5.0), (spec("2"), None)])
+    with pytest.raises(Exception, match="given twice"):
+        split_weights([(spec("1"), None), (spec("1"), None)])
+
+
+def test_input_log_batches_and_a_torn_segment_is_cut_back(tmp_path: Path) -> None:
+    settings = LogSettings(tmp_path, "m", ("a", "b"), flush_rows=2, flush_seconds=5)
+    log = InputLog(settings)
+    log.start()
+    x = np.array([[1.5, 2.0], [3.0, 4.25], [5.0, 6.0]], np.float32)
+    log.submit("1", "req", x, np.array(["p", "q", "r"]), np.eye(3)[:, :2])
+    log.close()
+    records = list(read_records(tmp_path))
+    assert [r["inputs"] for r in records] == [
+        {"a": 1.5, "b": 2.0},
+        {"a": 3.0, "b": 4.25},
+        {"a": 5.0, "b": 6.0},
+    ]
+    assert [r["prediction"] for r in records] == ["p", "q", "r"]
+
+    # A segment of a process that died mid-write: two whole lines and half a third.
+    line = (tmp_path / next(p.name for p in tmp_path.glob("*.jsonl"))).read_bytes().splitlines()[0]
+    orphan = tmp_path / "inputs-20260101T000000-999999999-0001.jsonl.open"
+    orphan.write_bytes(line + b"\n" + line + b"\n" + line[: len(line) // 2])
+    (recovered,) = recover_orphans(tmp_path, "jsonl")
+    assert recovered.suffix == ".jsonl" and recovered.read_bytes().count(b"\n") == 2
+    assert len(list(read_records(tmp_path))) == 5
