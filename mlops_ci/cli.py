@@ -311,9 +311,15 @@ def package(config_path: Path | None, version: str, model: str | None, no_build:
     "--model", default=None, help="Registered model name (default: model.name of mlops.yaml)."
 )
 @click.option("--host", default=None, help="Address to listen on (default: serve.host).")
-@click.option("--port", type=int, default=None, help="Port (default: serve.port, 8080).")
-@click.option("--workers", type=int, default=None, help="Worker processes (default: 1).")
-@click.option("--threads", type=int, default=None, help="onnxruntime threads per worker.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=None, help="Port (default: serve.port, 8080)."
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="Worker processes (default: 1)."
+)
+@click.option(
+    "--threads", type=click.IntRange(min=0), default=None, help="onnxruntime threads per worker."
+)
 @click.option(
     "--collect/--no-collect",
     default=None,
