@@ -281,6 +281,139 @@ def package(config_path: Path | None, version: str, model: str | None, no_build:
     )
 
 
+ENV_OPTION = click.option(
+    "--env",
+    "env_name",
+    required=True,
+    help="Deployment environment: a key of deploy in mlops.yaml (e.g. staging, production).",
+)
+
+
+def _who(by: str | None) -> str:
+    import os
+
+    from mlops_ci.lineage import ci_context
+
+    return by or ci_context(os.environ).actor or os.environ.get("USER") or "unknown"
+
+
+@cli.command()
+@CONFIG_OPTION
+@VERSION_OPTION
+@ENV_OPTION
+@click.option("--by", default=None, help="Who deploys (default: the CI actor or $USER).")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="kubernetes: render and show what would be applied with the kubeconfig; apply nothing.",
+)
+def deploy(
+    config_path: Path | None, version: str, env_name: str, by: str | None, dry_run: bool
+) -> None:
+    """Deploy a packaged version to an environment through its gates, by a controlled rollout.
+
+    Gates: a passed comparison, and an approval where the environment needs one (`mlops-ci
+    approve`, or GitHub environment reviewers). The local target moves traffic step by step
+    (deploy.ENV.rollout.steps), judges each step from the service's metrics and rolls back at
+    the first unhealthy one (exit 1); the environment's alias moves only at a healthy 100 %.
+    """
+    import os
+
+    from mlops_ci.ci import emit_outputs
+    from mlops_ci.errors import GateFailed
+    from mlops_ci.steps.deploy import deploy as deploy_step
+
+    config = _load(config_path)
+    result = deploy_step(
+        config, _open(config), version, env_name, _who(by), os.environ, click.echo, dry_run
+    )
+    for gate in result.gates:
+        click.echo(f"gate {gate.name}: {'passed' if gate.passed else 'FAILED'} — {gate.detail}")
+    for line in result.plan:
+        click.echo(line)
+    split = ", ".join(f"v{v} {w:g}%" for v, w in result.split.items()) or "none"
+    where = result.url or result.manifests or ""
+    click.echo(
+        f"{result.name} v{result.version} -> {result.env} ({result.target}): "
+        f"{result.status}; split {split} {where}".rstrip()
+    )
+    if result.note:
+        click.echo(f"note: {result.note}")
+    if result.alias:
+        click.echo(f"alias '{result.alias}' -> v{result.version}")
+    emit_outputs({"deploy-status": result.status, "url": where, "model_version": result.version})
+    if result.status == "rolled_back":
+        raise GateFailed(f"v{result.version} was unhealthy in {result.env} and was rolled back")
+
+
+@cli.command()
+@CONFIG_OPTION
+@VERSION_OPTION
+@ENV_OPTION
+@click.option("--by", default=None, help="Who approves (default: the CI actor or $USER).")
+@click.option("--reason", required=True, help="Why; recorded on the version.")
+def approve(
+    config_path: Path | None, version: str, env_name: str, by: str | None, reason: str
+) -> None:
+    """Approve a version for an environment whose deploy needs approval (recorded on it)."""
+    from mlops_ci.steps.approve import approve as approve_step
+
+    config = _load(config_path)
+    number, approval = approve_step(config, _open(config), version, env_name, _who(by), reason)
+    click.echo(
+        f"approved {config.model.name} v{number} for {env_name} by {approval.by} "
+        f"at {approval.at}: {approval.reason}"
+    )
+
+
+@cli.command()
+@CONFIG_OPTION
+@ENV_OPTION
+@click.option("--by", default=None, help="Who rolls back (default: the CI actor or $USER).")
+@click.option("--reason", required=True, help="Why; recorded on the version.")
+def rollback(config_path: Path | None, env_name: str, by: str | None, reason: str) -> None:
+    """Put the version an environment served before back at 100 % and move its alias back."""
+    from mlops_ci.steps.rollback import rollback as rollback_step
+
+    config = _load(config_path)
+    result = rollback_step(config, _open(config), env_name, _who(by), reason)
+    click.echo(
+        f"{result.name} {result.env}: v{result.from_version} -> v{result.to_version} "
+        f"(by {result.by}: {result.reason})"
+    )
+
+
+@cli.command()
+@CONFIG_OPTION
+def status(config_path: Path | None) -> None:
+    """Show what runs where: per environment its alias, version, state and live split."""
+    from mlops_ci.steps.status import status as status_step
+
+    config = _load(config_path)
+    for env in status_step(config, _open(config)):
+        version = f"v{env.version}" if env.version else "nothing"
+        line = f"{env.env:<12} {env.target:<11} {env.alias}: {version}"
+        if env.state:
+            line += f" ({env.state} since {env.at} by {env.by})"
+        if env.live_split is not None:
+            line += " live split " + ", ".join(f"v{v} {w:g}%" for v, w in env.live_split.items())
+        if env.url:
+            line += f" {env.url}"
+        click.echo(line)
+
+
+@cli.command("delete-version")
+@CONFIG_OPTION
+@VERSION_OPTION
+def delete_version(config_path: Path | None, version: str) -> None:
+    """Delete a model version from the registry; refused while any environment runs it."""
+    from mlops_ci.steps.status import delete_version as delete_step
+
+    config = _load(config_path)
+    number = delete_step(config, _open(config), version)
+    click.echo(f"deleted {config.model.name} v{number}")
+
+
 @cli.command()
 @click.option(
     "--config",

@@ -135,6 +135,46 @@ class MonitorConfig:
 
 
 @dataclass(frozen=True)
+class RolloutConfig:
+    mode: str  # canary | ab
+    steps: tuple[float, ...]
+    window_seconds: float
+    probe_requests: int
+    min_requests: int
+    max_error_rate: float
+    max_p99_ratio: float
+    max_p99_ms: float
+
+
+@dataclass(frozen=True)
+class KubernetesConfig:
+    namespace: str
+    serving: str  # deployment | kserve
+    replicas: int
+    max_replicas: int
+    target_cpu_percent: int
+    output_dir: str
+
+
+@dataclass(frozen=True)
+class DeployEnv:
+    """One deployment environment of mlops.yaml's ``deploy`` map."""
+
+    name: str
+    target: str  # local | docker | kubernetes
+    host: str
+    port: int
+    approval: str  # required | none
+    require_comparison: bool
+    require_pr_review: bool
+    github_environment: str
+    alias: str
+    rollout: RolloutConfig
+    kubernetes: KubernetesConfig
+    restart_policy: str
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated mlops.yaml; ``root`` is its folder, against which relative paths resolve."""
 
@@ -147,6 +187,7 @@ class Config:
     package: PackageConfig
     serve: ServeConfig
     monitor: MonitorConfig
+    deploy: dict[str, DeployEnv]
 
     @property
     def root(self) -> Path:
@@ -262,6 +303,17 @@ def _semantic_problems(data: dict[str, Any], node: yaml.Node | None, name: str) 
                 f"{name}:{line}: gate.rules.{i}.greater_is_better: needed to compare "
                 f"'{rule['metric']}' with production (not a known metric)"
             )
+    for env_name, env in data["deploy"].items():
+        steps = env.get("rollout", {}).get("steps", [])
+        mode = env.get("rollout", {}).get("mode", "canary")
+        where = f"{name}:{_line_of(node, ['deploy', env_name, 'rollout', 'steps'])}"
+        if steps and any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+            problems.append(f"{where}: deploy.{env_name}.rollout.steps: must increase, got {steps}")
+        elif steps and mode == "canary" and steps[-1] != 100:
+            problems.append(
+                f"{where}: deploy.{env_name}.rollout.steps: a canary rollout ends at 100, "
+                f"got {steps[-1]:g}"
+            )
     return problems
 
 
@@ -299,13 +351,17 @@ def _suggest(key: str, known: list[str]) -> str:
 
 def _with_defaults(data: Any, sub: dict[str, Any]) -> Any:
     """Copy of ``data`` with every missing key that the schema gives a default for filled in."""
-    if isinstance(data, dict) and "properties" in sub:
+    extra = sub.get("additionalProperties")
+    if isinstance(data, dict) and ("properties" in sub or isinstance(extra, dict)):
         out = dict(data)
-        for key, prop in sub["properties"].items():
+        for key, prop in sub.get("properties", {}).items():
             if key not in out and "default" in prop:
                 out[key] = copy.deepcopy(prop["default"])
             if key in out:
                 out[key] = _with_defaults(out[key], prop)
+        if isinstance(extra, dict):  # a map of named entries, e.g. deploy environments
+            for key in set(out) - set(sub.get("properties", {})):
+                out[key] = _with_defaults(out[key], extra)
         return out
     if isinstance(data, list) and "items" in sub:
         return [_with_defaults(item, sub["items"]) for item in data]
@@ -365,6 +421,44 @@ def _build(file: Path, d: dict[str, Any]) -> Config:
         ),
         serve=serve_config(d["serve"]),
         monitor=monitor_config(d["monitor"]),
+        deploy={
+            name: _deploy_env(name, env, registry["production_alias"])
+            for name, env in _with_defaults(d["deploy"], schema()["properties"]["deploy"]).items()
+        },
+    )
+
+
+def _deploy_env(name: str, e: dict[str, Any], production_alias: str) -> DeployEnv:
+    r, k = e["rollout"], e["kubernetes"]
+    return DeployEnv(
+        name=name,
+        target=e["target"],
+        host=e["host"],
+        port=int(e["port"]),
+        approval=e["approval"],
+        require_comparison=bool(e["require_comparison"]),
+        require_pr_review=bool(e["require_pr_review"]),
+        github_environment=e["github_environment"] or name,
+        alias=e["alias"] or (production_alias if name == "production" else name),
+        rollout=RolloutConfig(
+            mode=r["mode"],
+            steps=tuple(float(v) for v in r["steps"]),
+            window_seconds=float(r["window_seconds"]),
+            probe_requests=int(r["probe_requests"]),
+            min_requests=int(r["min_requests"]),
+            max_error_rate=float(r["max_error_rate"]),
+            max_p99_ratio=float(r["max_p99_ratio"]),
+            max_p99_ms=float(r["max_p99_ms"]),
+        ),
+        kubernetes=KubernetesConfig(
+            namespace=k["namespace"],
+            serving=k["serving"],
+            replicas=int(k["replicas"]),
+            max_replicas=int(k["max_replicas"]),
+            target_cpu_percent=int(k["target_cpu_percent"]),
+            output_dir=k["output_dir"],
+        ),
+        restart_policy=e["docker"]["restart_policy"],
     )
 
 

@@ -82,6 +82,11 @@ class InMemoryRegistry:
     def set_version_tags(self, name: str, version: str, tags: dict[str, str]) -> None:
         self.get_version(name, version).tags.update(tags)
 
+    def delete_version(self, name: str, version: str) -> None:
+        self.get_version(name, version)
+        del self.versions[name][version]
+        self.aliases[name] = {a: v for a, v in self.aliases.get(name, {}).items() if v != version}
+
     def load_model(self, uri: str) -> Any:
         import joblib
 

@@ -124,6 +124,30 @@ class GithubClient:
         except GithubException as err:
             raise self._error(err, f"reading pull request #{pr}") from None
 
+    def run_approvals(self, run_id: int) -> list[dict[str, Any]]:
+        """The deployment-review history of a workflow run (environment approvals)."""
+        from github.GithubException import GithubException
+
+        path = f"/repos/{self.settings.repository}/actions/runs/{run_id}/approvals"
+        try:
+            _, data = self._gh.requester.requestJsonAndCheck("GET", path)
+        except GithubException as err:
+            raise self._error(err, f"reading the approvals of run {run_id}") from None
+        return [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []
+
+    def pull_approvers(self, pr: int) -> list[str]:
+        """Logins whose latest review of the pull request approves it."""
+        from github.GithubException import GithubException
+
+        try:
+            latest: dict[str, str] = {}
+            for review in self._repo.get_pull(pr).get_reviews():
+                if review.user is not None and review.state != "COMMENTED":
+                    latest[review.user.login] = review.state
+        except GithubException as err:
+            raise self._error(err, f"reading the reviews of #{pr}") from None
+        return sorted(login for login, state in latest.items() if state == "APPROVED")
+
     def _error(self, err: Any, doing: str) -> Exception:
         status = getattr(err, "status", None)
         text = f"GitHub API at {self.settings.api_url} failed {doing}: {status} {_message(err)}"

@@ -208,6 +208,9 @@ class MlflowRegistry:
         for key, value in tags.items():
             self._call(self.client.set_model_version_tag, name, version, key, value)
 
+    def delete_version(self, name: str, version: str) -> None:
+        self._call(self.client.delete_model_version, name, version)
+
     def load_model(self, uri: str) -> Any:
         import mlflow.sklearn
 

@@ -28,9 +28,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from mlops_ci import __version__
+from mlops_ci.errors import MlopsError
 from mlops_ci.serve.inputlog import InputLog, LogSettings
 from mlops_ci.serve.metrics import ServiceMetrics
-from mlops_ci.serve.model import LoadedModel, ModelSpec, Prediction
+from mlops_ci.serve.model import LoadedModel, ModelSpec, Prediction, read_spec
 from mlops_ci.serve.payload import (
     InferRequest,
     Limits,
@@ -39,7 +40,7 @@ from mlops_ci.serve.payload import (
     parse_json,
     parse_score,
 )
-from mlops_ci.serve.router import Router, Split, SplitFile, parse_split
+from mlops_ci.serve.router import Router, SharedState, Split, StateFile, parse_split
 
 THREADPOOL_ROWS = 256  # larger batches score off the event loop
 access_log = logging.getLogger("mlops_ci.access")
@@ -58,27 +59,94 @@ class ServiceSettings:
     admin_token: str | None = None
     access_log: bool = True
     input_log: LogSettings | None = None
-    split_file: Path | None = None
+    state_file: Path | None = None  # shared by workers when there are several
 
 
 class Service:
-    """The loaded versions, the router, the metrics and the input log of one worker."""
+    """The loaded versions, the router, the metrics and the input log of one worker.
+
+    Versions can be loaded and unloaded while serving (the admin endpoints, which a rollout
+    drives); with several workers each change goes through the state file and every worker
+    applies it on its next request.
+    """
 
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
-        self.models = {
-            s.version: LoadedModel(s, settings.intra_op_threads) for s in settings.models
-        }
+        self.models: dict[str, LoadedModel] = {}
+        self.limits: dict[str, Limits] = {}
         self.name = settings.models[0].name
-        shared = SplitFile(settings.split_file) if settings.split_file else None
-        self.router = Router(list(self.models), Split(settings.weights), shared)
+        for spec in settings.models:
+            self._add(LoadedModel(spec, settings.intra_op_threads))
+        self.router = Router(list(self.models), Split(settings.weights))
+        self.shared = StateFile(settings.state_file) if settings.state_file else None
         self.metrics = ServiceMetrics(self.name)
         self.metrics.set_shares(self.router.split.shares())
         self.input_log = InputLog(settings.input_log) if settings.input_log else None
-        self.limits = {
-            v: Limits(m.n_features, m.spec.features, settings.max_batch_rows)
-            for v, m in self.models.items()
-        }
+
+    def _add(self, model: LoadedModel) -> None:
+        self.models[model.spec.version] = model
+        self.limits[model.spec.version] = Limits(
+            model.n_features, model.spec.features, self.settings.max_batch_rows
+        )
+
+    def sync(self) -> None:
+        """Apply a change another worker made (a no-op most calls: a clock check)."""
+        if self.shared is None:
+            return
+        state = self.shared.poll()
+        if state is None:
+            return
+        for version, folder in state.models.items():
+            if version not in self.models:
+                self._add(LoadedModel(read_spec(Path(folder)), self.settings.intra_op_threads))
+        for version in set(self.models) - set(state.models):
+            del self.models[version], self.limits[version]
+        self.router.versions = set(self.models)
+        self.router.split = Split(state.weights)
+        self.metrics.set_shares(self.router.split.shares())
+
+    def load(self, folder: Path) -> LoadedModel:
+        """Load a package folder as a new version taking no traffic yet."""
+        spec = read_spec(folder)
+        if spec.name != self.name:
+            raise PayloadError(
+                422, f"{folder} holds '{spec.name}'; this endpoint serves '{self.name}'"
+            )
+        current = self.models.get(spec.version)
+        if current is not None and current.spec.sha256 != spec.sha256:
+            raise PayloadError(409, f"version {spec.version} is loaded with other files")
+        model = current or LoadedModel(spec, self.settings.intra_op_threads)
+        self._add(model)
+        self.router.versions = set(self.models)
+        self._publish()
+        return model
+
+    def unload(self, version: str) -> None:
+        if version not in self.models:
+            raise PayloadError(404, f"version '{version}' is not loaded")
+        if self.router.split.weights.get(version, 0) > 0:
+            raise PayloadError(409, f"version '{version}' still takes traffic: set its weight to 0")
+        del self.models[version], self.limits[version]
+        self.router.versions = set(self.models)
+        self.router.split = Split(
+            {v: w for v, w in self.router.split.weights.items() if v != version}
+        )
+        self._publish()
+
+    def set_split(self, split: Split) -> None:
+        self.router.split = split
+        self.metrics.set_shares(split.shares())
+        self._publish()
+
+    def _publish(self) -> None:
+        if self.shared is not None:
+            self.shared.write(self.state())
+
+    def state(self) -> SharedState:
+        return SharedState(
+            dict(self.router.split.weights),
+            {v: str(m.spec.folder) for v, m in self.models.items()},
+        )
 
     def predict(self, version: str, x: Any) -> Awaitable[Prediction] | Prediction:
         model = self.models[version]
@@ -137,6 +205,7 @@ Handler = Callable[[Request, bytes, str], Awaitable[tuple[str, int, Response]]]
 def _scoring_routes(app: FastAPI, service: Service) -> None:
     async def score(request: Request, body: bytes, request_id: str) -> tuple[str, int, Response]:
         version = service.router.route(request.headers.get("x-model-version"))
+        request.state.version = version  # an error from here on is this version's
         x = parse_score(body, service.limits[version])
         prediction = await _maybe_await(service.predict(version, x))
         _log_inputs(service, version, request_id, x, prediction)
@@ -161,6 +230,7 @@ def _scoring_routes(app: FastAPI, service: Service) -> None:
                 else request.headers.get("x-model-version")
             )
             version = service.router.route(pinned)
+            request.state.version = version
             header = request.headers.get("inference-header-content-length")
             parsed = parse_infer(body, _int_header(header), service.limits[version])
             prediction = await _maybe_await(service.predict(version, parsed.x))
@@ -187,6 +257,7 @@ def _post(app: FastAPI, service: Service, path: str, endpoint: str, handler: Han
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         version, rows = "-", 0
         try:
+            service.sync()
             body = await _read_body(request, limit)
             version, rows, response = await handler(request, body, request_id)
         except PayloadError as err:
@@ -195,6 +266,7 @@ def _post(app: FastAPI, service: Service, path: str, endpoint: str, handler: Han
             log.exception("%s %s failed", request.method, request.url.path)
             response = json_response({"error": "internal error"}, 500, {"x-request-id": request_id})
         elapsed = time.perf_counter() - started
+        version = getattr(request.state, "version", version)
         service.metrics.observe(version, endpoint, response.status_code, elapsed, rows)
         if service.settings.access_log:
             access_log.info(
@@ -388,42 +460,70 @@ def _ready(service: Service, name: str, version: str | None) -> dict[str, Any]:
 # --- admin: the traffic split -------------------------------------------------------------
 
 
+AdminHandler = Callable[[Request, Any], dict[str, Any]]
+
+
 def _admin_routes(app: FastAPI, service: Service) -> None:
+    """The traffic split and the loaded versions, behind a bearer token."""
+
+    def current(request: Request, doc: Any) -> dict[str, Any]:
+        service.sync()
+        split = service.router.split
+        return {
+            "model_name": service.name,
+            "weights": split.weights,
+            "shares": split.shares(),
+            "versions": {v: m.spec.sha256 for v, m in service.models.items()},
+        }
+
+    def put_traffic(request: Request, doc: Any) -> dict[str, Any]:
+        service.sync()
+        weights = doc.get("weights") if isinstance(doc, dict) else None
+        split = parse_split(weights, set(service.models))
+        service.set_split(split)
+        log.info("traffic split set to %s", split.weights)
+        return current(request, doc)
+
+    def load(request: Request, doc: Any) -> dict[str, Any]:
+        service.sync()
+        path = doc.get("path") if isinstance(doc, dict) else None
+        if not isinstance(path, str) or not path:
+            raise PayloadError(422, 'send {"path": "PACKAGE_FOLDER"}')
+        try:
+            model = service.load(Path(path))
+        except MlopsError as err:
+            raise PayloadError(422, str(err)) from None
+        log.info("loaded %s v%s from %s", service.name, model.spec.version, path)
+        return current(request, doc)
+
+    def unload(request: Request, doc: Any) -> dict[str, Any]:
+        service.sync()
+        service.unload(request.path_params["version"])
+        return current(request, doc)
+
+    _admin(app, service, "GET", "/admin/traffic", current)
+    _admin(app, service, "PUT", "/admin/traffic", put_traffic)
+    _admin(app, service, "POST", "/admin/models", load)
+    _admin(app, service, "DELETE", "/admin/models/{version}", unload)
+
+
+def _admin(app: FastAPI, service: Service, method: str, path: str, handle: AdminHandler) -> None:
     token = service.settings.admin_token
 
-    def authorise(request: Request) -> None:
-        if not token:
-            raise PayloadError(403, "admin endpoints are off: start serve with an admin token")
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            raise PayloadError(401, "admin endpoints need 'Authorization: Bearer TOKEN'")
-
-    def current() -> dict[str, Any]:
-        split = service.router.split
-        return {"model_name": service.name, "weights": split.weights, "shares": split.shares()}
-
-    @app.get("/admin/traffic")
-    async def get_traffic(request: Request) -> Response:
+    async def endpoint(request: Request) -> Response:
         try:
-            authorise(request)
+            if not token:
+                raise PayloadError(403, "admin endpoints are off: start serve with an admin token")
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                raise PayloadError(401, "admin endpoints need 'Authorization: Bearer TOKEN'")
+            body = await _read_body(request, 64 * 1024) if method in ("PUT", "POST") else b""
+            doc = parse_json(body) if body else None
+            return json_response(handle(request, doc))
         except PayloadError as err:
             return json_response({"error": str(err)}, err.status)
-        return json_response(current())
 
-    @app.put("/admin/traffic")
-    async def put_traffic(request: Request) -> Response:
-        try:
-            authorise(request)
-            body = await _read_body(request, 64 * 1024)
-            doc = parse_json(body)
-            weights = doc.get("weights") if isinstance(doc, dict) else None
-            split = parse_split(weights, set(service.models))
-        except PayloadError as err:
-            return json_response({"error": str(err)}, err.status)
-        service.router.set_split(split)
-        service.metrics.set_shares(split.shares())
-        log.info("traffic split set to %s", split.weights)
-        return json_response(current())
+    app.add_api_route(path, endpoint, methods=[method], include_in_schema=False)
 
 
 def _error_handlers(app: FastAPI) -> None:
@@ -465,7 +565,7 @@ def settings_from_env() -> ServiceSettings:
         admin_token=os.environ.get("MLOPS_SERVE_ADMIN_TOKEN") or None,
         access_log=raw["access_log"],
         input_log=log_settings,
-        split_file=Path(raw["split_file"]) if raw.get("split_file") else None,
+        state_file=Path(raw["state_file"]) if raw.get("state_file") else None,
     )
 
 

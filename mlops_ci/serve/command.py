@@ -102,7 +102,7 @@ def build_settings(
         admin_token=os.environ.get(serve_cfg.admin_token_env) or None,
         access_log=serve_cfg.access_log,
         input_log=input_log,
-        split_file=state / "traffic.json" if serve_cfg.workers > 1 else None,
+        state_file=state / "service.json" if serve_cfg.workers > 1 else None,
     )
 
 

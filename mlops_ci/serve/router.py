@@ -1,8 +1,8 @@
 """Traffic split between the versions one endpoint serves: weighted choice, pinning, live change.
 
 The split is an immutable value swapped in whole, so a request never sees half a change. With
-several worker processes the split lives in a JSON file that every worker re-reads when it
-changes (``SplitFile``), so an admin call to one worker moves them all.
+several worker processes the split and the loaded versions live in a JSON file that every worker
+re-reads when it changes (``StateFile``), so an admin call to one worker moves them all.
 """
 
 from __future__ import annotations
@@ -64,19 +64,10 @@ def parse_split(value: Any, loaded: set[str]) -> Split:
 class Router:
     """Chooses the version for each request; ``x-model-version`` pins one."""
 
-    def __init__(self, versions: list[str], split: Split, shared: SplitFile | None = None) -> None:
+    def __init__(self, versions: list[str], split: Split) -> None:
         self.versions = set(versions)
-        self._split = split
-        self._shared = shared
+        self.split = split
         self._random = random.Random()
-
-    @property
-    def split(self) -> Split:
-        if self._shared is not None:
-            newer = self._shared.poll()
-            if newer is not None:
-                self._split = newer
-        return self._split
 
     def route(self, pinned: str | None) -> str:
         if pinned is not None:
@@ -88,14 +79,17 @@ class Router:
             return pinned
         return self.split.choose(self._random.random())
 
-    def set_split(self, split: Split) -> None:
-        self._split = split
-        if self._shared is not None:
-            self._shared.write(split)
+
+@dataclass(frozen=True)
+class SharedState:
+    """What every worker must agree on: the split, and which package folder each version is."""
+
+    weights: dict[str, float]
+    models: dict[str, str]  # version -> package folder
 
 
-class SplitFile:
-    """The split shared by worker processes: written atomically, re-read at most every
+class StateFile:
+    """The state shared by worker processes: written atomically, re-read at most every
     ``interval`` seconds and only when its modification time changed."""
 
     def __init__(self, path: Path, interval: float = 0.2) -> None:
@@ -104,11 +98,13 @@ class SplitFile:
         self._checked = 0.0
         self._mtime = 0
 
-    def write(self, split: Split) -> None:
-        write_text_atomic(self.path, orjson.dumps(split.weights).decode())
+    def write(self, state: SharedState) -> None:
+        data = {"weights": state.weights, "models": state.models}
+        write_text_atomic(self.path, orjson.dumps(data).decode())
         self._mtime = os.stat(self.path).st_mtime_ns
 
-    def poll(self) -> Split | None:
+    def poll(self) -> SharedState | None:
+        """The state when another process changed it since this one last looked."""
         now = time.monotonic()
         if now - self._checked < self.interval:
             return None
@@ -117,8 +113,11 @@ class SplitFile:
             mtime = os.stat(self.path).st_mtime_ns
             if mtime == self._mtime:
                 return None
-            weights = orjson.loads(self.path.read_bytes())
+            data = orjson.loads(self.path.read_bytes())
         except (OSError, orjson.JSONDecodeError):
-            return None  # keep the split in force; the writer replaces the file whole
+            return None  # keep the state in force; the writer replaces the file whole
         self._mtime = mtime
-        return Split({str(k): float(v) for k, v in weights.items()})
+        return SharedState(
+            {str(k): float(v) for k, v in data["weights"].items()},
+            {str(k): str(v) for k, v in data["models"].items()},
+        )

@@ -155,11 +155,12 @@ def run(
     if workers == 1:
         uvicorn.run(create_app(settings), **common)
         return
-    from mlops_ci.serve.router import Split, SplitFile
+    from mlops_ci.serve.router import SharedState, StateFile
 
-    if settings.split_file is None:
-        raise InputError("several workers need a shared split file (settings.split_file)")
-    SplitFile(settings.split_file).write(Split(settings.weights))  # workers read it from here
+    if settings.state_file is None:
+        raise InputError("several workers need a shared state file (settings.state_file)")
+    models = {spec.version: str(spec.folder) for spec in settings.models}
+    StateFile(settings.state_file).write(SharedState(dict(settings.weights), models))
     prom = state_dir / "prometheus"
     shutil.rmtree(prom, ignore_errors=True)
     prom.mkdir(parents=True)

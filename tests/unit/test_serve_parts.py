@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from mlops_ci.serve.inputlog import InputLog, LogSettings, read_records, recover_orphans
 from mlops_ci.serve.payload import Limits, PayloadError, parse_infer, parse_score
-from mlops_ci.serve.router import Router, Split, SplitFile, parse_split
+from mlops_ci.serve.router import Router, SharedState, Split, StateFile, parse_split
 from mlops_ci.serve.server import Weighted, parse_weighted, split_weights
 
 LIMITS = Limits(n_features=2, features=("a", "b"), max_rows=3)
@@ -146,13 +147,17 @@ def test_parse_split_refuses_bad_weights() -> None:
             parse_split(bad, loaded)
 
 
-def test_split_file_shares_changes_between_routers(tmp_path: Path) -> None:
-    path = tmp_path / "traffic.json"
-    SplitFile(path).write(Split({"1": 1.0, "2": 0.0}))
-    a = Router(["1", "2"], Split({"1": 1.0}), SplitFile(path, interval=0))
-    b = Router(["1", "2"], Split({"1": 1.0}), SplitFile(path, interval=0))
-    a.set_split(Split({"2": 1.0}))
-    assert b.route(None) == "2"
+def test_state_file_carries_changes_between_workers(tmp_path: Path) -> None:
+    path = tmp_path / "service.json"
+    first = StateFile(path, interval=0)
+    first.write(SharedState({"1": 1.0}, {"1": "/models/1"}))
+    second = StateFile(path, interval=0)
+    assert second.poll() == SharedState({"1": 1.0}, {"1": "/models/1"})
+    assert second.poll() is None, "unchanged: nothing to apply"
+    first.write(SharedState({"1": 0.0, "2": 1.0}, {"1": "/models/1", "2": "/models/2"}))
+    os.utime(path, ns=(1, 1))  # a distinct mtime even on a coarse-grained clock
+    assert second.poll() == SharedState({"1": 0.0, "2": 1.0}, {"1": "/models/1", "2": "/models/2"})
+    assert first.poll() is not None  # the writer sees the touched file as changed too
 
 
 def test_weights_on_the_command_line() -> None:

@@ -1,0 +1,387 @@
+"""deploy: a packaged version into an environment, through its gates, by a controlled rollout.
+
+Gates first (a passed comparison; an approval where required), then the target: ``local``
+loads the version into the environment's serving process at 0 % and moves the split through
+``rollout.steps``, judging each step from the service's own metrics (5xx rate, p99 against the
+current version) over a window and rolling back to the previous split at the first unhealthy
+step; the environment's alias moves only once 100 % is healthy. ``docker`` runs the image,
+``kubernetes`` renders the manifests for the first step's split and applies or writes them.
+Every attempt is recorded on the version (tags and a JSON artifact) and in ``.mlops/deploy.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlops_ci import rollout
+from mlops_ci.config import Config, DeployEnv
+from mlops_ci.errors import GateFailed, InputError
+from mlops_ci.gates import Approval, Gate, check_gates, now_iso
+from mlops_ci.records import mlops_dir, read_json, write_json_atomic
+from mlops_ci.registry import ModelRegistry, VersionRecord, resolve_version
+
+RECORD = "deploy.json"
+Progress = Callable[[str], None]
+SERVING_STATES = ("serving", "ab")
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    percent: float
+    weights: dict[str, float]
+    passed: bool
+    judged: bool
+    reasons: tuple[str, ...]
+    new: rollout.VersionWindow
+    current: rollout.VersionWindow | None
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    name: str
+    version: str
+    env: str
+    target: str
+    status: str  # serving | ab | rolled_back | unchanged | written | applied | skipped
+    previous: str | None
+    split: dict[str, float]
+    steps: list[StepRecord]
+    gates: list[Gate]
+    approval: Approval | None
+    by: str
+    at: str
+    url: str | None = None
+    alias: str | None = None  # the alias moved to the version, when it was
+    note: str | None = None
+    manifests: str | None = None
+    plan: list[str] = field(default_factory=list)
+
+
+def deploy(
+    config: Config,
+    registry: ModelRegistry,
+    version_ref: str,
+    env_name: str,
+    by: str,
+    environ: Mapping[str, str],
+    progress: Progress = lambda _: None,
+    dry_run: bool = False,
+) -> DeployResult:
+    env = environment(config, env_name)
+    name = config.model.name
+    version = resolve_version(registry, name, version_ref)
+    if version.tags.get("mlops.package.complete") != "true":
+        raise InputError(
+            f"{name} v{version.version} is not packaged",
+            hint=f"run `mlops-ci package --version {version.version}` first",
+        )
+    gates, approval = check_gates(version, env, environ)
+    failed = [g for g in gates if not g.passed]
+    if failed:
+        raise GateFailed(
+            f"deploy of {name} v{version.version} to {env.name} refused: "
+            + "; ".join(f"gate {g.name}: {g.detail}" for g in failed)
+        )
+    if approval is not None and approval.source != "mlops-ci approve":
+        registry.set_version_tags(name, version.version, approval.tags(env.name))
+    previous = registry.get_version_by_alias(name, env.alias)
+    base = {
+        "name": name,
+        "version": version.version,
+        "env": env.name,
+        "target": env.target,
+        "previous": previous.version if previous else None,
+        "gates": gates,
+        "approval": approval,
+        "by": by,
+        "at": now_iso(),
+    }
+    if env.target == "local":
+        result = _local(config, registry, env, version, base, progress)
+    elif env.target == "docker":
+        result = _docker(config, env, version, base)
+    else:
+        result = _kubernetes(config, registry, env, version, previous, base, environ, dry_run)
+    _record(config, registry, result, previous)
+    return result
+
+
+def environment(config: Config, env_name: str) -> DeployEnv:
+    env = config.deploy.get(env_name)
+    if env is None:
+        known = ", ".join(config.deploy) or "none"
+        raise InputError(f"mlops.yaml: deploy.{env_name}: no such environment (known: {known})")
+    return env
+
+
+# --- local: the weighted router of `mlops-ci serve` -------------------------------------
+
+
+def _local(
+    config: Config,
+    registry: ModelRegistry,
+    env: DeployEnv,
+    version: VersionRecord,
+    base: dict[str, Any],
+    progress: Progress,
+) -> DeployResult:
+    from mlops_ci.serve.server import Weighted, from_registry
+    from mlops_ci.targets.local import LocalTarget
+
+    target = LocalTarget(config, env)
+    new = version.version
+    ((spec, _),) = from_registry(registry, config.model.name, [Weighted(new, None)], target.folder)
+    rows = _probe_rows(config, env.rollout.probe_requests)
+    if target.process() is None:
+        progress(f"starting `mlops-ci serve` for {env.name} on {target.url} with v{new}")
+        target.start(spec.folder)
+        step = _judge_step(target, env, new, None, 100.0, {new: 100.0}, rows, progress)
+        if not step.passed:
+            target.stop()
+            return DeployResult(
+                **base,
+                status="rolled_back",
+                split={},
+                steps=[step],
+                url=target.url,
+                note="the first version was unhealthy; stopped",
+            )
+        return DeployResult(
+            **base,
+            status="serving",
+            split={new: 100.0},
+            steps=[step],
+            url=target.url,
+            alias=env.alias,
+        )
+
+    traffic = target.traffic()
+    weights: dict[str, float] = traffic["weights"]
+    if weights.get(new, 0) > 0 and len([w for w in weights.values() if w > 0]) == 1:
+        return DeployResult(
+            **base,
+            status="unchanged",
+            split=weights,
+            steps=[],
+            url=target.url,
+            note=f"v{new} already takes all traffic",
+        )
+    current = max((v for v in weights if v != new), key=lambda v: weights[v])
+    progress(f"loading v{new} next to v{current} at 0 %")
+    target.load(spec.folder)
+    steps: list[StepRecord] = []
+    plan = env.rollout.steps[:1] if env.rollout.mode == "ab" else env.rollout.steps
+    for percent in plan:
+        split = {current: 100.0 - percent, new: percent}
+        step = _judge_step(target, env, new, current, percent, split, rows, progress)
+        steps.append(step)
+        if not step.passed:
+            progress(f"step {percent:g} % unhealthy: rolling back to v{current} at 100 %")
+            target.set_split({current: 100.0})
+            target.unload(new)
+            return DeployResult(
+                **base, status="rolled_back", split={current: 100.0}, steps=steps, url=target.url
+            )
+    if env.rollout.mode == "ab":
+        return DeployResult(
+            **base,
+            status="ab",
+            split=steps[-1].weights,
+            steps=steps,
+            url=target.url,
+            note="A/B split held; alias unchanged",
+        )
+    for stale in set(traffic["versions"]) - {current, new}:
+        target.unload(stale)  # keep only the previous version, at 0 %, for a quick rollback
+    return DeployResult(
+        **base,
+        status="serving",
+        split={current: 0.0, new: 100.0},
+        steps=steps,
+        url=target.url,
+        alias=env.alias,
+    )
+
+
+def _judge_step(
+    target: Any,
+    env: DeployEnv,
+    new: str,
+    current: str | None,
+    percent: float,
+    split: dict[str, float],
+    rows: list[list[float]],
+    progress: Progress,
+) -> StepRecord:
+    rules = env.rollout
+    target.set_split(split)
+    progress(
+        f"step {percent:g} %: split {_split_text(split)}; judging for {rules.window_seconds:g}s"
+    )
+    started = time.monotonic()
+    before = rollout.parse_metrics(target.metrics_text())
+    target.probe(new, rows)
+    if current is not None:
+        target.probe(current, rows[: max(1, len(rows) // 2)])
+    time.sleep(max(0.0, rules.window_seconds - (time.monotonic() - started)))
+    after = rollout.parse_metrics(target.metrics_text())
+    new_window = rollout.window(new, before, after)
+    current_window = rollout.window(current, before, after) if current is not None else None
+    health = rollout.judge(new_window, current_window, rules)
+    progress(
+        f"step {percent:g} %: v{new} {new_window.requests} requests, "
+        f"5xx {new_window.error_rate:.1%}, p99 {_ms(new_window.p99_ms)}"
+        + (f"; v{current} p99 {_ms(current_window.p99_ms)}" if current_window else "")
+        + (" — healthy" if health.passed else f" — unhealthy: {'; '.join(health.reasons)}")
+    )
+    return StepRecord(
+        percent, split, health.passed, health.judged, health.reasons, new_window, current_window
+    )
+
+
+def _probe_rows(config: Config, count: int) -> list[list[float]]:
+    from mlops_ci.evaldata import load_evaluation
+
+    if count == 0:
+        return []
+    features = load_evaluation(config).features.to_numpy(dtype=float).tolist()
+    return [features[i % len(features)] for i in range(count)]
+
+
+# --- docker and kubernetes ------------------------------------------------------------------
+
+
+def _docker(
+    config: Config, env: DeployEnv, version: VersionRecord, base: dict[str, Any]
+) -> DeployResult:
+    from mlops_ci.targets.docker import deploy_container
+
+    image = (config.package.image or "mlops-ci/{name}:{version}").format(
+        name=version.name, version=version.version
+    )
+    done = deploy_container(version.name, version.version, image, env)
+    if done.status == "skipped":
+        return DeployResult(**base, status="skipped", split={}, steps=[], note=done.reason)
+    return DeployResult(
+        **base,
+        status="serving",
+        split={version.version: 100.0},
+        steps=[],
+        url=f"http://{env.host}:{env.port}",
+        alias=env.alias,
+        note="docker: one container per environment; no canary steps",
+    )
+
+
+def _kubernetes(
+    config: Config,
+    registry: ModelRegistry,
+    env: DeployEnv,
+    version: VersionRecord,
+    previous: VersionRecord | None,
+    base: dict[str, Any],
+    environ: Mapping[str, str],
+    dry_run: bool,
+) -> DeployResult:
+    from mlops_ci.targets import kubernetes as k8s
+
+    first = env.rollout.steps[0] if previous and previous.version != version.version else 100.0
+    releases = []
+    if previous is not None and first < 100:
+        releases.append(k8s.release_for(config, previous, 100.0 - first))
+    releases.append(k8s.release_for(config, version, first))
+    docs = k8s.render(config.model.name, env, releases)
+    folder = config.root / env.kubernetes.output_dir / env.name
+    path = k8s.write(folder, docs)
+    split = {r.version: r.percent for r in releases}
+    kubeconfig = k8s.kubeconfig_path(dict(environ))
+    if kubeconfig is None:
+        return DeployResult(
+            **base,
+            status="written",
+            split=split,
+            steps=[],
+            manifests=str(path),
+            note="no kubeconfig: apply with `kubectl apply -f` or commit for GitOps",
+        )
+    if dry_run:
+        return DeployResult(
+            **base,
+            status="written",
+            split=split,
+            steps=[],
+            manifests=str(path),
+            plan=k8s.plan(kubeconfig, docs),
+            note="--dry-run: nothing applied",
+        )
+    applied = k8s.apply(kubeconfig, docs)
+    alias = env.alias if first >= 100 else None
+    return DeployResult(
+        **base,
+        status="applied",
+        split=split,
+        steps=[],
+        manifests=str(path),
+        plan=applied,
+        alias=alias,
+    )
+
+
+# --- records ----------------------------------------------------------------------------
+
+
+def _record(
+    config: Config, registry: ModelRegistry, result: DeployResult, previous: VersionRecord | None
+) -> None:
+    """On the version (tags + a JSON artifact on its run), the alias, and .mlops/deploy.json."""
+    prefix = f"mlops.deploy.{result.env}."
+    registry.set_version_tags(
+        result.name,
+        result.version,
+        {
+            prefix + "status": result.status,
+            prefix + "target": result.target,
+            prefix + "split": _split_text(result.split),
+            prefix + "by": result.by,
+            prefix + "at": result.at,
+            prefix + "url": result.url or result.manifests or "",
+            prefix + "previous": result.previous or "",
+        },
+    )
+    if result.alias:
+        registry.set_alias(result.name, result.alias, result.version)
+        if previous is not None and previous.version != result.version:
+            registry.set_version_tags(
+                result.name,
+                previous.version,
+                {prefix + "status": "replaced", prefix + "at": result.at},
+            )
+    record = asdict(result)
+    run_id = registry.get_version(result.name, result.version).run_id
+    if run_id:
+        with tempfile.TemporaryDirectory() as tmp:
+            stamp = result.at.replace(":", "").replace("-", "")
+            (Path(tmp) / f"{result.env}-{stamp}.json").write_text(json.dumps(record, indent=2))
+            registry.log_artifacts(run_id, Path(tmp), "deployments")
+    write_json_atomic(mlops_dir(config.root) / RECORD, record)
+    with open(mlops_dir(config.root) / "deploy-audit.jsonl", "a", encoding="utf-8") as audit:
+        audit.write(json.dumps(record) + "\n")
+
+
+def load_deploy_record(config: Config) -> dict[str, Any] | None:
+    record = read_json(mlops_dir(config.root) / RECORD)
+    return record if isinstance(record, dict) else None
+
+
+def _split_text(split: Mapping[str, float]) -> str:
+    return ", ".join(f"v{v} {w:g}%" for v, w in split.items()) or "none"
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"≤{value:g} ms"

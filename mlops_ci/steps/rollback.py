@@ -1,0 +1,79 @@
+"""rollback: put the version an environment served before back at 100 %, and its alias.
+
+The previous version is the one the last deployment replaced (``mlops.deploy.ENV.previous``
+on the version the alias names). Locally it is usually still loaded at 0 %, so the switch is
+one split change; otherwise it is loaded first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlops_ci.config import Config
+from mlops_ci.errors import InputError
+from mlops_ci.gates import now_iso
+from mlops_ci.registry import ModelRegistry
+from mlops_ci.steps.deploy import environment
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    name: str
+    env: str
+    from_version: str
+    to_version: str
+    by: str
+    reason: str
+    at: str
+
+
+def rollback(
+    config: Config, registry: ModelRegistry, env_name: str, by: str, reason: str
+) -> RollbackResult:
+    env = environment(config, env_name)
+    name = config.model.name
+    current = registry.get_version_by_alias(name, env.alias)
+    if current is None:
+        raise InputError(f"{name} has no alias '{env.alias}': nothing deployed to {env_name}")
+    previous = current.tags.get(f"mlops.deploy.{env_name}.previous")
+    if not previous:
+        raise InputError(f"{name} v{current.version} replaced no version in {env_name}")
+    if env.target == "local":
+        _local_switch(config, registry, env_name, previous)
+    elif env.target == "kubernetes":
+        from mlops_ci.targets import kubernetes as k8s
+
+        release = k8s.release_for(config, registry.get_version(name, previous), 100.0)
+        k8s.write(
+            config.root / env.kubernetes.output_dir / env_name, k8s.render(name, env, [release])
+        )
+    at = now_iso()
+    prefix = f"mlops.deploy.{env_name}."
+    registry.set_version_tags(
+        name,
+        current.version,
+        {
+            prefix + "status": "rolled_back",
+            prefix + "at": at,
+            prefix + "rolled_back.by": by,
+            prefix + "rolled_back.reason": reason,
+        },
+    )
+    registry.set_version_tags(name, previous, {prefix + "status": "serving", prefix + "at": at})
+    registry.set_alias(name, env.alias, previous)
+    return RollbackResult(name, env_name, current.version, previous, by, reason, at)
+
+
+def _local_switch(config: Config, registry: ModelRegistry, env_name: str, version: str) -> None:
+    from mlops_ci.serve.server import Weighted, from_registry
+    from mlops_ci.targets.local import LocalTarget
+
+    target = LocalTarget(config, environment(config, env_name))
+    if target.process() is None:
+        raise InputError(f"no serving process for {env_name}: deploy v{version} instead")
+    if version not in target.traffic()["versions"]:
+        ((spec, _),) = from_registry(
+            registry, config.model.name, [Weighted(version, None)], target.folder
+        )
+        target.load(spec.folder)
+    target.set_split({version: 100.0})

@@ -1,0 +1,81 @@
+"""status: what runs where — per environment, the alias, the recorded deployment and, for the
+local target, the live split of the serving process; and the guard that keeps a deployed
+version from being deleted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlops_ci.config import Config
+from mlops_ci.errors import GateFailed
+from mlops_ci.registry import ModelRegistry, resolve_version
+from mlops_ci.steps.deploy import SERVING_STATES
+
+
+@dataclass(frozen=True)
+class EnvStatus:
+    env: str
+    target: str
+    alias: str
+    version: str | None  # the version the alias names
+    state: str | None  # mlops.deploy.ENV.status on it
+    at: str | None
+    by: str | None
+    url: str | None
+    live_split: dict[str, float] | None  # local target: what the process routes now
+
+
+def status(config: Config, registry: ModelRegistry) -> list[EnvStatus]:
+    out = []
+    for name, env in config.deploy.items():
+        version = registry.get_version_by_alias(config.model.name, env.alias)
+        tags = version.tags if version else {}
+        prefix = f"mlops.deploy.{name}."
+        out.append(
+            EnvStatus(
+                name,
+                env.target,
+                env.alias,
+                version.version if version else None,
+                tags.get(prefix + "status"),
+                tags.get(prefix + "at"),
+                tags.get(prefix + "by"),
+                tags.get(prefix + "url"),
+                _live_split(config, name) if env.target == "local" else None,
+            )
+        )
+    return out
+
+
+def _live_split(config: Config, env_name: str) -> dict[str, float] | None:
+    from mlops_ci.targets.local import LocalTarget
+
+    target = LocalTarget(config, config.deploy[env_name])
+    if target.process() is None:
+        return None
+    weights: dict[str, float] = target.traffic()["weights"]
+    return weights
+
+
+def delete_version(config: Config, registry: ModelRegistry, version_ref: str) -> str:
+    """Delete a model version from the registry, refusing one an environment runs."""
+    name = config.model.name
+    version = resolve_version(registry, name, version_ref)
+    users = []
+    for env in status(config, registry):
+        if env.live_split and env.live_split.get(version.version, 0) > 0:
+            users.append(f"{env.env} (takes {env.live_split[version.version]:g} % of its traffic)")
+        elif env.version == version.version:
+            users.append(f"{env.env} (alias '{env.alias}')")
+    for key, value in version.tags.items():
+        if key.startswith("mlops.deploy.") and key.endswith(".status") and value in SERVING_STATES:
+            env_name = key.split(".")[2]
+            if not any(u.startswith(env_name + " ") for u in users):
+                users.append(f"{env_name} (recorded {value})")
+    if users:
+        raise GateFailed(
+            f"{name} v{version.version} is deployed in {', '.join(users)}; not deleting it",
+            hint="deploy another version (or roll back) first",
+        )
+    registry.delete_version(name, version.version)
+    return version.version

@@ -1,0 +1,271 @@
+"""The kubernetes target: manifests for a split between versions, applied or written.
+
+``serving: deployment`` renders a Deployment (and a HorizontalPodAutoscaler) per version that
+takes traffic, all behind one Service: the split is the replica ratio. ``serving: kserve``
+renders one KServe InferenceService whose ``canaryTrafficPercent`` gives the new version its
+share (KServe keeps the previous revision for the rest). Resources come from the profile that
+`package` recorded on each version. With a kubeconfig the manifests are applied with the
+kubernetes client (server-side apply); without one they are written for `kubectl apply -f` or a
+GitOps repository, and `--dry-run` only shows what would be applied where.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlops_ci.config import Config, DeployEnv
+from mlops_ci.errors import InputError, ServiceError
+from mlops_ci.records import write_text_atomic
+from mlops_ci.registry import VersionRecord
+
+CONTAINER_PORT = 8080
+FIELD_MANAGER = "mlops-ci"
+
+
+@dataclass(frozen=True)
+class Release:
+    """One version in the split, with what its pods need."""
+
+    version: str
+    percent: float
+    image: str
+    cpu: str
+    memory: str
+    sha256: str
+
+
+def release_for(config: Config, version: VersionRecord, percent: float) -> Release:
+    tags = version.tags
+    image = (config.package.image or "mlops-ci/{name}:{version}").format(
+        name=version.name, version=version.version
+    )
+    return Release(
+        version.version,
+        percent,
+        image,
+        tags.get("mlops.package.recommended.cpu", "250m"),
+        tags.get("mlops.package.recommended.memory", "256Mi"),
+        tags.get("mlops.package.sha256", ""),
+    )
+
+
+def render(name: str, env: DeployEnv, releases: list[Release]) -> list[dict[str, Any]]:
+    k = env.kubernetes
+    if k.serving == "kserve":
+        return [_inference_service(name, env, releases)]
+    docs: list[dict[str, Any]] = [_service(name, env)]
+    taking = [r for r in releases if r.percent > 0]
+    for release in taking:
+        replicas = max(1, round(k.replicas * release.percent / 100))
+        docs.append(_deployment(name, env, release, replicas))
+        docs.append(_hpa(name, env, release, replicas))
+    return docs
+
+
+def _labels(name: str, env: DeployEnv, version: str | None = None) -> dict[str, str]:
+    labels = {
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/managed-by": "mlops-ci",
+        "mlops-ci/environment": env.name,
+    }
+    if version is not None:
+        labels["app.kubernetes.io/version"] = version
+    return labels
+
+
+def _container(release: Release) -> dict[str, Any]:
+    probe = {"httpGet": {"path": "/v2/health/ready", "port": CONTAINER_PORT}, "periodSeconds": 10}
+    return {
+        "name": "kserve-container",
+        "image": release.image,
+        "ports": [{"containerPort": CONTAINER_PORT, "protocol": "TCP"}],
+        "env": [{"name": "MLOPS_MODEL_SHA256", "value": release.sha256}],
+        "resources": {
+            "requests": {"cpu": release.cpu, "memory": release.memory},
+            "limits": {"memory": _double(release.memory)},
+        },
+        "readinessProbe": probe,
+        "livenessProbe": {**probe, "httpGet": {"path": "/v2/health/live", "port": CONTAINER_PORT}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+
+
+def _deployment(name: str, env: DeployEnv, release: Release, replicas: int) -> dict[str, Any]:
+    labels = _labels(name, env, release.version)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": f"{name}-v{release.version}",
+            "namespace": env.kubernetes.namespace,
+            "labels": labels,
+            "annotations": {"mlops-ci/traffic-percent": f"{release.percent:g}"},
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [_container(release)],
+                    "terminationGracePeriodSeconds": 30,
+                },
+            },
+        },
+    }
+
+
+def _service(name: str, env: DeployEnv) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "namespace": env.kubernetes.namespace,
+            "labels": _labels(name, env),
+        },
+        "spec": {
+            "selector": _labels(name, env),
+            "ports": [{"name": "http", "port": 80, "targetPort": CONTAINER_PORT}],
+        },
+    }
+
+
+def _hpa(name: str, env: DeployEnv, release: Release, replicas: int) -> dict[str, Any]:
+    k = env.kubernetes
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {
+            "name": f"{name}-v{release.version}",
+            "namespace": k.namespace,
+            "labels": _labels(name, env, release.version),
+        },
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": f"{name}-v{release.version}",
+            },
+            "minReplicas": replicas,
+            "maxReplicas": max(replicas, round(k.max_replicas * release.percent / 100)),
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": k.target_cpu_percent,
+                        },
+                    },
+                }
+            ],
+        },
+    }
+
+
+def _inference_service(name: str, env: DeployEnv, releases: list[Release]) -> dict[str, Any]:
+    """KServe: the newest release is the predictor; a share below 100 makes it a canary."""
+    newest = releases[-1]
+    k = env.kubernetes
+    predictor: dict[str, Any] = {
+        "minReplicas": k.replicas,
+        "maxReplicas": k.max_replicas,
+        "containers": [_container(newest)],
+    }
+    if len(releases) > 1 and newest.percent < 100:
+        predictor["canaryTrafficPercent"] = int(round(newest.percent))
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {
+            "name": name,
+            "namespace": k.namespace,
+            "labels": _labels(name, env, newest.version),
+            "annotations": {"serving.kserve.io/deploymentMode": "Serverless"},
+        },
+        "spec": {"predictor": predictor},
+    }
+
+
+def _double(quantity: str) -> str:
+    digits = "".join(ch for ch in quantity if ch.isdigit())
+    unit = quantity[len(digits) :]
+    return f"{int(digits) * 2}{unit}" if digits else quantity
+
+
+def write(folder: Path, docs: list[dict[str, Any]]) -> Path:
+    """All manifests in one multi-document YAML file, for `kubectl apply -f`."""
+    path = folder / "manifests.yaml"
+    write_text_atomic(path, yaml.safe_dump_all(docs, sort_keys=False))
+    return path
+
+
+def kubeconfig_path(environ: dict[str, str] | None = None) -> Path | None:
+    env = os.environ if environ is None else environ
+    path = Path(env.get("KUBECONFIG") or Path.home() / ".kube" / "config")
+    return path if path.is_file() else None
+
+
+def plan(kubeconfig: Path, docs: list[dict[str, Any]]) -> list[str]:
+    """What applying ``docs`` with ``kubeconfig`` would do: one line per object."""
+    try:
+        kube = yaml.safe_load(kubeconfig.read_text())
+        context_name = kube.get("current-context")
+        context = next(c["context"] for c in kube["contexts"] if c["name"] == context_name)
+        cluster = next(c["cluster"] for c in kube["clusters"] if c["name"] == context["cluster"])
+    except (OSError, yaml.YAMLError, KeyError, StopIteration, TypeError, AttributeError):
+        raise InputError(
+            f"{kubeconfig}: not a kubeconfig with a current-context naming a cluster"
+        ) from None
+    where = f"context {context_name} (cluster {context['cluster']} at {cluster.get('server')})"
+    return [
+        f"apply {d['kind']}/{d['metadata']['name']} in namespace {d['metadata']['namespace']} "
+        f"to {where}"
+        for d in docs
+    ]
+
+
+def apply(kubeconfig: Path, docs: list[dict[str, Any]]) -> list[str]:
+    """Server-side apply of every manifest with the kubernetes client."""
+    try:
+        from kubernetes import client as kube_client
+        from kubernetes import config as kube_config
+        from kubernetes import dynamic
+    except ImportError:
+        raise InputError(
+            "applying manifests needs the kubernetes client",
+            hint="pip install 'mlops-ci[kubernetes]', or deploy with --dry-run and kubectl",
+        ) from None
+    configuration = kube_client.Configuration()
+    kube_config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+    client = dynamic.DynamicClient(kube_client.ApiClient(configuration=configuration))
+    done = []
+    for doc in docs:
+        try:
+            resource = client.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+            resource.server_side_apply(
+                body=doc,
+                namespace=doc["metadata"]["namespace"],
+                field_manager=FIELD_MANAGER,
+                force_conflicts=True,
+            )
+        except Exception as err:  # the cluster's own message is the useful one
+            raise ServiceError(
+                f"kubernetes: applying {doc['kind']}/{doc['metadata']['name']} failed: {err}"
+            ) from None
+        done.append(f"applied {doc['kind']}/{doc['metadata']['name']}")
+    return done

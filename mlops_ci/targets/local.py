@@ -1,0 +1,204 @@
+"""The local target: `mlops-ci serve` as a background process, driven over its admin API.
+
+One process per environment, its pid, port and admin token in ``.mlops/deploy/ENV/service.json``
+(readable by the owner only) and its log beside it. A new version is loaded into the running
+process at 0 % and the split moved step by step, so the endpoint never goes down during a
+rollout; a first deployment starts the process with the version alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlops_ci.config import Config, DeployEnv
+from mlops_ci.errors import ServiceError
+from mlops_ci.records import read_json, write_json_atomic
+
+START_TIMEOUT_S = 90.0
+
+
+@dataclass(frozen=True)
+class Process:
+    pid: int
+    url: str
+    token: str
+    log: str
+
+
+class LocalTarget:
+    name = "local"
+
+    def __init__(self, config: Config, env: DeployEnv) -> None:
+        self.config = config
+        self.env = env
+        self.folder = config.root / ".mlops" / "deploy" / env.name
+        self.state_path = self.folder / "service.json"
+
+    # --- the process --------------------------------------------------------------------
+
+    def process(self) -> Process | None:
+        """The environment's serving process when it is alive, else None."""
+        record = read_json(self.state_path)
+        if not isinstance(record, dict) or not _alive(int(record.get("pid", 0))):
+            return None
+        return Process(int(record["pid"]), record["url"], record["token"], record["log"])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.env.host}:{self.env.port}"
+
+    def start(self, package_folder: Path) -> Process:
+        """Start serving ``package_folder`` alone and wait until it is ready."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        token = secrets.token_urlsafe(24)
+        log = self.folder / "serve.log"
+        command = [
+            sys.executable, "-m", "mlops_ci", "serve",
+            "-c", str(self.config.path),
+            "--model-dir", str(package_folder),
+            "--host", self.env.host, "--port", str(self.env.port),
+            "--workers", "1",
+            "--state-dir", str(self.folder / "state"),
+        ]  # fmt: skip
+        env = {**os.environ, self.config.serve.admin_token_env: token}
+        with open(log, "ab") as out:
+            popen = subprocess.Popen(
+                command,
+                cwd=self.config.root,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # outlives this command; stopped by `stop`
+            )
+        proc = Process(popen.pid, self.url, token, str(log))
+        _write_private(self.state_path, proc)
+        self._wait_ready(popen, log)
+        return proc
+
+    def _wait_ready(self, popen: subprocess.Popen[bytes], log: Path) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if popen.poll() is not None:
+                self.state_path.unlink(missing_ok=True)
+                tail = log.read_text(errors="replace").strip().splitlines()[-1:]
+                raise ServiceError(
+                    f"local target: `mlops-ci serve` exited with {popen.returncode}: "
+                    f"{tail[0] if tail else 'no output'}",
+                    hint=f"see {log}",
+                )
+            try:
+                with urllib.request.urlopen(f"{self.url}/v2/health/ready", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise ServiceError(f"local target: {self.url} not ready in {START_TIMEOUT_S:g}s")
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        proc = self.process()
+        if proc is None:
+            self.state_path.unlink(missing_ok=True)
+            return False
+        os.kill(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(proc.pid):
+            os.kill(proc.pid, signal.SIGKILL)
+        self.state_path.unlink(missing_ok=True)
+        return True
+
+    # --- the admin API --------------------------------------------------------------------
+
+    def traffic(self) -> dict[str, Any]:
+        return self._admin("GET", "/admin/traffic")
+
+    def load(self, package_folder: Path) -> dict[str, Any]:
+        return self._admin("POST", "/admin/models", {"path": str(package_folder)})
+
+    def unload(self, version: str) -> dict[str, Any]:
+        return self._admin("DELETE", f"/admin/models/{version}")
+
+    def set_split(self, weights: dict[str, float]) -> dict[str, Any]:
+        return self._admin("PUT", "/admin/traffic", {"weights": weights})
+
+    def metrics_text(self) -> str:
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as r:
+            return str(r.read().decode())
+
+    def probe(self, version: str, rows: list[list[float]]) -> list[int]:
+        """One single-row /score request per row, pinned to ``version``; their statuses."""
+        statuses = []
+        for row in rows:
+            body = json.dumps({"inputs": [row]}).encode()
+            request = urllib.request.Request(
+                f"{self.url}/score",
+                data=body,
+                headers={"content-type": "application/json", "x-model-version": version},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as r:
+                    statuses.append(r.status)
+            except urllib.error.HTTPError as err:
+                statuses.append(err.code)
+        return statuses
+
+    def _admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        proc = self.process()
+        if proc is None:
+            raise ServiceError(f"local target: no serving process for '{self.env.name}'")
+        request = urllib.request.Request(
+            f"{proc.url}{path}",
+            data=json.dumps(body).encode() if body is not None else None,
+            method=method,
+            headers={"authorization": f"Bearer {proc.token}", "content-type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as r:
+                answer: dict[str, Any] = json.loads(r.read())
+                return answer
+        except urllib.error.HTTPError as err:
+            detail = err.read().decode(errors="replace")[:300]
+            raise ServiceError(
+                f"local target: {method} {path} answered {err.code}: {detail}"
+            ) from None
+        except OSError as err:
+            raise ServiceError(f"local target: {method} {proc.url}{path} failed: {err}") from None
+
+
+def _write_private(path: Path, proc: Process) -> None:
+    write_json_atomic(
+        path, {"pid": proc.pid, "url": proc.url, "token": proc.token, "log": proc.log}
+    )
+    os.chmod(path, 0o600)  # it holds the admin token
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child (the deploy that started it is still running) counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True

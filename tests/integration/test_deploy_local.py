@@ -1,0 +1,236 @@
+"""deploy with the local target: real `mlops-ci serve` processes, real HTTP, a real MLflow
+registry, and a bounded load running while the split moves."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from onnx import TensorProto, helper
+
+from mlops_ci.config import Config, load_config
+from mlops_ci.errors import GateFailed
+from mlops_ci.integrity import MANIFEST, digest, file_manifest
+from mlops_ci.records import write_json_atomic
+from mlops_ci.registry.mlflow import MlflowRegistry
+from mlops_ci.steps.approve import approve
+from mlops_ci.steps.compare import compare
+from mlops_ci.steps.deploy import deploy
+from mlops_ci.steps.package import package
+from mlops_ci.steps.pipeline import copy_example
+from mlops_ci.steps.register import register
+from mlops_ci.steps.rollback import rollback
+from mlops_ci.steps.status import delete_version, status
+from mlops_ci.steps.train import train
+from mlops_ci.targets.local import LocalTarget
+from tests.serve_helpers import free_port
+
+pytestmark = pytest.mark.slow
+ROW = [5.1, 3.5, 1.4, 0.2]
+
+
+def deploy_yaml(staging: int, production: int) -> str:
+    rollout = "{steps: [25, 100], window_seconds: 1.5, probe_requests: 20, min_requests: 10}"
+    return (
+        "  profile: {single_row_runs: 20, batch_sizes: [1]}\n"
+        "deploy:\n"
+        f"  staging: {{target: local, port: {staging}, rollout: {rollout}}}\n"
+        f"  production: {{target: local, port: {production}, approval: required,\n"
+        f"               rollout: {rollout}}}\n"
+    )
+
+
+def broken_package(reg: MlflowRegistry, config: Config, version: str, run_id: str) -> None:
+    """Record, as `package` would, an ONNX model that fails on every request (a Reshape to 7x7
+    of a 1x4 input): a version that answers 5xx."""
+    nodes = [
+        helper.make_node("Reshape", ["input", "shape"], ["probabilities"]),
+        helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "broken",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 4])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, None]),
+        ],
+        initializer=[helper.make_tensor("shape", TensorProto.INT64, [2], [7, 7])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "model.onnx").write_bytes(model.SerializeToString())
+        files = file_manifest(folder)
+        write_json_atomic(
+            folder / MANIFEST,
+            {
+                "name": config.model.name,
+                "version": version,
+                "run_id": run_id,
+                "format": "onnx",
+                "features": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
+                "files": files,
+                "sha256": digest(files),
+            },
+        )
+        reg.log_artifacts(run_id, folder, f"package/v{version}")
+    reg.set_version_tags(
+        config.model.name,
+        version,
+        {"mlops.package.sha256": digest(files), "mlops.package.complete": "true"},
+    )
+
+
+@dataclass
+class Story:
+    config: Config
+    reg: MlflowRegistry
+    good: list[str] = field(default_factory=list)  # versions packaged for real
+    broken: str = ""
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv("GITHUB_ACTIONS", raising=False)
+        project = copy_example(tmp_path_factory.mktemp("deploy") / "iris")
+        cfg = project / "mlops.yaml"
+        cfg.write_text(cfg.read_text() + deploy_yaml(free_port(), free_port()))
+        config = load_config(project)
+        reg = MlflowRegistry.for_config(config)
+        result = Story(config, reg)
+        for c in (1.0, 0.5, 0.3):
+            run = train(config, reg, overrides={"C": c})
+            compare(config, reg, run.run_id)
+            version = register(config, reg, run.run_id, force=True).version
+            if c == 0.3:
+                broken_package(reg, config, version, run.run_id)
+                result.broken = version
+            else:
+                package(config, reg, version, build=False)
+                result.good.append(version)
+        yield result
+        for env in config.deploy.values():
+            LocalTarget(config, env).stop()
+
+
+class Load:
+    """Single-row requests in a thread until stopped (at most 90 s): statuses and versions."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.results = url, Counter[tuple[int, str]]()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 90
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                try:
+                    r = client.post("/score", json={"inputs": [ROW]})
+                    self.results[(r.status_code, r.json().get("model_version", "-"))] += 1
+                except httpx.HTTPError as err:
+                    self.results[(0, type(err).__name__)] += 1
+                time.sleep(0.005)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def test_healthy_rollout_under_load_reaches_100_and_moves_the_alias(story: Story) -> None:
+    config, reg = story.config, story.reg
+    v1, v2 = story.good
+    first = deploy(config, reg, v1, "staging", "ci-bot", {})
+    assert first.status == "serving" and first.steps[0].passed
+    assert reg.get_version_by_alias("iris-classifier", "staging").version == v1  # type: ignore[union-attr]
+    with Load(first.url or "") as load:
+        time.sleep(0.5)
+        second = deploy(config, reg, v2, "staging", "ci-bot", {})
+        time.sleep(0.3)
+    assert second.status == "serving" and second.previous == v1
+    assert [s.percent for s in second.steps] == [25.0, 100.0] and all(
+        s.passed for s in second.steps
+    )
+    assert second.steps[0].new.requests >= 20 and second.steps[0].new.server_errors == 0
+    assert reg.get_version_by_alias("iris-classifier", "staging").version == v2  # type: ignore[union-attr]
+    failed = {k: n for k, n in load.results.items() if k[0] != 200}
+    assert not failed, failed
+    served = {version for (_, version) in load.results}
+    assert served == {v1, v2} and sum(load.results.values()) > 100
+
+    tags = reg.get_version("iris-classifier", v2).tags
+    assert tags["mlops.deploy.staging.status"] == "serving"
+    assert (
+        tags["mlops.deploy.staging.by"] == "ci-bot" and tags["mlops.deploy.staging.previous"] == v1
+    )
+    assert reg.get_version("iris-classifier", v1).tags["mlops.deploy.staging.status"] == "replaced"
+    (row,) = [s for s in status(config, reg) if s.env == "staging"]
+    assert row.version == v2 and row.live_split == {v1: 0.0, v2: 100.0}
+
+    back = rollback(config, reg, "staging", "oncall", "latency regression")
+    assert (back.from_version, back.to_version) == (v2, v1)
+    assert reg.get_version_by_alias("iris-classifier", "staging").version == v1  # type: ignore[union-attr]
+    answer = httpx.post(f"{first.url}/score", json={"inputs": [ROW]}).json()
+    assert answer["model_version"] == v1
+
+
+def test_broken_version_is_rolled_back_at_its_first_step(story: Story) -> None:
+    config, reg = story.config, story.reg
+    before = reg.get_version_by_alias("iris-classifier", "staging")
+    assert before is not None
+    target = LocalTarget(config, config.deploy["staging"])
+    if target.process() is None:
+        deploy(config, reg, before.version, "staging", "ci-bot", {})
+    result = deploy(config, reg, story.broken, "staging", "ci-bot", {})
+    assert result.status == "rolled_back" and len(result.steps) == 1
+    step = result.steps[0]
+    assert step.percent == 25.0 and not step.passed and step.new.server_errors >= 20
+    assert any("5xx rate" in reason for reason in step.reasons)
+    assert reg.get_version_by_alias("iris-classifier", "staging").version == before.version  # type: ignore[union-attr]
+    traffic = target.traffic()
+    assert traffic["weights"] == {before.version: 100.0} and story.broken not in traffic["versions"]
+    answer = httpx.post(f"{result.url}/score", json={"inputs": [ROW]})
+    assert answer.status_code == 200 and answer.json()["model_version"] == before.version
+    assert (
+        reg.get_version("iris-classifier", story.broken).tags["mlops.deploy.staging.status"]
+        == "rolled_back"
+    )
+
+
+def test_production_needs_an_approval_which_is_recorded(story: Story) -> None:
+    config, reg = story.config, story.reg
+    v1 = story.good[0]
+    with pytest.raises(GateFailed, match="gate approval: 'production' needs an approval"):
+        deploy(config, reg, v1, "production", "ci-bot", {})
+    assert LocalTarget(config, config.deploy["production"]).process() is None
+    approve(config, reg, v1, "production", "release-manager", "CAB-1234 signed off")
+    result = deploy(config, reg, v1, "production", "ci-bot", {})
+    assert result.status == "serving"
+    assert result.approval is not None and result.approval.by == "release-manager"
+    gate = {g.name: g for g in result.gates}["approval"]
+    assert gate.passed and "CAB-1234" in gate.detail
+    assert reg.get_version_by_alias("iris-classifier", "production").version == v1  # type: ignore[union-attr]
+
+
+def test_a_deployed_version_cannot_be_deleted(story: Story) -> None:
+    config, reg = story.config, story.reg
+    serving = reg.get_version_by_alias("iris-classifier", "staging")
+    assert serving is not None
+    with pytest.raises(GateFailed, match=rf"v{serving.version} is deployed in staging"):
+        delete_version(config, reg, serving.version)
+    assert reg.get_version("iris-classifier", serving.version).version == serving.version
+    assert delete_version(config, reg, story.broken) == story.broken  # rolled back: not in use
