@@ -34,6 +34,10 @@ class GithubState:
     faults: list[Fault] = field(default_factory=list)
     requests: list[tuple[str, str, int]] = field(default_factory=list)  # method, path, status
     authorizations: set[str] = field(default_factory=set)
+    run_approvals: dict[int, list[dict[str, Any]]] = field(
+        default_factory=dict
+    )  # run id -> history
+    reviews: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # PR -> reviews
     next_id: int = 100
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -115,6 +119,10 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "DELETE":
                 del state.comments[cid]
                 return 204, {}, None
+        if m := re.fullmatch(r"/repos/([^/]+/[^/]+)/actions/runs/(\d+)/approvals", path):
+            return 200, {}, state.run_approvals.get(int(m.group(2)), [])
+        if m := re.fullmatch(r"/repos/([^/]+/[^/]+)/pulls/(\d+)/reviews", path):
+            return 200, {}, state.reviews.get(int(m.group(2)), [])
         if m := re.fullmatch(r"/repos/([^/]+/[^/]+)/pulls/(\d+)", path):
             number = int(m.group(2))
             if number in state.pulls:

@@ -3,4 +3,12 @@
 `templates/azure-pipelines/<name>.yml`; tests/unit/test_steps.py holds them together.
 """
 
-STEPS: tuple[str, ...] = ("train", "compare", "register", "promote", "package", "report")
+STEPS: tuple[str, ...] = (
+    "train",
+    "compare",
+    "register",
+    "promote",
+    "package",
+    "deploy",
+    "report",
+)

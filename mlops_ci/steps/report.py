@@ -18,6 +18,7 @@ from mlops_ci.metrics import METRICS
 from mlops_ci.records import mlops_dir, write_text_atomic
 from mlops_ci.registry import ModelRegistry
 from mlops_ci.steps.compare import FAIL, NO_BASELINE, PASS, ComparisonResult, load_comparison
+from mlops_ci.steps.deploy import load_deploy_record
 from mlops_ci.steps.package import load_package_record
 from mlops_ci.steps.register import RegisterResult, load_registration
 
@@ -77,7 +78,10 @@ def report(config: Config, registry: ModelRegistry | None, workflow: str) -> Rep
     packaged = load_package_record(config)
     if packaged is not None and packaged.get("run_id") != comparison.candidate.run_id:
         packaged = None  # another model's package
-    text = render(comparison, registration, tags, packaged)
+    deployed = load_deploy_record(config)
+    if deployed is not None and deployed.get("name") != comparison.model:
+        deployed = None
+    text = render(comparison, registration, tags, packaged, deployed)
     path = write_text_atomic(mlops_dir(config.root) / RECORD, text)
     return Report(
         comparison.model, comparison.verdict, text, marker_for(comparison.model, workflow), path
@@ -89,6 +93,7 @@ def render(
     registration: RegisterResult | None,
     tags: dict[str, str],
     packaged: dict[str, Any] | None = None,
+    deployed: dict[str, Any] | None = None,
 ) -> str:
     sections = [
         _headline(comparison, registration),
@@ -96,6 +101,7 @@ def render(
         _chart(comparison),
         _checks(comparison),
         _package(packaged) if packaged else "",
+        _deploy(deployed) if deployed else "",
         _lineage(comparison, registration, tags),
         f"<sub>mlops-ci {__version__} · evaluation `{comparison.evaluation['data']}` "
         f"({comparison.evaluation['rows']} rows, sha256 `{comparison.evaluation['sha256'][:12]}`)"
@@ -241,6 +247,55 @@ def _package(p: dict[str, Any]) -> str:
         f"Image: {built}. Model files sha256 `{p['model_sha256'][:12]}`.",
     ]
     return "\n".join(lines)
+
+
+_DEPLOY_ICONS = {"serving": "🚀", "ab": "🆎", "rolled_back": "↩️", "unchanged": "⏸️"}
+
+
+def _deploy(d: dict[str, Any]) -> str:
+    """The deploy step: gates, approver, each rollout step's split and health, the outcome."""
+    icon = _DEPLOY_ICONS.get(d["status"], "📄")
+    after = f", replacing v{d['previous']}" if d.get("previous") else ""
+    lines = [
+        f"### {icon} Deploy: v{d['version']} → {d['env']} ({d['target']}): "
+        f"**{d['status'].replace('_', ' ')}**",
+        "",
+        f"By {d['by']} at {d['at']}{after}."
+        + (f" Alias `{d['alias']}` → v{d['version']}." if d.get("alias") else ""),
+    ]
+    approval = d.get("approval")
+    if approval:
+        lines.append(
+            f"Approved by **{approval['by']}** at {approval['at']} ({approval['source']}): "
+            f"{approval['reason']}"
+        )
+    for gate in d["gates"]:
+        lines.append(f"- {'✅' if gate['passed'] else '❌'} gate {gate['name']}: {gate['detail']}")
+    if d["steps"]:
+        lines += [
+            "",
+            "| step | split | requests to new | 5xx | p99 new | p99 current | health |",
+            "|---:|---|---:|---:|---:|---:|---|",
+        ]
+        for step in d["steps"]:
+            new, cur = step["new"], step["current"]
+            split = ", ".join(f"v{v} {w:g}%" for v, w in step["weights"].items())
+            health = "✅ healthy" if step["passed"] else "❌ " + "; ".join(step["reasons"])
+            lines.append(
+                f"| {step['percent']:g}% | {split} | {new['requests']} | "
+                f"{new['server_errors']} | {_p99(new['p99_ms'])} | "
+                f"{_p99(cur['p99_ms']) if cur else '—'} | {health} |"
+            )
+    final = ", ".join(f"v{v} {w:g}%" for v, w in d["split"].items()) or "none"
+    where = d.get("url") or d.get("manifests") or ""
+    lines += ["", f"Split now: {final}" + (f" at `{where}`" if where else "") + "."]
+    if d.get("note"):
+        lines.append(f"> {d['note']}")
+    return "\n".join(lines)
+
+
+def _p99(value: float | None) -> str:
+    return "n/a" if value is None else f"≤ {value:g} ms"
 
 
 def _lineage(c: ComparisonResult, registration: RegisterResult | None, tags: dict[str, str]) -> str:

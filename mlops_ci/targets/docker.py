@@ -2,8 +2,8 @@
 
 One container per environment (``mlops-ci-NAME-ENV``), the port published on the host, the
 image's HEALTHCHECK waited for, and the configured restart policy. A new version replaces the
-old container once its own is healthy (blue/green on one host: the old one keeps the port
-until then). Without a reachable engine the deployment is skipped with the reason.
+old container: the old one is stopped to free the port and started again if the new one does
+not become healthy. Without a reachable engine the deployment is skipped with the reason.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from mlops_ci.steps.deploy import deploy
 from mlops_ci.steps.package import package
 from mlops_ci.steps.pipeline import copy_example
 from mlops_ci.steps.register import register
+from mlops_ci.steps.report import report
 from mlops_ci.steps.rollback import rollback
 from mlops_ci.steps.status import delete_version, status
 from mlops_ci.steps.train import train
@@ -172,6 +173,10 @@ def test_healthy_rollout_under_load_reaches_100_and_moves_the_alias(story: Story
     served = {version for (_, version) in load.results}
     assert served == {v1, v2} and sum(load.results.values()) > 100
 
+    text = report(config, reg, "ml").markdown
+    assert f"Deploy: v{v2} → staging (local): **serving**" in text
+    assert f"| 25% | v{v1} 75%, v{v2} 25% | " in text and "✅ healthy |" in text
+
     tags = reg.get_version("iris-classifier", v2).tags
     assert tags["mlops.deploy.staging.status"] == "serving"
     assert (
@@ -224,6 +229,8 @@ def test_production_needs_an_approval_which_is_recorded(story: Story) -> None:
     gate = {g.name: g for g in result.gates}["approval"]
     assert gate.passed and "CAB-1234" in gate.detail
     assert reg.get_version_by_alias("iris-classifier", "production").version == v1  # type: ignore[union-attr]
+    text = report(config, reg, "ml").markdown
+    assert "Approved by **release-manager**" in text and "✅ gate approval" in text
 
 
 def test_a_deployed_version_cannot_be_deleted(story: Story) -> None:

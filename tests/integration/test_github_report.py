@@ -223,3 +223,55 @@ def test_bad_token_is_named_without_printing_it(
         bad.upsert_comment(1, "x", "<!-- m -->", tmp_path)
     assert "401 Bad credentials" in str(err.value) and "wrong-token" not in str(err.value)
     assert getattr(err.value, "exit_code", None) == 2
+
+
+def test_deploy_gates_read_github_environment_approvals_and_pr_reviews(
+    gh: tuple[str, GithubState], config: Config
+) -> None:
+    """The approval gate in GitHub Actions: the run's deployment-review history (the
+    environment's required reviewers) and, when configured, an approved PR review."""
+    import dataclasses
+
+    from mlops_ci.gates import check_gates
+    from mlops_ci.registry import VersionRecord
+
+    api, state = gh
+    env = dataclasses.replace(config.deploy["production"], require_pr_review=True)
+    version = VersionRecord("iris-classifier", "3", "run1", "", {"mlops.compare.verdict": "pass"})
+    event = config.root / "event.json"
+    event.write_text(json.dumps({"pull_request": {"number": 9}}))
+    environ = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_RUN_ID": "555",
+        "GITHUB_TOKEN": TOKEN,
+        "GITHUB_API_URL": api,
+        "GITHUB_REPOSITORY": "acme/iris",
+        "GITHUB_EVENT_NAME": "pull_request",
+        "GITHUB_EVENT_PATH": str(event),
+    }
+    gates, approval = check_gates(version, env, environ)
+    assert [(g.name, g.passed) for g in gates] == [
+        ("comparison", True),
+        ("approval", False),
+        ("pr-review", False),
+    ]
+    state.run_approvals[555] = [
+        {"state": "rejected", "environments": [{"name": "production"}], "user": {"login": "eve"}},
+        {
+            "state": "approved",
+            "comment": "ship it",
+            "environments": [{"name": "production"}],
+            "user": {"login": "octocat"},
+        },
+    ]
+    state.reviews[9] = [
+        {"id": 1, "state": "CHANGES_REQUESTED", "user": {"login": "bob"}},
+        {"id": 2, "state": "APPROVED", "user": {"login": "carol"}},
+        {"id": 3, "state": "APPROVED", "user": {"login": "bob"}},
+    ]
+    gates, approval = check_gates(version, env, environ)
+    assert all(g.passed for g in gates), gates
+    assert approval is not None and (approval.by, approval.reason) == ("octocat", "ship it")
+    assert approval.source == "github environment"
+    assert "#9 approved by bob, carol" in gates[2].detail
+    assert ("GET", "/repos/acme/iris/actions/runs/555/approvals", 200) in state.requests
