@@ -45,6 +45,29 @@ def _load(config_path: Path | None) -> Config:
     return load_config(config_path)
 
 
+def _notify(config: Config, name: str, subject: str, data: dict[str, Any]) -> None:
+    """Send lifecycle event ``name`` (notify in mlops.yaml); report each failed delivery."""
+    from mlops_ci.errors import ServiceError
+    from mlops_ci.events import emit
+
+    failed = []
+    for delivery in emit(config, name, subject, data):
+        if delivery.status == "delivered":
+            click.echo(f"event {delivery.type} -> {delivery.target}: {delivery.detail}")
+        else:
+            failed.append(delivery)
+            click.echo(
+                f"warning: event {delivery.type} ({delivery.event_id}) to {delivery.target} "
+                f"not delivered after {delivery.attempts} attempt(s): {delivery.detail}",
+                err=True,
+            )
+    if failed and config.notify.fail_on_error:
+        raise ServiceError(
+            f"{len(failed)} event delivery(ies) failed",
+            hint="notify.fail_on_error is true; set it false to report and go on",
+        )
+
+
 def _open(config: Config) -> Any:
     from mlops_ci.registry import open_registry
 
@@ -138,6 +161,17 @@ def train(config_path: Path | None, params: tuple[str, ...], no_cache: bool) -> 
         click.echo(f"  {name} = {value:.4f}")
     click.echo(f"run_id={result.run_id}")
     emit_outputs({"run_id": result.run_id, "cached": str(result.cached).lower()})
+    _notify(
+        config,
+        "run.completed",
+        f"runs/{result.run_id}",
+        {
+            "model": config.model.name,
+            "run_id": result.run_id,
+            "cached": result.cached,
+            "metrics": result.metrics,
+        },
+    )
 
 
 @cli.command()
@@ -158,6 +192,12 @@ def compare(config_path: Path | None, run_id: str | None) -> None:
     result = compare_step(config, _open(config), run_id)
     click.echo(markdown(result))
     emit_outputs({"verdict": result.verdict, "run_id": result.candidate.run_id or ""})
+    _notify(
+        config,
+        "model.compared",
+        f"runs/{result.candidate.run_id}",
+        {"model": config.model.name, "run_id": result.candidate.run_id, "verdict": result.verdict},
+    )
     if result.verdict == FAIL:
         raise GateFailed(
             f"verdict fail for run {result.candidate.run_id}; see .mlops/comparison.md"
@@ -188,6 +228,19 @@ def register(config_path: Path | None, run_id: str | None, force: bool) -> None:
         f"alias '{result.alias}' -> v{result.version}"
     )
     emit_outputs({"model_name": result.name, "model_version": result.version})
+    if not result.existing:
+        _notify(
+            config,
+            "model.registered",
+            f"{result.name}/{result.version}",
+            {
+                "model": result.name,
+                "version": result.version,
+                "run_id": result.run_id,
+                "verdict": result.verdict,
+                "alias": result.alias,
+            },
+        )
 
 
 @cli.command()
@@ -212,6 +265,19 @@ def promote(
     click.echo(
         f"{result.name}: alias '{result.alias}' {before} -> v{result.version} "
         f"(by {result.by}: {result.reason})"
+    )
+    _notify(
+        config,
+        "model.promoted",
+        f"{result.name}/{result.version}",
+        {
+            "model": result.name,
+            "version": result.version,
+            "alias": result.alias,
+            "previous": result.previous,
+            "by": result.by,
+            "reason": result.reason,
+        },
     )
 
 
@@ -271,6 +337,19 @@ def package(config_path: Path | None, version: str, model: str | None, no_build:
         click.echo(f"image: not built: {result.image.reason}")
     else:
         click.echo(f"image: {result.image.status} {result.image.tag}")
+    _notify(
+        config,
+        "model.packaged",
+        f"{result.name}/{result.version}",
+        {
+            "model": result.name,
+            "version": result.version,
+            "format": result.format,
+            "sha256": result.model_sha256,
+            "image": result.image.tag,
+            "image_status": result.image.status,
+        },
+    )
     emit_outputs(
         {
             "context-path": result.context,
@@ -342,6 +421,21 @@ def deploy(
     if result.alias:
         click.echo(f"alias '{result.alias}' -> v{result.version}")
     emit_outputs({"deploy-status": result.status, "url": where, "model_version": result.version})
+    _notify(
+        config,
+        "model.rolled_back" if result.status == "rolled_back" else "model.deployed",
+        f"{result.name}/{result.version}",
+        {
+            "model": result.name,
+            "version": result.version,
+            "environment": result.env,
+            "target": result.target,
+            "status": result.status,
+            "split": result.split,
+            "previous": result.previous,
+            "by": result.by,
+        },
+    )
     if result.status == "rolled_back":
         raise GateFailed(f"v{result.version} was unhealthy in {result.env} and was rolled back")
 
@@ -502,6 +596,63 @@ def serve(
         log_dir,
         state_dir,
     )
+
+
+@cli.command()
+@CONFIG_OPTION
+@click.option(
+    "--reference",
+    default=None,
+    help="Reference data, CSV/Parquet file or folder (default: monitor.drift.reference).",
+)
+@click.option(
+    "--current",
+    default=None,
+    help="Data to check: the serve input log folder or CSV/Parquet files "
+    "(default: monitor.drift.current, else monitor.log_dir).",
+)
+def drift(config_path: Path | None, reference: str | None, current: str | None) -> None:
+    """Check the data the model receives for drift against its reference data.
+
+    Per feature: population stability index, a two-sample test (Kolmogorov-Smirnov or
+    chi-squared), missing values and range; prediction drift from the input log. Streams
+    both sides in chunks. Writes .mlops/drift.{json,md}; exit 1 when drift passes the
+    thresholds of monitor.drift.
+    """
+    from mlops_ci.ci import emit_outputs, write_summary
+    from mlops_ci.errors import GateFailed
+    from mlops_ci.steps.drift import DRIFTED, TOO_FEW, markdown
+    from mlops_ci.steps.drift import drift as drift_step
+
+    config = _load(config_path)
+    result = drift_step(config, reference, current)
+    text = markdown(result)
+    click.echo(text)
+    write_summary(text)
+    emit_outputs(
+        {"drift-verdict": result.verdict, "drifted": ",".join(f.name for f in result.drifted)}
+    )
+    _notify(
+        config,
+        "drift.detected" if result.verdict == DRIFTED else "drift.checked",
+        f"{config.model.name}/drift",
+        {
+            "model": config.model.name,
+            "verdict": result.verdict,
+            "current": result.current,
+            "rows": result.current_rows,
+            "drifted": [f.name for f in result.drifted],
+            "psi": {f.name: round(f.psi, 6) for f in result.features},
+        },
+    )
+    if result.verdict == TOO_FEW:
+        click.echo(
+            f"warning: {result.current_rows} current rows (< monitor.drift.min_rows): not judged",
+            err=True,
+        )
+    if result.verdict == DRIFTED:
+        names = ", ".join(f.name for f in result.drifted)
+        raise GateFailed(f"data drift in {names}; see .mlops/drift.md")
 
 
 @cli.command()

@@ -125,6 +125,22 @@ class ServeConfig:
 
 
 @dataclass(frozen=True)
+class DriftConfig:
+    reference: str
+    current: str | None
+    features: tuple[str, ...]
+    psi_threshold: float
+    p_value: float
+    test: str  # psi | test | both
+    max_drifted_share: float
+    bins: int
+    sample_size: int
+    chunk_rows: int
+    seed: int
+    min_rows: int
+
+
+@dataclass(frozen=True)
 class MonitorConfig:
     collect: bool
     log_dir: str
@@ -132,6 +148,24 @@ class MonitorConfig:
     flush_rows: int
     flush_seconds: float
     rotate_mb: float
+    drift: DriftConfig
+
+
+@dataclass(frozen=True)
+class Webhook:
+    url: str
+    events: tuple[str, ...]
+    secret_env: str | None
+    timeout_s: float
+    retries: int
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    webhooks: tuple[Webhook, ...]
+    dispatch_events: tuple[str, ...]
+    dispatch_repository: str | None
+    fail_on_error: bool
 
 
 @dataclass(frozen=True)
@@ -188,6 +222,7 @@ class Config:
     serve: ServeConfig
     monitor: MonitorConfig
     deploy: dict[str, DeployEnv]
+    notify: NotifyConfig
 
     @property
     def root(self) -> Path:
@@ -425,6 +460,25 @@ def _build(file: Path, d: dict[str, Any]) -> Config:
             name: _deploy_env(name, env, registry["production_alias"])
             for name, env in _with_defaults(d["deploy"], schema()["properties"]["deploy"]).items()
         },
+        notify=_notify(d["notify"]),
+    )
+
+
+def _notify(n: dict[str, Any]) -> NotifyConfig:
+    return NotifyConfig(
+        webhooks=tuple(
+            Webhook(
+                url=w["url"],
+                events=tuple(w["events"]),
+                secret_env=w["secret_env"],
+                timeout_s=float(w["timeout_s"]),
+                retries=int(w["retries"]),
+            )
+            for w in n["webhooks"]
+        ),
+        dispatch_events=tuple(n["repository_dispatch"]["events"]),
+        dispatch_repository=n["repository_dispatch"]["repository"],
+        fail_on_error=bool(n["fail_on_error"]),
     )
 
 
@@ -487,4 +541,22 @@ def monitor_config(monitor: dict[str, Any] | None = None) -> MonitorConfig:
         flush_rows=int(m["flush_rows"]),
         flush_seconds=float(m["flush_seconds"]),
         rotate_mb=float(m["rotate_mb"]),
+        drift=_drift(m["drift"]),
+    )
+
+
+def _drift(d: dict[str, Any]) -> DriftConfig:
+    return DriftConfig(
+        reference=d["reference"],
+        current=d["current"],
+        features=tuple(d["features"]),
+        psi_threshold=float(d["psi_threshold"]),
+        p_value=float(d["p_value"]),
+        test=d["test"],
+        max_drifted_share=float(d["max_drifted_share"]),
+        bins=int(d["bins"]),
+        sample_size=int(d["sample_size"]),
+        chunk_rows=int(d["chunk_rows"]),
+        seed=int(d["seed"]),
+        min_rows=int(d["min_rows"]),
     )

@@ -38,6 +38,7 @@ class GithubState:
         default_factory=dict
     )  # run id -> history
     reviews: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # PR -> reviews
+    dispatches: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # repo, payload
     next_id: int = 100
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -119,6 +120,9 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "DELETE":
                 del state.comments[cid]
                 return 204, {}, None
+        if (m := re.fullmatch(r"/repos/([^/]+/[^/]+)/dispatches", path)) and method == "POST":
+            state.dispatches.append((m.group(1), payload))
+            return 204, {}, None
         if m := re.fullmatch(r"/repos/([^/]+/[^/]+)/actions/runs/(\d+)/approvals", path):
             return 200, {}, state.run_approvals.get(int(m.group(2)), [])
         if m := re.fullmatch(r"/repos/([^/]+/[^/]+)/pulls/(\d+)/reviews", path):

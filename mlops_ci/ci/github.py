@@ -148,6 +148,15 @@ class GithubClient:
             raise self._error(err, f"reading the reviews of #{pr}") from None
         return sorted(login for login, state in latest.items() if state == "APPROVED")
 
+    def repository_dispatch(self, event_type: str, payload: dict[str, Any]) -> None:
+        """POST /repos/OWNER/NAME/dispatches, so a workflow `on: repository_dispatch` runs."""
+        from github.GithubException import GithubException
+
+        try:
+            self._repo.create_repository_dispatch(event_type, {"event": payload})
+        except GithubException as err:
+            raise self._error(err, f"sending repository_dispatch {event_type}") from None
+
     def _error(self, err: Any, doing: str) -> Exception:
         status = getattr(err, "status", None)
         text = f"GitHub API at {self.settings.api_url} failed {doing}: {status} {_message(err)}"

@@ -10,5 +10,6 @@ STEPS: tuple[str, ...] = (
     "promote",
     "package",
     "deploy",
+    "drift",
     "report",
 )

@@ -46,7 +46,16 @@ def test_action_metadata_is_complete_and_inputs_go_through_env(path: Path) -> No
 
 def test_every_step_action_is_a_known_step() -> None:
     names = {a.name for a in ACTIONS}
-    assert names == {"setup", "train", "compare", "register", "package", "deploy", "report"}
+    assert names == {
+        "setup",
+        "train",
+        "compare",
+        "register",
+        "package",
+        "deploy",
+        "drift",
+        "report",
+    }
     assert names - {"setup"} <= set(STEPS)
 
 

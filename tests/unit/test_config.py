@@ -132,7 +132,7 @@ def test_validate_cli_prints_each_problem_and_exits_2(
         "error: mlops.yaml:1: version: 1 was expected",
         "error: mlops.yaml:8: extra: unknown key "
         "(known keys: version, model, train, evaluate, gate, registry, package, serve, monitor, "
-        "deploy)",
+        "deploy, notify)",
     ]
 
 
