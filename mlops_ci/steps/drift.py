@@ -92,9 +92,10 @@ def drift(config: Config, reference: str | None = None, current: str | None = No
         results.append(_result(target, settings, kind="prediction"))
     judged = [r for r in results if r.kind != "prediction"]
     share = sum(r.drifted for r in judged) / max(len(judged), 1)
-    verdict = (
-        DRIFTED if any(r.drifted for r in judged) and share > settings.max_drifted_share else STABLE
-    )
+    drifted = any(r.drifted for r in judged) and share > settings.max_drifted_share
+    verdict = DRIFTED if drifted else STABLE
+    if max((r.current_rows for r in judged), default=0) < settings.min_rows:
+        verdict = TOO_FEW
     result = DriftResult(
         verdict,
         str(ref_path),
