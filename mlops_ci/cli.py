@@ -584,6 +584,13 @@ def serve(
     PUT /admin/traffic to change the split (Bearer token from $MLOPS_ADMIN_TOKEN). Several
     versions share the endpoint by weight; the x-model-version header pins one.
     """
+    from mlops_ci.serve import missing_modules
+
+    if missing_modules():
+        raise MlopsError(
+            f"mlops-ci serve needs {', '.join(missing_modules())} (the serve extra)",
+            hint="pip install 'mlops-ci[serve]'",
+        )
     from mlops_ci.serve.command import start
 
     start(
@@ -625,7 +632,13 @@ def drift(config_path: Path | None, reference: str | None, current: str | None) 
     from mlops_ci.steps.drift import drift as drift_step
 
     config = _load(config_path)
-    result = drift_step(config, reference, current)
+    # Paths given here are the caller's (relative to the working folder); mlops.yaml's are
+    # relative to mlops.yaml.
+    result = drift_step(
+        config,
+        str(Path(reference).resolve()) if reference else None,
+        str(Path(current).resolve()) if current else None,
+    )
     text = markdown(result)
     click.echo(text)
     write_summary(text)

@@ -6,7 +6,14 @@ source_dir="$1"
 python="${MLOPS_CI_PYTHON:-python3}"
 venv="${RUNNER_TEMP:?RUNNER_TEMP is not set}/mlops-ci-venv"
 "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install --disable-pip-version-check --quiet "$source_dir"
+extras="${MLOPS_CI_EXTRAS:-}"
+if [[ -n "$extras" && ! "$extras" =~ ^[a-z,]+$ ]]; then
+  echo "::error::input extras: '$extras' is not a comma-separated list of names such as serve"
+  exit 2
+fi
+target="$source_dir"
+if [ -n "$extras" ]; then target="$source_dir[$extras]"; fi
+"$venv/bin/python" -m pip install --disable-pip-version-check --quiet "$target"
 echo "$venv/bin" >> "${GITHUB_PATH:?GITHUB_PATH is not set}"
 version=$("$venv/bin/mlops-ci" --version | awk '{print $NF}')
 echo "version=$version" >> "${GITHUB_OUTPUT:?GITHUB_OUTPUT is not set}"

@@ -92,10 +92,10 @@ class LocalTarget:
         while time.monotonic() < deadline:
             if popen.poll() is not None:
                 self.state_path.unlink(missing_ok=True)
-                tail = log.read_text(errors="replace").strip().splitlines()[-1:]
+                tail = log.read_text(errors="replace").strip().splitlines()[-2:]
                 raise ServiceError(
                     f"local target: `mlops-ci serve` exited with {popen.returncode}: "
-                    f"{tail[0] if tail else 'no output'}",
+                    f"{' / '.join(tail) if tail else 'no output'}",
                     hint=f"see {log}",
                 )
             try:

@@ -239,3 +239,67 @@ def test_umbrella_action_runs_a_verb_and_refuses_unknown_ones(installed: Runner)
     bad = run_action(root, installed, {"command": "rm -rf /"}, {"token": "x"}, python)
     assert bad.returncode == 2
     assert "::error::input command: 'rm -rf /' is not one of" in bad.stdout
+
+
+@pytest.mark.slow
+def test_deploy_and_drift_actions_on_the_example(installed: Runner) -> None:
+    """After the train…report run above (v1 registered, packaged, in production): deploy v1 to
+    a local staging endpoint with the deploy action, then check drift with the drift action."""
+    from mlops_ci.config import load_config
+    from mlops_ci.targets.local import LocalTarget
+    from tests.serve_helpers import free_port
+
+    runner = installed
+    project = runner.workspace / "iris"
+    if not (project / ".mlops" / "package" / "iris-classifier-1").is_dir():
+        pytest.skip("needs the train/compare/register/package run of the test above")
+    text = (project / "mlops.yaml").read_text()
+    (project / "mlops.yaml").write_text(
+        text + f"deploy:\n  staging: {{target: local, port: {free_port()}, rollout: "
+        "{steps: [100], window_seconds: 0.5, probe_requests: 10, min_requests: 5}}\n"
+        "monitor: {drift: {min_rows: 10}}\n"
+    )
+    cfg = {"config": "iris"}
+    try:
+        deployed = run_action(
+            ROOT / "actions" / "deploy",
+            runner,
+            {**cfg, "version": "1", "environment": "staging"},
+            {"token": TOKEN},
+        )
+        assert deployed.returncode == 0, deployed.stdout
+        assert deployed.outputs["status"] == "serving" and deployed.outputs["version"] == "1"
+        assert deployed.outputs["url"].startswith("http://127.0.0.1:")
+        assert "gate comparison: passed" in deployed.stdout
+
+        strict = run_action(
+            ROOT / "actions" / "drift",
+            runner,
+            {**cfg, "current": "iris/data/test.csv"},
+            {"token": TOKEN},
+        )
+        assert strict.returncode in (0, 1), strict.stdout  # 60 rows: a verdict, not a crash
+        assert "Data drift:" in strict.stdout
+        shifted = project / "data" / "shifted.csv"
+        shifted.write_text(
+            "sepal_length,sepal_width,petal_length,petal_width\n"
+            + "".join(
+                f"{9 + i / 100},{5 + i / 100},{9 + i / 100},{4 + i / 100}\n" for i in range(50)
+            )
+        )
+        found = run_action(
+            ROOT / "actions" / "drift",
+            runner,
+            {**cfg, "current": "iris/data/shifted.csv", "fail-on-drift": "false"},
+            {"token": TOKEN},
+        )
+        assert found.returncode == 0 and found.outputs["verdict"] == "drift"
+        assert set(found.outputs["drifted"].split(",")) == {
+            "sepal_length",
+            "sepal_width",
+            "petal_length",
+            "petal_width",
+        }
+    finally:
+        config = load_config(project)
+        LocalTarget(config, config.deploy["staging"]).stop()
