@@ -668,6 +668,151 @@ def drift(config_path: Path | None, reference: str | None, current: str | None) 
         raise GateFailed(f"data drift in {names}; see .mlops/drift.md")
 
 
+@cli.command("batch-score")
+@CONFIG_OPTION
+@click.option(
+    "--model",
+    "model_ref",
+    default=None,
+    metavar="NAME@ALIAS|NAME:VERSION",
+    help="Registered, packaged model version, e.g. iris-classifier@production "
+    "(@ALIAS or a number alone use model.name of mlops.yaml).",
+)
+@click.option(
+    "--model-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A package folder written by `mlops-ci package`, instead of --model.",
+)
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="CSV or Parquet file, or a folder of them.",
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="A .parquet or .csv file, or a folder for Parquet part files.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help="local: worker processes on this machine; dask: a Dask cluster.",
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes (local) or LocalCluster workers (dask); default: CPU count.",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="tcp://HOST:PORT",
+    help="Dask scheduler address; without it a LocalCluster is started.",
+)
+@click.option(
+    "--chunk-rows",
+    type=click.IntRange(min=1),
+    default=100_000,
+    show_default=True,
+    help="Rows per task: the unit of work, of memory and of resuming.",
+)
+@click.option(
+    "--id-column",
+    "id_columns",
+    multiple=True,
+    help="Input column to keep in the output; repeatable (default: every non-feature column).",
+)
+@click.option(
+    "--max-reject-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of rejected rows above which the job fails (exit 1).",
+)
+def batch_score(
+    config_path: Path | None,
+    model_ref: str | None,
+    model_dir: Path | None,
+    input_path: Path,
+    output: Path,
+    engine: str,
+    processes: int | None,
+    scheduler: str | None,
+    chunk_rows: int,
+    id_columns: tuple[str, ...],
+    max_reject_rate: float,
+) -> None:
+    """Score a large table in chunks with a packaged model, on this machine or on Dask.
+
+    Rows that cannot be parsed or scored go to a rejects file with the error. An interrupted
+    job resumes: run the same command again and finished chunks are not scored twice.
+    """
+    import os
+
+    from mlops_ci.progress import RowProgress
+    from mlops_ci.steps.batch_score import batch_score as batch_step
+
+    spec = _batch_model(config_path, model_ref, model_dir)
+    workers = processes or os.cpu_count() or 1
+    click.echo(
+        f"scoring {input_path} with {spec.name} v{spec.version} ({spec.format}), "
+        f"engine {engine}, {workers} worker(s)"
+    )
+    with RowProgress("batch-score") as progress:
+        result = batch_step(
+            spec,
+            input_path,
+            output,
+            engine,
+            workers,
+            scheduler,
+            chunk_rows,
+            id_columns or None,
+            max_reject_rate,
+            progress,
+        )
+    if result.resumed:
+        click.echo(f"resumed: {result.resumed} of {result.tasks} chunks were already scored")
+    click.echo(
+        f"{result.rows:,} rows: {result.scored:,} scored, {result.rejected:,} rejected "
+        f"({result.reject_rate:.2%}) in {result.seconds:.1f}s = {result.rows_per_s:,.0f} rows/s"
+    )
+    click.echo(
+        f"output: {result.output}" + (f"; rejects: {result.rejects}" if result.rejects else "")
+    )
+
+
+def _batch_model(config_path: Path | None, ref: str | None, model_dir: Path | None) -> Any:
+    from mlops_ci.serve.model import read_spec
+
+    if (ref is None) == (model_dir is None):
+        raise MlopsError("give --model NAME@ALIAS (or NAME:VERSION) or --model-dir, one of them")
+    if model_dir is not None:
+        return read_spec(model_dir)
+    from mlops_ci.serve.server import Weighted, from_registry
+
+    config = _load(config_path)
+    assert ref is not None
+    if "@" in ref:
+        name, _, alias = ref.partition("@")
+        version = "@" + alias
+    elif ":" in ref:
+        name, _, version = ref.partition(":")
+    else:
+        name, version = "", ref
+    name = name or config.model.name
+    state = config.root / ".mlops" / "batch"
+    ((spec, _),) = from_registry(_open(config), name, [Weighted(version, None)], state)
+    return spec
+
+
 @cli.command()
 @CONFIG_OPTION
 @click.option(

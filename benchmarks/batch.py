@@ -1,0 +1,125 @@
+"""batch-score throughput on 1,000,000 rows: raw onnxruntime, the one-machine engine, Dask.
+
+In one run, on the same packaged model and the same rows:
+  - floor: one onnxruntime session (1 thread) scoring all rows as one in-memory batch;
+  - the one-machine engine with 1 and 2 worker processes (files in, Parquet parts out);
+  - the Dask engine on a LocalCluster of 1 and 2 workers.
+Prints rows/s of each, the engine's rows/s per core against the floor, and Dask 2 vs 1 worker.
+Targets (issue 8): one machine >= 80 % of raw onnxruntime per core; 2 Dask workers >= 1.7x one.
+
+Run: python benchmarks/batch.py [--rows N] [--model logistic|forest] [--format parquet|csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def packaged(work: Path, model: str) -> Path:
+    from mlops_ci.config import load_config
+    from mlops_ci.registry.mlflow import MlflowRegistry
+    from mlops_ci.steps.compare import compare
+    from mlops_ci.steps.package import package
+    from mlops_ci.steps.pipeline import copy_example
+    from mlops_ci.steps.register import register
+    from mlops_ci.steps.train import train
+
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    project = copy_example(work / "iris")
+    cfg = project / "mlops.yaml"
+    cfg.write_text(cfg.read_text() + "  profile: {single_row_runs: 20, batch_sizes: [1]}\n")
+    config = load_config(project)
+    reg = MlflowRegistry.for_config(config)
+    params = {"model": "forest", "n_estimators": 50} if model == "forest" else {}
+    run = train(config, reg, overrides=params)
+    compare(config, reg, run.run_id)
+    version = register(config, reg, run.run_id, force=True)
+    return Path(package(config, reg, version.version, build=False).context) / "model"
+
+
+def write_rows(folder: Path, rows: int, fmt: str) -> Path:
+    """In a child process, so this one does not hold the table (see drift_scale.py)."""
+    code = f"""
+import numpy as np, pandas as pd
+ref = pd.read_csv({str(ROOT / "examples/iris/data/train.csv")!r}).drop(columns=["species"])
+big = ref.sample({rows}, replace=True, random_state=0).reset_index(drop=True)
+big.insert(0, "row_id", np.arange(len(big)))
+path = {str(folder)!r} + "/rows.{fmt}"
+if {fmt!r} == "parquet":
+    big.to_parquet(path, row_group_size=100_000)
+else:
+    big.to_csv(path, index=False)
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return folder / f"rows.{fmt}"
+
+
+def raw_floor(model_dir: Path, path: Path) -> float:
+    import onnxruntime as ort
+
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    x = np.ascontiguousarray(frame[FEATURES].to_numpy(np.float32))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    sess = ort.InferenceSession(
+        str(model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"]
+    )
+    sess.run(None, {"input": x[:1000]})
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        sess.run(None, {"input": x})
+        best = min(best, time.perf_counter() - started)
+    return len(x) / best
+
+
+def engine_rate(model_dir: Path, path: Path, out: Path, engine: str, workers: int) -> float:
+    from mlops_ci.serve.model import read_spec
+    from mlops_ci.steps.batch_score import batch_score
+
+    shutil.rmtree(out, ignore_errors=True)
+    result = batch_score(read_spec(model_dir), path, out, engine, workers)
+    assert result.rejected == 0 and result.scored == result.rows
+    return result.rows_per_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--model", choices=["logistic", "forest"], default="logistic")
+    parser.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-batch-"))
+    model_dir = packaged(work, args.model)
+    path = write_rows(work, args.rows, args.format)
+    floor = raw_floor(model_dir, path)
+    rows = []
+    for engine, workers in (("local", 1), ("local", 2), ("dask", 1), ("dask", 2)):
+        rate = engine_rate(model_dir, path, work / f"out-{engine}-{workers}", engine, workers)
+        rows.append((engine, workers, rate))
+    print(f"\n{args.rows:,} rows, {args.model} model, {args.format} input, {os.cpu_count()} cores")
+    print(f"raw onnxruntime, one in-memory batch, 1 thread: {floor:,.0f} rows/s (the floor)")
+    print(f"{'engine':<8}{'workers':>8}{'rows/s':>12}{'per core':>12}{'vs raw ORT/core':>17}")
+    for engine, workers, rate in rows:
+        per_core = rate / min(workers, os.cpu_count() or 1)
+        print(f"{engine:<8}{workers:>8}{rate:>12,.0f}{per_core:>12,.0f}{per_core / floor:>16.0%}")
+    dask = {w: r for e, w, r in rows if e == "dask"}
+    print(f"Dask 2 workers / 1 worker: {dask[2] / dask[1]:.2f}x (target >= 1.7x)")
+    shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""batch-score: score a table far bigger than memory with a packaged model version.
+
+The input (CSV/Parquet, a file or a folder) is cut into tasks (``batch.plan``); tasks run in
+worker processes or on Dask and each writes its own part file. Output to a folder keeps the
+parts; output to a ``.parquet`` or ``.csv`` file streams the parts into it at the end (with the
+rejects beside it as ``NAME.rejects.parquet``). A job that was interrupted resumes: finished
+parts are kept and their tasks skipped, as long as the input, cuts and model are unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlops_ci.batch.plan import Task, plan, read_task, signature
+from mlops_ci.batch.score import Job, TaskResult, part_path, rejects_path
+from mlops_ci.errors import GateFailed, InputError
+from mlops_ci.records import read_json, write_json_atomic
+from mlops_ci.serve.model import ModelSpec
+
+JOB_FILE = "_job.json"
+Progress = Callable[[int, int, int], None]  # (rows done, rows in all, tasks done)
+
+
+@dataclass
+class BatchResult:
+    output: str
+    rejects: str | None
+    engine: str
+    tasks: int
+    resumed: int  # tasks already finished by an earlier, interrupted run
+    rows: int = 0
+    scored: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+    workers: list[str] = field(default_factory=list)
+    model_loads: dict[int, int] = field(default_factory=dict)  # worker pid -> loads
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+    @property
+    def reject_rate(self) -> float:
+        return self.rejected / self.rows if self.rows else 0.0
+
+
+def batch_score(
+    spec: ModelSpec,
+    input_path: Path,
+    output: Path,
+    engine: str = "local",
+    processes: int = 1,
+    scheduler: str | None = None,
+    chunk_rows: int = 100_000,
+    id_columns: tuple[str, ...] | None = None,
+    max_reject_rate: float = 0.0,
+    progress: Progress = lambda *_: None,
+) -> BatchResult:
+    tasks = plan(input_path, chunk_rows)
+    single = output.suffix in (".parquet", ".csv")
+    parts = output.with_name(output.name + ".parts") if single else output
+    ids = _id_columns(tasks[0], spec.features, id_columns)
+    job = Job(str(spec.folder), spec.features, ids, str(parts))
+    remaining = _resume(tasks, job, spec, chunk_rows)
+    result = BatchResult(str(output), None, engine, len(tasks), len(tasks) - len(remaining))
+    total = sum(t.rows for t in tasks)
+    done_rows = sum(t.rows for t in tasks if t not in remaining)
+    progress(done_rows, total, result.resumed)
+    started = time.perf_counter()
+    finished = result.resumed
+
+    def on_done(r: TaskResult) -> None:
+        nonlocal done_rows, finished
+        result.rows += r.rows
+        result.scored += r.scored
+        result.rejected += r.rejected
+        result.model_loads[r.pid] = r.model_loads
+        done_rows += r.rows
+        finished += 1
+        progress(done_rows, total, finished)
+
+    if engine == "dask":
+        from mlops_ci.batch.engines import run_dask
+
+        result.workers = run_dask(remaining, job, scheduler, processes, on_done)
+    else:
+        from mlops_ci.batch.engines import run_local
+
+        run_local(remaining, job, processes, on_done)
+    result.seconds = time.perf_counter() - started
+    _count_resumed(result, tasks, remaining, parts)
+    if single:
+        result.rejects = _merge(tasks, parts, output)
+    elif any(rejects_path(parts, t.index).exists() for t in tasks):
+        result.rejects = str(parts / "rejects-*.parquet")
+    if result.reject_rate > max_reject_rate:
+        raise GateFailed(
+            f"{result.rejected} of {result.rows} rows rejected ({result.reject_rate:.2%}) > "
+            f"max reject rate {max_reject_rate:.2%}; see {result.rejects}",
+            hint="the scored rows are written; fix the rejected rows or raise --max-reject-rate",
+        )
+    return result
+
+
+def _id_columns(
+    first: Task, features: tuple[str, ...], chosen: tuple[str, ...] | None
+) -> tuple[str, ...]:
+    columns = list(read_task(first).columns)
+    missing = [f for f in features if f not in columns]
+    if missing:
+        raise InputError(f"{first.file}: feature column(s) {', '.join(missing)} missing")
+    if chosen is None:
+        return tuple(c for c in columns if c not in features)
+    unknown = [c for c in chosen if c not in columns]
+    if unknown:
+        raise InputError(f"{first.file}: --id-column {', '.join(unknown)} not in the input")
+    return chosen
+
+
+def _resume(tasks: list[Task], job: Job, spec: ModelSpec, chunk_rows: int) -> list[Task]:
+    """Tasks still to run; a folder of another job's parts is refused, not mixed in."""
+    parts = Path(job.parts)
+    key = signature(
+        tasks,
+        {"model": spec.sha256, "ids": ",".join(job.id_columns), "chunk_rows": str(chunk_rows)},
+    )
+    record = read_json(parts / JOB_FILE) if parts.is_dir() else None
+    if record is not None and record.get("signature") != key:
+        raise InputError(
+            f"{parts}: holds parts of another job (other input, model or chunk size)",
+            hint="choose another --output, or delete that folder",
+        )
+    if parts.is_dir() and record is None and any(parts.iterdir()):
+        raise InputError(f"{parts}: exists and is not a batch-score output folder")
+    parts.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(parts / JOB_FILE, {"signature": key, "tasks": len(tasks)})
+    for stale in parts.glob(".*.tmp"):  # half-written files of an interrupted run
+        stale.unlink()
+    return [t for t in tasks if not part_path(parts, t.index).exists()]
+
+
+def _count_resumed(
+    result: BatchResult, tasks: list[Task], remaining: list[Task], parts: Path
+) -> None:
+    """Add the rows of the parts an earlier run finished to the totals."""
+    import pyarrow.parquet as pq
+
+    for task in tasks:
+        if task in remaining:
+            continue
+        scored = pq.ParquetFile(part_path(parts, task.index)).metadata.num_rows
+        rejects = rejects_path(parts, task.index)
+        rejected = pq.ParquetFile(rejects).metadata.num_rows if rejects.exists() else 0
+        result.rows += scored + rejected
+        result.scored += scored
+        result.rejected += rejected
+
+
+def _merge(tasks: list[Task], parts: Path, output: Path) -> str | None:
+    """Stream the parts, in task order, into ``output`` (then drop the parts folder)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    def concat(paths: list[Path], target: Path, fmt: str) -> None:
+        tmp = target.with_name(f".{target.name}.tmp")
+        filled = [p for p in paths if pq.ParquetFile(p).metadata.num_rows] or paths[:1]
+        schema: pa.Schema = pq.read_schema(filled[0]).remove_metadata()
+        writer = pq.ParquetWriter(tmp, schema) if fmt == "parquet" else pacsv.CSVWriter(tmp, schema)
+        with writer:
+            for path in filled:
+                writer.write_table(pq.read_table(path).replace_schema_metadata(None).cast(schema))
+        os.replace(tmp, target)
+
+    concat([part_path(parts, t.index) for t in tasks], output, output.suffix.lstrip("."))
+    rejects = [rejects_path(parts, t.index) for t in tasks if rejects_path(parts, t.index).exists()]
+    rejects_file = None
+    if rejects:
+        rejects_file = output.with_name(output.stem + ".rejects.parquet")
+        concat(rejects, rejects_file, "parquet")
+    shutil.rmtree(parts)
+    return str(rejects_file) if rejects_file else None

@@ -1,0 +1,152 @@
+"""batch-score with the packaged iris model: one machine and a Dask LocalCluster give the same
+predictions as scoring the whole table in memory; rejects are written; a killed job resumes."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import pytest
+
+from mlops_ci.errors import GateFailed, InputError
+from mlops_ci.serve.model import read_spec
+from mlops_ci.steps.batch_score import batch_score
+from tests.integration.conftest import Packaged
+
+pytestmark = pytest.mark.slow
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def table(packaged: Packaged, rows: int, seed: int = 0) -> pd.DataFrame:
+    frame = packaged.test_rows.sample(rows, replace=True, random_state=seed).reset_index(drop=True)
+    frame = frame + np.random.default_rng(seed).normal(0, 0.3, size=frame.shape)
+    frame.insert(0, "customer", [f"c{i:06d}" for i in range(rows)])
+    return frame
+
+
+def in_memory(packaged: Packaged, frame: pd.DataFrame) -> pd.DataFrame:
+    """The reference answer: one onnxruntime call on the whole table."""
+    sess = ort.InferenceSession(str(packaged.v2 / "model.onnx"), providers=["CPUExecutionProvider"])
+    labels, proba = sess.run(None, {"input": frame[FEATURES].to_numpy(np.float32)})
+    return pd.DataFrame(
+        {"customer": frame["customer"], "prediction": labels, "probability": proba.max(axis=1)}
+    )
+
+
+@pytest.mark.parametrize(
+    ("engine", "workers", "fmt"),
+    [("local", 1, "csv"), ("local", 2, "parquet"), ("dask", 2, "csv")],
+)
+def test_engines_match_scoring_the_whole_table_in_memory(
+    packaged: Packaged, tmp_path: Path, engine: str, workers: int, fmt: str
+) -> None:
+    frame = table(packaged, 5000)
+    source = tmp_path / f"rows.{fmt}"
+    if fmt == "csv":
+        frame.to_csv(source, index=False)
+    else:
+        frame.to_parquet(source, row_group_size=1500)
+    out = tmp_path / "scored.parquet"
+    result = batch_score(read_spec(packaged.v2), source, out, engine, workers, chunk_rows=700)
+    assert (result.rows, result.scored, result.rejected) == (5000, 5000, 0)
+    assert result.tasks == (8 if fmt == "csv" else 10) and result.resumed == 0
+    got = pd.read_parquet(out)
+    expected = in_memory(packaged, frame)
+    assert list(got.columns) == ["customer", "prediction", "probability"]
+    assert got["customer"].tolist() == expected["customer"].tolist()  # order kept
+    assert got["prediction"].tolist() == expected["prediction"].tolist()
+    assert np.allclose(got["probability"], expected["probability"], atol=1e-6)
+    # One model load per worker process, however many chunks it scored.
+    assert set(result.model_loads.values()) == {1}
+    assert len(result.model_loads) <= workers
+    if engine == "dask":
+        assert len(result.workers) == workers and len(result.model_loads) >= 1
+    assert not (tmp_path / "scored.parquet.parts").exists()
+
+
+def test_rejected_rows_are_counted_written_and_gate_the_job(
+    packaged: Packaged, tmp_path: Path
+) -> None:
+    frame = table(packaged, 1000).astype({"petal_length": object, "sepal_width": object})
+    frame.loc[10, "petal_length"] = "n/a"
+    frame.loc[20, "sepal_width"] = ""
+    frame.loc[30, "petal_length"] = "1e400"
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    spec = read_spec(packaged.v2)
+    with pytest.raises(GateFailed, match=r"3 of 1000 rows rejected \(0.30%\) > max reject rate"):
+        batch_score(spec, tmp_path / "rows.csv", tmp_path / "out.csv", chunk_rows=300)
+    rejects = pd.read_parquet(tmp_path / "out.rejects.parquet")
+    assert rejects["customer"].tolist() == ["c000010", "c000020", "c000030"]
+    assert rejects["error"].tolist() == [
+        "petal_length: 'n/a' is not a finite number",
+        "sepal_width: missing",
+        "petal_length: '1e400' is not a finite number",
+    ]
+    scored = pd.read_csv(tmp_path / "out.csv")
+    assert len(scored) == 997 and "c000010" not in set(scored["customer"])
+    again = batch_score(
+        spec, tmp_path / "rows.csv", tmp_path / "out2.csv", chunk_rows=300, max_reject_rate=0.01
+    )
+    assert again.rejected == 3 and again.reject_rate == pytest.approx(0.003)
+
+
+def test_a_killed_job_resumes_to_the_same_output(packaged: Packaged, tmp_path: Path) -> None:
+    frame = table(packaged, 60_000, seed=1)
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    whole = tmp_path / "whole.parquet"
+    batch_score(read_spec(packaged.v2), tmp_path / "rows.csv", whole, chunk_rows=2000)
+
+    out = tmp_path / "resumed.parquet"
+    parts = tmp_path / "resumed.parquet.parts"
+    command = [
+        sys.executable,
+        "-m",
+        "mlops_ci",
+        "batch-score",
+        "--model-dir",
+        str(packaged.v2),
+        "--input",
+        str(tmp_path / "rows.csv"),
+        "--output",
+        str(out),
+        "--chunk-rows",
+        "2000",
+        "--processes",
+        "1",
+    ]
+    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(list(parts.glob("part-*.parquet"))) < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    job.send_signal(signal.SIGKILL)
+    job.wait(10)
+    finished = len(list(parts.glob("part-*.parquet")))
+    assert 5 <= finished < 30 and not out.exists(), "killed part-way through"
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"resumed: {finished} of 30 chunks were already scored" in done.stdout
+    assert "60,000 rows: 60,000 scored, 0 rejected" in done.stdout
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(whole))
+
+
+def test_bad_input_and_another_jobs_folder_are_refused(packaged: Packaged, tmp_path: Path) -> None:
+    spec = read_spec(packaged.v2)
+    pd.DataFrame({"customer": ["a"], "sepal_length": [1.0]}).to_csv(
+        tmp_path / "narrow.csv", index=False
+    )
+    with pytest.raises(
+        InputError, match="feature column\\(s\\) sepal_width, petal_length, petal_width missing"
+    ):
+        batch_score(spec, tmp_path / "narrow.csv", tmp_path / "o1")
+    table(packaged, 100).to_csv(tmp_path / "a.csv", index=False)
+    table(packaged, 200).to_csv(tmp_path / "b.csv", index=False)
+    batch_score(spec, tmp_path / "a.csv", tmp_path / "parts-out")
+    with pytest.raises(InputError, match="holds parts of another job"):
+        batch_score(spec, tmp_path / "b.csv", tmp_path / "parts-out")
