@@ -86,14 +86,35 @@ def raw_floor(model_dir: Path, path: Path) -> float:
     return len(x) / best
 
 
-def engine_rate(model_dir: Path, path: Path, out: Path, engine: str, workers: int) -> float:
+def engine_rate(
+    model_dir: Path, path: Path, out: Path, engine: str, workers: int, scheduler: str | None = None
+) -> float:
     from mlops_ci.serve.model import read_spec
     from mlops_ci.steps.batch_score import batch_score
 
     shutil.rmtree(out, ignore_errors=True)
-    result = batch_score(read_spec(model_dir), path, out, engine, workers)
+    result = batch_score(read_spec(model_dir), path, out, engine, workers, scheduler)
     assert result.rejected == 0 and result.scored == result.rows
     return result.rows_per_s
+
+
+def dask_running(model_dir: Path, path: Path, out: Path, workers: int) -> float:
+    """The Dask engine on a cluster that is already up (its start-up not timed), as when a
+    team's cluster exists; the model load on each worker is timed."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=40,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        client.run(lambda: __import__("mlops_ci.batch.score"))  # workers have started Python
+        return engine_rate(model_dir, path, out, "dask", workers, cluster.scheduler_address)
 
 
 def main() -> None:
@@ -110,14 +131,22 @@ def main() -> None:
     for engine, workers in (("local", 1), ("local", 2), ("dask", 1), ("dask", 2)):
         rate = engine_rate(model_dir, path, work / f"out-{engine}-{workers}", engine, workers)
         rows.append((engine, workers, rate))
+    for workers in (1, 2):
+        rate = dask_running(model_dir, path, work / f"out-running-{workers}", workers)
+        rows.append(("dask*", workers, rate))
     print(f"\n{args.rows:,} rows, {args.model} model, {args.format} input, {os.cpu_count()} cores")
     print(f"raw onnxruntime, one in-memory batch, 1 thread: {floor:,.0f} rows/s (the floor)")
     print(f"{'engine':<8}{'workers':>8}{'rows/s':>12}{'per core':>12}{'vs raw ORT/core':>17}")
     for engine, workers, rate in rows:
         per_core = rate / min(workers, os.cpu_count() or 1)
         print(f"{engine:<8}{workers:>8}{rate:>12,.0f}{per_core:>12,.0f}{per_core / floor:>16.0%}")
-    dask = {w: r for e, w, r in rows if e == "dask"}
-    print(f"Dask 2 workers / 1 worker: {dask[2] / dask[1]:.2f}x (target >= 1.7x)")
+    for label in ("dask", "dask*"):
+        rate = {w: r for e, w, r in rows if e == label}
+        print(f"{label} 2 workers / 1 worker: {rate[2] / rate[1]:.2f}x (target >= 1.7x)")
+    print(
+        "local and dask time the whole job, worker start-up included (a LocalCluster for "
+        "dask); dask* runs on a cluster already up."
+    )
     shutil.rmtree(work)
 
 

@@ -55,12 +55,16 @@ def _notify(config: Config, name: str, subject: str, data: dict[str, Any]) -> No
         if delivery.status == "delivered":
             click.echo(f"event {delivery.type} -> {delivery.target}: {delivery.detail}")
         else:
+            from mlops_ci.ci import warning_annotation
+
             failed.append(delivery)
-            click.echo(
-                f"warning: event {delivery.type} ({delivery.event_id}) to {delivery.target} "
-                f"not delivered after {delivery.attempts} attempt(s): {delivery.detail}",
-                err=True,
+            message = (
+                f"event {delivery.type} ({delivery.event_id}) to {delivery.target} "
+                f"not delivered after {delivery.attempts} attempt(s): {delivery.detail}"
             )
+            for command in warning_annotation(message):
+                click.echo(command)
+            click.echo(f"warning: {message}", err=True)
     if failed and config.notify.fail_on_error:
         raise ServiceError(
             f"{len(failed)} event delivery(ies) failed",
@@ -86,6 +90,23 @@ def cli(ctx: click.Context, debug: bool) -> None:
     your project.
     """
     ctx.obj = {"debug": debug}
+    _mask_secrets()
+
+
+SECRET_VARIABLES = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD", "MLOPS_ADMIN_TOKEN")
+
+
+def _mask_secrets() -> None:
+    """In CI, tell the platform to hide secret values this process may hold (::add-mask::,
+    ##vso[task.setvariable …;issecret=true]) before anything could print them."""
+    import os
+
+    from mlops_ci.ci import mask_secret
+
+    for name in SECRET_VARIABLES:
+        if os.environ.get(name):
+            for command in mask_secret(name, os.environ[name]):
+                click.echo(command)
 
 
 @cli.command()
@@ -98,9 +119,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
 )
 @click.option(
     "--ci",
-    type=click.Choice(["github"]),
+    type=click.Choice(["github", "azure"]),
     default=None,
-    help="Also copy the CI workflow templates (github: into .github/workflows/).",
+    help="Also copy the CI templates (github: into .github/workflows/; azure: the multi-stage "
+    "pipeline and step templates into .azure-pipelines/).",
 )
 @click.option(
     "--actions-repo",
@@ -863,7 +885,7 @@ def report(
     import os
 
     from mlops_ci.ci import emit_outputs, write_summary
-    from mlops_ci.ci.github import GithubClient, GithubSettings, event_pr
+    from mlops_ci.ci.github import GithubSettings
 
     settings = GithubSettings.from_env(os.environ)
     if repo:
@@ -882,25 +904,65 @@ def report(
         click.echo("added to the job summary")
     outputs = {"report-path": str(built.path), "verdict": built.verdict}
     if pr is not None:
-        number = event_pr(os.environ) if pr == "auto" else _pr_number(pr)
-        if number is None:
-            raise MlopsError(
-                "--pr auto: this run was not triggered by a pull request",
-                hint="pass --pr NUMBER, or drop --pr outside pull requests",
-            )
-        outcome = GithubClient(settings).upsert_comment(
-            number, built.comment_body(), built.marker, built.path.parent / "pr-comment"
-        )
-        if outcome.action == "saved":
-            click.echo(
-                f"warning: {outcome.reason}; saved to {outcome.saved_to} for a "
-                "workflow_run job to post"
-            )
-            outputs["saved-comment"] = str(outcome.saved_to)
+        from mlops_ci.ci.azure import AzureSettings
+
+        azure = AzureSettings.from_env(os.environ) if os.environ.get("TF_BUILD") else None
+        if azure is not None and azure.provider == "TfsGit":
+            outputs.update(_post_azure_thread(azure, pr, built))
         else:
-            click.echo(f"{outcome.action} comment on #{number}: {outcome.url}")
-            outputs["comment-url"] = outcome.url or ""
+            if azure is not None:  # a GitHub repository built in Azure Pipelines
+                settings = GithubSettings(
+                    settings.token,
+                    settings.api_url,
+                    settings.repository or os.environ.get("BUILD_REPOSITORY_NAME"),
+                )
+            outputs.update(_post_github_comment(settings, pr, built))
     emit_outputs(outputs)
+
+
+def _post_github_comment(settings: Any, pr: str, built: Any) -> dict[str, str]:
+    import os
+
+    from mlops_ci.ci.github import GithubClient, event_pr
+
+    number = event_pr(os.environ) if pr == "auto" else _pr_number(pr)
+    if number is None and pr == "auto" and os.environ.get("TF_BUILD"):
+        given = os.environ.get("SYSTEM_PULLREQUEST_PULLREQUESTNUMBER", "")
+        number = int(given) if given.isdigit() else None
+    if number is None:
+        raise MlopsError(
+            "--pr auto: this run was not triggered by a pull request",
+            hint="pass --pr NUMBER, or drop --pr outside pull requests",
+        )
+    outcome = GithubClient(settings).upsert_comment(
+        number, built.comment_body(), built.marker, built.path.parent / "pr-comment"
+    )
+    if outcome.action == "saved":
+        click.echo(
+            f"warning: {outcome.reason}; saved to {outcome.saved_to} for a workflow_run job to post"
+        )
+        return {"saved-comment": str(outcome.saved_to)}
+    click.echo(f"{outcome.action} comment on #{number}: {outcome.url}")
+    return {"comment-url": outcome.url or ""}
+
+
+def _post_azure_thread(settings: Any, pr: str, built: Any) -> dict[str, str]:
+    """The report as one Azure Repos pull-request thread."""
+    import os
+
+    from mlops_ci.ci.azure import AzureReposClient
+
+    given = os.environ.get("SYSTEM_PULLREQUEST_PULLREQUESTID", "") if pr == "auto" else pr
+    if not given.isdigit():
+        raise MlopsError(
+            "--pr auto: this run was not triggered by a pull request",
+            hint="pass --pr NUMBER, or drop --pr outside pull requests",
+        )
+    outcome = AzureReposClient(settings).upsert_thread(
+        int(given), built.comment_body(), built.marker
+    )
+    click.echo(f"{outcome.action} thread on pull request {outcome.pr}: {outcome.url}")
+    return {"comment-url": outcome.url}
 
 
 def _post_saved(settings: Any, saved_dir: Path, expect_head_sha: str | None) -> None:

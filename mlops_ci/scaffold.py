@@ -12,7 +12,10 @@ from mlops_ci.bundled import bundled
 from mlops_ci.errors import MlopsError
 
 ACTIONS_REPO = "mlops-ci/mlops-ci"  # where the templates' `uses:` point by default
-CI_TEMPLATES = {"github": ("templates/github", ".github/workflows")}
+CI_TEMPLATES = {
+    "github": ("templates/github", ".github/workflows"),
+    "azure": ("templates/azure-pipelines", ".azure-pipelines"),
+}
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,47 @@ def in_github(env: Mapping[str, str] | None = None) -> bool:
     return _env(env).get("GITHUB_ACTIONS") == "true"
 
 
+def in_azure(env: Mapping[str, str] | None = None) -> bool:
+    return bool(_env(env).get("TF_BUILD")) and not in_github(env)
+
+
+def vso(command: str, properties: Mapping[str, str] | None = None, data: str = "") -> str:
+    """An Azure Pipelines logging command, escaped as azure-pipelines-task-lib escapes them."""
+    props = "".join(f"{k}={_vso_property(v)};" for k, v in (properties or {}).items())
+    return (
+        f"##vso[{command} {props}]{_vso_data(data)}"
+        if props
+        else f"##vso[{command}]{_vso_data(data)}"
+    )
+
+
+def _vso_data(text: str) -> str:
+    return text.replace("%", "%AZP25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _vso_property(text: str) -> str:
+    return _vso_data(text).replace("]", "%5D").replace(";", "%3B")
+
+
+def mask_secret(name: str, value: str, env: Mapping[str, str] | None = None) -> list[str]:
+    """Commands that make the CI hide ``value`` in its logs from now on."""
+    env = _env(env)
+    if in_github(env):
+        return [f"::add-mask::{value}"]
+    if in_azure(env):
+        return [vso("task.setvariable", {"variable": name, "issecret": "true"}, value)]
+    return []
+
+
+def warning_annotation(message: str, env: Mapping[str, str] | None = None) -> list[str]:
+    env = _env(env)
+    if in_github(env):
+        return [f"::warning title=mlops-ci::{_escape(message)}"]
+    if in_azure(env):
+        return [vso("task.logissue", {"type": "warning"}, message)]
+    return []
+
+
 def emit_outputs(outputs: Mapping[str, str], env: Mapping[str, str] | None = None) -> None:
     """Publish step outputs: GITHUB_OUTPUT in GitHub Actions, ##vso in Azure Pipelines."""
     env = _env(env)
@@ -40,22 +81,36 @@ def emit_outputs(outputs: Mapping[str, str], env: Mapping[str, str] | None = Non
     elif env.get("TF_BUILD"):
         for key, value in outputs.items():
             first_line = value.splitlines()[0] if value else ""
-            print(f"##vso[task.setvariable variable={key};isOutput=true]{first_line}")
+            print(vso("task.setvariable", {"variable": key, "isoutput": "true"}, first_line))
 
 
-def write_summary(markdown: str, env: Mapping[str, str] | None = None) -> bool:
-    """Append to the GitHub job summary; False when not in GitHub Actions."""
-    path = _env(env).get("GITHUB_STEP_SUMMARY")
-    if not path:
-        return False
-    with Path(path).open("a", encoding="utf-8") as fh:
-        fh.write(markdown.rstrip("\n") + "\n")
-    return True
+def write_summary(
+    markdown: str, env: Mapping[str, str] | None = None, name: str = "mlops-ci"
+) -> bool:
+    """Append to the GitHub job summary, or attach to the Azure Pipelines run summary
+    (``##vso[task.uploadsummary]`` of a markdown file); False outside both."""
+    env = _env(env)
+    path = env.get("GITHUB_STEP_SUMMARY")
+    if path:
+        with Path(path).open("a", encoding="utf-8") as fh:
+            fh.write(markdown.rstrip("\n") + "\n")
+        return True
+    if in_azure(env):
+        folder = Path(env.get("AGENT_TEMPDIRECTORY") or Path.cwd() / ".mlops")
+        folder.mkdir(parents=True, exist_ok=True)
+        summary = folder / f"{name}-{uuid.uuid4().hex[:8]}.md"
+        summary.write_text(markdown.rstrip("\n") + "\n", encoding="utf-8")
+        print(vso("task.uploadsummary", data=str(summary)))
+        return True
+    return False
 
 
 def error_annotations(err: MlopsError, env: Mapping[str, str] | None = None) -> list[str]:
-    """GitHub ``::error`` commands for an error, pointing at the config file and line if known."""
+    """``::error`` (GitHub) or ``##vso[task.logissue]`` (Azure) commands for an error,
+    pointing at the config file and line when known."""
     env = _env(env)
+    if in_azure(env):
+        return _azure_issues(err, env)
     if not in_github(env):
         return []
     title = "mlops-ci: the gate said no" if err.exit_code == 1 else "mlops-ci"
@@ -72,6 +127,21 @@ def error_annotations(err: MlopsError, env: Mapping[str, str] | None = None) -> 
         return out
     message = str(err) + (f" (hint: {err.hint})" if err.hint else "")
     return [f"::error title={title}::{_escape(message)}"]
+
+
+def _azure_issues(err: MlopsError, env: Mapping[str, str]) -> list[str]:
+    if isinstance(err, ConfigError) and err.file is not None:
+        file = _relative(err.file, env.get("BUILD_SOURCESDIRECTORY"))
+        out = []
+        for problem in err.problems:
+            match = _CONFIG_LINE.match(problem)
+            props = {"type": "error", "sourcepath": file}
+            if match:
+                props["linenumber"] = match.group(1)
+            out.append(vso("task.logissue", props, match.group(2) if match else problem))
+        return out
+    message = str(err) + (f" (hint: {err.hint})" if err.hint else "")
+    return [vso("task.logissue", {"type": "error"}, message)]
 
 
 def _relative(path: Path, workspace: str | None) -> str:

@@ -13,3 +13,22 @@ def test_every_step_has_a_module_a_verb_and_help() -> None:
         command = cli.commands.get(name)
         assert command is not None, f"no `mlops-ci {name}` verb"
         assert command.help and len(command.help) > 20, f"`mlops-ci {name}` has no useful --help"
+
+
+def test_every_step_has_its_github_action_and_azure_template() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    for name in STEPS:
+        template = root / "templates" / "azure-pipelines" / f"{name}.yml"
+        assert template.is_file(), f"no templates/azure-pipelines/{name}.yml"
+        if name != "promote":  # promote runs through the umbrella action (`command: promote`)
+            assert (root / "actions" / name / "action.yml").is_file(), f"no actions/{name}/"
+
+
+def test_every_verb_has_help_a_newcomer_understands() -> None:
+    for name, command in cli.commands.items():
+        assert command.help and len(command.help) > 30, f"`mlops-ci {name}` --help is too thin"
+        for param in command.params:
+            if param.param_type_name == "option" and param.name not in ("help",):
+                assert getattr(param, "help", None), f"`mlops-ci {name}` {param.opts} has no help"

@@ -1,0 +1,367 @@
+"""Azure Pipelines: the task (Node handler, task.json, extension), ##vso logging commands, the
+Azure Repos pull-request thread over a loopback server, and the pipeline templates."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlops_ci.ci import (
+    emit_outputs,
+    error_annotations,
+    mask_secret,
+    warning_annotation,
+    write_summary,
+)
+from mlops_ci.ci.azure import AzureReposClient, AzureSettings
+from mlops_ci.config import load_config
+from mlops_ci.errors import ConfigError, GateFailed
+from mlops_ci.scaffold import init_project
+
+ROOT = Path(__file__).resolve().parents[2]
+TASK = ROOT / "actions" / "azure-pipelines"
+TEMPLATES = sorted((ROOT / "templates" / "azure-pipelines").glob("*.yml"))
+AZURE = {"TF_BUILD": "True", "BUILD_SOURCESDIRECTORY": str(ROOT)}
+TOKEN = "azdo-system-access-token-SECRET"
+
+
+# --- ##vso logging commands, exactly as Azure documents them --------------------------------
+
+
+def test_outputs_issues_summary_and_secrets_as_azure_documents_them(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    emit_outputs({"verdict": "pass", "run_id": "abc123"}, AZURE)
+    assert capsys.readouterr().out.splitlines() == [
+        "##vso[task.setvariable variable=verdict;isoutput=true;]pass",
+        "##vso[task.setvariable variable=run_id;isoutput=true;]abc123",
+    ]
+    config_error = ConfigError(
+        ["mlops.yaml:7: gate.rules.0.metric: 'f9' is not one of ['accuracy']"],
+        file=ROOT / "examples" / "iris" / "mlops.yaml",
+    )
+    assert error_annotations(config_error, AZURE) == [
+        "##vso[task.logissue type=error;sourcepath=examples/iris/mlops.yaml;linenumber=7;]"
+        "gate.rules.0.metric: 'f9' is not one of ['accuracy']"
+    ]
+    gate = GateFailed("verdict fail; 100% sure", hint="see report")
+    assert error_annotations(gate, AZURE) == [  # in the message only %, CR and LF are escaped
+        "##vso[task.logissue type=error;]verdict fail; 100%AZP25 sure (hint: see report)"
+    ]
+    assert warning_annotation("two\nlines", AZURE) == [
+        "##vso[task.logissue type=warning;]two%0Alines"
+    ]
+    assert mask_secret("MLOPS_ADMIN_TOKEN", "s3cr3t", AZURE) == [
+        "##vso[task.setvariable variable=MLOPS_ADMIN_TOKEN;issecret=true;]s3cr3t"
+    ]
+    assert write_summary("# report\n", {**AZURE, "AGENT_TEMPDIRECTORY": str(tmp_path)})
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("##vso[task.uploadsummary]") and line.endswith(".md")
+    assert Path(line.removeprefix("##vso[task.uploadsummary]")).read_text() == "# report\n"
+
+
+# --- the Node handler ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_cli(tmp_path: Path) -> Path:
+    """An `mlops-ci` on PATH that records the argument list it was given."""
+    record = tmp_path / "argv.json"
+    script = tmp_path / "bin" / "mlops-ci"
+    script.parent.mkdir()
+    script.write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"if sys.argv[1:] != ['--version']:\n"
+        f"    json.dump(sys.argv[1:], open({str(record)!r}, 'w'))\n"
+        "sys.exit(0 if sys.argv[1:] == ['--version'] or 'fail' not in sys.argv else 3)\n"
+    )
+    script.chmod(0o755)
+    return record
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
+def test_node_handler_passes_inputs_without_a_shell(fake_cli: Path, tmp_path: Path) -> None:
+    hostile = 'my "dir" $(touch PWNED) `id` ; rm -rf x'
+    env = {
+        **os.environ,
+        "PATH": f"{fake_cli.parent / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "INPUT_COMMAND": "report",
+        "INPUT_CONFIG": hostile,
+        "INPUT_ARGUMENTS": '--pr\nauto\n  --workflow  \nit\'s $(whoami) "quoted"\n',
+    }
+    done = subprocess.run(
+        ["node", str(TASK / "mlopsci" / "index.js")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(fake_cli.read_text()) == [
+        "report",
+        "--config",
+        hostile,
+        "--pr",
+        "auto",
+        "--workflow",
+        'it\'s $(whoami) "quoted"',
+    ]
+    assert not (tmp_path / "PWNED").exists()
+
+    env["INPUT_COMMAND"] = "rm -rf /"
+    refused = subprocess.run(
+        ["node", str(TASK / "mlopsci" / "index.js")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    assert "##vso[task.logissue type=error;]input command: 'rm -rf /' is not" in refused.stdout
+    env.update({"INPUT_COMMAND": "train", "INPUT_ARGUMENTS": "fail"})
+    failed = subprocess.run(
+        ["node", str(TASK / "mlopsci" / "index.js")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert failed.returncode == 3
+    assert "##vso[task.complete result=Failed;]mlops-ci train exited with 3" in failed.stdout
+
+
+def test_task_json_declares_what_the_handler_and_the_cli_use() -> None:
+    from mlops_ci.cli import cli
+
+    task = json.loads((TASK / "mlopsci" / "task.json").read_text())
+    for key in (
+        "id",
+        "name",
+        "friendlyName",
+        "description",
+        "author",
+        "version",
+        "instanceNameFormat",
+        "inputs",
+        "execution",
+    ):
+        assert task[key], key
+    verbs = set(task["inputs"][0]["options"])
+    assert verbs <= set(cli.commands), verbs - set(cli.commands)
+    handler = (TASK / "mlopsci" / "index.js").read_text()
+    assert all(f"'{verb}'" in handler for verb in verbs)
+    assert task["execution"]["Node20_1"]["target"] == "index.js"
+    manifest = json.loads((TASK / "vss-extension.json").read_text())
+    (contribution,) = manifest["contributions"]
+    assert contribution["properties"]["name"] == "mlopsci" and (TASK / "mlopsci").is_dir()
+
+
+def test_tfx_packages_the_extension_offline(tmp_path: Path) -> None:
+    tfx = os.environ.get("TFX_BIN") or shutil.which("tfx")
+    if not tfx:
+        pytest.skip("tfx-cli is not installed (.ci/run installs it from npm and sets TFX_BIN)")
+    shutil.copytree(TASK, tmp_path / "ext")
+    done = subprocess.run(
+        [
+            tfx,
+            "extension",
+            "create",
+            "--manifest-globs",
+            "vss-extension.json",
+            "--output-path",
+            str(tmp_path / "out.vsix"),
+            "--no-prompt",
+        ],
+        cwd=tmp_path / "ext",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "out.vsix").stat().st_size > 1000
+
+
+# --- the pull-request thread on Azure Repos --------------------------------------------------
+
+
+class AzureState:
+    def __init__(self) -> None:
+        self.threads: dict[int, dict[str, Any]] = {}
+        self.fail_next: list[int] = []
+        self.requests: list[tuple[str, str, int]] = []
+        self.auth: set[str] = set()
+
+
+@pytest.fixture
+def azure_server() -> Iterator[tuple[str, AzureState]]:
+    state = AzureState()
+    prefix = "/acme/ml%20project/_apis/git/repositories/repo-1/pullRequests/"
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _answer(
+            self, status: int, body: Any = None, headers: dict[str, str] | None = None
+        ) -> None:
+            data = json.dumps(body).encode() if body is not None else b""
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _handle(self, method: str) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            payload = json.loads(self.rfile.read(length)) if length else None
+            path, _, query = self.path.partition("?")
+            state.auth.add(self.headers.get("Authorization", ""))
+            status = self._route(method, path, query, payload)
+            state.requests.append((method, path, status))
+
+        def _route(self, method: str, path: str, query: str, payload: Any) -> int:
+            if state.fail_next:
+                status = state.fail_next.pop(0)
+                self._answer(status, {"message": "busy"}, {"Retry-After": "0"})
+                return status
+            if "api-version=7.1" not in query or not path.startswith(prefix):
+                self._answer(404, {"message": "not found"})
+                return 404
+            rest = path.removeprefix(prefix).split("/")
+            if len(rest) == 2 and method == "GET":
+                self._answer(
+                    200, {"value": list(state.threads.values()), "count": len(state.threads)}
+                )
+                return 200
+            if len(rest) == 2 and method == "POST":
+                tid = len(state.threads) + 1
+                comments = [{"id": 1, **payload["comments"][0]}]
+                state.threads[tid] = {"id": tid, "comments": comments, "status": payload["status"]}
+                self._answer(200, state.threads[tid])
+                return 200
+            if len(rest) == 5 and method == "PATCH":
+                thread = state.threads[int(rest[2])]
+                thread["comments"][int(rest[4]) - 1]["content"] = payload["content"]
+                self._answer(200, thread["comments"][0])
+                return 200
+            self._answer(405, {"message": "no"})
+            return 405
+
+        def do_GET(self) -> None:
+            self._handle("GET")
+
+        def do_POST(self) -> None:
+            self._handle("POST")
+
+        def do_PATCH(self) -> None:
+            self._handle("PATCH")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/acme/", state
+    server.shutdown()
+
+
+def test_pull_request_thread_is_created_once_then_updated_and_429_retried(
+    azure_server: tuple[str, AzureState],
+) -> None:
+    url, state = azure_server
+    settings = AzureSettings(TOKEN, url, "ml project", "repo-1", "TfsGit")
+    client = AzureReposClient(settings, backoff=0)
+    marker = "<!-- mlops-ci:report model=iris workflow=ci -->"
+    first = client.upsert_thread(12, f"{marker}\nfirst", marker)
+    state.fail_next = [429, 503]
+    second = client.upsert_thread(12, f"{marker}\nsecond", marker)
+    assert (first.action, second.action) == ("created", "updated")
+    assert first.thread_id == second.thread_id == 1 and len(state.threads) == 1
+    assert state.threads[1]["comments"][0]["content"] == f"{marker}\nsecond"
+    assert [s for _, _, s in state.requests].count(429) == 1 and state.auth == {f"Bearer {TOKEN}"}
+    assert second.url.endswith("/_git/repo-1/pullrequest/12?discussionId=1")
+
+
+def test_report_cli_posts_the_thread_in_azure_pipelines(
+    azure_server: tuple[str, AzureState],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.fakes import InMemoryRegistry
+    from tests.helpers import run_cli
+    from tests.unit.test_gate import candidate_run, in_production
+
+    url, state = azure_server
+    from mlops_ci.steps.pipeline import copy_example
+
+    project = copy_example(tmp_path / "iris")
+    config = load_config(project)
+    registry = InMemoryRegistry()
+    in_production(registry, config)
+    from mlops_ci.steps.compare import compare
+
+    compare(config, registry, candidate_run(registry, project, c=0.01).run_id)
+    monkeypatch.setattr("mlops_ci.cli._open", lambda _config: registry)
+    for key, value in {
+        "TF_BUILD": "True",
+        "SYSTEM_ACCESSTOKEN": TOKEN,
+        "SYSTEM_COLLECTIONURI": url,
+        "SYSTEM_TEAMPROJECT": "ml project",
+        "BUILD_REPOSITORY_ID": "repo-1",
+        "BUILD_REPOSITORY_PROVIDER": "TfsGit",
+        "SYSTEM_PULLREQUEST_PULLREQUESTID": "12",
+        "AGENT_TEMPDIRECTORY": str(tmp_path),
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    monkeypatch.delenv("GITHUB_OUTPUT", raising=False)
+    assert run_cli("report", "-c", str(project), "--pr", "auto") == 0
+    assert run_cli("report", "-c", str(project), "--pr", "auto") == 0
+    out = capsys.readouterr().out
+    assert "created thread on pull request 12" in out and "updated thread on pull request 12" in out
+    assert "##vso[task.uploadsummary]" in out and "##vso[task.setvariable variable=verdict" in out
+    assert TOKEN not in out
+    (thread,) = state.threads.values()
+    assert "iris-classifier" in thread["comments"][0]["content"]
+
+
+# --- templates ---------------------------------------------------------------------------
+
+
+def test_pipeline_templates_validate_and_init_copies_them(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            "check-jsonschema",
+            "--regex-variant",
+            "python",
+            "--builtin-schema",
+            "vendor.azure-pipelines",
+            *map(str, TEMPLATES),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for template in TEMPLATES:
+        text = template.read_text()
+        for block in text.split("bash: |")[1:]:
+            script = block.split("\n    ")[0]
+            assert "${{" not in script and "$(" not in script, template  # inputs only via env
+    pipeline = (ROOT / "templates" / "azure-pipelines" / "mlops-pipeline.yml").read_text()
+    assert "environment: production" in pipeline and "template: approve.yml" in pipeline
+    result = init_project(tmp_path, "azure")
+    copied = sorted(p.name for p in (tmp_path / ".azure-pipelines").glob("*.yml"))
+    assert copied == [t.name for t in TEMPLATES] and len(result.written) == len(TEMPLATES) + 1
