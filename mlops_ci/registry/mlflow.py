@@ -199,7 +199,18 @@ class MlflowRegistry:
             description=description,
             model_id=model_id,
         )
-        return _version_record(version)
+        return self._one_version_per_run(name, run.run_id, _version_record(version))
+
+    def _one_version_per_run(self, name: str, run_id: str, created: VersionRecord) -> VersionRecord:
+        """MLflow's client retries a POST whose answer was lost (a 5xx from a proxy after the
+        server had created the version): keep the first version of the run, delete the copies."""
+        versions = sorted(self.find_versions_by_run(name, run_id), key=lambda v: int(v.version))
+        if len(versions) <= 1:
+            return created
+        keep, *copies = versions
+        for copy in copies:
+            self._call(self.client.delete_model_version, name, copy.version)
+        return keep
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         self._call(self.client.set_registered_model_alias, name, alias, version)

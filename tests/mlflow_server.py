@@ -1,0 +1,157 @@
+"""A real `mlflow server` on loopback (SQLite backend, local artifact root), and a fault proxy
+in front of it that can answer 5xx, lose answers or be slow."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from tests.serve_helpers import free_port
+
+
+@contextmanager
+def mlflow_server(folder: Path) -> Iterator[str]:
+    """Start `mlflow server` (the full mlflow package) and stop it, with its workers, after."""
+    port = free_port()
+    log = open(folder / "mlflow-server.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{folder / 'mlflow.db'}",
+            "--default-artifact-root",
+            str(folder / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError((folder / "mlflow-server.log").read_text()[-3000:])
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("mlflow server did not answer /health in 120 s")
+            time.sleep(0.3)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+        log.close()
+
+
+@dataclass
+class Fault:
+    method: str
+    path: str  # regular expression on the request path
+    action: str  # "503": answer 503 without forwarding; "lose": forward, then answer 503;
+    #              "slow:S": forward after S seconds
+    times: int = 1
+
+
+@dataclass
+class ProxyState:
+    faults: list[Fault] = field(default_factory=list)
+    seen: list[tuple[str, str, int]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self, method: str, path: str) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.method == method and re.search(fault.path, path) and fault.times > 0:
+                    fault.times -= 1
+                    return fault
+        return None
+
+
+@contextmanager
+def fault_proxy(target: str) -> Iterator[tuple[str, ProxyState]]:
+    """An HTTP proxy to ``target`` whose faults the test programs."""
+    state = ProxyState()
+    host, port = target.removeprefix("http://").split(":")
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _relay(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            fault = state.take(self.command, self.path)
+            if fault is not None and fault.action.startswith("slow:"):
+                time.sleep(float(fault.action.split(":")[1]))
+            if fault is not None and fault.action == "503":
+                return self._send(503, b'{"error_code": "TEMPORARILY_UNAVAILABLE"}', fault)
+            upstream = http.client.HTTPConnection(host, int(port), timeout=60)
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+            upstream.request(self.command, self.path, body=body, headers=headers)
+            answer = upstream.getresponse()
+            data = answer.read()
+            upstream.close()
+            if fault is not None and fault.action == "lose":  # done upstream, answer lost
+                return self._send(503, b'{"error_code": "TEMPORARILY_UNAVAILABLE"}', fault)
+            self._send(answer.status, data, None, answer.getheader("Content-Type"))
+
+        def _send(
+            self, status: int, data: bytes, fault: Fault | None, kind: str | None = None
+        ) -> None:
+            state.seen.append((self.command, self.path, status))
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", kind or "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:  # the client gave up (a timeout): nothing to answer
+                pass
+
+        do_GET = do_POST = do_PATCH = do_DELETE = _relay
+
+    class Quiet(ThreadingHTTPServer):
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            pass  # a client that timed out, or an upstream that is gone: part of the test
+
+    server = Quiet(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", state
+    finally:
+        server.shutdown()
