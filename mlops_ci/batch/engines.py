@@ -1,9 +1,9 @@
 """Where tasks run: worker processes on this machine, or a Dask cluster.
 
 Both run the same ``score_task`` and report each finished task to ``on_done`` as it completes.
-The local engine keeps at most two tasks per process in flight, so memory stays bounded
-whatever the input size; Dask schedules on its own workers (a LocalCluster when no scheduler
-address is given), and each worker process loads the model once.
+The local engine keeps at most two tasks per worker in flight (and scores in the calling
+process too), so memory stays bounded whatever the input size; Dask schedules on its own
+workers (a LocalCluster when no scheduler address is given). Each process loads the model once.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import importlib
 import multiprocessing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from mlops_ci.batch.plan import Task
@@ -22,20 +22,26 @@ OnDone = Callable[[TaskResult], None]
 
 
 def run_local(tasks: list[Task], job: Job, processes: int, on_done: OnDone) -> None:
+    """``processes - 1`` worker processes plus this one: while the workers start (importing
+    pandas and onnxruntime takes a while) and whenever they have enough queued, this process
+    scores the next task itself."""
     if processes == 1:
         for task in tasks:
             on_done(score_task(task, job))
         return
+    workers = processes - 1
     context = multiprocessing.get_context("spawn")  # no inherited locks or sessions
-    with cf.ProcessPoolExecutor(processes, mp_context=context) as pool:
+    with cf.ProcessPoolExecutor(workers, mp_context=context) as pool:
         pending: set[cf.Future[TaskResult]] = set()
-        queue: Iterator[Task] = iter(tasks)
-        for task in queue:
-            pending.add(pool.submit(score_task, task, job))
-            if len(pending) >= 2 * processes:
-                done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                for future in done:
-                    on_done(future.result())
+        for task in tasks:
+            finished = {f for f in pending if f.done()}
+            for future in finished:
+                on_done(future.result())
+            pending -= finished
+            if len(pending) < 2 * workers:
+                pending.add(pool.submit(score_task, task, job))
+            else:
+                on_done(score_task(task, job))
         for future in cf.as_completed(pending):
             on_done(future.result())
 
