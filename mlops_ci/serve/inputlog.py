@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from mlops_ci.procs import alive
+
 OPEN_SUFFIX = ".jsonl.open"
 _STOP = object()
 log = logging.getLogger("mlops_ci.serve")
@@ -166,7 +168,7 @@ def recover_orphans(folder: Path, fmt: str) -> list[Path]:
     recovered = []
     for segment in sorted(folder.glob(f"*{OPEN_SUFFIX}")):
         pid = _writer_pid(segment)
-        if pid is not None and pid != os.getpid() and _alive(pid):
+        if pid is not None and pid != os.getpid() and alive(pid):
             continue
         data = segment.read_bytes()
         whole = data[: data.rfind(b"\n") + 1]
@@ -196,16 +198,6 @@ def read_records(folder: Path) -> Iterator[dict[str, Any]]:
 def _writer_pid(segment: Path) -> int | None:
     parts = segment.name.split("-")
     return int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _plain(value: Any) -> Any:

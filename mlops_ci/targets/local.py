@@ -23,6 +23,7 @@ from typing import Any
 
 from mlops_ci.config import Config, DeployEnv
 from mlops_ci.errors import ServiceError
+from mlops_ci.procs import alive
 from mlops_ci.records import read_json, write_json_atomic
 
 START_TIMEOUT_S = 90.0
@@ -50,7 +51,7 @@ class LocalTarget:
     def process(self) -> Process | None:
         """The environment's serving process when it is alive, else None."""
         record = read_json(self.state_path)
-        if not isinstance(record, dict) or not _alive(int(record.get("pid", 0))):
+        if not isinstance(record, dict) or not alive(int(record.get("pid", 0))):
             return None
         return Process(int(record["pid"]), record["url"], record["token"], record["log"])
 
@@ -115,9 +116,9 @@ class LocalTarget:
             return False
         os.kill(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _alive(proc.pid) and time.monotonic() < deadline:
+        while alive(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _alive(proc.pid):
+        if alive(proc.pid):
             os.kill(proc.pid, signal.SIGKILL)
         self.state_path.unlink(missing_ok=True)
         return True
@@ -185,20 +186,3 @@ def _write_private(path: Path, proc: Process) -> None:
         path, {"pid": proc.pid, "url": proc.url, "token": proc.token, "log": proc.log}
     )
     os.chmod(path, 0o600)  # it holds the admin token
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child (the deploy that started it is still running) counts as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
