@@ -23,31 +23,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _example import packaged_example
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
 def packaged(work: Path, model: str) -> Path:
-    from mlops_ci.config import load_config
-    from mlops_ci.registry.mlflow import MlflowRegistry
-    from mlops_ci.steps.compare import compare
-    from mlops_ci.steps.package import package
-    from mlops_ci.steps.pipeline import copy_example
-    from mlops_ci.steps.register import register
-    from mlops_ci.steps.train import train
-
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    project = copy_example(work / "iris")
-    cfg = project / "mlops.yaml"
-    cfg.write_text(cfg.read_text() + "  profile: {single_row_runs: 20, batch_sizes: [1]}\n")
-    config = load_config(project)
-    reg = MlflowRegistry.for_config(config)
     params = {"model": "forest", "n_estimators": 50} if model == "forest" else {}
-    run = train(config, reg, overrides=params)
-    compare(config, reg, run.run_id)
-    version = register(config, reg, run.run_id, force=True)
-    return Path(package(config, reg, version.version, build=False).context) / "model"
+    return packaged_example(work, params)[0]
 
 
 def write_rows(folder: Path, rows: int, fmt: str) -> Path:

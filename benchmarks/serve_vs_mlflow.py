@@ -31,6 +31,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from _example import packaged_example
 
 ROW = [5.1, 3.5, 1.4, 0.2]
 COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -60,28 +61,9 @@ def free_port() -> int:
 
 
 def packaged_model(work: Path) -> tuple[Path, Path]:
-    """Train, register and package the example; returns (package folder, MLflow model folder)."""
-    from mlops_ci.config import load_config
-    from mlops_ci.registry.mlflow import MlflowRegistry
-    from mlops_ci.steps.compare import compare
-    from mlops_ci.steps.package import package
-    from mlops_ci.steps.pipeline import copy_example
-    from mlops_ci.steps.register import register
-    from mlops_ci.steps.train import train
-
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    project = copy_example(work / "iris")
-    cfg = project / "mlops.yaml"
-    cfg.write_text(cfg.read_text() + "  profile: {single_row_runs: 20, batch_sizes: [1]}\n")
-    config = load_config(project)
-    reg = MlflowRegistry.for_config(config)
-    run = train(config, reg)
-    compare(config, reg, run.run_id)
-    version = register(config, reg, run.run_id)
-    result = package(config, reg, version.version, build=False)
-    record = reg.get_version(config.model.name, version.version)
-    native = reg.download_model(record.source, work / "mlflow-model")
-    return Path(result.context) / "model", native
+    """The example's package folder, and its MLflow model folder for `mlflow models serve`."""
+    package_dir, reg, record = packaged_example(work)
+    return package_dir, reg.download_model(record.source, work / "mlflow-model")
 
 
 def mlflow_venv(venv: Path) -> tuple[Path | None, str]:
@@ -191,7 +173,6 @@ def main() -> None:
     procs = []
     try:
         port = free_port()
-        cfg = work / "serve.yaml"
         env = {**os.environ}
         serve_cmd = [sys.executable, "-m", "mlops_ci", "serve", "--model-dir", str(package_dir),
                      "--port", str(port), "--workers", str(args.workers)]  # fmt: skip
