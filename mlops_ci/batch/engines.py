@@ -1,9 +1,9 @@
 """Where tasks run: worker processes on this machine, or a Dask cluster.
 
 Both run the same ``score_task`` and report each finished task to ``on_done`` as it completes.
-The local engine keeps at most two tasks per worker in flight (and scores in the calling
-process too), so memory stays bounded whatever the input size; Dask schedules on its own
-workers (a LocalCluster when no scheduler address is given). Each process loads the model once.
+The local engine keeps at most two tasks per worker in flight, so memory stays bounded whatever
+the input size; Dask schedules on its own workers (a LocalCluster when no scheduler address is
+given). Each process loads the model once.
 """
 
 from __future__ import annotations
@@ -11,39 +11,43 @@ from __future__ import annotations
 import concurrent.futures as cf
 import importlib
 import multiprocessing
+import sys
 from collections.abc import Callable
+from itertools import islice
 from typing import Any
 
 from mlops_ci.batch.plan import Task
-from mlops_ci.batch.score import Job, TaskResult, score_task
+from mlops_ci.batch.score import Job, TaskResult, fresh_process, score_task
 from mlops_ci.errors import InputError, ServiceError
 
 OnDone = Callable[[TaskResult], None]
 
 
+def start_method() -> str:
+    """``fork`` on Linux: a worker is ready in milliseconds with numpy, pyarrow and
+    onnxruntime already imported (a spawned one spends a few hundred of them importing, which
+    on a job of seconds is a real share). The engine forks before it loads a model, and each
+    worker builds its own session (``fresh_process``). Elsewhere fork is unsafe (macOS) or
+    absent (Windows): ``spawn``."""
+    return "fork" if sys.platform.startswith("linux") else "spawn"
+
+
 def run_local(tasks: list[Task], job: Job, processes: int, on_done: OnDone) -> None:
-    """``processes - 1`` worker processes plus this one: while the workers start (importing
-    pandas and onnxruntime takes a while) and whenever they have enough queued, this process
-    scores the next task itself."""
-    if processes == 1:
+    """Score in this process when one is asked for, else in ``processes`` workers."""
+    workers = min(processes, len(tasks))
+    if workers <= 1:
         for task in tasks:
             on_done(score_task(task, job))
         return
-    workers = processes - 1
-    context = multiprocessing.get_context("spawn")  # no inherited locks or sessions
-    with cf.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        pending: set[cf.Future[TaskResult]] = set()
-        for task in tasks:
-            finished = {f for f in pending if f.done()}
-            for future in finished:
+    context = multiprocessing.get_context(start_method())
+    queue = iter(tasks)
+    with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=fresh_process) as pool:
+        pending = {pool.submit(score_task, task, job) for task in islice(queue, 2 * workers)}
+        while pending:
+            done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for future in done:
                 on_done(future.result())
-            pending -= finished
-            if len(pending) < 2 * workers:
-                pending.add(pool.submit(score_task, task, job))
-            else:
-                on_done(score_task(task, job))
-        for future in cf.as_completed(pending):
-            on_done(future.result())
+            pending |= {pool.submit(score_task, task, job) for task in islice(queue, len(done))}
 
 
 def run_dask(

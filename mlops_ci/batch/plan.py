@@ -9,15 +9,14 @@ that is what makes a job resumable.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-import pandas as pd
-
-from mlops_ci.datasource import files_of
 from mlops_ci.errors import InputError
 
 SCAN_BLOCK = 8 * 1024 * 1024
@@ -35,6 +34,8 @@ class Task:
 
 
 def plan(path: Path, chunk_rows: int) -> list[Task]:
+    from mlops_ci.datasource import files_of  # pandas: the driver's, not the workers'
+
     tasks: list[Task] = []
     for file in files_of(path):
         if file.suffix == ".csv":
@@ -99,17 +100,55 @@ def _parquet_tasks(file: Path, chunk_rows: int, first: int) -> list[Task]:
     return tasks
 
 
-def read_task(task: Task) -> pd.DataFrame:
-    """The task's rows, every column as read (CSV values as strings, so nothing is lost)."""
+def read_task(task: Task) -> Slice:
+    """The task's rows as an Arrow table (CSV values as strings, so nothing is lost), read in
+    this thread alone: the engine gives each process one task at a time, one core each."""
     if task.kind == "csv":
-        with open(task.file, "rb") as fh:
-            header = fh.readline()
-            fh.seek(task.start)
-            body = fh.read(task.end - task.start)
-        return pd.read_csv(
-            io.BytesIO(header + body), dtype=str, keep_default_na=False, na_filter=False
-        )
+        return _read_csv(task)
     import pyarrow.parquet as pq
 
-    table = pq.ParquetFile(task.file).read_row_group(task.start)
-    return table.slice(task.offset, task.rows).to_pandas()
+    group = pq.ParquetFile(task.file).read_row_group(task.start, use_threads=False)
+    return Slice(group.slice(task.offset, task.rows), [])
+
+
+@dataclass(frozen=True)
+class Slice:
+    table: Any  # pyarrow.Table
+    malformed: list[tuple[list[str], str]]  # CSV rows that did not parse: (fields, error)
+
+
+def _read_csv(task: Task) -> Slice:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    with open(task.file, "rb") as fh:
+        header = fh.readline()
+        fh.seek(task.start)
+        body = fh.read(task.end - task.start)
+    serial = pacsv.ReadOptions(use_threads=False)
+    names = pacsv.read_csv(io.BytesIO(header), read_options=serial).column_names
+    malformed: list[tuple[list[str], str]] = []
+
+    def skip(row: Any) -> str:
+        fields = next(csv.reader([row.text]), [])
+        fields = (fields + [""] * len(names))[: len(names)]
+        error = f"malformed CSV row: {row.actual_columns} fields, the header has {len(names)}"
+        malformed.append((fields, error))
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(header + body),
+            read_options=serial,
+            parse_options=pacsv.ParseOptions(invalid_row_handler=skip),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in names},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid as err:  # e.g. bytes that are not UTF-8
+        raise InputError(
+            f"{task.file}: cannot be read as CSV: {str(err).splitlines()[0]}"
+        ) from None
+    return Slice(table, malformed)

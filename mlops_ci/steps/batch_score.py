@@ -110,7 +110,7 @@ def batch_score(
 def _id_columns(
     first: Task, features: tuple[str, ...], chosen: tuple[str, ...] | None
 ) -> tuple[str, ...]:
-    columns = list(read_task(first).columns)
+    columns = list(read_task(first).table.column_names)
     missing = [f for f in features if f not in columns]
     if missing:
         raise InputError(f"{first.file}: feature column(s) {', '.join(missing)} missing")
