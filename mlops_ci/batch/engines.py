@@ -65,14 +65,9 @@ def run_dask(
         if scheduler:
             client = distributed.Client(scheduler, timeout=30)
         else:
-            cluster = distributed.LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=40,
-            )
+            cluster = _local_cluster(distributed, workers)
             client = distributed.Client(cluster)
+            client.run(fresh_process)
     except OSError as err:
         raise ServiceError(f"Dask scheduler {scheduler}: cannot connect: {err}") from None
     try:
@@ -85,3 +80,23 @@ def run_dask(
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _local_cluster(distributed: Any, workers: int) -> Any:
+    """A LocalCluster of one-thread worker processes, started like the local engine's
+    (``start_method``): forked, a worker is up in a tenth of the time a spawned one takes.
+    Without a dashboard, the workers' sampling profiler (every 10 ms) has no reader."""
+    import dask
+
+    settings = {
+        "distributed.worker.multiprocessing-method": start_method(),
+        "distributed.worker.profile.enabled": False,
+    }
+    with dask.config.set(settings):
+        return distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=40,
+        )

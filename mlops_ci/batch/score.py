@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import onnxruntime  # noqa: F401  (imported before a fork, so workers inherit it)
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
