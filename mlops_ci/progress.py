@@ -12,7 +12,11 @@ import click
 
 
 class RowProgress:
-    """Call with (rows done, rows in all, tasks done); use as a context manager."""
+    """Call with (rows done, rows in all, tasks done); use as a context manager.
+
+    The bar redraws when it is called, not from a refresh thread of its own: batch-score
+    forks its workers while the bar is up, and a fork should find no other thread that might
+    hold a lock (of the terminal's stream, say) the child would wait on forever."""
 
     def __init__(self, label: str, every_s: float = 5.0) -> None:
         self.label = label
@@ -40,6 +44,7 @@ class RowProgress:
                 TextColumn("rows"),
                 TimeRemainingColumn(),
                 transient=True,
+                auto_refresh=False,
             )
             self._bar.start()
             self._task = self._bar.add_task(self.label, total=None)
@@ -47,7 +52,7 @@ class RowProgress:
 
     def __call__(self, done: int, total: int, tasks: int) -> None:
         if self._bar is not None:
-            self._bar.update(self._task, completed=done, total=total)
+            self._bar.update(self._task, completed=done, total=total, refresh=True)
             return
         now = time.perf_counter()
         if now - self._last >= self.every_s or done >= total:

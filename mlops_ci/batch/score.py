@@ -56,7 +56,7 @@ class TaskResult:
 class Features:
     """The model's input for a slice, and which rows are fit to score."""
 
-    x: npt.NDArray[np.float32]  # [rows, features]; a rejected row holds zeros
+    x: npt.NDArray[np.float32]  # [rows, features]; a value that is not fit is a zero
     ok: npt.NDArray[np.bool_]
     errors: npt.NDArray[np.object_]  # the first error of each rejected row, None elsewhere
 

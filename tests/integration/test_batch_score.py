@@ -3,6 +3,7 @@ predictions as scoring the whole table in memory; rejects are written; a killed 
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 
+from mlops_ci.batch.score import _model
 from mlops_ci.errors import GateFailed, InputError
 from mlops_ci.serve.model import read_spec
 from mlops_ci.steps.batch_score import batch_score
@@ -47,6 +49,7 @@ def test_engines_match_scoring_the_whole_table_in_memory(
     packaged: Packaged, tmp_path: Path, engine: str, workers: int, fmt: str
 ) -> None:
     frame = table(packaged, 5000)
+    _model(str(packaged.v2), 1)  # this process has a session: forked workers build their own
     source = tmp_path / f"rows.{fmt}"
     if fmt == "csv":
         frame.to_csv(source, index=False)
@@ -65,6 +68,8 @@ def test_engines_match_scoring_the_whole_table_in_memory(
     # One model load per worker process, however many chunks it scored.
     assert set(result.model_loads.values()) == {1}
     assert len(result.model_loads) <= workers
+    if workers > 1:
+        assert os.getpid() not in result.model_loads
     if engine == "dask":
         assert len(result.workers) == workers and len(result.model_loads) >= 1
     assert not (tmp_path / "scored.parquet.parts").exists()
@@ -94,6 +99,48 @@ def test_rejected_rows_are_counted_written_and_gate_the_job(
         spec, tmp_path / "rows.csv", tmp_path / "out2.csv", chunk_rows=300, max_reject_rate=0.01
     )
     assert again.rejected == 3 and again.reject_rate == pytest.approx(0.003)
+
+
+def test_rows_that_do_not_parse_or_hold_nulls_are_rejected_with_their_fields(
+    packaged: Packaged, tmp_path: Path
+) -> None:
+    spec = read_spec(packaged.v2)
+    frame = table(packaged, 400)
+    lines = frame.to_csv(index=False).splitlines()
+    lines[5] = "c000004,1.0,2.0"  # too few fields
+    lines[9] = lines[9] + ",9.9"  # too many
+    (tmp_path / "rows.csv").write_text("\n".join(lines) + "\n")
+    result = batch_score(
+        spec, tmp_path / "rows.csv", tmp_path / "out.parquet", chunk_rows=150, max_reject_rate=0.01
+    )
+    assert (result.rows, result.scored, result.rejected) == (400, 398, 2)
+    rejects = pd.read_parquet(tmp_path / "out.rejects.parquet")
+    assert rejects["customer"].tolist() == ["c000004", "c000008"]
+    assert rejects["error"].tolist() == [
+        "malformed CSV row: 3 fields, the header has 5",
+        "malformed CSV row: 6 fields, the header has 5",
+    ]
+    assert rejects.loc[0, "sepal_width"] == "2.0" and rejects.loc[0, "petal_width"] == ""
+    scored = pd.read_parquet(tmp_path / "out.parquet")
+    assert len(scored) == 398 and {"c000004", "c000008"}.isdisjoint(scored["customer"])
+
+    typed = frame.copy()
+    typed.loc[[3, 250], "petal_width"] = np.nan  # Parquet nulls in a float column
+    typed.to_parquet(tmp_path / "rows.parquet", row_group_size=100)
+    result = batch_score(
+        spec,
+        tmp_path / "rows.parquet",
+        tmp_path / "typed",
+        "local",
+        2,
+        chunk_rows=100,
+        max_reject_rate=0.01,
+    )
+    assert (result.rows, result.rejected) == (400, 2)
+    rejects = pd.read_parquet(tmp_path / "typed" / "rejects-000000.parquet")
+    assert rejects["customer"].tolist() == ["c000003"]
+    assert rejects["error"].tolist() == ["petal_width: missing"]
+    assert rejects["sepal_length"].tolist() == [str(typed.loc[3, "sepal_length"])]
 
 
 def test_a_killed_job_resumes_to_the_same_output(packaged: Packaged, tmp_path: Path) -> None:
