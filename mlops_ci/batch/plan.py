@@ -100,6 +100,12 @@ def _parquet_tasks(file: Path, chunk_rows: int, first: int) -> list[Task]:
     return tasks
 
 
+@dataclass(frozen=True)
+class Slice:
+    table: Any  # pyarrow.Table
+    malformed: list[tuple[list[str], str]]  # CSV rows that did not parse: (fields, error)
+
+
 def read_task(task: Task) -> Slice:
     """The task's rows as an Arrow table (CSV values as strings, so nothing is lost), read in
     this thread alone: the engine gives each process one task at a time, one core each."""
@@ -109,12 +115,6 @@ def read_task(task: Task) -> Slice:
 
     group = pq.ParquetFile(task.file).read_row_group(task.start, use_threads=False)
     return Slice(group.slice(task.offset, task.rows), [])
-
-
-@dataclass(frozen=True)
-class Slice:
-    table: Any  # pyarrow.Table
-    malformed: list[tuple[list[str], str]]  # CSV rows that did not parse: (fields, error)
 
 
 def _read_csv(task: Task) -> Slice:
