@@ -101,7 +101,8 @@ def dask_running(
     model_dir: Path, path: Path, out: Path, workers: int, repeat: int
 ) -> tuple[float, float]:
     """The Dask engine on a cluster that is already up (its start-up not timed), as when a
-    team's cluster exists; the model load on each worker is timed."""
+    team's cluster exists. The first run loads the model on each worker; later runs find it
+    loaded there, as jobs on a long-lived cluster do."""
     from distributed import Client, LocalCluster
 
     with (
