@@ -148,9 +148,8 @@ def _floats(column: Any) -> npt.NDArray[np.float64]:
     kind = column.type
     if pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_boolean(kind):
         return np.asarray(column.cast(pa.float64()).to_numpy(), np.float64)
-    text = column if pa.types.is_string(kind) or pa.types.is_large_string(kind) else None
-    if text is None:
-        text = column.cast(pa.string())
+    is_text = pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    text = column if is_text else column.cast(pa.string())
     try:
         return np.asarray(pc.cast(text, pa.float64()).to_numpy(), np.float64)
     except pa.ArrowInvalid:  # empty strings, spaces, words: parse value by value
