@@ -232,7 +232,7 @@ def compare(config_path: Path | None, run_id: str | None) -> None:
     "--run",
     "run_id",
     default=None,
-    help="Run to register (default: the candidate of .mlops/comparison.json).",
+    help="Run to register (default: the run of the last `mlops-ci train` in this checkout).",
 )
 @click.option(
     "--force", is_flag=True, help="Register even without a passing comparison (recorded)."

@@ -20,6 +20,7 @@ from mlops_ci.evaldata import EvaluationData, load_evaluation
 from mlops_ci.metrics import METRICS, Encoded, score
 from mlops_ci.records import mlops_dir, read_json, write_json_atomic, write_text_atomic
 from mlops_ci.registry import ModelRegistry, RunRecord
+from mlops_ci.steps.train import last_trained_run
 
 RECORD = "comparison.json"
 REPORT = "comparison.md"
@@ -75,6 +76,7 @@ class ComparisonResult:
 def compare(config: Config, registry: ModelRegistry, run_id: str | None = None) -> ComparisonResult:
     """Score both models on evaluate.data, apply gate.rules and the paired bootstrap."""
     run = registry.get_run(run_id or last_trained_run(config))
+    _check_finished(run)
     data = load_evaluation(config)
     candidate_model = registry.load_model(_model_uri(run))
     production_version = registry.get_version_by_alias(
@@ -137,21 +139,18 @@ def compare(config: Config, registry: ModelRegistry, run_id: str | None = None) 
     return result
 
 
-def last_trained_run(config: Config) -> str:
-    from mlops_ci.steps.train import RECORD as TRAIN_RECORD
-
-    record = read_json(mlops_dir(config.root) / TRAIN_RECORD)
-    if not record or not record.get("run_id"):
-        raise InputError(
-            "no run given and no .mlops/train.json found",
-            hint="run `mlops-ci train` first or pass --run RUN_ID",
-        )
-    return str(record["run_id"])
-
-
 def load_comparison(config: Config) -> ComparisonResult | None:
     data = read_json(mlops_dir(config.root) / RECORD)
     return ComparisonResult.from_dict(data) if data else None
+
+
+def _check_finished(run: RunRecord) -> None:
+    if run.status != "FINISHED":
+        raise InputError(
+            f"run '{run.run_id}' is {run.status}, not FINISHED: a failed or unfinished training "
+            "run is never compared",
+            hint="rerun `mlops-ci train`",
+        )
 
 
 def _model_uri(run: RunRecord) -> str:

@@ -22,7 +22,8 @@ from mlops_ci.registry import (
     ModelRegistry,
     RunRecord,
 )
-from mlops_ci.steps.compare import FAIL, ComparisonResult, last_trained_run, load_comparison
+from mlops_ci.steps.compare import FAIL, ComparisonResult, load_comparison
+from mlops_ci.steps.train import last_trained_run
 
 RECORD = "register.json"
 _LINEAGE_PREFIXES = ("mlops.git.", "mlops.ci.", "mlops.data.", "mlops.env.", "mlflow.source.git.")
@@ -42,11 +43,15 @@ class RegisterResult:
 def register(
     config: Config, registry: ModelRegistry, run_id: str | None = None, force: bool = False
 ) -> RegisterResult:
-    """Register ``run_id`` (default: the run in .mlops/comparison.json, else the last trained)."""
+    """Register ``run_id`` (default: the run of this checkout's last successful train, or the
+    compared run where this checkout never trained).
+
+    The comparison in .mlops/comparison.json must be of that run: another run's verdict is
+    never applied to it, and ``force`` registers the right run with ``mlops.forced`` set.
+    """
     comparison = load_comparison(config)
     if run_id is None:
-        run_id = comparison.candidate.run_id if comparison else None
-        run_id = run_id or last_trained_run(config)
+        run_id = last_trained_run(config, comparison.candidate.run_id if comparison else None)
     verdict = _verdict_for(comparison, run_id, force)
     run = registry.get_run(run_id)
     name = config.model.name
@@ -92,9 +97,16 @@ def _verdict_for(comparison: ComparisonResult | None, run_id: str, force: bool) 
     if comparison is None or comparison.candidate.run_id != run_id:
         if force:
             return "forced"
+        if comparison is None:
+            raise InputError(
+                f"no comparison for run {run_id}: .mlops/comparison.json does not exist",
+                hint="run `mlops-ci compare` first, or pass --force to register without one",
+            )
         raise InputError(
-            f"no comparison for run {run_id} in .mlops/comparison.json",
-            hint="run `mlops-ci compare` first, or pass --force to register without one",
+            f".mlops/comparison.json is of run {comparison.candidate.run_id}, not of run "
+            f"{run_id} that is to be registered; refusing to apply another run's verdict",
+            hint=f"run `mlops-ci compare --run {run_id}` first, or pass --force to register "
+            "it without a comparison",
         )
     if comparison.verdict == FAIL and not force:
         failed = [c.name for c in comparison.checks if c.status == FAIL]

@@ -15,12 +15,14 @@ from mlops_ci import __version__
 from mlops_ci.config import Config
 from mlops_ci.errors import InputError
 from mlops_ci.metrics import METRICS
-from mlops_ci.records import mlops_dir, write_text_atomic
+from mlops_ci.records import mlops_dir, read_json, write_text_atomic
 from mlops_ci.registry import ModelRegistry
 from mlops_ci.steps.compare import FAIL, NO_BASELINE, PASS, ComparisonResult, load_comparison
 from mlops_ci.steps.deploy import load_deploy_record
 from mlops_ci.steps.package import load_package_record
 from mlops_ci.steps.register import RegisterResult, load_registration
+from mlops_ci.steps.train import FAILED
+from mlops_ci.steps.train import RECORD as TRAIN_RECORD
 
 RECORD = "report.md"
 # GitHub refuses comment bodies over 65,536 characters.
@@ -81,11 +83,33 @@ def report(config: Config, registry: ModelRegistry | None, workflow: str) -> Rep
     deployed = load_deploy_record(config)
     if deployed is not None and deployed.get("name") != comparison.model:
         deployed = None
-    text = render(comparison, registration, tags, packaged, deployed)
+    text = render(
+        comparison, registration, tags, packaged, deployed, stale_note(config, comparison)
+    )
     path = write_text_atomic(mlops_dir(config.root) / RECORD, text)
     return Report(
         comparison.model, comparison.verdict, text, marker_for(comparison.model, workflow), path
     )
+
+
+def stale_note(config: Config, comparison: ComparisonResult) -> str | None:
+    """Say so when the comparison reported is not of this checkout's last successful train."""
+    record = read_json(mlops_dir(config.root) / TRAIN_RECORD)
+    if not isinstance(record, dict):
+        return None
+    compared = comparison.candidate.run_id
+    if record.get("status") == FAILED:
+        return (
+            f"The last `mlops-ci train` failed ({record.get('error', 'no reason recorded')}); "
+            f"this report shows the comparison of run `{compared}`, from before it."
+        )
+    last = record.get("run_id")
+    if last and last != compared:
+        return (
+            f"This report shows the comparison of run `{compared}`, not of run `{last}` that "
+            "the last `mlops-ci train` recorded: run `mlops-ci compare` again."
+        )
+    return None
 
 
 def render(
@@ -94,9 +118,11 @@ def render(
     tags: dict[str, str],
     packaged: dict[str, Any] | None = None,
     deployed: dict[str, Any] | None = None,
+    stale: str | None = None,
 ) -> str:
     sections = [
         _headline(comparison, registration),
+        f"> ⚠️ {stale}" if stale else "",
         _metrics_table(comparison),
         _chart(comparison),
         _checks(comparison),

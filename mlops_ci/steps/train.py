@@ -6,6 +6,7 @@ manifest of the declared inputs (code and data), the environment lock and the ou
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -23,10 +24,11 @@ from mlops_ci import lineage
 from mlops_ci.config import Config, Scalar
 from mlops_ci.errors import InputError, TrainingError
 from mlops_ci.evaldata import load_evaluation
-from mlops_ci.records import mlops_dir, write_json_atomic, write_text_atomic
+from mlops_ci.records import mlops_dir, read_json, write_json_atomic, write_text_atomic
 from mlops_ci.registry import TAG_CACHE_KEY, ModelRegistry, NewRun, RunRecord
 
 RECORD = "train.json"
+FINISHED, FAILED = "finished", "failed"
 _LOG_TAIL_LINES = 5
 
 
@@ -76,7 +78,56 @@ def train(
     use_cache: bool = True,
     env: Mapping[str, str] | None = None,
 ) -> TrainResult:
-    """Train (or reuse a cached run) and record it in MLflow with its lineage."""
+    """Train (or reuse a cached run) and record it in MLflow with its lineage.
+
+    A failure is recorded in .mlops/train.json too, so that compare and register refuse to act
+    on the run of an earlier, successful train.
+    """
+    try:
+        return _train(config, registry, overrides, use_cache, env)
+    except BaseException as err:
+        _record_failure(config, err)
+        raise
+
+
+def last_trained_run(config: Config, default: str | None = None) -> str:
+    """The run of this checkout's last successful `train`; refused when the last train failed.
+
+    ``default`` is taken only when this checkout has no train record at all.
+    """
+    record = read_json(mlops_dir(config.root) / RECORD)
+    if not isinstance(record, dict) or not (record.get("run_id") or record.get("status")):
+        if default:
+            return default
+        raise InputError(
+            "no run given and no .mlops/train.json found",
+            hint="run `mlops-ci train` first or pass --run RUN_ID",
+        )
+    if record.get("status") == FAILED:
+        raise InputError(
+            f"the last `mlops-ci train` failed ({record.get('error', 'no reason recorded')}); "
+            "refusing to act on the run of an earlier train",
+            hint="fix the training and rerun `mlops-ci train`, or pass --run RUN_ID explicitly",
+        )
+    return str(record["run_id"])
+
+
+def _record_failure(config: Config, err: BaseException) -> None:
+    message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if isinstance(err, KeyboardInterrupt):
+        message = "interrupted"
+    record = {"status": FAILED, "run_id": None, "error": message[:500], "failed_at": time.time()}
+    with contextlib.suppress(OSError):  # the original error matters more than its record
+        write_json_atomic(mlops_dir(config.root) / RECORD, record)
+
+
+def _train(
+    config: Config,
+    registry: ModelRegistry,
+    overrides: Mapping[str, Scalar] | None,
+    use_cache: bool,
+    env: Mapping[str, str] | None,
+) -> TrainResult:
     env = dict(os.environ if env is None else env)
     started = time.monotonic()
     params: dict[str, Scalar] = {**config.train.params, **(overrides or {})}
@@ -219,6 +270,7 @@ def _finish(
         tags=run.tags,
     )
     record = {
+        "status": FINISHED,
         "run_id": result.run_id,
         "cached": result.cached,
         "cache_key": result.cache_key,

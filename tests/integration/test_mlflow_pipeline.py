@@ -137,6 +137,21 @@ def test_failing_training_command_records_nothing_complete(
     assert experiment is None or not reg.client.search_runs([experiment.experiment_id])
 
 
+def test_compare_and_register_refuse_the_run_before_a_failed_train(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli("train", "-c", str(project)) == 0
+    (project / "train.py").write_text("raise SystemExit('out of data')\n")
+    assert run_cli("train", "-c", str(project)) == 2
+    capsys.readouterr()
+    assert run_cli("compare", "-c", str(project)) == 2
+    err = capsys.readouterr().err
+    assert "the last `mlops-ci train` failed (mlops.yaml: train.command" in err
+    assert "Traceback" not in err and "verdict" not in err
+    assert run_cli("register", "-c", str(project), "--force") == 2
+    assert not registry_for(project).client.search_model_versions("name = 'iris-classifier'")
+
+
 def test_training_without_metrics_is_named(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

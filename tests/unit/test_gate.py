@@ -203,3 +203,74 @@ def test_rules_against_production_follow_the_metric_direction(
         None,
     )
     assert [c.status for c in checks] == [status]
+
+
+def record_train(config: Config, run_id: str | None, error: str | None = None) -> None:
+    """.mlops/train.json as `mlops-ci train` leaves it after a success or a failure."""
+    from mlops_ci.records import mlops_dir, write_json_atomic
+    from mlops_ci.steps.train import RECORD
+
+    record = {"status": "failed", "run_id": None, "error": error} if error else {"run_id": run_id}
+    write_json_atomic(mlops_dir(config.root) / RECORD, {"status": "finished", **record})
+
+
+def test_compare_and_register_refuse_to_act_after_a_failed_train(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
+    run = candidate_run(fake_registry, config.root)
+    record_train(config, run.run_id)
+    assert compare(config, fake_registry).candidate.run_id == run.run_id
+    record_train(config, None, error="train.command exited with code 1: out of data")
+    with pytest.raises(InputError, match="last `mlops-ci train` failed .*out of data"):
+        compare(config, fake_registry)
+    with pytest.raises(InputError, match="last `mlops-ci train` failed"):
+        register(config, fake_registry, force=True)
+    assert fake_registry.versions == {}
+    # An explicit run is still the user's choice.
+    assert compare(config, fake_registry, run.run_id).verdict == "no-baseline"
+
+
+def test_forced_register_takes_the_run_just_trained_not_the_stale_comparison(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
+    in_production(fake_registry, config)
+    worse = candidate_run(fake_registry, config.root, c=0.01)
+    record_train(config, worse.run_id)
+    assert compare(config, fake_registry).verdict == "fail"
+    latest = candidate_run(fake_registry, config.root, c=2.0)
+    record_train(config, latest.run_id)
+    with pytest.raises(InputError, match=f"comparison.json is of run {worse.run_id}, not of run "):
+        register(config, fake_registry)
+    forced = register(config, fake_registry, force=True)
+    assert forced.run_id == latest.run_id and forced.forced and forced.verdict == "forced"
+    tags = fake_registry.get_version(config.model.name, forced.version).tags
+    assert tags["mlops.run_id"] == latest.run_id and tags["mlops.forced"] == "true"
+    assert "mlops.metric.f1_macro" not in tags  # the stale comparison's metrics are not its own
+
+
+def test_forced_register_after_a_failed_comparison_of_the_same_run_says_fail(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
+    in_production(fake_registry, config)
+    worse = candidate_run(fake_registry, config.root, c=0.01)
+    record_train(config, worse.run_id)
+    compare(config, fake_registry)
+    forced = register(config, fake_registry, force=True)
+    assert (forced.run_id, forced.verdict, forced.forced) == (worse.run_id, "fail", True)
+
+
+def test_report_says_when_its_comparison_is_not_the_last_train(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
+    from mlops_ci.steps.report import report
+
+    run = candidate_run(fake_registry, config.root)
+    record_train(config, run.run_id)
+    compare(config, fake_registry)
+    assert "⚠️" not in report(config, None, "ci").markdown
+    record_train(config, None, error="exited with code 1: boom")
+    text = report(config, None, "ci").markdown
+    assert (
+        f"failed (exited with code 1: boom); this report shows the comparison of run `{run.run_id}`"
+        in text
+    )
