@@ -102,7 +102,9 @@ class ProfileConfig:
 @dataclass(frozen=True)
 class PackageConfig:
     onnx: bool
-    parity_tolerance: float
+    parity_tolerance: float | None  # absolute; None: the task's default
+    parity_rtol: float | None
+    parity_max_row_share: float
     target_opset: int | None
     image: str | None
     push: bool
@@ -441,7 +443,9 @@ def _build(file: Path, d: dict[str, Any]) -> Config:
         ),
         package=PackageConfig(
             onnx=bool(package["onnx"]),
-            parity_tolerance=float(package["parity_tolerance"]),
+            parity_tolerance=_optional_float(package["parity_tolerance"]),
+            parity_rtol=_optional_float(package["parity_rtol"]),
+            parity_max_row_share=float(package["parity_max_row_share"]),
             target_opset=package["target_opset"],
             image=package["image"],
             push=bool(package["push"]),
@@ -462,6 +466,10 @@ def _build(file: Path, d: dict[str, Any]) -> Config:
         },
         notify=_notify(d["notify"]),
     )
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _notify(n: dict[str, Any]) -> NotifyConfig:

@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 from mlops_ci import __version__
+from mlops_ci.features import FeatureSchema
 from mlops_ci.integrity import MANIFEST, digest, file_manifest
 from mlops_ci.records import write_json_atomic, write_text_atomic
 
@@ -34,6 +35,8 @@ class ContextSpec:
     revision: str | None
     source: str | None
     features: tuple[str, ...] = ()  # input columns in model order, for scoring by column name
+    schema: FeatureSchema | None = None  # their kinds (number | string)
+    layout: str = "matrix"  # ONNX inputs: one float tensor (matrix) or one per column
 
 
 def pinned_requirements(fmt: str, lock: str | None) -> list[str]:
@@ -121,6 +124,8 @@ def write_context(
             "run_id": spec.run_id,
             "format": spec.format,
             "features": list(spec.features),
+            "schema": (spec.schema or FeatureSchema.numeric(spec.features)).to_list(),
+            "layout": spec.layout,
             "files": manifest,
             "sha256": model_digest,
         },

@@ -1,8 +1,11 @@
 """scikit-learn → ONNX with skl2onnx, and the parity check that the two give the same answers.
 
-The ONNX graph takes one float32 tensor ``input`` of shape [rows, features] (features in the
-evaluation data's column order) and, for classifiers, returns ``label`` and ``probabilities``
-(no ZipMap, so outputs are plain tensors); regressors return ``variable``.
+An all-numeric model whose pipeline does not select columns by name takes one float32 tensor
+``input`` of shape [rows, features] (the ``matrix`` layout, features in the evaluation data's
+column order). Any other model takes one input per column (the ``columns`` layout), named like
+the column, of shape [rows, 1]: float32 for numbers, string for text. Classifiers return
+``label`` and ``probabilities`` (no ZipMap, so outputs are plain tensors); regressors
+``variable``.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import numpy as np
 import numpy.typing as npt
 
 from mlops_ci.errors import InputError
+from mlops_ci.features import STRING, FeatureSchema, string_values
 
 INPUT_NAME = "input"
+MATRIX, COLUMNS = "matrix", "columns"
 GRAPH_LEVELS = {
     "disabled": "ORT_DISABLE_ALL",
     "basic": "ORT_ENABLE_BASIC",
@@ -33,21 +38,53 @@ class Outputs:
 
 
 @dataclass(frozen=True)
+class Tolerance:
+    """|native - onnx| <= atol + rtol * |native| per output, as numpy.isclose; up to
+    ``max_row_share`` of the rows may differ (float32 inputs landing on the other side of a
+    tree threshold) before parity fails."""
+
+    atol: float
+    rtol: float
+    max_row_share: float
+
+    @staticmethod
+    def for_task(
+        task: str, atol: float | None, rtol: float | None, max_row_share: float
+    ) -> Tolerance:
+        """Defaults that pass float32 rounding: probabilities 1e-3 absolute and relative;
+        regression values 1e-4 absolute and relative (targets of any magnitude)."""
+        default = DEFAULT_TOLERANCE.get(task, DEFAULT_TOLERANCE["regression"])
+        return Tolerance(
+            default[0] if atol is None else atol,
+            default[1] if rtol is None else rtol,
+            max_row_share,
+        )
+
+
+DEFAULT_TOLERANCE = {"classification": (1e-3, 1e-3), "regression": (1e-4, 1e-4)}
+
+
+@dataclass(frozen=True)
 class Parity:
     rows: int
     max_abs_diff: float
+    max_rel_diff: float
     label_agreement: float | None  # share of rows with the same label (classifiers)
-    tolerance: float
-    worst_rows: tuple[tuple[int, float], ...]  # (row, |difference|), largest first
+    differing_rows: int  # rows beyond the tolerance or with another label
+    tolerance: Tolerance
+    worst_rows: tuple[tuple[int, float, float, float], ...]  # (row, |Δ|, native, onnx)
+
+    @property
+    def allowed_rows(self) -> int:
+        return int(self.tolerance.max_row_share * self.rows + 1e-9)
 
     @property
     def passed(self) -> bool:
-        labels_ok = self.label_agreement is None or 1 - self.label_agreement <= self.tolerance
-        return self.max_abs_diff <= self.tolerance and labels_ok
+        return self.differing_rows <= self.allowed_rows
 
 
 def as_float32(features: Any) -> npt.NDArray[np.float32]:
-    """The evaluation features as the float32 matrix the ONNX graph takes."""
+    """All-numeric evaluation features as the float32 matrix of the ``matrix`` layout."""
     frame = features
     non_numeric = [str(c) for c, kind in frame.dtypes.items() if kind.kind not in "biuf"]
     if non_numeric:
@@ -63,27 +100,104 @@ def is_classifier(model: Any) -> bool:
     return callable(getattr(model, "predict_proba", None))
 
 
-def convert_sklearn(model: Any, features: Any, target_opset: int | None) -> bytes:
-    """Serialized ONNX model; a failing conversion is an error naming the estimator."""
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType
+@dataclass(frozen=True)
+class Converted:
+    onnx: bytes
+    layout: str  # matrix | columns
 
-    x = as_float32(features)
-    options = {id(model): {"zipmap": False}} if is_classifier(model) else None
+
+def convert_sklearn(model: Any, features: Any, target_opset: int | None) -> Converted:
+    """Serialized ONNX model in the ``matrix`` layout where it converts to it, else ``columns``;
+    a failing conversion is an error naming the estimator."""
+    schema = FeatureSchema.of_frame(features)
+    first_error: Exception | None = None
+    if schema.all_numeric:
+        try:
+            return Converted(_to_onnx(model, _matrix_types(schema), target_opset), MATRIX)
+        except Exception as err:  # e.g. a ColumnTransformer selecting columns by name
+            first_error = err
     try:
-        onx = to_onnx(
-            model,
-            initial_types=[(INPUT_NAME, FloatTensorType([None, x.shape[1]]))],
-            options=options,
-            target_opset=target_opset,
-        )
+        return Converted(_to_onnx(model, _column_types(schema), target_opset), COLUMNS)
     except Exception as err:  # skl2onnx raises many kinds for unsupported models
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        shown = first_error if first_error is not None and schema.all_numeric else err
+        if "column name" in str(shown) or "among names" in str(shown):
+            shown = err  # the by-name failure of the matrix layout says nothing useful
+        text = str(shown).strip()
+        first = text.splitlines()[0] if text else type(shown).__name__
         raise InputError(
-            f"ONNX conversion of {type(model).__name__} failed: {first[:300]}",
+            f"ONNX conversion of {_describe(model)} failed: {first[:300]}",
             hint="set package.onnx: false to package the native model instead",
         ) from None
+
+
+def _to_onnx(model: Any, types: list[tuple[str, Any]], target_opset: int | None) -> bytes:
+    from skl2onnx import to_onnx
+
+    from mlops_ci.packaging.frameworks import register_converters
+
+    register_converters(model)
+    onx = to_onnx(model, initial_types=types, options=_no_zipmap(model), target_opset=target_opset)
     return bytes(onx.SerializeToString())
+
+
+def _no_zipmap(model: Any) -> dict[int, dict[str, Any]] | None:
+    """Plain probability tensors from the final classifier (a ZipMap would give dicts)."""
+    final = model.steps[-1][1] if hasattr(model, "steps") else model
+    return {id(final): {"zipmap": False}} if is_classifier(final) else None
+
+
+def _matrix_types(schema: FeatureSchema) -> list[tuple[str, Any]]:
+    from skl2onnx.common.data_types import FloatTensorType
+
+    return [(INPUT_NAME, FloatTensorType([None, len(schema.features)]))]
+
+
+def _column_types(schema: FeatureSchema) -> list[tuple[str, Any]]:
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+    return [
+        (f.name, StringTensorType([None, 1]) if f.kind == STRING else FloatTensorType([None, 1]))
+        for f in schema.features
+    ]
+
+
+def _describe(model: Any) -> str:
+    if hasattr(model, "steps"):
+        return "Pipeline(" + ", ".join(type(step).__name__ for _, step in model.steps) + ")"
+    return type(model).__name__
+
+
+def input_layout(sess: Any) -> str:
+    """``matrix`` when the graph takes the one ``input`` tensor, else ``columns``."""
+    inputs = sess.get_inputs()
+    return MATRIX if len(inputs) == 1 and inputs[0].name == INPUT_NAME else COLUMNS
+
+
+def frame_feeds(layout: str, schema: FeatureSchema, frame: Any) -> dict[str, Any]:
+    """onnxruntime feeds from a DataFrame holding the schema's columns."""
+    if layout == MATRIX:
+        return {INPUT_NAME: as_float32(frame[list(schema.names)])}
+    feeds: dict[str, Any] = {}
+    for f in schema.features:
+        if f.kind == STRING:
+            feeds[f.name] = string_values(frame[f.name].to_numpy()).reshape(-1, 1)
+        else:
+            feeds[f.name] = np.ascontiguousarray(
+                frame[f.name].to_numpy(dtype=np.float32).reshape(-1, 1)
+            )
+    return feeds
+
+
+def matrix_feeds(layout: str, schema: FeatureSchema, x: npt.NDArray[np.float32]) -> dict[str, Any]:
+    """onnxruntime feeds from an all-numeric float32 matrix in schema order."""
+    if layout == MATRIX:
+        return {INPUT_NAME: x}
+    return {name: x[:, j : j + 1] for j, name in enumerate(schema.names)}
+
+
+def table_feeds(schema: FeatureSchema, table: dict[str, Any]) -> dict[str, Any]:
+    """``columns``-layout feeds from 1-D columns by name (float32 numbers, object strings)."""
+    return {name: table[name].reshape(-1, 1) for name in schema.names}
 
 
 def session(model: bytes | str, intra_op_threads: int, level: str) -> Any:
@@ -99,13 +213,13 @@ def session(model: bytes | str, intra_op_threads: int, level: str) -> Any:
         raise InputError(f"the ONNX model cannot be loaded: {str(err).splitlines()[0]}") from None
 
 
-def onnx_outputs(sess: Any, x: npt.NDArray[np.float32]) -> Outputs:
+def onnx_outputs(sess: Any, feeds: dict[str, Any]) -> Outputs:
     names = [o.name for o in sess.get_outputs()]
-    result = dict(zip(names, sess.run(None, {INPUT_NAME: x}), strict=True))
+    result = dict(zip(names, sess.run(None, feeds), strict=True))
     if "probabilities" in result:
         return Outputs(np.asarray(result["label"]), np.asarray(result["probabilities"], np.float64))
     values = np.asarray(result[names[0]], np.float64)
-    return Outputs(None, values.reshape(len(x), -1))
+    return Outputs(None, values.reshape(len(values), -1))
 
 
 def native_outputs(model: Any, features: Any) -> Outputs:
@@ -118,21 +232,39 @@ def native_outputs(model: Any, features: Any) -> Outputs:
     return Outputs(None, values.reshape(len(values), -1))
 
 
-def check_parity(native: Outputs, onnx: Outputs, tolerance: float, worst: int = 5) -> Parity:
-    """Largest |native - onnx| per row and label agreement on the same rows."""
+def check_parity(native: Outputs, onnx: Outputs, tolerance: Tolerance, worst: int = 5) -> Parity:
+    """Rows where any output differs beyond the tolerance, or whose label differs."""
     if native.scores.shape != onnx.scores.shape:
         raise InputError(
             f"ONNX outputs have shape {onnx.scores.shape}, the native model's {native.scores.shape}"
         )
-    per_row = np.abs(native.scores - onnx.scores).max(axis=1)
-    order = np.argsort(-per_row, kind="stable")[:worst]
+    diff = np.abs(native.scores - onnx.scores)
+    bound = tolerance.atol + tolerance.rtol * np.abs(native.scores)
+    excess = (diff - bound).max(axis=1) if diff.size else np.zeros(len(diff))
+    bad = excess > 0
     agreement = None
     if native.labels is not None and onnx.labels is not None:
-        agreement = float((native.labels.astype(str) == onnx.labels.astype(str)).mean())
+        same = native.labels.astype(str) == onnx.labels.astype(str)
+        agreement = float(same.mean()) if len(same) else 1.0
+        bad |= ~same
+    per_row = diff.max(axis=1) if diff.size else np.zeros(len(diff))
+    where = np.argmax(diff, axis=1) if diff.size else np.zeros(len(diff), dtype=int)
+    order = np.lexsort((-per_row, ~bad))[:worst]  # differing rows first, largest |Δ| first
+    rel = diff / np.maximum(np.abs(native.scores), np.finfo(np.float64).tiny)
     return Parity(
         rows=len(per_row),
         max_abs_diff=float(per_row.max()) if len(per_row) else 0.0,
+        max_rel_diff=float(rel.max()) if rel.size else 0.0,
         label_agreement=agreement,
+        differing_rows=int(bad.sum()),
         tolerance=tolerance,
-        worst_rows=tuple((int(i), float(per_row[i])) for i in order),
+        worst_rows=tuple(
+            (
+                int(i),
+                float(per_row[i]),
+                float(native.scores[i, where[i]]),
+                float(onnx.scores[i, where[i]]),
+            )
+            for i in order
+        ),
     )

@@ -26,24 +26,34 @@ _BATCH_SECONDS = 0.3  # time budget per batch size and engine
 # A scoring process: load the model, score one batch, print its own peak RSS in KiB. VmHWM
 # counts from exec, whereas ru_maxrss can still report the forking parent's size.
 _MEMORY_PROBE = """
-import resource, sys
-import numpy as np
-kind, path, rows, cols = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-x = np.random.default_rng(0).random((rows, cols), dtype=np.float32)
+import pickle, resource, sys
+kind, path, batch = sys.argv[1], sys.argv[2], sys.argv[3]
+with open(batch, "rb") as fh:
+    rows = pickle.load(fh)
 if kind == "onnx":
     import onnxruntime as ort
     s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    s.run(None, {s.get_inputs()[0].name: x})
+    s.run(None, rows)
 else:
     import joblib, warnings
     warnings.simplefilter("ignore")
-    joblib.load(path).predict(x)
+    joblib.load(path).predict(rows)
 try:
     with open("/proc/self/status") as fh:
         print(next(int(l.split()[1]) for l in fh if l.startswith("VmHWM:")))
 except (OSError, StopIteration):
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the memory probe loads: ``kind`` onnx|native, the model file, a pickled batch
+    (onnxruntime feeds, or the DataFrame the native model takes)."""
+
+    kind: str
+    model: Path
+    batch: Path
 
 
 @dataclass(frozen=True)
@@ -88,7 +98,7 @@ def measure(
     rows: Callable[[int], Any],
     single_row_runs: int,
     batch_sizes: tuple[int, ...],
-    memory: tuple[str, Path, int],
+    memory: Probe,
     size_bytes: int,
 ) -> EngineProfile:
     """Time ``predict`` on 1-row inputs and on each batch size; ``rows(n)`` makes an input."""
@@ -102,16 +112,7 @@ def measure(
         samples.append((time.perf_counter_ns() - start) / 1e6)
     p50, p95, p99 = (float(v) for v in np.percentile(samples, [50, 95, 99]))
     throughput = {b: _throughput(predict, rows(b), b) for b in batch_sizes}
-    kind, path, cols = memory
-    return EngineProfile(
-        engine,
-        p50,
-        p95,
-        p99,
-        throughput,
-        peak_rss_mb(kind, path, max(batch_sizes), cols),
-        size_bytes,
-    )
+    return EngineProfile(engine, p50, p95, p99, throughput, peak_rss_mb(memory), size_bytes)
 
 
 def _throughput(predict: Callable[[Any], Any], batch: Any, size: int) -> float:
@@ -125,10 +126,10 @@ def _throughput(predict: Callable[[Any], Any], batch: Any, size: int) -> float:
             return done * size / elapsed
 
 
-def peak_rss_mb(kind: str, path: Path, rows: int, cols: int) -> float:
+def peak_rss_mb(probe: Probe) -> float:
     """Peak resident memory (MiB) of a fresh process that loads the model and scores a batch."""
     done = subprocess.run(
-        [sys.executable, "-c", _MEMORY_PROBE, kind, str(path), str(rows), str(cols)],
+        [sys.executable, "-c", _MEMORY_PROBE, probe.kind, str(probe.model), str(probe.batch)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -136,7 +137,7 @@ def peak_rss_mb(kind: str, path: Path, rows: int, cols: int) -> float:
     )
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"memory probe for {kind} failed: {last}")
+        raise RuntimeError(f"memory probe for {probe.kind} failed: {last}")
     return int(done.stdout.strip().splitlines()[-1]) / 1024  # KiB → MiB
 
 

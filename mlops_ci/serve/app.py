@@ -36,6 +36,7 @@ from mlops_ci.serve.payload import (
     InferRequest,
     Limits,
     PayloadError,
+    batch_rows,
     parse_infer,
     parse_json,
     parse_score,
@@ -86,7 +87,7 @@ class Service:
     def _add(self, model: LoadedModel) -> None:
         self.models[model.spec.version] = model
         self.limits[model.spec.version] = Limits(
-            model.n_features, model.spec.features, self.settings.max_batch_rows
+            model.n_features, model.spec.features, self.settings.max_batch_rows, model.spec.schema
         )
 
     def sync(self) -> None:
@@ -150,7 +151,7 @@ class Service:
 
     def predict(self, version: str, x: Any) -> Awaitable[Prediction] | Prediction:
         model = self.models[version]
-        if len(x) > THREADPOOL_ROWS:
+        if batch_rows(x) > THREADPOOL_ROWS:
             return run_in_threadpool(model.predict, x)
         return model.predict(x)
 
@@ -217,7 +218,7 @@ def _scoring_routes(app: FastAPI, service: Service) -> None:
             data["predictions"] = (
                 prediction.scores[:, 0] if prediction.scores.shape[1] == 1 else (prediction.scores)
             )
-        return version, len(x), json_response(data, headers=_headers(version, request_id))
+        return version, batch_rows(x), json_response(data, headers=_headers(version, request_id))
 
     def infer_for(pinned_by_path: bool) -> Handler:
         async def infer(
@@ -238,7 +239,7 @@ def _scoring_routes(app: FastAPI, service: Service) -> None:
             data = _v2_response(service, version, parsed, prediction)
             return (
                 version,
-                len(parsed.x),
+                batch_rows(parsed.x),
                 json_response(data, headers=_headers(version, request_id)),
             )
 
@@ -547,7 +548,14 @@ def settings_to_env(settings: ServiceSettings) -> str:
 def settings_from_env() -> ServiceSettings:
     raw = orjson.loads(os.environ["MLOPS_SERVE_SETTINGS"])
     models = [
-        ModelSpec(**{**m, "folder": Path(m["folder"]), "features": tuple(m["features"])})
+        ModelSpec(
+            **{
+                **m,
+                "folder": Path(m["folder"]),
+                "features": tuple(m["features"]),
+                "kinds": tuple(m["kinds"]),
+            }
+        )
         for m in raw["models"]
     ]
     log_settings = None

@@ -97,10 +97,13 @@ class InputLog:
 
     def _lines(self, item: tuple[Any, ...]) -> list[bytes]:
         ts, version, request_id, x, labels, scores = item
-        names = self.settings.features or tuple(f"f{i}" for i in range(x.shape[1]))
+        if isinstance(x, dict):  # a table: text columns kept as text
+            names = tuple(x)
+            values = list(zip(*(_plain_column(col) for col in x.values()), strict=True))
+        else:
+            names = self.settings.features or tuple(f"f{i}" for i in range(x.shape[1]))
+            values = _plain_column(x)
         lines = []
-        # float32 → shortest decimal text → float: the log shows 5.1, not 5.099999904632568.
-        values = x.astype(str).astype(np.float64).tolist() if x.dtype == np.float32 else x.tolist()
         for i, row in enumerate(values):
             record = {
                 "ts": ts,
@@ -198,6 +201,13 @@ def read_records(folder: Path) -> Iterator[dict[str, Any]]:
 def _writer_pid(segment: Path) -> int | None:
     parts = segment.name.split("-")
     return int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else None
+
+
+def _plain_column(x: Any) -> list[Any]:
+    """float32 → shortest decimal text → float: the log shows 5.1, not 5.099999904632568."""
+    if x.dtype == np.float32:
+        return list(x.astype(str).astype(np.float64).tolist())
+    return list(x.tolist())
 
 
 def _plain(value: Any) -> Any:

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlops_ci.errors import InputError
+from mlops_ci.features import Feature, FeatureSchema
 from mlops_ci.integrity import MANIFEST, digest, verify
 from mlops_ci.packaging import convert
 from mlops_ci.records import read_json
@@ -32,6 +33,14 @@ class ModelSpec:
     folder: Path
     features: tuple[str, ...]
     sha256: str
+    kinds: tuple[str, ...] = ()  # number | string per feature; empty: all numbers
+    layout: str = convert.MATRIX  # ONNX inputs: one float tensor or one per column
+
+    @property
+    def schema(self) -> FeatureSchema:
+        if not self.kinds:
+            return FeatureSchema.numeric(self.features)
+        return FeatureSchema(tuple(map(Feature, self.features, self.kinds)))
 
 
 @dataclass(frozen=True)
@@ -64,18 +73,32 @@ def read_spec(path: Path) -> ModelSpec:
     fmt = str(record.get("format", "onnx"))
     if fmt not in ("onnx", "sklearn"):
         raise InputError(f"{folder / MANIFEST}: format '{fmt}' cannot be served")
+    features = record.get("features", [])
+    if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+        raise InputError(f"{folder / MANIFEST}: 'features' must be a list of column names")
+    schema = FeatureSchema.numeric(tuple(features))
+    if "schema" in record:
+        schema = FeatureSchema.from_list(record["schema"], str(folder / MANIFEST))
+        if schema.names != tuple(features):
+            raise InputError(f"{folder / MANIFEST}: 'schema' and 'features' name other columns")
+    layout = record.get("layout", convert.MATRIX)
+    if layout not in (convert.MATRIX, convert.COLUMNS):
+        raise InputError(f"{folder / MANIFEST}: layout '{layout}' is not matrix or columns")
     return ModelSpec(
         name=str(record.get("name", "model")),
         version=str(record.get("version", "1")),
         format=fmt,
         folder=folder,
-        features=tuple(str(f) for f in record.get("features", [])),
+        features=schema.names,
         sha256=digest(files),
+        kinds=tuple(f.kind for f in schema.features),
+        layout=layout,
     )
 
 
 class LoadedModel:
-    """One version in memory: ``predict`` takes a float32 matrix [rows, features]."""
+    """One version in memory: ``predict`` takes a float32 matrix [rows, features] (all-numeric
+    schemas) or a table of 1-D columns by name (float32 numbers, object strings)."""
 
     def __init__(self, spec: ModelSpec, intra_op_threads: int = 1) -> None:
         self.spec = spec
@@ -83,14 +106,24 @@ class LoadedModel:
         self._native: Any = None
         if spec.format == "onnx":
             self._session = convert.session(str(spec.folder / ONNX_FILE), intra_op_threads, "all")
-            shape = self._session.get_inputs()[0].shape
-            self.n_features = int(shape[1]) if isinstance(shape[1], int) else len(spec.features)
+            inputs = self._session.get_inputs()
+            if spec.layout == convert.MATRIX:
+                shape = inputs[0].shape
+                self.n_features = int(shape[1]) if isinstance(shape[1], int) else len(spec.features)
+            else:
+                self.n_features = len(inputs)
+                missing = set(spec.features) - {i.name for i in inputs}
+                if missing:
+                    raise InputError(
+                        f"{spec.folder / ONNX_FILE}: has no input for column(s) "
+                        f"{', '.join(sorted(missing))} of its manifest"
+                    )
             self.output_names = [o.name for o in self._session.get_outputs()]
         else:
             import mlflow.sklearn
 
             self._native = mlflow.sklearn.load_model(str(spec.folder))
-            self.n_features = int(getattr(self._native, "n_features_in_", len(spec.features)))
+            self.n_features = len(spec.features) or int(getattr(self._native, "n_features_in_", 0))
             self.output_names = (
                 ["label", "probabilities"] if convert.is_classifier(self._native) else ["variable"]
             )
@@ -104,14 +137,24 @@ class LoadedModel:
     def is_classifier(self) -> bool:
         return "probabilities" in self.output_names
 
-    def predict(self, x: npt.NDArray[np.float32]) -> Prediction:
+    def predict(self, x: npt.NDArray[np.float32] | dict[str, Any]) -> Prediction:
+        spec = self.spec
         if self._session is not None:
-            out = convert.onnx_outputs(self._session, x)
+            feeds = (
+                convert.table_feeds(spec.schema, x)
+                if isinstance(x, dict)
+                else convert.matrix_feeds(spec.layout, spec.schema, x)
+            )
+            out = convert.onnx_outputs(self._session, feeds)
         else:
             frame: Any = x
-            if self.spec.features:
+            if isinstance(x, dict) or spec.features:
                 import pandas as pd
 
-                frame = pd.DataFrame(x, columns=list(self.spec.features))
+                frame = (
+                    pd.DataFrame({n: x[n] for n in spec.features})
+                    if isinstance(x, dict)
+                    else pd.DataFrame(x, columns=list(spec.features))
+                )
             out = convert.native_outputs(self._native, frame)
         return Prediction(out.labels, out.scores)

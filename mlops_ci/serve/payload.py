@@ -7,8 +7,12 @@ error body. Accepted shapes:
   (records by column name); MLflow's ``dataframe_split`` / ``dataframe_records`` and Azure ML's
   ``data`` / ``input_data`` spellings too.
 - Open Inference Protocol v2 ``/infer``: one input tensor ``{"name", "shape": [rows, features],
-  "datatype", "data"}`` with ``data`` flat or nested, or raw bytes after the JSON header
-  (the binary tensor extension tritonclient uses, ``Inference-Header-Content-Length``).
+  "datatype", "data"}`` (all-numeric models), or one tensor per column named like it, shape
+  [rows] or [rows, 1], BYTES for text columns; ``data`` flat or nested, or raw bytes after the
+  JSON header (the binary tensor extension tritonclient uses, ``Inference-Header-Content-Length``).
+
+A model whose schema is all numbers gets a float32 matrix; one with text columns a table of
+1-D columns by name (float32 numbers, object strings).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import orjson
+
+from mlops_ci.features import STRING, Feature, FeatureSchema
 
 # v2 datatypes that can stand for a feature value, and their numpy types for binary data.
 V2_NUMERIC = {
@@ -47,20 +53,35 @@ class PayloadError(Exception):
         self.status = status
 
 
+Batch = npt.NDArray[np.float32] | dict[str, npt.NDArray[Any]]
+
+
 @dataclass(frozen=True)
 class Limits:
     n_features: int
     features: tuple[str, ...]  # column names, when the package recorded them
     max_rows: int
+    schema: FeatureSchema | None = None  # their kinds; None: all numbers
+
+    @property
+    def mixed(self) -> bool:
+        """Some column is text: requests become tables, not one float matrix."""
+        return self.schema is not None and not self.schema.all_numeric
 
 
 @dataclass(frozen=True)
 class InferRequest:
-    """A parsed v2 request: the matrix, the request id and which outputs were asked for."""
+    """A parsed v2 request: the batch, the request id and which outputs were asked for."""
 
-    x: npt.NDArray[np.float32]
+    x: Batch
     id: str | None
     outputs: tuple[str, ...]
+
+
+def batch_rows(x: Batch) -> int:
+    if isinstance(x, dict):
+        return len(next(iter(x.values()))) if x else 0
+    return len(x)
 
 
 def parse_json(body: bytes) -> Any:
@@ -72,8 +93,8 @@ def parse_json(body: bytes) -> Any:
         raise PayloadError(400, f"invalid JSON: {err}") from None
 
 
-def parse_score(body: bytes, limits: Limits) -> npt.NDArray[np.float32]:
-    """The ``/score`` body as a [rows, features] float32 matrix."""
+def parse_score(body: bytes, limits: Limits) -> Batch:
+    """The ``/score`` body as a [rows, features] float32 matrix (or a table, see ``Batch``)."""
     doc = parse_json(body)
     if not isinstance(doc, dict):
         raise PayloadError(400, 'the body must be a JSON object such as {"inputs": [[...]]}')
@@ -93,7 +114,7 @@ def parse_score(body: bytes, limits: Limits) -> npt.NDArray[np.float32]:
     )
 
 
-def _rows_or_records(rows: Any, field: str, limits: Limits) -> npt.NDArray[np.float32]:
+def _rows_or_records(rows: Any, field: str, limits: Limits) -> Batch:
     if not isinstance(rows, list):
         raise PayloadError(400, f"'{field}' must be a list of rows, got {_kind(rows)}")
     _check_rows(len(rows), field, limits)
@@ -102,7 +123,7 @@ def _rows_or_records(rows: Any, field: str, limits: Limits) -> npt.NDArray[np.fl
     return _matrix(rows, field, limits)
 
 
-def _split(value: Any, field: str, limits: Limits) -> npt.NDArray[np.float32]:
+def _split(value: Any, field: str, limits: Limits) -> Batch:
     if not isinstance(value, dict) or not isinstance(value.get("data"), list):
         raise PayloadError(400, f"'{field}' must be an object with 'columns' and 'data'")
     columns = value.get("columns")
@@ -122,7 +143,7 @@ def _split(value: Any, field: str, limits: Limits) -> npt.NDArray[np.float32]:
     return _records(records, f"{field}.data", limits)
 
 
-def _records(rows: list[Any], field: str, limits: Limits) -> npt.NDArray[np.float32]:
+def _records(rows: list[Any], field: str, limits: Limits) -> Batch:
     if not limits.features:
         raise PayloadError(
             422,
@@ -144,9 +165,9 @@ def _records(rows: list[Any], field: str, limits: Limits) -> npt.NDArray[np.floa
     return _matrix(matrix, field, limits, names)
 
 
-def _matrix(
-    rows: list[Any], field: str, limits: Limits, names: tuple[str, ...] = ()
-) -> npt.NDArray[np.float32]:
+def _matrix(rows: list[Any], field: str, limits: Limits, names: tuple[str, ...] = ()) -> Batch:
+    if limits.mixed:
+        return _table(rows, field, limits)
     width = limits.n_features
     for i, row in enumerate(rows):
         if not isinstance(row, list):
@@ -162,6 +183,40 @@ def _matrix(
                     422, f"'{where}' in row {i} must be a number, got {_kind(value)}"
                 )
     return _finite(np.array(rows, dtype=np.float64), field)
+
+
+def _table(rows: list[Any], field: str, limits: Limits) -> dict[str, npt.NDArray[Any]]:
+    """Rows of values in feature order → 1-D columns: text where the schema says string."""
+    assert limits.schema is not None
+    features = limits.schema.features
+    width = len(features)
+    for i, row in enumerate(rows):
+        if not isinstance(row, list):
+            raise PayloadError(422, f"'{field}[{i}]' must be a list of {width} values")
+        if len(row) != width:
+            raise PayloadError(
+                422, f"'{field}[{i}]' has {len(row)} values; the model takes {width}"
+            )
+    table: dict[str, npt.NDArray[Any]] = {}
+    for j, feature in enumerate(features):
+        column = [row[j] for row in rows]
+        table[feature.name] = _column(column, feature, f"'{feature.name}'", "in row")
+    return table
+
+
+def _column(values: list[Any], feature: Feature, where: str, row_word: str) -> npt.NDArray[Any]:
+    """One column's values checked against its kind: text, or finite float32 numbers."""
+    if feature.kind == STRING:
+        for i, value in enumerate(values):
+            if type(value) is not str:
+                raise PayloadError(
+                    422, f"{where} {row_word} {i} must be text (a string), got {_kind(value)}"
+                )
+        return np.array(values, dtype=object)
+    for i, value in enumerate(values):
+        if type(value) is not float and type(value) is not int:
+            raise PayloadError(422, f"{where} {row_word} {i} must be a number, got {_kind(value)}")
+    return _finite(np.array(values, dtype=np.float64), where.strip("'"))
 
 
 def _finite(values: npt.NDArray[Any], field: str) -> npt.NDArray[np.float32]:
@@ -191,15 +246,138 @@ def parse_infer(body: bytes, header_length: int | None, limits: Limits) -> Infer
     if not isinstance(doc, dict):
         raise PayloadError(400, "the body must be a JSON object with 'inputs'")
     inputs = doc.get("inputs")
-    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+    if (
+        not isinstance(inputs, list)
+        or not inputs
+        or not all(isinstance(tensor, dict) for tensor in inputs)
+    ):
         raise PayloadError(
-            400, "'inputs' must be a list of one tensor {name, shape, datatype, data}"
+            400,
+            "'inputs' must be a list of tensors {name, shape, datatype, data}: one [rows, "
+            "features] tensor, or one per column named like it",
         )
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise PayloadError(400, "'id' must be a string")
-    x = _tensor(inputs[0], binary, limits)
-    return InferRequest(x, request_id, _requested_outputs(doc.get("outputs")))
+    outputs = _requested_outputs(doc.get("outputs"))
+    if len(inputs) == 1 and inputs[0].get("name") not in limits.features:
+        if limits.mixed:
+            assert limits.schema is not None
+            raise PayloadError(
+                422,
+                f"this model has text columns ({', '.join(limits.schema.strings[:5])}): send one "
+                "tensor per column, named like it, with datatype BYTES for text",
+            )
+        return InferRequest(_tensor(inputs[0], binary, limits), request_id, outputs)
+    return InferRequest(_named_tensors(inputs, binary, limits), request_id, outputs)
+
+
+def _named_tensors(inputs: list[Any], binary: bytes, limits: Limits) -> Batch:
+    """One tensor per column, named like it → a table (or, all numbers, the matrix)."""
+    schema = limits.schema or FeatureSchema.numeric(limits.features)
+    if not schema.features:
+        raise PayloadError(
+            422, "this model's package records no feature names; send one [rows, features] tensor"
+        )
+    kinds = {f.name: f for f in schema.features}
+    by_name: dict[str, dict[str, Any]] = {}
+    for i, tensor in enumerate(inputs):
+        name = tensor.get("name")
+        if name not in kinds:
+            raise PayloadError(
+                422,
+                f"'inputs[{i}].name' {str(name)[:80]!r} is not a feature of this model "
+                f"(features: {', '.join(schema.names[:20])})",
+            )
+        if name in by_name:
+            raise PayloadError(422, f"'inputs[{i}]': column '{name}' is sent twice")
+        by_name[name] = tensor
+    missing = [n for n in schema.names if n not in by_name]
+    if missing:
+        raise PayloadError(422, f"'inputs': missing column(s) {', '.join(missing[:20])}")
+    table: dict[str, npt.NDArray[Any]] = {}
+    offset = 0
+    rows: int | None = None
+    for i, tensor in enumerate(inputs):
+        feature = kinds[tensor["name"]]
+        column, used = _column_tensor(i, tensor, feature, binary[offset:], limits)
+        offset += used
+        if rows is not None and len(column) != rows:
+            raise PayloadError(
+                422, f"'inputs[{i}]' ({feature.name}) has {len(column)} rows, the others {rows}"
+            )
+        rows = len(column)
+        table[feature.name] = column
+    if offset != len(binary):
+        raise PayloadError(422, f"{len(binary) - offset} bytes of binary data belong to no input")
+    if not limits.mixed:
+        return np.ascontiguousarray(np.stack([table[n] for n in schema.names], axis=1))
+    return table
+
+
+def _column_tensor(
+    i: int, tensor: dict[str, Any], feature: Feature, binary: bytes, limits: Limits
+) -> tuple[npt.NDArray[Any], int]:
+    """(the column, binary bytes it used) of one named v2 tensor of shape [rows] or [rows, 1]."""
+    where = f"inputs[{i}]"
+    shape, datatype = tensor.get("shape"), tensor.get("datatype")
+    if (
+        not isinstance(shape, list)
+        or not 1 <= len(shape) <= 2
+        or not all(type(d) is int and d >= 0 for d in shape)
+        or (len(shape) == 2 and shape[1] != 1)
+    ):
+        raise PayloadError(422, f"'{where}.shape' must be [rows] or [rows, 1] for one column")
+    rows = shape[0]
+    _check_rows(rows, where, limits)
+    if feature.kind == STRING and datatype != "BYTES":
+        raise PayloadError(
+            422, f"'{where}.datatype' must be BYTES: column '{feature.name}' is text"
+        )
+    if feature.kind != STRING and datatype not in V2_NUMERIC:
+        raise PayloadError(
+            422,
+            f"'{where}.datatype' {datatype!r} is not a numeric type (FP32, FP64, INT64, ...): "
+            f"column '{feature.name}' is a number",
+        )
+    params = tensor.get("parameters") or {}
+    size = params.get("binary_data_size") if isinstance(params, dict) else None
+    if size is not None:
+        if type(size) is not int or size < 0 or size > len(binary):
+            raise PayloadError(422, f"'{where}': binary_data_size is beyond the binary data")
+        chunk = binary[:size]
+        if feature.kind == STRING:
+            return _binary_strings(chunk, rows, where), size
+        return _binary(chunk, size, rows, 1, str(datatype))[:, 0], size
+    data = tensor.get("data")
+    if not isinstance(data, list):
+        raise PayloadError(422, f"'{where}.data' must be a list")
+    flat = _flatten(data, rows, where)
+    if datatype == "BOOL" and not all(type(v) is bool for v in flat):
+        raise PayloadError(422, f"'{where}.data' must hold true/false for datatype BOOL")
+    if datatype == "BOOL":
+        flat = [int(v) for v in flat]
+    return _column(flat, feature, f"'{feature.name}'", "in row"), 0
+
+
+def _binary_strings(chunk: bytes, rows: int, where: str) -> npt.NDArray[Any]:
+    """BYTES in the binary extension: each element a 4-byte little-endian length, then UTF-8."""
+    values, at = [], 0
+    for _ in range(rows):
+        if at + 4 > len(chunk):
+            raise PayloadError(422, f"'{where}': binary BYTES data ends early")
+        length = int.from_bytes(chunk[at : at + 4], "little")
+        at += 4
+        if at + length > len(chunk):
+            raise PayloadError(422, f"'{where}': binary BYTES data ends early")
+        try:
+            values.append(chunk[at : at + length].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise PayloadError(422, f"'{where}': binary BYTES element is not UTF-8") from None
+        at += length
+    if at != len(chunk):
+        raise PayloadError(422, f"'{where}': binary BYTES data is longer than {rows} elements")
+    return np.array(values, dtype=object)
 
 
 def _tensor(tensor: dict[str, Any], binary: bytes, limits: Limits) -> npt.NDArray[np.float32]:
@@ -227,7 +405,7 @@ def _tensor(tensor: dict[str, Any], binary: bytes, limits: Limits) -> npt.NDArra
     data = tensor.get("data")
     if not isinstance(data, list):
         raise PayloadError(422, "'inputs[0].data' must be a list of numbers")
-    flat = _flatten(data, rows * width)
+    flat = _flatten(data, rows * width, "inputs[0]")
     if datatype == "BOOL":
         if not all(type(v) is bool for v in flat):
             raise PayloadError(422, "'inputs[0].data' must hold true/false for datatype BOOL")
@@ -236,7 +414,7 @@ def _tensor(tensor: dict[str, Any], binary: bytes, limits: Limits) -> npt.NDArra
     return _finite(np.array(flat, dtype=np.float64).reshape(rows, width), "inputs[0].data")
 
 
-def _flatten(data: list[Any], expected: int) -> list[Any]:
+def _flatten(data: list[Any], expected: int, where: str) -> list[Any]:
     """v2 allows nested or flat data in row-major order; refuse a ragged or wrong-sized one."""
     flat: list[Any] = []
     stack = [iter(data)]
@@ -254,9 +432,9 @@ def _flatten(data: list[Any], expected: int) -> list[Any]:
     if len(flat) != expected:
         raise PayloadError(
             422,
-            f"'inputs[0].data' holds {len(flat)}+ values; the shape says {expected}"
+            f"'{where}.data' holds {len(flat)}+ values; the shape says {expected}"
             if len(flat) > expected
-            else f"'inputs[0].data' holds {len(flat)} values; the shape says {expected}",
+            else f"'{where}.data' holds {len(flat)} values; the shape says {expected}",
         )
     return flat
 

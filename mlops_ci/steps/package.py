@@ -17,12 +17,13 @@ import numpy as np
 from mlops_ci.config import Config
 from mlops_ci.errors import GateFailed
 from mlops_ci.evaldata import load_evaluation
+from mlops_ci.features import FeatureSchema
 from mlops_ci.integrity import verify_digest
 from mlops_ci.lineage import sha256_file
 from mlops_ci.packaging import convert
 from mlops_ci.packaging.context import ContextSpec, write_context
 from mlops_ci.packaging.image import ImageResult, build_image
-from mlops_ci.packaging.profile import Profile, machine, measure, recommend
+from mlops_ci.packaging.profile import Probe, Profile, machine, measure, recommend
 from mlops_ci.records import mlops_dir, read_json, write_json_atomic
 from mlops_ci.registry import TAG_MODEL_SHA256, ModelRegistry, resolve_version
 
@@ -67,19 +68,28 @@ def package(
         native_out = convert.native_outputs(native, data.features)
         native_size = sum(p.stat().st_size for p in native_dir.rglob("*") if p.is_file())
 
-        parity, note, onnx_sha = None, None, None
+        schema = FeatureSchema.of_frame(data.features)
+        parity, note, onnx_sha, layout = None, None, None, convert.MATRIX
         if config.package.onnx:
-            onnx_bytes = convert.convert_sklearn(native, data.features, config.package.target_opset)
-            sess = convert.session(onnx_bytes, opts.intra_op_threads, opts.graph_optimization_level)
-            x = convert.as_float32(data.features)
+            converted = convert.convert_sklearn(native, data.features, config.package.target_opset)
+            layout = converted.layout
+            sess = convert.session(
+                converted.onnx, opts.intra_op_threads, opts.graph_optimization_level
+            )
+            feeds = convert.frame_feeds(layout, schema, data.features)
             parity = convert.check_parity(
-                native_out, convert.onnx_outputs(sess, x), config.package.parity_tolerance
+                native_out, convert.onnx_outputs(sess, feeds), tolerance(config)
             )
             if not parity.passed:
-                raise GateFailed(_parity_message(parity, data.features.index))
+                raise GateFailed(
+                    _parity_message(parity, data.features.index),
+                    hint="if these are float32 rounding, raise package.parity_tolerance, "
+                    "package.parity_rtol or package.parity_max_row_share; set "
+                    "package.onnx: false to serve the native model",
+                )
             model_files = work / "onnx"
             model_files.mkdir()
-            (model_files / ONNX_FILE).write_bytes(onnx_bytes)
+            (model_files / ONNX_FILE).write_bytes(converted.onnx)
             onnx_sha = sha256_file(model_files / ONNX_FILE)
             fmt = "onnx"
         else:
@@ -87,7 +97,7 @@ def package(
             model_files, fmt = native_dir, "sklearn"
 
         profile = _profile(
-            config, native, native_pickle, native_size, data.features, model_files, fmt
+            config, native, native_pickle, native_size, data.features, model_files, fmt, layout
         )
         tags = version.tags
         spec = ContextSpec(
@@ -99,7 +109,9 @@ def package(
             port=config.package.port,
             revision=tags.get("mlops.git.commit"),
             source=tags.get("mlops.git.repository"),
-            features=tuple(str(c) for c in data.features.columns),
+            features=schema.names,
+            schema=schema,
+            layout=layout,
         )
         folder = mlops_dir(config.root) / "package" / f"{name}-{version.version}"
         lock = (
@@ -149,6 +161,13 @@ def _dump(model: Any, path: Path) -> None:
     joblib.dump(model, path)
 
 
+def tolerance(config: Config) -> convert.Tolerance:
+    pkg = config.package
+    return convert.Tolerance.for_task(
+        config.model.task, pkg.parity_tolerance, pkg.parity_rtol, pkg.parity_max_row_share
+    )
+
+
 def _profile(
     config: Config,
     native: Any,
@@ -157,10 +176,12 @@ def _profile(
     features: Any,
     model_files: Path,
     fmt: str,
+    layout: str,
 ) -> Profile:
     opts = config.package.profile
     base = features.reset_index(drop=True)
-    cols = base.shape[1]
+    schema = FeatureSchema.of_frame(base)
+    biggest = max(opts.batch_sizes)
 
     def frame(n: int) -> Any:  # n rows cycled from the evaluation data
         return base.iloc[np.arange(n) % len(base)].reset_index(drop=True)
@@ -172,7 +193,9 @@ def _profile(
         frame,
         opts.single_row_runs,
         opts.batch_sizes,
-        ("native", native_pickle, cols),
+        Probe(
+            "native", native_pickle, _batch_file(native_pickle.parent / "native", frame(biggest))
+        ),
         native_size,
     )
     options = {
@@ -184,29 +207,47 @@ def _profile(
     onnx_path = model_files / ONNX_FILE
     sess = convert.session(str(onnx_path), opts.intra_op_threads, opts.graph_optimization_level)
 
-    def onnx_predict(x: Any) -> Any:
-        return sess.run(None, {convert.INPUT_NAME: x})
+    def onnx_predict(feeds: Any) -> Any:
+        return sess.run(None, feeds)
+
+    def feeds(n: int) -> Any:
+        return convert.frame_feeds(layout, schema, frame(n))
 
     onnx_prof = measure(
         "onnxruntime",
         onnx_predict,
-        lambda n: convert.as_float32(frame(n)),
+        feeds,
         opts.single_row_runs,
         opts.batch_sizes,
-        ("onnx", onnx_path, cols),
+        Probe("onnx", onnx_path, _batch_file(native_pickle.parent / "onnx", feeds(biggest))),
         onnx_path.stat().st_size,
     )
     return Profile(onnx_prof, native_prof, options, recommend(onnx_prof), machine())
 
 
+def _batch_file(stem: Path, batch: Any) -> Path:
+    """The batch the memory probe scores (a DataFrame for the native model, feeds for ONNX)."""
+    import pickle
+
+    path = stem.with_suffix(".batch.pickle")
+    path.write_bytes(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+    return path
+
+
 def _parity_message(parity: convert.Parity, index: Any) -> str:
-    rows = ", ".join(f"row {index[i]} (|Δ| {d:.3g})" for i, d in parity.worst_rows[:3])
+    tol = parity.tolerance
+    rows = "; ".join(
+        f"row {index[i]}: native {n:.6g}, onnx {o:.6g} (|Δ| {d:.3g})"
+        for i, d, n, o in parity.worst_rows[:3]
+    )
     agreement = (
         "" if parity.label_agreement is None else f", labels agree on {parity.label_agreement:.2%}"
     )
     return (
-        f"ONNX parity failed: max |native - onnx| {parity.max_abs_diff:.3g} > tolerance "
-        f"{parity.tolerance:g}{agreement}; worst: {rows}"
+        f"ONNX parity failed: {parity.differing_rows} of {parity.rows} rows differ beyond "
+        f"|native - onnx| <= {tol.atol:g} + {tol.rtol:g}·|native| (package.parity_tolerance, "
+        f"package.parity_rtol), {parity.allowed_rows} allowed (package.parity_max_row_share "
+        f"{tol.max_row_share:g}); max |Δ| {parity.max_abs_diff:.3g}{agreement}; worst: {rows}"
     )
 
 
@@ -252,6 +293,8 @@ def _record_in_registry(
         tags["onnx_artifact"] = f"runs:/{run_id}/package/v{version}/{ONNX_FILE}"
     if parity is not None:
         tags["parity.max_abs_diff"] = f"{parity.max_abs_diff:.3g}"
+        tags["parity.differing_rows"] = f"{parity.differing_rows}/{parity.rows}"
+        tags["parity.tolerance"] = f"atol={parity.tolerance.atol:g};rtol={parity.tolerance.rtol:g}"
         if parity.label_agreement is not None:
             tags["parity.label_agreement"] = f"{parity.label_agreement:.6f}"
     speedup = profile.speedup_single_row()

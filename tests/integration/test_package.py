@@ -93,18 +93,23 @@ def test_altered_onnx_graph_fails_parity_and_records_nothing(
     config, reg = registered(project)
     real = convert.convert_sklearn
 
-    def altered(model: Any, features: Any, opset: int | None) -> bytes:
-        graph = onnx.load_from_string(real(model, features, opset))
+    def altered(model: Any, features: Any, opset: int | None) -> convert.Converted:
+        converted = real(model, features, opset)
+        graph = onnx.load_from_string(converted.onnx)
         (linear,) = [n for n in graph.graph.node if n.op_type == "LinearClassifier"]
         (coefficients,) = [a for a in linear.attribute if a.name == "coefficients"]
         coefficients.floats[0] += 0.5  # one weight of the first class, nudged
-        return bytes(graph.SerializeToString())
+        return convert.Converted(bytes(graph.SerializeToString()), converted.layout)
 
     monkeypatch.setattr(convert, "convert_sklearn", altered)
     with pytest.raises(
-        GateFailed, match=r"ONNX parity failed: max \|native - onnx\| .* worst: row \d+"
-    ):
+        GateFailed,
+        match=r"ONNX parity failed: \d+ of 60 rows differ beyond \|native - onnx\| <= 0.001 "
+        r"\+ 0.001·\|native\| \(package.parity_tolerance, package.parity_rtol\), 1 allowed "
+        r"\(package.parity_max_row_share 0.02\).* worst: row \d+: native [\d.]+, onnx [\d.]+",
+    ) as caught:
         package(config, reg, "1", build=False)
+    assert "package.onnx: false" in str(caught.value.hint)
     assert not any(
         k.startswith("mlops.package.") for k in reg.get_version("iris-classifier", "1").tags
     )
@@ -119,10 +124,26 @@ def test_parity_check_names_the_worst_rows() -> None:
     onnx_out = convert.Outputs(
         np.array(["a", "a", "a"]), np.array([[0.9, 0.1], [0.55, 0.45], [0.6, 0.4]])
     )
-    parity = convert.check_parity(native, onnx_out, tolerance=1e-5)
-    assert not parity.passed
-    assert parity.worst_rows[0] == (1, pytest.approx(0.35))
+    parity = convert.check_parity(native, onnx_out, convert.Tolerance(1e-5, 0.0, 0.0))
+    assert not parity.passed and parity.differing_rows == 1
+    assert parity.worst_rows[0] == (1, pytest.approx(0.35), 0.2, 0.55)
     assert parity.label_agreement == pytest.approx(2 / 3)
+    # The same difference within a loose tolerance still fails: the label changed.
+    assert not convert.check_parity(native, onnx_out, convert.Tolerance(0.5, 0.0, 0.0)).passed
+    # One differing row in three passes only when a third of the rows may differ.
+    assert convert.check_parity(native, onnx_out, convert.Tolerance(1e-5, 0.0, 0.34)).passed
+
+
+def test_default_tolerance_is_relative_for_values_of_any_magnitude() -> None:
+    tol = convert.Tolerance.for_task("regression", None, None, 0.0)
+    values = np.array([[151.0], [25.0], [346.0]])
+    rounded = values.astype(np.float32).astype(np.float64) + np.array([[3e-5], [0.0], [2e-4]])
+    assert convert.check_parity(
+        convert.Outputs(None, values), convert.Outputs(None, rounded), tol
+    ).passed
+    wrong = values + np.array([[0.0], [0.5], [0.0]])  # a real error on one row
+    parity = convert.check_parity(convert.Outputs(None, values), convert.Outputs(None, wrong), tol)
+    assert not parity.passed and parity.worst_rows[0][:2] == (1, pytest.approx(0.5))
 
 
 def test_tampered_model_artifact_is_refused(

@@ -1,0 +1,99 @@
+"""The input schema of a model: its feature columns in order, each a number or a string.
+
+Recorded once, when `package` writes the model's manifest (from the evaluation data the model
+was checked on), and read by everything that feeds the model afterwards: serving, batch
+scoring and drift. Numbers travel as float32, strings as text, so a pipeline that encodes a
+string column itself (``OneHotEncoder`` in a ``ColumnTransformer``) gets the text it was
+trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mlops_ci.errors import InputError
+
+NUMBER, STRING = "number", "string"
+KINDS = (NUMBER, STRING)
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    kind: str  # number | string
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    features: tuple[Feature, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    @property
+    def all_numeric(self) -> bool:
+        return all(f.kind == NUMBER for f in self.features)
+
+    @property
+    def strings(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features if f.kind == STRING)
+
+    def to_list(self) -> list[dict[str, str]]:
+        return [{"name": f.name, "kind": f.kind} for f in self.features]
+
+    @staticmethod
+    def from_list(items: Any, where: str) -> FeatureSchema:
+        """The schema as a manifest stores it; anything else is an error naming ``where``."""
+        if not isinstance(items, list):
+            raise InputError(f"{where}: 'schema' must be a list of {{name, kind}}")
+        out = []
+        for i, item in enumerate(items):
+            if (
+                not isinstance(item, dict)
+                or not isinstance(item.get("name"), str)
+                or item.get("kind") not in KINDS
+            ):
+                raise InputError(
+                    f'{where}: schema[{i}] must be {{"name": text, "kind": number|string}}'
+                )
+            out.append(Feature(item["name"], item["kind"]))
+        return FeatureSchema(tuple(out))
+
+    @staticmethod
+    def numeric(names: tuple[str, ...]) -> FeatureSchema:
+        """The schema of packages written before kinds were recorded: every column a number."""
+        return FeatureSchema(tuple(Feature(n, NUMBER) for n in names))
+
+    @staticmethod
+    def of_frame(frame: Any, where: str = "evaluate.data") -> FeatureSchema:
+        """Kinds from a DataFrame's dtypes: numbers and booleans are numbers, text and
+        categories are strings; dates and other objects are refused, naming the column."""
+        out = []
+        for name, dtype in frame.dtypes.items():
+            out.append(Feature(str(name), _kind(dtype, str(name), where)))
+        return FeatureSchema(tuple(out))
+
+
+def _kind(dtype: Any, name: str, where: str) -> str:
+    if dtype.kind in "biuf":
+        return NUMBER
+    if dtype.kind in "OSU" or str(dtype) in ("category", "string", "str"):
+        return STRING
+    raise InputError(
+        f"{where}: column '{name}' has type {dtype}; a feature must be a number or text",
+        hint="convert it in the data (e.g. a date to its parts) before the model sees it",
+    )
+
+
+def string_values(values: Any) -> Any:
+    """A column as the text ONNX string tensors take: missing values become empty strings."""
+    import numpy as np
+
+    out = np.asarray(values, dtype=object)
+    missing = np.array([v is None or (isinstance(v, float) and v != v) for v in out], dtype=bool)
+    if missing.any():
+        out = out.copy()
+        out[missing] = ""
+    return np.array([v if isinstance(v, str) else str(v) for v in out], dtype=object)

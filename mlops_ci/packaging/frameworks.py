@@ -1,0 +1,102 @@
+"""Converters for XGBoost and LightGBM estimators, registered with skl2onnx when a model uses them.
+
+skl2onnx converts scikit-learn; onnxmltools holds the XGBoost and LightGBM converters. Once
+registered, those estimators convert alone or as the last step of a scikit-learn Pipeline,
+with the same ``label``/``probabilities`` (or ``variable``) outputs as any other model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlops_ci.errors import InputError
+
+_CLASSIFIER_OPTIONS = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
+_done: set[str] = set()
+
+
+def estimators(model: Any) -> list[Any]:
+    """The model and every estimator nested in it (pipeline steps, column transformers)."""
+    found = [model]
+    for _, step in getattr(model, "steps", []):
+        found += estimators(step)
+    for item in getattr(model, "transformers", []) or []:
+        if len(item) >= 2 and not isinstance(item[1], str):
+            found += estimators(item[1])
+    return found
+
+
+def framework_of(model: Any) -> str | None:
+    """``xgboost`` or ``lightgbm`` when such an estimator is in the model, else None."""
+    for est in estimators(model):
+        root = type(est).__module__.split(".")[0]
+        if root in ("xgboost", "lightgbm"):
+            return root
+    return None
+
+
+def register_converters(model: Any) -> None:
+    """Make skl2onnx know the XGBoost/LightGBM estimators this model holds (once a process)."""
+    framework = framework_of(model)
+    if framework is None or framework in _done:
+        return
+    try:
+        if framework == "xgboost":
+            _register_xgboost()
+        else:
+            _register_lightgbm()
+    except ImportError as err:
+        raise InputError(
+            f"converting a {framework} model to ONNX needs onnxmltools ({err})",
+            hint="pip install onnxmltools, or set package.onnx: false",
+        ) from None
+    _done.add(framework)
+
+
+def _register_xgboost() -> None:
+    from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+        calculate_linear_regressor_output_shapes,
+    )
+    from xgboost import XGBClassifier, XGBRegressor
+
+    update_registered_converter(
+        XGBClassifier,
+        "XGBoostXGBClassifier",
+        calculate_linear_classifier_output_shapes,
+        convert_xgboost,
+        options=_CLASSIFIER_OPTIONS,
+    )
+    update_registered_converter(
+        XGBRegressor,
+        "XGBoostXGBRegressor",
+        calculate_linear_regressor_output_shapes,
+        convert_xgboost,
+    )
+
+
+def _register_lightgbm() -> None:
+    from lightgbm import LGBMClassifier, LGBMRegressor
+    from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+        calculate_linear_regressor_output_shapes,
+    )
+
+    update_registered_converter(
+        LGBMClassifier,
+        "LightGbmLGBMClassifier",
+        calculate_linear_classifier_output_shapes,
+        convert_lightgbm,
+        options=_CLASSIFIER_OPTIONS,
+    )
+    update_registered_converter(
+        LGBMRegressor,
+        "LightGbmLGBMRegressor",
+        calculate_linear_regressor_output_shapes,
+        convert_lightgbm,
+        options={"split": None},
+    )
