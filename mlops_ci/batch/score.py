@@ -39,6 +39,7 @@ class Job:
     id_columns: tuple[str, ...]  # carried from input to output rows
     parts: str  # folder of part-NNNNNN.parquet and rejects-NNNNNN.parquet
     threads: int = 1
+    kinds: tuple[str, ...] = ()  # number | string per feature; empty: all numbers
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,20 @@ class TaskResult:
 class Features:
     """The model's input for a slice, and which rows are fit to score."""
 
-    x: npt.NDArray[np.float32]  # [rows, features]; a value that is not fit is a zero
+    x: npt.NDArray[np.float32]  # [rows, features]; a value that is not fit (or text) is a zero
     ok: npt.NDArray[np.bool_]
     errors: npt.NDArray[np.object_]  # the first error of each rejected row, None elsewhere
+    names: tuple[str, ...] = ()
+    text: dict[str, npt.NDArray[np.object_]] | None = None  # text columns, by name
+
+    def batch(self, rows: Any) -> Any:
+        """The model's input for ``rows``: the matrix, or a table where a column is text."""
+        if not self.text:
+            return self.x[rows]
+        return {
+            name: self.text[name][rows] if name in self.text else self.x[rows, j]
+            for j, name in enumerate(self.names)
+        }
 
     def reject(self, rows: Any, messages: Sequence[str] | str) -> None:
         self.errors[rows] = messages
@@ -92,7 +104,7 @@ def score_task(task: Task, job: Job) -> TaskResult:
     data = read_task(task)
     table = data.table
     model = _model(job.model_dir, job.threads)
-    features = features_matrix(table, job.features)
+    features = features_matrix(table, job.features, job.kinds)
     labels, scores = _predict(model, features)
     ok = features.ok
     ids = table.select(list(job.id_columns))
@@ -117,17 +129,23 @@ def score_task(task: Task, job: Job) -> TaskResult:
     )
 
 
-def features_matrix(table: Any, features: tuple[str, ...]) -> Features:
-    """float32 [rows, features] from an Arrow table; a row with a value that is missing, not a
-    number or beyond float32 is rejected with the first such column named."""
+def features_matrix(table: Any, features: tuple[str, ...], kinds: tuple[str, ...] = ()) -> Features:
+    """float32 [rows, features] from an Arrow table (and text columns as text); a row with a
+    number that is missing, not a number or beyond float32, or a missing text, is rejected
+    with the first such column named."""
     rows = table.num_rows
     result = Features(
         np.empty((rows, len(features)), np.float32),
         np.ones(rows, np.bool_),
         np.full(rows, None, dtype=object),
+        features,
     )
     for j, name in enumerate(features):
         column = table.column(name)
+        if kinds and kinds[j] == "string":
+            result.x[:, j] = 0.0
+            result.text = {**(result.text or {}), name: _texts(column, name, result)}
+            continue
         values = _floats(column)
         with np.errstate(over="ignore"):
             narrow = values.astype(np.float32)
@@ -140,6 +158,16 @@ def features_matrix(table: Any, features: tuple[str, ...]) -> Features:
             narrow[bad] = 0.0
         result.x[:, j] = narrow
     return result
+
+
+def _texts(column: Any, name: str, result: Features) -> npt.NDArray[np.object_]:
+    """A text column as Python strings; a null is rejected as missing."""
+    values = np.array(column.cast(pa.string()).to_pylist(), dtype=object)
+    null = np.asarray(pc.is_null(column).to_numpy(zero_copy_only=False), np.bool_)
+    if null.any():
+        result.reject(np.flatnonzero(null & result.ok), f"{name}: missing")
+        values[null] = ""
+    return values
 
 
 def _floats(column: Any) -> npt.NDArray[np.float64]:
@@ -178,17 +206,16 @@ def _predict(model: Any, features: Features) -> tuple[Any, Any]:
     """Score the rows fit to score; if the batch fails, score row by row and reject the rows
     that fail."""
     rows = np.flatnonzero(features.ok)
-    x = features.x if len(rows) == len(features.ok) else features.x[rows]
-    if not len(x):
+    if not len(rows):
         return _empty(model)
     try:
-        out = model.predict(x)
+        out = model.predict(features.batch(slice(None) if len(rows) == len(features.ok) else rows))
         return out.labels, out.scores
     except Exception:  # the model's own error; find the rows that cause it
         labels, scores = [], []
-        for i, row in zip(rows, x, strict=True):
+        for i in rows:
             try:
-                one = model.predict(row[None, :])
+                one = model.predict(features.batch(slice(i, i + 1)))
             except Exception as err:
                 features.reject(i, f"scoring failed: {str(err).splitlines()[0][:200]}")
                 continue

@@ -37,6 +37,7 @@ class ContextSpec:
     features: tuple[str, ...] = ()  # input columns in model order, for scoring by column name
     schema: FeatureSchema | None = None  # their kinds (number | string)
     layout: str = "matrix"  # ONNX inputs: one float tensor (matrix) or one per column
+    classes: tuple[str, ...] = ()  # a classifier's labels, in the order of its probabilities
 
 
 def pinned_requirements(fmt: str, lock: str | None) -> list[str]:
@@ -126,6 +127,7 @@ def write_context(
             "features": list(spec.features),
             "schema": (spec.schema or FeatureSchema.numeric(spec.features)).to_list(),
             "layout": spec.layout,
+            "classes": list(spec.classes),
             "files": manifest,
             "sha256": model_digest,
         },

@@ -100,6 +100,12 @@ def is_classifier(model: Any) -> bool:
     return callable(getattr(model, "predict_proba", None))
 
 
+def class_labels(model: Any) -> tuple[str, ...]:
+    """A classifier's labels in the column order of its probabilities (empty for regressors)."""
+    classes = getattr(model, "classes_", None) if is_classifier(model) else None
+    return () if classes is None else tuple(str(c) for c in np.asarray(classes).tolist())
+
+
 @dataclass(frozen=True)
 class Converted:
     onnx: bytes

@@ -214,6 +214,9 @@ def _scoring_routes(app: FastAPI, service: Service) -> None:
         if prediction.labels is not None:
             data["predictions"] = prediction.labels.tolist()
             data["probabilities"] = prediction.scores
+            classes = service.models[version].spec.classes
+            if classes:
+                data["classes"] = classes
         else:
             data["predictions"] = (
                 prediction.scores[:, 0] if prediction.scores.shape[1] == 1 else (prediction.scores)
@@ -352,6 +355,9 @@ def _v2_response(
         "model_version": version,
         "outputs": [tensors[n] for n in wanted],
     }
+    classes = service.models[version].spec.classes
+    if "probabilities" in tensors and classes:
+        data["parameters"] = {"classes": list(classes)}
     if parsed.id is not None:
         data["id"] = parsed.id
     return data
@@ -447,10 +453,22 @@ def _model_metadata(service: Service, name: str, version: str | None) -> dict[st
         "name": name,
         "versions": [version] if version else list(service.models),
         "platform": "onnxruntime_onnx" if model.spec.format == "onnx" else "sklearn",
-        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, model.n_features]}],
+        "inputs": _input_metadata(model),
         "outputs": outputs,
         "parameters": {"features": list(model.spec.features), "sha256": model.spec.sha256},
     }
+
+
+def _input_metadata(model: LoadedModel) -> list[dict[str, Any]]:
+    """The one [rows, features] tensor, or one tensor per column where a column is text or the
+    graph takes named inputs (all-numeric models also accept the one tensor then)."""
+    spec = model.spec
+    if spec.schema.all_numeric and (spec.layout == "matrix" or spec.format != "onnx"):
+        return [{"name": "input", "datatype": "FP32", "shape": [-1, model.n_features]}]
+    return [
+        {"name": f.name, "datatype": "BYTES" if f.kind == "string" else "FP32", "shape": [-1, 1]}
+        for f in spec.schema.features
+    ]
 
 
 def _ready(service: Service, name: str, version: str | None) -> dict[str, Any]:
@@ -554,6 +572,7 @@ def settings_from_env() -> ServiceSettings:
                 "folder": Path(m["folder"]),
                 "features": tuple(m["features"]),
                 "kinds": tuple(m["kinds"]),
+                "classes": tuple(m["classes"]),
             }
         )
         for m in raw["models"]

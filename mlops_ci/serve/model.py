@@ -35,6 +35,7 @@ class ModelSpec:
     sha256: str
     kinds: tuple[str, ...] = ()  # number | string per feature; empty: all numbers
     layout: str = convert.MATRIX  # ONNX inputs: one float tensor or one per column
+    classes: tuple[str, ...] = ()  # labels in the order of the probabilities
 
     @property
     def schema(self) -> FeatureSchema:
@@ -93,6 +94,7 @@ def read_spec(path: Path) -> ModelSpec:
         sha256=digest(files),
         kinds=tuple(f.kind for f in schema.features),
         layout=layout,
+        classes=tuple(str(c) for c in record.get("classes") or ()),
     )
 
 

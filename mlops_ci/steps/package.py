@@ -112,6 +112,7 @@ def package(
             features=schema.names,
             schema=schema,
             layout=layout,
+            classes=convert.class_labels(native),
         )
         folder = mlops_dir(config.root) / "package" / f"{name}-{version.version}"
         lock = (
