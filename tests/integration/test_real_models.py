@@ -1,0 +1,147 @@
+"""The models data scientists bring, through every step: each example under examples/ is trained,
+compared, registered, packaged (parity), served (v2 named inputs and /score) and batch-scored
+against a real MLflow SQLite store and a real `mlops-ci serve` process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_ci.config import Config, load_config
+from mlops_ci.registry.mlflow import MlflowRegistry
+from mlops_ci.serve.model import read_spec
+from mlops_ci.steps.batch_score import batch_score
+from mlops_ci.steps.compare import compare
+from mlops_ci.steps.package import package
+from mlops_ci.steps.pipeline import copy_example
+from mlops_ci.steps.register import register
+from mlops_ci.steps.train import train
+from tests.serve_helpers import serving
+
+pytestmark = pytest.mark.slow
+
+FAST_PROFILE = "  profile: {single_row_runs: 20, batch_sizes: [1, 64]}\n"
+EXAMPLES = ["breast-cancer", "diabetes"]
+
+
+def project_for(tmp_path: Path, example: str, package_lines: str = "") -> Config:
+    project = copy_example(tmp_path / example, example)
+    config_file = project / "mlops.yaml"
+    config_file.write_text(
+        config_file.read_text() + "package:\n" + package_lines + FAST_PROFILE
+    )
+    return load_config(project)
+
+
+def evaluation(config: Config) -> tuple[pd.DataFrame, pd.Series]:
+    data = pd.read_csv(config.resolve(config.evaluate.data))
+    return data.drop(columns=[config.evaluate.target]), data[config.evaluate.target]
+
+
+def native_predictions(reg: MlflowRegistry, config: Config, features: pd.DataFrame) -> Any:
+    version = reg.get_version_by_alias(config.model.name, "candidate")
+    assert version is not None
+    return np.asarray(reg.load_model(version.source).predict(features))
+
+
+def same(served: list[Any], expected: Any, regression: bool) -> bool:
+    if regression:
+        return bool(np.allclose(served, expected, rtol=1e-4, atol=1e-4))
+    return [str(v) for v in served] == [str(v) for v in expected]
+
+
+def v2_columns(features: pd.DataFrame, binary: bool) -> list[Any]:
+    """One tritonclient input per column: BYTES for text, FP32 for numbers."""
+    import tritonclient.http as triton
+
+    inputs = []
+    for name in features.columns:
+        column = features[name]
+        if column.dtype.kind in "biuf":
+            values = column.to_numpy(np.float32).reshape(-1, 1)
+            tensor = triton.InferInput(name, list(values.shape), "FP32")
+        else:
+            values = column.astype(str).to_numpy(dtype=object).reshape(-1, 1)
+            tensor = triton.InferInput(name, list(values.shape), "BYTES")
+        tensor.set_data_from_numpy(values, binary_data=binary)
+        inputs.append(tensor)
+    return inputs
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_example_trains_compares_registers_packages_serves_and_batch_scores(
+    example: str, tmp_path: Path
+) -> None:
+    import tritonclient.http as triton
+
+    config = project_for(tmp_path, example)
+    regression = config.model.task == "regression"
+    reg = MlflowRegistry.for_config(config)
+    run = train(config, reg)
+    assert compare(config, reg, run.run_id).verdict == "no-baseline"
+    version = register(config, reg, run.run_id).version
+    packaged = package(config, reg, version, build=False)
+    assert packaged.format == "onnx" and packaged.parity is not None and packaged.parity.passed
+    spec = read_spec(Path(packaged.context))
+    features, _ = evaluation(config)
+    assert spec.features == tuple(features.columns)
+    expected = native_predictions(reg, config, features)
+
+    rows = features.head(8)
+    with serving("--model-dir", packaged.context, cwd=config.root) as srv:
+        records = httpx.post(f"{srv.url}/score", json={"inputs": rows.to_dict("records")})
+        assert records.status_code == 200, records.text
+        assert same(records.json()["predictions"], expected[:8], regression)
+        split = httpx.post(
+            f"{srv.url}/score",
+            json={"dataframe_split": {"columns": list(rows.columns), "data": rows.values.tolist()}},
+        )
+        assert split.json()["predictions"] == records.json()["predictions"]
+        if not regression:
+            assert records.json()["classes"] == sorted({str(v) for v in expected})
+        client = triton.InferenceServerClient(url=srv.url.removeprefix("http://"))
+        output = "label" if not regression else "variable"
+        for binary in (False, True):
+            result = client.infer(
+                config.model.name,
+                v2_columns(rows, binary),
+                outputs=[triton.InferRequestedOutput(output, binary_data=False)],
+            )
+            got = result.as_numpy(output)
+            assert got is not None
+            got_list = [v.decode() if isinstance(v, bytes) else v for v in got.ravel().tolist()]
+            assert same(got_list, expected[:8], regression)
+        client.close()
+
+    out = tmp_path / "scored.parquet"
+    result = batch_score(spec, config.resolve(config.evaluate.data), out, processes=1)
+    assert result.scored == len(features) and result.rejected == 0
+    scored = pd.read_parquet(out)
+    assert same(scored["prediction"].tolist(), expected, regression)
+
+
+def test_native_pipeline_with_a_text_column_serves_dataframe_input(tmp_path: Path) -> None:
+    config = project_for(tmp_path, "breast-cancer", "  onnx: false\n")
+    reg = MlflowRegistry.for_config(config)
+    run = train(config, reg, overrides={"model": "forest", "n_estimators": 20})
+    compare(config, reg, run.run_id)
+    packaged = package(config, reg, register(config, reg, run.run_id).version, build=False)
+    assert packaged.format == "sklearn" and packaged.profile.serving.peak_rss_mb > 10
+    features, _ = evaluation(config)
+    expected = native_predictions(reg, config, features.head(5))
+    with serving("--model-dir", packaged.context, cwd=config.root) as srv:
+        answer = httpx.post(
+            f"{srv.url}/score", json={"dataframe_records": features.head(5).to_dict("records")}
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"] == [str(v) for v in expected]
+        wrong = features.head(1).to_dict("records")
+        wrong[0]["size_bin"] = 3
+        refused = httpx.post(f"{srv.url}/score", json={"inputs": wrong})
+        assert refused.status_code == 422
+        assert "'size_bin' in row 0 must be text" in refused.json()["error"]
