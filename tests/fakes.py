@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from mlops_ci.errors import InputError
+from mlops_ci.modelfiles import load_model_file
 from mlops_ci.registry import TAG_COMPLETE, TAG_MODEL_URI, NewRun, RunRecord, VersionRecord
-from mlops_ci.registry.mlflow import load_model_file
 
 
 class InMemoryRegistry:
@@ -45,7 +45,7 @@ class InMemoryRegistry:
         return hits[-1] if hits else None
 
     def log_run(self, run: NewRun) -> RunRecord:
-        record = self.add_run(load_model_file(run.model_file), run.metrics, **run.tags)
+        record = self.add_run(load_model_file(run.model_file, run.task), run.metrics, **run.tags)
         record.params.update(run.params)
         return record
 

@@ -38,9 +38,10 @@ class ContextSpec:
     schema: FeatureSchema | None = None  # their kinds (number | string)
     layout: str = "matrix"  # ONNX inputs: one float tensor (matrix) or one per column
     classes: tuple[str, ...] = ()  # a classifier's labels, in the order of its probabilities
+    frameworks: tuple[str, ...] = ()  # distributions a native model needs (xgboost, lightgbm)
 
 
-def pinned_requirements(fmt: str, lock: str | None) -> list[str]:
+def pinned_requirements(fmt: str, lock: str | None, frameworks: tuple[str, ...] = ()) -> list[str]:
     """``name==version`` for the serving distributions: from the lock, else this environment."""
     locked = {}
     for line in (lock or "").splitlines():
@@ -48,7 +49,7 @@ def pinned_requirements(fmt: str, lock: str | None) -> list[str]:
         if sep:
             locked[name.lower()] = version
     lines = [f"mlops-ci[serve]=={__version__}"]
-    for dist in SERVING_REQUIREMENTS[fmt]:
+    for dist in (*SERVING_REQUIREMENTS[fmt], *(frameworks if fmt == "sklearn" else ())):
         if dist in locked:
             lines.append(f"{dist}=={locked[dist]}")
         else:
@@ -133,7 +134,8 @@ def write_context(
         },
     )
     write_text_atomic(
-        folder / "requirements.txt", "\n".join(pinned_requirements(spec.format, lock)) + "\n"
+        folder / "requirements.txt",
+        "\n".join(pinned_requirements(spec.format, lock, spec.frameworks)) + "\n",
     )
     write_text_atomic(folder / ".dockerignore", "*\n!Dockerfile\n!requirements.txt\n!model/\n")
     write_text_atomic(folder / "Dockerfile", dockerfile(spec, model_digest))

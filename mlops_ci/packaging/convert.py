@@ -114,7 +114,12 @@ class Converted:
 
 def convert_sklearn(model: Any, features: Any, target_opset: int | None) -> Converted:
     """Serialized ONNX model in the ``matrix`` layout where it converts to it, else ``columns``;
-    a failing conversion is an error naming the estimator."""
+    a failing conversion is an error naming the estimator. A model that already is ONNX
+    (``model.flavor: onnx``) is only given mlops-ci's input and output names."""
+    from mlops_ci.onnxmodel import OnnxModel, standardize
+
+    if isinstance(model, OnnxModel):
+        return Converted(*standardize(model, tuple(str(c) for c in features.columns)))
     schema = FeatureSchema.of_frame(features)
     first_error: Exception | None = None
     if schema.all_numeric:
@@ -141,8 +146,12 @@ def _to_onnx(model: Any, types: list[tuple[str, Any]], target_opset: int | None)
 
     from mlops_ci.packaging.frameworks import register_converters
 
-    register_converters(model)
-    onx = to_onnx(model, initial_types=types, options=_no_zipmap(model), target_opset=target_opset)
+    opset: int | dict[str, int] | None = target_opset
+    if register_converters(model):  # onnxmltools' tree converters write ai.onnx.ml 3 at most
+        from skl2onnx import get_latest_tested_opset_version
+
+        opset = {"": target_opset or get_latest_tested_opset_version(), "ai.onnx.ml": 3}
+    onx = to_onnx(model, initial_types=types, options=_no_zipmap(model), target_opset=opset)
     return bytes(onx.SerializeToString())
 
 

@@ -35,11 +35,31 @@ def framework_of(model: Any) -> str | None:
     return None
 
 
-def register_converters(model: Any) -> None:
-    """Make skl2onnx know the XGBoost/LightGBM estimators this model holds (once a process)."""
+def distributions(model: Any) -> tuple[str, ...]:
+    """Distributions a native model of this framework needs to load and score, besides
+    scikit-learn's (XGBoost's CPU-only wheel and its full one are both accepted)."""
     framework = framework_of(model)
-    if framework is None or framework in _done:
-        return
+    if framework == "xgboost":
+        from importlib import metadata
+
+        for dist in ("xgboost", "xgboost-cpu"):
+            try:
+                metadata.version(dist)
+                return (dist,)
+            except metadata.PackageNotFoundError:
+                continue
+        return ("xgboost",)
+    return (framework,) if framework else ()
+
+
+def register_converters(model: Any) -> bool:
+    """Make skl2onnx know the XGBoost/LightGBM estimators this model holds (once a process);
+    True when the model holds one."""
+    framework = framework_of(model)
+    if framework is None:
+        return False
+    if framework in _done:
+        return True
     try:
         if framework == "xgboost":
             _register_xgboost()
@@ -51,6 +71,7 @@ def register_converters(model: Any) -> None:
             hint="pip install onnxmltools, or set package.onnx: false",
         ) from None
     _done.add(framework)
+    return True
 
 
 def _register_xgboost() -> None:

@@ -56,6 +56,7 @@ class NewRun:
     model_file: Path
     artifacts: dict[str, Path]  # artifact sub-folder -> local file
     example_features: Any = None  # a DataFrame of a few feature rows, for the model signature
+    task: str = "classification"  # model.task: how a framework's own model file is loaded
 
 
 class ModelRegistry(Protocol):

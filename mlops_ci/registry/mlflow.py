@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops_ci.errors import InputError, ServiceError, TrainingError
+from mlops_ci.errors import InputError, ServiceError
+from mlops_ci.modelfiles import load_user_model
+from mlops_ci.onnxmodel import TASK_PROP, OnnxModel
 from mlops_ci.registry import (
     TAG_CACHE_KEY,
     TAG_COMPLETE,
@@ -108,10 +110,9 @@ class MlflowRegistry:
     def log_run(self, run: NewRun) -> RunRecord:
         """One run with params, metrics, tags, artifacts and the model; complete or FAILED."""
         import mlflow
-        import mlflow.sklearn
 
         # Load and check the user's model before the run starts, so a bad file records nothing.
-        model = _load_user_model(run.model_file)
+        model = load_user_model(run.model_file, run.task)
         signature = _signature(model, run.example_features)
         exp_id = self._experiment_id(run.experiment, create=True)
         with mlflow.start_run(experiment_id=exp_id) as active:
@@ -121,14 +122,7 @@ class MlflowRegistry:
             mlflow.set_tags(run.tags)
             for folder, path in run.artifacts.items():
                 mlflow.log_artifact(str(path), artifact_path=folder)
-            info = mlflow.sklearn.log_model(
-                model,
-                name="model",
-                signature=signature,
-                pip_requirements=_serving_requirements(),
-                skops_trusted_types=_skops_types(model),
-            )
-            model_uri = str(info.model_uri)
+            model_uri = _log_model(model, signature)
             mlflow.set_tags({TAG_MODEL_URI: model_uri, TAG_COMPLETE: "true"})
         return self.get_run(run_id)
 
@@ -223,9 +217,8 @@ class MlflowRegistry:
         self._call(self.client.delete_model_version, name, version)
 
     def load_model(self, uri: str) -> Any:
-        import mlflow.sklearn
-
-        return self._call(mlflow.sklearn.load_model, uri)
+        """The logged model: a scikit-learn estimator (or XGBoost/LightGBM's), or an OnnxModel."""
+        return self._call(load_logged_model, uri)
 
     def download_model(self, uri: str, dest: Path) -> Path:
         """The model's files (MLmodel, model.skops, ...) in ``dest``."""
@@ -278,32 +271,50 @@ class MlflowRegistry:
         )
 
 
-def load_model_file(path: Path) -> Any:
-    """A scikit-learn model the training command wrote: .skops, or joblib/pickle otherwise."""
-    if path.suffix == ".skops":
-        import skops.io
+def load_logged_model(uri: str) -> Any:
+    """A model logged by `train`, by its MLflow flavor (a local folder or any model URI)."""
+    import mlflow.models
 
-        return skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))
-    import joblib
+    local = Path(uri)
+    flavors = (
+        mlflow.models.Model.load(str(local / "MLmodel")).flavors
+        if (local / "MLmodel").is_file()
+        else mlflow.models.get_model_info(uri).flavors
+    )
+    if "onnx" in flavors:
+        import mlflow.onnx
 
-    return joblib.load(path)
+        proto = mlflow.onnx.load_model(uri)
+        return OnnxModel(proto.SerializeToString(), where=f"the ONNX model at {uri}")
+    import mlflow.sklearn
+
+    return mlflow.sklearn.load_model(uri)
 
 
-def _load_user_model(path: Path) -> Any:
-    try:
-        model = load_model_file(path)
-    except Exception as err:  # whatever the file holds, it is the user's output
-        raise TrainingError(
-            f"mlops.yaml: train.outputs.model: '{path.name}' cannot be loaded: "
-            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": "),
-            hint="save the fitted estimator with joblib.dump(model, path) or skops.io.dump",
-        ) from None
-    if not callable(getattr(model, "predict", None)):
-        raise TrainingError(
-            f"mlops.yaml: train.outputs.model: '{path.name}' holds a {type(model).__name__}, "
-            "not a fitted scikit-learn estimator with predict()"
+def _log_model(model: Any, signature: Any) -> str:
+    """Log the model under the active run with its flavor; returns its model URI."""
+    if isinstance(model, OnnxModel):
+        import mlflow.onnx
+        import onnx
+
+        proto = onnx.load_from_string(model.data)
+        onnx.helper.set_model_props(
+            proto, {**{p.key: p.value for p in proto.metadata_props}, TASK_PROP: model.task}
         )
-    return model
+        info = mlflow.onnx.log_model(
+            proto, name="model", signature=signature, save_as_external_data=False
+        )
+        return str(info.model_uri)
+    import mlflow.sklearn
+
+    info = mlflow.sklearn.log_model(
+        model,
+        name="model",
+        signature=signature,
+        pip_requirements=_serving_requirements(model),
+        skops_trusted_types=_skops_types(model),
+    )
+    return str(info.model_uri)
 
 
 def _signature(model: Any, example: Any) -> Any:
@@ -328,12 +339,14 @@ def _skops_types(model: Any) -> list[str]:
     return list(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
 
 
-def _serving_requirements() -> list[str]:
+def _serving_requirements(model: Any) -> list[str]:
     """Pinned requirements of the logged model; passing them skips MLflow's slow inference."""
     from importlib import metadata
 
+    from mlops_ci.packaging.frameworks import distributions
+
     pins = []
-    for dist in ("scikit-learn", "numpy", "scipy", "pandas", "skops"):
+    for dist in ("scikit-learn", "numpy", "scipy", "pandas", "skops", *distributions(model)):
         try:
             pins.append(f"{dist}=={metadata.version(dist)}")
         except metadata.PackageNotFoundError:

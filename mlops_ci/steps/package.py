@@ -15,13 +15,15 @@ from typing import Any
 import numpy as np
 
 from mlops_ci.config import Config
-from mlops_ci.errors import GateFailed
+from mlops_ci.errors import GateFailed, InputError
 from mlops_ci.evaldata import load_evaluation
 from mlops_ci.features import FeatureSchema
 from mlops_ci.integrity import verify_digest
 from mlops_ci.lineage import sha256_file
+from mlops_ci.onnxmodel import OnnxModel
 from mlops_ci.packaging import convert
 from mlops_ci.packaging.context import ContextSpec, write_context
+from mlops_ci.packaging.frameworks import distributions
 from mlops_ci.packaging.image import ImageResult, build_image
 from mlops_ci.packaging.profile import Probe, Profile, machine, measure, recommend
 from mlops_ci.records import mlops_dir, read_json, write_json_atomic
@@ -93,7 +95,13 @@ def package(
             onnx_sha = sha256_file(model_files / ONNX_FILE)
             fmt = "onnx"
         else:
-            note = "package.onnx is false: the native scikit-learn model is served as it is"
+            if isinstance(native, OnnxModel):
+                raise InputError(
+                    "mlops.yaml: package.onnx: false does not apply to model.flavor onnx: the "
+                    "model already is ONNX",
+                    hint="set package.onnx: true (the default)",
+                )
+            note = "package.onnx is false: the native model is served as it is"
             model_files, fmt = native_dir, "sklearn"
 
         profile = _profile(
@@ -113,6 +121,7 @@ def package(
             schema=schema,
             layout=layout,
             classes=convert.class_labels(native),
+            frameworks=distributions(native),
         )
         folder = mlops_dir(config.root) / "package" / f"{name}-{version.version}"
         lock = (

@@ -176,6 +176,7 @@ def _train(
             model_file=model_file,
             artifacts=artifacts,
             example_features=example,
+            task=config.model.task,
         )
     )
     return _finish(config, record, False, key, trace, started)

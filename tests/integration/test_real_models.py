@@ -26,15 +26,13 @@ from tests.serve_helpers import serving
 pytestmark = pytest.mark.slow
 
 FAST_PROFILE = "  profile: {single_row_runs: 20, batch_sizes: [1, 64]}\n"
-EXAMPLES = ["breast-cancer", "diabetes"]
+EXAMPLES = ["breast-cancer", "diabetes", "xgboost", "lightgbm", "onnx"]
 
 
 def project_for(tmp_path: Path, example: str, package_lines: str = "") -> Config:
     project = copy_example(tmp_path / example, example)
     config_file = project / "mlops.yaml"
-    config_file.write_text(
-        config_file.read_text() + "package:\n" + package_lines + FAST_PROFILE
-    )
+    config_file.write_text(config_file.read_text() + "package:\n" + package_lines + FAST_PROFILE)
     return load_config(project)
 
 
