@@ -72,9 +72,6 @@ def _lightgbm(path: Path, task: str) -> Any:
     model._n_features = booster.num_feature()
     model._n_features_in = booster.num_feature()
     model._objective = booster.params.get("objective")
-    names = booster.feature_name()
-    if names and not all(n.startswith("Column_") for n in names):
-        model.feature_names_in_ = np.asarray(names, dtype=object)
     return model
 
 

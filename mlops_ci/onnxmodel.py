@@ -6,7 +6,8 @@ model has, so serving, batch scoring and drift need nothing of their own:
 
 - inputs: one float32 ``input`` [rows, features] (a graph with one 2-D float input, whatever
   its name), or one input per column named like the evaluation data's columns;
-- outputs: ``label`` and ``probabilities`` for a classifier, ``variable`` [rows, 1] otherwise.
+- outputs: ``label`` and ``probabilities`` for a classifier, ``variable`` [rows, outputs]
+  otherwise.
 
 Which outputs hold what: outputs already named so are taken as they are; otherwise a
 classifier's scores are its first float output of shape [rows, classes] (taken as
@@ -199,10 +200,8 @@ def standardize(model: OnnxModel, columns: tuple[str, ...]) -> tuple[bytes, str]
         ]
     else:
         nodes.append(helper.make_node("Cast", [roles["scores"]], ["mlops_values"], to=1))
-        shape = helper.make_tensor("mlops_shape", TensorProto.INT64, [2], [-1, 1])
-        graph.initializer.append(shape)
-        nodes.append(helper.make_node("Reshape", ["mlops_values", "mlops_shape"], ["variable"]))
-        outputs = [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, 1])]
+        nodes.append(helper.make_node("Flatten", ["mlops_values"], ["variable"], axis=1))
+        outputs = [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, None])]
     taken = {o.name for o in outputs}
     if any(o.name in taken for o in graph.output) or any(
         out in taken for node in graph.node for out in node.output
