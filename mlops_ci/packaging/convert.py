@@ -144,8 +144,9 @@ def convert_sklearn(model: Any, features: Any, target_opset: int | None) -> Conv
 def _to_onnx(model: Any, types: list[tuple[str, Any]], target_opset: int | None) -> bytes:
     from skl2onnx import to_onnx
 
-    from mlops_ci.packaging.frameworks import register_converters
+    from mlops_ci.packaging.frameworks import for_conversion, register_converters
 
+    model = for_conversion(model)
     opset: int | dict[str, int] | None = target_opset
     if register_converters(model):  # onnxmltools' tree converters write ai.onnx.ml 3 at most
         from skl2onnx import get_latest_tested_opset_version

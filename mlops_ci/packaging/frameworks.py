@@ -52,6 +52,20 @@ def distributions(model: Any) -> tuple[str, ...]:
     return (framework,) if framework else ()
 
 
+def for_conversion(model: Any) -> Any:
+    """The model as onnxmltools can read it: XGBoost boosters trained on a DataFrame name
+    their features by column, the converter wants f0, f1, ... (the order is the same)."""
+    if framework_of(model) != "xgboost":
+        return model
+    import copy
+
+    clone = copy.deepcopy(model)
+    for est in estimators(clone):
+        if type(est).__module__.split(".")[0] == "xgboost":
+            est.get_booster().feature_names = None
+    return clone
+
+
 def register_converters(model: Any) -> bool:
     """Make skl2onnx know the XGBoost/LightGBM estimators this model holds (once a process);
     True when the model holds one."""
