@@ -87,6 +87,36 @@ def _kind(dtype: Any, name: str, where: str) -> str:
     )
 
 
+def trained_columns(model: Any) -> tuple[str, ...] | None:
+    """The columns a model was fitted on, in its order (scikit-learn's ``feature_names_in_``,
+    also on Pipelines, XGBoost and LightGBM estimators and per-column ONNX models); None when
+    it was fitted on a bare matrix."""
+    try:
+        names = getattr(model, "feature_names_in_", None)
+    except Exception:  # some estimators raise other errors from the property when unfitted
+        names = None
+    if names is None:
+        return None
+    return tuple(str(n) for n in names)
+
+
+def model_frame(model: Any, frame: Any, where: str, label: str = "the") -> Any:
+    """The columns of ``frame`` the model was trained on, in its order, so a candidate with a
+    new column and a production model without it are each scored with their own columns.
+    A column the model needs and the data lacks is an error naming it."""
+    names = trained_columns(model)
+    if names is None or tuple(str(c) for c in frame.columns) == names:
+        return frame
+    missing = [n for n in names if n not in frame.columns]
+    if missing:
+        raise InputError(
+            f"{where}: {label} model was trained on column(s) {', '.join(missing)}, which the "
+            "data does not have; it cannot be scored on it",
+            hint="evaluate.data must hold every column either model was trained on",
+        )
+    return frame[list(names)]
+
+
 def string_values(values: Any) -> Any:
     """A column as the text ONNX string tensors take: missing values become empty strings."""
     import numpy as np

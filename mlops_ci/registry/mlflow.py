@@ -323,6 +323,9 @@ def _signature(model: Any, example: Any) -> Any:
         return None
     from mlflow.models import infer_signature
 
+    from mlops_ci.features import model_frame
+
+    example = model_frame(model, example, "evaluate.data", "the trained")
     try:
         return infer_signature(example, model.predict(example))
     except Exception as err:  # the user's model on the user's data

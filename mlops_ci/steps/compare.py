@@ -17,6 +17,7 @@ from mlops_ci.bootstrap import BootstrapResult, paired_bootstrap
 from mlops_ci.config import Config, Rule
 from mlops_ci.errors import InputError
 from mlops_ci.evaldata import EvaluationData, load_evaluation
+from mlops_ci.features import model_frame, trained_columns
 from mlops_ci.metrics import METRICS, Encoded, score
 from mlops_ci.records import mlops_dir, read_json, write_json_atomic, write_text_atomic
 from mlops_ci.registry import ModelRegistry, RunRecord
@@ -85,8 +86,10 @@ def compare(config: Config, registry: ModelRegistry, run_id: str | None = None) 
     cand_pred = _predict(candidate_model, data, f"candidate (run {run.run_id})")
     predictions = [cand_pred]
     production_run: RunRecord | None = None
+    changed: dict[str, list[str]] = {}
     if production_version is not None:
         prod_model = registry.load_model(production_version.source)
+        changed = _feature_change(candidate_model, prod_model)
         label = f"production ({config.model.name} v{production_version.version})"
         predictions.append(_predict(prod_model, data, label))
         if production_version.run_id:
@@ -130,7 +133,12 @@ def compare(config: Config, registry: ModelRegistry, run_id: str | None = None) 
         production=production,
         checks=tuple(checks),
         significance=significance,
-        evaluation={"data": data.path, "sha256": data.sha256, "rows": data.rows},
+        evaluation={
+            "data": data.path,
+            "sha256": data.sha256,
+            "rows": data.rows,
+            **({"feature_change": changed} if changed else {}),
+        },
         created_at=time.time(),
     )
     folder = mlops_dir(config.root)
@@ -142,6 +150,17 @@ def compare(config: Config, registry: ModelRegistry, run_id: str | None = None) 
 def load_comparison(config: Config) -> ComparisonResult | None:
     data = read_json(mlops_dir(config.root) / RECORD)
     return ComparisonResult.from_dict(data) if data else None
+
+
+def _feature_change(candidate: Any, production: Any) -> dict[str, list[str]]:
+    """Columns the candidate was trained on that production was not, and the reverse."""
+    new, old = trained_columns(candidate), trained_columns(production)
+    if new is None or old is None or set(new) == set(old):
+        return {}
+    return {
+        "added": [c for c in new if c not in old],
+        "removed": [c for c in old if c not in new],
+    }
 
 
 def _check_finished(run: RunRecord) -> None:
@@ -163,8 +182,10 @@ def _model_uri(run: RunRecord) -> str:
 
 
 def _predict(model: Any, data: EvaluationData, label: str) -> np.ndarray[Any, Any]:
+    """The model's predictions on the evaluation rows, from the columns it was trained on."""
+    features = model_frame(model, data.features, data.path, f"the {label}")
     try:
-        out = np.asarray(model.predict(data.features))
+        out = np.asarray(model.predict(features))
     except Exception as err:  # the user's model: any failure is bad input, named
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"{data.path}: the {label} model cannot score it: {first}") from None
@@ -268,6 +289,21 @@ def _status(ok: bool) -> str:
     return PASS if ok else FAIL
 
 
+def feature_change_lines(change: dict[str, list[str]] | None) -> list[str]:
+    if not change:
+        return []
+    parts = []
+    if change.get("added"):
+        parts.append("adds " + ", ".join(f"`{c}`" for c in change["added"]))
+    if change.get("removed"):
+        parts.append("drops " + ", ".join(f"`{c}`" for c in change["removed"]))
+    return [
+        "",
+        f"Feature set changed: the candidate {' and '.join(parts)}; each model was scored "
+        "with the columns it was trained on.",
+    ]
+
+
 def markdown(result: ComparisonResult) -> str:
     """A short table for PR comments and job summaries."""
     icon = {PASS: "✅", FAIL: "❌", NO_BASELINE: "🆕", "skipped": "➖"}
@@ -277,6 +313,7 @@ def markdown(result: ComparisonResult) -> str:
         "",
         f"Both models scored on `{result.evaluation['data']}` "
         f"({result.evaluation['rows']} rows, sha256 `{result.evaluation['sha256'][:12]}`).",
+        *feature_change_lines(result.evaluation.get("feature_change")),
         "",
         f"| metric | candidate (run `{result.candidate.run_id}`) | "
         + (f"production (v{prod.version}) | Δ |" if prod else "production |"),

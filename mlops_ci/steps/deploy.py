@@ -137,7 +137,7 @@ def _local(
     target = LocalTarget(config, env)
     new = version.version
     ((spec, _),) = from_registry(registry, config.model.name, [Weighted(new, None)], target.folder)
-    rows = _probe_rows(config, env.rollout.probe_requests)
+    rows = _probe_rows(config, env.rollout.probe_requests, spec.features)
     if target.process() is None:
         progress(f"starting `mlops-ci serve` for {env.name} on {target.url} with v{new}")
         target.start(spec.folder)
@@ -216,7 +216,7 @@ def _judge_step(
     current: str | None,
     percent: float,
     split: dict[str, float],
-    rows: list[list[float]],
+    rows: list[Any],
     progress: Progress,
 ) -> StepRecord:
     rules = env.rollout
@@ -245,13 +245,20 @@ def _judge_step(
     )
 
 
-def _probe_rows(config: Config, count: int) -> list[list[float]]:
+def _probe_rows(config: Config, count: int, columns: tuple[str, ...]) -> list[Any]:
+    """``count`` rows of evaluate.data for probe requests: records of the served columns
+    (text columns stay text), or plain rows where the package names no columns."""
     from mlops_ci.evaldata import load_evaluation
 
     if count == 0:
         return []
-    features = load_evaluation(config).features.to_numpy(dtype=float).tolist()
-    return [features[i % len(features)] for i in range(count)]
+    features = load_evaluation(config).features
+    rows: list[Any] = (
+        features[list(columns)].astype(object).to_dict("records")
+        if columns and set(columns) <= set(features.columns)
+        else features.to_numpy(dtype=float).tolist()
+    )
+    return [rows[i % len(rows)] for i in range(count)]
 
 
 # --- docker and kubernetes ------------------------------------------------------------------

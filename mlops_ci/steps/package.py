@@ -17,7 +17,7 @@ import numpy as np
 from mlops_ci.config import Config
 from mlops_ci.errors import GateFailed, InputError
 from mlops_ci.evaldata import load_evaluation
-from mlops_ci.features import FeatureSchema
+from mlops_ci.features import FeatureSchema, model_frame
 from mlops_ci.integrity import verify_digest
 from mlops_ci.lineage import sha256_file
 from mlops_ci.onnxmodel import OnnxModel
@@ -65,26 +65,27 @@ def package(
         if recorded:  # versions registered by mlops-ci carry it; refuse an altered model
             verify_digest(native_dir, recorded, f"{name} v{version.version} model files")
         native = registry.load_model(str(native_dir))
+        features = model_frame(native, data.features, data.path, f"{name} v{version.version}'s")
         native_pickle = work / "native.joblib"
         _dump(native, native_pickle)
-        native_out = convert.native_outputs(native, data.features)
+        native_out = convert.native_outputs(native, features)
         native_size = sum(p.stat().st_size for p in native_dir.rglob("*") if p.is_file())
 
-        schema = FeatureSchema.of_frame(data.features)
+        schema = FeatureSchema.of_frame(features)
         parity, note, onnx_sha, layout = None, None, None, convert.MATRIX
         if config.package.onnx:
-            converted = convert.convert_sklearn(native, data.features, config.package.target_opset)
+            converted = convert.convert_sklearn(native, features, config.package.target_opset)
             layout = converted.layout
             sess = convert.session(
                 converted.onnx, opts.intra_op_threads, opts.graph_optimization_level
             )
-            feeds = convert.frame_feeds(layout, schema, data.features)
+            feeds = convert.frame_feeds(layout, schema, features)
             parity = convert.check_parity(
                 native_out, convert.onnx_outputs(sess, feeds), tolerance(config)
             )
             if not parity.passed:
                 raise GateFailed(
-                    _parity_message(parity, data.features.index),
+                    _parity_message(parity, features.index),
                     hint="if these are float32 rounding, raise package.parity_tolerance, "
                     "package.parity_rtol or package.parity_max_row_share; set "
                     "package.onnx: false to serve the native model",
@@ -105,7 +106,7 @@ def package(
             model_files, fmt = native_dir, "sklearn"
 
         profile = _profile(
-            config, native, native_pickle, native_size, data.features, model_files, fmt, layout
+            config, native, native_pickle, native_size, features, model_files, fmt, layout
         )
         tags = version.tags
         spec = ContextSpec(

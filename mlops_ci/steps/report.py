@@ -17,7 +17,14 @@ from mlops_ci.errors import InputError
 from mlops_ci.metrics import METRICS
 from mlops_ci.records import mlops_dir, read_json, write_text_atomic
 from mlops_ci.registry import ModelRegistry
-from mlops_ci.steps.compare import FAIL, NO_BASELINE, PASS, ComparisonResult, load_comparison
+from mlops_ci.steps.compare import (
+    FAIL,
+    NO_BASELINE,
+    PASS,
+    ComparisonResult,
+    feature_change_lines,
+    load_comparison,
+)
 from mlops_ci.steps.deploy import load_deploy_record
 from mlops_ci.steps.package import load_package_record
 from mlops_ci.steps.register import RegisterResult, load_registration
@@ -123,6 +130,7 @@ def render(
     sections = [
         _headline(comparison, registration),
         f"> ⚠️ {stale}" if stale else "",
+        "\n".join(feature_change_lines(comparison.evaluation.get("feature_change"))).strip(),
         _metrics_table(comparison),
         _chart(comparison),
         _checks(comparison),

@@ -141,7 +141,7 @@ class LocalTarget:
         with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as r:
             return str(r.read().decode())
 
-    def probe(self, version: str, rows: list[list[float]]) -> list[int]:
+    def probe(self, version: str, rows: list[Any]) -> list[int]:
         """One single-row /score request per row, pinned to ``version``; their statuses."""
         statuses = []
         for row in rows:

@@ -174,7 +174,9 @@ def test_model_that_cannot_score_the_data_is_bad_input(
     data = config.root / "data" / "test.csv"
     pd.read_csv(data).drop(columns=["petal_width"]).to_csv(data, index=False)
     run = candidate_run(fake_registry, config.root)
-    with pytest.raises(InputError, match="the candidate .* model cannot score it"):
+    with pytest.raises(
+        InputError, match="the candidate .* model was trained on column\\(s\\) petal_width,"
+    ):
         compare(config, fake_registry, run.run_id)
 
 
@@ -274,3 +276,28 @@ def test_report_says_when_its_comparison_is_not_the_last_train(
         f"failed (exited with code 1: boom); this report shows the comparison of run `{run.run_id}`"
         in text
     )
+
+
+def test_a_changed_feature_set_is_compared_with_each_models_own_columns(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
+    train = pd.read_csv(config.root / "data" / "train.csv")
+    three = ["sepal_length", "petal_length", "petal_width"]
+    old = LogisticRegression(max_iter=1000).fit(train[three], train["species"])
+    run = fake_registry.add_run(old)
+    version = fake_registry.create_version(config.model.name, run, {}, "")
+    fake_registry.set_alias(config.model.name, "production", version.version)
+    candidate = candidate_run(fake_registry, config.root)  # all four columns
+    result = compare(config, fake_registry, candidate.run_id)
+    assert result.production is not None and result.verdict in ("pass", "fail")
+    assert result.evaluation["feature_change"] == {"added": ["sepal_width"], "removed": []}
+    from mlops_ci.steps.compare import markdown
+
+    assert "Feature set changed: the candidate adds `sepal_width`" in markdown(result)
+
+    test = pd.read_csv(config.root / "data" / "test.csv")
+    test.drop(columns=["sepal_width"]).to_csv(config.root / "data" / "test.csv", index=False)
+    with pytest.raises(
+        InputError, match="the candidate .* model was trained on column\\(s\\) sepal_width, which"
+    ):
+        compare(config, fake_registry, candidate.run_id)
