@@ -146,8 +146,18 @@ def init(folder: Path, ci: str | None, actions_repo: str, force: bool) -> None:
 @cli.command()
 @CONFIG_OPTION
 def validate(config_path: Path | None) -> None:
-    """Check mlops.yaml against its schema; print every problem with its line."""
+    """Check mlops.yaml against its schema and its meaning; print every problem with its line.
+
+    Beyond the schema: metrics that fit model.task, gate rules on known or declared metrics,
+    and, when evaluate.data exists, its target and feature columns.
+    """
+    from mlops_ci.errors import ConfigError
+    from mlops_ci.evaldata import check_columns
+
     config = _load(config_path)
+    problems = check_columns(config)
+    if problems:
+        raise ConfigError(problems, file=config.path)
     click.echo(f"{config.path}: valid (model {config.model.name})")
 
 

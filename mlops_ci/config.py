@@ -38,6 +38,7 @@ class TrainConfig:
     params: dict[str, Scalar]
     model_output: str
     metrics_output: str
+    declared_metrics: tuple[str, ...]  # train.metrics: what the command writes, when declared
     timeout_minutes: float
     cache: bool
 
@@ -283,6 +284,15 @@ def load_config(path: str | Path | None = None) -> Config:
     return _build(file, filled)
 
 
+def line_of(config: Config, path: list[Any]) -> int:
+    """1-based line of a key of the loaded file (for problems found after loading)."""
+    try:
+        node = yaml.compose(config.path.read_text("utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return 1
+    return _line_of(node, path)
+
+
 def validate_data(data: dict[str, Any], name: str = CONFIG_NAME) -> list[str]:
     """Problems of an already-parsed config (no line numbers known): used by `init` tests."""
     node = yaml.compose(yaml.safe_dump(data), Loader=yaml.SafeLoader)
@@ -322,6 +332,16 @@ def _semantic_problems(data: dict[str, Any], node: yaml.Node | None, name: str) 
     """Checks the schema cannot express: cross-references between keys."""
     problems: list[str] = []
     evaluated = data["evaluate"]["metrics"]
+    task = data["model"]["task"]
+    for i, metric in enumerate(evaluated):
+        spec = METRICS.get(metric)
+        if spec is not None and spec.task != task:
+            fitting = ", ".join(m for m, s in METRICS.items() if s.task == task)
+            problems.append(
+                f"{name}:{_line_of(node, ['evaluate', 'metrics', i])}: evaluate.metrics.{i}: "
+                f"'{metric}' is a {spec.task} metric; model.task is {task} (use {fitting})"
+            )
+    declared = data["train"]["metrics"]
     primary = data["gate"]["primary_metric"]
     if primary is not None and primary not in evaluated:
         line = _line_of(node, ["gate", "primary_metric"])
@@ -334,6 +354,20 @@ def _semantic_problems(data: dict[str, Any], node: yaml.Node | None, name: str) 
             problems.append(
                 f"{name}:{line}: gate.rules.{i}: rule for '{rule['metric']}' sets no bound "
                 "(min, max, must, min_absolute_change or min_relative_change)"
+            )
+        metric = rule["metric"]
+        spec = METRICS.get(metric)
+        if spec is not None and spec.task != task:
+            problems.append(
+                f"{name}:{line}: gate.rules.{i}.metric: '{metric}' is a {spec.task} metric; "
+                f"model.task is {task}"
+            )
+        elif spec is None and declared and metric not in declared:
+            close = difflib.get_close_matches(metric, [*declared, *evaluated], n=1)
+            guess = f"; did you mean '{close[0]}'?" if close else ""
+            problems.append(
+                f"{name}:{line}: gate.rules.{i}.metric: '{metric}' is neither a known metric nor "
+                f"in train.metrics {declared}{guess}"
             )
         if against and rule["metric"] not in METRICS and "greater_is_better" not in rule:
             problems.append(
@@ -417,6 +451,7 @@ def _build(file: Path, d: dict[str, Any]) -> Config:
             params=dict(train["params"]),
             model_output=train["outputs"]["model"],
             metrics_output=train["outputs"]["metrics"],
+            declared_metrics=tuple(train["metrics"]),
             timeout_minutes=float(train["timeout_minutes"]),
             cache=bool(train["cache"]),
         ),

@@ -58,6 +58,9 @@ class InMemoryRegistry:
         number = self.aliases.get(name, {}).get(alias)
         return self.versions[name][number] if number else None
 
+    def has_model(self, name: str) -> bool:
+        return name in self.versions
+
     def get_version(self, name: str, version: str) -> VersionRecord:
         try:
             return self.versions[name][version]

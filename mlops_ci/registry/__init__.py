@@ -64,6 +64,7 @@ class ModelRegistry(Protocol):
     def log_run(self, run: NewRun) -> RunRecord: ...
     def get_run(self, run_id: str) -> RunRecord: ...
     def get_version_by_alias(self, name: str, alias: str) -> VersionRecord | None: ...
+    def has_model(self, name: str) -> bool: ...
     def get_version(self, name: str, version: str) -> VersionRecord: ...
     def find_versions_by_run(self, name: str, run_id: str) -> list[VersionRecord]: ...
     def create_version(
@@ -87,6 +88,11 @@ def resolve_version(registry: ModelRegistry, name: str, ref: str) -> VersionReco
 
         found = registry.get_version_by_alias(name, ref[1:])
         if found is None:
+            if not registry.has_model(name):
+                raise InputError(
+                    f"there is no model '{name}' in {registry.describe()}",
+                    hint="check the model name (model.name in mlops.yaml, or --model)",
+                )
             raise InputError(f"model '{name}' has no alias '{ref[1:]}' in {registry.describe()}")
         return found
     if not ref.isdigit():

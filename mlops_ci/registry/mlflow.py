@@ -151,6 +151,17 @@ class MlflowRegistry:
                 return None
             raise self._service_error(err) from None
 
+    def has_model(self, name: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException as err:
+            if _is_not_found(err):
+                return False
+            raise self._service_error(err) from None
+        return True
+
     def get_version(self, name: str, version: str) -> VersionRecord:
         from mlflow.exceptions import MlflowException
 
@@ -158,6 +169,8 @@ class MlflowRegistry:
             return _version_record(self.client.get_model_version(name, version))
         except MlflowException as err:
             if _is_not_found(err):
+                if not self.has_model(name):
+                    raise InputError(f"there is no model '{name}' in {self.describe()}") from None
                 raise InputError(
                     f"model '{name}' has no version '{version}' in {self.describe()}"
                 ) from None

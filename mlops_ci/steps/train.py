@@ -7,6 +7,7 @@ manifest of the declared inputs (code and data), the environment lock and the ou
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
 import json
 import math
@@ -57,6 +58,23 @@ def parse_overrides(pairs: tuple[str, ...]) -> dict[str, Scalar]:
             value = raw
         out[key.strip()] = value
     return out
+
+
+def check_overrides(config: Config, overrides: Mapping[str, Scalar]) -> None:
+    """``--param`` names must be declared in train.params: a typo would train with the default
+    and log a param nobody reads."""
+    declared = list(config.train.params)
+    for key in overrides:
+        if key in declared:
+            continue
+        same_case = [d for d in declared if d.lower() == key.lower()]
+        close = same_case or difflib.get_close_matches(key, declared, n=1)
+        guess = f"; did you mean '{close[0]}'?" if close else ""
+        raise InputError(
+            f"--param {key}: not declared in mlops.yaml train.params "
+            f"({', '.join(declared) or 'none declared'}){guess}",
+            hint=f"declare it with its default under train.params, e.g. params: {{{key}: ...}}",
+        )
 
 
 def cache_key(config: Config, params: Mapping[str, Scalar], trace: lineage.Lineage) -> str:
@@ -130,6 +148,7 @@ def _train(
 ) -> TrainResult:
     env = dict(os.environ if env is None else env)
     started = time.monotonic()
+    check_overrides(config, overrides or {})
     params: dict[str, Scalar] = {**config.train.params, **(overrides or {})}
     trace = lineage.collect(config.root, config.train.inputs, env)
     key = cache_key(config, params, trace)
@@ -247,6 +266,12 @@ def _read_metrics(config: Config, path: Path) -> dict[str, float]:
         ):
             raise TrainingError(f"{where}: metric '{name}' is {value!r}, not a finite number")
         metrics[str(name)] = float(value)
+    missing = [m for m in config.train.declared_metrics if m not in metrics]
+    if missing:
+        raise TrainingError(
+            f"{where}: lacks metric(s) {', '.join(missing)} declared in train.metrics "
+            f"(it has {', '.join(metrics)})"
+        )
     return metrics
 
 

@@ -160,3 +160,80 @@ def test_help_does_not_import_heavy_libraries() -> None:
     ).stdout
     assert "Usage: mlops-ci" in out
     assert "HEAVY []" in out
+
+
+def test_metrics_must_fit_the_task(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        VALID.replace("model: {name: demo}", "model: {name: demo, task: regression}")
+        + "  metrics: [rmse, accuracy]\ngate:\n  rules:\n    - {metric: f1_macro, min: 0.5}\n",
+    )
+    assert found == [
+        "mlops.yaml:8: evaluate.metrics.1: 'accuracy' is a classification metric; model.task "
+        "is regression (use mae, mse, rmse, r2)",
+        "mlops.yaml:11: gate.rules.0.metric: 'f1_macro' is a classification metric; model.task "
+        "is regression",
+    ]
+
+
+def test_gate_rules_on_run_metrics_must_be_declared_when_train_metrics_is(
+    tmp_path: Path,
+) -> None:
+    text = VALID.replace(
+        "  command: python train.py\n", "  command: python train.py\n  metrics: [cv_accuracy]\n"
+    )
+    rules = "gate:\n  rules:\n    - {metric: cv_acuracy, min: 0.5}\n"
+    (found,) = problems(tmp_path, text + rules)
+    assert found.endswith(
+        "gate.rules.0.metric: 'cv_acuracy' is neither a known metric nor in train.metrics "
+        "['cv_accuracy']; did you mean 'cv_accuracy'?"
+    )
+    load_config(write(tmp_path, text + rules.replace("cv_acuracy", "cv_accuracy")))
+    load_config(write(tmp_path, VALID + rules))  # nothing declared: any run metric
+
+
+def test_validate_checks_the_evaluation_columns_when_the_file_exists(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli("validate", "-c", str(project)) == 0
+    config = project / "mlops.yaml"
+    config.write_text(config.read_text().replace("target: species", "target: specie"))
+    assert run_cli("validate", "-c", str(project)) == 2
+    err = capsys.readouterr().err
+    assert "mlops.yaml:14: evaluate.target: 'specie' is not a column of data/test.csv" in err
+    assert "did you mean 'species'?" in err and "Traceback" not in err
+    (project / "data" / "test.csv").unlink()
+    config.write_text(config.read_text().replace("target: specie", "target: species"))
+    assert run_cli("validate", "-c", str(project)) == 0  # no file yet: nothing to check
+
+
+def test_a_stray_word_in_a_number_column_names_its_row(project: Path) -> None:
+    from mlops_ci.errors import InputError
+    from mlops_ci.evaldata import load_evaluation
+
+    data = project / "data" / "test.csv"
+    lines = data.read_text().splitlines()
+    fields = lines[9].split(",")
+    fields[2] = "n/a"
+    lines[9] = ",".join(fields)
+    data.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"data/test.csv:10: column 'petal_length': 'n/a' is not"):
+        load_evaluation(load_config(project))
+
+
+def test_undeclared_param_is_refused_with_a_guess(project: Path) -> None:
+    from mlops_ci.errors import InputError
+    from mlops_ci.steps.train import check_overrides
+
+    config = load_config(project)
+    check_overrides(config, {"C": 0.5})
+    with pytest.raises(InputError, match="--param c: not declared .*; did you mean 'C'\\?"):
+        check_overrides(config, {"c": 0.5})
+
+
+def test_an_unknown_model_name_is_named(fake_registry: Any) -> None:
+    from mlops_ci.errors import InputError
+    from mlops_ci.registry import resolve_version
+
+    with pytest.raises(InputError, match="there is no model 'nosuch'"):
+        resolve_version(fake_registry, "nosuch", "@production")

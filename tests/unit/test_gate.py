@@ -139,10 +139,12 @@ def test_promote_records_who_why_and_the_replaced_version(
 def test_promote_refuses_unknown_alias_and_unpassed_versions(
     config: Config, fake_registry: InMemoryRegistry
 ) -> None:
-    with pytest.raises(InputError, match="no alias 'nope'"):
+    with pytest.raises(InputError, match="there is no model 'iris-classifier'"):
         promote(config, fake_registry, "@nope", by="a", reason="r")
     run = candidate_run(fake_registry, config.root)
     register(config, fake_registry, run.run_id, force=True)
+    with pytest.raises(InputError, match="no alias 'nope'"):
+        promote(config, fake_registry, "@nope", by="a", reason="r")
     with pytest.raises(GateFailed, match="verdict 'forced'"):
         promote(config, fake_registry, "1", by="a", reason="r")
     assert promote(config, fake_registry, "1", by="a", reason="r", force=True).version == "1"
