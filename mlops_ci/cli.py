@@ -278,21 +278,21 @@ def register(config_path: Path | None, run_id: str | None, force: bool) -> None:
 @cli.command()
 @CONFIG_OPTION
 @VERSION_OPTION
-@click.option("--by", default=None, help="Who promotes (default: the CI actor or $USER).")
+@click.option(
+    "--by",
+    default=None,
+    help="Who promotes (default: the CI actor, else git user.name, else the OS login).",
+)
 @click.option("--reason", required=True, help="Why; recorded on the version.")
 @click.option("--force", is_flag=True, help="Promote even a version without a passing comparison.")
 def promote(
     config_path: Path | None, version: str, by: str | None, reason: str, force: bool
 ) -> None:
     """Move the production alias to a model version, recording who, when and why."""
-    import os
-
-    from mlops_ci.lineage import ci_context
     from mlops_ci.steps.promote import promote as promote_step
 
     config = _load(config_path)
-    who = by or ci_context(os.environ).actor or "unknown"
-    result = promote_step(config, _open(config), version, who, reason, force=force)
+    result = promote_step(config, _open(config), version, _who(by), reason, force=force)
     before = f"v{result.previous}" if result.previous else "nothing"
     click.echo(
         f"{result.name}: alias '{result.alias}' {before} -> v{result.version} "
@@ -401,18 +401,21 @@ ENV_OPTION = click.option(
 
 
 def _who(by: str | None) -> str:
-    import os
+    """--by, else the CI actor, else `git config user.name`, else the OS login."""
+    from mlops_ci.lineage import who
 
-    from mlops_ci.lineage import ci_context
-
-    return by or ci_context(os.environ).actor or os.environ.get("USER") or "unknown"
+    return by or who()
 
 
 @cli.command()
 @CONFIG_OPTION
 @VERSION_OPTION
 @ENV_OPTION
-@click.option("--by", default=None, help="Who deploys (default: the CI actor or $USER).")
+@click.option(
+    "--by",
+    default=None,
+    help="Who deploys (default: the CI actor, else git user.name, else the OS login).",
+)
 @click.option(
     "--dry-run",
     is_flag=True,
@@ -476,7 +479,11 @@ def deploy(
 @CONFIG_OPTION
 @VERSION_OPTION
 @ENV_OPTION
-@click.option("--by", default=None, help="Who approves (default: the CI actor or $USER).")
+@click.option(
+    "--by",
+    default=None,
+    help="Who approves (default: the CI actor, else git user.name, else the OS login).",
+)
 @click.option("--reason", required=True, help="Why; recorded on the version.")
 def approve(
     config_path: Path | None, version: str, env_name: str, by: str | None, reason: str
@@ -495,7 +502,11 @@ def approve(
 @cli.command()
 @CONFIG_OPTION
 @ENV_OPTION
-@click.option("--by", default=None, help="Who rolls back (default: the CI actor or $USER).")
+@click.option(
+    "--by",
+    default=None,
+    help="Who rolls back (default: the CI actor, else git user.name, else the OS login).",
+)
 @click.option("--reason", required=True, help="Why; recorded on the version.")
 def rollback(config_path: Path | None, env_name: str, by: str | None, reason: str) -> None:
     """Put the version an environment served before back at 100 % and move its alias back."""

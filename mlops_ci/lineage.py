@@ -210,7 +210,37 @@ def ci_context(env: Mapping[str, str]) -> CiContext:
             env.get("BUILD_REQUESTEDFOR"),
             run_url,
         )
-    return CiContext("local", None, env.get("USER") or env.get("USERNAME"), None)
+    return CiContext("local", None, local_user(env), None)
+
+
+def who(env: Mapping[str, str] | None = None, root: Path | None = None) -> str:
+    """Who does a step: the CI actor, else `git config user.name`, else the OS login."""
+    env = os.environ if env is None else env
+    return ci_context(env).actor or local_user(env, root)
+
+
+def local_user(env: Mapping[str, str], root: Path | None = None) -> str:
+    """`git config user.name` where git knows it, else the OS login (never "unknown")."""
+    import getpass
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["git", "config", "user.name"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        if done.returncode == 0 and done.stdout.strip():
+            return done.stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    try:
+        return env.get("USER") or env.get("USERNAME") or getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for this uid (some containers)
+        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "local user"
 
 
 def github_pr(env: Mapping[str, str]) -> str | None:

@@ -14,6 +14,7 @@ import math
 import os
 import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from mlops_ci.records import mlops_dir, read_json, write_json_atomic, write_text
 from mlops_ci.registry import TAG_CACHE_KEY, ModelRegistry, NewRun, RunRecord
 
 RECORD = "train.json"
+PYTHON = "{python}"
 FINISHED, FAILED = "finished", "failed"
 _LOG_TAIL_LINES = 5
 
@@ -209,6 +211,8 @@ def _run_command(
         argv = shlex.split(config.train.command)
     except ValueError as err:
         raise InputError(f"mlops.yaml: train.command: cannot be split into words: {err}") from None
+    # {python} is the interpreter mlops-ci runs in (a pipx or CI venv), whatever is on PATH.
+    argv = [sys.executable if word == PYTHON else word for word in argv]
     env = {**env, "MLOPS_PARAMS": json.dumps(params, sort_keys=True)}
     env.update({f"MLOPS_PARAM_{k.upper()}": str(v) for k, v in params.items()})
     log_path.parent.mkdir(parents=True, exist_ok=True)

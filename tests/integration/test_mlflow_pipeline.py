@@ -131,7 +131,7 @@ def test_failing_training_command_records_nothing_complete(
     (project / "train.py").write_text("raise SystemExit('out of data')\n")
     assert run_cli("train", "-c", str(project)) == 2
     err = capsys.readouterr().err
-    assert "train.command 'python train.py' exited with code 1: out of data" in err
+    assert "train.command '{python} train.py' exited with code 1: out of data" in err
     reg = registry_for(project)
     experiment = reg.client.get_experiment_by_name("iris-classifier")
     assert experiment is None or not reg.client.search_runs([experiment.experiment_id])
@@ -150,6 +150,23 @@ def test_compare_and_register_refuse_the_run_before_a_failed_train(
     assert "Traceback" not in err and "verdict" not in err
     assert run_cli("register", "-c", str(project), "--force") == 2
     assert not registry_for(project).client.search_model_versions("name = 'iris-classifier'")
+
+
+def test_python_placeholder_is_mlops_cis_own_interpreter_whatever_is_on_path(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pipx-style install: the `python` on PATH is another one, without scikit-learn."""
+    bin_dir = tmp_path / "other-python"
+    bin_dir.mkdir()
+    other = bin_dir / "python"
+    other.write_text("#!/bin/sh\necho 'No module named sklearn' >&2\nexit 1\n")
+    other.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert '"{python} train.py"' in (project / "mlops.yaml").read_text()
+    assert run_cli("train", "-c", str(project)) == 0
+    config = project / "mlops.yaml"
+    config.write_text(config.read_text().replace('"{python} train.py"', "python train.py"))
+    assert run_cli("train", "-c", str(project), "--no-cache") == 2
 
 
 def test_training_without_metrics_is_named(
@@ -197,6 +214,11 @@ def test_unknown_alias_and_unknown_run_are_bad_input(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     c = str(project)
+    assert run_cli("promote", "-c", c, "--version", "@nope", "--reason", "x") == 2
+    assert "there is no model 'iris-classifier' in sqlite:" in capsys.readouterr().err
+    assert run_cli("train", "-c", c) == run_cli("compare", "-c", c) == 0
+    assert run_cli("register", "-c", c) == 0
+    capsys.readouterr()
     assert run_cli("promote", "-c", c, "--version", "@nope", "--reason", "x") == 2
     assert "model 'iris-classifier' has no alias 'nope'" in capsys.readouterr().err
     assert run_cli("compare", "-c", c, "--run", "0" * 32) == 2

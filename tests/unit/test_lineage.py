@@ -68,3 +68,12 @@ def test_environment_lock_lists_installed_distributions() -> None:
     names = [line.split("==")[0] for line in lock]
     assert names == sorted(names) and len(names) == len(set(names))
     assert any(line.startswith("click==") for line in lock)
+
+
+def test_who_is_the_ci_actor_else_a_local_name_never_unknown() -> None:
+    from mlops_ci.lineage import who
+
+    assert who({"GITHUB_ACTIONS": "true", "GITHUB_ACTOR": "octocat"}) == "octocat"
+    assert who({"TF_BUILD": "True", "BUILD_REQUESTEDFOR": "Ada"}) == "Ada"
+    local = who({})
+    assert local and local != "unknown"
