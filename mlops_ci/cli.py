@@ -323,10 +323,12 @@ def promote(
 def package(config_path: Path | None, version: str, model: str | None, no_build: bool) -> None:
     """Convert a model version to ONNX, check parity, profile it, and containerise it.
 
-    Both models score evaluate.data (exit 1 when they disagree beyond
-    package.parity_tolerance); latency, throughput and memory are measured with onnxruntime
-    beside the native model; the Docker build context is written to
-    .mlops/package/NAME-VERSION/ and built when a Docker engine is reachable.
+    Both models score evaluate.data (exit 1 when more rows than package.parity_max_row_share
+    differ beyond package.parity_tolerance + package.parity_rtol·|native|); latency,
+    throughput and memory are measured with onnxruntime beside the native model; the Docker
+    build context is written to .mlops/package/NAME-VERSION/ and built when a Docker engine
+    is reachable. XGBoost and LightGBM convert through onnxmltools; an ONNX model
+    (model.flavor onnx) is packaged as it is.
     """
     import dataclasses
 
@@ -341,10 +343,13 @@ def package(config_path: Path | None, version: str, model: str | None, no_build:
     if result.note:
         click.echo(f"note: {result.note}")
     if result.parity is not None:
-        agree = result.parity.label_agreement
+        parity = result.parity
+        agree, tol = parity.label_agreement, parity.tolerance
         click.echo(
-            f"parity: max |native - onnx| {result.parity.max_abs_diff:.2e} on "
-            f"{result.parity.rows} rows" + ("" if agree is None else f", labels agree {agree:.2%}")
+            f"parity: max |native - onnx| {parity.max_abs_diff:.2e} on {parity.rows} rows, "
+            f"{parity.differing_rows} beyond {tol.atol:g} + {tol.rtol:g}·|native| "
+            f"({parity.allowed_rows} allowed)"
+            + ("" if agree is None else f", labels agree {agree:.2%}")
         )
     for prof in (result.profile.serving, result.profile.native):
         if prof is None:

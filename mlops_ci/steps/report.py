@@ -237,10 +237,12 @@ def _package(p: dict[str, Any]) -> str:
     parity = p.get("parity")
     if parity:
         agree = parity["label_agreement"]
+        tol = parity["tolerance"]
         lines += [
             "",
-            f"Parity on {parity['rows']} rows: max \|native − ONNX\| {parity['max_abs_diff']:.2e} "
-            f"(tolerance {parity['tolerance']:g})"
+            f"Parity on {parity['rows']} rows: max \|native − ONNX\| {parity['max_abs_diff']:.2e}; "
+            f"{parity.get('differing_rows', 0)} rows beyond {tol['atol']:g} + "
+            f"{tol['rtol']:g}·\|native\|"
             + ("" if agree is None else f", labels agree {agree:.2%}"),
         ]
     head = f"| | {serving['engine']} |" + (

@@ -164,7 +164,7 @@ def test_native_packaging_when_onnx_is_off(project: Path) -> None:
     (project / "mlops.yaml").write_text(text)
     result = package(load_config(project), reg, "1", build=False)
     assert result.format == "sklearn" and result.parity is None and result.onnx_sha256 is None
-    assert "native scikit-learn model is served" in (result.note or "")
+    assert "the native model is served" in (result.note or "")
     assert (Path(result.context) / "model" / "model.skops").is_file()
     assert "scikit-learn==" in (Path(result.context) / "requirements.txt").read_text()
 
