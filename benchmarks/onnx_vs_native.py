@@ -7,8 +7,9 @@ the model is loaded as mlops-ci loads it, converted as `package` converts it, an
 timed on rows of the example's evaluation data: one row, then batches.
 
 Native is the model's own predict_proba (predict for regressors) on a DataFrame; for the onnx
-flavor it is the exported graph as the training script wrote it, so its ratio only shows what
-mlops-ci's renaming costs (nothing). Targets (issue 4): ONNX single-row >= 10x faster and
+flavor it is the exported graph as the training script wrote it, on onnxruntime with the same
+options and arrays, so its ratio shows what the outputs mlops-ci adds cost (a label per row,
+text when the model names its classes). Targets (issue 4): ONNX single-row >= 10x faster and
 batch >= 2x faster, for the models mlops-ci converts.
 
 Run: python benchmarks/onnx_vs_native.py [INTRA_OP_THREADS]   (0, the default, = all cores)
@@ -73,19 +74,14 @@ def trained(example: str, params: dict[str, Any], work: Path) -> tuple[Any, pd.D
     env = {**os.environ, "MLOPS_PARAMS": json.dumps({**config.train.params, **params})}
     subprocess.run([sys.executable, "train.py"], cwd=project, env=env, check=True)
     model = load_model_file(config.resolve(config.train.model_output), config.model.task)
-    data = pd.read_csv(
-        config.resolve(config.evaluate.data), keep_default_na=False, na_values=[""]
-    )
+    data = pd.read_csv(config.resolve(config.evaluate.data), keep_default_na=False, na_values=[""])
     features = model_frame(model, data.drop(columns=[config.evaluate.target]), "evaluate.data")
     return model, features
 
 
 def main() -> None:
     warnings.simplefilter("ignore")
-    print(
-        f"onnxruntime intra-op threads: {THREADS or 'all cores'}; medians; "
-        "ratio = native / onnx"
-    )
+    print(f"onnxruntime intra-op threads: {THREADS or 'all cores'}; medians; ratio = native / onnx")
     summary = []
     with tempfile.TemporaryDirectory(prefix="onnx-vs-native-") as tmp:
         for example, params, label in CASES:
@@ -94,12 +90,21 @@ def main() -> None:
             sess = convert.session(converted.onnx, THREADS, "all")
             schema = FeatureSchema.of_frame(features)
             native_fn = model.predict_proba if convert.is_classifier(model) else model.predict
+            exported = (
+                convert.session(model.data, THREADS, "all")
+                if isinstance(model, OnnxModel)
+                else None
+            )
             ratios = []
             for rows in (1, *BATCHES):
                 frame = features.iloc[np.arange(rows) % len(features)].reset_index(drop=True)
                 feeds = convert.frame_feeds(converted.layout, schema, frame)
                 runs = SINGLE_RUNS if rows == 1 else max(20, 20_000 // rows)
-                native = median_ms(lambda f=frame: native_fn(f), runs)
+                if exported is not None:  # the graph as exported, fed the same arrays
+                    own = {exported.get_inputs()[0].name: next(iter(feeds.values()))}
+                    native = median_ms(lambda e=exported, d=own: e.run(None, d), runs)
+                else:
+                    native = median_ms(lambda n=native_fn, f=frame: n(f), runs)
                 onnx = median_ms(lambda s=sess, d=feeds: s.run(None, d), runs)
                 ratios.append(native / onnx)
                 print(

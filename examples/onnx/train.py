@@ -7,7 +7,7 @@ tensorflow. The class names go in the model's metadata (``classes``, a JSON list
 them mlops-ci labels rows with the class index. With PyTorch the export is
 ``torch.onnx.export(net, sample, "outputs/model.onnx", input_names=["x"],
 output_names=["probs"], dynamic_axes={"x": {0: "rows"}, "probs": {0: "rows"}})``.
-Params (MLOPS_PARAMS, JSON): C.
+The data is examples/iris' (written by its prepare_data.py). Params (MLOPS_PARAMS, JSON): C.
 """
 
 import json
