@@ -1,7 +1,8 @@
 """Train a LightGBM regression of diabetes progression (model.flavor: lightgbm).
 
 The fitted ``LGBMRegressor`` is saved with joblib like any scikit-learn model (inside a
-Pipeline works too). The data is examples/diabetes' (written by its prepare_data.py). Params (MLOPS_PARAMS, JSON): n_estimators, num_leaves, learning_rate.
+Pipeline works too). The data is examples/diabetes' (written by its prepare_data.py).
+Params (MLOPS_PARAMS, JSON): n_estimators, num_leaves, learning_rate.
 """
 
 import json

@@ -1,8 +1,8 @@
 """Write data/train.csv and data/test.csv from scikit-learn's bundled breast-cancer data.
 
 Ten numeric columns, one text column (``size_bin``, the tumour's area as small/mid/large) and
-the target ``malignant`` as 0/1, the class indices XGBoost predicts. The CSVs are committed; rerun this only to
-regenerate them (the split is seeded).
+the target ``malignant`` as 0/1, the class indices XGBoost predicts. The CSVs are committed;
+rerun this only to regenerate them (the split is seeded).
 """
 
 from pathlib import Path

@@ -143,3 +143,30 @@ def test_native_pipeline_with_a_text_column_serves_dataframe_input(tmp_path: Pat
         refused = httpx.post(f"{srv.url}/score", json={"inputs": wrong})
         assert refused.status_code == 422
         assert "'size_bin' in row 0 must be text" in refused.json()["error"]
+
+
+def test_text_column_reaches_the_input_log_and_drift(tmp_path: Path) -> None:
+    from mlops_ci.serve.inputlog import read_records
+    from mlops_ci.steps.drift import drift
+
+    config = project_for(tmp_path, "breast-cancer")
+    config.path.write_text(
+        config.path.read_text()
+        + "monitor:\n  collect: true\n  flush_seconds: 0.1\n  drift: {reference: data/train.csv}\n"
+    )
+    config = load_config(config.root)
+    reg = MlflowRegistry.for_config(config)
+    run = train(config, reg)
+    compare(config, reg, run.run_id)
+    packaged = package(config, reg, register(config, reg, run.run_id).version, build=False)
+    features, _ = evaluation(config)
+    with serving("--model-dir", packaged.context, "-c", str(config.root), cwd=config.root) as srv:
+        for start in range(0, len(features), 40):
+            rows = features.iloc[start : start + 40].to_dict("records")
+            assert httpx.post(f"{srv.url}/score", json={"inputs": rows}).status_code == 200
+    logged = list(read_records(config.resolve(config.monitor.log_dir)))
+    assert len(logged) == len(features)
+    assert [r["inputs"]["size_bin"] for r in logged] == features["size_bin"].tolist()
+    result = drift(config)
+    by_name = {f.name: f for f in result.features}
+    assert by_name["size_bin"].kind == "categorical" and not by_name["size_bin"].drifted
