@@ -22,6 +22,7 @@ KINDS = (NUMBER, STRING)
 class Feature:
     name: str
     kind: str  # number | string
+    nullable: bool = False  # a number the model scores when missing (its pipeline imputes)
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,18 @@ class FeatureSchema:
     def strings(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features if f.kind == STRING)
 
-    def to_list(self) -> list[dict[str, str]]:
-        return [{"name": f.name, "kind": f.kind} for f in self.features]
+    @property
+    def nullable(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features if f.nullable)
+
+    def with_nullable(self, names: tuple[str, ...]) -> FeatureSchema:
+        return FeatureSchema(tuple(Feature(f.name, f.kind, f.name in names) for f in self.features))
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [
+            {"name": f.name, "kind": f.kind, **({"nullable": True} if f.nullable else {})}
+            for f in self.features
+        ]
 
     @staticmethod
     def from_list(items: Any, where: str) -> FeatureSchema:
@@ -54,11 +65,13 @@ class FeatureSchema:
                 not isinstance(item, dict)
                 or not isinstance(item.get("name"), str)
                 or item.get("kind") not in KINDS
+                or not isinstance(item.get("nullable", False), bool)
             ):
                 raise InputError(
-                    f'{where}: schema[{i}] must be {{"name": text, "kind": number|string}}'
+                    f'{where}: schema[{i}] must be {{"name": text, "kind": number|string, '
+                    '"nullable": true|false}'
                 )
-            out.append(Feature(item["name"], item["kind"]))
+            out.append(Feature(item["name"], item["kind"], item.get("nullable", False)))
         return FeatureSchema(tuple(out))
 
     @staticmethod
@@ -115,6 +128,28 @@ def model_frame(model: Any, frame: Any, where: str, label: str = "the") -> Any:
             hint="evaluate.data must hold every column either model was trained on",
         )
     return frame[list(names)]
+
+
+def accepts_missing(schema: FeatureSchema, frame: Any, *scorers: Any) -> tuple[str, ...]:
+    """The number columns every scorer still scores, with finite outputs, when the value is
+    missing (NaN): a pipeline with an imputer does. Each scorer takes a one-row DataFrame and
+    returns an array; an exception or a non-finite output means the column is required."""
+    import numpy as np
+
+    row = frame.iloc[:1].reset_index(drop=True)
+    found = []
+    for feature in schema.features:
+        if feature.kind != NUMBER:
+            continue
+        probe = row.copy()
+        probe[feature.name] = np.nan
+        try:
+            ok = all(np.isfinite(np.asarray(score(probe), np.float64)).all() for score in scorers)
+        except Exception:  # the model refuses a missing value: the column is required
+            ok = False
+        if ok:
+            found.append(feature.name)
+    return tuple(found)
 
 
 def string_values(values: Any) -> Any:

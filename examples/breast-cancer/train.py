@@ -1,7 +1,8 @@
 """Train a breast-cancer classifier whose pipeline encodes its own text column.
 
-A ColumnTransformer selects columns by name: numbers are scaled, the text column ``size_bin``
-is one-hot encoded; mlops-ci converts it to an ONNX model with one input per column.
+A ColumnTransformer selects columns by name: numbers are imputed (a missing value is scored
+with the training median) and scaled, the text column ``size_bin`` is one-hot encoded;
+mlops-ci converts it to an ONNX model with one input per column.
 Params (MLOPS_PARAMS, JSON): model (logistic | forest), C (logistic), n_estimators (forest).
 """
 
@@ -13,6 +14,7 @@ import joblib
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import Pipeline
@@ -35,7 +37,16 @@ model = Pipeline(
             "columns",
             ColumnTransformer(
                 [
-                    ("numbers", StandardScaler(), numeric),
+                    (
+                        "numbers",
+                        Pipeline(
+                            [
+                                ("impute", SimpleImputer(strategy="median")),
+                                ("scale", StandardScaler()),
+                            ]
+                        ),
+                        numeric,
+                    ),
                     ("text", OneHotEncoder(handle_unknown="ignore"), ["size_bin"]),
                 ]
             ),

@@ -40,6 +40,7 @@ class Job:
     parts: str  # folder of part-NNNNNN.parquet and rejects-NNNNNN.parquet
     threads: int = 1
     kinds: tuple[str, ...] = ()  # number | string per feature; empty: all numbers
+    nullable: tuple[str, ...] = ()  # number columns the model scores when missing
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def score_task(task: Task, job: Job) -> TaskResult:
     data = read_task(task)
     table = data.table
     model = _model(job.model_dir, job.threads)
-    features = features_matrix(table, job.features, job.kinds)
+    features = features_matrix(table, job.features, job.kinds, job.nullable)
     labels, scores = _predict(model, features)
     ok = features.ok
     ids = table.select(list(job.id_columns))
@@ -129,10 +130,15 @@ def score_task(task: Task, job: Job) -> TaskResult:
     )
 
 
-def features_matrix(table: Any, features: tuple[str, ...], kinds: tuple[str, ...] = ()) -> Features:
+def features_matrix(
+    table: Any,
+    features: tuple[str, ...],
+    kinds: tuple[str, ...] = (),
+    nullable: tuple[str, ...] = (),
+) -> Features:
     """float32 [rows, features] from an Arrow table (and text columns as text); a row with a
-    number that is missing, not a number or beyond float32, or a missing text, is rejected
-    with the first such column named."""
+    number that is missing (unless the model imputes the column: NaN then), not a number or
+    beyond float32, or a missing text, is rejected with the first such column named."""
     rows = table.num_rows
     result = Features(
         np.empty((rows, len(features)), np.float32),
@@ -150,6 +156,8 @@ def features_matrix(table: Any, features: tuple[str, ...], kinds: tuple[str, ...
         with np.errstate(over="ignore"):
             narrow = values.astype(np.float32)
         bad = ~np.isfinite(narrow)
+        if bad.any() and name in nullable:  # missing values stay NaN for the model's imputer
+            bad &= ~_missing(column, bad)
         if bad.any():
             first = np.flatnonzero(bad & result.ok)
             texts = column.take(pa.array(first)).to_pylist()
@@ -182,6 +190,15 @@ def _floats(column: Any) -> npt.NDArray[np.float64]:
         return np.asarray(pc.cast(text, pa.float64()).to_numpy(), np.float64)
     except pa.ArrowInvalid:  # empty strings, spaces, words: parse value by value
         return np.array([_parse(t) for t in text.to_pylist()], np.float64)
+
+
+def _missing(column: Any, candidates: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """Which of the ``candidates`` rows hold a missing value (null, empty, 'nan', ...)."""
+    rows = np.flatnonzero(candidates)
+    texts = column.take(pa.array(rows)).cast(pa.string()).to_pylist()
+    out = np.zeros(len(candidates), np.bool_)
+    out[rows] = [t is None or t.strip().lower() in MISSING for t in texts]
+    return out
 
 
 def _parse(text: str | None) -> float:

@@ -573,6 +573,7 @@ def settings_from_env() -> ServiceSettings:
                 "features": tuple(m["features"]),
                 "kinds": tuple(m["kinds"]),
                 "classes": tuple(m["classes"]),
+                "nullable": tuple(m["nullable"]),
             }
         )
         for m in raw["models"]

@@ -36,12 +36,16 @@ class ModelSpec:
     kinds: tuple[str, ...] = ()  # number | string per feature; empty: all numbers
     layout: str = convert.MATRIX  # ONNX inputs: one float tensor or one per column
     classes: tuple[str, ...] = ()  # labels in the order of the probabilities
+    nullable: tuple[str, ...] = ()  # number columns the model scores when missing
 
     @property
     def schema(self) -> FeatureSchema:
-        if not self.kinds:
-            return FeatureSchema.numeric(self.features)
-        return FeatureSchema(tuple(map(Feature, self.features, self.kinds)))
+        kinds = self.kinds or ("number",) * len(self.features)
+        return FeatureSchema(
+            tuple(
+                Feature(n, k, n in self.nullable) for n, k in zip(self.features, kinds, strict=True)
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ def read_spec(path: Path) -> ModelSpec:
         kinds=tuple(f.kind for f in schema.features),
         layout=layout,
         classes=tuple(str(c) for c in record.get("classes") or ()),
+        nullable=schema.nullable,
     )
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,13 @@ class Limits:
     def mixed(self) -> bool:
         """Some column is text: requests become tables, not one float matrix."""
         return self.schema is not None and not self.schema.all_numeric
+
+    @cached_property
+    def nullable(self) -> tuple[int, ...]:
+        """Positions of the number columns the model scores when missing (null / NaN)."""
+        if self.schema is None:
+            return ()
+        return tuple(j for j, f in enumerate(self.schema.features) if f.nullable)
 
 
 @dataclass(frozen=True)
@@ -178,11 +186,13 @@ def _matrix(rows: list[Any], field: str, limits: Limits, names: tuple[str, ...] 
             )
         for j, value in enumerate(row):
             if type(value) is not float and type(value) is not int:
+                if value is None and j in limits.nullable:
+                    continue  # missing: the model imputes it
                 where = names[j] if names else f"{field}[{i}][{j}]"
                 raise PayloadError(
                     422, f"'{where}' in row {i} must be a number, got {_kind(value)}"
                 )
-    return _finite(np.array(rows, dtype=np.float64), field)
+    return _finite(np.array(rows, dtype=np.float64), field, limits.nullable)
 
 
 def _table(rows: list[Any], field: str, limits: Limits) -> dict[str, npt.NDArray[Any]]:
@@ -205,7 +215,8 @@ def _table(rows: list[Any], field: str, limits: Limits) -> dict[str, npt.NDArray
 
 
 def _column(values: list[Any], feature: Feature, where: str, row_word: str) -> npt.NDArray[Any]:
-    """One column's values checked against its kind: text, or finite float32 numbers."""
+    """One column's values checked against its kind: text, or finite float32 numbers (or
+    missing ones, null or NaN, where the model imputes them)."""
     if feature.kind == STRING:
         for i, value in enumerate(values):
             if type(value) is not str:
@@ -215,15 +226,25 @@ def _column(values: list[Any], feature: Feature, where: str, row_word: str) -> n
         return np.array(values, dtype=object)
     for i, value in enumerate(values):
         if type(value) is not float and type(value) is not int:
+            if value is None and feature.nullable:
+                continue
             raise PayloadError(422, f"{where} {row_word} {i} must be a number, got {_kind(value)}")
-    return _finite(np.array(values, dtype=np.float64), where.strip("'"))
+    column = np.array(values, dtype=np.float64).reshape(-1, 1)
+    return _finite(column, where.strip("'"), (0,) if feature.nullable else ())[:, 0]
 
 
-def _finite(values: npt.NDArray[Any], field: str) -> npt.NDArray[np.float32]:
-    """float32 of ``values``; NaN, infinity and numbers beyond float32 are refused."""
+def _finite(
+    values: npt.NDArray[Any], field: str, missing_ok: tuple[int, ...] = ()
+) -> npt.NDArray[np.float32]:
+    """float32 of ``values``; NaN, infinity and numbers beyond float32 are refused, except NaN
+    (a missing value) in the columns ``missing_ok`` of a 2-D ``values``."""
     if values.size and not np.isfinite(values).all():
-        raise PayloadError(422, f"'{field}' holds NaN or infinity; send finite numbers")
-    if values.size and float(np.abs(values).max()) > FLOAT32_MAX:
+        bad = ~np.isfinite(values)
+        if missing_ok:
+            bad[:, list(missing_ok)] &= ~np.isnan(values[:, list(missing_ok)])
+        if bad.any():
+            raise PayloadError(422, f"'{field}' holds NaN or infinity; send finite numbers")
+    if values.size and (np.abs(values) > FLOAT32_MAX).any():  # NaN compares False
         raise PayloadError(422, f"'{field}' holds a number beyond the float32 range")
     return np.ascontiguousarray(values, dtype=np.float32)
 
@@ -348,7 +369,8 @@ def _column_tensor(
         chunk = binary[:size]
         if feature.kind == STRING:
             return _binary_strings(chunk, rows, where), size
-        return _binary(chunk, size, rows, 1, str(datatype))[:, 0], size
+        missing_ok = (0,) if feature.nullable else ()
+        return _binary(chunk, size, rows, 1, str(datatype), missing_ok)[:, 0], size
     data = tensor.get("data")
     if not isinstance(data, list):
         raise PayloadError(422, f"'{where}.data' must be a list")
@@ -401,7 +423,7 @@ def _tensor(tensor: dict[str, Any], binary: bytes, limits: Limits) -> npt.NDArra
     params = tensor.get("parameters") or {}
     size = params.get("binary_data_size") if isinstance(params, dict) else None
     if size is not None:
-        return _binary(binary, size, rows, width, datatype)
+        return _binary(binary, size, rows, width, datatype, limits.nullable)
     data = tensor.get("data")
     if not isinstance(data, list):
         raise PayloadError(422, "'inputs[0].data' must be a list of numbers")
@@ -409,9 +431,13 @@ def _tensor(tensor: dict[str, Any], binary: bytes, limits: Limits) -> npt.NDArra
     if datatype == "BOOL":
         if not all(type(v) is bool for v in flat):
             raise PayloadError(422, "'inputs[0].data' must hold true/false for datatype BOOL")
-    elif not all(type(v) is float or type(v) is int for v in flat):
+    elif not all(
+        type(v) is float or type(v) is int or (v is None and k % width in limits.nullable)
+        for k, v in enumerate(flat)
+    ):
         raise PayloadError(422, f"'inputs[0].data' must hold only numbers for datatype {datatype}")
-    return _finite(np.array(flat, dtype=np.float64).reshape(rows, width), "inputs[0].data")
+    values = np.array(flat, dtype=np.float64).reshape(rows, width)
+    return _finite(values, "inputs[0].data", limits.nullable)
 
 
 def _flatten(data: list[Any], expected: int, where: str) -> list[Any]:
@@ -440,7 +466,7 @@ def _flatten(data: list[Any], expected: int, where: str) -> list[Any]:
 
 
 def _binary(
-    binary: bytes, size: Any, rows: int, width: int, datatype: str
+    binary: bytes, size: Any, rows: int, width: int, datatype: str, missing_ok: tuple[int, ...] = ()
 ) -> npt.NDArray[np.float32]:
     dtype = np.dtype(V2_NUMERIC[datatype])
     if type(size) is not int or size != len(binary) or size != rows * width * dtype.itemsize:
@@ -450,7 +476,7 @@ def _binary(
             f"of {datatype}",
         )
     values = np.frombuffer(binary, dtype=dtype.newbyteorder("<")).reshape(rows, width)
-    return _finite(values.astype(np.float64), "inputs[0] (binary)")
+    return _finite(values.astype(np.float64), "inputs[0] (binary)", missing_ok)
 
 
 def _requested_outputs(outputs: Any) -> tuple[str, ...]:

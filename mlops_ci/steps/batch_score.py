@@ -65,7 +65,9 @@ def batch_score(
     single = output.suffix in (".parquet", ".csv")
     parts = output.with_name(output.name + ".parts") if single else output
     ids = _id_columns(tasks[0], spec.features, id_columns)
-    job = Job(str(spec.folder), spec.features, ids, str(parts), kinds=spec.kinds)
+    job = Job(
+        str(spec.folder), spec.features, ids, str(parts), kinds=spec.kinds, nullable=spec.nullable
+    )
     remaining = _resume(tasks, job, spec, chunk_rows)
     result = BatchResult(str(output), None, engine, len(tasks), len(tasks) - len(remaining))
     total = sum(t.rows for t in tasks)

@@ -17,7 +17,7 @@ import numpy as np
 from mlops_ci.config import Config
 from mlops_ci.errors import GateFailed, InputError
 from mlops_ci.evaldata import load_evaluation
-from mlops_ci.features import FeatureSchema, model_frame
+from mlops_ci.features import FeatureSchema, accepts_missing, model_frame
 from mlops_ci.integrity import verify_digest
 from mlops_ci.lineage import sha256_file
 from mlops_ci.onnxmodel import OnnxModel
@@ -72,6 +72,7 @@ def package(
         native_size = sum(p.stat().st_size for p in native_dir.rglob("*") if p.is_file())
 
         schema = FeatureSchema.of_frame(features)
+        scorers: list[Any] = [lambda rows: convert.native_outputs(native, rows).scores]
         parity, note, onnx_sha, layout = None, None, None, convert.MATRIX
         if config.package.onnx:
             converted = convert.convert_sklearn(native, features, config.package.target_opset)
@@ -90,6 +91,11 @@ def package(
                     "package.parity_rtol or package.parity_max_row_share; set "
                     "package.onnx: false to serve the native model",
                 )
+            scorers.append(
+                lambda rows: (
+                    convert.onnx_outputs(sess, convert.frame_feeds(layout, schema, rows)).scores
+                )
+            )
             model_files = work / "onnx"
             model_files.mkdir()
             (model_files / ONNX_FILE).write_bytes(converted.onnx)
@@ -105,6 +111,7 @@ def package(
             note = "package.onnx is false: the native model is served as it is"
             model_files, fmt = native_dir, "sklearn"
 
+        schema = schema.with_nullable(accepts_missing(schema, features, *scorers))
         profile = _profile(
             config, native, native_pickle, native_size, features, model_files, fmt, layout
         )

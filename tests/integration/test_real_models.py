@@ -102,6 +102,16 @@ def test_example_trains_compares_registers_packages_serves_and_batch_scores(
         assert split.json()["predictions"] == records.json()["predictions"]
         if not regression:
             assert records.json()["classes"] == sorted({str(v) for v in expected})
+        if spec.schema.nullable:  # a pipeline that imputes: a missing number is scored
+            holed = rows.head(2).astype(object).to_dict("records")
+            holed[0][spec.schema.nullable[0]] = None
+            answer = httpx.post(f"{srv.url}/score", json={"inputs": holed})
+            assert answer.status_code == 200, answer.text
+            frame = rows.head(2).copy()
+            frame.loc[frame.index[0], spec.schema.nullable[0]] = np.nan
+            assert same(
+                answer.json()["predictions"], native_predictions(reg, config, frame), regression
+            )
         client = triton.InferenceServerClient(url=srv.url.removeprefix("http://"))
         output = "label" if not regression else "variable"
         for binary in (False, True):
@@ -121,6 +131,15 @@ def test_example_trains_compares_registers_packages_serves_and_batch_scores(
     assert result.scored == len(features) and result.rejected == 0
     scored = pd.read_parquet(out)
     assert same(scored["prediction"].tolist(), expected, regression)
+    # An imputer in the pipeline, or trees that route missing values (XGBoost, LightGBM).
+    imputes = example in ("breast-cancer", "xgboost", "lightgbm")
+    assert imputes == bool(spec.schema.nullable), spec.schema
+    if spec.schema.nullable:
+        holed = pd.read_csv(config.resolve(config.evaluate.data))
+        holed.loc[0, spec.schema.nullable[0]] = np.nan
+        holed.to_csv(tmp_path / "holed.csv", index=False)
+        again = batch_score(spec, tmp_path / "holed.csv", tmp_path / "holed.parquet", processes=1)
+        assert again.scored == len(features) and again.rejected == 0
 
 
 def test_native_pipeline_with_a_text_column_serves_dataframe_input(tmp_path: Path) -> None:

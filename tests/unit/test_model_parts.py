@@ -4,6 +4,7 @@ requests and batch slices: the parts, without a registry or a server."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -256,3 +257,75 @@ def test_batch_slice_keeps_text_and_rejects_missing_text() -> None:
     assert features.errors.tolist() == [None, "size: 'x' is not a finite number", "colour: missing"]
     batch = features.batch(np.array([0]))
     assert batch["colour"].tolist() == ["red"] and batch["size"].tolist() == [1.5]
+
+
+IMPUTED = FeatureSchema.from_list(
+    [
+        {"name": "size", "kind": "number", "nullable": True},
+        {"name": "weight", "kind": "number"},
+    ],
+    "test",
+)
+IMPUTED_LIMITS = Limits(2, IMPUTED.names, 10, IMPUTED)
+
+
+def test_missing_numbers_pass_only_where_the_model_imputes_them() -> None:
+    x = parse_score(b'{"inputs": [[null, 2], [1, 3]]}', IMPUTED_LIMITS)
+    assert isinstance(x, np.ndarray) and np.isnan(x[0, 0]) and x[1].tolist() == [1.0, 3.0]
+    records = parse_score(b'{"inputs": [{"size": null, "weight": 2}]}', IMPUTED_LIMITS)
+    assert isinstance(records, np.ndarray) and np.isnan(records[0, 0])
+    for body, says in (
+        (b'{"inputs": [[1, null]]}', "'inputs[0][1]' in row 0 must be a number, got null"),
+        (b'{"inputs": [[1e39, 2]]}', "beyond the float32 range"),
+    ):
+        with pytest.raises(PayloadError, match=re.escape(says)):
+            parse_score(body, IMPUTED_LIMITS)
+    binary = np.array([[np.nan, 2.0]], "<f4").tobytes()
+    header = v2(
+        {
+            "name": "input",
+            "shape": [1, 2],
+            "datatype": "FP32",
+            "parameters": {"binary_data_size": 8},
+        }
+    )
+    assert np.isnan(parse_infer(header + binary, len(header), IMPUTED_LIMITS).x[0, 0])
+    swapped = np.array([[2.0, np.nan]], "<f4").tobytes()
+    with pytest.raises(PayloadError, match="NaN or infinity"):
+        parse_infer(header + swapped, len(header), IMPUTED_LIMITS)
+    # In a table (a model with text too), the same rule per column.
+    mixed = FeatureSchema(
+        (
+            *IMPUTED.features,
+            *FeatureSchema.from_list([{"name": "c", "kind": "string"}], "t").features,
+        )
+    )
+    table = parse_score(b'{"inputs": [[null, 2, "x"]]}', Limits(3, mixed.names, 10, mixed))
+    assert isinstance(table, dict) and np.isnan(table["size"][0])
+
+
+def test_batch_slice_keeps_missing_numbers_the_model_imputes() -> None:
+    table = pa.table({"size": ["", "NaN", "x", "4"], "weight": ["1", "2", "3", ""]})
+    features = features_matrix(table, ("size", "weight"), (), ("size",))
+    assert features.ok.tolist() == [True, True, False, False]
+    assert features.errors.tolist() == [
+        None,
+        None,
+        "size: 'x' is not a finite number",
+        "weight: missing",
+    ]
+    assert np.isnan(features.x[0, 0]) and np.isnan(features.x[1, 0])
+
+
+def test_package_finds_the_columns_a_pipeline_imputes() -> None:
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+
+    from mlops_ci.features import accepts_missing
+
+    imputing = make_pipeline(SimpleImputer(), LinearRegression()).fit(X, Y_VALUE)
+    plain = LinearRegression().fit(X, Y_VALUE)
+    schema = FeatureSchema.of_frame(X)
+    assert accepts_missing(schema, X, imputing.predict) == ("a", "b", "c")
+    assert accepts_missing(schema, X, plain.predict) == ()
