@@ -135,6 +135,7 @@ def convert_sklearn(model: Any, features: Any, target_opset: int | None) -> Conv
             shown = err  # the by-name failure of the matrix layout says nothing useful
         text = str(shown).strip()
         first = text.splitlines()[0] if text else type(shown).__name__
+        first = first.split(" and attributes=")[0]  # skl2onnx appends the whole node
         raise InputError(
             f"ONNX conversion of {_describe(model)} failed: {first[:300]}",
             hint="set package.onnx: false to package the native model instead",
