@@ -177,13 +177,8 @@ def _matrix(rows: list[Any], field: str, limits: Limits, names: tuple[str, ...] 
     if limits.mixed:
         return _table(rows, field, limits)
     width = limits.n_features
+    _check_widths(rows, field, width, "numbers")
     for i, row in enumerate(rows):
-        if not isinstance(row, list):
-            raise PayloadError(422, f"'{field}[{i}]' must be a list of {width} numbers")
-        if len(row) != width:
-            raise PayloadError(
-                422, f"'{field}[{i}]' has {len(row)} values; the model takes {width}"
-            )
         for j, value in enumerate(row):
             if type(value) is not float and type(value) is not int:
                 if value is None and j in limits.nullable:
@@ -195,18 +190,21 @@ def _matrix(rows: list[Any], field: str, limits: Limits, names: tuple[str, ...] 
     return _finite(np.array(rows, dtype=np.float64), field, limits.nullable)
 
 
-def _table(rows: list[Any], field: str, limits: Limits) -> dict[str, npt.NDArray[Any]]:
-    """Rows of values in feature order → 1-D columns: text where the schema says string."""
-    assert limits.schema is not None
-    features = limits.schema.features
-    width = len(features)
+def _check_widths(rows: list[Any], field: str, width: int, what: str) -> None:
     for i, row in enumerate(rows):
         if not isinstance(row, list):
-            raise PayloadError(422, f"'{field}[{i}]' must be a list of {width} values")
+            raise PayloadError(422, f"'{field}[{i}]' must be a list of {width} {what}")
         if len(row) != width:
             raise PayloadError(
                 422, f"'{field}[{i}]' has {len(row)} values; the model takes {width}"
             )
+
+
+def _table(rows: list[Any], field: str, limits: Limits) -> dict[str, npt.NDArray[Any]]:
+    """Rows of values in feature order → 1-D columns: text where the schema says string."""
+    assert limits.schema is not None
+    features = limits.schema.features
+    _check_widths(rows, field, len(features), "values")
     table: dict[str, npt.NDArray[Any]] = {}
     for j, feature in enumerate(features):
         column = [row[j] for row in rows]
@@ -304,7 +302,7 @@ def _named_tensors(inputs: list[Any], binary: bytes, limits: Limits) -> Batch:
     by_name: dict[str, dict[str, Any]] = {}
     for i, tensor in enumerate(inputs):
         name = tensor.get("name")
-        if name not in kinds:
+        if not isinstance(name, str) or name not in kinds:
             raise PayloadError(
                 422,
                 f"'inputs[{i}].name' {str(name)[:80]!r} is not a feature of this model "

@@ -329,3 +329,12 @@ def test_package_finds_the_columns_a_pipeline_imputes() -> None:
     schema = FeatureSchema.of_frame(X)
     assert accepts_missing(schema, X, imputing.predict) == ("a", "b", "c")
     assert accepts_missing(schema, X, plain.predict) == ()
+
+
+def test_v2_tensor_names_that_are_not_text_are_refused() -> None:
+    body = v2(
+        {"name": ["size"], "shape": [1], "datatype": "FP32", "data": [1]},
+        {"name": "colour", "shape": [1], "datatype": "BYTES", "data": ["x"]},
+    )
+    with pytest.raises(PayloadError, match="is not a feature of this model"):
+        parse_infer(body, None, MIXED_LIMITS)
