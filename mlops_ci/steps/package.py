@@ -57,7 +57,6 @@ def package(
     version = resolve_version(registry, name, version_ref)
     run_id = version.run_id or ""
     data = load_evaluation(config)
-    opts = config.package.profile
     with tempfile.TemporaryDirectory(prefix="mlops-package-") as tmp:
         work = Path(tmp)
         native_dir = registry.download_model(version.source, work / "native")
@@ -75,27 +74,9 @@ def package(
         scorers: list[Any] = [lambda rows: convert.native_outputs(native, rows).scores]
         parity, note, onnx_sha, layout = None, None, None, convert.MATRIX
         if config.package.onnx:
-            converted = convert.convert_sklearn(native, features, config.package.target_opset)
+            converted, parity, onnx_scorer = _converted(config, native, native_out, features)
+            scorers.append(onnx_scorer)
             layout = converted.layout
-            sess = convert.session(
-                converted.onnx, opts.intra_op_threads, opts.graph_optimization_level
-            )
-            feeds = convert.frame_feeds(layout, schema, features)
-            parity = convert.check_parity(
-                native_out, convert.onnx_outputs(sess, feeds), tolerance(config)
-            )
-            if not parity.passed:
-                raise GateFailed(
-                    _parity_message(parity, features.index),
-                    hint="if these are float32 rounding, raise package.parity_tolerance, "
-                    "package.parity_rtol or package.parity_max_row_share; set "
-                    "package.onnx: false to serve the native model",
-                )
-            scorers.append(
-                lambda rows: (
-                    convert.onnx_outputs(sess, convert.frame_feeds(layout, schema, rows)).scores
-                )
-            )
             model_files = work / "onnx"
             model_files.mkdir()
             (model_files / ONNX_FILE).write_bytes(converted.onnx)
@@ -177,6 +158,36 @@ def _dump(model: Any, path: Path) -> None:
     import joblib
 
     joblib.dump(model, path)
+
+
+def _converted(
+    config: Config, native: Any, native_out: convert.Outputs, features: Any
+) -> tuple[convert.Converted, convert.Parity, Any]:
+    """The ONNX model, its parity with the native one (refused when it fails), and a scorer
+    of DataFrames through it (for the missing-value probe)."""
+    opts = config.package.profile
+    converted = convert.convert_sklearn(native, features, config.package.target_opset)
+    sess = convert.session(converted.onnx, opts.intra_op_threads, opts.graph_optimization_level)
+    schema = FeatureSchema.of_frame(features)
+
+    def scores(rows: Any) -> Any:
+        return convert.onnx_outputs(
+            sess, convert.frame_feeds(converted.layout, schema, rows)
+        ).scores
+
+    parity = convert.check_parity(
+        native_out,
+        convert.onnx_outputs(sess, convert.frame_feeds(converted.layout, schema, features)),
+        tolerance(config),
+    )
+    if not parity.passed:
+        raise GateFailed(
+            _parity_message(parity, features.index),
+            hint="if these are float32 rounding, raise package.parity_tolerance, "
+            "package.parity_rtol or package.parity_max_row_share; set "
+            "package.onnx: false to serve the native model",
+        )
+    return converted, parity, scores
 
 
 def tolerance(config: Config) -> convert.Tolerance:
