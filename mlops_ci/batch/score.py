@@ -112,7 +112,8 @@ def score_task(task: Task, job: Job) -> TaskResult:
     out = ids if ok.all() else ids.filter(pa.array(ok))
     if labels is not None:
         out = out.append_column("prediction", _array(labels))
-        out = out.append_column("probability", pa.array(_row_max(scores)))
+        if scores.shape[1]:  # a classifier without probabilities has none to give
+            out = out.append_column("probability", pa.array(_row_max(scores)))
     else:
         out = out.append_column("prediction", pa.array(scores[:, 0]))
     rejected = int(len(ok) - ok.sum()) + len(data.malformed)

@@ -72,7 +72,7 @@ class Parity:
     label_agreement: float | None  # share of rows with the same label (classifiers)
     differing_rows: int  # rows beyond the tolerance or with another label
     tolerance: Tolerance
-    worst_rows: tuple[tuple[int, float, float, float], ...]  # (row, |Δ|, native, onnx)
+    worst_rows: tuple[tuple[int, float, Any, Any], ...]  # (row, |Δ|, native, onnx)
 
     @property
     def allowed_rows(self) -> int:
@@ -97,7 +97,18 @@ def as_float32(features: Any) -> npt.NDArray[np.float32]:
 
 
 def is_classifier(model: Any) -> bool:
-    return callable(getattr(model, "predict_proba", None))
+    """A classifier: it has predict_proba, or scikit-learn says so (LinearSVC, RidgeClassifier
+    and other classifiers without probabilities)."""
+    if callable(getattr(model, "predict_proba", None)):
+        return True
+    try:
+        from sklearn.base import is_classifier as sklearn_says
+
+        return bool(sklearn_says(model))
+    except ImportError:  # a serving image with ONNX only
+        return False
+    except Exception:  # not a scikit-learn estimator (no tags): it says by predict_proba
+        return False
 
 
 def class_labels(model: Any) -> tuple[str, ...]:
@@ -160,7 +171,8 @@ def _to_onnx(model: Any, types: list[tuple[str, Any]], target_opset: int | None)
 def _no_zipmap(model: Any) -> dict[int, dict[str, Any]] | None:
     """Plain probability tensors from the final classifier (a ZipMap would give dicts)."""
     final = model.steps[-1][1] if hasattr(model, "steps") else model
-    return {id(final): {"zipmap": False}} if is_classifier(final) else None
+    has_proba = callable(getattr(final, "predict_proba", None))  # LinearSVC has no ZipMap
+    return {id(final): {"zipmap": False}} if has_proba else None
 
 
 def _matrix_types(schema: FeatureSchema) -> list[tuple[str, Any]]:
@@ -240,17 +252,30 @@ def onnx_outputs(sess: Any, feeds: dict[str, Any]) -> Outputs:
 
 
 def native_outputs(model: Any, features: Any) -> Outputs:
+    """Labels and probabilities of a classifier (labels alone, with no score columns, for one
+    without predict_proba), or a regressor's values."""
     if is_classifier(model):
-        return Outputs(
-            np.asarray(model.predict(features)),
-            np.asarray(model.predict_proba(features), np.float64),
-        )
+        labels = np.asarray(model.predict(features))
+        if not callable(getattr(model, "predict_proba", None)):
+            return Outputs(labels, np.zeros((len(labels), 0)))
+        return Outputs(labels, np.asarray(model.predict_proba(features), np.float64))
     values = np.asarray(model.predict(features), np.float64)
     return Outputs(None, values.reshape(len(values), -1))
 
 
+def _values_at(native: Outputs, onnx: Outputs, row: int, column: int) -> tuple[Any, Any]:
+    """What the two models say for one row: the score that differs most, or the labels."""
+    if native.scores.shape[1]:
+        return float(native.scores[row, column]), float(onnx.scores[row, column])
+    assert native.labels is not None and onnx.labels is not None
+    return str(native.labels[row]), str(onnx.labels[row])
+
+
 def check_parity(native: Outputs, onnx: Outputs, tolerance: Tolerance, worst: int = 5) -> Parity:
-    """Rows where any output differs beyond the tolerance, or whose label differs."""
+    """Rows where any output differs beyond the tolerance, or whose label differs (labels
+    alone for a classifier without probabilities)."""
+    if native.scores.shape[1] == 0 and native.labels is not None:
+        onnx = Outputs(onnx.labels, np.zeros((len(onnx.scores), 0)))
     if native.scores.shape != onnx.scores.shape:
         raise InputError(
             f"ONNX outputs have shape {onnx.scores.shape}, the native model's {native.scores.shape}"
@@ -276,12 +301,7 @@ def check_parity(native: Outputs, onnx: Outputs, tolerance: Tolerance, worst: in
         differing_rows=int(bad.sum()),
         tolerance=tolerance,
         worst_rows=tuple(
-            (
-                int(i),
-                float(per_row[i]),
-                float(native.scores[i, where[i]]),
-                float(onnx.scores[i, where[i]]),
-            )
+            (int(i), float(per_row[i]), *_values_at(native, onnx, int(i), int(where[i])))
             for i in order
         ),
     )

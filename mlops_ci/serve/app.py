@@ -213,7 +213,8 @@ def _scoring_routes(app: FastAPI, service: Service) -> None:
         data: dict[str, Any] = {"model_name": service.name, "model_version": version}
         if prediction.labels is not None:
             data["predictions"] = prediction.labels.tolist()
-            data["probabilities"] = prediction.scores
+            if prediction.scores.shape[1]:  # none from a classifier without predict_proba
+                data["probabilities"] = prediction.scores
             classes = service.models[version].spec.classes
             if classes:
                 data["classes"] = classes
@@ -341,7 +342,10 @@ def _v2_response(
     tensors = {}
     if prediction.labels is not None:
         tensors["label"] = _tensor("label", prediction.labels)
-        tensors["probabilities"] = _tensor("probabilities", prediction.scores.astype(np.float32))
+        if prediction.scores.shape[1]:
+            tensors["probabilities"] = _tensor(
+                "probabilities", prediction.scores.astype(np.float32)
+            )
     else:
         tensors["variable"] = _tensor("variable", prediction.scores.astype(np.float32))
     wanted = parsed.outputs or tuple(tensors)

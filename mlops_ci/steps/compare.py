@@ -80,6 +80,7 @@ def compare(config: Config, registry: ModelRegistry, run_id: str | None = None) 
     _check_finished(run)
     data = load_evaluation(config)
     candidate_model = registry.load_model(_model_uri(run))
+    _check_task(config, candidate_model, f"the candidate (run {run.run_id})")
     production_version = registry.get_version_by_alias(
         config.model.name, config.registry.production_alias
     )
@@ -161,6 +162,31 @@ def _feature_change(candidate: Any, production: Any) -> dict[str, list[str]]:
         "added": [c for c in new if c not in old],
         "removed": [c for c in old if c not in new],
     }
+
+
+def _check_task(config: Config, model: Any, label: str) -> None:
+    """model.task must say what the model is: classification metrics of a regressor's values
+    (or the reverse) would be numbers without meaning. Models scikit-learn cannot tell (an
+    ONNX file, a bare object with predict) are taken at their word."""
+    from sklearn.base import is_classifier, is_regressor
+
+    try:
+        kind = (
+            "classification"
+            if is_classifier(model)
+            else "regression"
+            if is_regressor(model)
+            else ""
+        )
+    except Exception:  # not a scikit-learn estimator: nothing to check it by
+        kind = ""
+    if not kind or kind == config.model.task:
+        return
+    raise InputError(
+        f"mlops.yaml: model.task is {config.model.task}, but {label} model is a "
+        f"{'classifier' if kind == 'classification' else 'regressor'}",
+        hint=f"set model.task: {kind} and evaluate.metrics to {kind} metrics",
+    )
 
 
 def _check_finished(run: RunRecord) -> None:

@@ -215,7 +215,7 @@ def _profile(
     def frame(n: int) -> Any:  # n rows cycled from the evaluation data
         return base.iloc[np.arange(n) % len(base)].reset_index(drop=True)
 
-    native_predict = native.predict_proba if convert.is_classifier(native) else native.predict
+    native_predict = getattr(native, "predict_proba", native.predict)
     native_prof = measure(
         "sklearn",
         native_predict,
@@ -266,7 +266,7 @@ def _batch_file(stem: Path, batch: Any) -> Path:
 def _parity_message(parity: convert.Parity, index: Any) -> str:
     tol = parity.tolerance
     rows = "; ".join(
-        f"row {index[i]}: native {n:.6g}, onnx {o:.6g} (|Δ| {d:.3g})"
+        f"row {index[i]}: native {_shown(n)}, onnx {_shown(o)} (|Δ| {d:.3g})"
         for i, d, n, o in parity.worst_rows[:3]
     )
     agreement = (
@@ -278,6 +278,10 @@ def _parity_message(parity: convert.Parity, index: Any) -> str:
         f"package.parity_rtol), {parity.allowed_rows} allowed (package.parity_max_row_share "
         f"{tol.max_row_share:g}); max |Δ| {parity.max_abs_diff:.3g}{agreement}; worst: {rows}"
     )
+
+
+def _shown(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else repr(value)
 
 
 def _record_in_registry(

@@ -303,3 +303,18 @@ def test_a_changed_feature_set_is_compared_with_each_models_own_columns(
         InputError, match="the candidate .* model was trained on column\\(s\\) sepal_width, which"
     ):
         compare(config, fake_registry, candidate.run_id)
+
+
+def test_model_task_must_say_what_the_model_is(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    train = pd.read_csv(config.root / "data" / "train.csv")
+    codes = train["species"].astype("category").cat.codes
+    regressor = LinearRegression().fit(train.drop(columns=["species"]), codes)
+    run = fake_registry.add_run(regressor)
+    with pytest.raises(
+        InputError, match="model.task is classification, but the candidate .* is a regressor"
+    ):
+        compare(config, fake_registry, run.run_id)

@@ -338,3 +338,20 @@ def test_v2_tensor_names_that_are_not_text_are_refused() -> None:
     )
     with pytest.raises(PayloadError, match="is not a feature of this model"):
         parse_infer(body, None, MIXED_LIMITS)
+
+
+def test_a_classifier_without_probabilities_is_checked_by_its_labels() -> None:
+    from sklearn.svm import LinearSVC
+
+    model = LinearSVC().fit(X, Y_CLASS.map({0: "no", 1: "yes"}))
+    assert convert.is_classifier(model) and convert.class_labels(model) == ("no", "yes")
+    native = convert.native_outputs(model, X)
+    assert native.labels is not None and native.scores.shape == (len(X), 0)
+    onnx_like = convert.Outputs(native.labels.copy(), np.ones((len(X), 2)))  # other scores
+    tol = convert.Tolerance.for_task("classification", None, None, 0.0)
+    assert convert.check_parity(native, onnx_like, tol).passed
+    flipped = native.labels.copy()
+    flipped[3] = "yes" if flipped[3] == "no" else "no"
+    parity = convert.check_parity(native, convert.Outputs(flipped, onnx_like.scores), tol)
+    assert not parity.passed and parity.worst_rows[0][0] == 3
+    assert parity.worst_rows[0][2:] == (str(native.labels[3]), str(flipped[3]))
