@@ -130,28 +130,6 @@ def model_frame(model: Any, frame: Any, where: str, label: str = "the") -> Any:
     return frame[list(names)]
 
 
-def accepts_missing(schema: FeatureSchema, frame: Any, *scorers: Any) -> tuple[str, ...]:
-    """The number columns every scorer still scores, with finite outputs, when the value is
-    missing (NaN): a pipeline with an imputer does. Each scorer takes a one-row DataFrame and
-    returns an array; an exception or a non-finite output means the column is required."""
-    import numpy as np
-
-    row = frame.iloc[:1].reset_index(drop=True)
-    found = []
-    for feature in schema.features:
-        if feature.kind != NUMBER:
-            continue
-        probe = row.copy()
-        probe[feature.name] = np.nan
-        try:
-            ok = all(np.isfinite(np.asarray(score(probe), np.float64)).all() for score in scorers)
-        except Exception:  # the model refuses a missing value: the column is required
-            ok = False
-        if ok:
-            found.append(feature.name)
-    return tuple(found)
-
-
 def string_values(values: Any) -> Any:
     """A column as the text ONNX string tensors take: missing values become empty strings."""
     import numpy as np

@@ -10,6 +10,7 @@ the column, of shape [rows, 1]: float32 for numbers, string for text. Classifier
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -261,6 +262,42 @@ def native_outputs(model: Any, features: Any) -> Outputs:
         return Outputs(labels, np.asarray(model.predict_proba(features), np.float64))
     values = np.asarray(model.predict(features), np.float64)
     return Outputs(None, values.reshape(len(values), -1))
+
+
+def missing_ok(
+    schema: FeatureSchema,
+    frame: Any,
+    native: Callable[[Any], Outputs],
+    onnx: Callable[[Any], Outputs] | None,
+    tolerance: Tolerance,
+    rows: int = 20,
+) -> tuple[str, ...]:
+    """The number columns the model scores when the value is missing (NaN): an imputer in the
+    pipeline, or trees that route missing values. A column qualifies when, on ``rows``
+    evaluation rows with it set to NaN, the native model scores every row with finite outputs
+    and the ONNX model (when there is one) gives the same answers within ``tolerance`` —
+    a graph that routes NaN another way than the native model does not qualify."""
+    sample = frame.head(rows).reset_index(drop=True)
+    strict = Tolerance(tolerance.atol, tolerance.rtol, 0.0)
+    found = []
+    for feature in schema.features:
+        if feature.kind == STRING:
+            continue
+        probe = sample.copy()
+        probe[feature.name] = np.nan
+        try:
+            said = native(probe)
+            ok = bool(np.isfinite(said.scores).all())
+            if ok and onnx is not None:
+                ours = onnx(probe)
+                ok = (
+                    bool(np.isfinite(ours.scores).all()) and check_parity(said, ours, strict).passed
+                )
+        except Exception:  # the model refuses a missing value: the column is required
+            ok = False
+        if ok:
+            found.append(feature.name)
+    return tuple(found)
 
 
 def _values_at(native: Outputs, onnx: Outputs, row: int, column: int) -> tuple[Any, Any]:

@@ -17,7 +17,7 @@ import numpy as np
 from mlops_ci.config import Config
 from mlops_ci.errors import GateFailed, InputError
 from mlops_ci.evaldata import load_evaluation
-from mlops_ci.features import FeatureSchema, accepts_missing, model_frame
+from mlops_ci.features import FeatureSchema, model_frame
 from mlops_ci.integrity import verify_digest
 from mlops_ci.lineage import sha256_file
 from mlops_ci.onnxmodel import OnnxModel
@@ -71,11 +71,10 @@ def package(
         native_size = sum(p.stat().st_size for p in native_dir.rglob("*") if p.is_file())
 
         schema = FeatureSchema.of_frame(features)
-        scorers: list[Any] = [lambda rows: convert.native_outputs(native, rows).scores]
+        onnx_scorer = None
         parity, note, onnx_sha, layout = None, None, None, convert.MATRIX
         if config.package.onnx:
             converted, parity, onnx_scorer = _converted(config, native, native_out, features)
-            scorers.append(onnx_scorer)
             layout = converted.layout
             model_files = work / "onnx"
             model_files.mkdir()
@@ -92,7 +91,14 @@ def package(
             note = "package.onnx is false: the native model is served as it is"
             model_files, fmt = native_dir, "sklearn"
 
-        schema = schema.with_nullable(accepts_missing(schema, features, *scorers))
+        nullable = convert.missing_ok(
+            schema,
+            features,
+            lambda rows: convert.native_outputs(native, rows),
+            onnx_scorer,
+            tolerance(config),
+        )
+        schema = schema.with_nullable(nullable)
         profile = _profile(
             config, native, native_pickle, native_size, features, model_files, fmt, layout
         )
@@ -163,17 +169,15 @@ def _dump(model: Any, path: Path) -> None:
 def _converted(
     config: Config, native: Any, native_out: convert.Outputs, features: Any
 ) -> tuple[convert.Converted, convert.Parity, Any]:
-    """The ONNX model, its parity with the native one (refused when it fails), and a scorer
-    of DataFrames through it (for the missing-value probe)."""
+    """The ONNX model, its parity with the native one (refused when it fails), and a function
+    scoring DataFrames through it (for the missing-value probe)."""
     opts = config.package.profile
     converted = convert.convert_sklearn(native, features, config.package.target_opset)
     sess = convert.session(converted.onnx, opts.intra_op_threads, opts.graph_optimization_level)
     schema = FeatureSchema.of_frame(features)
 
-    def scores(rows: Any) -> Any:
-        return convert.onnx_outputs(
-            sess, convert.frame_feeds(converted.layout, schema, rows)
-        ).scores
+    def outputs(rows: Any) -> convert.Outputs:
+        return convert.onnx_outputs(sess, convert.frame_feeds(converted.layout, schema, rows))
 
     parity = convert.check_parity(
         native_out,
@@ -187,7 +191,7 @@ def _converted(
             "package.parity_rtol or package.parity_max_row_share; set "
             "package.onnx: false to serve the native model",
         )
-    return converted, parity, scores
+    return converted, parity, outputs
 
 
 def tolerance(config: Config) -> convert.Tolerance:
