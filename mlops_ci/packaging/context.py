@@ -1,23 +1,40 @@
-"""The Docker build context of a model version: Dockerfile, pinned requirements, model files.
+"""The Docker build context of a model version: Dockerfile, pinned requirements, model files,
+and a wheel of the mlops-ci that packaged it.
 
-Requirements are pinned from the training run's environment lock (what the model was trained
-and checked with); only what serving needs goes in.
+The image installs that wheel without its dependencies, and only what serving imports beside
+it: the model runtime (onnxruntime, or scikit-learn for ``package.onnx: false``), the ASGI
+stack and the few libraries the serve command reads its settings with. Versions are pinned
+from the training run's environment lock (what the model was trained and checked with), else
+from this environment, so `docker build .` needs nothing but the public package index.
 """
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 from mlops_ci import __version__
 from mlops_ci.features import FeatureSchema
 from mlops_ci.integrity import MANIFEST, digest, file_manifest
+from mlops_ci.lineage import sha256_file
+from mlops_ci.packaging.wheel import build_wheel, wheel_name
 from mlops_ci.records import write_json_atomic, write_text_atomic
 
 MODEL_DIR = "/opt/model"
-# Distributions the serving process imports, by model format.
+# Distributions the serving process imports: always, then by model format.
+SERVING_RUNTIME = (
+    "fastapi",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "orjson",
+    "prometheus-client",
+    "click",
+    "PyYAML",
+    "jsonschema",
+)
 SERVING_REQUIREMENTS = {
     "onnx": ("onnxruntime", "numpy"),
     "sklearn": ("scikit-learn", "numpy", "scipy", "joblib", "skops", "pandas"),
@@ -39,21 +56,31 @@ class ContextSpec:
     layout: str = "matrix"  # ONNX inputs: one float tensor (matrix) or one per column
     classes: tuple[str, ...] = ()  # a classifier's labels, in the order of its probabilities
     frameworks: tuple[str, ...] = ()  # distributions a native model needs (xgboost, lightgbm)
+    wheel: str = field(default_factory=wheel_name)  # the mlops-ci wheel the image installs
 
 
 def pinned_requirements(fmt: str, lock: str | None, frameworks: tuple[str, ...] = ()) -> list[str]:
-    """``name==version`` for the serving distributions: from the lock, else this environment."""
+    """``name==version`` for the serving distributions: from the lock, else this environment
+    (unpinned where neither has it)."""
     locked = {}
     for line in (lock or "").splitlines():
         name, sep, version = line.strip().partition("==")
         if sep:
             locked[name.lower()] = version
-    lines = [f"mlops-ci[serve]=={__version__}"]
-    for dist in (*SERVING_REQUIREMENTS[fmt], *(frameworks if fmt == "sklearn" else ())):
-        if dist in locked:
-            lines.append(f"{dist}=={locked[dist]}")
-        else:
+    lines = []
+    wanted = (
+        *SERVING_REQUIREMENTS[fmt],
+        *(frameworks if fmt == "sklearn" else ()),
+        *SERVING_RUNTIME,
+    )
+    for dist in wanted:
+        if dist.lower() in locked:
+            lines.append(f"{dist}=={locked[dist.lower()]}")
+            continue
+        try:
             lines.append(f"{dist}=={metadata.version(dist)}  # not in the training lock")
+        except metadata.PackageNotFoundError:
+            lines.append(f"{dist}  # neither in the training lock nor installed here")
     return lines
 
 
@@ -94,8 +121,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \\
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin mlops
 
 WORKDIR /opt/app
-COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+COPY requirements.txt {spec.wheel} ./
+# The wheel of the mlops-ci that packaged this model; its dependencies are requirements.txt.
+RUN pip install --no-cache-dir -r requirements.txt \\
+ && pip install --no-cache-dir --no-deps {spec.wheel} \\
+ && rm {spec.wheel}
 
 # Read-only for the serving user; `mlops-ci serve` checks manifest.json before loading.
 COPY model/ {MODEL_DIR}/
@@ -116,6 +146,7 @@ def write_context(
         shutil.rmtree(folder)
     model = folder / "model"
     shutil.copytree(model_files, model)
+    wheel = build_wheel(folder)
     manifest = file_manifest(model)
     model_digest = digest(manifest)
     write_json_atomic(
@@ -129,6 +160,7 @@ def write_context(
             "schema": (spec.schema or FeatureSchema.numeric(spec.features)).to_list(),
             "layout": spec.layout,
             "classes": list(spec.classes),
+            "runtime": {"wheel": spec.wheel, "sha256": sha256_file(wheel)},
             "files": manifest,
             "sha256": model_digest,
         },
@@ -137,6 +169,8 @@ def write_context(
         folder / "requirements.txt",
         "\n".join(pinned_requirements(spec.format, lock, spec.frameworks)) + "\n",
     )
-    write_text_atomic(folder / ".dockerignore", "*\n!Dockerfile\n!requirements.txt\n!model/\n")
+    write_text_atomic(
+        folder / ".dockerignore", f"*\n!Dockerfile\n!requirements.txt\n!model/\n!{wheel.name}\n"
+    )
     write_text_atomic(folder / "Dockerfile", dockerfile(spec, model_digest))
     return folder, model_digest

@@ -103,6 +103,24 @@ def read_spec(path: Path) -> ModelSpec:
     )
 
 
+def load_native(folder: Path) -> Any:
+    """The native model of a package folder (MLflow's sklearn flavor files), without MLflow:
+    the serving image does not install it. The files were checked against the manifest."""
+    skops_file = folder / "model.skops"
+    if skops_file.is_file():
+        import skops.io
+
+        return skops.io.load(skops_file, trusted=skops.io.get_untrusted_types(file=skops_file))
+    pickled = folder / "model.pkl"
+    if pickled.is_file():
+        import joblib
+
+        return joblib.load(pickled)
+    import mlflow.sklearn
+
+    return mlflow.sklearn.load_model(str(folder))
+
+
 class LoadedModel:
     """One version in memory: ``predict`` takes a float32 matrix [rows, features] (all-numeric
     schemas) or a table of 1-D columns by name (float32 numbers, object strings)."""
@@ -127,9 +145,7 @@ class LoadedModel:
                     )
             self.output_names = [o.name for o in self._session.get_outputs()]
         else:
-            import mlflow.sklearn
-
-            self._native = mlflow.sklearn.load_model(str(spec.folder))
+            self._native = load_native(spec.folder)
             self.n_features = len(spec.features) or int(getattr(self._native, "n_features_in_", 0))
             self.output_names = (
                 ["label", "probabilities"] if convert.is_classifier(self._native) else ["variable"]

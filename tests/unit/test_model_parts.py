@@ -371,3 +371,22 @@ def test_a_classifier_without_probabilities_is_checked_by_its_labels() -> None:
     parity = convert.check_parity(native, convert.Outputs(flipped, onnx_like.scores), tol)
     assert not parity.passed and parity.worst_rows[0][0] == 3
     assert parity.worst_rows[0][2:] == (str(native.labels[3]), str(flipped[3]))
+
+
+def test_the_wheel_of_this_mlops_ci_is_deterministic_and_holds_what_serving_imports(
+    tmp_path: Path,
+) -> None:
+    import zipfile
+
+    from mlops_ci.lineage import sha256_file
+    from mlops_ci.packaging.wheel import build_wheel
+
+    first = build_wheel(tmp_path / "a")
+    second = build_wheel(tmp_path / "b")
+    assert first.name == second.name and first.name.startswith("mlops_ci-")
+    assert sha256_file(first) == sha256_file(second)
+    names = zipfile.ZipFile(first).namelist()
+    assert "mlops_ci/serve/app.py" in names and "mlops_ci/schema/mlops.schema.json" in names
+    assert not any("_bundled" in n or "__pycache__" in n for n in names)
+    info = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    assert info and b"mlops-ci" in zipfile.ZipFile(first).read(info[0])
