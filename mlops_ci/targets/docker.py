@@ -1,14 +1,18 @@
 """The docker target: the packaged image as a container, through the Docker SDK.
 
-One container per environment (``mlops-ci-NAME-ENV``), the port published on the host, the
-image's HEALTHCHECK waited for, and the configured restart policy. A new version replaces the
-old container: the old one is stopped to free the port and started again if the new one does
-not become healthy. Without a reachable engine the deployment is skipped with the reason.
+One container per environment (``mlops-ci-NAME-ENV``), the port published on the host, and the
+configured restart policy. Readiness is probed over HTTP from the host (``/v2/health/ready`` on
+the published port), which works on every engine: Docker runs the image's HEALTHCHECK, an
+engine without a timer (podman without systemd) never does. A new version replaces the old
+container: the old one is stopped to free the port and started again if the new one does not
+become ready. Without a reachable engine the deployment is skipped with the reason.
 """
 
 from __future__ import annotations
 
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,24 +72,39 @@ def deploy_container(model: str, version: str, image: str, env: DeployEnv) -> Co
         for previous in old:
             previous.start()
         raise ServiceError(f"docker: cannot run {image}: {err}") from None
-    if not _healthy(container):
+    if not _ready(container, env):
         container.remove(force=True)
         for previous in old:
             previous.start()
-        raise ServiceError(f"docker: {image} did not become healthy; the previous one is back")
+        back = all(_ready(previous, env, timeout=60) for previous in old)
+        raise ServiceError(
+            f"docker: {image} did not become healthy; "
+            + ("the previous one is back" if back else "the previous one did not come back")
+        )
     for previous in old:
         previous.remove()
     return ContainerResult("running", spec["name"], image, container_id=container.id)
 
 
-def _healthy(container: Any, timeout: float = 120) -> bool:
+def _ready(container: Any, env: DeployEnv, timeout: float = 120) -> bool:
+    """True once the service answers /v2/health/ready on the published port (or Docker's own
+    HEALTHCHECK says healthy); False when the container exits or is reported unhealthy."""
+    host = "127.0.0.1" if env.host in ("0.0.0.0", "", "::") else env.host
+    url = f"http://{host}:{env.port}/v2/health/ready"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         container.reload()
         health = container.attrs.get("State", {}).get("Health", {}).get("Status")
         if health == "healthy":
             return True
-        if health == "unhealthy" or container.status == "exited":
-            return False
-        time.sleep(1)
+        restarted = int(container.attrs.get("RestartCount") or 0) > 0
+        if health == "unhealthy" or restarted or container.status in ("exited", "dead"):
+            return False  # a container that had to be restarted crashed once already
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
     return False

@@ -135,3 +135,40 @@ def test_an_image_with_a_tampered_model_never_becomes_ready(client: Any, tmp_pat
             pass
     finally:
         client.images.remove(tag, force=True)
+
+
+def test_docker_target_waits_for_readiness_and_keeps_the_old_container_on_a_broken_image(
+    client: Any, tmp_path: Path
+) -> None:
+    from mlops_ci.errors import ServiceError
+    from mlops_ci.targets.docker import deploy_container
+
+    good = f"mlops-ci-test/iris-good:{tmp_path.name.lower()[-12:]}"
+    broken = f"mlops-ci-test/iris-broken:{tmp_path.name.lower()[-12:]}"
+    context, config = packaged(tmp_path, "iris", good)
+    model = context / "model" / "model.onnx"
+    model.write_bytes(model.read_bytes() + b"\0")
+    assert image.build_image(context, broken, push=False).status == "built"
+    port = free_port()
+    name = f"test{port}"  # an environment of its own: the cleanup touches nothing else
+    config.path.write_text(
+        config.path.read_text() + f"deploy:\n  {name}: {{target: docker, port: {port}}}\n"
+    )
+    env = load_config(config.root).deploy[name]
+    row = {"inputs": [[5.1, 3.5, 1.4, 0.2]]}
+    try:
+        done = deploy_container(config.model.name, "1", good, env)
+        assert done.status == "running"
+        assert post(f"http://127.0.0.1:{port}/score", row)["model_version"] == "1"
+        with pytest.raises(ServiceError, match="did not become healthy; the previous one is back"):
+            deploy_container(config.model.name, "2", broken, env)
+        assert post(f"http://127.0.0.1:{port}/score", row)["model_version"] == "1"
+        names = [c.name for c in client.containers.list(all=True)]
+        assert not any(n.endswith("-v2") for n in names)
+    finally:
+        for container in client.containers.list(
+            all=True, filters={"label": f"io.mlops-ci.environment={env.name}"}
+        ):
+            container.remove(force=True)
+        for tag in (good, broken):
+            client.images.remove(tag, force=True)
