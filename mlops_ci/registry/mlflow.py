@@ -60,8 +60,16 @@ class MlflowRegistry:
 
         self.uri = tracking_uri
         self.artifact_location = artifact_location
+        # MLflow also writes the URIs into os.environ (for subprocesses): undo that, or the next
+        # registry opened in this process would take this one's URI for the user's setting.
+        before = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
+        for name, was in before.items():
+            if was is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = was
         self.client: MlflowClient = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
 
     @classmethod

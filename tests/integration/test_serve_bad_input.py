@@ -83,9 +83,11 @@ requests_ = st.one_of(
         st.just(_dumps({"inputs": [[5.1, 3.5, 1.4, 0.2]]})),
         st.fixed_dictionaries(
             {
+                # HTTP forbids leading and trailing whitespace in a value: the client refuses
+                # to send one, so it is no request the server could get.
                 "x-model-version": st.text(
                     st.characters(min_codepoint=32, max_codepoint=126), max_size=4
-                )
+                ).filter(lambda v: v == v.strip())
             }
         ),
     ),

@@ -77,3 +77,20 @@ def test_who_is_the_ci_actor_else_a_local_name_never_unknown() -> None:
     assert who({"TF_BUILD": "True", "BUILD_REQUESTEDFOR": "Ada"}) == "Ada"
     local = who({})
     assert local and local != "unknown"
+
+
+def test_opening_a_registry_leaves_the_environment_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow writes MLFLOW_TRACKING_URI into os.environ; a second project opened in the same
+    process must not take the first one's registry for the user's setting."""
+    import os
+
+    from mlops_ci.registry.mlflow import MlflowRegistry
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    MlflowRegistry(f"sqlite:///{tmp_path / 'a.db'}", str(tmp_path / "artifacts"))
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://team:5000")
+    MlflowRegistry(f"sqlite:///{tmp_path / 'b.db'}", str(tmp_path / "artifacts"))
+    assert os.environ["MLFLOW_TRACKING_URI"] == "http://team:5000"
