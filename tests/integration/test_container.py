@@ -25,7 +25,7 @@ from mlops_ci.steps.package import package
 from mlops_ci.steps.pipeline import copy_example
 from mlops_ci.steps.register import register
 from mlops_ci.steps.train import train
-from tests.serve_helpers import serving
+from tests.serve_helpers import free_port, serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 FAST_PROFILE = "  profile: {single_row_runs: 20, batch_sizes: [1, 64]}\n"
@@ -52,28 +52,10 @@ def packaged(tmp_path: Path, example: str, tag: str) -> tuple[Path, Any]:
     return Path(result.context), config
 
 
-def container_port() -> int:
-    """A free port below the ephemeral range that free_port() draws from: the engine's NAT of a
-    published port can outlive its container briefly, and must never catch the traffic of a
-    host service that a later test starts on the same port."""
-    import random
-    import socket
-
-    for _ in range(100):
-        port = random.randint(20_000, 29_999)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 20000-29999")
-
-
 @contextmanager
 def running(client: Any, tag: str, timeout: float = 30) -> Iterator[str]:
     """The image as a container with its port on 127.0.0.1; yields its URL once ready."""
-    port = container_port()
+    port = free_port()
     container = client.containers.run(
         tag, detach=True, ports={"8080/tcp": ("127.0.0.1", port)}, remove=False
     )
@@ -167,7 +149,7 @@ def test_docker_target_waits_for_readiness_and_keeps_the_old_container_on_a_brok
     model = context / "model" / "model.onnx"
     model.write_bytes(model.read_bytes() + b"\0")
     assert image.build_image(context, broken, push=False).status == "built"
-    port = container_port()
+    port = free_port()
     name = f"test{port}"  # an environment of its own: the cleanup touches nothing else
     config.path.write_text(
         config.path.read_text() + f"deploy:\n  {name}: {{target: docker, port: {port}}}\n"
