@@ -134,9 +134,9 @@ def string_values(values: Any) -> Any:
     """A column as the text ONNX string tensors take: missing values become empty strings."""
     import numpy as np
 
-    out = np.asarray(values, dtype=object)
-    missing = np.array([v is None or (isinstance(v, float) and v != v) for v in out], dtype=bool)
-    if missing.any():
-        out = out.copy()
-        out[missing] = ""
-    return np.array([v if isinstance(v, str) else str(v) for v in out], dtype=object)
+    def text(v: Any) -> str:
+        if v is None or (isinstance(v, float) and v != v):
+            return ""
+        return v if isinstance(v, str) else str(v)
+
+    return np.array([text(v) for v in values], dtype=object)

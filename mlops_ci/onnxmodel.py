@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlops_ci.errors import InputError
+from mlops_ci.features import string_values
 
 TASK_PROP, CLASSES_PROP = "mlops.task", "classes"
 _FLOAT = "tensor(float)"
@@ -102,7 +103,7 @@ class OnnxModel:
             if i.type == _FLOAT:
                 feeds[i.name] = column.astype(np.float32).reshape(-1, 1)
             else:
-                feeds[i.name] = column.astype(str).astype(object).reshape(-1, 1)
+                feeds[i.name] = string_values(column).reshape(-1, 1)
         return feeds
 
     def _run(self, features: Any) -> dict[str, Any]:

@@ -142,7 +142,7 @@ def convert_sklearn(model: Any, features: Any, target_opset: int | None) -> Conv
     try:
         return Converted(_to_onnx(model, _column_types(schema), target_opset), COLUMNS)
     except Exception as err:  # skl2onnx raises many kinds for unsupported models
-        shown = first_error if first_error is not None and schema.all_numeric else err
+        shown = first_error or err  # the matrix layout's error, when it was tried
         if "column name" in str(shown) or "among names" in str(shown):
             shown = err  # the by-name failure of the matrix layout says nothing useful
         text = str(shown).strip()

@@ -87,7 +87,7 @@ class Service:
     def _add(self, model: LoadedModel) -> None:
         self.models[model.spec.version] = model
         self.limits[model.spec.version] = Limits(
-            model.n_features, model.spec.features, self.settings.max_batch_rows, model.spec.schema
+            model.n_features, model.spec.features, self.settings.max_batch_rows, model.schema
         )
 
     def sync(self) -> None:

@@ -127,6 +127,7 @@ class LoadedModel:
 
     def __init__(self, spec: ModelSpec, intra_op_threads: int = 1) -> None:
         self.spec = spec
+        self.schema = spec.schema  # built once: predict runs per request
         self._session: Any = None
         self._native: Any = None
         if spec.format == "onnx":
@@ -164,9 +165,9 @@ class LoadedModel:
         spec = self.spec
         if self._session is not None:
             feeds = (
-                convert.table_feeds(spec.schema, x)
+                convert.table_feeds(self.schema, x)
                 if isinstance(x, dict)
-                else convert.matrix_feeds(spec.layout, spec.schema, x)
+                else convert.matrix_feeds(spec.layout, self.schema, x)
             )
             out = convert.onnx_outputs(self._session, feeds)
         else:
