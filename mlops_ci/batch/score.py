@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from mlops_ci.batch.plan import Slice, Task, read_task
 
-LOADS: list[int] = []  # pids that loaded a model in this process (one entry per load)
+LOADS: list[str] = []  # model folders this process loaded (one entry per load)
 MISSING = ("", "nan", "none", "null", "<na>")
 
 
@@ -51,7 +51,7 @@ class TaskResult:
     rejected: int
     seconds: float
     pid: int
-    model_loads: int  # models this process had loaded when it finished the task
+    model_loads: int  # loads of the job's model in this process when it finished the task
 
 
 @dataclass
@@ -96,7 +96,7 @@ def fresh_process() -> None:
 def _model(model_dir: str, threads: int) -> Any:
     from mlops_ci.serve.model import LoadedModel, read_spec
 
-    LOADS.append(os.getpid())
+    LOADS.append(model_dir)
     return LoadedModel(read_spec(Path(model_dir)), threads)
 
 
@@ -127,7 +127,7 @@ def score_task(task: Task, job: Job) -> TaskResult:
         rejected,
         time.perf_counter() - started,
         os.getpid(),
-        len(LOADS),
+        LOADS.count(job.model_dir),
     )
 
 
