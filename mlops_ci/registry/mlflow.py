@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import re
 import time
 from pathlib import Path
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
     from mlops_ci.config import Config
 
 # Bounded retries so a dead server fails in seconds, not minutes (users may override).
+# A write that lost a race on a unique key (another process's write of the same row) is retried.
+_CONFLICT_RETRIES = 5
+# How SQLite, PostgreSQL and MySQL (through SQLAlchemy and MLflow's server) word that clash.
+_UNIQUE_CLASH = re.compile(r"IntegrityError|unique constraint|Duplicate entry", re.IGNORECASE)
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
@@ -228,7 +233,19 @@ class MlflowRegistry:
         return keep
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
-        self._call(self.client.set_registered_model_alias, name, alias, version)
+        """Point ``alias`` at ``version``. MLflow's SQL store writes an alias as read-then-insert,
+        so two processes setting the same alias at once can collide on its unique key: the
+        loser retries (the alias ends on whichever write came last, as without the race)."""
+        from mlflow.exceptions import MlflowException
+
+        for attempt in range(_CONFLICT_RETRIES):
+            try:
+                self.client.set_registered_model_alias(name, alias, version)
+                return
+            except MlflowException as err:
+                if not _UNIQUE_CLASH.search(str(err)) or attempt == _CONFLICT_RETRIES - 1:
+                    raise self._service_error(err) from None
+                time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
 
     def set_version_tags(self, name: str, version: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():

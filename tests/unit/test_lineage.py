@@ -94,3 +94,44 @@ def test_opening_a_registry_leaves_the_environment_as_it_was(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://team:5000")
     MlflowRegistry(f"sqlite:///{tmp_path / 'b.db'}", str(tmp_path / "artifacts"))
     assert os.environ["MLFLOW_TRACKING_URI"] == "http://team:5000"
+
+
+@pytest.mark.parametrize(
+    ("failures", "message", "calls", "fails"),
+    [
+        (1, "BAD_REQUEST: (sqlite3.IntegrityError) UNIQUE constraint failed: ...alias", 2, False),
+        (9, "duplicate key value violates unique constraint", 5, True),
+        (1, "RESOURCE_DOES_NOT_EXIST: version 7", 1, True),
+    ],
+)
+def test_an_alias_write_that_lost_a_race_is_retried_and_nothing_else(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    failures: int,
+    message: str,
+    calls: int,
+    fails: bool,
+) -> None:
+    """Two registers setting the same alias at once collide on its unique key in MLflow's SQL
+    store; the loser retries. Any other error is reported at once."""
+    from mlflow.exceptions import MlflowException
+
+    from mlops_ci.errors import ServiceError
+    from mlops_ci.registry import mlflow as adapter
+
+    monkeypatch.setattr(adapter.time, "sleep", lambda _s: None)
+    reg = adapter.MlflowRegistry(f"sqlite:///{tmp_path / 'a.db'}", str(tmp_path / "artifacts"))
+    seen: list[tuple[str, str, str]] = []
+
+    def set_alias(name: str, alias: str, version: str) -> None:
+        seen.append((name, alias, version))
+        if len(seen) <= failures:
+            raise MlflowException(message)
+
+    monkeypatch.setattr(reg.client, "set_registered_model_alias", set_alias)
+    if fails:
+        with pytest.raises(ServiceError, match=message.split(":")[0]):
+            reg.set_alias("m", "candidate", "3")
+    else:
+        reg.set_alias("m", "candidate", "3")
+    assert seen == [("m", "candidate", "3")] * calls
