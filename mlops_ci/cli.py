@@ -654,6 +654,44 @@ def serve(
 
 
 @cli.command()
+@click.option("--model", required=True, help="The model's name (a label on the front's metrics).")
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    default=Path("/var/lib/mlops-ci/front"),
+    show_default=True,
+    help="Where the routes are kept across restarts (a volume in a container).",
+)
+@click.option(
+    "--token-env",
+    default="MLOPS_ADMIN_TOKEN",
+    show_default=True,
+    help="Environment variable holding the bearer token of /admin/front.",
+)
+def front(model: str, host: str, port: int, state_dir: Path, token_env: str) -> None:
+    """The router in front of a docker environment's version containers.
+
+    The docker deploy target runs it from the serving image on the environment's port: each
+    request goes to one version's container by weight (x-model-version pins one), so a new
+    version is started beside the old one, probed, given traffic step by step, and the old
+    one is stopped only once drained. GET/PUT /admin/front (Bearer token) read and set the
+    routes; GET /metrics counts requests per version.
+    """
+    from mlops_ci.serve import missing_modules
+
+    if missing_modules():
+        raise MlopsError(
+            f"mlops-ci front needs {', '.join(missing_modules())} (the serve extra)",
+            hint="pip install 'mlops-ci[serve]'",
+        )
+    from mlops_ci.serve.front import run_front
+
+    run_front(model, host, port, state_dir, token_env)
+
+
+@cli.command()
 @CONFIG_OPTION
 @click.option(
     "--reference",

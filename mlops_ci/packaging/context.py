@@ -31,6 +31,7 @@ SERVING_RUNTIME = (
     "httptools",
     "orjson",
     "prometheus-client",
+    "httpx",
     "click",
     "PyYAML",
     "jsonschema",

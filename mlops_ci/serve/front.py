@@ -1,0 +1,249 @@
+"""The front of a docker environment: one published port, each version its own container behind.
+
+A reverse proxy (Starlette in, httpx out) that sends each request to one version's container by
+the weighted split (``x-model-version`` pins one), counts the requests in flight per version so
+a replaced container is stopped only once it has answered everything it took, and exports the
+same per-version Prometheus metrics as `mlops-ci serve`, so the deploy step judges canary steps
+from the front exactly as it does for the local target. Upstreams and weights are changed over
+``/admin/front`` (bearer token) and kept in ``front.json`` in the state folder (a volume), so a
+restarted front resumes where it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from mlops_ci.records import write_text_atomic
+
+STATE_FILE = "front.json"
+# Hop-by-hop headers (RFC 9110 7.6.1) and the ones the forwarding side recomputes.
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+
+
+class FrontError(ValueError):
+    """A refused admin change; the message says which field."""
+
+
+@dataclass(frozen=True)
+class Routes:
+    """Which container serves each version, and the share of unpinned traffic each takes."""
+
+    upstreams: dict[str, str]  # version -> base URL
+    weights: dict[str, float]  # version -> weight (any scale; share = weight / total)
+
+    def choose(self, draw: float) -> str | None:
+        """The version for a uniform ``draw`` in [0, 1), or None when no version has weight."""
+        total = sum(self.weights.values())
+        if total <= 0:
+            return None
+        point, seen = draw * total, 0.0
+        chosen = None
+        for version, weight in self.weights.items():
+            if weight > 0:
+                chosen = version
+                seen += weight
+                if point < seen:
+                    return version
+        return chosen
+
+    def to_json(self) -> dict[str, Any]:
+        return {"upstreams": self.upstreams, "weights": self.weights}
+
+
+def parse_routes(body: Any) -> Routes:
+    """Routes from an admin request body ``{"upstreams": {...}, "weights": {...}}``."""
+    if not isinstance(body, dict):
+        raise FrontError('the body must be {"upstreams": {...}, "weights": {...}}')
+    upstreams, weights = body.get("upstreams"), body.get("weights", {})
+    if not isinstance(upstreams, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v.startswith(("http://", "https://"))
+        for k, v in upstreams.items()
+    ):
+        raise FrontError("'upstreams' must map each version to an http(s):// URL")
+    if not isinstance(weights, dict):
+        raise FrontError("'weights' must map versions to numbers >= 0")
+    for version, weight in weights.items():
+        if version not in upstreams:
+            raise FrontError(f"weights: version '{version}' has no upstream")
+        if type(weight) not in (int, float) or not 0 <= weight <= 1e9:
+            raise FrontError(f"weights: the weight of version '{version}' must be a number >= 0")
+    return Routes(
+        {str(k): v.rstrip("/") for k, v in upstreams.items()},
+        {str(k): float(v) for k, v in weights.items()},
+    )
+
+
+def load_routes(state_dir: Path) -> Routes:
+    """The routes a previous run of the front left, else none."""
+    try:
+        return parse_routes(orjson.loads((state_dir / STATE_FILE).read_bytes()))
+    except (OSError, orjson.JSONDecodeError, FrontError):
+        return Routes({}, {})
+
+
+def build_front(model: str, state_dir: Path, token: str, timeout: float = 60.0) -> Any:
+    """The ASGI app of the front."""
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from mlops_ci.serve.metrics import ServiceMetrics
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    routes = load_routes(state_dir)
+    inflight: dict[str, int] = {}
+    metrics = ServiceMetrics(model)
+    draw = random.Random()
+    client = httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout, connect=5.0),
+        limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+    )
+
+    def answer(status: int, body: dict[str, Any], version: str | None = None) -> Response:
+        headers = {"x-model-version": version} if version else None
+        return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+    def authorized(request: Request) -> bool:
+        given = request.headers.get("authorization", "")
+        return bool(token) and secrets.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+    async def admin(request: Request) -> Response:
+        nonlocal routes
+        if not authorized(request):
+            return answer(401, {"error": "admin endpoints need 'Authorization: Bearer TOKEN'"})
+        if request.method == "PUT":
+            try:
+                routes = parse_routes(orjson.loads(await request.body()))
+            except orjson.JSONDecodeError as err:
+                return answer(400, {"error": f"body is not JSON: {err}"})
+            except FrontError as err:
+                return answer(422, {"error": str(err)})
+            write_text_atomic(state_dir / STATE_FILE, orjson.dumps(routes.to_json()).decode())
+            metrics.set_shares(_shares(routes.weights))
+        return answer(200, {**routes.to_json(), "inflight": dict(inflight)})
+
+    async def own_metrics(_request: Request) -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    async def forward(request: Request) -> Response:
+        started = time.perf_counter()
+        pinned = request.headers.get("x-model-version")
+        current = routes
+        if pinned is not None:
+            if pinned not in current.upstreams:
+                known = ", ".join(sorted(current.upstreams)) or "none"
+                return answer(404, {"error": f"x-model-version '{pinned}' is not served here "
+                                             f"(served: {known})"})  # fmt: skip
+            version: str | None = pinned
+        else:
+            version = current.choose(draw.random())
+        if version is None:
+            return answer(503, {"error": "no model version takes traffic here yet"})
+        body = await request.body()
+        headers = [(k, v) for k, v in request.headers.items() if k not in _HOP_BY_HOP]
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        tried: set[str] = set()
+        while True:
+            attempt = version
+            tried.add(attempt)
+            inflight[attempt] = inflight.get(attempt, 0) + 1
+            try:
+                upstream = await client.request(
+                    request.method, current.upstreams[attempt] + path, content=body, headers=headers
+                )
+                break
+            except httpx.ConnectError as err:
+                where = request.url.path
+                # Nothing reached that container: another version with weight may take it.
+                others = [v for v, w in current.weights.items() if w > 0 and v not in tried]
+                if pinned is not None or not others:
+                    return observed(attempt, where, 502, f"version {attempt} unreachable: {err}")
+                version = draw.choice(others)
+            except httpx.HTTPError as err:
+                failed = f"version {attempt} failed: {err!r}"[:300]
+                return observed(attempt, request.url.path, 502, failed)
+            finally:
+                inflight[attempt] -= 1
+        out = [(k, v) for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP]
+        out = [(k, v) for k, v in out if k.lower() != "content-encoding"]  # httpx decoded it
+        response = Response(upstream.content, upstream.status_code)
+        response.raw_headers = [
+            *[(k.encode("latin-1"), v.encode("latin-1")) for k, v in out],
+            (b"content-length", str(len(upstream.content)).encode()),
+        ]
+        endpoint = _endpoint(request.url.path)
+        if endpoint:
+            seconds = time.perf_counter() - started
+            metrics.observe(version, endpoint, upstream.status_code, seconds, 0)
+        return response
+
+    def observed(version: str, path: str, status: int, error: str) -> Response:
+        endpoint = _endpoint(path)
+        if endpoint:
+            metrics.observe(version, endpoint, status, 0.0, 0)
+        return answer(status, {"error": error}, version)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/admin/front", admin, methods=["GET", "PUT"]),
+            Route("/metrics", own_metrics, methods=["GET"]),
+            Route("/{path:path}", forward, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]),
+        ],
+        lifespan=lifespan,
+    )
+    metrics.set_shares(_shares(routes.weights))
+    return app
+
+
+def _endpoint(path: str) -> str | None:
+    """The metric label of a scoring path (as `mlops-ci serve` labels it); None for the rest,
+    so health probes and arbitrary paths neither count as traffic nor grow the label set."""
+    if path == "/score":
+        return "score"
+    if path.startswith("/v2/models/") and path.endswith("/infer"):
+        return "infer"
+    return None
+
+
+def _shares(weights: dict[str, float]) -> dict[str, float]:
+    total = sum(weights.values())
+    return {v: (w / total if total else 0.0) for v, w in weights.items()}
+
+
+def run_front(model: str, host: str, port: int, state_dir: Path, token_env: str) -> None:
+    """Serve the front with uvicorn (one process: the in-flight counts live in it)."""
+    import uvicorn
+
+    token = os.environ.get(token_env, "")
+    app = build_front(model, state_dir, token)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -1,0 +1,185 @@
+"""The front of a docker environment, on loopback: real uvicorn servers in, httpx out."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from mlops_ci.rollout import parse_metrics
+from mlops_ci.serve.front import Routes, build_front, parse_routes
+from tests.serve_helpers import free_port
+
+pytestmark = pytest.mark.timeout(120)
+TOKEN = "front-token-0123456789"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+
+
+@contextmanager
+def running(app: Any) -> Iterator[str]:
+    """``app`` under uvicorn on a free loopback port, in a thread; its base URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(20)
+
+
+def version_app(version: str, delay: float = 0.0) -> Starlette:
+    """A stand-in for one version's container: answers who it is, after ``delay`` seconds."""
+
+    async def score(request: Request) -> JSONResponse:
+        body = await request.json()
+        await asyncio.sleep(delay)
+        return JSONResponse(
+            {"version": version, "echo": body, "query": request.url.query},
+            headers={"x-model-version": version},
+        )
+
+    async def ready(_request: Request) -> JSONResponse:
+        return JSONResponse({"ready": True})
+
+    return Starlette(
+        routes=[
+            Route("/score", score, methods=["POST"]),
+            Route("/v2/health/ready", ready, methods=["GET"]),
+        ]
+    )
+
+
+def put(front: str, upstreams: dict[str, str], weights: dict[str, float]) -> httpx.Response:
+    body = {"upstreams": upstreams, "weights": weights}
+    return httpx.put(f"{front}/admin/front", json=body, headers=AUTH, timeout=10)
+
+
+def score(front: str, pin: str | None = None) -> httpx.Response:
+    headers = {"x-model-version": pin} if pin else {}
+    return httpx.post(f"{front}/score?x=1", json={"inputs": [[1.0]]}, headers=headers, timeout=10)
+
+
+def test_requests_follow_the_routes_and_a_pin(tmp_path: Path) -> None:
+    with (
+        running(version_app("1")) as one,
+        running(version_app("2")) as two,
+        running(build_front("m", tmp_path, TOKEN)) as front,
+    ):
+        assert score(front).status_code == 503  # nothing routed yet
+        assert put(front, {"1": one, "2": two}, {"1": 100, "2": 0}).status_code == 200
+        answers = [score(front).json() for _ in range(20)]
+        assert {a["version"] for a in answers} == {"1"}
+        assert answers[0]["echo"] == {"inputs": [[1.0]]} and answers[0]["query"] == "x=1"
+        assert score(front, pin="2").json()["version"] == "2"
+        unknown = score(front, pin="9")
+        assert unknown.status_code == 404 and "served: 1, 2" in unknown.json()["error"]
+        put(front, {"1": one, "2": two}, {"1": 50, "2": 50})
+        seen = [score(front).headers["x-model-version"] for _ in range(200)]
+        assert 60 < seen.count("2") < 140  # ~half: a weighted choice, not round robin
+        counts = parse_metrics(httpx.get(f"{front}/metrics", timeout=10).text)
+        # 20 + 1 pinned + 200: refusals, health probes and admin calls are not traffic
+        assert counts["1"].requests + counts["2"].requests == 221
+        assert counts["2"].requests == seen.count("2") + 1
+
+
+def test_admin_needs_the_token_and_a_well_formed_body(tmp_path: Path) -> None:
+    with running(build_front("m", tmp_path, TOKEN)) as front:
+        assert httpx.get(f"{front}/admin/front", timeout=10).status_code == 401
+        wrong = {"authorization": "Bearer nope"}
+        assert httpx.put(f"{front}/admin/front", json={}, headers=wrong).status_code == 401
+        bad = put(front, {"1": "ftp://x"}, {"1": 1})
+        assert bad.status_code == 422 and "http(s)://" in bad.json()["error"]
+        orphan = put(front, {"1": "http://127.0.0.1:1"}, {"2": 1})
+        assert orphan.status_code == 422 and "'2' has no upstream" in orphan.json()["error"]
+        text = httpx.put(f"{front}/admin/front", content=b"{", headers=AUTH)
+        assert text.status_code == 400
+        assert httpx.get(f"{front}/admin/front", headers=AUTH).json()["upstreams"] == {}
+
+
+def test_a_restarted_front_resumes_its_routes(tmp_path: Path) -> None:
+    with running(version_app("3")) as three:
+        with running(build_front("m", tmp_path, TOKEN)) as front:
+            put(front, {"3": three}, {"3": 1})
+        with running(build_front("m", tmp_path, TOKEN)) as again:
+            assert score(again).json()["version"] == "3"
+
+
+def test_a_dead_version_is_skipped_for_unpinned_requests(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    with running(version_app("2")) as two, running(build_front("m", tmp_path, TOKEN)) as front:
+        put(front, {"1": dead, "2": two}, {"1": 50, "2": 50})
+        assert {score(front).status_code for _ in range(30)} == {200}
+        pinned = score(front, pin="1")
+        assert pinned.status_code == 502 and "version 1 unreachable" in pinned.json()["error"]
+        put(front, {"1": dead}, {"1": 1})
+        assert score(front).status_code == 502
+        counts = parse_metrics(httpx.get(f"{front}/metrics", timeout=10).text)
+        assert counts["1"].server_errors == 2
+
+
+def test_switching_versions_under_load_drops_nothing(tmp_path: Path) -> None:
+    """The blue-green step the docker target takes: route to the new version, wait until the
+    old one has nothing in flight, then stop it; clients never see a failure."""
+    statuses: list[int] = []
+    versions: list[str] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(timeout=10) as http:
+            while not stop.is_set():
+                try:
+                    answer = http.post(f"{front}/score", json={"inputs": [[1.0]]})
+                    statuses.append(answer.status_code)
+                    versions.append(answer.headers.get("x-model-version", "-"))
+                except httpx.HTTPError:
+                    statuses.append(-1)
+
+    pool = ThreadPoolExecutor(4)
+    with running(build_front("m", tmp_path, TOKEN)) as front, running(version_app("2")) as two:
+        try:
+            with running(version_app("1", delay=0.02)) as one:
+                put(front, {"1": one}, {"1": 1})
+                for _ in range(4):
+                    pool.submit(client)
+                time.sleep(0.5)
+                put(front, {"1": one, "2": two}, {"1": 0, "2": 1})
+                deadline = time.monotonic() + 10
+                while httpx.get(f"{front}/admin/front", headers=AUTH).json()["inflight"].get("1"):
+                    assert time.monotonic() < deadline, "v1 never drained"
+                    time.sleep(0.01)
+            # v1's server is gone now; the clients go on for a while against v2 alone.
+            put(front, {"2": two}, {"2": 1})
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            pool.shutdown(wait=True)
+    assert statuses and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
+    assert versions[0] == "1" and versions[-1] == "2" and "1" not in versions[-20:]
+
+
+def test_routes_choose_by_weight() -> None:
+    routes = Routes({"a": "http://a", "b": "http://b"}, {"a": 1.0, "b": 3.0})
+    assert [routes.choose(d) for d in (0.0, 0.24, 0.25, 0.99)] == ["a", "a", "b", "b"]
+    assert Routes({"a": "http://a"}, {"a": 0.0}).choose(0.5) is None
+    assert parse_routes({"upstreams": {"1": "http://h:1/"}}).upstreams == {"1": "http://h:1"}
