@@ -656,7 +656,13 @@ def serve(
 @cli.command()
 @click.option("--model", required=True, help="The model's name (a label on the front's metrics).")
 @click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8080,
+    show_default=True,
+    help="Port to listen on.",
+)
 @click.option(
     "--state-dir",
     type=click.Path(path_type=Path),

@@ -23,6 +23,7 @@ from mlops_ci.packaging.wheel import build_wheel, wheel_name
 from mlops_ci.records import write_json_atomic, write_text_atomic
 
 MODEL_DIR = "/opt/model"
+FRONT_STATE_DIR = "/var/lib/mlops-ci/front"
 # Distributions the serving process imports: always, then by model format.
 SERVING_RUNTIME = (
     "fastapi",
@@ -119,7 +120,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \\
     PIP_DISABLE_PIP_VERSION_CHECK=1 \\
     MLOPS_MODEL_DIR={MODEL_DIR}
 
-RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin mlops
+# The serving user; the folder is where `mlops-ci front` keeps its routes (a volume).
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin mlops \\
+ && mkdir -p {FRONT_STATE_DIR} && chown 10001 {FRONT_STATE_DIR}
 
 WORKDIR /opt/app
 COPY requirements.txt {spec.wheel} ./

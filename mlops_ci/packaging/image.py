@@ -8,9 +8,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops_ci.errors import ServiceError
+
+if TYPE_CHECKING:
+    from mlops_ci.config import Config
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,11 @@ class ImageResult:
     status: str  # built | pushed | skipped
     reason: str | None = None
     image_id: str | None = None
+
+
+def image_tag(config: Config, name: str, version: str) -> str:
+    """The serving image of a version: ``package.image`` with {name} and {version} filled in."""
+    return (config.package.image or "mlops-ci/{name}:{version}").format(name=name, version=version)
 
 
 def engine() -> tuple[Any | None, str | None]:

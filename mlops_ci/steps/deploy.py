@@ -1,12 +1,13 @@
 """deploy: a packaged version into an environment, through its gates, by a controlled rollout.
 
-Gates first (a passed comparison; an approval where required), then the target: ``local``
-loads the version into the environment's serving process at 0 % and moves the split through
-``rollout.steps``, judging each step from the service's own metrics (5xx rate, p99 against the
-current version) over a window and rolling back to the previous split at the first unhealthy
-step; the environment's alias moves only once 100 % is healthy. ``docker`` runs the image,
-``kubernetes`` renders the manifests for the first step's split and applies or writes them.
-Every attempt is recorded on the version (tags and a JSON artifact) and in ``.mlops/deploy.json``.
+Gates first (a passed comparison; an approval where required), then the target. ``local`` (the
+environment's `mlops-ci serve` process) and ``docker`` (each version its own container behind
+the environment's `mlops-ci front`) load the version beside the current one at 0 % and move the
+split through ``rollout.steps``, judging each step from the endpoint's own metrics (5xx rate,
+p99 against the current version) over a window and rolling back to the previous split at the
+first unhealthy step; the environment's alias moves only once 100 % is healthy. ``kubernetes``
+renders the manifests for the first step's split and applies or writes them. Every attempt is
+recorded on the version (tags and a JSON artifact) and in ``.mlops/deploy.json``.
 """
 
 from __future__ import annotations
@@ -102,10 +103,8 @@ def deploy(
         "by": by,
         "at": now_iso(),
     }
-    if env.target == "local":
-        result = _local(config, registry, env, version, base, progress)
-    elif env.target == "docker":
-        result = _docker(config, env, version, base)
+    if env.target in ("local", "docker"):
+        result = _routed(config, registry, env, version, base, progress)
     else:
         result = _kubernetes(config, registry, env, version, previous, base, environ, dry_run)
     _record(config, registry, result, previous)
@@ -123,7 +122,7 @@ def environment(config: Config, env_name: str) -> DeployEnv:
 # --- local: the weighted router of `mlops-ci serve` -------------------------------------
 
 
-def _local(
+def _routed(
     config: Config,
     registry: ModelRegistry,
     env: DeployEnv,
@@ -131,35 +130,47 @@ def _local(
     base: dict[str, Any],
     progress: Progress,
 ) -> DeployResult:
+    """The targets that route by weight: the local `mlops-ci serve` process, whose source is
+    the version's package folder, and the docker front, whose source is its image."""
+    from mlops_ci.packaging.image import image_tag
     from mlops_ci.serve.server import Weighted, from_registry
+    from mlops_ci.targets.docker import DockerTarget
     from mlops_ci.targets.local import LocalTarget
 
-    target = LocalTarget(config, env)
     new = version.version
-    ((spec, _),) = from_registry(registry, config.model.name, [Weighted(new, None)], target.folder)
-    rows = _probe_rows(config, env.rollout.probe_requests, spec.features)
-    if target.process() is None:
-        progress(f"starting `mlops-ci serve` for {env.name} on {target.url} with v{new}")
-        target.start(spec.folder)
-        step = _judge_step(target, env, new, None, 100.0, {new: 100.0}, rows, progress)
-        if not step.passed:
-            target.stop()
-            return DeployResult(
-                **base,
-                status="rolled_back",
-                split={},
-                steps=[step],
-                url=target.url,
-                note="the first version was unhealthy; stopped",
-            )
-        return DeployResult(
-            **base,
-            status="serving",
-            split={new: 100.0},
-            steps=[step],
-            url=target.url,
-            alias=env.alias,
-        )
+    target: Any
+    if env.target == "docker":
+        target, why = DockerTarget.connect(version.name, env)
+        if target is None:
+            note = f"no Docker engine: {why}"
+            return DeployResult(**base, status="skipped", split={}, steps=[], note=note)
+        folder = config.root / ".mlops" / "deploy" / env.name
+    else:
+        target = LocalTarget(config, env)
+        folder = target.folder
+    ((spec, _),) = from_registry(registry, config.model.name, [Weighted(new, None)], folder)
+    source = image_tag(config, version.name, new) if env.target == "docker" else spec.folder
+    return _rollout(config, env, new, base, progress, target, source, spec.features)
+
+
+def _rollout(
+    config: Config,
+    env: DeployEnv,
+    new: str,
+    base: dict[str, Any],
+    progress: Progress,
+    target: Any,
+    source: Any,
+    columns: tuple[str, ...],
+) -> DeployResult:
+    """Start the endpoint with ``new`` alone, or load it beside the version serving now and
+    move the split through the rollout steps, judging each; the same for every target that
+    routes by weight (the local process, the docker front)."""
+    rows = _probe_rows(config, env.rollout.probe_requests, columns)
+    if not target.running():
+        progress(f"starting the {env.target} endpoint of {env.name} on {target.url} with v{new}")
+        target.start(new, source)
+        return _first(env, new, base, progress, target, rows)
 
     traffic = target.traffic()
     weights: dict[str, float] = traffic["weights"]
@@ -172,9 +183,14 @@ def _local(
             url=target.url,
             note=f"v{new} already takes all traffic",
         )
-    current = max((v for v in weights if v != new), key=lambda v: weights[v])
+    others = [v for v in weights if v != new and weights[v] > 0]
+    if not others:  # an endpoint that serves nothing now: the new version alone
+        progress(f"{target.url} serves no version now: loading v{new} alone")
+        target.load(new, source)
+        return _first(env, new, base, progress, target, rows)
+    current = max(others, key=lambda v: weights[v])
     progress(f"loading v{new} next to v{current} at 0 %")
-    target.load(spec.folder)
+    target.load(new, source)
     steps: list[StepRecord] = []
     plan = env.rollout.steps[:1] if env.rollout.mode == "ab" else env.rollout.steps
     for percent in plan:
@@ -206,6 +222,31 @@ def _local(
         steps=steps,
         url=target.url,
         alias=env.alias,
+    )
+
+
+def _first(
+    env: DeployEnv,
+    new: str,
+    base: dict[str, Any],
+    progress: Progress,
+    target: Any,
+    rows: list[Any],
+) -> DeployResult:
+    """Judge a version that takes all traffic from the start; stop the endpoint if unhealthy."""
+    step = _judge_step(target, env, new, None, 100.0, {new: 100.0}, rows, progress)
+    if not step.passed:
+        target.stop()
+        return DeployResult(
+            **base,
+            status="rolled_back",
+            split={},
+            steps=[step],
+            url=target.url,
+            note="the first version was unhealthy; stopped",
+        )
+    return DeployResult(
+        **base, status="serving", split={new: 100.0}, steps=[step], url=target.url, alias=env.alias
     )
 
 
@@ -262,28 +303,6 @@ def _probe_rows(config: Config, count: int, columns: tuple[str, ...]) -> list[An
 
 
 # --- docker and kubernetes ------------------------------------------------------------------
-
-
-def _docker(
-    config: Config, env: DeployEnv, version: VersionRecord, base: dict[str, Any]
-) -> DeployResult:
-    from mlops_ci.targets.docker import deploy_container
-
-    image = (config.package.image or "mlops-ci/{name}:{version}").format(
-        name=version.name, version=version.version
-    )
-    done = deploy_container(version.name, version.version, image, env)
-    if done.status == "skipped":
-        return DeployResult(**base, status="skipped", split={}, steps=[], note=done.reason)
-    return DeployResult(
-        **base,
-        status="serving",
-        split={version.version: 100.0},
-        steps=[],
-        url=f"http://{env.host}:{env.port}",
-        alias=env.alias,
-        note="docker: one container per environment; no canary steps",
-    )
 
 
 def _kubernetes(

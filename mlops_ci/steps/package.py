@@ -24,7 +24,7 @@ from mlops_ci.onnxmodel import OnnxModel
 from mlops_ci.packaging import convert
 from mlops_ci.packaging.context import ContextSpec, write_context
 from mlops_ci.packaging.frameworks import distributions
-from mlops_ci.packaging.image import ImageResult, build_image
+from mlops_ci.packaging.image import ImageResult, build_image, image_tag
 from mlops_ci.packaging.profile import Probe, Profile, machine, measure, recommend
 from mlops_ci.records import mlops_dir, read_json, write_json_atomic
 from mlops_ci.registry import TAG_MODEL_SHA256, ModelRegistry, resolve_version
@@ -129,9 +129,7 @@ def package(
     _record_in_registry(
         registry, name, version.version, run_id, context, fmt, parity, profile, model_sha, onnx_sha
     )
-    tag = (config.package.image or "mlops-ci/{name}:{version}").format(
-        name=name, version=version.version
-    )
+    tag = image_tag(config, name, version.version)
     image = (
         build_image(context, tag, config.package.push)
         if build

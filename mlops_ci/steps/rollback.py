@@ -1,8 +1,8 @@
 """rollback: put the version an environment served before back at 100 %, and its alias.
 
 The previous version is the one the last deployment replaced (``mlops.deploy.ENV.previous``
-on the version the alias names). Locally it is usually still loaded at 0 %, so the switch is
-one split change; otherwise it is loaded first.
+on the version the alias names). Locally and on docker it is usually still loaded at 0 %, so
+the switch is one split change; otherwise it is loaded (its container started) first.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ def rollback(
         raise InputError(f"{name} v{current.version} replaced no version in {env_name}")
     if env.target == "local":
         _local_switch(config, registry, env_name, previous)
+    elif env.target == "docker":
+        _docker_switch(config, env_name, previous)
     elif env.target == "kubernetes":
         from mlops_ci.targets import kubernetes as k8s
 
@@ -75,5 +77,20 @@ def _local_switch(config: Config, registry: ModelRegistry, env_name: str, versio
         ((spec, _),) = from_registry(
             registry, config.model.name, [Weighted(version, None)], target.folder
         )
-        target.load(spec.folder)
+        target.load(version, spec.folder)
+    target.set_split({version: 100.0})
+
+
+def _docker_switch(config: Config, env_name: str, version: str) -> None:
+    from mlops_ci.errors import ServiceError
+    from mlops_ci.packaging.image import image_tag
+    from mlops_ci.targets.docker import DockerTarget
+
+    target, why = DockerTarget.connect(config.model.name, environment(config, env_name))
+    if target is None:
+        raise ServiceError(f"no Docker engine: {why}")
+    if not target.running():
+        raise InputError(f"nothing serves {env_name} on docker: deploy v{version} instead")
+    if version not in target.traffic()["versions"]:
+        target.load(version, image_tag(config, config.model.name, version))
     target.set_split({version: 100.0})

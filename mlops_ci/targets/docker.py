@@ -1,110 +1,323 @@
-"""The docker target: the packaged image as a container, through the Docker SDK.
+"""The docker target: each version its own container, behind one front on the environment's port.
 
-One container per environment (``mlops-ci-NAME-ENV``), the port published on the host, and the
-configured restart policy. Readiness is probed over HTTP from the host (``/v2/health/ready`` on
-the published port), which works on every engine: Docker runs the image's HEALTHCHECK, an
-engine without a timer (podman without systemd) never does. A new version replaces the old
-container: the old one is stopped to free the port and started again if the new one does not
-become ready. Without a reachable engine the deployment is skipped with the reason.
+Per environment, through the Docker SDK: a network ``mlops-ci-MODEL-ENV``; a front container of
+the same name (`mlops-ci front`, from the serving image) publishing ``deploy.ENV.port`` and
+keeping its routes in a volume; and one container per version (``mlops-ci-MODEL-ENV-vN``) that
+publishes nothing and is reached by name on the network. A new version starts beside the old
+one at 0 %, is probed for readiness through the front (``x-model-version`` pins it; this works
+on every engine, whether or not it runs the image's HEALTHCHECK), then takes traffic step by
+step exactly like the local target (the deploy step judges each step from the front's metrics);
+a replaced version is stopped only once the front has nothing of it in flight. A version that
+never becomes ready is removed and the old one keeps serving. Without a reachable engine the
+deployment is skipped with the reason.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import secrets
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from typing import Any
 
 from mlops_ci.config import DeployEnv
 from mlops_ci.errors import ServiceError
+from mlops_ci.packaging.context import FRONT_STATE_DIR
 from mlops_ci.packaging.image import engine
+from mlops_ci.targets import probes
 
 CONTAINER_PORT = 8080
+STATE_DIR = FRONT_STATE_DIR  # created for the serving user by the image
+TOKEN_ENV = "MLOPS_ADMIN_TOKEN"
+LABEL_MODEL = "io.mlops-ci.model.name"
+LABEL_VERSION = "io.mlops-ci.model.version"
+LABEL_ENV = "io.mlops-ci.environment"
+LABEL_ROLE = "io.mlops-ci.role"  # front | version
+READY_TIMEOUT_S = 120.0
+DRAIN_TIMEOUT_S = 60.0
 
 
-@dataclass(frozen=True)
-class ContainerResult:
-    status: str  # running | skipped
-    name: str
-    image: str
-    reason: str | None = None
-    container_id: str | None = None
-
-
-def container_name(model: str, env: DeployEnv) -> str:
+def base_name(model: str, env: DeployEnv) -> str:
     return f"mlops-ci-{model}-{env.name}"
 
 
 def run_spec(model: str, version: str, image: str, env: DeployEnv) -> dict[str, Any]:
-    """Keyword arguments of ``containers.run`` for this deployment."""
-    policy: dict[str, Any] = {"Name": env.restart_policy}
-    if env.restart_policy == "on-failure":
-        policy["MaximumRetryCount"] = 5
+    """Keyword arguments of ``containers.run`` for one version's container."""
     return {
         "image": image,
-        "name": f"{container_name(model, env)}-v{version}",
+        "name": f"{base_name(model, env)}-v{version}",
         "detach": True,
-        "ports": {f"{CONTAINER_PORT}/tcp": (env.host, env.port)},
-        "restart_policy": policy,
-        "labels": {
-            "io.mlops-ci.model.name": model,
-            "io.mlops-ci.model.version": version,
-            "io.mlops-ci.environment": env.name,
-        },
+        "network": base_name(model, env),
+        "restart_policy": _policy(env),
+        "labels": {**_labels(model, env, "version"), LABEL_VERSION: version},
         "read_only": True,
         "security_opt": ["no-new-privileges"],
     }
 
 
-def deploy_container(model: str, version: str, image: str, env: DeployEnv) -> ContainerResult:
-    client, why = engine()
-    name = container_name(model, env)
-    if client is None:
-        return ContainerResult("skipped", name, image, f"no Docker engine: {why}")
-    old = client.containers.list(filters={"label": f"io.mlops-ci.environment={env.name}"})
-    for container in old:  # free the port; the registry alias still names the old version
-        container.stop(timeout=30)
-    spec = run_spec(model, version, image, env)
-    try:
-        container = client.containers.run(**spec)
-    except Exception as err:  # the engine's own message names the cause
-        for previous in old:
-            previous.start()
-        raise ServiceError(f"docker: cannot run {image}: {err}") from None
-    if not _ready(container, env):
-        container.remove(force=True)
-        for previous in old:
-            previous.start()
-        back = all(_ready(previous, env, timeout=60) for previous in old)
-        raise ServiceError(
-            f"docker: {image} did not become healthy; "
-            + ("the previous one is back" if back else "the previous one did not come back")
-        )
-    for previous in old:
-        previous.remove()
-    return ContainerResult("running", spec["name"], image, container_id=container.id)
+def front_spec(model: str, image: str, env: DeployEnv, token: str) -> dict[str, Any]:
+    """Keyword arguments of ``containers.run`` for the environment's front."""
+    name = base_name(model, env)
+    return {
+        "image": image,
+        "command": [
+            "mlops-ci",
+            "front",
+            "--model",
+            model,
+            "--port",
+            str(CONTAINER_PORT),
+            "--state-dir",
+            STATE_DIR,
+            "--token-env",
+            TOKEN_ENV,
+        ],  # fmt: skip
+        "name": name,
+        "detach": True,
+        "network": name,
+        "ports": {f"{CONTAINER_PORT}/tcp": (env.host, env.port)},
+        "environment": {TOKEN_ENV: token},
+        "volumes": {f"{name}-front": {"bind": STATE_DIR, "mode": "rw"}},
+        "restart_policy": _policy(env),
+        # The front is alive when it answers its own metrics (the image's HEALTHCHECK asks a
+        # version, which the front only has once routed).
+        "healthcheck": {
+            "test": [
+                "CMD",
+                "python",
+                "-c",
+                "import urllib.request; urllib.request.urlopen("
+                f"'http://127.0.0.1:{CONTAINER_PORT}/metrics', timeout=2)",
+            ],
+            "interval": 30 * 10**9,
+            "timeout": 3 * 10**9,
+            "retries": 3,
+        },  # fmt: skip
+        "labels": _labels(model, env, "front"),
+        "read_only": True,
+        "security_opt": ["no-new-privileges"],
+    }
 
 
-def _ready(container: Any, env: DeployEnv, timeout: float = 120) -> bool:
-    """True once the service answers /v2/health/ready on the published port (or Docker's own
-    HEALTHCHECK says healthy); False when the container exits or is reported unhealthy."""
-    host = "127.0.0.1" if env.host in ("0.0.0.0", "", "::") else env.host
-    url = f"http://{host}:{env.port}/v2/health/ready"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        container.reload()
-        health = container.attrs.get("State", {}).get("Health", {}).get("Status")
-        if health == "healthy":
-            return True
-        restarted = int(container.attrs.get("RestartCount") or 0) > 0
-        if health == "unhealthy" or restarted or container.status in ("exited", "dead"):
-            return False  # a container that had to be restarted crashed once already
+def _labels(model: str, env: DeployEnv, role: str) -> dict[str, str]:
+    return {LABEL_MODEL: model, LABEL_ENV: env.name, LABEL_ROLE: role}
+
+
+def _policy(env: DeployEnv) -> dict[str, Any]:
+    policy: dict[str, Any] = {"Name": env.restart_policy}
+    if env.restart_policy == "on-failure":
+        policy["MaximumRetryCount"] = 5
+    return policy
+
+
+class DockerTarget:
+    """One environment on a Docker engine, driven like the local target: start, load, split,
+    probe, unload."""
+
+    name = "docker"
+
+    def __init__(self, model: str, env: DeployEnv, client: Any) -> None:
+        self.model = model
+        self.env = env
+        self.client = client
+        self.base = base_name(model, env)
+        host = "127.0.0.1" if env.host in ("0.0.0.0", "", "::") else env.host
+        self.url = f"http://{host}:{env.port}"
+        self._cached_token = ""
+
+    @classmethod
+    def connect(cls, model: str, env: DeployEnv) -> tuple[DockerTarget | None, str | None]:
+        """The target, or (None, why no engine answers)."""
+        client, why = engine()
+        return (cls(model, env, client), None) if client is not None else (None, why)
+
+    # --- containers -------------------------------------------------------------------------
+
+    def containers(self, role: str | None = None) -> list[Any]:
+        """This environment's containers (all states), of one role or all."""
+        labels = [f"{LABEL_MODEL}={self.model}", f"{LABEL_ENV}={self.env.name}"]
+        if role:
+            labels.append(f"{LABEL_ROLE}={role}")
+        return list(self.client.containers.list(all=True, filters={"label": labels}))
+
+    def running(self) -> bool:
+        """Whether the environment's front runs (something serves on its port)."""
+        return any(c.status == "running" for c in self.containers("front"))
+
+    def start(self, version: str, image: str) -> None:
+        """A first deployment: the network, the front (from ``image``), then the version alone."""
+        from docker.errors import NotFound
+
         try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return True
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.2)
-    return False
+            self.client.networks.get(self.base)
+        except NotFound:
+            self.client.networks.create(self.base, driver="bridge", labels=_labels(
+                self.model, self.env, "network"))  # fmt: skip
+        for stale in self.containers("front"):  # a front that exited: its routes are kept
+            stale.remove(force=True)
+        token = secrets.token_urlsafe(24)
+        spec = front_spec(self.model, image, self.env, token)
+        try:
+            front = self.client.containers.run(**spec)
+        except Exception as err:  # the engine's own message names the cause (a busy port)
+            why = f"docker: cannot start the front of {self.env.name}: {err}"
+            raise ServiceError(why) from None
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            try:
+                self._admin("GET")
+                break
+            except ServiceError:
+                front.reload()
+                if front.status in ("exited", "dead") or time.monotonic() > deadline:
+                    tail = front.logs(tail=3).decode(errors="replace").strip()
+                    front.remove(force=True)
+                    raise ServiceError(
+                        f"docker: the front of {self.env.name} did not start: {tail or 'no log'}"
+                    ) from None
+                time.sleep(0.2)
+        self._cached_token = token
+        try:
+            self.load(version, image)
+        except ServiceError:
+            self.stop()
+            raise
+        self.set_split({version: 100.0})
+
+    # --- the routes -------------------------------------------------------------------------
+
+    def traffic(self) -> dict[str, Any]:
+        routes = self._admin("GET")
+        return {
+            "weights": routes["weights"],
+            "versions": list(routes["upstreams"]),
+            "inflight": routes.get("inflight", {}),
+        }
+
+    def set_split(self, weights: dict[str, float]) -> dict[str, Any]:
+        routes = self._admin("GET")
+        full = {v: float(weights.get(v, 0.0)) for v in routes["upstreams"]}
+        return self._admin("PUT", {"upstreams": routes["upstreams"], "weights": full})
+
+    def load(self, version: str, image: str) -> None:
+        """Start ``version``'s container beside the others at 0 % and wait until it is ready;
+        one that never is gets removed (the others serve on)."""
+        name = f"{self.base}-v{version}"
+        for old in self.client.containers.list(all=True, filters={"name": f"^{name}$"}):
+            old.remove(force=True)  # a leftover of an earlier attempt
+        try:
+            container = self.client.containers.run(**run_spec(self.model, version, image, self.env))
+        except Exception as err:
+            raise ServiceError(f"docker: cannot run {image}: {err}") from None
+        routes = self._admin("GET")
+        upstreams = {**routes["upstreams"], version: f"http://{name}:{CONTAINER_PORT}"}
+        weights = {**routes["weights"], version: 0.0}
+        self._admin("PUT", {"upstreams": upstreams, "weights": weights})
+        why = self._wait_ready(container, version)
+        if why:
+            self._forget(version)
+            tail = container.logs(tail=2).decode(errors="replace").strip().replace("\n", " / ")
+            container.remove(force=True)
+            raise ServiceError(
+                f"docker: {image} did not become ready ({why}): {tail or 'no log'}",
+                hint="what served before serves on",
+            )
+
+    def metrics_text(self) -> str:
+        return probes.metrics_text(self.url)
+
+    def probe(self, version: str, rows: list[Any]) -> list[int]:
+        return probes.probe(self.url, version, rows)
+
+    def unload(self, version: str) -> dict[str, Any]:
+        """Take ``version`` out of the routes, wait until nothing of it is in flight, stop it."""
+        self._forget(version)
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while self._admin("GET").get("inflight", {}).get(version, 0) > 0:
+            if time.monotonic() > deadline:
+                break  # a stuck request must not keep the old container forever
+            time.sleep(0.05)
+        for container in self.containers("version"):
+            if container.labels.get(LABEL_VERSION) == version:
+                container.stop(timeout=30)
+                container.remove(force=True)
+        return self.traffic()
+
+    def stop(self) -> bool:
+        """Remove everything the environment runs: versions, front, its routes and network."""
+        self._cached_token = ""
+        found = self.containers()
+        for container in found:
+            container.remove(force=True)
+        from docker.errors import NotFound
+
+        with contextlib.suppress(NotFound):
+            self.client.volumes.get(f"{self.base}-front").remove(force=True)
+        with contextlib.suppress(NotFound):
+            self.client.networks.get(self.base).remove()
+        return bool(found)
+
+    def _forget(self, version: str) -> None:
+        routes = self._admin("GET")
+        upstreams = {v: u for v, u in routes["upstreams"].items() if v != version}
+        weights = {v: w for v, w in routes["weights"].items() if v != version}
+        self._admin("PUT", {"upstreams": upstreams, "weights": weights})
+
+    def _wait_ready(self, container: Any, version: str) -> str | None:
+        """None once the version answers /v2/health/ready through the front; else why not."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            container.reload()
+            health = container.attrs.get("State", {}).get("Health", {}).get("Status")
+            if health == "unhealthy":
+                return "its HEALTHCHECK says unhealthy"
+            if container.status in ("exited", "dead"):
+                return f"it {container.status}"
+            if int(container.attrs.get("RestartCount") or 0) > 0:
+                return "it crashed and was restarted"
+            request = urllib.request.Request(
+                f"{self.url}/v2/health/ready", headers={"x-model-version": version}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=2) as answer:
+                    if answer.status == 200:
+                        return None
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.2)
+        return f"not ready in {READY_TIMEOUT_S:g}s"
+
+    # --- the front's admin API and the probes shared with the local target --------------------
+
+    def _token(self) -> str:
+        if self._cached_token:
+            return self._cached_token
+        for front in self.containers("front"):
+            for item in front.attrs.get("Config", {}).get("Env") or []:
+                key, _, value = item.partition("=")
+                if key == TOKEN_ENV:
+                    self._cached_token = str(value)
+                    return self._cached_token
+        raise ServiceError(f"docker: no front runs for {self.env.name}")
+
+    def _admin(self, method: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        request = urllib.request.Request(
+            f"{self.url}/admin/front",
+            data=json.dumps(body).encode() if body is not None else None,
+            method=method,
+            headers={
+                "authorization": f"Bearer {self._token()}",
+                "content-type": "application/json",
+            },  # fmt: skip
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                routes: dict[str, Any] = json.loads(answer.read())
+                return routes
+        except urllib.error.HTTPError as err:
+            detail = err.read().decode(errors="replace")[:300]
+            raise ServiceError(f"docker: the front answered {err.code}: {detail}") from None
+        except OSError as err:
+            raise ServiceError(f"docker: the front at {self.url} failed: {err}") from None

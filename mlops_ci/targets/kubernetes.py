@@ -20,6 +20,7 @@ import yaml
 
 from mlops_ci.config import Config, DeployEnv
 from mlops_ci.errors import InputError, ServiceError
+from mlops_ci.packaging.image import image_tag
 from mlops_ci.records import write_text_atomic
 from mlops_ci.registry import VersionRecord
 
@@ -41,9 +42,7 @@ class Release:
 
 def release_for(config: Config, version: VersionRecord, percent: float) -> Release:
     tags = version.tags
-    image = (config.package.image or "mlops-ci/{name}:{version}").format(
-        name=version.name, version=version.version
-    )
+    image = image_tag(config, version.name, version.version)
     return Release(
         version.version,
         percent,

@@ -25,6 +25,7 @@ from mlops_ci.config import Config, DeployEnv
 from mlops_ci.errors import ServiceError
 from mlops_ci.procs import alive
 from mlops_ci.records import read_json, write_json_atomic
+from mlops_ci.targets import probes
 
 START_TIMEOUT_S = 90.0
 
@@ -48,6 +49,9 @@ class LocalTarget:
 
     # --- the process --------------------------------------------------------------------
 
+    def running(self) -> bool:
+        return self.process() is not None
+
     def process(self) -> Process | None:
         """The environment's serving process when it is alive, else None."""
         record = read_json(self.state_path)
@@ -59,8 +63,8 @@ class LocalTarget:
     def url(self) -> str:
         return f"http://{self.env.host}:{self.env.port}"
 
-    def start(self, package_folder: Path) -> Process:
-        """Start serving ``package_folder`` alone and wait until it is ready."""
+    def start(self, version: str, package_folder: Path) -> Process:
+        """Start serving ``package_folder`` (``version``'s package) alone; wait until ready."""
         self.folder.mkdir(parents=True, exist_ok=True)
         token = secrets.token_urlsafe(24)
         log = self.folder / "serve.log"
@@ -128,7 +132,8 @@ class LocalTarget:
     def traffic(self) -> dict[str, Any]:
         return self._admin("GET", "/admin/traffic")
 
-    def load(self, package_folder: Path) -> dict[str, Any]:
+    def load(self, version: str, package_folder: Path) -> dict[str, Any]:
+        """Load ``version``'s package beside the served versions, at 0 %."""
         return self._admin("POST", "/admin/models", {"path": str(package_folder)})
 
     def unload(self, version: str) -> dict[str, Any]:
@@ -138,25 +143,10 @@ class LocalTarget:
         return self._admin("PUT", "/admin/traffic", {"weights": weights})
 
     def metrics_text(self) -> str:
-        with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as r:
-            return str(r.read().decode())
+        return probes.metrics_text(self.url)
 
     def probe(self, version: str, rows: list[Any]) -> list[int]:
-        """One single-row /score request per row, pinned to ``version``; their statuses."""
-        statuses = []
-        for row in rows:
-            body = json.dumps({"inputs": [row]}).encode()
-            request = urllib.request.Request(
-                f"{self.url}/score",
-                data=body,
-                headers={"content-type": "application/json", "x-model-version": version},
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=10) as r:
-                    statuses.append(r.status)
-            except urllib.error.HTTPError as err:
-                statuses.append(err.code)
-        return statuses
+        return probes.probe(self.url, version, rows)
 
     def _admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         proc = self.process()

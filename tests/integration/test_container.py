@@ -6,25 +6,32 @@ reason, where no engine answers."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pandas as pd
 import pytest
 
 from mlops_ci.config import load_config
+from mlops_ci.errors import ServiceError
 from mlops_ci.packaging import image
 from mlops_ci.registry.mlflow import MlflowRegistry
 from mlops_ci.steps.compare import compare
+from mlops_ci.steps.deploy import deploy
 from mlops_ci.steps.package import package
 from mlops_ci.steps.pipeline import copy_example
 from mlops_ci.steps.register import register
+from mlops_ci.steps.rollback import rollback
 from mlops_ci.steps.train import train
+from mlops_ci.targets.docker import DockerTarget
 from tests.serve_helpers import free_port, serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
@@ -137,38 +144,99 @@ def test_an_image_with_a_tampered_model_never_becomes_ready(client: Any, tmp_pat
         client.images.remove(tag, force=True)
 
 
-def test_docker_target_waits_for_readiness_and_keeps_the_old_container_on_a_broken_image(
+class Load:
+    """Single-row /score requests from ``clients`` threads until stopped: (status, version)."""
+
+    def __init__(self, url: str, clients: int = 3) -> None:
+        self.url, self.results = url, Counter[tuple[int, str]]()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+        self.last: list[str] = []
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 240
+        with httpx.Client(base_url=self.url, timeout=10) as http:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                try:
+                    answer = http.post("/score", json={"inputs": [[5.1, 3.5, 1.4, 0.2]]})
+                    version = answer.json().get("model_version", "-")
+                    self.results[(answer.status_code, version)] += 1
+                    self.last = [*self.last[-19:], version]
+                except httpx.HTTPError as err:
+                    self.results[(0, type(err).__name__)] += 1
+                time.sleep(0.005)
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+    def failed(self) -> dict[tuple[int, str], int]:
+        return {k: n for k, n in self.results.items() if k[0] != 200}
+
+
+def test_docker_deploys_under_load_fail_no_request_and_a_broken_image_never_takes_traffic(
     client: Any, tmp_path: Path
 ) -> None:
-    from mlops_ci.errors import ServiceError
-    from mlops_ci.targets.docker import deploy_container
-
-    good = f"mlops-ci-test/iris-good:{tmp_path.name.lower()[-12:]}"
-    broken = f"mlops-ci-test/iris-broken:{tmp_path.name.lower()[-12:]}"
-    context, config = packaged(tmp_path, "iris", good)
-    model = context / "model" / "model.onnx"
-    model.write_bytes(model.read_bytes() + b"\0")
-    assert image.build_image(context, broken, push=False).status == "built"
+    """deploy to a docker environment: v1 first, then v2 through canary steps while clients
+    score, then an image whose model was tampered (it never becomes ready), then rollback —
+    and not one request fails."""
     port = free_port()
-    name = f"test{port}"  # an environment of its own: the cleanup touches nothing else
-    config.path.write_text(
-        config.path.read_text() + f"deploy:\n  {name}: {{target: docker, port: {port}}}\n"
+    env = f"t{port}"  # an environment of its own: the cleanup touches nothing else
+    repo = f"mlops-ci-test/iris-{tmp_path.name.lower()[-10:]}"
+    project = copy_example(tmp_path / "iris", "iris")
+    rollout = "{steps: [50, 100], window_seconds: 1.5, probe_requests: 20, min_requests: 10}"
+    (project / "mlops.yaml").write_text(
+        (project / "mlops.yaml").read_text()
+        + f"package:\n  image: '{repo}:{{version}}'\n"
+        + FAST_PROFILE
+        + f"deploy:\n  {env}: {{target: docker, port: {port}, rollout: {rollout}}}\n"
     )
-    env = load_config(config.root).deploy[name]
-    row = {"inputs": [[5.1, 3.5, 1.4, 0.2]]}
+    config = load_config(project)
+    reg = MlflowRegistry.for_config(config)
+    versions, contexts = [], []
+    for c in (1.0, 0.5, 0.3):
+        run = train(config, reg, overrides={"C": c})
+        compare(config, reg, run.run_id)
+        versions.append(register(config, reg, run.run_id, force=True).version)
+        contexts.append(Path(package(config, reg, versions[-1], build=c != 0.3).context))
+    v1, v2, v3 = versions
+    context = contexts[2]
+    model = context / "model" / "model.onnx"
+    model.write_bytes(model.read_bytes() + b"\0")  # tampered after packaging
+    assert image.build_image(context, f"{repo}:{v3}", push=False).status == "built"
+    target = DockerTarget(config.model.name, config.deploy[env], client)
     try:
-        done = deploy_container(config.model.name, "1", good, env)
-        assert done.status == "running"
-        assert post(f"http://127.0.0.1:{port}/score", row)["model_version"] == "1"
-        with pytest.raises(ServiceError, match="did not become healthy; the previous one is back"):
-            deploy_container(config.model.name, "2", broken, env)
-        assert post(f"http://127.0.0.1:{port}/score", row)["model_version"] == "1"
-        names = [c.name for c in client.containers.list(all=True)]
-        assert not any(n.endswith("-v2") for n in names)
+        first = deploy(config, reg, v1, env, "ci-bot", {})
+        assert first.status == "serving" and first.url == f"http://127.0.0.1:{port}"
+        with Load(first.url) as load:
+            time.sleep(1)
+            second = deploy(config, reg, v2, env, "ci-bot", {})
+            assert second.status == "serving" and [s.percent for s in second.steps] == [50, 100]
+            assert all(s.passed for s in second.steps), second.steps
+            time.sleep(0.5)
+            assert set(load.last) == {v2}
+            with pytest.raises(ServiceError, match="did not become ready"):
+                deploy(config, reg, v3, env, "ci-bot", {})
+            time.sleep(0.5)
+            back = rollback(config, reg, env, "oncall", "checking the rollback")
+            assert (back.from_version, back.to_version) == (v2, v1)
+            time.sleep(1)
+            assert set(load.last) == {v1}
+        assert not load.failed(), load.failed()
+        assert {v for (_, v) in load.results} == {v1, v2} and sum(load.results.values()) > 200
+        routes = target.traffic()
+        assert routes["weights"] == {v1: 100.0, v2: 0.0}, routes
+        running = {c.labels.get("io.mlops-ci.model.version") for c in target.containers("version")}
+        assert running == {v1, v2}  # v3's container was removed; v2 stays for a quick switch
+        assert reg.get_version_by_alias(config.model.name, env).version == v1  # type: ignore[union-attr]
     finally:
-        for container in client.containers.list(
-            all=True, filters={"label": f"io.mlops-ci.environment={env.name}"}
-        ):
-            container.remove(force=True)
-        for tag in (good, broken):
-            client.images.remove(tag, force=True)
+        target.stop()
+        for version in versions:
+            client.images.remove(f"{repo}:{version}", force=True)
+    assert not target.containers()

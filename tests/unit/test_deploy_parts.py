@@ -18,7 +18,7 @@ from mlops_ci.registry import VersionRecord
 from mlops_ci.steps.approve import approve
 from mlops_ci.steps.deploy import deploy
 from mlops_ci.targets import kubernetes as k8s
-from mlops_ci.targets.docker import run_spec
+from mlops_ci.targets.docker import front_spec, run_spec
 from tests.fakes import InMemoryRegistry
 
 K8S_VERSION = kubernetes_validate.utils.latest_version()
@@ -215,9 +215,15 @@ def test_kubernetes_deploy_with_a_fake_kubeconfig_shows_what_would_be_applied(
     )
 
 
-def test_docker_run_spec_publishes_the_port_with_a_restart_policy(config: Config) -> None:
+def test_docker_specs_publish_only_the_front_and_keep_the_restart_policy(config: Config) -> None:
     env = env_of(config, restart_policy="on-failure", port=9000)
     spec = run_spec("iris-classifier", "3", "ghcr.io/acme/iris-classifier:3", env)
-    assert spec["ports"] == {"8080/tcp": ("127.0.0.1", 9000)}
+    assert "ports" not in spec and spec["network"] == "mlops-ci-iris-classifier-production"
+    assert spec["name"] == "mlops-ci-iris-classifier-production-v3"
     assert spec["restart_policy"] == {"Name": "on-failure", "MaximumRetryCount": 5}
     assert spec["labels"]["io.mlops-ci.environment"] == "production" and spec["read_only"]
+    assert spec["labels"]["io.mlops-ci.role"] == "version"
+    front = front_spec("iris-classifier", "ghcr.io/acme/iris-classifier:3", env, "t0ken")
+    assert front["ports"] == {"8080/tcp": ("127.0.0.1", 9000)}
+    assert front["command"][:2] == ["mlops-ci", "front"] and front["environment"]
+    assert front["labels"]["io.mlops-ci.role"] == "front" and front["read_only"]
