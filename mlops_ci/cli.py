@@ -432,9 +432,11 @@ def deploy(
     """Deploy a packaged version to an environment through its gates, by a controlled rollout.
 
     Gates: a passed comparison, and an approval where the environment needs one (`mlops-ci
-    approve`, or GitHub environment reviewers). The local target moves traffic step by step
-    (deploy.ENV.rollout.steps), judges each step from the service's metrics and rolls back at
-    the first unhealthy one (exit 1); the environment's alias moves only at a healthy 100 %.
+    approve`, or GitHub environment reviewers). The local and docker targets move traffic
+    step by step (deploy.ENV.rollout.steps), judge each step from the endpoint's metrics and
+    roll back at the first unhealthy one (exit 1); the environment's alias moves only at a
+    healthy 100 %. Docker runs each version in its own container behind a front on the
+    environment's port, so a version change drops no request.
     """
     import os
 
@@ -522,6 +524,39 @@ def rollback(config_path: Path | None, env_name: str, by: str | None, reason: st
     click.echo(
         f"{result.name} {result.env}: v{result.from_version} -> v{result.to_version} "
         f"(by {result.by}: {result.reason})"
+    )
+
+
+@cli.command()
+@CONFIG_OPTION
+@ENV_OPTION
+@click.option(
+    "--by",
+    default=None,
+    help="Who undeploys (default: the CI actor, else git user.name, else the OS login).",
+)
+@click.option("--reason", required=True, help="Why; recorded on the versions that served.")
+def undeploy(config_path: Path | None, env_name: str, by: str | None, reason: str) -> None:
+    """Stop what an environment serves: the local process, the docker containers, or the
+    kubernetes objects deploy applied. Records who and why; moves no alias (the next deploy
+    starts it again)."""
+    import os
+
+    from mlops_ci.steps.undeploy import undeploy as undeploy_step
+
+    config = _load(config_path)
+    result = undeploy_step(config, _open(config), env_name, _who(by), reason, os.environ)
+    if result.status == "nothing":
+        click.echo(f"{result.name} {result.env}: nothing serves there ({result.target}); unchanged")
+        return
+    for line in result.stopped:
+        click.echo(f"stopped {line}")
+    if result.note:
+        click.echo(result.note)
+    served = ", ".join(f"v{v}" for v in result.versions) or "no version"
+    click.echo(
+        f"{result.name} {result.env}: {result.status} ({served}; by {result.by}: "
+        f"{result.reason}); alias '{result.alias}' unchanged"
     )
 
 

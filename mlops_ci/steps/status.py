@@ -1,13 +1,14 @@
 """status: what runs where — per environment, the alias, the recorded deployment and, for the
-local target, the live split of the serving process; and the guard that keeps a deployed
-version from being deleted."""
+local and docker targets, the live split of the serving process or front; and the guard that
+keeps a deployed version from being deleted."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from mlops_ci.config import Config
-from mlops_ci.errors import GateFailed
+from mlops_ci.errors import GateFailed, ServiceError
 from mlops_ci.registry import ModelRegistry, resolve_version
 from mlops_ci.steps.deploy import SERVING_STATES
 
@@ -22,7 +23,7 @@ class EnvStatus:
     at: str | None
     by: str | None
     url: str | None
-    live_split: dict[str, float] | None  # local target: what the process routes now
+    live_split: dict[str, float] | None  # local / docker: what the endpoint routes now
 
 
 def status(config: Config, registry: ModelRegistry) -> list[EnvStatus]:
@@ -41,19 +42,33 @@ def status(config: Config, registry: ModelRegistry) -> list[EnvStatus]:
                 tags.get(prefix + "at"),
                 tags.get(prefix + "by"),
                 tags.get(prefix + "url"),
-                _live_split(config, name) if env.target == "local" else None,
+                _live_split(config, name),
             )
         )
     return out
 
 
 def _live_split(config: Config, env_name: str) -> dict[str, float] | None:
-    from mlops_ci.targets.local import LocalTarget
+    """The weights the environment's endpoint routes by now; None where nothing runs (or the
+    target does not route by weight)."""
+    env = config.deploy[env_name]
+    target: Any
+    if env.target == "local":
+        from mlops_ci.targets.local import LocalTarget
 
-    target = LocalTarget(config, config.deploy[env_name])
-    if target.process() is None:
+        target = LocalTarget(config, env)
+    elif env.target == "docker":
+        from mlops_ci.targets.docker import DockerTarget
+
+        target, _why = DockerTarget.connect(config.model.name, env)
+    else:
         return None
-    weights: dict[str, float] = target.traffic()["weights"]
+    if target is None or not target.running():
+        return None
+    try:
+        weights: dict[str, float] = target.traffic()["weights"]
+    except ServiceError:
+        return None  # running but not answering: the recorded state is all there is
     return weights
 
 

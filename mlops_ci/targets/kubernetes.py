@@ -238,8 +238,16 @@ def plan(kubeconfig: Path, docs: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def apply(kubeconfig: Path, docs: list[dict[str, Any]]) -> list[str]:
-    """Server-side apply of every manifest with the kubernetes client."""
+def read(path: Path) -> list[dict[str, Any]]:
+    """The manifests ``write`` wrote."""
+    try:
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+    except (OSError, yaml.YAMLError) as err:
+        raise InputError(f"{path}: cannot read the manifests: {err}") from None
+    return docs
+
+
+def _dynamic_client(kubeconfig: Path) -> Any:
     try:
         from kubernetes import client as kube_client
         from kubernetes import config as kube_config
@@ -251,7 +259,12 @@ def apply(kubeconfig: Path, docs: list[dict[str, Any]]) -> list[str]:
         ) from None
     configuration = kube_client.Configuration()
     kube_config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-    client = dynamic.DynamicClient(kube_client.ApiClient(configuration=configuration))
+    return dynamic.DynamicClient(kube_client.ApiClient(configuration=configuration))
+
+
+def apply(kubeconfig: Path, docs: list[dict[str, Any]]) -> list[str]:
+    """Server-side apply of every manifest with the kubernetes client."""
+    client = _dynamic_client(kubeconfig)
     done = []
     for doc in docs:
         try:
@@ -267,4 +280,21 @@ def apply(kubeconfig: Path, docs: list[dict[str, Any]]) -> list[str]:
                 f"kubernetes: applying {doc['kind']}/{doc['metadata']['name']} failed: {err}"
             ) from None
         done.append(f"applied {doc['kind']}/{doc['metadata']['name']}")
+    return done
+
+
+def delete(kubeconfig: Path, docs: list[dict[str, Any]]) -> list[str]:
+    """Delete every object of ``docs`` (in reverse order); ones already gone are skipped."""
+    client = _dynamic_client(kubeconfig)
+    done = []
+    for doc in reversed(docs):
+        kind, name = doc["kind"], doc["metadata"]["name"]
+        try:
+            resource = client.resources.get(api_version=doc["apiVersion"], kind=kind)
+            resource.delete(name=name, namespace=doc["metadata"].get("namespace"))
+        except Exception as err:
+            if getattr(err, "status", None) == 404:
+                continue
+            raise ServiceError(f"kubernetes: deleting {kind}/{name} failed: {err}") from None
+        done.append(f"deleted {kind}/{name}")
     return done

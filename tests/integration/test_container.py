@@ -30,7 +30,9 @@ from mlops_ci.steps.package import package
 from mlops_ci.steps.pipeline import copy_example
 from mlops_ci.steps.register import register
 from mlops_ci.steps.rollback import rollback
+from mlops_ci.steps.status import status
 from mlops_ci.steps.train import train
+from mlops_ci.steps.undeploy import undeploy
 from mlops_ci.targets.docker import DockerTarget
 from tests.serve_helpers import free_port, serving
 
@@ -232,8 +234,20 @@ def test_docker_deploys_under_load_fail_no_request_and_a_broken_image_never_take
         assert {v for (_, v) in load.results} == {v1, v2} and sum(load.results.values()) > 200
         routes = target.traffic()
         assert routes["weights"] == {v1: 100.0, v2: 0.0}, routes
+        (row,) = [s for s in status(config, reg) if s.env == env]
+        assert row.version == v1 and row.live_split == {v1: 100.0, v2: 0.0}
         running = {c.labels.get("io.mlops-ci.model.version") for c in target.containers("version")}
         assert running == {v1, v2}  # v3's container was removed; v2 stays for a quick switch
+        assert reg.get_version_by_alias(config.model.name, env).version == v1  # type: ignore[union-attr]
+
+        gone = undeploy(config, reg, env, "oncall", "the trial is over", {})
+        assert gone.status == "undeployed" and gone.versions == [v1, v2] and gone.tagged == [v1]
+        assert len(gone.stopped) == 3 and not target.containers()  # the front and two versions
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{first.url}/v2/health/ready", timeout=2)
+        tags = reg.get_version(config.model.name, v1).tags
+        assert tags[f"mlops.deploy.{env}.status"] == "undeployed"
+        assert tags[f"mlops.deploy.{env}.undeployed.reason"] == "the trial is over"
         assert reg.get_version_by_alias(config.model.name, env).version == v1  # type: ignore[union-attr]
     finally:
         target.stop()

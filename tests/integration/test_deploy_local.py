@@ -241,3 +241,47 @@ def test_a_deployed_version_cannot_be_deleted(story: Story) -> None:
         delete_version(config, reg, serving.version)
     assert reg.get_version("iris-classifier", serving.version).version == serving.version
     assert delete_version(config, reg, story.broken) == story.broken  # rolled back: not in use
+
+
+def test_undeploy_stops_the_local_process_records_who_and_why_and_keeps_the_alias(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlops_ci.steps.undeploy import undeploy
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    project = copy_example(tmp_path / "iris")
+    port = free_port()
+    rollout = "{steps: [100], window_seconds: 0.5, probe_requests: 5, min_requests: 5}"
+    (project / "mlops.yaml").write_text(
+        (project / "mlops.yaml").read_text()
+        + "  profile: {single_row_runs: 20, batch_sizes: [1]}\n"
+        + f"deploy:\n  qa: {{target: local, port: {port}, rollout: {rollout}}}\n"
+    )
+    config = load_config(project)
+    reg = MlflowRegistry.for_config(config)
+    run = train(config, reg)
+    compare(config, reg, run.run_id)
+    version = register(config, reg, run.run_id, force=True).version
+    package(config, reg, version, build=False)
+    target = LocalTarget(config, config.deploy["qa"])
+    try:
+        assert deploy(config, reg, version, "qa", "ci-bot", {}).status == "serving"
+        pid = target.process().pid  # type: ignore[union-attr]
+        result = undeploy(config, reg, "qa", "oncall", "end of the trial", {})
+        assert result.status == "undeployed" and result.versions == [version]
+        assert result.stopped == [f"`mlops-ci serve` process {pid} on http://127.0.0.1:{port}"]
+        assert target.process() is None
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2)
+        tags = reg.get_version(config.model.name, version).tags
+        assert tags["mlops.deploy.qa.status"] == "undeployed"
+        assert tags["mlops.deploy.qa.undeployed.by"] == "oncall"
+        assert tags["mlops.deploy.qa.undeployed.reason"] == "end of the trial"
+        assert reg.get_version_by_alias(config.model.name, "qa").version == version  # type: ignore[union-attr]
+        again = undeploy(config, reg, "qa", "oncall", "twice", {})
+        assert again.status == "nothing" and not again.tagged
+        assert reg.get_version(config.model.name, version).tags[
+            "mlops.deploy.qa.undeployed.reason"
+        ] == ("end of the trial")
+    finally:
+        target.stop()

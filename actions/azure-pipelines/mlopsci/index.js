@@ -6,7 +6,7 @@
 const { spawnSync } = require('child_process');
 
 const VERBS = new Set(['validate', 'train', 'compare', 'register', 'promote', 'package', 'deploy',
-  'approve', 'rollback', 'status', 'drift', 'batch-score', 'report']);
+  'approve', 'rollback', 'undeploy', 'status', 'drift', 'batch-score', 'report']);
 
 function input(name, fallback = '') {
   const value = process.env[`INPUT_${name.toUpperCase()}`];
