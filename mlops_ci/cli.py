@@ -9,8 +9,9 @@ from __future__ import annotations
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -30,6 +31,18 @@ CONFIG_OPTION = click.option(
     default=None,
     help="mlops.yaml, or the folder holding it (default: ./mlops.yaml).",
 )
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def by_option(doing: str) -> Callable[[F], F]:
+    """``--by``: who does the step, recorded on the version."""
+    return click.option(
+        "--by",
+        default=None,
+        help=f"Who {doing} (default: the CI actor, else git user.name, else the OS login).",
+    )
+
 
 VERSION_OPTION = click.option(
     "--version",
@@ -278,11 +291,7 @@ def register(config_path: Path | None, run_id: str | None, force: bool) -> None:
 @cli.command()
 @CONFIG_OPTION
 @VERSION_OPTION
-@click.option(
-    "--by",
-    default=None,
-    help="Who promotes (default: the CI actor, else git user.name, else the OS login).",
-)
+@by_option("promotes")
 @click.option("--reason", required=True, help="Why; recorded on the version.")
 @click.option("--force", is_flag=True, help="Promote even a version without a passing comparison.")
 def promote(
@@ -416,11 +425,7 @@ def _who(by: str | None) -> str:
 @CONFIG_OPTION
 @VERSION_OPTION
 @ENV_OPTION
-@click.option(
-    "--by",
-    default=None,
-    help="Who deploys (default: the CI actor, else git user.name, else the OS login).",
-)
+@by_option("deploys")
 @click.option(
     "--dry-run",
     is_flag=True,
@@ -486,11 +491,7 @@ def deploy(
 @CONFIG_OPTION
 @VERSION_OPTION
 @ENV_OPTION
-@click.option(
-    "--by",
-    default=None,
-    help="Who approves (default: the CI actor, else git user.name, else the OS login).",
-)
+@by_option("approves")
 @click.option("--reason", required=True, help="Why; recorded on the version.")
 def approve(
     config_path: Path | None, version: str, env_name: str, by: str | None, reason: str
@@ -509,11 +510,7 @@ def approve(
 @cli.command()
 @CONFIG_OPTION
 @ENV_OPTION
-@click.option(
-    "--by",
-    default=None,
-    help="Who rolls back (default: the CI actor, else git user.name, else the OS login).",
-)
+@by_option("rolls back")
 @click.option("--reason", required=True, help="Why; recorded on the version.")
 def rollback(config_path: Path | None, env_name: str, by: str | None, reason: str) -> None:
     """Put the version an environment served before back at 100 % and move its alias back."""
@@ -530,11 +527,7 @@ def rollback(config_path: Path | None, env_name: str, by: str | None, reason: st
 @cli.command()
 @CONFIG_OPTION
 @ENV_OPTION
-@click.option(
-    "--by",
-    default=None,
-    help="Who undeploys (default: the CI actor, else git user.name, else the OS login).",
-)
+@by_option("undeploys")
 @click.option("--reason", required=True, help="Why; recorded on the versions that served.")
 def undeploy(config_path: Path | None, env_name: str, by: str | None, reason: str) -> None:
     """Stop what an environment serves: the local process, the docker containers, or the
