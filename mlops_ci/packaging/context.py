@@ -32,7 +32,7 @@ SERVING_RUNTIME = (
     "httptools",
     "orjson",
     "prometheus-client",
-    "httpx",
+    "aiohttp",
     "click",
     "PyYAML",
     "jsonschema",

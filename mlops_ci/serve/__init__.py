@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
-SERVE_MODULES = ("fastapi", "uvicorn", "orjson", "prometheus_client", "httpx")
+SERVE_MODULES = ("fastapi", "uvicorn", "orjson", "prometheus_client", "aiohttp")
 
 
 def missing_modules() -> list[str]:

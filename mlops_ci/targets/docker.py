@@ -157,6 +157,9 @@ class DockerTarget:
                 self.model, self.env, "network"))  # fmt: skip
         for stale in self.containers("front"):  # a front that exited: its routes are kept
             stale.remove(force=True)
+        for legacy in self.containers():  # one container on the port, from before the front
+            if LABEL_ROLE not in legacy.labels:
+                legacy.remove(force=True)
         token = secrets.token_urlsafe(24)
         spec = front_spec(self.model, image, self.env, token)
         try:
