@@ -23,12 +23,16 @@ class Fault:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: dict[str, Any] = field(default_factory=dict)
+    after: bool = False  # handle the request for real, then answer with this fault
 
 
 @dataclass
 class GithubState:
     token: str
     read_only: bool = False
+    # The token's login as GET /user tells it; None: an installation token (GITHUB_TOKEN),
+    # which GET /user refuses with 403 and which writes as github-actions[bot].
+    login: str | None = None
     comments: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> comment
     pulls: dict[int, str] = field(default_factory=dict)  # number -> head sha
     faults: list[Fault] = field(default_factory=list)
@@ -41,6 +45,22 @@ class GithubState:
     dispatches: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # repo, payload
     next_id: int = 100
     lock: threading.Lock = field(default_factory=threading.Lock)
+    base: str = ""
+
+    def add_comment(self, repo: str, number: int, body: str, login: str) -> int:
+        """A comment written by ``login`` (someone else than the token), as GitHub lists it."""
+        with self.lock:
+            self.next_id += 1
+            cid = self.next_id
+            self.comments[cid] = {
+                "_issue": (repo, number),
+                "id": cid,
+                "body": body,
+                "url": f"{self.base}/repos/{repo}/issues/comments/{cid}",
+                "html_url": f"https://github.example/{repo}/pull/{number}#issuecomment-{cid}",
+                "user": {"login": login},
+            }
+        return cid
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -85,10 +105,21 @@ class _Handler(BaseHTTPRequestHandler):
         for fault in state.faults:
             if fault.method == method and re.fullmatch(fault.path, path):
                 state.faults.remove(fault)
+                if fault.after:
+                    self._real(state, method, path, payload)
                 return fault.status, fault.headers, fault.body
+        return self._real(state, method, path, payload)
+
+    def _real(
+        self, state: GithubState, method: str, path: str, payload: dict[str, Any]
+    ) -> tuple[int, dict[str, str], Any]:
         if self.headers.get("Authorization") != f"token {state.token}":
             return 401, {}, {"message": "Bad credentials"}
         base = f"http://{self.server.server_address[0]}:{self.server.server_address[1]}"
+        if path == "/user" and method == "GET":
+            if state.login is None:
+                return 403, {}, {"message": "Resource not accessible by integration"}
+            return 200, {}, {"login": state.login, "id": 1, "type": "User"}
         if m := re.fullmatch(r"/repos/([^/]+/[^/]+)/issues/(\d+)/comments", path):
             repo, number = m.group(1), int(m.group(2))
             if method == "GET":
@@ -105,7 +136,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "body": payload["body"],
                     "url": f"{base}/repos/{repo}/issues/comments/{cid}",
                     "html_url": f"https://github.example/{repo}/pull/{number}#issuecomment-{cid}",
-                    "user": {"login": "github-actions[bot]"},
+                    "user": {"login": state.login or "github-actions[bot]"},
                 }
                 return 201, {}, _public(state.comments[cid])
         if m := re.fullmatch(r"/repos/([^/]+/[^/]+)/issues/comments/(\d+)", path):
@@ -146,7 +177,7 @@ class _Server(ThreadingHTTPServer):
 def github_server(token: str) -> Iterator[tuple[str, GithubState]]:
     """(api_url, state) of a server on 127.0.0.1, stopped on exit."""
     server = _Server(("127.0.0.1", 0), _Handler)
-    server.state = GithubState(token=token)
+    server.state = GithubState(token=token, base=f"http://127.0.0.1:{server.server_address[1]}")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

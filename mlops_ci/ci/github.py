@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlops_ci import markdown as md
 from mlops_ci.errors import InputError, ServiceError
 from mlops_ci.records import write_json_atomic, write_text_atomic
 
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
     from github.Repository import Repository
 
 DEFAULT_API_URL = "https://api.github.com"
+# GitHub refuses comment bodies over 65,536 characters.
+COMMENT_LIMIT = 65_536
+# Who an installation token of GitHub Actions (GITHUB_TOKEN) writes as.
+ACTIONS_BOT = "github-actions[bot]"
 SAVED_BODY = "body.md"
 SAVED_META = "meta.json"
 _MARKER = re.compile(r"^<!-- mlops-ci:report model=[A-Za-z0-9._-]+ workflow=[A-Za-z0-9 ._/-]* -->$")
@@ -43,6 +48,7 @@ class GithubSettings:
     token: str | None
     api_url: str
     repository: str | None  # owner/name
+    comment_author: str | None = None  # the token's login, where GET /user cannot tell it
 
     @staticmethod
     def from_env(env: Mapping[str, str]) -> GithubSettings:
@@ -50,6 +56,7 @@ class GithubSettings:
             token=env.get("GITHUB_TOKEN") or None,
             api_url=(env.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/"),
             repository=env.get("GITHUB_REPOSITORY") or None,
+            comment_author=env.get("MLOPS_CI_COMMENT_AUTHOR") or None,
         )
 
 
@@ -65,7 +72,6 @@ class GithubClient:
         seconds_between_writes: float = 1.0,
     ) -> None:
         from github import Auth, Github
-        from github.GithubRetry import GithubRetry
         from urllib3.util.retry import Retry
 
         if not settings.token:
@@ -75,11 +81,12 @@ class GithubClient:
         if not settings.repository:
             raise InputError("no repository: set GITHUB_REPOSITORY or pass --repo OWNER/NAME")
         self.settings = settings
-        retry = GithubRetry(
+        retry = _create_once_retry()(
             total=retries,
             backoff_factor=0.5,
             max_rate_limit_wait=600,
-            allowed_methods=Retry.DEFAULT_ALLOWED_METHODS | {"GET", "POST", "PATCH"},
+            # POST creates: see _create_once_retry.
+            allowed_methods=Retry.DEFAULT_ALLOWED_METHODS | {"GET", "PATCH"},
         )
         self._gh = Github(
             auth=Auth.Token(settings.token),
@@ -91,21 +98,32 @@ class GithubClient:
             lazy=True,
         )
         self._repo: Repository = self._gh.get_repo(settings.repository, lazy=True)
+        self._identity: str | None = None
 
     def upsert_comment(self, pr: int, body: str, marker: str, fallback_dir: Path) -> CommentOutcome:
-        """Edit the comment carrying ``marker`` (deleting stray copies) or create it."""
+        """Edit this identity's comment carrying ``marker`` (deleting its stray copies) or
+        create it. Comments by anyone else are never edited, even when they carry the marker.
+        A create is never retried blindly: after a failed POST the comments are read again,
+        and the one GitHub made before failing is the one kept."""
         from github.GithubException import GithubException
+        from requests import RequestException
 
+        body = md.fit(body, COMMENT_LIMIT, marker)
         try:
             issue = self._repo.get_issue(pr)
-            mine = [c for c in issue.get_comments() if marker in (c.body or "")]
+            me = self.identity()
+            mine = self._marked(issue, marker, me)
             if mine:
-                keep, *strays = mine
-                keep.edit(body)
-                for stray in strays:  # e.g. a POST retried after the server had created it
-                    stray.delete()
-                return CommentOutcome("updated", pr, keep.id, keep.html_url)
-            created = issue.create_comment(body)
+                return CommentOutcome("updated", pr, *self._keep_one(mine, body))
+            try:
+                created = issue.create_comment(body)
+            except (GithubException, RequestException) as err:
+                if isinstance(err, GithubException) and (err.status or 0) < 500:
+                    raise
+                mine = self._marked(issue, marker, me)  # did it land before the error?
+                if not mine:
+                    raise
+                return CommentOutcome("created", pr, *self._keep_one(mine, body))
             return CommentOutcome("created", pr, created.id, created.html_url)
         except GithubException as err:
             if err.status in (403, 404) and _is_permission_error(err):
@@ -115,6 +133,47 @@ class GithubClient:
                 )
                 return CommentOutcome("saved", pr, saved_to=saved, reason=reason)
             raise self._error(err, f"commenting on pull request #{pr}") from None
+        except RequestException as err:
+            raise self._transport_error(err, f"commenting on pull request #{pr}") from None
+
+    def identity(self) -> str:
+        """The login the token writes as: an installation token (``ghs_``, as GITHUB_TOKEN is)
+        writes as github-actions[bot] (another GitHub App's: set MLOPS_CI_COMMENT_AUTHOR to its
+        bot login); any other token is asked GET /user, and one it refuses is taken for the
+        Actions bot too."""
+        from github.GithubException import GithubException
+
+        if self.settings.comment_author:
+            return self.settings.comment_author
+        if (self.settings.token or "").startswith("ghs_"):
+            return ACTIONS_BOT  # an installation token: GET /user would only answer 403
+        if self._identity is None:
+            try:
+                self._identity = str(self._gh.get_user().login)
+            except GithubException as err:
+                if err.status not in (403, 404):
+                    raise
+                self._identity = ACTIONS_BOT
+        return self._identity
+
+    @staticmethod
+    def _marked(issue: Any, marker: str, me: str) -> list[Any]:
+        return [
+            c
+            for c in issue.get_comments()
+            if marker in (c.body or "")
+            and c.user is not None
+            and c.user.login.lower() == me.lower()
+        ]
+
+    @staticmethod
+    def _keep_one(mine: list[Any], body: str) -> tuple[int, str]:
+        keep, *strays = mine
+        if keep.body != body:
+            keep.edit(body)
+        for stray in strays:  # e.g. a create that landed although its answer was an error
+            stray.delete()
+        return keep.id, keep.html_url
 
     def pull_head_sha(self, pr: int) -> str:
         from github.GithubException import GithubException
@@ -157,12 +216,37 @@ class GithubClient:
         except GithubException as err:
             raise self._error(err, f"sending repository_dispatch {event_type}") from None
 
+    def _transport_error(self, err: Exception, doing: str) -> ServiceError:
+        """A request that got no usable answer (retries spent, connection lost): one line."""
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        reason = re.sub(r"\(Caused by .*", "", reason).strip()[:200]
+        return ServiceError(
+            f"GitHub API at {self.settings.api_url} failed {doing}: {type(err).__name__}: {reason}",
+            hint="retried with backoff; try again later",
+        )
+
     def _error(self, err: Any, doing: str) -> Exception:
         status = getattr(err, "status", None)
         text = f"GitHub API at {self.settings.api_url} failed {doing}: {status} {_message(err)}"
         if status == 401:
             return InputError(text, hint="GITHUB_TOKEN was rejected; check it is valid")
         return ServiceError(text, hint="retried with backoff; try again later")
+
+
+def _create_once_retry() -> type:
+    from github.GithubRetry import GithubRetry
+
+    class CreateOnceRetry(GithubRetry):
+        """PyGithub's retry, except that a POST is retried only on a rate limit (GitHub did
+        not process it), never on a 5xx or a lost answer, which can come after GitHub created
+        the comment: upsert_comment then reads the comments again instead."""
+
+        def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+            if method.upper() == "POST":
+                return status_code == 403 and super().is_retry("GET", 403, has_retry_after)
+            return bool(super().is_retry(method, status_code, has_retry_after))
+
+    return CreateOnceRetry
 
 
 def _message(err: Any) -> str:

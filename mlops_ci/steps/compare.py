@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from mlops_ci import markdown as md
 from mlops_ci.bootstrap import BootstrapResult, paired_bootstrap
 from mlops_ci.config import Config, Rule
 from mlops_ci.errors import InputError
@@ -320,9 +321,9 @@ def feature_change_lines(change: dict[str, list[str]] | None) -> list[str]:
         return []
     parts = []
     if change.get("added"):
-        parts.append("adds " + ", ".join(f"`{c}`" for c in change["added"]))
+        parts.append("adds " + ", ".join(md.code(c) for c in change["added"]))
     if change.get("removed"):
-        parts.append("drops " + ", ".join(f"`{c}`" for c in change["removed"]))
+        parts.append("drops " + ", ".join(md.code(c) for c in change["removed"]))
     return [
         "",
         f"Feature set changed: the candidate {' and '.join(parts)}; each model was scored "
@@ -334,24 +335,30 @@ def markdown(result: ComparisonResult) -> str:
     """A short table for PR comments and job summaries."""
     icon = {PASS: "✅", FAIL: "❌", NO_BASELINE: "🆕", "skipped": "➖"}
     prod = result.production
+    c = md.cell
     lines = [
-        f"### {icon[result.verdict]} `{result.model}`: verdict **{result.verdict}**",
+        f"### {icon[result.verdict]} {md.code(result.model)}: verdict **{result.verdict}**",
         "",
-        f"Both models scored on `{result.evaluation['data']}` "
-        f"({result.evaluation['rows']} rows, sha256 `{result.evaluation['sha256'][:12]}`).",
+        f"Both models scored on {md.code(result.evaluation['data'])} "
+        f"({result.evaluation['rows']} rows, sha256 "
+        f"{md.code(str(result.evaluation['sha256'])[:12])}).",
         *feature_change_lines(result.evaluation.get("feature_change")),
         "",
-        f"| metric | candidate (run `{result.candidate.run_id}`) | "
-        + (f"production (v{prod.version}) | Δ |" if prod else "production |"),
+        f"| metric | candidate (run {c(md.code(result.candidate.run_id))}) | "
+        + (f"production (v{c(md.text(prod.version))}) | Δ |" if prod else "production |"),
         "|---|---|---|" + ("---|" if prod else ""),
     ]
     for metric, value in result.candidate.metrics.items():
+        name = c(md.text(metric))
         if prod:
             p = prod.metrics[metric]
-            lines.append(f"| {metric} | {value:.4f} | {p:.4f} | {value - p:+.4f} |")
+            lines.append(f"| {name} | {value:.4f} | {p:.4f} | {value - p:+.4f} |")
         else:
-            lines.append(f"| {metric} | {value:.4f} | — |")
+            lines.append(f"| {name} | {value:.4f} | — |")
     if result.checks:
         lines += ["", "| check | result | detail |", "|---|---|---|"]
-        lines += [f"| {c.name} | {icon[c.status]} {c.status} | {c.detail} |" for c in result.checks]
+        lines += [
+            f"| {c(md.text(ch.name))} | {icon[ch.status]} {ch.status} | {c(md.text(ch.detail))} |"
+            for ch in result.checks
+        ]
     return "\n".join(lines) + "\n"

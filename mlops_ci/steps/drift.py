@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlops_ci import markdown as md
 from mlops_ci.config import Config, DriftConfig
 from mlops_ci.datasource import PREDICTION, chunks
 from mlops_ci.driftstats import CategoricalFeature, NumericFeature
@@ -196,8 +197,9 @@ def markdown(result: DriftResult, top: int = 8) -> str:
         f"## {icon} Data drift: **{result.verdict}** — {len(result.drifted)} of "
         f"{len([f for f in result.features if f.kind != 'prediction'])} features drifted",
         "",
-        f"Reference `{result.reference}` ({worst[0].reference_rows if worst else 0:,} rows) vs "
-        f"current `{result.current}` ({worst[0].current_rows if worst else 0:,} rows); flagged by "
+        f"Reference {md.code(result.reference)} ({worst[0].reference_rows if worst else 0:,} rows) "
+        f"vs current {md.code(result.current)} ({worst[0].current_rows if worst else 0:,} rows); "
+        "flagged by "
         f"{s['test']} (PSI ≥ {s['psi_threshold']:g}, p < {s['p_value']:g}).",
         "",
         "| feature | PSI | test | p-value | missing ref → cur | outside ref range | drift |",
@@ -207,13 +209,14 @@ def markdown(result: DriftResult, top: int = 8) -> str:
         p_value = "n/a" if f.p_value is None else f"{f.p_value:.3g}"
         outside = "" if f.outside_range is None else f"{f.outside_range:.1%}"
         lines.append(
-            f"| {f.name}{' (prediction)' if f.kind == 'prediction' else ''} | {f.psi:.3f} | "
+            f"| {md.cell(md.text(f.name))}{' (prediction)' if f.kind == 'prediction' else ''} | "
+            f"{f.psi:.3f} | "
             f"{f.test} | {p_value} | {f.reference_missing:.1%} → {f.current_missing:.1%} | "
             f"{outside} | {'🌊 yes' if f.drifted else 'no'} |"
         )
     shown = worst[:top]
     if shown:
-        names = ", ".join(f'"{f.name}"' for f in shown)
+        names = ", ".join(f'"{md.mermaid(f.name)}"' for f in shown)
         values = ", ".join(f"{f.psi:.3f}" for f in shown)
         top_value = max(max(f.psi for f in shown), s["psi_threshold"]) * 1.1
         lines += [

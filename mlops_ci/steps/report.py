@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from mlops_ci import __version__
+from mlops_ci import markdown as md
+from mlops_ci.ci.github import COMMENT_LIMIT
 from mlops_ci.config import Config
 from mlops_ci.errors import InputError
 from mlops_ci.metrics import METRICS
@@ -32,8 +34,9 @@ from mlops_ci.steps.train import FAILED
 from mlops_ci.steps.train import RECORD as TRAIN_RECORD
 
 RECORD = "report.md"
-# GitHub refuses comment bodies over 65,536 characters.
-GITHUB_COMMENT_LIMIT = 65_536
+# A link target the report writes as a link: http(s), and no character that could end it.
+_SAFE_URL = re.compile(r"^https?://[A-Za-z0-9._~:/?#@!$&'*+,;=%-]+$")
+GITHUB_COMMENT_LIMIT = COMMENT_LIMIT
 _ICON = {PASS: "✅", FAIL: "❌", NO_BASELINE: "🆕", "skipped": "➖"}
 _HEADLINE = {
     PASS: "passed the gate against production",
@@ -52,15 +55,7 @@ class Report:
 
     def comment_body(self, limit: int = GITHUB_COMMENT_LIMIT) -> str:
         """The PR comment: the report plus its marker, cut to fit GitHub's limit."""
-        body = f"{self.markdown}\n{self.marker}\n"
-        if len(body) <= limit:
-            return body
-        note = (
-            f"\n\n> ✂️ Report truncated to fit GitHub's {limit:,}-character limit; the full report "
-            f"is `.mlops/{RECORD}` in this job's artifacts.\n\n{self.marker}\n"
-        )
-        keep = body[: limit - len(note)]
-        return keep[: keep.rfind("\n")] + note
+        return md.fit(f"{self.markdown}\n{self.marker}\n", limit, self.marker)
 
 
 def marker_for(model: str, workflow: str) -> str:
@@ -107,14 +102,15 @@ def stale_note(config: Config, comparison: ComparisonResult) -> str | None:
     compared = comparison.candidate.run_id
     if record.get("status") == FAILED:
         return (
-            f"The last `mlops-ci train` failed ({record.get('error', 'no reason recorded')}); "
-            f"this report shows the comparison of run `{compared}`, from before it."
+            f"The last `mlops-ci train` failed ({md.text(record.get('error', 'no reason'))}); "
+            f"this report shows the comparison of run {md.code(compared)}, from before it."
         )
     last = record.get("run_id")
     if last and last != compared:
         return (
-            f"This report shows the comparison of run `{compared}`, not of run `{last}` that "
-            "the last `mlops-ci train` recorded: run `mlops-ci compare` again."
+            f"This report shows the comparison of run {md.code(compared)}, not of run "
+            f"{md.code(last)} that the last `mlops-ci train` recorded: run `mlops-ci compare` "
+            "again."
         )
     return None
 
@@ -129,7 +125,7 @@ def render(
 ) -> str:
     sections = [
         _headline(comparison, registration),
-        f"> ⚠️ {stale}" if stale else "",
+        f"> ⚠️ {stale}" if stale else "",  # built from safe parts by stale_note
         "\n".join(feature_change_lines(comparison.evaluation.get("feature_change"))).strip(),
         _metrics_table(comparison),
         _chart(comparison),
@@ -137,24 +133,24 @@ def render(
         _package(packaged) if packaged else "",
         _deploy(deployed) if deployed else "",
         _lineage(comparison, registration, tags),
-        f"<sub>mlops-ci {__version__} · evaluation `{comparison.evaluation['data']}` "
-        f"({comparison.evaluation['rows']} rows, sha256 `{comparison.evaluation['sha256'][:12]}`)"
-        "</sub>",
+        f"<sub>mlops-ci {__version__} · evaluation {md.code(comparison.evaluation['data'])} "
+        f"({comparison.evaluation['rows']} rows, sha256 "
+        f"{md.code(str(comparison.evaluation['sha256'])[:12])})</sub>",
     ]
     return "\n\n".join(s for s in sections if s) + "\n"
 
 
 def _headline(c: ComparisonResult, registration: RegisterResult | None) -> str:
-    lines = [f"## {_ICON[c.verdict]} `{c.model}`: candidate {_HEADLINE[c.verdict]}"]
+    lines = [f"## {_ICON[c.verdict]} {md.code(c.model)}: candidate {_HEADLINE[c.verdict]}"]
     failed = [check for check in c.checks if check.status == FAIL]
     if failed:
         lines += ["", "**Failing rules:**"]
-        lines += [f"- {check.name} — {check.detail}" for check in failed]
+        lines += [f"- {md.text(check.name)} — {md.text(check.detail)}" for check in failed]
     if registration is not None:
         lines += [
             "",
-            f"Registered as **{registration.name} v{registration.version}** "
-            f"(alias `{registration.alias}`{', forced' if registration.forced else ''}).",
+            f"Registered as **{md.text(registration.name)} v{md.text(registration.version)}** "
+            f"(alias {md.code(registration.alias)}{', forced' if registration.forced else ''}).",
         ]
     elif c.verdict == FAIL:
         lines += ["", "Not registered."]
@@ -165,10 +161,11 @@ def _metrics_table(c: ComparisonResult) -> str:
     prod, sig = c.production, c.significance
     if prod is None:
         rows = ["| metric | candidate |", "|---|---:|"]
-        rows += [f"| {m} | {v:.4f} |" for m, v in c.candidate.metrics.items()]
+        rows += [f"| {md.cell(md.text(m))} | {v:.4f} |" for m, v in c.candidate.metrics.items()]
         return "\n".join(rows)
     rows = [
-        f"| metric | candidate | production v{prod.version} | Δ | {_ci_header(c)} |",
+        f"| metric | candidate | production v{md.cell(md.text(prod.version))} | Δ | "
+        f"{_ci_header(c)} |",
         "|---|---:|---:|---:|---|",
     ]
     for metric, value in c.candidate.metrics.items():
@@ -180,7 +177,8 @@ def _metrics_table(c: ComparisonResult) -> str:
         if sig is not None and sig.metric == metric:
             interval = f"[{sig.ci_low:+.4f}, {sig.ci_high:+.4f}]"
         rows.append(
-            f"| {metric} | {value:.4f} | {p:.4f} | {arrow}{value - p:+.4f}{mark} | {interval} |"
+            f"| {md.cell(md.text(metric))} | {value:.4f} | {p:.4f} | {arrow}{value - p:+.4f}{mark} "
+            f"| {interval} |"
         )
     return "\n".join(rows)
 
@@ -204,8 +202,8 @@ def _chart(c: ComparisonResult) -> str:
     lines = [
         "```mermaid",
         "xychart-beta",
-        f'    title "{c.model}: candidate (bars) vs production (line)"',
-        f"    x-axis [{', '.join(metrics)}]",
+        f'    title "{md.mermaid(c.model)}: candidate (bars) vs production (line)"',
+        f"    x-axis [{', '.join(md.mermaid(m) for m in metrics)}]",
         f'    y-axis "score" {low:.4g} --> {high:.4g}',
         f"    bar [{', '.join(f'{v:.4f}' for v in values[: len(metrics)])}]",
     ]
@@ -224,16 +222,22 @@ def _checks(c: ComparisonResult) -> str:
         "| check | result | detail |",
         "|---|---|---|",
     ]
-    rows += [f"| {ch.name} | {_ICON[ch.status]} {ch.status} | {ch.detail} |" for ch in c.checks]
+    rows += [
+        f"| {md.cell(md.text(ch.name))} | {_ICON[ch.status]} {ch.status} | "
+        f"{md.cell(md.text(ch.detail))} |"
+        for ch in c.checks
+    ]
     return "\n".join([*rows, "", "</details>"])
 
 
 def _package(p: dict[str, Any]) -> str:
     """The package step's figures: parity, ONNX vs native profile, resources, image."""
     serving, native = p["profile"]["serving"], p["profile"]["native"]
-    lines = [f"### 📦 Package: {p['name']} v{p['version']} as {p['format']}"]
+    lines = [
+        f"### 📦 Package: {md.text(p['name'])} v{md.text(p['version'])} as {md.text(p['format'])}"
+    ]
     if p.get("note"):
-        lines += ["", f"> {p['note']}"]
+        lines += ["", f"> {md.text(p['note'])}"]
     parity = p.get("parity")
     if parity:
         agree = parity["label_agreement"]
@@ -272,15 +276,15 @@ def _package(p: dict[str, Any]) -> str:
     rec = p["profile"]["recommendation"]
     image = p["image"]
     built = (
-        f"`{image['tag']}` {image['status']}"
+        f"{md.code(image['tag'])} {md.text(image['status'])}"
         if image["status"] != "skipped"
-        else f"`{image['tag']}` not built: {image['reason']}"
+        else f"{md.code(image['tag'])} not built: {md.text(image['reason'])}"
     )
     lines += [
         "",
         f"Recommended container resources: cpu `{rec['cpu_request']}`, memory "
         f"`{rec['memory_request']}` (limit `{rec['memory_limit']}`) — {rec['why']}.",
-        f"Image: {built}. Model files sha256 `{p['model_sha256'][:12]}`.",
+        f"Image: {built}. Model files sha256 {md.code(str(p['model_sha256'])[:12])}.",
     ]
     return "\n".join(lines)
 
@@ -291,22 +295,24 @@ _DEPLOY_ICONS = {"serving": "🚀", "ab": "🆎", "rolled_back": "↩️", "unch
 def _deploy(d: dict[str, Any]) -> str:
     """The deploy step: gates, approver, each rollout step's split and health, the outcome."""
     icon = _DEPLOY_ICONS.get(d["status"], "📄")
-    after = f", replacing v{d['previous']}" if d.get("previous") else ""
+    t = md.text
+    after = f", replacing v{t(d['previous'])}" if d.get("previous") else ""
     lines = [
-        f"### {icon} Deploy: v{d['version']} → {d['env']} ({d['target']}): "
-        f"**{d['status'].replace('_', ' ')}**",
+        f"### {icon} Deploy: v{t(d['version'])} → {t(d['env'])} ({t(d['target'])}): "
+        f"**{t(d['status'].replace('_', ' '))}**",
         "",
-        f"By {d['by']} at {d['at']}{after}."
-        + (f" Alias `{d['alias']}` → v{d['version']}." if d.get("alias") else ""),
+        f"By {t(d['by'])} at {t(d['at'])}{after}."
+        + (f" Alias {md.code(d['alias'])} → v{t(d['version'])}." if d.get("alias") else ""),
     ]
     approval = d.get("approval")
     if approval:
         lines.append(
-            f"Approved by **{approval['by']}** at {approval['at']} ({approval['source']}): "
-            f"{approval['reason']}"
+            f"Approved by **{t(approval['by'])}** at {t(approval['at'])} "
+            f"({t(approval['source'])}): {t(approval['reason'])}"
         )
     for gate in d["gates"]:
-        lines.append(f"- {'✅' if gate['passed'] else '❌'} gate {gate['name']}: {gate['detail']}")
+        mark = "✅" if gate["passed"] else "❌"
+        lines.append(f"- {mark} gate {t(gate['name'])}: {t(gate['detail'])}")
     if d["steps"]:
         lines += [
             "",
@@ -315,18 +321,22 @@ def _deploy(d: dict[str, Any]) -> str:
         ]
         for step in d["steps"]:
             new, cur = step["new"], step["current"]
-            split = ", ".join(f"v{v} {w:g}%" for v, w in step["weights"].items())
-            health = "✅ healthy" if step["passed"] else "❌ " + "; ".join(step["reasons"])
+            split = md.cell(", ".join(f"v{t(v)} {w:g}%" for v, w in step["weights"].items()))
+            health = (
+                "✅ healthy"
+                if step["passed"]
+                else "❌ " + "; ".join(md.cell(t(r)) for r in step["reasons"])
+            )
             lines.append(
                 f"| {step['percent']:g}% | {split} | {new['requests']} | "
                 f"{new['server_errors']} | {_p99(new['p99_ms'])} | "
                 f"{_p99(cur['p99_ms']) if cur else '—'} | {health} |"
             )
-    final = ", ".join(f"v{v} {w:g}%" for v, w in d["split"].items()) or "none"
+    final = ", ".join(f"v{t(v)} {w:g}%" for v, w in d["split"].items()) or "none"
     where = d.get("url") or d.get("manifests") or ""
-    lines += ["", f"Split now: {final}" + (f" at `{where}`" if where else "") + "."]
+    lines += ["", f"Split now: {final}" + (f" at {md.code(where)}" if where else "") + "."]
     if d.get("note"):
-        lines.append(f"> {d['note']}")
+        lines.append(f"> {t(d['note'])}")
     return "\n".join(lines)
 
 
@@ -337,32 +347,38 @@ def _p99(value: float | None) -> str:
 def _lineage(c: ComparisonResult, registration: RegisterResult | None, tags: dict[str, str]) -> str:
     commit = tags.get("mlops.git.commit")
     repo = tags.get("mlops.git.repository", "")
-    if commit and repo.startswith("http"):
+    if commit and _SAFE_URL.match(repo) and re.fullmatch(r"[0-9a-f]{7,64}", commit):
         commit_text = f"[`{commit[:10]}`]({repo.removesuffix('.git')}/commit/{commit})"
     else:
-        commit_text = f"`{commit[:10]}`" if commit else "—"
+        commit_text = md.code(commit[:10]) if commit else "—"
     if tags.get("mlops.git.dirty") == "true":
         commit_text += " (uncommitted changes)"
     rows = [
         ("commit", commit_text),
-        ("branch", f"`{tags['mlops.git.branch']}`" if "mlops.git.branch" in tags else "—"),
-        ("pull request", f"#{tags['mlops.ci.pr']}" if "mlops.ci.pr" in tags else "—"),
-        ("triggered by", tags.get("mlops.ci.actor", "—")),
+        ("branch", md.code(tags["mlops.git.branch"]) if "mlops.git.branch" in tags else "—"),
+        ("pull request", _pr(tags.get("mlops.ci.pr"))),
+        ("triggered by", md.text(tags.get("mlops.ci.actor", "—"))),
         ("data fingerprint", _short(tags.get("mlops.data.fingerprint"))),
         ("environment lock", _short(tags.get("mlops.env.sha256"))),
-        ("MLflow run", f"`{c.candidate.run_id}`"),
+        ("MLflow run", md.code(c.candidate.run_id)),
         (
             "model version",
-            f"{registration.name} v{registration.version}" if registration else "not registered",
+            md.text(f"{registration.name} v{registration.version}")
+            if registration
+            else "not registered",
         ),
     ]
     if c.production is not None:
-        rows.append(("production", f"{c.model} v{c.production.version}"))
-    if "mlops.ci.run_url" in tags:
+        rows.append(("production", md.text(f"{c.model} v{c.production.version}")))
+    if _SAFE_URL.match(tags.get("mlops.ci.run_url", "")):
         rows.append(("CI run", f"[logs]({tags['mlops.ci.run_url']})"))
-    table = ["| lineage | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+    table = ["| lineage | |", "|---|---|", *(f"| {k} | {md.cell(v)} |" for k, v in rows)]
     return "\n".join(table)
 
 
 def _short(sha: str | None) -> str:
-    return f"`sha256:{sha[:12]}`" if sha else "—"
+    return md.code(f"sha256:{sha[:12]}") if sha else "—"
+
+
+def _pr(number: str | None) -> str:
+    return f"#{number}" if number and number.isdigit() else md.text(number or "—")

@@ -124,7 +124,7 @@ def test_primary_rate_limit_waits_for_the_reset_time(
     outcome = client(api).upsert_comment(6, "hi <!-- m -->", "<!-- m -->", tmp_path)
     assert outcome.action == "created"
     assert time.time() >= reset  # waited for x-ratelimit-reset before retrying
-    gets = [s for m, p, s in state.requests if m == "GET"]
+    gets = [s for m, p, s in state.requests if m == "GET" and p.endswith("/comments")]
     assert gets == [403, 200]
 
 
@@ -275,3 +275,97 @@ def test_deploy_gates_read_github_environment_approvals_and_pr_reviews(
     assert approval.source == "github environment"
     assert "#9 approved by bob, carol" in gates[2].detail
     assert ("GET", "/repos/acme/iris/actions/runs/555/approvals", 200) in state.requests
+
+
+MARKER = "<!-- mlops-ci:report model=m workflow=w -->"
+
+
+def test_a_502_after_github_created_the_comment_leaves_one_comment(
+    gh: tuple[str, GithubState], tmp_path: Path
+) -> None:
+    api, state = gh
+    state.faults.append(Fault("POST", r"/repos/acme/iris/issues/5/comments", 502, after=True))
+    outcome = client(api).upsert_comment(5, "report " + MARKER, MARKER, tmp_path)
+    assert outcome.action == "created"
+    assert [c["body"] for c in state.comments.values()] == ["report " + MARKER]
+    posts = [s for m, p, s in state.requests if m == "POST"]
+    assert posts == [502]  # not retried blindly: the comments were read again instead
+
+
+def test_every_retry_failing_is_one_line_exit_3_and_no_comment(
+    gh: tuple[str, GithubState], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api, state = gh
+    for _ in range(12):
+        state.faults.append(Fault("GET", r"/repos/acme/iris/issues/5/comments", 503))
+    from mlops_ci.errors import ServiceError
+
+    with pytest.raises(ServiceError) as caught:
+        client(api).upsert_comment(5, "report " + MARKER, MARKER, tmp_path)
+    assert caught.value.exit_code == 3 and "\n" not in str(caught.value)
+    assert "commenting on pull request #5" in str(caught.value) and TOKEN not in str(caught.value)
+    assert not state.comments
+
+
+def test_a_failed_create_that_did_not_land_is_an_error_and_no_comment(
+    gh: tuple[str, GithubState], tmp_path: Path
+) -> None:
+    from mlops_ci.errors import ServiceError
+
+    api, state = gh
+    state.faults.append(Fault("POST", r"/repos/acme/iris/issues/5/comments", 500))
+    with pytest.raises(ServiceError, match="500"):
+        client(api).upsert_comment(5, "report " + MARKER, MARKER, tmp_path)
+    assert not state.comments
+
+
+@pytest.mark.parametrize(
+    ("token", "login"), [(TOKEN, None), ("ghp_personal0123456789SECRET", "mlops-bot")]
+)
+def test_a_comment_by_someone_else_carrying_the_marker_is_never_touched(
+    tmp_path: Path, token: str, login: str | None
+) -> None:
+    """An older comment by another user with the marker: neither edited nor deleted, and the
+    report goes into the token's own comment (GITHUB_TOKEN's bot, or the user GET /user names)."""
+    with github_server(token) as (api, state):
+        state.login = login
+        hostile = state.add_comment(REPO, 5, "pwned " + MARKER, "mallory")
+        settings = GithubSettings(token, api, REPO)
+        gh_client = GithubClient(settings, retries=1, seconds_between_requests=0,
+                                 seconds_between_writes=0)  # fmt: skip
+        first = gh_client.upsert_comment(5, "report 1 " + MARKER, MARKER, tmp_path)
+        second = gh_client.upsert_comment(5, "report 2 " + MARKER, MARKER, tmp_path)
+        assert first.action == "created" and second.action == "updated"
+        assert first.comment_id == second.comment_id != hostile
+        assert state.comments[hostile]["body"] == "pwned " + MARKER
+        ours = state.comments[first.comment_id or 0]
+        assert ours["body"] == "report 2 " + MARKER
+        assert ours["user"]["login"] == (login or "github-actions[bot]")
+        asked = [p for m, p, _ in state.requests if p == "/user"]
+        assert asked == ([] if token.startswith("ghs_") else ["/user"])
+
+
+def test_every_posted_body_fits_the_limit_and_keeps_its_marker(
+    gh: tuple[str, GithubState], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workflow_run path posts a body saved by a fork's job: cut like any other, closing
+    the code block and the <details> the cut left open before the note and the marker."""
+    from mlops_ci.ci.github import COMMENT_LIMIT, save_for_artifact
+
+    api, state = gh
+    body = "<details><summary>x</summary>\n\n```\n" + "a line of text\n" * 14_000
+    save_for_artifact(tmp_path / "saved", REPO, 9, body + MARKER, MARKER)
+    assert len(body) > 200_000
+    state.pulls[9] = "a" * 40
+    for key, value in {
+        "GITHUB_TOKEN": TOKEN,
+        "GITHUB_API_URL": api,
+        "GITHUB_REPOSITORY": REPO,
+    }.items():
+        monkeypatch.setenv(key, value)
+    code = run_cli("report", "--post-saved", str(tmp_path / "saved"), "--expect-head-sha", "a" * 40)
+    assert code == 0, code
+    (posted,) = [c["body"] for c in state.comments.values()]
+    assert len(posted) <= COMMENT_LIMIT and posted.rstrip().endswith(MARKER)
+    tail = posted[posted.rindex("a line of text") :]
+    assert tail.index("```") < tail.index("</details>") < tail.index("✂️")

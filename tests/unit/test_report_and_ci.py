@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -54,7 +56,7 @@ def test_long_report_is_cut_to_githubs_limit_with_a_pointer(tmp_path: Path) -> N
     long = "\n".join(f"| row {i} | {'x' * 80} |" for i in range(2000))
     body = Report("m", "pass", long, marker, tmp_path / "report.md").comment_body()
     assert len(body) <= GITHUB_COMMENT_LIMIT
-    assert "Report truncated" in body and "`.mlops/report.md`" in body
+    assert "Report cut to fit" in body and "`.mlops/report.md`" in body
     assert body.rstrip().endswith(marker)
     short = Report("m", "pass", "ok", marker, tmp_path / "r.md").comment_body()
     assert short == f"ok\n{marker}\n"
@@ -94,3 +96,69 @@ def test_outputs_and_summary_files(tmp_path: Path) -> None:
     assert text[1:] == [f"notes<<{delimiter}", "two", "lines", delimiter]
     assert write_summary("# hi", env) and summary.read_text() == "# hi\n"
     assert not write_summary("# hi", {})
+
+
+HOSTILE = "x`|![i](https://evil.example/p.png) <img src=https://evil.example/q.png> @org/team #1"
+
+
+def rendered(markdown: str) -> str:
+    """HTML as a GFM renderer makes it (markdown-it-py with tables and strikethrough)."""
+    from markdown_it import MarkdownIt
+
+    return str(
+        MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"]).render(markdown)
+    )
+
+
+def test_strings_from_a_pull_request_cannot_inject_markup_into_the_report(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
+    """Branch, actor, repository URL, data file and registered names come from the PR: none of
+    them may embed an image, open a link, inject HTML, mention anyone or split a table."""
+    from mlops_ci.steps.report import render
+
+    in_production(fake_registry, config)
+    run = candidate_run(fake_registry, config.root, c=0.01)
+    run.tags.update(
+        {
+            "mlops.git.branch": HOSTILE,
+            "mlops.ci.actor": HOSTILE,
+            "mlops.ci.pr": HOSTILE,
+            "mlops.git.repository": "https://evil.example/x)![p](https://evil.example/r.png",
+            "mlops.ci.run_url": "javascript:alert(1)",
+        }
+    )
+    comparison = compare(config, fake_registry, run.run_id)
+    comparison.evaluation["data"] = HOSTILE
+    comparison.evaluation["feature_change"] = {"added": [HOSTILE], "removed": []}
+    deployed = {
+        "name": "m", "version": "2", "env": HOSTILE, "target": "local", "status": "serving",
+        "previous": None, "by": HOSTILE, "at": "now", "alias": HOSTILE, "note": HOSTILE,
+        "approval": {"by": HOSTILE, "at": "now", "source": "x", "reason": HOSTILE},
+        "gates": [{"name": "comparison", "passed": True, "detail": HOSTILE}],
+        "steps": [], "split": {"2": 100.0}, "url": HOSTILE,
+    }  # fmt: skip
+    markdown = render(comparison, None, run.tags, deployed=deployed)
+    html = rendered(markdown)
+    targets = re.findall(r'(?:href|src)="([^"]*)"', html)
+    assert "<img" not in html and not [t for t in targets if "evil" in t], targets
+    assert "javascript:" not in html and "CI run" not in markdown  # not a link it would write
+    assert "@org/team" in html  # shown as text...
+    assert "\\@org" in markdown  # ...but escaped, so GitHub does not mention anyone
+    lineage = markdown[markdown.index("| lineage | |") :].split("\n\n")[0].splitlines()
+    table = rendered("\n".join(lineage))
+    assert table.count("<tr>") == len(lineage) - 1  # header + rows, nothing split off
+    for row in table.split("<tr>")[1:]:
+        assert row.count("<td>") + row.count("<th>") == 2, row
+    assert f"<code>{escape(HOSTILE, quote=False)}</code>" in html  # verbatim, as code
+
+
+def test_markdown_helpers_hold_any_string() -> None:
+    from mlops_ci import markdown as md
+
+    assert rendered(md.code("a``b")).strip() == "<p><code>a``b</code></p>"
+    assert rendered(md.text("*b* [l](u) <i>")).strip() == "<p>*b* [l](u) &lt;i&gt;</p>"
+    cell = md.cell(md.code("a|b"))
+    assert "<td><code>a|b</code></td>" in rendered(f"| h |\n|---|\n| {cell} |")
+    assert md.mermaid('x"] ```') == "x__ ___"
+    assert md.text("f1_macro _x_") == "f1_macro \\_x\\_"
