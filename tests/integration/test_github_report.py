@@ -33,6 +33,16 @@ def client(api_url: str) -> GithubClient:
     return GithubClient(settings, retries=3, seconds_between_requests=0, seconds_between_writes=0)
 
 
+def use_github(monkeypatch: pytest.MonkeyPatch, api: str) -> None:
+    """The environment a workflow job with a write token gives the CLI."""
+    for key, value in {
+        "GITHUB_TOKEN": TOKEN,
+        "GITHUB_API_URL": api,
+        "GITHUB_REPOSITORY": REPO,
+    }.items():
+        monkeypatch.setenv(key, value)
+
+
 def built_report(config: Config, registry: InMemoryRegistry, workflow: str = "pr") -> Report:
     in_production(registry, config)
     run = candidate_run(registry, config.root, c=0.01)
@@ -193,12 +203,7 @@ def test_fork_token_saves_the_report_and_workflow_run_posts_it(
     # The base repository's workflow_run job, with a write token, posts it.
     state.read_only = False
     state.pulls[9] = "a" * 40
-    for key, value in {
-        "GITHUB_TOKEN": TOKEN,
-        "GITHUB_API_URL": api,
-        "GITHUB_REPOSITORY": REPO,
-    }.items():
-        monkeypatch.setenv(key, value)
+    use_github(monkeypatch, api)
     args = ["report", "--post-saved", str(tmp_path / "saved"), "--expect-head-sha"]
     assert run_cli(*args, "b" * 40) == 2  # the PR's head is not the run's commit: refused
     assert state.comments == {}
@@ -357,12 +362,7 @@ def test_every_posted_body_fits_the_limit_and_keeps_its_marker(
     save_for_artifact(tmp_path / "saved", REPO, 9, body + MARKER, MARKER)
     assert len(body) > 200_000
     state.pulls[9] = "a" * 40
-    for key, value in {
-        "GITHUB_TOKEN": TOKEN,
-        "GITHUB_API_URL": api,
-        "GITHUB_REPOSITORY": REPO,
-    }.items():
-        monkeypatch.setenv(key, value)
+    use_github(monkeypatch, api)
     code = run_cli("report", "--post-saved", str(tmp_path / "saved"), "--expect-head-sha", "a" * 40)
     assert code == 0, code
     (posted,) = [c["body"] for c in state.comments.values()]
