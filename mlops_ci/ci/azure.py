@@ -1,6 +1,7 @@
 """Azure Repos: the report as one pull-request thread, updated in place.
 
-The thread is found again by the hidden marker in its first comment, as on GitHub. Calls go to
+The thread is found again by the hidden marker in its first comment and its author, the build
+identity (``_apis/connectionData``), as on GitHub. Calls go to
 the Azure DevOps REST API (``/_apis/git/repositories/{repo}/pullRequests/{pr}/threads``,
 api-version 7.1) with ``System.AccessToken`` as a bearer token; 429 and 5xx are retried with
 backoff, honouring ``Retry-After``. The token is never printed.
@@ -13,9 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from mlops_ci import markdown as md
+from mlops_ci.ci.retry import create_once
 from mlops_ci.errors import InputError, ServiceError
 
 API_VERSION = "7.1"
+CONNECTION_API_VERSION = "7.1-preview.1"  # _apis/connectionData has only preview versions
 COMMENT_LIMIT = 150_000  # Azure DevOps refuses longer comment content
 
 
@@ -63,14 +67,16 @@ class AzureReposClient:
                 "are needed (set by Azure Pipelines)"
             )
         self.settings = settings
-        retry = Retry(
+
+        retry = create_once(Retry, 429)(
             total=retries,
             backoff_factor=backoff,
             status_forcelist=(429, 500, 502, 503, 504),
-            allowed_methods={"GET", "POST", "PATCH"},
+            allowed_methods={"GET", "PATCH", "DELETE"},  # POST: see create_once
             respect_retry_after_header=True,
             raise_on_status=False,
         )
+        self._identity: str | None = None
         self._http = requests.Session()
         self._http.mount("http://", HTTPAdapter(max_retries=retry))
         self._http.mount("https://", HTTPAdapter(max_retries=retry))
@@ -84,40 +90,89 @@ class AzureReposClient:
         )
 
     def upsert_thread(self, pr: int, body: str, marker: str) -> ThreadOutcome:
-        """Edit the first comment of the thread carrying ``marker``, or start that thread."""
-        content = _cut(body)
-        threads = self._call("GET", f"{pr}/threads").get("value", [])
-        for thread in threads:
-            comments = thread.get("comments") or []
-            first = comments[0] if comments else {}
-            if marker in (first.get("content") or "") and not thread.get("isDeleted"):
-                self._call(
-                    "PATCH",
-                    f"{pr}/threads/{thread['id']}/comments/{first['id']}",
-                    {"content": content},
-                )
-                return ThreadOutcome("updated", pr, int(thread["id"]), self._url(pr, thread))
-        created = self._call(
-            "POST",
-            f"{pr}/threads",
-            {
-                "comments": [{"parentCommentId": 0, "content": content, "commentType": 1}],
-                "status": "closed",  # informational: nothing for the author to resolve
-            },
-        )
+        """Edit the first comment of this identity's thread carrying ``marker``, or start that
+        thread. Threads started by anyone else are never touched, marker or not. A create is
+        never retried blindly: after a failed POST the threads are read again, and the one
+        Azure DevOps made before failing is the one kept (copies are deleted)."""
+        content = md.fit(body, COMMENT_LIMIT, marker)
+        me = self.identity()
+        mine = self._marked(pr, marker, me)
+        if mine:
+            return self._keep_one(pr, mine, content, "updated")
+        try:
+            created = self._call(
+                "POST",
+                f"{pr}/threads",
+                {
+                    "comments": [{"parentCommentId": 0, "content": content, "commentType": 1}],
+                    "status": "closed",  # informational: nothing for the author to resolve
+                },
+            )
+        except ServiceError:
+            mine = self._marked(pr, marker, me)  # did it land before the error?
+            if not mine:
+                raise
+            return self._keep_one(pr, mine, content, "created")
         return ThreadOutcome("created", pr, int(created["id"]), self._url(pr, created))
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def identity(self) -> str:
+        """The id of the identity the token acts as (the build service in a pipeline)."""
+        if self._identity is None:
+            url = f"{self.settings.collection_uri}_apis/connectionData"
+            data = self._call("GET", url, version=CONNECTION_API_VERSION)
+            found = (data.get("authenticatedUser") or {}).get("id")
+            if not found:
+                raise ServiceError(
+                    f"Azure DevOps at {self.settings.collection_uri}: connectionData names no "
+                    "authenticated user"
+                )
+            self._identity = str(found)
+        return self._identity
+
+    def _marked(self, pr: int, marker: str, me: str) -> list[dict[str, Any]]:
+        """This identity's live threads whose first comment carries the marker, oldest first."""
+        found = []
+        for thread in self._call("GET", f"{pr}/threads").get("value", []):
+            comments = thread.get("comments") or []
+            first = comments[0] if comments else {}
+            author = (first.get("author") or {}).get("id")
+            if (
+                marker in (first.get("content") or "")
+                and author == me
+                and not thread.get("isDeleted")
+                and not first.get("isDeleted")
+            ):
+                found.append(thread)
+        return sorted(found, key=lambda t: int(t["id"]))
+
+    def _keep_one(
+        self, pr: int, mine: list[dict[str, Any]], content: str, action: str
+    ) -> ThreadOutcome:
+        keep, *strays = mine
+        first = keep["comments"][0]
+        if first.get("content") != content:
+            path = f"{pr}/threads/{keep['id']}/comments/{first['id']}"
+            self._call("PATCH", path, {"content": content})
+        for stray in strays:  # a create that landed although its answer was an error
+            self._call(
+                "DELETE", f"{pr}/threads/{stray['id']}/comments/{stray['comments'][0]['id']}"
+            )
+        return ThreadOutcome(action, pr, int(keep["id"]), self._url(pr, keep))
+
+    def _call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, version: str = API_VERSION
+    ) -> Any:
         import requests
 
-        url = f"{self._base}/{path}"
+        url = path if "://" in path else f"{self._base}/{path}"
         try:
             answer = self._http.request(
-                method, url, params={"api-version": API_VERSION}, json=body, timeout=30
+                method, url, params={"api-version": version}, json=body, timeout=30
             )
         except requests.RequestException as err:
             raise ServiceError(
-                f"Azure DevOps at {self.settings.collection_uri}: {type(err).__name__}"
+                f"Azure DevOps at {self.settings.collection_uri}: {type(err).__name__}",
+                hint="retried with backoff; try again later",
             ) from None
         if answer.status_code >= 400:
             message = _message(answer)
@@ -143,10 +198,3 @@ def _message(answer: Any) -> str:
         return str(answer.json().get("message", ""))[:300]
     except ValueError:
         return str(answer.text)[:300]
-
-
-def _cut(body: str) -> str:
-    if len(body) <= COMMENT_LIMIT:
-        return body
-    note = "\n\n… cut: the full report is in the run's artifacts (.mlops/report.md)."
-    return body[: COMMENT_LIMIT - len(note)] + note

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops_ci import markdown as md
+from mlops_ci.ci.retry import create_once
 from mlops_ci.errors import InputError, ServiceError
 from mlops_ci.records import write_json_atomic, write_text_atomic
 
@@ -72,6 +73,7 @@ class GithubClient:
         seconds_between_writes: float = 1.0,
     ) -> None:
         from github import Auth, Github
+        from github.GithubRetry import GithubRetry
         from urllib3.util.retry import Retry
 
         if not settings.token:
@@ -81,11 +83,11 @@ class GithubClient:
         if not settings.repository:
             raise InputError("no repository: set GITHUB_REPOSITORY or pass --repo OWNER/NAME")
         self.settings = settings
-        retry = _create_once_retry()(
+        retry = create_once(GithubRetry, 403)(
             total=retries,
             backoff_factor=0.5,
             max_rate_limit_wait=600,
-            # POST creates: see _create_once_retry.
+            # POST creates: see create_once (403 is GitHub's rate-limit answer).
             allowed_methods=Retry.DEFAULT_ALLOWED_METHODS | {"GET", "PATCH"},
         )
         self._gh = Github(
@@ -231,22 +233,6 @@ class GithubClient:
         if status == 401:
             return InputError(text, hint="GITHUB_TOKEN was rejected; check it is valid")
         return ServiceError(text, hint="retried with backoff; try again later")
-
-
-def _create_once_retry() -> type:
-    from github.GithubRetry import GithubRetry
-
-    class CreateOnceRetry(GithubRetry):
-        """PyGithub's retry, except that a POST is retried only on a rate limit (GitHub did
-        not process it), never on a 5xx or a lost answer, which can come after GitHub created
-        the comment: upsert_comment then reads the comments again instead."""
-
-        def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
-            if method.upper() == "POST":
-                return status_code == 403 and super().is_retry("GET", 403, has_retry_after)
-            return bool(super().is_retry(method, status_code, has_retry_after))
-
-    return CreateOnceRetry
 
 
 def _message(err: Any) -> str:

@@ -196,11 +196,22 @@ def test_tfx_packages_the_extension_offline(tmp_path: Path) -> None:
 
 
 class AzureState:
+    ME = "a1b2c3d4-0000-4000-8000-build5ervice"  # the build identity the token acts as
+
     def __init__(self) -> None:
         self.threads: dict[int, dict[str, Any]] = {}
         self.fail_next: list[int] = []
+        # (method, status): handle the next request of that method for real, then answer status
+        self.fail_after: list[tuple[str, int]] = []
         self.requests: list[tuple[str, str, int]] = []
         self.auth: set[str] = set()
+
+    def add_thread(self, content: str, author: str) -> int:
+        """A thread someone else started."""
+        tid = len(self.threads) + 1
+        comment = {"id": 1, "content": content, "author": {"id": author}}
+        self.threads[tid] = {"id": tid, "comments": [comment], "status": "active"}
+        return tid
 
 
 @pytest.fixture
@@ -237,6 +248,22 @@ def azure_server() -> Iterator[tuple[str, AzureState]]:
                 status = state.fail_next.pop(0)
                 self._answer(status, {"message": "busy"}, {"Retry-After": "0"})
                 return status
+            if state.fail_after and state.fail_after[0][0] == method:
+                _, status = state.fail_after.pop(0)
+                real = self._answer
+                self._answer = lambda *_a, **_k: None  # type: ignore[method-assign]
+                try:
+                    self._real(method, path, query, payload)
+                finally:
+                    self._answer = real  # type: ignore[method-assign]
+                self._answer(status, {"message": "gateway timeout"})
+                return status
+            return self._real(method, path, query, payload)
+
+        def _real(self, method: str, path: str, query: str, payload: Any) -> int:
+            if path == "/acme/_apis/connectionData" and "api-version=7.1-preview" in query:
+                self._answer(200, {"authenticatedUser": {"id": state.ME}})
+                return 200
             if "api-version=7.1" not in query or not path.startswith(prefix):
                 self._answer(404, {"message": "not found"})
                 return 404
@@ -248,7 +275,7 @@ def azure_server() -> Iterator[tuple[str, AzureState]]:
                 return 200
             if len(rest) == 2 and method == "POST":
                 tid = len(state.threads) + 1
-                comments = [{"id": 1, **payload["comments"][0]}]
+                comments = [{"id": 1, **payload["comments"][0], "author": {"id": state.ME}}]
                 state.threads[tid] = {"id": tid, "comments": comments, "status": payload["status"]}
                 self._answer(200, state.threads[tid])
                 return 200
@@ -256,6 +283,10 @@ def azure_server() -> Iterator[tuple[str, AzureState]]:
                 thread = state.threads[int(rest[2])]
                 thread["comments"][int(rest[4]) - 1]["content"] = payload["content"]
                 self._answer(200, thread["comments"][0])
+                return 200
+            if len(rest) == 5 and method == "DELETE":
+                state.threads[int(rest[2])]["comments"][int(rest[4]) - 1]["isDeleted"] = True
+                self._answer(200)
                 return 200
             self._answer(405, {"message": "no"})
             return 405
@@ -268,6 +299,9 @@ def azure_server() -> Iterator[tuple[str, AzureState]]:
 
         def do_PATCH(self) -> None:
             self._handle("PATCH")
+
+        def do_DELETE(self) -> None:
+            self._handle("DELETE")
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -291,6 +325,67 @@ def test_pull_request_thread_is_created_once_then_updated_and_429_retried(
     assert state.threads[1]["comments"][0]["content"] == f"{marker}\nsecond"
     assert [s for _, _, s in state.requests].count(429) == 1 and state.auth == {f"Bearer {TOKEN}"}
     assert second.url.endswith("/_git/repo-1/pullrequest/12?discussionId=1")
+
+
+def live(state: AzureState) -> list[dict[str, Any]]:
+    return [t for t in state.threads.values() if not t["comments"][0].get("isDeleted")]
+
+
+def azure_client(url: str) -> AzureReposClient:
+    return AzureReposClient(AzureSettings(TOKEN, url, "ml project", "repo-1", "TfsGit"), backoff=0)
+
+
+MARKER = "<!-- mlops-ci:report model=iris workflow=ci -->"
+
+
+def test_a_503_after_the_thread_was_created_leaves_one_thread(
+    azure_server: tuple[str, AzureState],
+) -> None:
+    url, state = azure_server
+    state.fail_after = [("POST", 503)]
+    outcome = azure_client(url).upsert_thread(12, f"{MARKER}\nreport", MARKER)
+    assert outcome.action == "created"
+    assert [t["comments"][0]["content"] for t in live(state)] == [f"{MARKER}\nreport"]
+    assert [s for m, _, s in state.requests if m == "POST"] == [503]  # not retried blindly
+
+
+def test_a_copy_left_by_an_earlier_run_is_removed(azure_server: tuple[str, AzureState]) -> None:
+    url, state = azure_server
+    for _ in range(2):  # two threads of ours, as an older mlops-ci's retried POST left them
+        state.add_thread(f"{MARKER}\nold", AzureState.ME)
+    outcome = azure_client(url).upsert_thread(12, f"{MARKER}\nnew", MARKER)
+    assert (outcome.action, outcome.thread_id) == ("updated", 1)
+    assert [t["comments"][0]["content"] for t in live(state)] == [f"{MARKER}\nnew"]
+
+
+def test_a_thread_someone_else_started_with_the_marker_is_never_touched(
+    azure_server: tuple[str, AzureState],
+) -> None:
+    url, state = azure_server
+    hostile = state.add_thread(f"{MARKER}\npwned", "mallory-id")
+    client = azure_client(url)
+    first = client.upsert_thread(12, f"{MARKER}\nreport 1", MARKER)
+    second = client.upsert_thread(12, f"{MARKER}\nreport 2", MARKER)
+    assert first.thread_id == second.thread_id != hostile
+    assert state.threads[hostile]["comments"][0] == {
+        "id": 1, "content": f"{MARKER}\npwned", "author": {"id": "mallory-id"}
+    }  # fmt: skip
+    assert state.threads[first.thread_id]["comments"][0]["content"] == f"{MARKER}\nreport 2"
+
+
+def test_all_retries_failing_is_one_line_and_no_thread(
+    azure_server: tuple[str, AzureState],
+) -> None:
+    from mlops_ci.errors import ServiceError
+
+    url, state = azure_server
+    client = azure_client(url)
+    client.identity()
+    state.fail_next = [503] * 12
+    with pytest.raises(ServiceError) as caught:
+        client.upsert_thread(12, f"{MARKER}\nreport", MARKER)
+    assert caught.value.exit_code == 3 and "\n" not in str(caught.value)
+    assert TOKEN not in str(caught.value) and not state.threads
 
 
 def test_report_cli_posts_the_thread_in_azure_pipelines(
