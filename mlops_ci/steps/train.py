@@ -203,6 +203,27 @@ def _train(
     return _finish(config, record, False, key, trace, started)
 
 
+# Credentials of the CI platform, the registry and mlops-ci itself: the training code is the
+# pull request's code, so it gets none of them (data credentials such as AWS_* stay).
+SECRET_VARIABLES = (
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+    "ACTIONS_RUNTIME_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "SYSTEM_ACCESSTOKEN",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLOPS_ADMIN_TOKEN",
+)
+
+
+def command_environment(env: Mapping[str, str], admin_token_env: str) -> dict[str, str]:
+    """The environment of the training command: this one without the secret variables."""
+    secret = {*SECRET_VARIABLES, admin_token_env}
+    return {k: v for k, v in env.items() if k.upper() not in secret}
+
+
 def _run_command(
     config: Config, params: Mapping[str, Scalar], env: dict[str, str], log_path: Path
 ) -> Path:
@@ -213,7 +234,8 @@ def _run_command(
         raise InputError(f"mlops.yaml: train.command: cannot be split into words: {err}") from None
     # {python} is the interpreter mlops-ci runs in (a pipx or CI venv), whatever is on PATH.
     argv = [sys.executable if word == PYTHON else word for word in argv]
-    env = {**env, "MLOPS_PARAMS": json.dumps(params, sort_keys=True)}
+    env = command_environment(env, config.serve.admin_token_env)
+    env["MLOPS_PARAMS"] = json.dumps(params, sort_keys=True)
     env.update({f"MLOPS_PARAM_{k.upper()}": str(v) for k, v in params.items()})
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w", encoding="utf-8") as log:

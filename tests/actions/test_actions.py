@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -239,6 +240,37 @@ def test_umbrella_action_runs_a_verb_and_refuses_unknown_ones(installed: Runner)
     bad = run_action(root, installed, {"command": "rm -rf /"}, {"token": "x"}, python)
     assert bad.returncode == 2
     assert "::error::input command: 'rm -rf /' is not one of" in bad.stdout
+
+
+@pytest.mark.slow
+def test_umbrella_action_keeps_tokens_from_the_training_code(installed: Runner) -> None:
+    """train runs the pull request's code: neither the action's github-token nor the runner's
+    own credentials reach it."""
+    project = installed.workspace / "iris-secrets"
+    shutil.copytree(ROOT / "examples" / "iris", project)
+    (project / "envdump.py").write_text(
+        "import json, os, runpy\n"
+        "json.dump(sorted(os.environ), open('env.json', 'w'))\n"
+        "runpy.run_path('train.py', run_name='__main__')\n"
+    )
+    config = project / "mlops.yaml"
+    config.write_text(config.read_text().replace("{python} train.py", "{python} envdump.py"))
+    secrets = {
+        "GITHUB_TOKEN": "from-the-workflow",
+        "ACTIONS_RUNTIME_TOKEN": "runtime",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "oidc",
+        "SYSTEM_ACCESSTOKEN": "azure",
+    }
+    runner = dataclasses.replace(
+        installed, env={**installed.env, **secrets}, path=list(installed.path), log=[]
+    )
+    python = {"python": {"python-path": sys.executable}}
+    inputs = {"command": "train", "config": "iris-secrets"}
+    done = run_action(ROOT, runner, inputs, {"token": "the-action-token"}, python)
+    assert done.returncode == 0, done.stdout
+    seen = set(json.loads((project / "env.json").read_text()))
+    assert "MLOPS_PARAMS" in seen and "PATH" in seen
+    assert not seen & {*secrets, "INPUT_GITHUB_TOKEN"}, seen & {*secrets, "INPUT_GITHUB_TOKEN"}
 
 
 @pytest.mark.slow

@@ -32,3 +32,21 @@ def test_every_verb_has_help_a_newcomer_understands() -> None:
         for param in command.params:
             if param.param_type_name == "option" and param.name not in ("help",):
                 assert getattr(param, "help", None), f"`mlops-ci {name}` {param.opts} has no help"
+
+
+def test_the_training_command_gets_no_credentials() -> None:
+    from mlops_ci.steps.train import command_environment
+
+    env = {
+        "PATH": "/bin",
+        "AWS_ACCESS_KEY_ID": "data-access-stays",
+        "GITHUB_TOKEN": "x",
+        "gh_token": "x",
+        "SYSTEM_ACCESSTOKEN": "x",
+        "MLFLOW_TRACKING_PASSWORD": "x",
+        "MY_ADMIN": "x",
+    }
+    assert command_environment(env, "MY_ADMIN") == {
+        "PATH": "/bin",
+        "AWS_ACCESS_KEY_ID": "data-access-stays",
+    }
