@@ -12,7 +12,7 @@ if [[ -n "$extras" && ! "$extras" =~ ^[a-z,]+$ ]]; then
   exit 2
 fi
 target="$source_dir"
-if [ -n "$extras" ]; then target="$source_dir[$extras]"; fi
+if [ -n "$extras" ]; then target="${source_dir}[${extras}]"; fi
 "$venv/bin/python" -m pip install --disable-pip-version-check --quiet "$target"
 echo "$venv/bin" >> "${GITHUB_PATH:?GITHUB_PATH is not set}"
 version=$("$venv/bin/mlops-ci" --version | awk '{print $NF}')
