@@ -81,7 +81,15 @@ def emit_outputs(outputs: Mapping[str, str], env: Mapping[str, str] | None = Non
     elif env.get("TF_BUILD"):
         for key, value in outputs.items():
             first_line = value.splitlines()[0] if value else ""
-            print(vso("task.setvariable", {"variable": key, "isoutput": "true"}, first_line))
+            variable = azure_output_name(key)
+            print(vso("task.setvariable", {"variable": variable, "isoutput": "true"}, first_line))
+
+
+def azure_output_name(key: str) -> str:
+    """An output's name as Azure Pipelines wants it: letters and digits only (task.json's
+    outputVariables), so ``run_id`` and ``deploy-status`` become ``runId`` and ``deployStatus``."""
+    first, *rest = re.split(r"[^A-Za-z0-9]+", key)
+    return first + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 def write_summary(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -44,7 +45,7 @@ def test_outputs_issues_summary_and_secrets_as_azure_documents_them(
     emit_outputs({"verdict": "pass", "run_id": "abc123"}, AZURE)
     assert capsys.readouterr().out.splitlines() == [
         "##vso[task.setvariable variable=verdict;isoutput=true;]pass",
-        "##vso[task.setvariable variable=run_id;isoutput=true;]abc123",
+        "##vso[task.setvariable variable=runId;isoutput=true;]abc123",
     ]
     config_error = ConfigError(
         ["mlops.yaml:7: gate.rules.0.metric: 'f9' is not one of ['accuracy']"],
@@ -165,6 +166,39 @@ def test_task_json_declares_what_the_handler_and_the_cli_use() -> None:
     manifest = json.loads((TASK / "vss-extension.json").read_text())
     (contribution,) = manifest["contributions"]
     assert contribution["properties"]["name"] == "mlopsci" and (TASK / "mlopsci").is_dir()
+
+
+def test_task_json_is_valid_against_the_task_schema() -> None:
+    """The rules of Microsoft's tasks.schema.json (see the schema's $comment), which an
+    invalid task.json (e.g. an output variable named run_id) breaks."""
+    import jsonschema
+
+    schema = json.loads((Path(__file__).parent / "azure_task.schema.json").read_text())
+    task = json.loads((TASK / "mlopsci" / "task.json").read_text())
+    jsonschema.validate(task, schema)
+    bad = {**task, "outputVariables": [{"name": "run_id"}]}
+    with pytest.raises(jsonschema.ValidationError, match="does not match"):
+        jsonschema.validate(bad, schema)
+    from mlops_ci.ci import azure_output_name
+
+    declared = {v["name"] for v in task["outputVariables"]}
+    assert {azure_output_name(k) for k in emitted_outputs()} == declared
+
+
+def emitted_outputs() -> set[str]:
+    """The output names the CLI emits: the string keys of the dicts it hands to emit_outputs
+    (read off its source, so a new output without its declaration fails the test above)."""
+    source = (ROOT / "mlops_ci" / "cli.py").read_text()
+    keys: set[str] = set()
+    for call in re.finditer(r"emit_outputs\(|outputs = \{|return \{", source):
+        end = (
+            source.find(")", call.end())
+            if call.group().startswith("emit")
+            else source.find("}", call.end())
+        )
+        keys |= set(re.findall(r'"([a-z][a-z_-]*)": ', source[call.start() : end + 1]))
+    assert {"run_id", "verdict", "deploy-status", "report-path", "comment-url"} <= keys, keys
+    return keys
 
 
 def test_tfx_packages_the_extension_offline(tmp_path: Path) -> None:
