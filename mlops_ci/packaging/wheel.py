@@ -61,6 +61,30 @@ def build_wheel(folder: Path) -> Path:
     return out
 
 
+def ship(folder: Path) -> Path:
+    """The wheel and ``wheel.json`` (its file name and sha256) in ``folder``: what the Azure
+    Pipelines task installs, since no package index has mlops-ci. Returns the wheel."""
+    import json
+
+    from mlops_ci.lineage import sha256_file
+    from mlops_ci.records import write_text_atomic
+
+    for old in folder.glob("mlops_ci-*.whl"):
+        old.unlink()
+    wheel = build_wheel(folder)
+    record = {"file": wheel.name, "sha256": sha256_file(wheel)}
+    write_text_atomic(folder / "wheel.json", json.dumps(record, indent=2) + "\n")
+    return wheel
+
+
 def _hash(data: bytes) -> str:
     digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
     return f"sha256={digest}"
+
+
+if __name__ == "__main__":  # python -m mlops_ci.packaging.wheel FOLDER
+    import sys
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m mlops_ci.packaging.wheel FOLDER  (writes the wheel + wheel.json)")
+    print(ship(Path(sys.argv[1])))

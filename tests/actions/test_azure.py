@@ -158,7 +158,7 @@ def test_task_json_declares_what_the_handler_and_the_cli_use() -> None:
         "execution",
     ):
         assert task[key], key
-    verbs = set(task["inputs"][0]["options"])
+    verbs = set(task["inputs"][0]["options"]) - {"setup"}  # setup: the handler only installs
     assert verbs <= set(cli.commands), verbs - set(cli.commands)
     handler = (TASK / "mlopsci" / "index.js").read_text()
     assert all(f"'{verb}'" in handler for verb in verbs)
@@ -166,6 +166,48 @@ def test_task_json_declares_what_the_handler_and_the_cli_use() -> None:
     manifest = json.loads((TASK / "vss-extension.json").read_text())
     (contribution,) = manifest["contributions"]
     assert contribution["properties"]["name"] == "mlopsci" and (TASK / "mlopsci").is_dir()
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
+def test_the_task_installs_the_wheel_it_ships_and_only_that_one(tmp_path: Path) -> None:
+    """No package index has mlops-ci: the task pip-installs the wheel packaged beside it, after
+    checking its sha256 against wheel.json, and refuses a wheel that does not match."""
+    from mlops_ci.packaging.wheel import ship
+
+    task = tmp_path / "mlopsci"
+    shutil.copytree(TASK / "mlopsci", task)
+    wheel = ship(task)
+    bin_dir, calls = tmp_path / "bin", tmp_path / "pip-calls.json"
+    bin_dir.mkdir()
+    fake_python = bin_dir / "python3"  # records the pip call and "installs" an mlops-ci
+    fake_python.write_text(
+        f"#!{sys.executable}\nimport json, os, sys\n"
+        f"json.dump(sys.argv[1:], open({str(calls)!r}, 'w'))\n"
+        f"cli = {str(bin_dir / 'mlops-ci')!r}\n"
+        "open(cli, 'w').write('#!/bin/sh\\necho mlops-ci 0.1.0\\n'); os.chmod(cli, 0o755)\n"
+    )
+    fake_python.chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}/usr/bin:/bin",
+        "INPUT_COMMAND": "setup",
+        "INPUT_EXTRAS": "serve",
+    }
+    node = shutil.which("node") or "node"
+    done = subprocess.run([node, str(task / "index.js")], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(calls.read_text()) == [
+        "-m", "pip", "install", "--disable-pip-version-check", f"{wheel}[serve]"
+    ]  # fmt: skip
+    assert "mlops-ci 0.1.0" in done.stdout
+
+    (bin_dir / "mlops-ci").unlink()
+    calls.unlink()
+    wheel.write_bytes(wheel.read_bytes() + b"tampered")
+    refused = subprocess.run(
+        [node, str(task / "index.js")], env=env, capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and "not installing it" in refused.stdout
+    assert not calls.exists()  # pip never ran
 
 
 def test_task_json_is_valid_against_the_task_schema() -> None:
@@ -206,6 +248,9 @@ def test_tfx_packages_the_extension_offline(tmp_path: Path) -> None:
     if not tfx:
         pytest.skip("tfx-cli is not installed (.ci/run installs it from npm and sets TFX_BIN)")
     shutil.copytree(TASK, tmp_path / "ext")
+    from mlops_ci.packaging.wheel import ship
+
+    wheel = ship(tmp_path / "ext" / "mlopsci")
     done = subprocess.run(
         [
             tfx,
@@ -223,7 +268,10 @@ def test_tfx_packages_the_extension_offline(tmp_path: Path) -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert (tmp_path / "out.vsix").stat().st_size > 1000
+    import zipfile
+
+    names = zipfile.ZipFile(tmp_path / "out.vsix").namelist()
+    assert f"mlopsci/{wheel.name}" in names and "mlopsci/wheel.json" in names, names
 
 
 # --- the pull-request thread on Azure Repos --------------------------------------------------
@@ -470,14 +518,45 @@ def test_report_cli_posts_the_thread_in_azure_pipelines(
 # --- templates ---------------------------------------------------------------------------
 
 
+def with_our_task(vendored: dict[str, Any]) -> dict[str, Any]:
+    """check-jsonschema's vendored Azure Pipelines schema knows only Microsoft's built-in tasks:
+    add MlopsCi@0 with the inputs task.json declares, as installing the extension does."""
+    task = json.loads((TASK / "mlopsci" / "task.json").read_text())
+    name = f"{task['name']}@{task['version']['Major']}"
+    inputs = {i["name"]: {"type": "string"} for i in task["inputs"]}
+    commands = list(task["inputs"][0]["options"])
+    inputs["command"] = {"enum": commands}
+    step = vendored["definitions"]["task"]
+    step["properties"]["task"]["anyOf"].append({"enum": [name]})
+    step["anyOf"].append(
+        {
+            "properties": {
+                "task": {"pattern": f"^{name}$"},
+                "inputs": {"type": "object", "properties": inputs, "additionalProperties": False},
+            },
+            "required": ["task"],
+        }
+    )
+    return vendored
+
+
 def test_pipeline_templates_validate_and_init_copies_them(tmp_path: Path) -> None:
+    import check_jsonschema
+
+    vendored = (
+        Path(check_jsonschema.__file__).parent / "builtin_schemas/vendor/azure-pipelines.json"
+    )
+    schema = tmp_path / "azure-pipelines.json"
+    schema.write_text(json.dumps(with_our_task(json.loads(vendored.read_text()))))
     done = subprocess.run(
         [
             "check-jsonschema",
             "--regex-variant",
             "python",
-            "--builtin-schema",
-            "vendor.azure-pipelines",
+            "--data-transform",
+            "azure-pipelines",
+            "--schemafile",
+            str(schema),
             *map(str, TEMPLATES),
         ],
         capture_output=True,
@@ -494,3 +573,42 @@ def test_pipeline_templates_validate_and_init_copies_them(tmp_path: Path) -> Non
     result = init_project(tmp_path, "azure")
     copied = sorted(p.name for p in (tmp_path / ".azure-pipelines").glob("*.yml"))
     assert copied == [t.name for t in TEMPLATES] and len(result.written) == len(TEMPLATES) + 1
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"), [("IndividualCI", []), ("PullRequest", ["--pr", "auto"])]
+)
+def test_report_template_comments_only_on_pull_request_builds(
+    fake_cli: Path, tmp_path: Path, reason: str, expected: list[str]
+) -> None:
+    """The bash of report.yml as the agent runs it: outside a PR build the literal
+    '$(System.PullRequest.PullRequestId)' must not be taken for a PR number."""
+    import yaml
+
+    (step,) = yaml.safe_load((ROOT / "templates" / "azure-pipelines" / "report.yml").read_text())[
+        "steps"
+    ]
+    assert "PullRequestId" not in json.dumps(step["env"])
+    env = {
+        "PATH": f"{fake_cli.parent / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "MLOPS_CONFIG": "mlops.yaml",
+        "BUILD_REASON": reason,
+        "SYSTEM_PULLREQUEST_PULLREQUESTID": "$(System.PullRequest.PullRequestId)",
+    }
+    done = subprocess.run(["bash", "-c", step["bash"]], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(fake_cli.read_text()) == ["report", "--config", "mlops.yaml", *expected]
+
+
+def test_pipeline_registers_packages_and_deploys_only_outside_pull_requests() -> None:
+    import yaml
+
+    folder = ROOT / "templates" / "azure-pipelines"
+    register = yaml.safe_load((folder / "register.yml").read_text())
+    assert "ne(variables['Build.Reason'], 'PullRequest')" in register["parameters"][1]["default"]
+    pipeline = yaml.safe_load((folder / "mlops-pipeline.yml").read_text())
+    train, package, *deploys = pipeline["stages"]
+    (step,) = [s for s in train["jobs"][0]["steps"] if s.get("template") == "register.yml"]
+    assert "ne(variables['Build.Reason'], 'PullRequest')" in step["parameters"]["condition"]
+    assert "ne(variables['Build.Reason'], 'PullRequest')" in package["condition"]
+    assert all(stage["dependsOn"] in ("Package", "Staging") for stage in deploys)

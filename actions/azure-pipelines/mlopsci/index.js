@@ -4,6 +4,9 @@
 // in an input stay literal. Only Node's own modules are used.
 'use strict';
 const { spawnSync } = require('child_process');
+const crypto = require('crypto');
+const fs = require('fs');
+const path = require('path');
 
 const VERBS = new Set(['validate', 'train', 'compare', 'register', 'promote', 'package', 'deploy',
   'approve', 'rollback', 'undeploy', 'status', 'drift', 'batch-score', 'report']);
@@ -25,15 +28,36 @@ function run(program, args) {
   return { code: done.status === null ? 1 : done.status };
 }
 
+// The task installs the mlops-ci wheel it ships (wheel.json names it and its sha256; no package
+// index has mlops-ci), with its dependencies from the package index.
 function ensureInstalled() {
   if (run('mlops-ci', ['--version']).code === 0) return true;
-  const version = input('version', '0.1.0');
   const extras = input('extras', '');
-  if (!/^[0-9][0-9A-Za-z.+-]*$/.test(version) || !/^[a-z,]*$/.test(extras)) {
-    fail(`input version '${version}' or extras '${extras}' is not valid`);
+  if (!/^[a-z,]*$/.test(extras)) {
+    fail(`input extras '${extras}' is not a comma-separated list of names such as serve`);
     return false;
   }
-  const spec = `mlops-ci${extras ? `[${extras}]` : ''}==${version}`;
+  let shipped;
+  try {
+    shipped = JSON.parse(fs.readFileSync(path.join(__dirname, 'wheel.json'), 'utf8'));
+  } catch (err) {
+    fail('this task was packaged without its mlops-ci wheel (wheel.json): run '
+      + '`python -m mlops_ci.packaging.wheel mlopsci` before `tfx extension create`');
+    return false;
+  }
+  const wheel = path.join(__dirname, path.basename(String(shipped.file)));
+  let digest;
+  try {
+    digest = crypto.createHash('sha256').update(fs.readFileSync(wheel)).digest('hex');
+  } catch (err) {
+    fail(`cannot read the shipped wheel ${wheel}: ${err.message}`);
+    return false;
+  }
+  if (digest !== shipped.sha256) {
+    fail(`the shipped wheel ${path.basename(wheel)} has sha256 ${digest}, not ${shipped.sha256} as wheel.json records: not installing it`);
+    return false;
+  }
+  const spec = `${wheel}${extras ? `[${extras}]` : ''}`;
   const python = process.platform === 'win32' ? 'python' : 'python3';
   if (run(python, ['-m', 'pip', 'install', '--disable-pip-version-check', spec]).code !== 0) {
     fail(`pip could not install ${spec}`);
@@ -44,6 +68,12 @@ function ensureInstalled() {
 
 function main() {
   const command = input('command', 'train');
+  if (command === 'setup') {  // install only, for the steps that call mlops-ci themselves
+    if (ensureInstalled() && run('mlops-ci', ['--version']).code !== 0) {
+      fail('mlops-ci was installed but does not run: is the Python of UsePythonVersion on PATH?');
+    }
+    return;
+  }
   if (!VERBS.has(command)) {
     fail(`input command: '${command}' is not an mlops-ci verb (${[...VERBS].join(', ')})`);
     return;
