@@ -86,5 +86,5 @@ if __name__ == "__main__":  # python -m mlops_ci.packaging.wheel FOLDER
     import sys
 
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m mlops_ci.packaging.wheel FOLDER  (writes the wheel + wheel.json)")
+        sys.exit("usage: python -m mlops_ci.packaging.wheel FOLDER  (writes wheel + wheel.json)")
     print(ship(Path(sys.argv[1])))
