@@ -493,18 +493,59 @@ def deploy(
 @ENV_OPTION
 @by_option("approves")
 @click.option("--reason", required=True, help="Why; recorded on the version.")
+@click.option(
+    "--from-azure-run",
+    is_flag=True,
+    help="Record the approvers of this Azure Pipelines run's environment check (REST), "
+    "instead of --by.",
+)
 def approve(
-    config_path: Path | None, version: str, env_name: str, by: str | None, reason: str
+    config_path: Path | None,
+    version: str,
+    env_name: str,
+    by: str | None,
+    reason: str,
+    from_azure_run: bool,
 ) -> None:
-    """Approve a version for an environment whose deploy needs approval (recorded on it)."""
+    """Approve a version for an environment whose deploy needs approval (recorded on it).
+
+    In an Azure Pipelines deployment job, --from-azure-run records who really approved the
+    environment's check of this run (Azure DevOps REST: the run's approvals), not who queued it.
+    """
     from mlops_ci.steps.approve import approve as approve_step
 
     config = _load(config_path)
-    number, approval = approve_step(config, _open(config), version, env_name, _who(by), reason)
+    source, at = "mlops-ci approve", None
+    if from_azure_run:
+        by, reason, at = _azure_run_approver(reason)
+        source = "azure environment check"
+    number, approval = approve_step(
+        config, _open(config), version, env_name, _who(by), reason, source, at
+    )
     click.echo(
         f"approved {config.model.name} v{number} for {env_name} by {approval.by} "
         f"at {approval.at}: {approval.reason}"
     )
+
+
+def _azure_run_approver(reason: str) -> tuple[str, str, str | None]:
+    """(approvers, reason, when) of the approved checks of this Azure Pipelines run."""
+    import os
+
+    from mlops_ci.ci.azure import AzureReposClient, AzureSettings
+
+    build_id = os.environ.get("BUILD_BUILDID", "")
+    if not build_id:
+        raise MlopsError("--from-azure-run needs BUILD_BUILDID (set by Azure Pipelines)")
+    approvals = AzureReposClient(AzureSettings.from_env(os.environ)).run_approvals(build_id)
+    if not approvals:
+        raise MlopsError(
+            f"Azure Pipelines run {build_id} has no approved check",
+            hint="add an Approvals check to the environment (Pipelines → Environments)",
+        )
+    approvers = ", ".join(dict.fromkeys(a.by for a in approvals))
+    comments = "; ".join(a.comment for a in approvals if a.comment)
+    return approvers, f"{reason} ({comments})" if comments else reason, approvals[-1].at
 
 
 @cli.command()

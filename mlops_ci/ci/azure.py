@@ -43,6 +43,15 @@ class AzureSettings:
 
 
 @dataclass(frozen=True)
+class RunApproval:
+    """One approver's yes to a check of a pipeline run."""
+
+    by: str  # display name (unique name)
+    comment: str
+    at: str | None
+
+
+@dataclass(frozen=True)
 class ThreadOutcome:
     action: str  # created | updated
     pr: int
@@ -128,6 +137,36 @@ class AzureReposClient:
                 )
             self._identity = str(found)
         return self._identity
+
+    def run_approvals(self, build_id: str) -> list[RunApproval]:
+        """Who approved the checks of a pipeline run (an environment's approvals): the run's
+        timeline names its approval checkpoints, the approvals API their steps."""
+        s = self.settings
+        base = f"{s.collection_uri}{quote(s.project)}/_apis"
+        timeline = self._call("GET", f"{base}/build/builds/{quote(build_id)}/timeline")
+        ids = [
+            str(r["id"])
+            for r in timeline.get("records") or []
+            if r.get("type") == "Checkpoint.Approval" and r.get("id")
+        ]
+        if not ids:
+            return []
+        found = self._call(
+            "GET", f"{base}/pipelines/approvals?approvalIds={','.join(ids)}&$expand=steps"
+        )
+        approvals = []
+        for approval in found.get("value") or []:
+            for step in approval.get("steps") or []:
+                who = step.get("actualApprover") or {}
+                if step.get("status") == "approved" and who.get("displayName"):
+                    unique = who.get("uniqueName")
+                    name = f"{who['displayName']} ({unique})" if unique else who["displayName"]
+                    approvals.append(
+                        RunApproval(
+                            name, str(step.get("comment") or ""), step.get("lastModifiedOn")
+                        )
+                    )
+        return approvals
 
     def _marked(self, pr: int, marker: str, me: str) -> list[dict[str, Any]]:
         """This identity's live threads whose first comment carries the marker, oldest first."""

@@ -14,13 +14,20 @@ from mlops_ci.steps.deploy import environment
 
 
 def approve(
-    config: Config, registry: ModelRegistry, version_ref: str, env_name: str, by: str, reason: str
+    config: Config,
+    registry: ModelRegistry,
+    version_ref: str,
+    env_name: str,
+    by: str,
+    reason: str,
+    source: str = "mlops-ci approve",
+    at: str | None = None,
 ) -> tuple[str, Approval]:
     """Returns (version, approval) after writing ``mlops.approval.ENV.*`` on the version."""
     environment(config, env_name)
     if not by.strip() or not reason.strip():
         raise InputError("approve needs --by NAME and a non-empty --reason")
     version = resolve_version(registry, config.model.name, version_ref)
-    approval = Approval(by, now_iso(), reason, "mlops-ci approve")
+    approval = Approval(by, at or now_iso(), reason, source)
     registry.set_version_tags(config.model.name, version.version, approval.tags(env_name))
     return version.version, approval

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -285,6 +286,8 @@ class AzureState:
         self.fail_next: list[int] = []
         # (method, status): handle the next request of that method for real, then answer status
         self.fail_after: list[tuple[str, int]] = []
+        self.timeline: list[dict[str, Any]] = []  # records of run 77
+        self.approvals: dict[str, dict[str, Any]] = {}  # approval id -> approval
         self.requests: list[tuple[str, str, int]] = []
         self.auth: set[str] = set()
 
@@ -345,6 +348,16 @@ def azure_server() -> Iterator[tuple[str, AzureState]]:
         def _real(self, method: str, path: str, query: str, payload: Any) -> int:
             if path == "/acme/_apis/connectionData" and "api-version=7.1-preview" in query:
                 self._answer(200, {"authenticatedUser": {"id": state.ME}})
+                return 200
+            project = "/acme/ml%20project/_apis/"
+            if path == f"{project}build/builds/77/timeline" and "api-version=7.1" in query:
+                self._answer(200, {"records": state.timeline})
+                return 200
+            if path == f"{project}pipelines/approvals" and parse_qs(query).get("$expand") == [
+                "steps"
+            ]:
+                asked = parse_qs(query)["approvalIds"][0].split(",")
+                self._answer(200, {"value": [state.approvals[a] for a in asked]})
                 return 200
             if "api-version=7.1" not in query or not path.startswith(prefix):
                 self._answer(404, {"message": "not found"})
@@ -612,3 +625,60 @@ def test_pipeline_registers_packages_and_deploys_only_outside_pull_requests() ->
     assert "ne(variables['Build.Reason'], 'PullRequest')" in step["parameters"]["condition"]
     assert "ne(variables['Build.Reason'], 'PullRequest')" in package["condition"]
     assert all(stage["dependsOn"] in ("Package", "Staging") for stage in deploys)
+
+
+def test_approve_records_who_approved_the_environment_check_not_who_queued_the_run(
+    azure_server: tuple[str, AzureState],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from mlops_ci.steps.pipeline import copy_example
+    from tests.fakes import InMemoryRegistry
+    from tests.helpers import run_cli
+    from tests.unit.test_gate import in_production
+
+    url, state = azure_server
+    project = copy_example(tmp_path / "iris")
+    config = load_config(project)
+    registry = InMemoryRegistry()
+    version = in_production(registry, config)
+    monkeypatch.setattr("mlops_ci.cli._open", lambda _config: registry)
+    for key, value in {
+        "TF_BUILD": "True",
+        "SYSTEM_ACCESSTOKEN": TOKEN,
+        "SYSTEM_COLLECTIONURI": url,
+        "SYSTEM_TEAMPROJECT": "ml project",
+        "BUILD_REPOSITORY_ID": "repo-1",
+        "BUILD_BUILDID": "77",
+        "BUILD_REQUESTEDFOR": "Queued By",
+    }.items():
+        monkeypatch.setenv(key, value)
+    args = ["approve", "-c", str(project), "--version", version, "--env", "production"]
+    args += ["--from-azure-run", "--reason", "release 7"]
+    assert run_cli(*args) == 2  # no approval check ran: refused, nothing recorded
+    assert "run 77 has no approved check" in capsys.readouterr().err
+    assert (
+        "mlops.approval.production.by" not in registry.get_version(config.model.name, version).tags
+    )
+
+    state.timeline = [
+        {"type": "Stage", "id": "s1"},
+        {"type": "Checkpoint.Approval", "id": "ap-1"},
+    ]
+    state.approvals["ap-1"] = {
+        "id": "ap-1",
+        "status": "approved",
+        "steps": [
+            {"assignedApprover": {"displayName": "Release managers"}, "status": "approved",
+             "actualApprover": {"displayName": "Ada Lovelace", "uniqueName": "ada@example.com"},
+             "comment": "numbers look right", "lastModifiedOn": "2026-11-25T10:00:00Z"},
+        ],
+    }  # fmt: skip
+    assert run_cli(*args) == 0
+    tags = registry.get_version(config.model.name, version).tags
+    assert tags["mlops.approval.production.by"] == "Ada Lovelace (ada@example.com)"
+    assert tags["mlops.approval.production.source"] == "azure environment check"
+    assert tags["mlops.approval.production.reason"] == "release 7 (numbers look right)"
+    assert tags["mlops.approval.production.at"] == "2026-11-25T10:00:00Z"
+    assert TOKEN not in capsys.readouterr().out
