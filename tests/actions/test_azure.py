@@ -483,41 +483,51 @@ def test_all_retries_failing_is_one_line_and_no_thread(
     assert TOKEN not in str(caught.value) and not state.threads
 
 
+def azure_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, **env: str
+) -> tuple[Path, Any, Any, str]:
+    """An Azure Pipelines job's environment around the iris example with a production model
+    in an in-memory registry: (project, config, registry, production version)."""
+    from mlops_ci.steps.pipeline import copy_example
+    from tests.fakes import InMemoryRegistry
+    from tests.unit.test_gate import in_production
+
+    project = copy_example(tmp_path / "iris")
+    config = load_config(project)
+    registry = InMemoryRegistry()
+    version = in_production(registry, config)
+    monkeypatch.setattr("mlops_ci.cli._open", lambda _config: registry)
+    base = {
+        "TF_BUILD": "True",
+        "SYSTEM_ACCESSTOKEN": TOKEN,
+        "SYSTEM_COLLECTIONURI": url,
+        "SYSTEM_TEAMPROJECT": "ml project",
+        "BUILD_REPOSITORY_ID": "repo-1",
+    }
+    for key, value in {**base, **env}.items():
+        monkeypatch.setenv(key, value)
+    for key in ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT"):
+        monkeypatch.delenv(key, raising=False)
+    return project, config, registry, version
+
+
 def test_report_cli_posts_the_thread_in_azure_pipelines(
     azure_server: tuple[str, AzureState],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from tests.fakes import InMemoryRegistry
     from tests.helpers import run_cli
-    from tests.unit.test_gate import candidate_run, in_production
+    from tests.unit.test_gate import candidate_run
 
     url, state = azure_server
-    from mlops_ci.steps.pipeline import copy_example
-
-    project = copy_example(tmp_path / "iris")
-    config = load_config(project)
-    registry = InMemoryRegistry()
-    in_production(registry, config)
+    project, config, registry, _ = azure_job(
+        tmp_path, monkeypatch, url, BUILD_REPOSITORY_PROVIDER="TfsGit",
+        SYSTEM_PULLREQUEST_PULLREQUESTID="12", AGENT_TEMPDIRECTORY=str(tmp_path),
+    )  # fmt: skip
     from mlops_ci.steps.compare import compare
 
     compare(config, registry, candidate_run(registry, project, c=0.01).run_id)
-    monkeypatch.setattr("mlops_ci.cli._open", lambda _config: registry)
-    for key, value in {
-        "TF_BUILD": "True",
-        "SYSTEM_ACCESSTOKEN": TOKEN,
-        "SYSTEM_COLLECTIONURI": url,
-        "SYSTEM_TEAMPROJECT": "ml project",
-        "BUILD_REPOSITORY_ID": "repo-1",
-        "BUILD_REPOSITORY_PROVIDER": "TfsGit",
-        "SYSTEM_PULLREQUEST_PULLREQUESTID": "12",
-        "AGENT_TEMPDIRECTORY": str(tmp_path),
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
-    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-    monkeypatch.delenv("GITHUB_OUTPUT", raising=False)
     assert run_cli("report", "-c", str(project), "--pr", "auto") == 0
     assert run_cli("report", "-c", str(project), "--pr", "auto") == 0
     out = capsys.readouterr().out
@@ -633,27 +643,12 @@ def test_approve_records_who_approved_the_environment_check_not_who_queued_the_r
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from mlops_ci.steps.pipeline import copy_example
-    from tests.fakes import InMemoryRegistry
     from tests.helpers import run_cli
-    from tests.unit.test_gate import in_production
 
     url, state = azure_server
-    project = copy_example(tmp_path / "iris")
-    config = load_config(project)
-    registry = InMemoryRegistry()
-    version = in_production(registry, config)
-    monkeypatch.setattr("mlops_ci.cli._open", lambda _config: registry)
-    for key, value in {
-        "TF_BUILD": "True",
-        "SYSTEM_ACCESSTOKEN": TOKEN,
-        "SYSTEM_COLLECTIONURI": url,
-        "SYSTEM_TEAMPROJECT": "ml project",
-        "BUILD_REPOSITORY_ID": "repo-1",
-        "BUILD_BUILDID": "77",
-        "BUILD_REQUESTEDFOR": "Queued By",
-    }.items():
-        monkeypatch.setenv(key, value)
+    project, config, registry, version = azure_job(
+        tmp_path, monkeypatch, url, BUILD_BUILDID="77", BUILD_REQUESTEDFOR="Queued By"
+    )
     args = ["approve", "-c", str(project), "--version", version, "--env", "production"]
     args += ["--from-azure-run", "--reason", "release 7"]
     assert run_cli(*args) == 2  # no approval check ran: refused, nothing recorded
