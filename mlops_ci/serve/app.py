@@ -263,6 +263,7 @@ def _post(app: FastAPI, service: Service, path: str, endpoint: str, handler: Han
         version, rows = "-", 0
         try:
             service.sync()
+            _check_content_type(request)
             body = await _read_body(request, limit)
             version, rows, response = await handler(request, body, request_id)
         except PayloadError as err:
@@ -295,6 +296,23 @@ def _post(app: FastAPI, service: Service, path: str, endpoint: str, handler: Han
     app.add_api_route(path, route, methods=["POST"], include_in_schema=True, name=endpoint)
 
 
+def _check_content_type(request: Request) -> None:
+    """JSON, or the v2 binary tensor extension; anything else is a 415 (as MLflow's scoring
+    server answers). A request without a Content-Type is read as JSON, as curl -d sends it."""
+    given = request.headers.get("content-type")
+    if given is None:
+        return
+    media = given.split(";", 1)[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        return
+    binary = request.headers.get("inference-header-content-length") is not None
+    if binary and media == "application/octet-stream":
+        return
+    accepted = "application/json" + (", or application/octet-stream with the binary header"
+                                     if binary else "")  # fmt: skip
+    raise PayloadError(415, f"Content-Type '{given[:60]}' is not supported: send {accepted}")
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = _int_header(request.headers.get("content-length"))
     if declared is not None and declared > limit:
@@ -311,7 +329,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
 def _int_header(value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.isdigit():
+    # str.isdigit accepts '²' and other digits int() refuses: only ASCII 0-9, bounded.
+    if not value.isascii() or not value.isdigit() or len(value) > 12:
         raise PayloadError(400, f"header value '{value[:40]}' must be a whole number")
     return int(value)
 

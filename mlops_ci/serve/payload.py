@@ -247,6 +247,12 @@ def _finite(
     return np.ascontiguousarray(values, dtype=np.float32)
 
 
+# Python types JSON data may hold per v2 datatype: integers only for the INT/UINT types.
+_NUMBER_TYPES: dict[str, tuple[type, ...]] = {
+    name: (int,) if name.startswith(("INT", "UINT")) else (int, float) for name in V2_NUMERIC
+}
+
+
 def _check_rows(rows: int, field: str, limits: Limits) -> None:
     if rows == 0:
         raise PayloadError(422, f"'{field}' is empty: send at least one row")
@@ -372,9 +378,14 @@ def _column_tensor(
     data = tensor.get("data")
     if not isinstance(data, list):
         raise PayloadError(422, f"'{where}.data' must be a list")
+    _check_nesting(data, shape, where)
     flat = _flatten(data, rows, where)
     if datatype == "BOOL" and not all(type(v) is bool for v in flat):
         raise PayloadError(422, f"'{where}.data' must hold true/false for datatype BOOL")
+    if str(datatype).startswith(("INT", "UINT")) and not all(
+        type(v) is int or v is None for v in flat
+    ):
+        raise PayloadError(422, f"'{where}.data' must hold whole numbers for datatype {datatype}")
     if datatype == "BOOL":
         flat = [int(v) for v in flat]
     return _column(flat, feature, f"'{feature.name}'", "in row"), 0
@@ -425,17 +436,36 @@ def _tensor(tensor: dict[str, Any], binary: bytes, limits: Limits) -> npt.NDArra
     data = tensor.get("data")
     if not isinstance(data, list):
         raise PayloadError(422, "'inputs[0].data' must be a list of numbers")
+    _check_nesting(data, [rows, width], "inputs[0]")
     flat = _flatten(data, rows * width, "inputs[0]")
     if datatype == "BOOL":
         if not all(type(v) is bool for v in flat):
             raise PayloadError(422, "'inputs[0].data' must hold true/false for datatype BOOL")
     elif not all(
-        type(v) is float or type(v) is int or (v is None and k % width in limits.nullable)
+        type(v) in _NUMBER_TYPES[datatype] or (v is None and k % width in limits.nullable)
         for k, v in enumerate(flat)
     ):
-        raise PayloadError(422, f"'inputs[0].data' must hold only numbers for datatype {datatype}")
+        kind = "whole numbers" if datatype.startswith(("INT", "UINT")) else "only numbers"
+        raise PayloadError(422, f"'inputs[0].data' must hold {kind} for datatype {datatype}")
     values = np.array(flat, dtype=np.float64).reshape(rows, width)
     return _finite(values, "inputs[0].data", limits.nullable)
+
+
+def _check_nesting(data: list[Any], shape: list[int], where: str) -> None:
+    """Nested data must follow the shape at every level (flat data is counted by _flatten):
+    [[1, 2, 3], [4, 5, 6, 7, 8]] is not 2 rows of 4, whatever its total."""
+    if not any(isinstance(v, list) for v in data):
+        return
+    if len(data) != shape[0] or len(shape) == 1:
+        raise PayloadError(422, f"'{where}.data' is nested unlike its shape {shape}")
+    for row in data:
+        if not isinstance(row, list):
+            raise PayloadError(422, f"'{where}.data' mixes lists and values; shape {shape}")
+        _check_nesting(row, shape[1:], where)
+        if not any(isinstance(v, list) for v in row) and len(row) != shape[1]:
+            raise PayloadError(
+                422, f"'{where}.data' has a row of {len(row)} values; the shape says {shape[1]}"
+            )
 
 
 def _flatten(data: list[Any], expected: int, where: str) -> list[Any]:
@@ -473,6 +503,8 @@ def _binary(
             f"binary tensor of {len(binary)} bytes does not match shape [{rows}, {width}] "
             f"of {datatype}",
         )
+    if datatype == "BOOL" and binary.translate(None, b"\x00\x01"):
+        raise PayloadError(422, "binary BOOL data must hold bytes 0 or 1")
     values = np.frombuffer(binary, dtype=dtype.newbyteorder("<")).reshape(rows, width)
     return _finite(values.astype(np.float64), "inputs[0] (binary)", missing_ok)
 

@@ -4,6 +4,7 @@ never a 5xx, and the server still healthy afterwards."""
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +140,41 @@ def test_generated_malformed_requests_never_get_a_5xx(packaged: Packaged, tmp_pa
         assert healthy.status_code == 200 and client.get("/v2/health/ready").status_code == 200
         assert srv.process.poll() is None
     assert "Traceback" not in srv.log() and "internal error" not in srv.log()
+
+
+def test_what_is_not_json_is_a_415_and_json_in_any_spelling_is_served(
+    packaged: Packaged, tmp_path: Path
+) -> None:
+    body = json.dumps({"inputs": [[5.1, 3.5, 1.4, 0.2]]}).encode()
+    with serving("--model-dir", str(packaged.v1), cwd=tmp_path) as srv:
+        for media in ("text/plain", "application/xml", "application/x-www-form-urlencoded",
+                      "image/png", "application/octet-stream"):  # fmt: skip
+            answer = httpx.post(f"{srv.url}/score", content=body, headers={"content-type": media})
+            assert answer.status_code == 415, (media, answer.text)
+            assert media in answer.json()["error"]
+        for media in ("application/json", "application/json; charset=utf-8", None):
+            headers = {"content-type": media} if media else {}
+            answer = httpx.post(f"{srv.url}/score", content=body, headers=headers)
+            assert answer.status_code == 200, (media, answer.text)
+        header = json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "input",
+                        "shape": [1, 4],
+                        "datatype": "FP32",
+                        "parameters": {"binary_data_size": 16},
+                    }
+                ]
+            }  # fmt: skip
+        ).encode()
+        raw = struct.pack("<4f", 5.1, 3.5, 1.4, 0.2)
+        binary = httpx.post(
+            f"{srv.url}{INFER}",
+            content=header + raw,
+            headers={
+                "content-type": "application/octet-stream",
+                "inference-header-content-length": str(len(header)),
+            },
+        )
+        assert binary.status_code == 200, binary.text

@@ -111,12 +111,55 @@ def test_v2_nested_flat_and_binary_tensors() -> None:
             {"shape": [1, 2], "datatype": "FP32", "parameters": {"binary_data_size": 4}},
             "does not match shape",
         ),
+        ({"shape": [2, 2], "datatype": "FP32", "data": [[1], [2, 3, 4]]}, "row of 1 values"),
+        ({"shape": [2, 2], "datatype": "FP32", "data": [[1, 2, 3, 4]]}, "nested unlike"),
+        ({"shape": [2, 2], "datatype": "FP32", "data": [1, [2, 3], 4]}, "nested unlike"),
+        ({"shape": [1, 2], "datatype": "INT64", "data": [1.5, 2]}, "whole numbers"),
+        ({"shape": [1, 2], "datatype": "UINT8", "data": [True, 2]}, "whole numbers"),
     ],
 )
 def test_v2_refusals(tensor: dict[str, object], says: str) -> None:
     with pytest.raises(PayloadError, match=None) as caught:
         parse_infer(v2({"name": "input", **tensor}), None, LIMITS)
     assert says in str(caught.value) and 400 <= caught.value.status < 500
+
+
+def binary_request(datatype: str, raw: bytes) -> tuple[bytes, int]:
+    header = v2(
+        {
+            "name": "input",
+            "shape": [1, 2],
+            "datatype": datatype,
+            "parameters": {"binary_data_size": len(raw)},
+        }
+    )
+    return header + raw, len(header)
+
+
+@pytest.mark.parametrize(
+    ("datatype", "raw", "says"),
+    [
+        ("FP32", np.array([[np.nan, 1]], np.float32).tobytes(), "NaN or infinity"),
+        ("FP64", np.array([[np.inf, 1]], np.float64).tobytes(), "NaN or infinity"),
+        ("BOOL", bytes([1, 7]), "bytes 0 or 1"),
+    ],
+)
+def test_binary_tensors_are_checked_like_json_ones(datatype: str, raw: bytes, says: str) -> None:
+    body, length = binary_request(datatype, raw)
+    with pytest.raises(PayloadError, match=says) as caught:
+        parse_infer(body, length, LIMITS)
+    assert caught.value.status == 422
+    ok, length = binary_request("BOOL", bytes([1, 0]))
+    assert parse_infer(ok, length, LIMITS).x.tolist() == [[1.0, 0.0]]
+
+
+def test_ragged_data_matching_the_total_is_refused() -> None:
+    """[[1,2,3],[4,5,6,7,8]] holds 8 values, as shape [2, 4] wants, but is not 2 rows of 4."""
+    limits = Limits(n_features=4, features=("a", "b", "c", "d"), max_rows=3)
+    body = v2({"name": "input", "shape": [2, 4], "datatype": "FP32",
+               "data": [[1, 2, 3], [4, 5, 6, 7, 8]]})  # fmt: skip
+    with pytest.raises(PayloadError, match="row of 3 values"):
+        parse_infer(body, None, limits)
 
 
 def test_split_routes_by_weight_and_pins() -> None:
@@ -202,3 +245,14 @@ def test_input_log_batches_and_a_torn_segment_is_cut_back(tmp_path: Path) -> Non
     (recovered,) = recover_orphans(tmp_path, "jsonl")
     assert recovered.suffix == ".jsonl" and recovered.read_bytes().count(b"\n") == 2
     assert len(list(read_records(tmp_path))) == 5
+
+
+@pytest.mark.parametrize("value", ["²", "١٢", "-1", "1e3", " 12", "9" * 13])
+def test_the_binary_header_length_is_ascii_digits_only(value: str) -> None:
+    """str.isdigit() accepts '²' (which int() refuses: a 500 before); any such value is a 400."""
+    from mlops_ci.serve.app import _int_header
+
+    with pytest.raises(PayloadError) as caught:
+        _int_header(value)
+    assert caught.value.status == 400
+    assert _int_header("42") == 42 and _int_header(None) is None
