@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -21,6 +22,8 @@ from mlops_ci.errors import ConfigError
 from mlops_ci.metrics import METRICS
 
 CONFIG_NAME = "mlops.yaml"
+# Unknown keys reported one by one (with their line and a did-you-mean); the rest are counted.
+MAX_UNKNOWN_KEYS = 20
 Scalar = str | int | float | bool
 
 
@@ -248,7 +251,10 @@ def find_config(path: str | Path | None) -> Path:
     candidate = Path(path) if path else Path.cwd()
     if candidate.is_dir():
         candidate = candidate / CONFIG_NAME
-    return candidate.resolve()
+    try:
+        return candidate.resolve()
+    except (RuntimeError, OSError) as err:  # a symlink loop (RuntimeError before Python 3.13)
+        raise ConfigError([f"{candidate}: cannot be resolved: {err}"]) from None
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -259,29 +265,89 @@ def load_config(path: str | Path | None = None) -> Config:
             [f"{file.name}: no such file ({file})"],
             hint="run `mlops-ci init` to write a starter mlops.yaml",
         )
-    text = file.read_text("utf-8")
+    text = _read_text(file)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(
-            [f"{file.name}:{line}: YAML syntax error: {problem}"], file=file
-        ) from None
+        kind = "" if isinstance(err, yaml.constructor.ConstructorError) else "YAML syntax error: "
+        raise ConfigError([f"{file.name}:{line}: {kind}{problem}"], file=file) from None
+    except RecursionError:
+        raise ConfigError([f"{file.name}:1: nested too deeply to be a config"], file=file) from None
     if not isinstance(data, dict):
         raise ConfigError(
             [f"{file.name}:1: the file must be a YAML mapping of keys to values"], file=file
         )
-    problems = _schema_problems(data, node, file.name)
-    if problems:
-        raise ConfigError(problems, file=file)
-    filled = _with_defaults(data, schema())
-    problems = _semantic_problems(filled, node, file.name)
+    try:
+        problems = _schema_problems(data, node, file.name)
+        if problems:
+            raise ConfigError(problems, file=file)
+        filled = _with_defaults(data, schema())
+        problems = _semantic_problems(filled, node, file.name)
+    except RecursionError:
+        raise ConfigError([f"{file.name}:1: nested too deeply to be a config"], file=file) from None
     if problems:
         raise ConfigError(problems, file=file)
     return _build(file, filled)
+
+
+def _read_text(file: Path) -> str:
+    """The file as UTF-8 text; anything else is one line naming the line of the first bad byte."""
+    try:
+        raw = file.read_bytes()
+    except OSError as err:
+        raise ConfigError(
+            [f"{file.name}: cannot be read: {err.strerror or err}"], file=file
+        ) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise ConfigError(
+            [f"{file.name}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x}); save it as UTF-8"],
+            file=file,
+        ) from None
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing at their line what no mlops.yaml value can be: integers
+    of more than 30 digits (Python refuses 4,300), non-finite numbers (.nan, .inf), and tagged
+    values PyYAML cannot build (``!!int abc``)."""
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    digits = len(str(node.value).replace("_", "").lstrip("+-"))
+    if digits > 30:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"a {digits}-digit integer is beyond any setting", node.start_mark
+        )
+    try:
+        return int(loader.construct_yaml_int(node))
+    except ValueError:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"'{str(node.value)[:40]}' is not an integer", node.start_mark
+        ) from None
+
+
+def _construct_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float:
+    try:
+        value = float(loader.construct_yaml_float(node))
+    except ValueError:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"'{str(node.value)[:40]}' is not a number", node.start_mark
+        ) from None
+    if not math.isfinite(value):
+        raise yaml.constructor.ConstructorError(
+            None, None, f"'{node.value}' is not a finite number", node.start_mark
+        )
+    return value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 
 
 def line_of(config: Config, path: list[Any]) -> int:
@@ -309,23 +375,41 @@ def _schema_problems(data: Any, node: yaml.Node | None, name: str) -> list[str]:
     from jsonschema import Draft202012Validator
 
     found: list[tuple[int, str]] = []
+    unknown = 0
     for error in Draft202012Validator(schema()).iter_errors(data):
         path = list(error.absolute_path)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             known = list(error.schema.get("properties", {}))
             for key in error.instance:
                 if key not in known:
+                    unknown += 1
+                    if unknown > MAX_UNKNOWN_KEYS:
+                        continue  # counted, not each located: a huge file stays linear
                     line = _line_of(node, [*path, key], key_line=True)
                     found.append(
-                        (line, f"{_dotted([*path, key])}: unknown key{_suggest(key, known)}")
+                        (line, f"{_dotted([*path, key])}: unknown key{_suggest(str(key), known)}")
                     )
         elif error.validator == "required":
             missing = str(error.message).split("'")[1]
             line = _line_of(node, path)
             found.append((line, f"{_dotted([*path, missing])}: required key is missing"))
         else:
-            found.append((_line_of(node, path), f"{_dotted(path)}: {error.message}"))
-    return [f"{name}:{line}: {message}" for line, message in sorted(found)]
+            friendly = (
+                error.schema.get("x-pattern-message") if isinstance(error.schema, dict) else None
+            )
+            if friendly and error.validator in ("pattern", "type"):
+                shown = f"{_dotted(path)}: {str(error.instance)[:60]!r} {friendly}"
+                found.append((_line_of(node, path), shown))
+            elif error.validator == "maxLength":
+                shown = f"{_dotted(path)}: {len(error.instance):,} characters is too long (at most "
+                found.append((_line_of(node, path), shown + f"{error.validator_value:,})"))
+            else:
+                message = error.message if len(error.message) <= 200 else error.message[:200] + "…"
+                found.append((_line_of(node, path), f"{_dotted(path)}: {message}"))
+    problems = [f"{name}:{line}: {message}" for line, message in sorted(found)]
+    if unknown > MAX_UNKNOWN_KEYS:
+        problems.append(f"{name}: ... and {unknown - MAX_UNKNOWN_KEYS} more unknown keys")
+    return problems
 
 
 def _semantic_problems(data: dict[str, Any], node: yaml.Node | None, name: str) -> list[str]:
@@ -395,7 +479,7 @@ def _line_of(node: yaml.Node | None, path: list[Any], key_line: bool = False) ->
         child: yaml.Node | None = None
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
-                if key.value == part:
+                if key.value == str(part):
                     child = key if key_line and part == path[-1] else value
                     break
         elif (

@@ -102,16 +102,27 @@ def collect(root: Path, inputs: tuple[str, ...], env: Mapping[str, str] | None =
 def fingerprint(root: Path, inputs: tuple[str, ...]) -> Fingerprint:
     """sha256 manifest of the declared inputs; a missing input is an error naming it."""
     manifest: dict[str, str] = {}
+    base = root.resolve()
     for i, entry in enumerate(inputs):
-        path = (root / entry).resolve()
+        where = f"mlops.yaml: train.inputs[{i}]: '{entry}'"
+        path = Path(os.path.normpath(base / entry))  # lexically: a link inside the project is in
+        if not path.is_relative_to(base):
+            raise InputError(
+                f"{where} is outside the project folder {base}",
+                hint="the fingerprint names inputs relative to mlops.yaml: copy or link the data "
+                "into the project",
+            )
         if not path.exists():
             raise InputError(
-                f"mlops.yaml: train.inputs[{i}]: '{entry}' does not exist under {root}",
+                f"{where} does not exist under {root}",
                 hint="list only files and folders that exist before training",
             )
         files = [path] if path.is_file() else sorted(_walk(path))
         for file in files:
-            manifest[file.relative_to(root.resolve()).as_posix()] = sha256_file(file)
+            try:
+                manifest[file.relative_to(base).as_posix()] = sha256_file(file)
+            except OSError as err:
+                raise InputError(f"{where}: cannot read {file}: {err.strerror or err}") from None
     body = json.dumps(manifest, sort_keys=True).encode()
     return Fingerprint(manifest=manifest, sha256=hashlib.sha256(body).hexdigest())
 

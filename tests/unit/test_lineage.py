@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -135,3 +136,27 @@ def test_an_alias_write_that_lost_a_race_is_retried_and_nothing_else(
     else:
         reg.set_alias("m", "candidate", "3")
     assert seen == [("m", "candidate", "3")] * calls
+
+
+def test_inputs_outside_the_project_are_refused_and_a_link_inside_is_followed(
+    tmp_path: Path,
+) -> None:
+    project, outside = tmp_path / "project", tmp_path / "shared"
+    project.mkdir()
+    outside.mkdir()
+    (outside / "data.csv").write_text("a\n1\n")
+    for entry in ("/etc/hostname", "../shared/data.csv"):
+        with pytest.raises(InputError, match="is outside the project folder"):
+            fingerprint(project, (entry,))
+    (project / "data").symlink_to(outside)
+    assert list(fingerprint(project, ("data",)).manifest) == ["data/data.csv"]
+
+
+def test_an_output_that_names_a_folder_is_refused_before_training(
+    config: Any, fake_registry: Any
+) -> None:
+    from mlops_ci.steps.train import train
+
+    config.resolve(config.train.model_output).mkdir(parents=True)
+    with pytest.raises(InputError, match="train.outputs.model: .* is a folder"):
+        train(config, fake_registry)
