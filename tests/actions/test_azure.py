@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
+import yaml
 
 from mlops_ci.ci import (
     emit_outputs,
@@ -541,6 +542,22 @@ def test_report_cli_posts_the_thread_in_azure_pipelines(
 # --- templates ---------------------------------------------------------------------------
 
 
+def bash_scripts(node: Any) -> list[str]:
+    """Every `bash:` script of a pipeline template, at any depth (stages, jobs, steps)."""
+    if isinstance(node, dict):
+        found = [node["bash"]] if isinstance(node.get("bash"), str) else []
+        return found + [s for value in node.values() for s in bash_scripts(value)]
+    if isinstance(node, list):
+        return [s for item in node for s in bash_scripts(item)]
+    return []
+
+
+def test_the_script_check_catches_an_injected_parameter() -> None:
+    injected = {"steps": [{"bash": "mlops-ci train --config ${{ parameters.config }}\n"}]}
+    assert any("${{" in script for script in bash_scripts(injected))
+    assert sum(len(bash_scripts(yaml.safe_load(t.read_text()))) for t in TEMPLATES) >= 8
+
+
 def with_our_task(vendored: dict[str, Any]) -> dict[str, Any]:
     """check-jsonschema's vendored Azure Pipelines schema knows only Microsoft's built-in tasks:
     add MlopsCi@0 with the inputs task.json declares, as installing the extension does."""
@@ -587,10 +604,10 @@ def test_pipeline_templates_validate_and_init_copies_them(tmp_path: Path) -> Non
     )
     assert done.returncode == 0, done.stdout + done.stderr
     for template in TEMPLATES:
-        text = template.read_text()
-        for block in text.split("bash: |")[1:]:
-            script = block.split("\n    ")[0]
-            assert "${{" not in script and "$(" not in script, template  # inputs only via env
+        for script in bash_scripts(yaml.safe_load(template.read_text())):
+            # inputs reach scripts only through env: a template expression or macro in the
+            # script text would be pasted into the shell before it runs
+            assert "${{" not in script and "$(" not in script, (template.name, script)
     pipeline = (ROOT / "templates" / "azure-pipelines" / "mlops-pipeline.yml").read_text()
     assert "environment: production" in pipeline and "template: approve.yml" in pipeline
     result = init_project(tmp_path, "azure")

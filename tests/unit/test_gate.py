@@ -318,3 +318,34 @@ def test_model_task_must_say_what_the_model_is(
         InputError, match="model.task is classification, but the candidate .* is a regressor"
     ):
         compare(config, fake_registry, run.run_id)
+
+
+@pytest.mark.parametrize(
+    ("production", "candidate", "status"),
+    [
+        (0.95, 0.9451, "pass"),
+        (0.95, 0.9449, "fail"),
+        (0.10, 0.0951, "pass"),
+        (0.10, 0.0949, "fail"),
+    ],
+)
+def test_the_tolerance_is_absolute_whatever_the_scale(
+    production: float, candidate: float, status: str
+) -> None:
+    """tolerance 0.005 means 0.005 of the metric, at any scale: 0.9451 vs 0.95 passes (read as
+    relative, 0.5 % of 0.95 = 0.00475, it would fail) and 0.0949 vs 0.10 fails."""
+    from mlops_ci.config import Rule
+    from mlops_ci.registry import RunRecord
+    from mlops_ci.steps.compare import ModelScore, _rule_checks
+
+    rule = Rule(metric="accuracy", must="not_worse_than_production", tolerance=0.005)
+    run = RunRecord("r1", "FINISHED")
+    (check,) = _rule_checks(
+        0,
+        rule,
+        run,
+        ModelScore("candidate", "r1", None, {"accuracy": candidate}),
+        ModelScore("production", "r0", "1", {"accuracy": production}),
+        None,
+    )
+    assert check.status == status, check
