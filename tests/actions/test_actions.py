@@ -305,23 +305,38 @@ def test_umbrella_action_keeps_tokens_from_the_training_code(installed: Runner) 
 
 @pytest.mark.slow
 def test_deploy_and_drift_actions_on_the_example(installed: Runner) -> None:
-    """After the train…report run above (v1 registered, packaged, in production): deploy v1 to
-    a local staging endpoint with the deploy action, then check drift with the drift action."""
+    """Deploy v1 of its own copy of the example (trained, compared, registered and packaged
+    here, whatever ran before) to a local staging endpoint with the deploy action, then check
+    drift with the drift action."""
     from mlops_ci.config import load_config
+    from mlops_ci.registry.mlflow import MlflowRegistry
+    from mlops_ci.steps.compare import compare
+    from mlops_ci.steps.package import package
+    from mlops_ci.steps.register import register
+    from mlops_ci.steps.train import train
     from mlops_ci.targets.local import LocalTarget
     from tests.serve_helpers import free_port
 
     runner = installed
-    project = runner.workspace / "iris"
-    if not (project / ".mlops" / "package" / "iris-classifier-1").is_dir():
-        pytest.skip("needs the train/compare/register/package run of the test above")
+    project = runner.workspace / "iris-deploy"
+    shutil.copytree(ROOT / "examples" / "iris", project)
+    (project / "mlops.yaml").write_text(
+        (project / "mlops.yaml").read_text()
+        + "  profile: {single_row_runs: 20, batch_sizes: [1]}\n"
+    )
+    config = load_config(project)
+    reg = MlflowRegistry.for_config(config, honour_env=False)
+    run = train(config, reg)
+    compare(config, reg, run.run_id)
+    assert register(config, reg, run.run_id).version == "1"
+    package(config, reg, "1", build=False)
     text = (project / "mlops.yaml").read_text()
     (project / "mlops.yaml").write_text(
         text + f"deploy:\n  staging: {{target: local, port: {free_port()}, rollout: "
         "{steps: [100], window_seconds: 0.5, probe_requests: 10, min_requests: 5}}\n"
         "monitor: {drift: {min_rows: 10}}\n"
     )
-    cfg = {"config": "iris"}
+    cfg = {"config": "iris-deploy"}
     try:
         deployed = run_action(
             ROOT / "actions" / "deploy",
@@ -337,11 +352,12 @@ def test_deploy_and_drift_actions_on_the_example(installed: Runner) -> None:
         strict = run_action(
             ROOT / "actions" / "drift",
             runner,
-            {**cfg, "current": "iris/data/test.csv"},
+            {**cfg, "current": "iris-deploy/data/test.csv"},
             {"token": TOKEN},
         )
-        assert strict.returncode in (0, 1), strict.stdout  # 60 rows: a verdict, not a crash
-        assert "Data drift:" in strict.stdout
+        # the 60 test rows differ from the training rows in 3 of 4 features (min_rows 10)
+        assert strict.returncode == 1, strict.stdout
+        assert "Data drift: **drift**" in strict.stdout
         shifted = project / "data" / "shifted.csv"
         shifted.write_text(
             "sepal_length,sepal_width,petal_length,petal_width\n"
@@ -352,7 +368,7 @@ def test_deploy_and_drift_actions_on_the_example(installed: Runner) -> None:
         found = run_action(
             ROOT / "actions" / "drift",
             runner,
-            {**cfg, "current": "iris/data/shifted.csv", "fail-on-drift": "false"},
+            {**cfg, "current": "iris-deploy/data/shifted.csv", "fail-on-drift": "false"},
             {"token": TOKEN},
         )
         assert found.returncode == 0 and found.outputs["verdict"] == "drift"
