@@ -120,6 +120,11 @@ def test_production_without_approval_is_refused_then_approved(config: Config) ->
     tags = reg.get_version(config.model.name, "1").tags
     assert tags["mlops.approval.production.by"] == "alice"
     assert tags["mlops.approval.production.reason"] == "change 42"
+    gates, approval = check_gates(reg.get_version(config.model.name, "1"), env_of(config), {})
+    assert [(g.name, g.passed) for g in gates] == [("comparison", True), ("approval", True)]
+    assert approval is not None and (approval.by, approval.source) == ("alice", "mlops-ci approve")
+    staging = check_gates(reg.get_version(config.model.name, "1"), env_of(config, "staging"), {})
+    assert staging[1] is None  # an approval for production is not one for staging
 
 
 @pytest.mark.parametrize("serving", ["deployment", "kserve"])
