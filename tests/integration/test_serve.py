@@ -338,3 +338,16 @@ def test_serves_a_registry_version_and_refuses_altered_files(
     assert done.returncode == 2
     assert "sha256 mismatch (model.onnx changed or missing)" in done.stderr
     assert len(done.stderr.strip().splitlines()) <= 2
+    # A swapped model that is itself a valid ONNX model (v2's forest in v1's folder) is refused
+    # just the same: the check is the manifest's digest, not whether the file loads.
+    swapped = tmp_path / "swapped"
+    shutil.copytree(packaged.v1, swapped)
+    shutil.copyfile(packaged.v2 / "model.onnx", swapped / "model.onnx")
+    again = subprocess.run(
+        [sys.executable, "-m", "mlops_ci", "serve", "--model-dir", str(swapped)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert again.returncode == 2 and "sha256 mismatch (model.onnx" in again.stderr
