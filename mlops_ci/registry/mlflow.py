@@ -301,7 +301,14 @@ class MlflowRegistry:
         """One line naming the server (never its credentials) and what went wrong."""
         text = redact(str(err).strip())
         first = text.splitlines()[0] if text else type(err).__name__
-        if "Max retries exceeded" in first or "Connection refused" in first:
+        answered = re.search(r"too many (\d{3}) error responses", first)
+        if answered:  # it answered, with an error, every time: not a connection problem
+            retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "?")
+            first = (
+                f"answered HTTP {answered.group(1)} to every attempt ({retries} retries, "
+                f"MLFLOW_HTTP_REQUEST_MAX_RETRIES) of " + first.split(" failed with exception")[0]
+            )
+        elif "Max retries exceeded" in first or "Connection refused" in first:
             first = "cannot connect (" + first.split(" failed with exception")[0] + ")"
         return ServiceError(
             f"MLflow at {self.describe()} failed: {first[:300]}",
