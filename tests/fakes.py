@@ -70,6 +70,9 @@ class InMemoryRegistry:
     def find_versions_by_run(self, name: str, run_id: str) -> list[VersionRecord]:
         return [v for v in self.versions.get(name, {}).values() if v.run_id == run_id]
 
+    def find_versions_with_tag(self, name: str, key: str) -> list[VersionRecord]:
+        return [v for v in self.versions.get(name, {}).values() if key in v.tags]
+
     def create_version(
         self, name: str, run: RunRecord, tags: dict[str, str], description: str
     ) -> VersionRecord:

@@ -195,6 +195,15 @@ class MlflowRegistry:
         )
         return [_version_record(v) for v in found]
 
+    def find_versions_with_tag(self, name: str, key: str) -> list[VersionRecord]:
+        """Versions of ``name`` carrying tag ``key`` (filtered by the server)."""
+        if "`" in key or "'" in name:
+            raise InputError(f"cannot search the registry for tag {key!r} of model {name!r}")
+        found = self._call(
+            self.client.search_model_versions, f"name = '{name}' and tags.`{key}` LIKE '%'"
+        )
+        return [_version_record(v) for v in found]
+
     def create_version(
         self, name: str, run: RunRecord, tags: dict[str, str], description: str
     ) -> VersionRecord:
@@ -233,23 +242,26 @@ class MlflowRegistry:
         return keep
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
-        """Point ``alias`` at ``version``. MLflow's SQL store writes an alias as read-then-insert,
-        so two processes setting the same alias at once can collide on its unique key: the
-        loser retries (the alias ends on whichever write came last, as without the race)."""
+        self._write(self.client.set_registered_model_alias, name, alias, version)
+
+    def set_version_tags(self, name: str, version: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self._write(self.client.set_model_version_tag, name, version, key, value)
+
+    def _write(self, fn: Any, *args: Any) -> None:
+        """One registry write. MLflow's SQL store writes an alias or a tag as read-then-insert,
+        so two processes writing the same one at once can collide on its unique key: the loser
+        retries (the value ends as whichever write came last, as without the race)."""
         from mlflow.exceptions import MlflowException
 
         for attempt in range(_CONFLICT_RETRIES):
             try:
-                self.client.set_registered_model_alias(name, alias, version)
+                fn(*args)
                 return
             except MlflowException as err:
                 if not _UNIQUE_CLASH.search(str(err)) or attempt == _CONFLICT_RETRIES - 1:
                     raise self._service_error(err) from None
                 time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
-
-    def set_version_tags(self, name: str, version: str, tags: dict[str, str]) -> None:
-        for key, value in tags.items():
-            self._call(self.client.set_model_version_tag, name, version, key, value)
 
     def delete_version(self, name: str, version: str) -> None:
         self._call(self.client.delete_model_version, name, version)

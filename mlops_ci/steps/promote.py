@@ -12,6 +12,31 @@ from mlops_ci.registry import TAG_VERDICT, ModelRegistry, resolve_version
 _PROMOTABLE = {"pass", "no-baseline"}
 
 
+def _record_lost_races(registry: ModelRegistry, name: str, alias: str, at: str) -> None:
+    """Promotions racing each other all read the same previous version, so a version promoted
+    and then overtaken by a concurrent promotion would end with neither the alias nor a
+    `replaced` record. After its own alias write, every promotion records `replaced` on each
+    version promoted since it was last replaced that no longer holds the alias; the last
+    promotion to write the alias thus accounts for all the others."""
+    holder = registry.get_version_by_alias(name, alias)
+    if holder is None:
+        return
+    promoted, replaced = f"mlops.promoted.{alias}.at", f"mlops.replaced.{alias}.at"
+    for version in registry.find_versions_with_tag(name, promoted):
+        if version.version == holder.version:
+            continue
+        if version.tags.get(replaced, "") < version.tags[promoted]:
+            registry.set_version_tags(
+                name,
+                version.version,
+                {
+                    replaced: at,
+                    f"mlops.replaced.{alias}.by_version": holder.version,
+                    f"mlops.replaced.{alias}.note": "overtaken by a concurrent promotion",
+                },
+            )
+
+
 @dataclass(frozen=True)
 class PromoteResult:
     name: str
@@ -63,6 +88,7 @@ def promote(
                 f"mlops.replaced.{alias}.by_version": target.version,
             },
         )
+    _record_lost_races(registry, name, alias, at)
     return PromoteResult(
         name, target.version, alias, previous.version if previous else None, by, reason, at
     )
