@@ -606,6 +606,8 @@ def status(config_path: Path | None) -> None:
         line = f"{env.env:<12} {env.target:<11} {env.alias}: {version}"
         if env.state:
             line += f" ({env.state} since {env.at} by {env.by})"
+        if env.running is False and env.state in ("serving", "ab"):
+            line += " — NOT RUNNING: its endpoint is down (deploy again, or undeploy)"
         if env.live_split is not None:
             line += " live split " + ", ".join(f"v{v} {w:g}%" for v, w in env.live_split.items())
         if env.url:

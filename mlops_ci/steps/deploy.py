@@ -22,7 +22,7 @@ from typing import Any
 
 from mlops_ci import rollout
 from mlops_ci.config import Config, DeployEnv
-from mlops_ci.errors import GateFailed, InputError
+from mlops_ci.errors import GateFailed, InputError, ServiceError
 from mlops_ci.gates import Approval, Gate, check_gates, now_iso
 from mlops_ci.records import mlops_dir, read_json, write_json_atomic
 from mlops_ci.registry import ModelRegistry, VersionRecord, resolve_version
@@ -148,9 +148,16 @@ def _routed(
     else:
         target = LocalTarget(config, env)
         folder = target.folder
+
+    def source_for(number: str) -> Any:
+        """What the target starts a version from: its image, or its package folder."""
+        if env.target == "docker":
+            return image_tag(config, version.name, number)
+        ((found, _),) = from_registry(registry, config.model.name, [Weighted(number, None)], folder)
+        return found.folder
+
     ((spec, _),) = from_registry(registry, config.model.name, [Weighted(new, None)], folder)
-    source = image_tag(config, version.name, new) if env.target == "docker" else spec.folder
-    return _rollout(config, env, new, base, progress, target, source, spec.features)
+    return _rollout(config, env, new, base, progress, target, source_for, spec.features)
 
 
 def _rollout(
@@ -160,12 +167,14 @@ def _rollout(
     base: dict[str, Any],
     progress: Progress,
     target: Any,
-    source: Any,
+    source_for: Callable[[str], Any],
     columns: tuple[str, ...],
 ) -> DeployResult:
     """Start the endpoint with ``new`` alone, or load it beside the version serving now and
     move the split through the rollout steps, judging each; the same for every target that
-    routes by weight (the local process, the docker front)."""
+    routes by weight (the local process, the docker front). An endpoint that dies during the
+    rollout is restarted with the version it served before, and the deploy is rolled back."""
+    source = source_for(new)
     rows = _probe_rows(config, env.rollout.probe_requests, columns)
     if not target.running():
         progress(f"starting the {env.target} endpoint of {env.name} on {target.url} with v{new}")
@@ -190,20 +199,41 @@ def _rollout(
         return _first(env, new, base, progress, target, rows)
     current = max(others, key=lambda v: weights[v])
     progress(f"loading v{new} next to v{current} at 0 %")
-    target.load(new, source)
     steps: list[StepRecord] = []
     plan = env.rollout.steps[:1] if env.rollout.mode == "ab" else env.rollout.steps
-    for percent in plan:
-        split = {current: 100.0 - percent, new: percent}
-        step = _judge_step(target, env, new, current, percent, split, rows, progress)
-        steps.append(step)
-        if not step.passed:
-            progress(f"step {percent:g} % unhealthy: rolling back to v{current} at 100 %")
-            target.set_split({current: 100.0})
-            target.unload(new)
-            return DeployResult(
-                **base, status="rolled_back", split={current: 100.0}, steps=steps, url=target.url
-            )
+    try:
+        target.load(new, source)
+        for percent in plan:
+            split = {current: 100.0 - percent, new: percent}
+            step = _judge_step(target, env, new, current, percent, split, rows, progress)
+            steps.append(step)
+            if not step.passed:
+                progress(f"step {percent:g} % unhealthy: rolling back to v{current} at 100 %")
+                target.set_split({current: 100.0})
+                target.unload(new)
+                return DeployResult(
+                    **base,
+                    status="rolled_back",
+                    split={current: 100.0},
+                    steps=steps,
+                    url=target.url,
+                )
+    except (ServiceError, OSError) as err:
+        if target.running():
+            raise  # a live endpoint that refused a call: the error says which
+        why = str(err).splitlines()[0][:200]
+        progress(
+            f"the {env.target} endpoint died during the rollout ({why}): restarting v{current}"
+        )
+        target.start(current, source_for(current))
+        return DeployResult(
+            **base,
+            status="rolled_back",
+            split={current: 100.0},
+            steps=steps,
+            url=target.url,
+            note=f"the serving process died during the rollout ({why}); v{current} restarted alone",
+        )
     if env.rollout.mode == "ab":
         return DeployResult(
             **base,
@@ -233,8 +263,23 @@ def _first(
     target: Any,
     rows: list[Any],
 ) -> DeployResult:
-    """Judge a version that takes all traffic from the start; stop the endpoint if unhealthy."""
-    step = _judge_step(target, env, new, None, 100.0, {new: 100.0}, rows, progress)
+    """Judge a version that takes all traffic from the start; stop the endpoint if unhealthy
+    (or if it died while judged)."""
+    try:
+        step = _judge_step(target, env, new, None, 100.0, {new: 100.0}, rows, progress)
+    except (ServiceError, OSError) as err:
+        if target.running():
+            raise
+        target.stop()
+        why = str(err).splitlines()[0][:200]
+        return DeployResult(
+            **base,
+            status="rolled_back",
+            split={},
+            steps=[],
+            url=target.url,
+            note=f"the serving process died while the first version was judged ({why})",
+        )
     if not step.passed:
         target.stop()
         return DeployResult(

@@ -24,6 +24,7 @@ class EnvStatus:
     by: str | None
     url: str | None
     live_split: dict[str, float] | None  # local / docker: what the endpoint routes now
+    running: bool | None = None  # local / docker: whether the endpoint runs (None: unknown)
 
 
 def status(config: Config, registry: ModelRegistry) -> list[EnvStatus]:
@@ -42,10 +43,29 @@ def status(config: Config, registry: ModelRegistry) -> list[EnvStatus]:
                 tags.get(prefix + "at"),
                 tags.get(prefix + "by"),
                 tags.get(prefix + "url"),
-                _live_split(config, name),
+                *_live(config, name),
             )
         )
     return out
+
+
+def _live(config: Config, env_name: str) -> tuple[dict[str, float] | None, bool | None]:
+    """(the live split, whether the endpoint runs): a recorded 'serving' on a dead endpoint
+    must not read as serving."""
+    split = _live_split(config, env_name)
+    if split is not None:
+        return split, True
+    env = config.deploy[env_name]
+    if env.target == "local":
+        from mlops_ci.targets.local import LocalTarget
+
+        return None, LocalTarget(config, env).running()
+    if env.target == "docker":
+        from mlops_ci.targets.docker import DockerTarget
+
+        target, _why = DockerTarget.connect(config.model.name, env)
+        return None, (target.running() if target is not None else None)
+    return None, None
 
 
 def _live_split(config: Config, env_name: str) -> dict[str, float] | None:

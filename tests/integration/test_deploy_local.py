@@ -285,3 +285,66 @@ def test_undeploy_stops_the_local_process_records_who_and_why_and_keeps_the_alia
         ] == ("end of the trial")
     finally:
         target.stop()
+
+
+def test_a_serving_process_killed_mid_canary_is_restarted_with_the_previous_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 of `mlops-ci serve` during a canary step: the deploy sees the dead endpoint,
+    restarts it with the version it served, records a rollback (exit 1 in the CLI) and the
+    alias stays."""
+    import os
+    import signal
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    project = copy_example(tmp_path / "iris")
+    port = free_port()
+    rollout = "{steps: [25, 100], window_seconds: 1, probe_requests: 10, min_requests: 5}"
+    (project / "mlops.yaml").write_text(
+        (project / "mlops.yaml").read_text()
+        + "  profile: {single_row_runs: 20, batch_sizes: [1]}\n"
+        + f"deploy:\n  qa: {{target: local, port: {port}, rollout: {rollout}}}\n"
+    )
+    config = load_config(project)
+    reg = MlflowRegistry.for_config(config)
+    versions = []
+    for c in (1.0, 0.5):
+        run = train(config, reg, overrides={"C": c})
+        compare(config, reg, run.run_id)
+        versions.append(register(config, reg, run.run_id, force=True).version)
+        package(config, reg, versions[-1], build=False)
+    v1, v2 = versions
+    target = LocalTarget(config, config.deploy["qa"])
+    try:
+        assert deploy(config, reg, v1, "qa", "ci-bot", {}).status == "serving"
+        killed: list[int] = []
+
+        def kill_at_the_first_step(line: str) -> None:
+            if line.startswith("step 25 %") and not killed:
+                proc = target.process()
+                assert proc is not None
+                os.kill(proc.pid, signal.SIGKILL)
+                killed.append(proc.pid)
+
+        result = deploy(config, reg, v2, "qa", "ci-bot", {}, progress=kill_at_the_first_step)
+        assert killed and result.status == "rolled_back" and result.split == {v1: 100.0}
+        assert "died during the rollout" in (result.note or "")
+        proc = target.process()
+        assert proc is not None and proc.pid != killed[0]
+        answer = httpx.post(f"{result.url}/score", json={"inputs": [ROW]})
+        assert answer.status_code == 200 and answer.json()["model_version"] == v1
+        assert reg.get_version_by_alias(config.model.name, "qa").version == v1  # type: ignore[union-attr]
+        tags = reg.get_version(config.model.name, v2).tags
+        assert tags["mlops.deploy.qa.status"] == "rolled_back"
+        audit = (project / ".mlops" / "deploy-audit.jsonl").read_text().splitlines()
+        assert '"status": "rolled_back"' in audit[-1]
+        (row,) = [r for r in status(config, reg) if r.env == "qa"]
+        assert row.state == "serving" and row.running is True and list(row.live_split or {}) == [v1]
+        os.kill(proc.pid, signal.SIGKILL)  # now nothing serves what the registry says serves
+        deadline = time.monotonic() + 10
+        while target.process() is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (row,) = [r for r in status(config, reg) if r.env == "qa"]
+        assert row.state == "serving" and row.running is False and row.live_split is None
+    finally:
+        target.stop()
