@@ -243,15 +243,13 @@ def test_a_deployed_version_cannot_be_deleted(story: Story) -> None:
     assert delete_version(config, reg, story.broken) == story.broken  # rolled back: not in use
 
 
-def test_undeploy_stops_the_local_process_records_who_and_why_and_keeps_the_alias(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from mlops_ci.steps.undeploy import undeploy
-
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+def qa_project(
+    tmp_path: Path, rollout: str, cs: list[float]
+) -> tuple[Config, MlflowRegistry, list[str], int]:
+    """The example with a local environment `qa` of its own (a free port) and one registered,
+    packaged version per value of C: (config, registry, versions, port)."""
     project = copy_example(tmp_path / "iris")
     port = free_port()
-    rollout = "{steps: [100], window_seconds: 0.5, probe_requests: 5, min_requests: 5}"
     (project / "mlops.yaml").write_text(
         (project / "mlops.yaml").read_text()
         + "  profile: {single_row_runs: 20, batch_sizes: [1]}\n"
@@ -259,10 +257,23 @@ def test_undeploy_stops_the_local_process_records_who_and_why_and_keeps_the_alia
     )
     config = load_config(project)
     reg = MlflowRegistry.for_config(config)
-    run = train(config, reg)
-    compare(config, reg, run.run_id)
-    version = register(config, reg, run.run_id, force=True).version
-    package(config, reg, version, build=False)
+    versions = []
+    for c in cs:
+        run = train(config, reg, overrides={"C": c})
+        compare(config, reg, run.run_id)
+        versions.append(register(config, reg, run.run_id, force=True).version)
+        package(config, reg, versions[-1], build=False)
+    return config, reg, versions, port
+
+
+def test_undeploy_stops_the_local_process_records_who_and_why_and_keeps_the_alias(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlops_ci.steps.undeploy import undeploy
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    rollout = "{steps: [100], window_seconds: 0.5, probe_requests: 5, min_requests: 5}"
+    config, reg, (version,), port = qa_project(tmp_path, rollout, [1.0])
     target = LocalTarget(config, config.deploy["qa"])
     try:
         assert deploy(config, reg, version, "qa", "ci-bot", {}).status == "serving"
@@ -297,22 +308,9 @@ def test_a_serving_process_killed_mid_canary_is_restarted_with_the_previous_vers
     import signal
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    project = copy_example(tmp_path / "iris")
-    port = free_port()
     rollout = "{steps: [25, 100], window_seconds: 1, probe_requests: 10, min_requests: 5}"
-    (project / "mlops.yaml").write_text(
-        (project / "mlops.yaml").read_text()
-        + "  profile: {single_row_runs: 20, batch_sizes: [1]}\n"
-        + f"deploy:\n  qa: {{target: local, port: {port}, rollout: {rollout}}}\n"
-    )
-    config = load_config(project)
-    reg = MlflowRegistry.for_config(config)
-    versions = []
-    for c in (1.0, 0.5):
-        run = train(config, reg, overrides={"C": c})
-        compare(config, reg, run.run_id)
-        versions.append(register(config, reg, run.run_id, force=True).version)
-        package(config, reg, versions[-1], build=False)
+    config, reg, versions, _ = qa_project(tmp_path, rollout, [1.0, 0.5])
+    project = config.root
     v1, v2 = versions
     target = LocalTarget(config, config.deploy["qa"])
     try:
