@@ -531,10 +531,14 @@ def _admin_routes(app: FastAPI, service: Service) -> None:
         path = doc.get("path") if isinstance(doc, dict) else None
         if not isinstance(path, str) or not path:
             raise PayloadError(422, 'send {"path": "PACKAGE_FOLDER"}')
+        if len(path) > 4096 or "\0" in path:
+            raise PayloadError(422, "'path' must be a folder path (at most 4,096 characters)")
         try:
             model = service.load(Path(path))
         except MlopsError as err:
             raise PayloadError(422, str(err)) from None
+        except OSError as err:  # a name too long for this filesystem, a folder it cannot read
+            raise PayloadError(422, f"'path' cannot be read: {err.strerror or err}") from None
         log.info("loaded %s v%s from %s", service.name, model.spec.version, path)
         return current(request, doc)
 

@@ -65,6 +65,12 @@ class LocalTarget:
 
     def start(self, version: str, package_folder: Path) -> Process:
         """Start serving ``package_folder`` (``version``'s package) alone; wait until ready."""
+        if not port_free(self.env.host, self.env.port):
+            raise ServiceError(
+                f"local target: port {self.env.port} on {self.env.host} is in use "
+                f"(deploy.{self.env.name}.port)",
+                hint="stop what listens there, or choose another port",
+            )
         self.folder.mkdir(parents=True, exist_ok=True)
         token = secrets.token_urlsafe(24)
         log = self.folder / "serve.log"
@@ -169,6 +175,20 @@ class LocalTarget:
             ) from None
         except OSError as err:
             raise ServiceError(f"local target: {method} {proc.url}{path} failed: {err}") from None
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``host:port`` now (as uvicorn will, SO_REUSEADDR)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _write_private(path: Path, proc: Process) -> None:

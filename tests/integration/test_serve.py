@@ -164,6 +164,9 @@ def test_weighted_routing_pinning_and_a_live_split_change(
         assert bad.status_code == 422 and "not loaded" in bad.json()["error"]
         zero = client.put("/admin/traffic", json={"weights": {"1": 0}}, headers=ADMIN)
         assert zero.status_code == 422
+        for path in ("/" + "x" * 5000, "/" + "x" * 300 + "/y", "a\0b", str(tmp_path / "none")):
+            refused = client.post("/admin/models", json={"path": path}, headers=ADMIN)
+            assert refused.status_code == 422 and refused.json()["error"], (path[:20], refused.text)
         assert client.get("/admin/traffic", headers=ADMIN).json()["shares"] == {"1": 0.9, "2": 0.1}
 
         moved = client.put("/admin/traffic", json={"weights": {"1": 0, "2": 100}}, headers=ADMIN)

@@ -317,3 +317,18 @@ def test_undeploy_of_an_unknown_environment_is_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert code == 2 and "deploy.nowhere: no such environment" in err
     assert "Traceback" not in err
+
+
+def test_a_busy_port_is_named_not_left_to_uvicorn(config: Config) -> None:
+    import socket
+
+    from mlops_ci.errors import ServiceError
+    from mlops_ci.targets.local import LocalTarget
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = env_of(config, "staging", port=port, host="127.0.0.1")
+        with pytest.raises(ServiceError, match=f"port {port} on 127.0.0.1 is in use"):
+            LocalTarget(config, env).start("1", config.root)
