@@ -2,12 +2,15 @@
 
 The previous version is the one the last deployment replaced (``mlops.deploy.ENV.previous``
 on the version the alias names). Locally and on docker it is usually still loaded at 0 %, so
-the switch is one split change; otherwise it is loaded (its container started) first.
+the switch is one split change; otherwise it is loaded (its container started) first. A rollout
+that never finished (its deploy was killed mid-canary: another version still takes traffic
+beside the alias's) is rolled back by putting the alias's version back at 100 %.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from mlops_ci.config import Config
 from mlops_ci.errors import InputError
@@ -35,6 +38,11 @@ def rollback(
     current = registry.get_version_by_alias(name, env.alias)
     if current is None:
         raise InputError(f"{name} has no alias '{env.alias}': nothing deployed to {env_name}")
+    interrupted = _interrupted_rollout(config, env_name, current.version)
+    if interrupted:
+        return _finish_interrupted(
+            config, registry, env_name, current.version, interrupted, by, reason
+        )
     previous = current.tags.get(f"mlops.deploy.{env_name}.previous")
     if not previous:
         raise InputError(f"{name} v{current.version} replaced no version in {env_name}")
@@ -94,3 +102,61 @@ def _docker_switch(config: Config, env_name: str, version: str) -> None:
     if version not in target.traffic()["versions"]:
         target.load(version, image_tag(config, config.model.name, version))
     target.set_split({version: 100.0})
+
+
+def _routed_target(config: Config, env_name: str) -> Any:
+    """The running local process or docker front of the environment, else None."""
+    env = environment(config, env_name)
+    target: Any = None
+    if env.target == "local":
+        from mlops_ci.targets.local import LocalTarget
+
+        target = LocalTarget(config, env)
+    elif env.target == "docker":
+        from mlops_ci.targets.docker import DockerTarget
+
+        target, _why = DockerTarget.connect(config.model.name, env)
+    return target if target is not None and target.running() else None
+
+
+def _interrupted_rollout(config: Config, env_name: str, alias_version: str) -> list[str]:
+    """Versions that take traffic beside the alias's version: a rollout that never finished
+    (its deploy killed mid-canary). Rolling back then means the alias's version at 100 %."""
+    target = _routed_target(config, env_name)
+    if target is None:
+        return []
+    weights: dict[str, float] = target.traffic()["weights"]
+    if alias_version not in weights:
+        return []
+    return sorted(v for v, w in weights.items() if v != alias_version and w > 0)
+
+
+def _finish_interrupted(
+    config: Config,
+    registry: ModelRegistry,
+    env_name: str,
+    alias_version: str,
+    others: list[str],
+    by: str,
+    reason: str,
+) -> RollbackResult:
+    target = _routed_target(config, env_name)
+    target.set_split({alias_version: 100.0})
+    for version in others:
+        target.unload(version)
+    at = now_iso()
+    prefix = f"mlops.deploy.{env_name}."
+    for version in others:
+        registry.set_version_tags(
+            config.model.name,
+            version,
+            {
+                prefix + "status": "rolled_back",
+                prefix + "at": at,
+                prefix + "rolled_back.by": by,
+                prefix + "rolled_back.reason": f"{reason} (an interrupted rollout)",
+            },
+        )
+    return RollbackResult(
+        config.model.name, env_name, ", ".join(others), alias_version, by, reason, at
+    )

@@ -346,3 +346,38 @@ def test_a_serving_process_killed_mid_canary_is_restarted_with_the_previous_vers
         assert row.state == "serving" and row.running is False and row.live_split is None
     finally:
         target.stop()
+
+
+def test_rollback_after_a_deploy_killed_mid_canary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deploy itself dies at the 25 % step (as kill -9 of the CLI would leave it): v2
+    still takes a quarter of the traffic and v1, the alias's version, replaced nothing, so
+    there is no 'previous' to go back to; rollback puts v1 back at 100 % and records it."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    rollout = "{steps: [25, 100], window_seconds: 1, probe_requests: 10, min_requests: 5}"
+    config, reg, (v1, v2), _ = qa_project(tmp_path, rollout, [1.0, 0.5])
+    target = LocalTarget(config, config.deploy["qa"])
+
+    class Killed(BaseException):
+        """The deploy process stopping dead where it stands."""
+
+    def die_at_the_first_step(line: str) -> None:
+        if line.startswith("step 25 %"):
+            raise Killed
+
+    try:
+        assert deploy(config, reg, v1, "qa", "ci-bot", {}).status == "serving"
+        with pytest.raises(Killed):
+            deploy(config, reg, v2, "qa", "ci-bot", {}, progress=die_at_the_first_step)
+        assert target.traffic()["weights"] == {v1: 75.0, v2: 25.0}
+        back = rollback(config, reg, "qa", "oncall", "the deploy died")
+        assert (back.from_version, back.to_version) == (v2, v1)
+        traffic = target.traffic()
+        assert traffic["weights"] == {v1: 100.0} and v2 not in traffic["versions"]
+        assert reg.get_version_by_alias(config.model.name, "qa").version == v1  # type: ignore[union-attr]
+        tags = reg.get_version(config.model.name, v2).tags
+        assert tags["mlops.deploy.qa.status"] == "rolled_back"
+        assert tags["mlops.deploy.qa.rolled_back.by"] == "oncall"
+    finally:
+        target.stop()
