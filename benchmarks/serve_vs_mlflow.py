@@ -10,7 +10,10 @@ Full MLflow (its scoring server) goes into a virtual environment this script cre
 reason. Targets (issue 5): >= 10x MLflow's requests/s at 8 clients; p99 <= 2 ms at 1 client and
 <= 10 ms at 8.
 
-Run: python benchmarks/serve_vs_mlflow.py [--requests N] [--venv DIR] [--workers W]
+With --input-log it also measures serve logging every row (monitor.collect): batched (the
+default) and monitor.durable (answered once fsynced), as ratios to serve without the log.
+
+Run: python benchmarks/serve_vs_mlflow.py [--requests N] [--venv DIR] [--workers W] [--input-log]
 """
 
 from __future__ import annotations
@@ -165,6 +168,11 @@ def main() -> None:
     parser.add_argument("--venv", type=Path, default=Path.home() / ".cache/mlops-ci/bench-mlflow")
     parser.add_argument("--workers", type=int, default=1, help="mlops-ci serve workers")
     parser.add_argument("--access-log", action="store_true", help="keep serve's JSON access log on")
+    parser.add_argument(
+        "--input-log",
+        action="store_true",
+        help="also measure serve logging every row (monitor.collect), batched and durable",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     package_dir, mlflow_model = packaged_model(work)
@@ -190,6 +198,27 @@ def main() -> None:
                 load("mlops-ci serve", port, "/score", {"inputs": [ROW]}, clients, args.requests)
             )
         procs[-1].terminate()
+        if args.input_log:  # the same server logging every row: batched, then durable
+            for label, durable in (("serve + input log", "false"), ("serve + durable log", "true")):
+                lport = free_port()
+                lcfg = work / f"cfg-{durable}" / "mlops.yaml"
+                lcfg.parent.mkdir()
+                lcfg.write_text(
+                    (work / "iris" / "mlops.yaml").read_text()
+                    + "serve: {access_log: false}\n"
+                    + f"monitor: {{collect: true, log_dir: {work / ('logs-' + durable)}, "
+                    + f"durable: {durable}}}\n"
+                )
+                cmd = [sys.executable, "-m", "mlops_ci", "serve", "--model-dir", str(package_dir),
+                       "--port", str(lport), "-c", str(lcfg)]  # fmt: skip
+                procs.append(
+                    start(cmd, f"http://127.0.0.1:{lport}/v2/health/ready", env, work / "l.log")
+                )
+                for clients in (1, 8):
+                    results.append(
+                        load(label, lport, "/score", {"inputs": [ROW]}, clients, args.requests)
+                    )
+                procs[-1].terminate()
 
         bin_dir, why = mlflow_venv(args.venv)
         if bin_dir is None:
@@ -222,7 +251,11 @@ def main() -> None:
             f"{r.server:<22}{r.clients:>8}{r.requests:>10}{r.rps:>10,.0f}{r.pct(0.5):>9.2f}{r.pct(0.99):>9.2f}"
         )
     ours = {r.clients: r for r in results if r.server == "mlops-ci serve"}
-    theirs = {r.clients: r for r in results if r.server != "mlops-ci serve"}
+    theirs = {r.clients: r for r in results if r.server == "mlflow models serve"}
+    for r in results:
+        if r.server.startswith("serve + "):
+            print(f"{r.server} at {r.clients} client(s): {r.rps / ours[r.clients].rps:.2f}x "
+                  "serve without the log")  # fmt: skip
     for clients in (1, 8):
         if clients in theirs:
             ratio = ours[clients].rps / theirs[clients].rps

@@ -155,6 +155,7 @@ class MonitorConfig:
     flush_seconds: float
     rotate_mb: float
     drift: DriftConfig
+    durable: bool = False  # answer only once the rows are on disk
 
 
 @dataclass(frozen=True)
@@ -669,6 +670,7 @@ def monitor_config(monitor: dict[str, Any] | None = None) -> MonitorConfig:
         flush_seconds=float(m["flush_seconds"]),
         rotate_mb=float(m["rotate_mb"]),
         drift=_drift(m["drift"]),
+        durable=bool(m["durable"]),
     )
 
 

@@ -3,7 +3,8 @@
 Everything yields pandas DataFrames of at most ``chunk_rows`` rows, so a reader of millions of
 rows holds one chunk at a time. A path may be a file or a folder of files; an input-log folder
 (``inputs-*.jsonl`` / ``inputs-*.parquet``) yields its rows' ``inputs`` as columns and the
-logged prediction as ``PREDICTION``.
+logged prediction as ``PREDICTION``; the segment a running server still appends to is read up
+to its last complete line, so drift sees every row already on disk.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from mlops_ci.errors import InputError
 
 PREDICTION = "__prediction__"
 TABLE_SUFFIXES = (".csv", ".parquet", ".jsonl")
+# A segment `mlops-ci serve` is still appending to (serve/inputlog.py's OPEN_SUFFIX).
+OPEN_SEGMENT = ".jsonl.open"
 
 
 def files_of(path: Path) -> list[Path]:
@@ -26,7 +29,11 @@ def files_of(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in TABLE_SUFFIXES)
+        found = sorted(
+            p
+            for p in path.iterdir()
+            if p.is_file() and (p.suffix in TABLE_SUFFIXES or p.name.endswith(OPEN_SEGMENT))
+        )
         if found:
             return found
         raise InputError(f"{path}: no .csv, .parquet or .jsonl files in this folder")
@@ -40,8 +47,8 @@ def chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
                 yield from pd.read_csv(file, chunksize=chunk_rows)
             elif file.suffix == ".parquet":
                 yield from _parquet(file, chunk_rows)
-            else:
-                yield from _jsonl(file, chunk_rows)
+            else:  # .jsonl, or a segment serve is still writing: its complete lines
+                yield from _jsonl(file, chunk_rows, file.name.endswith(OPEN_SEGMENT))
         except (ValueError, OSError, orjson.JSONDecodeError) as err:
             if isinstance(err, InputError):
                 raise
@@ -57,10 +64,12 @@ def _parquet(file: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         yield _flatten_log(frame) if "inputs" in frame.columns else frame
 
 
-def _jsonl(file: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+def _jsonl(file: Path, chunk_rows: int, complete_only: bool = False) -> Iterator[pd.DataFrame]:
     rows: list[Any] = []
     with open(file, "rb") as fh:
         for line in fh:
+            if complete_only and not line.endswith(b"\n"):
+                break  # the writer is appending this one right now
             if line.strip():
                 rows.append(orjson.loads(line))
             if len(rows) >= chunk_rows:

@@ -8,6 +8,7 @@ crash. Responses carry ``x-model-version`` and ``x-request-id``.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
@@ -209,7 +210,7 @@ def _scoring_routes(app: FastAPI, service: Service) -> None:
         request.state.version = version  # an error from here on is this version's
         x = parse_score(body, service.limits[version])
         prediction = await _maybe_await(service.predict(version, x))
-        _log_inputs(service, version, request_id, x, prediction)
+        await _log_inputs(service, version, request_id, x, prediction)
         data: dict[str, Any] = {"model_name": service.name, "model_version": version}
         if prediction.labels is not None:
             data["predictions"] = prediction.labels.tolist()
@@ -239,7 +240,7 @@ def _scoring_routes(app: FastAPI, service: Service) -> None:
             header = request.headers.get("inference-header-content-length")
             parsed = parse_infer(body, _int_header(header), service.limits[version])
             prediction = await _maybe_await(service.predict(version, parsed.x))
-            _log_inputs(service, version, parsed.id or request_id, parsed.x, prediction)
+            await _log_inputs(service, version, parsed.id or request_id, parsed.x, prediction)
             data = _v2_response(service, version, parsed, prediction)
             return (
                 version,
@@ -343,11 +344,20 @@ def _headers(version: str, request_id: str) -> dict[str, str]:
     return {"x-model-version": version, "x-request-id": request_id}
 
 
-def _log_inputs(
+async def _log_inputs(
     service: Service, version: str, request_id: str, x: Any, prediction: Prediction
 ) -> None:
-    if service.input_log is not None:
-        service.input_log.submit(version, request_id, x, prediction.labels, prediction.scores)
+    """Queue the rows for the input log; with monitor.durable, wait until they are on disk."""
+    if service.input_log is None:
+        return
+    done = service.input_log.submit(version, request_id, x, prediction.labels, prediction.scores)
+    if done is not None:
+        try:
+            await asyncio.wrap_future(done)
+        except OSError as err:
+            raise PayloadError(
+                503, f"the input log cannot be written ({err}); not answered"
+            ) from None
 
 
 def _check_name(service: Service, name: str) -> None:

@@ -92,6 +92,7 @@ def build_settings(
             flush_rows=monitor.flush_rows,
             flush_seconds=monitor.flush_seconds,
             rotate_bytes=int(monitor.rotate_mb * 1024 * 1024),
+            durable=monitor.durable,
         )
     return ServiceSettings(
         models=specs,

@@ -6,7 +6,9 @@ batch appended and fsynced to an open segment ``*.jsonl.open``. A segment is fin
 ``rotate_mb`` or shutdown by renaming it to ``*.jsonl`` (or converting it to ``*.parquet``,
 written to a temporary file and renamed). Readers only read finished files, so they never see a
 torn write; a segment left by a killed process is cut back to its last whole line and finished
-when the next logger starts: a crash loses at most the batch being written.
+when the next logger starts. A killed server loses at most the rows answered in its last
+``flush_seconds`` (not yet written); with ``durable`` a request is answered only once its rows
+are fsynced (requests arriving together share one write), so it loses none it answered.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,7 @@ class LogSettings:
     flush_rows: int = 512
     flush_seconds: float = 1.0
     rotate_bytes: int = 64 * 1024 * 1024
+    durable: bool = False  # submit returns a future resolved once the rows are fsynced
 
 
 class InputLog:
@@ -60,8 +64,14 @@ class InputLog:
         recover_orphans(self.settings.folder, self.settings.format)
         self._thread.start()
 
-    def submit(self, version: str, request_id: str, x: Any, labels: Any, scores: Any) -> None:
-        self._queue.put((time.time(), version, request_id, x, labels, scores))
+    def submit(
+        self, version: str, request_id: str, x: Any, labels: Any, scores: Any
+    ) -> Future[None] | None:
+        """Queue the rows; with ``durable`` a future that completes once they are on disk (or
+        fails with the write's error), else None."""
+        done: Future[None] | None = Future() if self.settings.durable else None
+        self._queue.put((time.time(), version, request_id, x, labels, scores, done))
+        return done
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued and finish the open segment."""
@@ -73,30 +83,47 @@ class InputLog:
 
     def _run(self) -> None:
         pending: list[bytes] = []
+        waiting: list[Future[None]] = []
         first_at = 0.0
         s = self.settings
         while True:
             wait = s.flush_seconds - (time.monotonic() - first_at) if pending else None
+            if s.durable and pending:
+                wait = 0.0  # group commit: write what arrived meanwhile, at once
             try:
                 item = self._queue.get(timeout=max(wait, 0.0) if wait is not None else None)
             except queue.Empty:
                 item = None
             if item is _STOP:
-                self._write(pending)
+                self._commit(pending, waiting)
                 self._finish()
                 return
             if item is not None:
                 if not pending:
                     first_at = time.monotonic()
                 pending.extend(self._lines(item))
+                if item[-1] is not None:
+                    waiting.append(item[-1])
+            full = len(pending) >= s.flush_rows
             if pending and (
-                len(pending) >= s.flush_rows or time.monotonic() - first_at >= s.flush_seconds
+                full
+                or (s.durable and item is None)
+                or time.monotonic() - first_at >= s.flush_seconds
             ):
-                self._write(pending)
-                pending = []
+                self._commit(pending, waiting)
+                pending, waiting = [], []
+
+    def _commit(self, lines: list[bytes], waiting: list[Future[None]]) -> None:
+        """Write and fsync ``lines``; then tell the requests waiting on them."""
+        error = self._write(lines)
+        for done in waiting:
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(OSError(error))
 
     def _lines(self, item: tuple[Any, ...]) -> list[bytes]:
-        ts, version, request_id, x, labels, scores = item
+        ts, version, request_id, x, labels, scores, _done = item
         if isinstance(x, dict):  # a table: text columns kept as text
             names = tuple(x)
             values = list(zip(*(_plain_column(col) for col in x.values()), strict=True))
@@ -117,9 +144,10 @@ class InputLog:
             lines.append(orjson.dumps(record) + b"\n")
         return lines
 
-    def _write(self, lines: list[bytes]) -> None:
+    def _write(self, lines: list[bytes]) -> str | None:
+        """Append and fsync; None, or why the rows could not be written."""
         if not lines:
-            return
+            return None
         try:
             if self._handle is None:
                 self._open()
@@ -132,6 +160,8 @@ class InputLog:
         except OSError as err:  # a full disk must not take the service down
             self.failed = f"{type(err).__name__}: {err}"
             log.error("input log: cannot write %d rows: %s", len(lines), self.failed)
+            return self.failed
+        return None
 
     def _open(self) -> None:
         self._seq += 1
@@ -186,11 +216,14 @@ def recover_orphans(folder: Path, fmt: str) -> list[Path]:
 
 
 def read_records(folder: Path) -> Iterator[dict[str, Any]]:
-    """Every record of the finished log files, oldest file first."""
+    """Every record on disk, oldest file first: finished files, and the complete lines of a
+    segment still being written."""
     for path in sorted(folder.glob("inputs-*")):
-        if path.suffix == ".jsonl":
+        if path.suffix == ".jsonl" or path.name.endswith(OPEN_SUFFIX):
             with open(path, "rb") as fh:
                 for line in fh:
+                    if not line.endswith(b"\n"):
+                        break  # a line being appended right now
                     yield orjson.loads(line)
         elif path.suffix == ".parquet":
             import pyarrow.parquet as pq

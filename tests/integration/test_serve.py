@@ -354,3 +354,63 @@ def test_serves_a_registry_version_and_refuses_altered_files(
         timeout=60,
     )
     assert again.returncode == 2 and "sha256 mismatch (model.onnx" in again.stderr
+
+
+@pytest.mark.parametrize("durable", [False, True])
+def test_kill_9_under_load_loses_what_the_input_log_promises_and_no_more(
+    packaged: Packaged, tmp_path: Path, durable: bool
+) -> None:
+    """Clients score for two seconds, then the server is killed with SIGKILL. Durable: every
+    request answered 200 is in the log. Default: the rows missing were all answered in the
+    last flush_seconds before the kill (the stated bound)."""
+    import threading
+
+    from mlops_ci.serve.inputlog import recover_orphans
+
+    flush = 1.0
+    project = project_with(
+        packaged,
+        tmp_path,
+        f"monitor: {{collect: true, log_dir: logs, flush_seconds: {flush}, flush_rows: 100000, "
+        f"durable: {str(durable).lower()}}}",
+    )
+    answered: dict[str, float] = {}
+    stop = threading.Event()
+    with serving("-c", str(project), "--model-dir", str(packaged.v1), cwd=project) as srv:
+
+        def client(k: int) -> None:
+            with httpx.Client(base_url=srv.url, timeout=5) as http:
+                for i in range(100_000):
+                    if stop.is_set():
+                        return
+                    rid = f"c{k}-{i}"
+                    try:
+                        answer = http.post(
+                            "/score",
+                            json={"inputs": rows(packaged, 1)},
+                            headers={"x-request-id": rid},
+                        )
+                    except httpx.HTTPError:
+                        continue
+                    if answer.status_code == 200:
+                        answered[rid] = time.monotonic()
+
+        threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(3)]
+        for thread in threads:
+            thread.start()
+        time.sleep(2.0)
+        srv.process.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        srv.process.wait(10)
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+    recover_orphans(project / "logs", "jsonl")
+    logged = {r["request_id"] for r in read_records(project / "logs")}
+    missing = set(answered) - logged
+    assert len(answered) > 200, len(answered)
+    if durable:
+        assert not missing, f"{len(missing)} of {len(answered)} answered rows lost"
+    else:
+        late = {r: round(killed_at - answered[r], 3) for r in missing}
+        assert all(age <= flush + 0.25 for age in late.values()), sorted(late.values())[-5:]

@@ -256,3 +256,37 @@ def test_the_binary_header_length_is_ascii_digits_only(value: str) -> None:
         _int_header(value)
     assert caught.value.status == 400
     assert _int_header("42") == 42 and _int_header(None) is None
+
+
+def test_durable_rows_are_on_disk_when_the_future_completes(tmp_path: Path) -> None:
+    """monitor.durable: the request waits for its future; once it completes, the rows are in
+    the open segment, where drift reads a running server's complete lines."""
+    from mlops_ci.datasource import chunks
+
+    settings = LogSettings(tmp_path, "m", ("a", "b"), flush_seconds=30, durable=True)
+    log = InputLog(settings)
+    log.start()
+    try:
+        x = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
+        done = log.submit("1", "req-1", x, np.array(["p", "q"]), np.eye(2))
+        assert done is not None
+        done.result(timeout=5)  # long before flush_seconds: written at once, not batched
+        assert [r["request_id"] for r in read_records(tmp_path)] == ["req-1", "req-1"]
+        assert list(tmp_path.glob("*.jsonl.open"))  # still the open segment
+        (frame,) = list(chunks(tmp_path, 100))
+        assert frame[["a", "b"]].to_numpy().tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    finally:
+        log.close()
+    plain = InputLog(LogSettings(tmp_path / "plain", "m", ("a", "b"), flush_seconds=30))
+    plain.start()
+    assert plain.submit("1", "r", x, None, np.zeros((2, 0))) is None
+    plain.close()
+
+
+def test_a_segment_being_written_is_read_up_to_its_last_whole_line(tmp_path: Path) -> None:
+    line = b'{"ts": 1, "request_id": "r", "model": "m", "version": "1", "inputs": {"a": 1}, '
+    line += b'"prediction": null, "scores": []}'
+    live = tmp_path / "inputs-20260101T000000-1-0001.jsonl.open"  # pid 1: a live writer
+    live.write_bytes(line + b"\n" + line + b"\n" + line[:20])
+    assert len(list(read_records(tmp_path))) == 2
+    assert recover_orphans(tmp_path, "jsonl") == []  # its writer is alive: left as it is
