@@ -164,10 +164,10 @@ def _train(
     work = mlops_dir(config.root) / "train"
     model_file = config.resolve(config.train.model_output)
     metrics_file = config.resolve(config.train.metrics_output)
-    for key, stale in (("model", model_file), ("metrics", metrics_file)):
+    for output, stale in (("model", model_file), ("metrics", metrics_file)):
         if stale.is_dir():
             raise InputError(
-                f"mlops.yaml: train.outputs.{key}: '{stale}' is a folder; name the file the "
+                f"mlops.yaml: train.outputs.{output}: '{stale}' is a folder; name the file the "
                 "training command writes"
             )
         stale.unlink(missing_ok=True)  # never pick up the last run's outputs
