@@ -106,17 +106,9 @@ def _docker_switch(config: Config, env_name: str, version: str) -> None:
 
 def _routed_target(config: Config, env_name: str) -> Any:
     """The running local process or docker front of the environment, else None."""
-    env = environment(config, env_name)
-    target: Any = None
-    if env.target == "local":
-        from mlops_ci.targets.local import LocalTarget
+    from mlops_ci.targets import routed_target
 
-        target = LocalTarget(config, env)
-    elif env.target == "docker":
-        from mlops_ci.targets.docker import DockerTarget
-
-        target, _why = DockerTarget.connect(config.model.name, env)
-    return target if target is not None and target.running() else None
+    return routed_target(config, environment(config, env_name))[0]
 
 
 def _interrupted_rollout(config: Config, env_name: str, alias_version: str) -> list[str]:

@@ -5,7 +5,6 @@ keeps a deployed version from being deleted."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from mlops_ci.config import Config
 from mlops_ci.errors import GateFailed, ServiceError
@@ -50,46 +49,18 @@ def status(config: Config, registry: ModelRegistry) -> list[EnvStatus]:
 
 
 def _live(config: Config, env_name: str) -> tuple[dict[str, float] | None, bool | None]:
-    """(the live split, whether the endpoint runs): a recorded 'serving' on a dead endpoint
-    must not read as serving."""
-    split = _live_split(config, env_name)
-    if split is not None:
-        return split, True
-    env = config.deploy[env_name]
-    if env.target == "local":
-        from mlops_ci.targets.local import LocalTarget
+    """(the weights the endpoint routes by now, whether it runs): a recorded 'serving' on a
+    dead endpoint must not read as serving."""
+    from mlops_ci.targets import routed_target
 
-        return None, LocalTarget(config, env).running()
-    if env.target == "docker":
-        from mlops_ci.targets.docker import DockerTarget
-
-        target, _why = DockerTarget.connect(config.model.name, env)
-        return None, (target.running() if target is not None else None)
-    return None, None
-
-
-def _live_split(config: Config, env_name: str) -> dict[str, float] | None:
-    """The weights the environment's endpoint routes by now; None where nothing runs (or the
-    target does not route by weight)."""
-    env = config.deploy[env_name]
-    target: Any
-    if env.target == "local":
-        from mlops_ci.targets.local import LocalTarget
-
-        target = LocalTarget(config, env)
-    elif env.target == "docker":
-        from mlops_ci.targets.docker import DockerTarget
-
-        target, _why = DockerTarget.connect(config.model.name, env)
-    else:
-        return None
-    if target is None or not target.running():
-        return None
+    target, running = routed_target(config, config.deploy[env_name])
+    if target is None:
+        return None, running
     try:
         weights: dict[str, float] = target.traffic()["weights"]
     except ServiceError:
-        return None  # running but not answering: the recorded state is all there is
-    return weights
+        return None, True  # running but not answering: the recorded state is all there is
+    return weights, True
 
 
 def delete_version(config: Config, registry: ModelRegistry, version_ref: str) -> str:
