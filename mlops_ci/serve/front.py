@@ -104,8 +104,14 @@ def load_routes(state_dir: Path) -> Routes:
         return Routes({}, {})
 
 
-def build_front(model: str, state_dir: Path, token: str, timeout: float = 60.0) -> Any:
-    """The ASGI app of the front."""
+def build_front(
+    model: str,
+    state_dir: Path,
+    token: str,
+    timeout: float = 60.0,
+    max_body_bytes: int = 64 * 1024 * 1024,
+) -> Any:
+    """The ASGI app of the front; bodies past ``max_body_bytes`` are refused (413) unread."""
     import aiohttp
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -171,7 +177,17 @@ def build_front(model: str, state_dir: Path, token: str, timeout: float = 60.0) 
             version = current.choose(draw.random())
         if version is None:
             return answer(503, {"error": "no model version takes traffic here yet"})
-        body = await request.body()
+        too_big = answer(413, {"error": f"the body is over {max_body_bytes:,} bytes"})
+        declared = request.headers.get("content-length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > max_body_bytes:
+            return too_big
+        parts, size = [], 0
+        async for chunk in request.stream():  # bounded: the front never buffers any size
+            size += len(chunk)
+            if size > max_body_bytes:
+                return too_big
+            parts.append(chunk)
+        body = b"".join(parts)
         headers = [(k, v) for k, v in request.headers.items() if k not in _HOP_BY_HOP]
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         tried: set[str] = set()

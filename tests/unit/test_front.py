@@ -183,3 +183,15 @@ def test_routes_choose_by_weight() -> None:
     assert [routes.choose(d) for d in (0.0, 0.24, 0.25, 0.99)] == ["a", "a", "b", "b"]
     assert Routes({"a": "http://a"}, {"a": 0.0}).choose(0.5) is None
     assert parse_routes({"upstreams": {"1": "http://h:1/"}}).upstreams == {"1": "http://h:1"}
+
+
+def test_a_body_past_the_limit_is_refused_unread(tmp_path: Path) -> None:
+    front_app = build_front("m", tmp_path, TOKEN, max_body_bytes=1000)
+    with running(version_app("1")) as one, running(front_app) as front:
+        put(front, {"1": one}, {"1": 1})
+        big = httpx.post(f"{front}/score", content=b"x" * 2000, timeout=10)
+        assert big.status_code == 413 and "1,000 bytes" in big.json()["error"]
+        chunked = httpx.post(f"{front}/score", content=iter([b"x" * 600, b"x" * 600]), timeout=10)
+        assert chunked.status_code == 413  # no Content-Length: counted as it arrives
+        small = httpx.post(f"{front}/score", json={"inputs": [[1.0]]}, timeout=10)
+        assert small.status_code == 200 and small.json()["version"] == "1"
