@@ -15,7 +15,6 @@ deployment is skipped with the reason.
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 import time
 import urllib.error
@@ -306,21 +305,6 @@ class DockerTarget:
         raise ServiceError(f"docker: no front runs for {self.env.name}")
 
     def _admin(self, method: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        request = urllib.request.Request(
-            f"{self.url}/admin/front",
-            data=json.dumps(body).encode() if body is not None else None,
-            method=method,
-            headers={
-                "authorization": f"Bearer {self._token()}",
-                "content-type": "application/json",
-            },  # fmt: skip
+        return probes.admin_call(
+            f"{self.url}/admin/front", self._token(), method, body, "docker front", timeout=30
         )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                routes: dict[str, Any] = json.loads(answer.read())
-                return routes
-        except urllib.error.HTTPError as err:
-            detail = err.read().decode(errors="replace")[:300]
-            raise ServiceError(f"docker: the front answered {err.code}: {detail}") from None
-        except OSError as err:
-            raise ServiceError(f"docker: the front at {self.url} failed: {err}") from None

@@ -8,7 +8,6 @@ rollout; a first deployment starts the process with the version alone.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
@@ -158,23 +157,9 @@ class LocalTarget:
         proc = self.process()
         if proc is None:
             raise ServiceError(f"local target: no serving process for '{self.env.name}'")
-        request = urllib.request.Request(
-            f"{proc.url}{path}",
-            data=json.dumps(body).encode() if body is not None else None,
-            method=method,
-            headers={"authorization": f"Bearer {proc.token}", "content-type": "application/json"},
+        return probes.admin_call(
+            f"{proc.url}{path}", proc.token, method, body, "local target", timeout=60
         )
-        try:
-            with urllib.request.urlopen(request, timeout=60) as r:
-                answer: dict[str, Any] = json.loads(r.read())
-                return answer
-        except urllib.error.HTTPError as err:
-            detail = err.read().decode(errors="replace")[:300]
-            raise ServiceError(
-                f"local target: {method} {path} answered {err.code}: {detail}"
-            ) from None
-        except OSError as err:
-            raise ServiceError(f"local target: {method} {proc.url}{path} failed: {err}") from None
 
 
 def port_free(host: str, port: int) -> bool:

@@ -1,5 +1,5 @@
 """What the deploy step asks of a serving endpoint during a rollout, whatever runs it: its
-Prometheus metrics, and probe requests pinned to one version."""
+Prometheus metrics, probe requests pinned to one version, and calls to its admin API."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import json
 import urllib.error
 import urllib.request
 from typing import Any
+
+from mlops_ci.errors import ServiceError
 
 
 def metrics_text(url: str) -> str:
@@ -29,3 +31,25 @@ def probe(url: str, version: str, rows: list[Any]) -> list[int]:
         except urllib.error.HTTPError as err:
             statuses.append(err.code)
     return statuses
+
+
+def admin_call(
+    url: str, token: str, method: str, body: dict[str, Any] | None, who: str, timeout: float
+) -> dict[str, Any]:
+    """One JSON call to an admin endpoint with its bearer token; any failure is a one-line
+    ServiceError starting with ``who`` (the token is never in it)."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode() if body is not None else None,
+        method=method,
+        headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            found: dict[str, Any] = json.loads(answer.read())
+            return found
+    except urllib.error.HTTPError as err:
+        detail = err.read().decode(errors="replace")[:300]
+        raise ServiceError(f"{who}: {method} {url} answered {err.code}: {detail}") from None
+    except OSError as err:
+        raise ServiceError(f"{who}: {method} {url} failed: {err}") from None
