@@ -149,14 +149,18 @@ def _routed(
         target = LocalTarget(config, env)
         folder = target.folder
 
+    ((spec, _),) = from_registry(registry, config.model.name, [Weighted(new, None)], folder)
+
     def source_for(number: str) -> Any:
-        """What the target starts a version from: its image, or its package folder."""
+        """What the target starts a version from: its image, or its package folder (the new
+        version's is fetched above already)."""
         if env.target == "docker":
             return image_tag(config, version.name, number)
+        if number == new:
+            return spec.folder
         ((found, _),) = from_registry(registry, config.model.name, [Weighted(number, None)], folder)
         return found.folder
 
-    ((spec, _),) = from_registry(registry, config.model.name, [Weighted(new, None)], folder)
     return _rollout(config, env, new, base, progress, target, source_for, spec.features)
 
 
@@ -219,9 +223,7 @@ def _rollout(
                     url=target.url,
                 )
     except (ServiceError, OSError) as err:
-        if target.running():
-            raise  # a live endpoint that refused a call: the error says which
-        why = str(err).splitlines()[0][:200]
+        why = _died(target, err)
         progress(
             f"the {env.target} endpoint died during the rollout ({why}): restarting v{current}"
         )
@@ -255,6 +257,14 @@ def _rollout(
     )
 
 
+def _died(target: Any, err: Exception) -> str:
+    """Why the endpoint stopped answering, when it is dead; a live endpoint that refused a
+    call re-raises the error, which says which."""
+    if target.running():
+        raise err
+    return str(err).splitlines()[0][:200]
+
+
 def _first(
     env: DeployEnv,
     new: str,
@@ -268,10 +278,8 @@ def _first(
     try:
         step = _judge_step(target, env, new, None, 100.0, {new: 100.0}, rows, progress)
     except (ServiceError, OSError) as err:
-        if target.running():
-            raise
+        why = _died(target, err)
         target.stop()
-        why = str(err).splitlines()[0][:200]
         return DeployResult(
             **base,
             status="rolled_back",
