@@ -38,10 +38,10 @@ def rollback(
     current = registry.get_version_by_alias(name, env.alias)
     if current is None:
         raise InputError(f"{name} has no alias '{env.alias}': nothing deployed to {env_name}")
-    interrupted = _interrupted_rollout(config, env_name, current.version)
+    target, interrupted = _interrupted_rollout(config, env_name, current.version)
     if interrupted:
         return _finish_interrupted(
-            config, registry, env_name, current.version, interrupted, by, reason
+            config, registry, env_name, target, current.version, interrupted, by, reason
         )
     previous = current.tags.get(f"mlops.deploy.{env_name}.previous")
     if not previous:
@@ -104,35 +104,33 @@ def _docker_switch(config: Config, env_name: str, version: str) -> None:
     target.set_split({version: 100.0})
 
 
-def _routed_target(config: Config, env_name: str) -> Any:
-    """The running local process or docker front of the environment, else None."""
+def _interrupted_rollout(
+    config: Config, env_name: str, alias_version: str
+) -> tuple[Any, list[str]]:
+    """(the running endpoint, the versions that take traffic beside the alias's version): a
+    rollout that never finished (its deploy killed mid-canary). Rolling back then means the
+    alias's version at 100 %."""
     from mlops_ci.targets import routed_target
 
-    return routed_target(config, environment(config, env_name))[0]
-
-
-def _interrupted_rollout(config: Config, env_name: str, alias_version: str) -> list[str]:
-    """Versions that take traffic beside the alias's version: a rollout that never finished
-    (its deploy killed mid-canary). Rolling back then means the alias's version at 100 %."""
-    target = _routed_target(config, env_name)
+    target, _running = routed_target(config, environment(config, env_name))
     if target is None:
-        return []
+        return None, []
     weights: dict[str, float] = target.traffic()["weights"]
     if alias_version not in weights:
-        return []
-    return sorted(v for v, w in weights.items() if v != alias_version and w > 0)
+        return target, []
+    return target, sorted(v for v, w in weights.items() if v != alias_version and w > 0)
 
 
 def _finish_interrupted(
     config: Config,
     registry: ModelRegistry,
     env_name: str,
+    target: Any,
     alias_version: str,
     others: list[str],
     by: str,
     reason: str,
 ) -> RollbackResult:
-    target = _routed_target(config, env_name)
     target.set_split({alias_version: 100.0})
     for version in others:
         target.unload(version)
