@@ -331,13 +331,17 @@ def test_serves_a_registry_version_and_refuses_altered_files(
     import subprocess
     import sys
 
-    done = subprocess.run(
-        [sys.executable, "-m", "mlops_ci", "serve", "--model-dir", str(tampered)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    def serve_once(folder: Path) -> subprocess.CompletedProcess[str]:
+        """`mlops-ci serve` on ``folder``, expected to refuse it and exit."""
+        return subprocess.run(
+            [sys.executable, "-m", "mlops_ci", "serve", "--model-dir", str(folder)],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+        )
+
+    done = serve_once(tampered)
     assert done.returncode == 2
     assert "sha256 mismatch (model.onnx changed or missing)" in done.stderr
     assert len(done.stderr.strip().splitlines()) <= 2
@@ -346,13 +350,7 @@ def test_serves_a_registry_version_and_refuses_altered_files(
     swapped = tmp_path / "swapped"
     shutil.copytree(packaged.v1, swapped)
     shutil.copyfile(packaged.v2 / "model.onnx", swapped / "model.onnx")
-    again = subprocess.run(
-        [sys.executable, "-m", "mlops_ci", "serve", "--model-dir", str(swapped)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    again = serve_once(swapped)
     assert again.returncode == 2 and "sha256 mismatch (model.onnx" in again.stderr
 
 
