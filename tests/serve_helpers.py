@@ -77,3 +77,41 @@ def _wait_ready(server: ServeProcess, timeout: float) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError(f"serve did not become ready in {timeout}s:\n{server.log()}")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def schemathesis(url: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    st = Path(sys.executable).with_name("st")
+    return subprocess.run(
+        [
+            str(st),
+            "--config-file",
+            str(ROOT / "tests" / "schemathesis.toml"),
+            "run",
+            f"{url}/openapi.json",
+            "--max-examples",
+            "25",
+            "--seed",
+            "20261125",
+            "--report",
+            "ndjson",
+            "--report-dir",
+            str(tmp_path / "st"),
+            *extra,
+        ],
+        cwd=ROOT,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.st_hooks", "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+
+
+def assert_conforms(run: subprocess.CompletedProcess[str]) -> None:
+    """Schemathesis found no failure (its exit code, and its summary says so)."""
+    failures = run.stdout.split("FAILURES")[-1].split("WARNINGS")[0]
+    shown = "\n".join(line[:300] for line in failures.splitlines())  # bodies can be long
+    assert run.returncode == 0, shown[-8000:]
+    assert "passed" in run.stdout and "failures" not in run.stdout.split("SUMMARY")[-1]

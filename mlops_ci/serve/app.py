@@ -33,6 +33,7 @@ from mlops_ci.errors import MlopsError
 from mlops_ci.serve.inputlog import InputLog, LogSettings
 from mlops_ci.serve.metrics import ServiceMetrics
 from mlops_ci.serve.model import LoadedModel, ModelSpec, Prediction, read_spec
+from mlops_ci.serve.openapi import openapi_document
 from mlops_ci.serve.payload import (
     InferRequest,
     Limits,
@@ -191,6 +192,12 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         redoc_url=None,
     )
     app.state.service = service
+
+    def document() -> dict[str, Any]:
+        service.sync()
+        return openapi_document(service)
+
+    app.openapi = document  # type: ignore[method-assign]  # rebuilt per read: versions change
     _error_handlers(app)
     _scoring_routes(app, service)
     _metadata_routes(app, service)
@@ -557,13 +564,13 @@ def _admin_routes(app: FastAPI, service: Service) -> None:
         service.unload(request.path_params["version"])
         return current(request, doc)
 
-    _admin(app, service, "GET", "/admin/traffic", current)
-    _admin(app, service, "PUT", "/admin/traffic", put_traffic)
-    _admin(app, service, "POST", "/admin/models", load)
-    _admin(app, service, "DELETE", "/admin/models/{version}", unload)
+    _admin(app, service, "/admin/traffic", {"GET": current, "PUT": put_traffic})
+    _admin(app, service, "/admin/models", {"POST": load})
+    _admin(app, service, "/admin/models/{version}", {"DELETE": unload})
 
 
-def _admin(app: FastAPI, service: Service, method: str, path: str, handle: AdminHandler) -> None:
+def _admin(app: FastAPI, service: Service, path: str, handlers: dict[str, AdminHandler]) -> None:
+    """One route per path, so a 405 lists every method the path takes in ``Allow``."""
     token = service.settings.admin_token
 
     async def endpoint(request: Request) -> Response:
@@ -573,13 +580,14 @@ def _admin(app: FastAPI, service: Service, method: str, path: str, handle: Admin
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
                 raise PayloadError(401, "admin endpoints need 'Authorization: Bearer TOKEN'")
+            method = request.method
             body = await _read_body(request, 64 * 1024) if method in ("PUT", "POST") else b""
             doc = parse_json(body) if body else None
-            return json_response(handle(request, doc))
+            return json_response(handlers[method](request, doc))
         except PayloadError as err:
             return json_response({"error": str(err)}, err.status)
 
-    app.add_api_route(path, endpoint, methods=[method], include_in_schema=False)
+    app.add_api_route(path, endpoint, methods=list(handlers))
 
 
 def _error_handlers(app: FastAPI) -> None:
@@ -587,7 +595,8 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> Response:
-        return json_response({"error": str(err.detail)}, err.status_code)
+        headers = dict(err.headers) if err.headers else None  # a 405's Allow
+        return json_response({"error": str(err.detail)}, err.status_code, headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, err: RequestValidationError) -> Response:

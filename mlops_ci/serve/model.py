@@ -19,6 +19,7 @@ from mlops_ci.features import Feature, FeatureSchema
 from mlops_ci.integrity import MANIFEST, digest, verify
 from mlops_ci.packaging import convert
 from mlops_ci.records import read_json
+from mlops_ci.serve.payload import PayloadError
 
 ONNX_FILE = "model.onnx"
 
@@ -180,5 +181,12 @@ class LoadedModel:
                     if isinstance(x, dict)
                     else pd.DataFrame(x, columns=list(spec.features))
                 )
-            out = convert.native_outputs(self._native, frame)
+            try:
+                out = convert.native_outputs(self._native, frame)
+            except ValueError as err:
+                # The pipeline refused values the schema allows (a scaler overflowing float32,
+                # a category it never saw): the request's values, answered as MLflow's scoring
+                # server does, with a 4xx naming the model's reason.
+                reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else "?"
+                raise PayloadError(422, f"the model cannot score these values: {reason}") from None
         return Prediction(out.labels, out.scores)

@@ -17,7 +17,9 @@ A model whose schema is all numbers gets a float32 matrix; one with text columns
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -44,6 +46,8 @@ V2_NUMERIC = {
     "FP64": np.float64,
 }
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+# The /score body spellings: ours and KServe v2's "inputs", MLflow's, Azure ML's.
+SCORE_KEYS = ("inputs", "dataframe_records", "data", "dataframe_split", "input_data")
 
 
 class PayloadError(Exception):
@@ -96,9 +100,29 @@ def parse_json(body: bytes) -> Any:
     if not body:
         raise PayloadError(400, "empty request body: send a JSON object")
     try:
-        return orjson.loads(body)
+        doc = orjson.loads(body)
     except orjson.JSONDecodeError as err:
         raise PayloadError(400, f"invalid JSON: {err}") from None
+    if _LONG_DIGITS.search(body):
+        _check_long_integers(body)
+    return doc
+
+
+# orjson reads an integer beyond 64 bits as a float64, and one just past the float32 range
+# rounds onto its edge; 39+ digits (>= 1e38) are read again exactly, rarely, to refuse those.
+_LONG_DIGITS = re.compile(rb"\d{39}")
+
+
+def _check_long_integers(body: bytes) -> None:
+    stack = [json.loads(body)]
+    while stack:
+        value = stack.pop()
+        if type(value) is int and not -FLOAT32_MAX <= value <= FLOAT32_MAX:
+            raise PayloadError(422, f"the number {str(value)[:12]}... is beyond the float32 range")
+        if isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
 
 
 def parse_score(body: bytes, limits: Limits) -> Batch:
@@ -106,6 +130,9 @@ def parse_score(body: bytes, limits: Limits) -> Batch:
     doc = parse_json(body)
     if not isinstance(doc, dict):
         raise PayloadError(400, 'the body must be a JSON object such as {"inputs": [[...]]}')
+    given = [key for key in SCORE_KEYS if key in doc]
+    if len(given) > 1:
+        raise PayloadError(400, f"send one of {', '.join(given)}, not {len(given)}")
     if "inputs" in doc:
         return _rows_or_records(doc["inputs"], "inputs", limits)
     if "dataframe_records" in doc:
@@ -247,10 +274,15 @@ def _finite(
     return np.ascontiguousarray(values, dtype=np.float32)
 
 
-# Python types JSON data may hold per v2 datatype: integers only for the INT/UINT types.
-_NUMBER_TYPES: dict[str, tuple[type, ...]] = {
-    name: (int,) if name.startswith(("INT", "UINT")) else (int, float) for name in V2_NUMERIC
-}
+def _fits(value: Any, datatype: str) -> bool:
+    """A JSON value of a v2 datatype: true/false for BOOL; a whole number for INT/UINT (JSON
+    does not tell 3 from 3.0, so 3.0 counts, 3.5 does not); any number for FP."""
+    kind = type(value)
+    if datatype == "BOOL":
+        return kind is bool
+    if datatype.startswith(("INT", "UINT")):
+        return kind is int or (kind is float and value.is_integer())
+    return kind is int or kind is float
 
 
 def _check_rows(rows: int, field: str, limits: Limits) -> None:
@@ -282,10 +314,15 @@ def parse_infer(body: bytes, header_length: int | None, limits: Limits) -> Infer
             "features] tensor, or one per column named like it",
         )
     request_id = doc.get("id")
-    if request_id is not None and not isinstance(request_id, str):
+    if "id" in doc and not isinstance(request_id, str):  # null too: the protocol says string
         raise PayloadError(400, "'id' must be a string")
-    outputs = _requested_outputs(doc.get("outputs"))
-    if len(inputs) == 1 and inputs[0].get("name") not in limits.features:
+    if not isinstance(doc.get("parameters", {}), dict):
+        raise PayloadError(400, "'parameters' must be an object")
+    outputs = _requested_outputs(doc["outputs"]) if "outputs" in doc else ()
+    unnamed = [i for i, tensor in enumerate(inputs) if not isinstance(tensor.get("name"), str)]
+    if unnamed:
+        raise PayloadError(400, f"'inputs[{unnamed[0]}].name' must be a string")
+    if len(inputs) == 1 and inputs[0]["name"] not in limits.features:
         if limits.mixed:
             assert limits.schema is not None
             raise PayloadError(
@@ -359,7 +396,7 @@ def _column_tensor(
         raise PayloadError(
             422, f"'{where}.datatype' must be BYTES: column '{feature.name}' is text"
         )
-    if feature.kind != STRING and datatype not in V2_NUMERIC:
+    if feature.kind != STRING and (not isinstance(datatype, str) or datatype not in V2_NUMERIC):
         raise PayloadError(
             422,
             f"'{where}.datatype' {datatype!r} is not a numeric type (FP32, FP64, INT64, ...): "
@@ -380,14 +417,12 @@ def _column_tensor(
         raise PayloadError(422, f"'{where}.data' must be a list")
     _check_nesting(data, shape, where)
     flat = _flatten(data, rows, where)
-    if datatype == "BOOL" and not all(type(v) is bool for v in flat):
-        raise PayloadError(422, f"'{where}.data' must hold true/false for datatype BOOL")
-    if str(datatype).startswith(("INT", "UINT")) and not all(
-        type(v) is int or v is None for v in flat
-    ):
-        raise PayloadError(422, f"'{where}.data' must hold whole numbers for datatype {datatype}")
-    if datatype == "BOOL":
-        flat = [int(v) for v in flat]
+    if feature.kind != STRING:  # datatype is one of V2_NUMERIC, checked above
+        datatype = str(datatype)
+        if not all(_fits(v, datatype) or v is None for v in flat):
+            raise PayloadError(422, f"'{where}.data' must hold {_kind_of(datatype)}")
+        if datatype == "BOOL":
+            flat = [None if v is None else int(v) for v in flat]
     return _column(flat, feature, f"'{feature.name}'", "in row"), 0
 
 
@@ -425,7 +460,7 @@ def _tensor(tensor: dict[str, Any], binary: bytes, limits: Limits) -> npt.NDArra
             422, f"'inputs[0].shape' is {shape}; the model takes [rows, {limits.n_features}]"
         )
     _check_rows(rows, "inputs[0]", limits)
-    if datatype not in V2_NUMERIC:
+    if not isinstance(datatype, str) or datatype not in V2_NUMERIC:  # a dict is unhashable
         raise PayloadError(
             422, f"'inputs[0].datatype' {datatype!r} is not a numeric type (FP32, FP64, INT64, ...)"
         )
@@ -438,17 +473,21 @@ def _tensor(tensor: dict[str, Any], binary: bytes, limits: Limits) -> npt.NDArra
         raise PayloadError(422, "'inputs[0].data' must be a list of numbers")
     _check_nesting(data, [rows, width], "inputs[0]")
     flat = _flatten(data, rows * width, "inputs[0]")
-    if datatype == "BOOL":
-        if not all(type(v) is bool for v in flat):
-            raise PayloadError(422, "'inputs[0].data' must hold true/false for datatype BOOL")
-    elif not all(
-        type(v) in _NUMBER_TYPES[datatype] or (v is None and k % width in limits.nullable)
+    if not all(
+        _fits(v, datatype) or (v is None and k % width in limits.nullable)
         for k, v in enumerate(flat)
     ):
-        kind = "whole numbers" if datatype.startswith(("INT", "UINT")) else "only numbers"
-        raise PayloadError(422, f"'inputs[0].data' must hold {kind} for datatype {datatype}")
+        raise PayloadError(422, f"'inputs[0].data' must hold {_kind_of(datatype)}")
     values = np.array(flat, dtype=np.float64).reshape(rows, width)
     return _finite(values, "inputs[0].data", limits.nullable)
+
+
+def _kind_of(datatype: str) -> str:
+    if datatype == "BOOL":
+        return "true/false for datatype BOOL"
+    if datatype.startswith(("INT", "UINT")):
+        return f"whole numbers for datatype {datatype}"
+    return f"only numbers for datatype {datatype}"
 
 
 def _check_nesting(data: list[Any], shape: list[int], where: str) -> None:
@@ -510,8 +549,6 @@ def _binary(
 
 
 def _requested_outputs(outputs: Any) -> tuple[str, ...]:
-    if outputs is None:
-        return ()
     if not isinstance(outputs, list) or not all(
         isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
     ):

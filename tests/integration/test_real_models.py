@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from jsonschema import Draft202012Validator
 
 from mlops_ci.config import Config, load_config
 from mlops_ci.registry.mlflow import MlflowRegistry
@@ -21,7 +22,7 @@ from mlops_ci.steps.package import package
 from mlops_ci.steps.pipeline import copy_example
 from mlops_ci.steps.register import register
 from mlops_ci.steps.train import train
-from tests.serve_helpers import serving
+from tests.serve_helpers import assert_conforms, schemathesis, serving
 
 pytestmark = pytest.mark.slow
 
@@ -102,9 +103,17 @@ def test_example_trains_compares_registers_packages_serves_and_batch_scores(
         assert split.json()["predictions"] == records.json()["predictions"]
         if not regression:
             assert records.json()["classes"] == sorted({str(v) for v in expected})
+        documented = Draft202012Validator(
+            httpx.get(f"{srv.url}/openapi.json").json()["paths"]["/score"]["post"]["requestBody"][
+                "content"
+            ]["application/json"]["schema"]
+        )
+        documented.validate({"inputs": rows.to_dict("records")})
+        assert not documented.is_valid({"inputs": [rows.iloc[0].tolist()[:-1]]})  # a column short
         if spec.schema.nullable:  # a pipeline that imputes: a missing number is scored
             holed = rows.head(2).astype(object).to_dict("records")
             holed[0][spec.schema.nullable[0]] = None
+            documented.validate({"inputs": holed})
             answer = httpx.post(f"{srv.url}/score", json={"inputs": holed})
             assert answer.status_code == 200, answer.text
             frame = rows.head(2).copy()
@@ -112,6 +121,8 @@ def test_example_trains_compares_registers_packages_serves_and_batch_scores(
             assert same(
                 answer.json()["predictions"], native_predictions(reg, config, frame), regression
             )
+        if example == "breast-cancer":  # text and imputed columns: documented and held to
+            assert_conforms(schemathesis(srv.url, tmp_path))
         client = triton.InferenceServerClient(url=srv.url.removeprefix("http://"))
         output = "label" if not regression else "variable"
         for binary in (False, True):
@@ -162,6 +173,13 @@ def test_native_pipeline_with_a_text_column_serves_dataframe_input(tmp_path: Pat
         refused = httpx.post(f"{srv.url}/score", json={"inputs": wrong})
         assert refused.status_code == 422
         assert "'size_bin' in row 0 must be text" in refused.json()["error"]
+        # a float32 value the scaler divides past float32: the model's refusal, as a 4xx
+        huge = features.head(1).to_dict("records")
+        huge[0]["mean_smoothness"] = -3.4e38  # its spread is about 0.01
+        overflow = httpx.post(f"{srv.url}/score", json={"inputs": huge})
+        assert overflow.status_code == 422, overflow.text
+        assert "the model cannot score these values" in overflow.json()["error"]
+    assert "Traceback" not in srv.log()
 
 
 def test_text_column_reaches_the_input_log_and_drift(tmp_path: Path) -> None:

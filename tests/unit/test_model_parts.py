@@ -352,7 +352,7 @@ def test_v2_tensor_names_that_are_not_text_are_refused() -> None:
         {"name": ["size"], "shape": [1], "datatype": "FP32", "data": [1]},
         {"name": "colour", "shape": [1], "datatype": "BYTES", "data": ["x"]},
     )
-    with pytest.raises(PayloadError, match="is not a feature of this model"):
+    with pytest.raises(PayloadError, match=r"'inputs\[0\].name' must be a string"):
         parse_infer(body, None, MIXED_LIMITS)
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 
 from mlops_ci.serve.inputlog import InputLog, LogSettings, read_records, recover_orphans
@@ -52,6 +54,9 @@ def test_score_spellings_give_the_same_matrix(body: bytes) -> None:
         (b'{"inputs": [[1, 2], [1, 2], [1, 2], [1, 2]]}', 413, "limit is 3"),
         (b'{"inputs": [[1, 2], 5]}', 422, "'inputs[1]' must be a list"),
         (b'{"inputs": "1,2"}', 400, "got a string"),
+        (b'{"inputs": [[1, 2]], "dataframe_split": {}}', 400, "send one of inputs, dataframe"),
+        # 340282346638528860000000000000000000001 reads as float32's largest as a float64
+        (b'{"inputs": [[1, 340282346638528860000000000000000000001]]}', 422, "float32 range"),
     ],
 )
 def test_score_refusals_name_the_problem(body: bytes, status: int, says: str) -> None:
@@ -116,6 +121,8 @@ def test_v2_nested_flat_and_binary_tensors() -> None:
         ({"shape": [2, 2], "datatype": "FP32", "data": [1, [2, 3], 4]}, "nested unlike"),
         ({"shape": [1, 2], "datatype": "INT64", "data": [1.5, 2]}, "whole numbers"),
         ({"shape": [1, 2], "datatype": "UINT8", "data": [True, 2]}, "whole numbers"),
+        ({"shape": [1, 2], "datatype": {"FP32": 1}, "data": [1, 2]}, "not a numeric type"),
+        ({"shape": [1, 2], "datatype": "BOOL", "data": [1, 0]}, "true/false"),
     ],
 )
 def test_v2_refusals(tensor: dict[str, object], says: str) -> None:
@@ -290,3 +297,37 @@ def test_a_segment_being_written_is_read_up_to_its_last_whole_line(tmp_path: Pat
     live.write_bytes(line + b"\n" + line + b"\n" + line[:20])
     assert len(list(read_records(tmp_path))) == 2
     assert recover_orphans(tmp_path, "jsonl") == []  # its writer is alive: left as it is
+
+
+def test_the_edge_of_float32_written_exactly_is_a_number_like_any_other() -> None:
+    edge = b'{"inputs": [[1, 340282346638528859811704183484516925440]]}'
+    assert parse_score(edge, LIMITS)[0, 1] == np.finfo(np.float32).max
+
+
+def test_v2_whole_numbers_may_be_written_with_a_point_as_json_does_not_tell_them_apart() -> None:
+    tensor = {"name": "input", "shape": [1, 2], "datatype": "INT64", "data": [3.0, -2]}
+    assert parse_infer(v2(tensor), None, LIMITS).x.tolist() == [[3.0, -2.0]]
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ({"id": None}, "'id' must be a string"),
+        ({"outputs": None}, "'outputs' must be a list"),
+        ({"parameters": []}, "'parameters' must be an object"),
+    ],
+)
+def test_v2_request_fields_of_the_wrong_type_are_refused(
+    extra: dict[str, object], says: str
+) -> None:
+    tensor = {"name": "input", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}
+    body = orjson.dumps({"inputs": [tensor], **extra})
+    with pytest.raises(PayloadError, match=re.escape(says)) as caught:
+        parse_infer(body, None, LIMITS)
+    assert caught.value.status == 400
+
+
+def test_a_v2_tensor_without_a_name_is_refused() -> None:
+    body = orjson.dumps({"inputs": [{"shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]})
+    with pytest.raises(PayloadError, match=re.escape("'inputs[0].name' must be a string")):
+        parse_infer(body, None, LIMITS)

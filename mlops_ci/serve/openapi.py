@@ -1,0 +1,551 @@
+"""The service's OpenAPI document, built from the models it serves right now.
+
+The handlers parse raw bodies (``payload``), so FastAPI cannot infer what they accept; this
+module states it instead: per-model request bodies (the columns, their kinds, the float32 range,
+the row limit), every status a route answers with its ``{"error": ...}`` body, the path and
+header parameters, and the admin API behind its bearer token. It is rebuilt on each read, so a
+version loaded by a rollout appears in the ``x-model-version`` and ``{version}`` choices.
+
+One rule of the Open Inference Protocol is beyond JSON Schema and is stated in words only: a
+tensor's ``shape`` must multiply out to the number of values in its ``data``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mlops_ci import __version__
+from mlops_ci.features import STRING, Feature, FeatureSchema
+from mlops_ci.serve.payload import FLOAT32_MAX, SCORE_KEYS, V2_NUMERIC, Limits
+
+if TYPE_CHECKING:
+    from mlops_ci.serve.app import Service
+
+JSON = "application/json"
+# The float32 edge written exactly (3.4028234663852886e+38 would be read as a larger decimal).
+F32_MAX = int(FLOAT32_MAX)
+ERROR = {"$ref": "#/components/schemas/Error"}
+WHY = {
+    400: "The body is not JSON, or not the shape this route takes.",
+    401: "The Authorization header is missing or holds another token.",
+    403: "The admin endpoints are off: serve was started without an admin token.",
+    404: "No such model or version is served here.",
+    409: "The version is loaded with other files, or still takes traffic.",
+    413: "The body or its row count is over the service's limit.",
+    415: "The Content-Type is neither JSON nor the binary tensor extension.",
+    422: "The values do not fit the model: a column, a kind, a shape or a number is wrong.",
+    503: "monitor.durable is on and the input log cannot be written: nothing was scored.",
+}
+
+
+def openapi_document(service: Service) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``service`` as it is loaded now."""
+    name, versions = service.name, sorted(service.models)
+    limits = [service.limits[v] for v in versions]
+    outputs = sorted({o for m in service.models.values() for o in m.output_names})
+    model = {"name": "name", "in": "path", "required": True, "schema": {"enum": [name]}}
+    version = {"name": "version", "in": "path", "required": True, "schema": {"enum": versions}}
+    pin = {
+        "name": "x-model-version",
+        "in": "header",
+        "required": False,
+        "description": "Pin the request to one loaded version instead of the traffic split.",
+        "schema": {"type": "string", "enum": versions},
+    }
+    infer_body = _one_of([_infer_body(lim, outputs) for lim in limits])
+    score_body = _one_of([_score_body(lim) for lim in limits])
+    paths: dict[str, Any] = {
+        "/score": {
+            "post": _op(
+                "Score rows",
+                "Rows as lists in feature order or records by column name; MLflow's "
+                "dataframe_split / dataframe_records and Azure ML's data / input_data too.",
+                [pin],
+                score_body,
+                "#/components/schemas/ScoreResponse",
+                (400, 404, 413, 415, 422, 503),
+            )
+        },
+        "/v2/models/{name}/infer": {
+            "post": _op(
+                "Infer (Open Inference Protocol v2)",
+                "One [rows, features] tensor, or one tensor per column named like it. A "
+                "tensor's shape must multiply out to the number of values in its data. The "
+                "binary tensor extension is accepted as application/octet-stream with an "
+                "Inference-Header-Content-Length header.",
+                [model, pin],
+                infer_body,
+                "#/components/schemas/InferResponse",
+                (400, 404, 413, 415, 422, 503),
+            )
+        },
+        "/v2/models/{name}/versions/{version}/infer": {
+            "post": _op(
+                "Infer on one version",
+                "As /v2/models/{name}/infer, pinned to {version}.",
+                [model, version],
+                infer_body,
+                "#/components/schemas/InferResponse",
+                (400, 404, 413, 415, 422, 503),
+            )
+        },
+        "/v2": {"get": _get("Server metadata", [], "ServerMetadata", ())},
+        "/v2/health/live": {"get": _get("Liveness", [], "Live", ())},
+        "/v2/health/ready": {"get": _get("Readiness", [], "Ready", ())},
+        "/v2/models/{name}": {"get": _get("Model metadata", [model], "ModelMetadata", (404,))},
+        "/v2/models/{name}/versions/{version}": {
+            "get": _get("Model version metadata", [model, version], "ModelMetadata", (404,))
+        },
+        "/v2/models/{name}/ready": {"get": _get("Model readiness", [model], "Ready", (404,))},
+        "/v2/models/{name}/versions/{version}/ready": {
+            "get": _get("Model version readiness", [model, version], "Ready", (404,))
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": {
+                        "description": "Counters and histograms per version and endpoint.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        **_admin_paths(versions),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": f"mlops-ci: {name}", "version": __version__},
+        "paths": paths,
+        "components": {"schemas": _components(), "securitySchemes": _security()},
+    }
+
+
+def _op(
+    summary: str,
+    description: str,
+    parameters: list[dict[str, Any]],
+    body: dict[str, Any] | None,
+    answer: str,
+    errors: tuple[int, ...],
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "description": description,
+        "parameters": parameters,
+        "responses": {
+            "200": {
+                "description": "Scored.",
+                "headers": _answer_headers(),
+                "content": {JSON: {"schema": {"$ref": answer}}},
+            },
+            **_errors(errors),
+        },
+    }
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
+    return operation
+
+
+def _get(
+    summary: str, parameters: list[dict[str, Any]], answer: str, errors: tuple[int, ...]
+) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "parameters": parameters,
+        "responses": {
+            "200": {
+                "description": "OK",
+                "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{answer}"}}},
+            },
+            **_errors(errors),
+        },
+    }
+
+
+def _errors(statuses: tuple[int, ...]) -> dict[str, Any]:
+    return {str(s): {"description": WHY[s], "content": {JSON: {"schema": ERROR}}} for s in statuses}
+
+
+def _answer_headers() -> dict[str, Any]:
+    return {
+        "x-model-version": {
+            "description": "The version that answered.",
+            "schema": {"type": "string"},
+        },
+        "x-request-id": {
+            "description": "The request's x-request-id, or one made for it.",
+            "schema": {"type": "string"},
+        },
+    }
+
+
+def _one_of(bodies: list[dict[str, Any]]) -> dict[str, Any]:
+    """One body schema, or the choice between distinct ones when loaded versions differ."""
+    distinct = [b for i, b in enumerate(bodies) if b not in bodies[:i]]
+    return distinct[0] if len(distinct) == 1 else {"anyOf": distinct}
+
+
+# --- /score --------------------------------------------------------------------------------
+
+
+def _cell(feature: Feature | None) -> dict[str, Any]:
+    """One value: text, or a finite number in the float32 range (null where imputed)."""
+    if feature is not None and feature.kind == STRING:
+        return {"type": "string"}
+    number = {"type": "number", "minimum": -F32_MAX, "maximum": F32_MAX}
+    if feature is not None and feature.nullable:
+        return {"anyOf": [number, {"type": "null"}]}
+    return number
+
+
+def _features(limits: Limits) -> list[Feature | None]:
+    if limits.schema is not None and limits.schema.features:
+        return list(limits.schema.features)
+    if limits.features:
+        return list(FeatureSchema.numeric(limits.features).features)
+    return [None] * limits.n_features
+
+
+def _row(limits: Limits) -> dict[str, Any]:
+    cells = [_cell(f) for f in _features(limits)]
+    return {
+        "type": "array",
+        "prefixItems": cells,
+        "items": False,
+        "minItems": len(cells),
+        "maxItems": len(cells),
+    }
+
+
+def _record(limits: Limits) -> dict[str, Any]:
+    features = [f for f in _features(limits) if f is not None]
+    return {
+        "type": "object",
+        "properties": {f.name: _cell(f) for f in features},
+        "required": [f.name for f in features],
+        "additionalProperties": False,
+    }
+
+
+def _rows(limits: Limits, records: bool) -> dict[str, Any]:
+    """Rows all as lists, or (where the columns are named) all as records."""
+
+    def of(item: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "array", "items": item, "minItems": 1, "maxItems": limits.max_rows}
+
+    if records and limits.features:
+        return {"anyOf": [of(_row(limits)), of(_record(limits))]}
+    return of(_row(limits))
+
+
+def _score_body(limits: Limits) -> dict[str, Any]:
+    """One of the five spellings; a body carrying two of them is refused (which one counts?)."""
+    named: dict[str, Any] = {
+        "type": "object",
+        "properties": {"data": _rows(limits, records=True), "columns": False},
+        "required": ["data"],
+    }
+    table: dict[str, Any] = named
+    if limits.features:  # columns (in model order) and rows of values in that order
+        columns: dict[str, Any] = {"const": list(limits.features)}
+        table = {
+            "anyOf": [
+                named,
+                {
+                    "type": "object",
+                    "properties": {"columns": columns, "data": _rows(limits, records=False)},
+                    "required": ["columns", "data"],
+                },
+            ]
+        }
+    shapes = {
+        "inputs": _rows(limits, records=True),
+        "dataframe_records": _rows(limits, records=True),
+        "data": _rows(limits, records=True),
+        "dataframe_split": table,
+        "input_data": table,
+    }
+    return {
+        "anyOf": [
+            {
+                "type": "object",
+                "required": [key],
+                "properties": {k: (shape if k == key else False) for k in SCORE_KEYS},
+            }
+            for key, shape in shapes.items()
+        ]
+    }
+
+
+# --- /v2 infer ------------------------------------------------------------------------------
+
+
+def _typed_data(datatypes: list[str], value: dict[str, Any]) -> list[dict[str, Any]]:
+    """(datatype, data) pairs per family: JSON numbers, whole numbers, or true/false."""
+    floats = [d for d in datatypes if d.startswith("FP")]
+    ints = [d for d in datatypes if d.startswith(("INT", "UINT"))]
+    families = []
+    for names, cell in (
+        (floats, value),
+        (ints, {**value, "type": "integer"}),
+        (["BOOL"] if "BOOL" in datatypes else [], {"type": "boolean"}),
+    ):
+        if names:
+            families.append({"datatype": {"enum": names}, "cell": cell})
+    return families
+
+
+def _matrix_tensors(limits: Limits) -> list[dict[str, Any]]:
+    n, numeric = limits.n_features, sorted(V2_NUMERIC)
+    value = {"type": "number", "minimum": -F32_MAX, "maximum": F32_MAX}
+    tensors = []
+    for family in _typed_data(numeric, value):
+        cell = family["cell"]
+        tensors.append(
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "not": {"enum": list(limits.features)}},
+                    "shape": {
+                        "type": "array",
+                        "prefixItems": [
+                            {"type": "integer", "minimum": 1, "maximum": limits.max_rows},
+                            {"const": n},
+                        ],
+                        "items": False,
+                        "minItems": 2,
+                    },
+                    "datatype": family["datatype"],
+                    "data": {  # flat, row-major; or nested as rows
+                        "anyOf": [
+                            {"type": "array", "items": cell, "minItems": n},
+                            {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": {
+                                    "type": "array",
+                                    "items": cell,
+                                    "minItems": n,
+                                    "maxItems": n,
+                                },
+                            },
+                        ]
+                    },
+                },
+                "required": ["name", "shape", "datatype", "data"],
+            }
+        )
+    return tensors
+
+
+def _column_tensor(feature: Feature, limits: Limits) -> dict[str, Any]:
+    families: list[dict[str, Any]]
+    if feature.kind == STRING:
+        families = [{"datatype": {"const": "BYTES"}, "cell": {"type": "string"}}]
+    else:
+        families = _typed_data(sorted(V2_NUMERIC), _cell(Feature(feature.name, feature.kind)))
+        if feature.nullable:
+            for family in families:
+                family["cell"] = {"anyOf": [family["cell"], {"type": "null"}]}
+    shape = {
+        "type": "array",
+        "prefixItems": [
+            {"type": "integer", "minimum": 1, "maximum": limits.max_rows},
+            {"const": 1},
+        ],
+        "items": False,
+        "minItems": 1,
+    }
+    return {
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"const": feature.name},
+                    "shape": shape,
+                    "datatype": family["datatype"],
+                    "data": {"type": "array", "items": family["cell"], "minItems": 1},
+                },
+                "required": ["name", "shape", "datatype", "data"],
+            }
+            for family in families
+        ]
+    }
+
+
+def _infer_body(limits: Limits, outputs: list[str]) -> dict[str, Any]:
+    """One [rows, features] tensor (all-number models), or one tensor per column in order."""
+    forms: list[dict[str, Any]] = []
+    if not limits.mixed:
+        forms.extend(
+            {"type": "array", "prefixItems": [t], "items": False, "minItems": 1}
+            for t in _matrix_tensors(limits)
+        )
+    features = [f for f in _features(limits) if f is not None]
+    if features:
+        columns = [_column_tensor(f, limits) for f in features]
+        forms.append(
+            {
+                "type": "array",
+                "prefixItems": columns,
+                "items": False,
+                "minItems": len(columns),
+            }
+        )
+    return {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "inputs": forms[0] if len(forms) == 1 else {"anyOf": forms},
+            "outputs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"name": {"enum": outputs}},
+                    "required": ["name"],
+                },
+            },
+            "parameters": {"type": "object"},
+        },
+        "required": ["inputs"],
+    }
+
+
+# --- admin ----------------------------------------------------------------------------------
+
+
+def _admin_paths(versions: list[str]) -> dict[str, Any]:
+    auth: list[dict[str, list[str]]] = [{"bearer": []}]
+    answer = {"$ref": "#/components/schemas/Traffic"}
+
+    def admin(summary: str, body: dict[str, Any] | None, errors: tuple[int, ...]) -> Any:
+        op: dict[str, Any] = {
+            "summary": summary,
+            "tags": ["admin"],
+            "security": auth,
+            "responses": {
+                "200": {"description": "The split now.", "content": {JSON: {"schema": answer}}},
+                **_errors((401, 403, *errors)),
+            },
+        }
+        if body is not None:
+            op["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
+        return op
+
+    weights = {
+        "type": "object",
+        "properties": {
+            "weights": {
+                "type": "object",
+                "description": "Version: weight; at least one above 0.",
+                "propertyNames": {"enum": versions},
+                "additionalProperties": {"type": "number", "minimum": 0},
+                "minProperties": 1,
+            }
+        },
+        "required": ["weights"],
+    }
+    folder = {
+        "type": "object",
+        "properties": {"path": {"type": "string", "minLength": 1, "maxLength": 4096}},
+        "required": ["path"],
+    }
+    unload = admin("Unload a version taking no traffic", None, (404, 409))
+    unload["parameters"] = [
+        {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
+    ]
+    return {
+        "/admin/traffic": {
+            "get": admin("The traffic split", None, ()),
+            "put": admin("Set the traffic split", weights, (400, 413, 422)),
+        },
+        "/admin/models": {"post": admin("Load a package folder", folder, (400, 409, 413, 422))},
+        "/admin/models/{version}": {"delete": unload},
+    }
+
+
+def _security() -> dict[str, Any]:
+    return {
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The admin token serve was started with (MLOPS_ADMIN_TOKEN).",
+        }
+    }
+
+
+def _components() -> dict[str, Any]:
+    strings = {"type": "array", "items": {"type": "string"}}
+    return {
+        "Error": {
+            "type": "object",
+            "properties": {"error": {"type": "string"}},
+            "required": ["error"],
+        },
+        "ScoreResponse": {
+            "type": "object",
+            "properties": {
+                "model_name": {"type": "string"},
+                "model_version": {"type": "string"},
+                "predictions": {"type": "array"},
+                "probabilities": {"type": "array", "items": {"type": "array"}},
+                "classes": {"type": "array"},
+            },
+            "required": ["model_name", "model_version", "predictions"],
+        },
+        "InferResponse": {
+            "type": "object",
+            "properties": {
+                "model_name": {"type": "string"},
+                "model_version": {"type": "string"},
+                "id": {"type": "string"},
+                "outputs": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string"},
+                            "shape": {"type": "array", "items": {"type": "integer"}},
+                            "datatype": {"type": "string"},
+                            "data": {"type": "array"},
+                        },
+                        "required": ["name", "shape", "datatype", "data"],
+                    },
+                },
+                "parameters": {"type": "object"},
+            },
+            "required": ["model_name", "model_version", "outputs"],
+        },
+        "ServerMetadata": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "version": {"type": "string"},
+                "extensions": strings,
+            },
+            "required": ["name", "version", "extensions"],
+        },
+        "ModelMetadata": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "versions": strings,
+                "platform": {"type": "string"},
+                "inputs": {"type": "array"},
+                "outputs": {"type": "array"},
+            },
+            "required": ["name", "versions", "platform", "inputs", "outputs"],
+        },
+        "Live": {"type": "object", "properties": {"live": {"type": "boolean"}}},
+        "Ready": {"type": "object", "properties": {"ready": {"type": "boolean"}}},
+        "Traffic": {
+            "type": "object",
+            "properties": {
+                "model_name": {"type": "string"},
+                "weights": {"type": "object"},
+                "shares": {"type": "object"},
+                "versions": {"type": "object"},
+            },
+        },
+    }
