@@ -6,6 +6,7 @@ import logging
 import os
 import random
 import re
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,16 @@ _CONFLICT_RETRIES = 5
 # How SQLite, PostgreSQL and MySQL (through SQLAlchemy and MLflow's server) word that clash.
 _UNIQUE_CLASH = re.compile(r"IntegrityError|unique constraint|Duplicate entry", re.IGNORECASE)
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+# A metadata call ends within MLFLOW_HTTP_REQUEST_TIMEOUT plus this, whatever its retries.
+_DEADLINE_MARGIN_S = 5.0
+
+
+def _float_env(name: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(name, default))
+    except ValueError:
+        return default
+    return value if value > 0 else default
 
 
 def resolve_tracking_uri(config: Config, honour_env: bool = True) -> str:
@@ -99,7 +110,9 @@ class MlflowRegistry:
 
         try:
             return str(
-                self.client.create_experiment(name, artifact_location=self.artifact_location)
+                self._run(
+                    self.client.create_experiment, name, artifact_location=self.artifact_location
+                )
             )
         except MlflowException:  # created meanwhile by a concurrent job
             experiment = self._call(self.client.get_experiment_by_name, name)
@@ -143,7 +156,7 @@ class MlflowRegistry:
         from mlflow.exceptions import MlflowException
 
         try:
-            return _run_record(self.client.get_run(run_id))
+            return _run_record(self._run(self.client.get_run, run_id))
         except MlflowException as err:
             if _is_not_found(err):
                 raise InputError(
@@ -158,7 +171,7 @@ class MlflowRegistry:
         from mlflow.exceptions import MlflowException
 
         try:
-            return _version_record(self.client.get_model_version_by_alias(name, alias))
+            return _version_record(self._run(self.client.get_model_version_by_alias, name, alias))
         except MlflowException as err:
             if _is_not_found(err):
                 return None
@@ -168,7 +181,7 @@ class MlflowRegistry:
         from mlflow.exceptions import MlflowException
 
         try:
-            self.client.get_registered_model(name)
+            self._run(self.client.get_registered_model, name)
         except MlflowException as err:
             if _is_not_found(err):
                 return False
@@ -179,7 +192,7 @@ class MlflowRegistry:
         from mlflow.exceptions import MlflowException
 
         try:
-            return _version_record(self.client.get_model_version(name, version))
+            return _version_record(self._run(self.client.get_model_version, name, version))
         except MlflowException as err:
             if _is_not_found(err):
                 if not self.has_model(name):
@@ -211,7 +224,7 @@ class MlflowRegistry:
         from mlflow.exceptions import MlflowException
 
         try:
-            self.client.create_registered_model(name)
+            self._run(self.client.create_registered_model, name)
         except MlflowException as err:
             if "RESOURCE_ALREADY_EXISTS" not in str(err.error_code):
                 raise self._service_error(err) from None
@@ -256,7 +269,7 @@ class MlflowRegistry:
 
         for attempt in range(_CONFLICT_RETRIES):
             try:
-                fn(*args)
+                self._run(fn, *args)
                 return
             except MlflowException as err:
                 if not _UNIQUE_CLASH.search(str(err)) or attempt == _CONFLICT_RETRIES - 1:
@@ -268,7 +281,7 @@ class MlflowRegistry:
 
     def load_model(self, uri: str) -> Any:
         """The logged model: a scikit-learn estimator (or XGBoost/LightGBM's), or an OnnxModel."""
-        return self._call(load_logged_model, uri)
+        return self._transfer(load_logged_model, uri)
 
     def download_model(self, uri: str, dest: Path) -> Path:
         """The model's files (MLmodel, model.skops, ...) in ``dest``."""
@@ -276,11 +289,13 @@ class MlflowRegistry:
 
         dest.mkdir(parents=True, exist_ok=True)
         return Path(
-            self._call(mlflow.artifacts.download_artifacts, artifact_uri=uri, dst_path=str(dest))
+            self._transfer(
+                mlflow.artifacts.download_artifacts, artifact_uri=uri, dst_path=str(dest)
+            )
         )
 
     def log_artifacts(self, run_id: str, folder: Path, artifact_path: str) -> None:
-        self._call(self.client.log_artifacts, run_id, str(folder), artifact_path)
+        self._transfer(self.client.log_artifacts, run_id, str(folder), artifact_path)
 
     def read_artifact_text(self, run_id: str, path: str) -> str | None:
         """A small text artifact of a run, or None when the run has none at that path."""
@@ -302,12 +317,60 @@ class MlflowRegistry:
     # --- errors -------------------------------------------------------------------------------
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """One metadata call: against a server, all its attempts end within the deadline."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._run(fn, *args, **kwargs)
+        except MlflowException as err:
+            raise self._service_error(err) from None
+
+    def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if not self.uri.startswith(("http://", "https://")):
+            return fn(*args, **kwargs)  # a local store: no network to wait on
+        return self._bounded(fn, *args, **kwargs)
+
+    def _transfer(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """An artifact upload or download: as long as bytes flow (each read has its timeout)."""
         from mlflow.exceptions import MlflowException
 
         try:
             return fn(*args, **kwargs)
         except MlflowException as err:
             raise self._service_error(err) from None
+
+    def _bounded(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn`` in a daemon thread, given up after the deadline. MLflow retries a read that
+        timed out like a refused connection, so a server that accepts and never answers held a
+        call for every attempt's timeout plus backoff (134 s with the defaults); the deadline
+        ends it near the timeout the user set. A call given up may still land on the server
+        later; the next step reads what is there, as after any lost answer."""
+        per_attempt = _float_env("MLFLOW_HTTP_REQUEST_TIMEOUT", 30.0)
+        deadline = per_attempt + _DEADLINE_MARGIN_S
+        outcome: dict[str, Any] = {}
+        finished = threading.Event()
+
+        def run() -> None:
+            try:
+                outcome["value"] = fn(*args, **kwargs)
+            except BaseException as err:  # handed to the caller's thread
+                outcome["error"] = err
+            finally:
+                finished.set()
+
+        threading.Thread(target=run, name="mlflow-call", daemon=True).start()
+        if not finished.wait(deadline):
+            what = getattr(fn, "__name__", "a call")
+            raise ServiceError(
+                f"MLflow at {self.describe()} did not answer {what} within {deadline:g} s "
+                f"(MLFLOW_HTTP_REQUEST_TIMEOUT={per_attempt:g} s, plus {_DEADLINE_MARGIN_S:g} s "
+                "for retries)",
+                hint="check that the server is up and not overloaded, or raise "
+                "MLFLOW_HTTP_REQUEST_TIMEOUT",
+            )
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
 
     def _service_error(self, err: Exception) -> ServiceError:
         """One line naming the server (never its credentials) and what went wrong."""

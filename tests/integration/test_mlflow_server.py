@@ -177,20 +177,20 @@ def test_5xx_are_retried_and_a_lost_answer_records_nothing_twice(
     assert [v.version for v in every] == ["1"], "the retried create left one version"
 
 
-def test_a_slow_server_times_out_with_exit_3(team_project: Path, server: str) -> None:
+def test_a_server_that_never_answers_is_given_up_near_the_timeout_with_exit_3(
+    team_project: Path, server: str
+) -> None:
     with fault_proxy(server) as (proxy, state):
-        state.faults = [Fault("GET", r"/experiments/get-by-name", "slow:5", times=5)]
+        state.faults = [Fault("GET", r"/experiments/get-by-name", "slow:600", times=10)]
         started = time.monotonic()
-        slow = cli(
-            team_project,
-            "train",
-            env={
-                "MLFLOW_TRACKING_URI": proxy,
-                "MLFLOW_HTTP_REQUEST_TIMEOUT": "1",
-                "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
-                "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
-            },
-        )
+        # the default retries (3) and backoff: every attempt would time out, then back off
+        # (2 + 4 + 8 s): 4 x 2 + 14 = 22 s and more without the deadline
+        slow = cli(team_project, "train", env={"MLFLOW_TRACKING_URI": proxy,
+                                               "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"})  # fmt: skip
         elapsed = time.monotonic() - started
     assert slow.returncode == 3, slow.stdout + slow.stderr
-    assert elapsed < 30 and f"MLflow at {proxy}" in slow.stderr
+    errors = [line for line in slow.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, slow.stderr
+    assert f"MLflow at {proxy} did not answer get_experiment_by_name within 7 s" in errors[0]
+    assert "MLFLOW_HTTP_REQUEST_TIMEOUT=2 s" in errors[0]
+    assert elapsed < 7 + 10, f"{elapsed:.1f} s"  # the deadline, and the CLI's start-up
