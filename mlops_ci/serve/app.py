@@ -13,7 +13,6 @@ import hmac
 import logging
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, replace
@@ -30,6 +29,7 @@ from starlette.responses import Response
 
 from mlops_ci import __version__
 from mlops_ci.errors import MlopsError
+from mlops_ci.serve.accesslog import AccessLog, RequestIds
 from mlops_ci.serve.inputlog import InputLog, LogSettings
 from mlops_ci.serve.metrics import ServiceMetrics
 from mlops_ci.serve.model import LoadedModel, ModelSpec, Prediction, read_spec
@@ -46,7 +46,6 @@ from mlops_ci.serve.payload import (
 from mlops_ci.serve.router import Router, SharedState, Split, StateFile, parse_split
 
 THREADPOOL_ROWS = 256  # larger batches score off the event loop
-access_log = logging.getLogger("mlops_ci.access")
 log = logging.getLogger("mlops_ci.serve")
 
 
@@ -85,6 +84,8 @@ class Service:
         self.metrics = ServiceMetrics(self.name)
         self.metrics.set_shares(self.router.split.shares())
         self.input_log = InputLog(settings.input_log) if settings.input_log else None
+        self.access = AccessLog() if settings.access_log else None
+        self.ids = RequestIds()
 
     def _add(self, model: LoadedModel) -> None:
         self.models[model.spec.version] = model
@@ -183,6 +184,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         yield
         if service.input_log is not None:
             service.input_log.close()
+        if service.access is not None:
+            service.access.flush()
 
     app = FastAPI(
         title=f"mlops-ci: {service.name}",
@@ -267,7 +270,7 @@ def _post(app: FastAPI, service: Service, path: str, endpoint: str, handler: Han
 
     async def route(request: Request) -> Response:
         started = time.perf_counter()
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = request.headers.get("x-request-id") or service.ids.new()
         version, rows = "-", 0
         try:
             service.sync()
@@ -277,31 +280,32 @@ def _post(app: FastAPI, service: Service, path: str, endpoint: str, handler: Han
         except PayloadError as err:
             response = json_response({"error": str(err)}, err.status, {"x-request-id": request_id})
         except Exception:  # a bug: logged with its traceback, answered without one
-            log.exception("%s %s failed", request.method, request.url.path)
+            log.exception("%s %s failed", request.method, request.scope["path"])
             response = json_response({"error": "internal error"}, 500, {"x-request-id": request_id})
         elapsed = time.perf_counter() - started
         version = getattr(request.state, "version", version)
         service.metrics.observe(version, endpoint, response.status_code, elapsed, rows)
-        if service.settings.access_log:
-            access_log.info(
-                orjson.dumps(
-                    {
-                        "ts": time.time(),
-                        "method": request.method,
-                        "path": request.url.path,
-                        "status": response.status_code,
-                        "ms": round(elapsed * 1000, 3),
-                        "model": service.name,
-                        "version": version,
-                        "rows": rows,
-                        "request_id": request_id,
-                        "client": request.client.host if request.client else None,
-                    }
-                ).decode()
+        if service.access is not None:
+            client = request.scope.get("client")
+            service.access.write(
+                {
+                    "ts": time.time(),
+                    "method": request.method,
+                    "path": request.scope["path"],
+                    "status": response.status_code,
+                    "ms": round(elapsed * 1000, 3),
+                    "model": service.name,
+                    "version": version,
+                    "rows": rows,
+                    "request_id": request_id,
+                    "client": client[0] if client else None,
+                }
             )
         return response
 
-    app.add_api_route(path, route, methods=["POST"], include_in_schema=True, name=endpoint)
+    # A plain Starlette route: FastAPI's would solve dependencies for each request, and the
+    # OpenAPI document is written by ``openapi`` anyway.
+    app.router.add_route(path, route, methods=["POST"], name=endpoint)
 
 
 def _check_content_type(request: Request) -> None:

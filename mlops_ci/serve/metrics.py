@@ -7,6 +7,7 @@ makes every worker write its values to files that ``/metrics`` sums.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -30,6 +31,7 @@ class ServiceMetrics:
 
     def __init__(self, model: str) -> None:
         self.model = model
+        self._children: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = {}
         self.registry = CollectorRegistry()
         labels = ["model", "version", "endpoint", "code"]
         self.requests = Counter(
@@ -60,13 +62,25 @@ class ServiceMetrics:
         )
 
     def observe(self, version: str, endpoint: str, code: int, seconds: float, rows: int) -> None:
-        status = str(code)
-        self.requests.labels(self.model, version, endpoint, status).inc()
-        if code >= 400:
-            self.errors.labels(self.model, version, endpoint, status).inc()
+        key = (version, endpoint, code)
+        children = self._children.get(key)
+        if children is None:  # first request of its kind: look the labelled series up once
+            children = self._children[key] = self._series(version, endpoint, code)
+        requests, errors, latency, scored = children
+        requests.inc()
+        if errors is not None:
+            errors.inc()
         else:
-            self.latency.labels(self.model, version, endpoint).observe(seconds)
-            self.rows.labels(self.model, version).inc(rows)
+            latency.observe(seconds)
+            scored.inc(rows)
+
+    def _series(self, version: str, endpoint: str, code: int) -> tuple[Any, Any, Any, Any]:
+        status = str(code)
+        requests = self.requests.labels(self.model, version, endpoint, status)
+        if code >= 400:
+            return requests, self.errors.labels(self.model, version, endpoint, status), None, None
+        latency = self.latency.labels(self.model, version, endpoint)
+        return requests, None, latency, self.rows.labels(self.model, version)
 
     def set_shares(self, shares: dict[str, float]) -> None:
         for version, share in shares.items():

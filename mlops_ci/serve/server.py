@@ -95,23 +95,14 @@ def split_weights(chosen: list[tuple[ModelSpec, float | None]]) -> dict[str, flo
     return {spec.version: float(w or 0.0) for spec, w in chosen}
 
 
-def log_config(access_log: bool) -> dict[str, Any]:
-    """uvicorn's logging plus the JSON access log (uvicorn's own access log is off: ours
-    names the model version and the request id)."""
-    plain = {"format": "%(message)s"}
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging and ours. uvicorn's access log is off: the service writes its own
+    JSON lines (``serve.accesslog``), naming the model version and the request id."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {
-            "plain": plain,
-            "default": {"format": "%(levelname)s %(name)s: %(message)s"},
-        },
+        "formatters": {"default": {"format": "%(levelname)s %(name)s: %(message)s"}},
         "handlers": {
-            "access": {
-                "class": "logging.StreamHandler",
-                "formatter": "plain",
-                "stream": "ext://sys.stderr",
-            },
             "default": {
                 "class": "logging.StreamHandler",
                 "formatter": "default",
@@ -122,11 +113,6 @@ def log_config(access_log: bool) -> dict[str, Any]:
             "uvicorn": {"handlers": ["default"], "level": "INFO", "propagate": False},
             "uvicorn.error": {"level": "INFO"},
             "mlops_ci.serve": {"handlers": ["default"], "level": "INFO", "propagate": False},
-            "mlops_ci.access": {
-                "handlers": ["access"],
-                "level": "INFO" if access_log else "WARNING",
-                "propagate": False,
-            },
         },
     }
 
@@ -148,7 +134,7 @@ def run(
         "host": host,
         "port": port,
         "access_log": False,
-        "log_config": log_config(settings.access_log),
+        "log_config": log_config(),
         "timeout_graceful_shutdown": graceful_timeout_s,
         "server_header": False,
     }
