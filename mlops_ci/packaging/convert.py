@@ -243,8 +243,10 @@ def session(model: bytes | str, intra_op_threads: int, level: str) -> Any:
         raise InputError(f"the ONNX model cannot be loaded: {str(err).splitlines()[0]}") from None
 
 
-def onnx_outputs(sess: Any, feeds: dict[str, Any]) -> Outputs:
-    names = [o.name for o in sess.get_outputs()]
+def onnx_outputs(sess: Any, feeds: dict[str, Any], names: list[str] | None = None) -> Outputs:
+    """Labels and probabilities, or values; ``names``: the session's output names, when the
+    caller kept them (asking the session builds them anew on every call)."""
+    names = names or [o.name for o in sess.get_outputs()]
     result = dict(zip(names, sess.run(None, feeds), strict=True))
     if "probabilities" in result:
         return Outputs(np.asarray(result["label"]), np.asarray(result["probabilities"], np.float64))

@@ -170,7 +170,7 @@ class LoadedModel:
                 if isinstance(x, dict)
                 else convert.matrix_feeds(spec.layout, self.schema, x)
             )
-            out = convert.onnx_outputs(self._session, feeds)
+            out = convert.onnx_outputs(self._session, feeds, self.output_names)
         else:
             frame: Any = x
             if isinstance(x, dict) or spec.features:
