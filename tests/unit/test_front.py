@@ -75,9 +75,13 @@ def put(front: str, upstreams: dict[str, str], weights: dict[str, float]) -> htt
     return httpx.put(f"{front}/admin/front", json=body, headers=AUTH, timeout=10)
 
 
+# One pooled client: httpx.post alone builds a client (and its TLS context) per call.
+CLIENT = httpx.Client(timeout=10)
+
+
 def score(front: str, pin: str | None = None) -> httpx.Response:
     headers = {"x-model-version": pin} if pin else {}
-    return httpx.post(f"{front}/score?x=1", json={"inputs": [[1.0]]}, headers=headers, timeout=10)
+    return CLIENT.post(f"{front}/score?x=1", json={"inputs": [[1.0]]}, headers=headers)
 
 
 def test_requests_follow_the_routes_and_a_pin(tmp_path: Path) -> None:
