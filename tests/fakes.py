@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_ci.errors import InputError
+from mlops_ci.evalcache import ARTIFACT as EVALUATION_ARTIFACT
 from mlops_ci.modelfiles import load_model_file
 from mlops_ci.registry import TAG_COMPLETE, TAG_MODEL_URI, NewRun, RunRecord, VersionRecord
 
@@ -45,8 +46,12 @@ class InMemoryRegistry:
         return hits[-1] if hits else None
 
     def log_run(self, run: NewRun) -> RunRecord:
-        record = self.add_run(load_model_file(run.model_file, run.task), run.metrics, **run.tags)
+        model = load_model_file(run.model_file, run.task)
+        record = self.add_run(model, run.metrics, **run.tags)
         record.params.update(run.params)
+        evaluation = run.evaluate(model) if run.evaluate is not None else None
+        if evaluation is not None:
+            self.artifacts[f"{record.run_id}/{EVALUATION_ARTIFACT}"] = evaluation.encode()
         return record
 
     def get_run(self, run_id: str) -> RunRecord:

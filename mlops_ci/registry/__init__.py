@@ -7,6 +7,7 @@ Steps talk to ``ModelRegistry``; ``registry.mlflow.MlflowRegistry`` is the real 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -57,6 +58,8 @@ class NewRun:
     artifacts: dict[str, Path]  # artifact sub-folder -> local file
     example_features: Any = None  # a DataFrame of a few feature rows, for the model signature
     task: str = "classification"  # model.task: how a framework's own model file is loaded
+    # Given the loaded model, the text logged as evalcache.ARTIFACT (None: nothing logged).
+    evaluate: Callable[[Any], str | None] | None = None
 
 
 class ModelRegistry(Protocol):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops_ci.errors import InputError, ServiceError
+from mlops_ci.evalcache import ARTIFACT as EVALUATION_ARTIFACT
 from mlops_ci.modelfiles import load_user_model
 from mlops_ci.onnxmodel import TASK_PROP, OnnxModel
 from mlops_ci.registry import (
@@ -140,6 +141,7 @@ class MlflowRegistry:
         # Load and check the user's model before the run starts, so a bad file records nothing.
         model = load_user_model(run.model_file, run.task)
         signature = _signature(model, run.example_features)
+        evaluation = run.evaluate(model) if run.evaluate is not None else None
         exp_id = self._experiment_id(run.experiment, create=True)
         with mlflow.start_run(experiment_id=exp_id) as active:
             run_id = active.info.run_id
@@ -148,6 +150,8 @@ class MlflowRegistry:
             mlflow.set_tags(run.tags)
             for folder, path in run.artifacts.items():
                 mlflow.log_artifact(str(path), artifact_path=folder)
+            if evaluation is not None:
+                mlflow.log_text(evaluation, EVALUATION_ARTIFACT)
             model_uri = _log_model(model, signature)
             mlflow.set_tags({TAG_MODEL_URI: model_uri, TAG_COMPLETE: "true"})
         return self.get_run(run_id)

@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from mlops_ci import evalcache
 from mlops_ci import markdown as md
 from mlops_ci.bootstrap import BootstrapResult, paired_bootstrap
 from mlops_ci.config import Config, Rule
 from mlops_ci.errors import InputError
 from mlops_ci.evaldata import EvaluationData, load_evaluation
-from mlops_ci.features import model_frame, trained_columns
 from mlops_ci.metrics import METRICS, Encoded, score
 from mlops_ci.records import mlops_dir, read_json, write_json_atomic, write_text_atomic
 from mlops_ci.registry import ModelRegistry, RunRecord
@@ -80,22 +80,31 @@ def compare(config: Config, registry: ModelRegistry, run_id: str | None = None) 
     run = registry.get_run(run_id or last_trained_run(config))
     _check_finished(run)
     data = load_evaluation(config)
-    candidate_model = registry.load_model(_model_uri(run))
-    _check_task(config, candidate_model, f"the candidate (run {run.run_id})")
+    cand = _scored(registry, run.run_id, _model_uri(run), data, f"candidate (run {run.run_id})")
+    _check_task(config, cand.scored.kind, f"the candidate (run {run.run_id})")
     production_version = registry.get_version_by_alias(
         config.model.name, config.registry.production_alias
     )
-    cand_pred = _predict(candidate_model, data, f"candidate (run {run.run_id})")
-    predictions = [cand_pred]
+    predictions = [cand.scored.predictions]
     production_run: RunRecord | None = None
     changed: dict[str, list[str]] = {}
+    scored_how = {"candidate": cand.how}
     if production_version is not None:
-        prod_model = registry.load_model(production_version.source)
-        changed = _feature_change(candidate_model, prod_model)
-        label = f"production ({config.model.name} v{production_version.version})"
-        predictions.append(_predict(prod_model, data, label))
         if production_version.run_id:
             production_run = registry.get_run(production_version.run_id)
+        # the run's record counts only if the version is that run's model
+        same = production_run is not None and production_run.model_uri == production_version.source
+        label = f"production ({config.model.name} v{production_version.version})"
+        prod = _scored(
+            registry,
+            production_run.run_id if same and production_run else None,
+            production_version.source,
+            data,
+            label,
+        )
+        changed = _feature_change(cand.scored.columns, prod.scored.columns)
+        predictions.append(prod.scored.predictions)
+        scored_how["production"] = prod.how
 
     enc, encoded = Encoded.of(config.model.task, data.target.to_numpy(), *predictions)
     cand_scores = {m: score(m, enc, encoded[0]) for m in config.evaluate.metrics}
@@ -139,6 +148,7 @@ def compare(config: Config, registry: ModelRegistry, run_id: str | None = None) 
             "data": data.path,
             "sha256": data.sha256,
             "rows": data.rows,
+            "scored": scored_how,
             **({"feature_change": changed} if changed else {}),
         },
         created_at=time.time(),
@@ -154,9 +164,35 @@ def load_comparison(config: Config) -> ComparisonResult | None:
     return ComparisonResult.from_dict(data) if data else None
 
 
-def _feature_change(candidate: Any, production: Any) -> dict[str, list[str]]:
+@dataclass(frozen=True)
+class _Model:
+    scored: evalcache.Scored
+    how: str  # "at train": the run's record of these rows; "now": loaded and scored here
+
+
+def _scored(
+    registry: ModelRegistry, run_id: str | None, uri: str, data: EvaluationData, label: str
+) -> _Model:
+    """The model's predictions on ``data``: the run's own record when it scored exactly these
+    rows at train time (no model to load), else the model loaded and scored now."""
+    if run_id is not None:
+        recorded = evalcache.cached(registry, run_id, data)
+        if recorded is not None:
+            return _Model(recorded, "at train")
+    return _Model(evalcache.scored(registry.load_model(uri), data, label), "now")
+
+
+def _recorded(result: ComparisonResult) -> str:
+    """Which predictions train recorded on these very rows (said, never silently reused)."""
+    scored = result.evaluation.get("scored") or {}
+    roles = [role for role, how in scored.items() if how == "at train"]
+    return f"; predictions of the {' and '.join(roles)} as train recorded them" if roles else ""
+
+
+def _feature_change(
+    new: tuple[str, ...] | None, old: tuple[str, ...] | None
+) -> dict[str, list[str]]:
     """Columns the candidate was trained on that production was not, and the reverse."""
-    new, old = trained_columns(candidate), trained_columns(production)
     if new is None or old is None or set(new) == set(old):
         return {}
     return {
@@ -165,22 +201,10 @@ def _feature_change(candidate: Any, production: Any) -> dict[str, list[str]]:
     }
 
 
-def _check_task(config: Config, model: Any, label: str) -> None:
+def _check_task(config: Config, kind: str, label: str) -> None:
     """model.task must say what the model is: classification metrics of a regressor's values
     (or the reverse) would be numbers without meaning. Models scikit-learn cannot tell (an
     ONNX file, a bare object with predict) are taken at their word."""
-    from sklearn.base import is_classifier, is_regressor
-
-    try:
-        kind = (
-            "classification"
-            if is_classifier(model)
-            else "regression"
-            if is_regressor(model)
-            else ""
-        )
-    except Exception:  # not a scikit-learn estimator: nothing to check it by
-        kind = ""
     if not kind or kind == config.model.task:
         return
     raise InputError(
@@ -206,21 +230,6 @@ def _model_uri(run: RunRecord) -> str:
             hint="compare runs recorded by `mlops-ci train`",
         )
     return run.model_uri
-
-
-def _predict(model: Any, data: EvaluationData, label: str) -> np.ndarray[Any, Any]:
-    """The model's predictions on the evaluation rows, from the columns it was trained on."""
-    features = model_frame(model, data.features, data.path, f"the {label}")
-    try:
-        out = np.asarray(model.predict(features))
-    except Exception as err:  # the user's model: any failure is bad input, named
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InputError(f"{data.path}: the {label} model cannot score it: {first}") from None
-    if out.shape[0] != data.rows:
-        raise InputError(
-            f"{data.path}: the {label} model returned {out.shape[0]} rows for {data.rows}"
-        )
-    return out
 
 
 def _value(metric: str, score: ModelScore | None, run: RunRecord | None) -> float | None:
@@ -341,7 +350,7 @@ def markdown(result: ComparisonResult) -> str:
         "",
         f"Both models scored on {md.code(result.evaluation['data'])} "
         f"({result.evaluation['rows']} rows, sha256 "
-        f"{md.code(str(result.evaluation['sha256'])[:12])}).",
+        f"{md.code(str(result.evaluation['sha256'])[:12])}){_recorded(result)}.",
         *feature_change_lines(result.evaluation.get("feature_change")),
         "",
         f"| metric | candidate (run {c(md.code(result.candidate.run_id))}) | "

@@ -19,10 +19,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from mlops_ci import lineage
+from mlops_ci import evalcache, lineage
 from mlops_ci.config import Config, Scalar
 from mlops_ci.errors import InputError, TrainingError
 from mlops_ci.evaldata import load_evaluation
@@ -188,10 +189,15 @@ def _train(
         "logs": log,
     }
     tags = {**trace.tags(), TAG_CACHE_KEY: key, "mlops.model.name": config.model.name}
-    example = None
+    example, evaluate = None, None
     data = config.resolve(config.evaluate.data)
     if data.is_file():
-        example = load_evaluation(config, nrows=5).features
+        rows = load_evaluation(config)
+        example = rows.features.head(5)
+
+        def evaluate(model: Any) -> str | None:  # scored while the model is loaded anyway
+            return evalcache.record(model, rows)
+
     record = registry.log_run(
         NewRun(
             experiment=experiment,
@@ -203,6 +209,7 @@ def _train(
             artifacts=artifacts,
             example_features=example,
             task=config.model.task,
+            evaluate=evaluate,
         )
     )
     return _finish(config, record, False, key, trace, started)

@@ -242,3 +242,49 @@ def test_demo_command_end_to_end(tmp_path: Path) -> None:
     assert "| f1_macro | 0.8239 | 0.9500 | -0.1261 |" in out  # both re-scored on test.csv
     assert "refused:" in out
     assert done.stderr == ""
+
+
+def test_compare_uses_the_predictions_train_recorded_only_for_the_same_rows(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlops_ci.evalcache import ARTIFACT
+    from mlops_ci.steps.compare import compare
+
+    c = str(project)
+    assert run_cli("train", "-c", c) == 0
+    assert run_cli("compare", "-c", c) == 0
+    assert run_cli("register", "-c", c) == 0
+    assert (
+        run_cli("promote", "-c", c, "--version", "@candidate", "--by", "ci", "--reason", "x") == 0
+    )
+    assert run_cli("train", "-c", c, "--param", "C=0.5") == 0
+    config = load_config(project)
+    reg = registry_for(project)
+    loads: list[str] = []
+    real_load = reg.load_model
+    monkeypatch.setattr(reg, "load_model", lambda uri: loads.append(uri) or real_load(uri))
+
+    recorded = compare(config, reg)
+    assert recorded.evaluation["scored"] == {"candidate": "at train", "production": "at train"}
+    assert loads == []  # no model loaded: neither skops nor scikit-learn imported for it
+    text = reg.read_artifact_text(recorded.candidate.run_id or "", ARTIFACT)
+    assert text is not None and json.loads(text)["sha256"] == recorded.evaluation["sha256"]
+
+    # the same comparison when the models are scored now: the record changes nothing
+    monkeypatch.setattr("mlops_ci.evalcache.cached", lambda *a: None)
+    fresh = compare(config, reg)
+    assert fresh.evaluation["scored"] == {"candidate": "now", "production": "now"}
+    assert len(loads) == 2
+    assert fresh.candidate.metrics == recorded.candidate.metrics
+    assert fresh.production is not None and recorded.production is not None
+    assert fresh.production.metrics == recorded.production.metrics
+    assert fresh.significance == recorded.significance
+    monkeypatch.undo()
+
+    # other rows than train scored: both models are loaded and scored on them
+    data = project / "data" / "test.csv"
+    lines = data.read_text().splitlines()
+    data.write_text("\n".join(lines[:-5]) + "\n")
+    changed = compare(load_config(project), registry_for(project))
+    assert changed.evaluation["scored"] == {"candidate": "now", "production": "now"}
+    assert changed.evaluation["rows"] == len(lines) - 1 - 5
