@@ -171,6 +171,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
     setup = run_action(ROOT / "actions" / "setup", runner, uses_outputs=python)
     assert setup.returncode == 0, setup.stdout
     assert setup.outputs["version"] == __version__
+    assert setup.outputs["installer"] == "uv", setup.stdout  # pip only where uv cannot be had
     assert runner.path and (Path(runner.path[0]) / "mlops-ci").exists()
     yield runner
 
