@@ -30,7 +30,8 @@ def install(venv: Path, target: str, tool: str) -> float:
     else:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                        "--disable-pip-version-check", target], check=True)  # fmt: skip
+                        "--disable-pip-version-check", target], check=True,
+                       stderr=subprocess.DEVNULL)  # fmt: skip
     return time.perf_counter() - started
 
 
