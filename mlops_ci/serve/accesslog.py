@@ -2,9 +2,10 @@
 
 Through ``logging`` each line cost a LogRecord, a handler lock and a write and flush of its own,
 about a quarter of a single-row request's time in the server. Here a request appends its line to
-a buffer on the event loop's thread (no lock: one thread), and one write every ``interval``
-seconds (or at ``max_bytes``) sends them all. A line reaches stderr within ``interval``; at
-shutdown the buffer is written out. A ``kill -9`` loses at most the last ``interval`` of lines.
+a buffer on the event loop's thread (no lock: one thread), and every ``interval`` seconds (or
+at ``max_bytes``) they are written in a few writes of whole lines of at most ``PIPE_BUF``
+bytes. A line reaches stderr within ``interval``; at shutdown the buffer is written out. A
+``kill -9`` loses at most the last ``interval`` of lines.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from itertools import count
 from typing import Any
 
 import orjson
+
+PIPE_BUF = 4096  # POSIX guarantees at least 512; Linux's is 4096
 
 
 class AccessLog:
@@ -47,14 +50,31 @@ class AccessLog:
             self._pending = None
         if not self._lines:
             return
-        data = memoryview(b"".join(self._lines))
-        self._lines.clear()
-        self._size = 0
+        lines, self._lines, self._size = self._lines, [], 0
         try:
-            while data:  # stderr may take part of a large write (a pipe that is full)
-                data = data[os.write(self.fd, data) :]
+            for chunk in _chunks(lines):
+                data = memoryview(chunk)
+                while data:  # stderr may take part of a write (a pipe that is full)
+                    data = data[os.write(self.fd, data) :]
         except OSError:
             pass  # stderr gone (a closed pipe): the answers matter more than their log
+
+
+def _chunks(lines: list[bytes]) -> list[bytes]:
+    """Whole lines joined into writes of at most PIPE_BUF bytes: a write that size is atomic on
+    a pipe, so workers sharing stderr never split one another's lines."""
+    chunks: list[bytes] = []
+    batch: list[bytes] = []
+    size = 0
+    for line in lines:
+        if batch and size + len(line) > PIPE_BUF:
+            chunks.append(b"".join(batch))
+            batch, size = [], 0
+        batch.append(line)
+        size += len(line)
+    if batch:
+        chunks.append(b"".join(batch))
+    return chunks
 
 
 class RequestIds:

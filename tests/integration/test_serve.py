@@ -309,6 +309,10 @@ def test_two_workers_share_the_split_and_the_metrics(packaged: Packaged, tmp_pat
             if "Started server process" in line
         }
         assert len(pids) == 2
+        srv.stop()  # both workers write out their access lines
+    access = [line for line in srv.log().splitlines() if line.startswith('{"ts"')]
+    assert len(access) == 60  # whole lines, none split by the other worker's writes
+    assert all(json.loads(line)["path"] == "/score" for line in access)
 
 
 def test_serves_a_registry_version_and_refuses_altered_files(
