@@ -16,28 +16,10 @@ from typing import Any
 import orjson
 import pandas as pd
 
+from mlops_ci.datafiles import OPEN_SEGMENT, files_of
 from mlops_ci.errors import InputError
 
 PREDICTION = "__prediction__"
-TABLE_SUFFIXES = (".csv", ".parquet", ".jsonl")
-# A segment `mlops-ci serve` is still appending to (serve/inputlog.py's OPEN_SUFFIX).
-OPEN_SEGMENT = ".jsonl.open"
-
-
-def files_of(path: Path) -> list[Path]:
-    """The data files ``path`` names: itself, or the data files in the folder (sorted)."""
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        found = sorted(
-            p
-            for p in path.iterdir()
-            if p.is_file() and (p.suffix in TABLE_SUFFIXES or p.name.endswith(OPEN_SEGMENT))
-        )
-        if found:
-            return found
-        raise InputError(f"{path}: no .csv, .parquet or .jsonl files in this folder")
-    raise InputError(f"{path}: no such file or folder")
 
 
 def chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:

@@ -15,6 +15,7 @@ import pytest
 from mlops_ci.batch.engines import mp_context
 from mlops_ci.batch.plan import plan, read_task
 from mlops_ci.batch.score import features_matrix
+from mlops_ci.errors import InputError
 
 
 def test_features_matrix_converts_typed_and_text_columns_and_names_the_first_bad_column() -> None:
@@ -77,3 +78,30 @@ def test_workers_never_fork_the_calling_process_whose_threads_they_would_inherit
     with cf.ProcessPoolExecutor(2, mp_context=mp_context()) as pool:
         parents = set(pool.map(_parent, range(4)))
     assert os.getpid() not in parents and len(parents) == 1
+
+
+@pytest.mark.parametrize("block", [7, 64, 8 * 1024 * 1024])
+@pytest.mark.parametrize("chunk_rows", [1, 3, 50, 1000])
+def test_csv_cuts_fall_on_line_starts_every_chunk_rows_across_scan_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int, chunk_rows: int
+) -> None:
+    import mlops_ci.batch.plan as plan_module
+
+    monkeypatch.setattr(plan_module, "SCAN_BLOCK", block)
+    for n, final_newline in ((0, True), (1, False), (149, True), (150, False), (151, True)):
+        file = tmp_path / f"t{n}.csv"
+        body = "".join(f"{i},{i * 7 % 13}\n" for i in range(n))
+        file.write_bytes(("a,b\n" + (body if final_newline else body.rstrip("\n"))).encode())
+        data = file.read_bytes()
+        if n == 0:
+            with pytest.raises(InputError):
+                plan(file, chunk_rows)
+            continue
+        tasks = plan(file, chunk_rows)
+        assert tasks[0].start == len(b"a,b\n") and tasks[-1].end == len(data)
+        assert all(a.end == b.start for a, b in zip(tasks, tasks[1:], strict=False))
+        assert [t.rows for t in tasks[:-1]] == [chunk_rows] * (len(tasks) - 1)
+        assert sum(t.rows for t in tasks) == n
+        for t in tasks:  # each slice holds exactly its rows, whole lines
+            text = data[t.start : t.end].decode()
+            assert len(text.splitlines()) == t.rows and (t is tasks[-1] or text.endswith("\n"))

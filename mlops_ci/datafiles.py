@@ -1,0 +1,28 @@
+"""Which data files a path names: a file, or the data files of a folder. Without pandas, so
+`batch-score` plans a job without importing it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlops_ci.errors import InputError
+
+TABLE_SUFFIXES = (".csv", ".parquet", ".jsonl")
+# A segment `mlops-ci serve` is still appending to (serve/inputlog.py's OPEN_SUFFIX).
+OPEN_SEGMENT = ".jsonl.open"
+
+
+def files_of(path: Path) -> list[Path]:
+    """The data files ``path`` names: itself, or the data files in the folder (sorted)."""
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        found = sorted(
+            p
+            for p in path.iterdir()
+            if p.is_file() and (p.suffix in TABLE_SUFFIXES or p.name.endswith(OPEN_SEGMENT))
+        )
+        if found:
+            return found
+        raise InputError(f"{path}: no .csv, .parquet or .jsonl files in this folder")
+    raise InputError(f"{path}: no such file or folder")
