@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mlops_ci.batch.plan import Task, plan, read_task, signature
 from mlops_ci.batch.score import Job, TaskResult, part_path, rejects_path
@@ -169,17 +170,20 @@ def _merge(tasks: list[Task], parts: Path, output: Path) -> str | None:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    def concat(paths: list[Path], target: Path, fmt: str) -> None:
+    def concat(paths: list[Path], target: Path, fmt: str, ids: bool = False) -> None:
         tmp = target.with_name(f".{target.name}.tmp")
         filled = [p for p in paths if pq.ParquetFile(p).metadata.num_rows] or paths[:1]
         schema: pa.Schema = pq.read_schema(filled[0]).remove_metadata()
+        if ids and fmt == "parquet":
+            schema = _integer_ids(schema, filled)
         writer = pq.ParquetWriter(tmp, schema) if fmt == "parquet" else pacsv.CSVWriter(tmp, schema)
         with writer:
             for path in filled:
                 writer.write_table(pq.read_table(path).replace_schema_metadata(None).cast(schema))
         os.replace(tmp, target)
 
-    concat([part_path(parts, t.index) for t in tasks], output, output.suffix.lstrip("."))
+    from_csv = all(t.kind == "csv" for t in tasks)  # Parquet inputs keep the types they have
+    concat([part_path(parts, t.index) for t in tasks], output, output.suffix.lstrip("."), from_csv)
     rejects = [rejects_path(parts, t.index) for t in tasks if rejects_path(parts, t.index).exists()]
     rejects_file = None
     if rejects:
@@ -187,3 +191,35 @@ def _merge(tasks: list[Task], parts: Path, output: Path) -> str | None:
         concat(rejects, rejects_file, "parquet")
     shutil.rmtree(parts)
     return str(rejects_file) if rejects_file else None
+
+
+# A whole number as written by anyone who meant one: no leading zero, no sign but minus, and
+# within int64 (18 digits always are).
+_INTEGER = r"^-?(0|[1-9][0-9]{0,17})$"
+
+
+def _integer_ids(schema: Any, paths: list[Path]) -> Any:
+    """CSV id columns are carried as text (lossless: "007" stays "007"); in one Parquet output
+    an id column becomes int64 when every value in every part is a plain whole number."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    candidates = [
+        f.name
+        for f in schema
+        if pa.types.is_string(f.type) and f.name not in ("prediction", "probability")
+    ]
+    for path in paths:
+        if not candidates:
+            break
+        table = pq.read_table(path, columns=candidates)
+        candidates = [
+            name
+            for name in candidates
+            if table.column(name).null_count == 0
+            and pc.all(pc.match_substring_regex(table.column(name), _INTEGER)).as_py() is not False
+        ]
+    for name in candidates:
+        schema = schema.set(schema.get_field_index(name), pa.field(name, pa.int64()))
+    return schema

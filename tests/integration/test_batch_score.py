@@ -197,3 +197,33 @@ def test_bad_input_and_another_jobs_folder_are_refused(packaged: Packaged, tmp_p
     batch_score(spec, tmp_path / "a.csv", tmp_path / "parts-out")
     with pytest.raises(InputError, match="holds parts of another job"):
         batch_score(spec, tmp_path / "b.csv", tmp_path / "parts-out")
+
+
+def test_csv_id_columns_become_integers_in_one_parquet_output_only_when_lossless(
+    packaged: Packaged, tmp_path: Path
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = table(packaged, 250)
+    frame.insert(0, "row_id", range(-5, 245))
+    frame.insert(1, "code", [f"{i:03d}" for i in range(250)])  # leading zeros: "007" stays
+    frame.insert(2, "maybe", [str(i) if i != 200 else "" for i in range(250)])  # one missing
+    source = tmp_path / "in.csv"
+    frame.to_csv(source, index=False)
+    out = tmp_path / "out.parquet"
+    result = batch_score(read_spec(packaged.v2), source, out, "local", 2, chunk_rows=60)
+    assert result.scored == 250 and result.rejected == 0
+    schema = pq.read_schema(out)
+    assert schema.field("row_id").type == pa.int64()
+    assert schema.field("code").type == pa.string() and schema.field("maybe").type == pa.string()
+    assert schema.field("customer").type == pa.string()
+    written = pq.read_table(out).to_pandas()
+    assert written["row_id"].tolist() == list(range(-5, 245))
+    assert written["code"].tolist()[:8] == ["000", "001", "002", "003", "004", "005", "006", "007"]
+    # a Parquet input keeps the types it has, text included
+    parquet_in = tmp_path / "in.parquet"
+    frame.astype({"row_id": str}).to_parquet(parquet_in)
+    again = tmp_path / "again.parquet"
+    batch_score(read_spec(packaged.v2), parquet_in, again, "local", 1, chunk_rows=60)
+    assert pq.read_schema(again).field("row_id").type in (pa.string(), pa.large_string())
