@@ -77,16 +77,20 @@ def record(model: Any, data: EvaluationData) -> str | None:
     values = result.predictions
     if values.ndim != 1 or values.dtype.kind not in "biufUO":
         return None  # not one plain value per row: compare scores the model itself
-    return json.dumps(
-        {
-            "mlops_ci": __version__,
-            "sha256": data.sha256,
-            "features": [str(c) for c in data.features.columns],
-            "kind": result.kind,
-            "columns": list(result.columns) if result.columns is not None else None,
-            "predictions": values.tolist(),
-        }
-    )
+    try:
+        return json.dumps(
+            {
+                "mlops_ci": __version__,
+                "sha256": data.sha256,
+                "features": [str(c) for c in data.features.columns],
+                "kind": result.kind,
+                "columns": list(result.columns) if result.columns is not None else None,
+                "predictions": values.tolist(),
+            },
+            allow_nan=False,  # a NaN prediction: scored again by compare, which names it
+        )
+    except (TypeError, ValueError):  # values JSON cannot hold: compare scores the model itself
+        return None
 
 
 def cached(registry: ModelRegistry, run_id: str, data: EvaluationData) -> Scored | None:
