@@ -172,19 +172,23 @@ def test_task_json_declares_what_the_handler_and_the_cli_use() -> None:
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
 def test_the_task_installs_the_wheel_it_ships_and_only_that_one(tmp_path: Path) -> None:
-    """No package index has mlops-ci: the task pip-installs the wheel packaged beside it, after
-    checking its sha256 against wheel.json, and refuses a wheel that does not match."""
+    """No package index has mlops-ci: the task installs the wheel packaged beside it (with uv,
+    else pip), after checking its sha256 against wheel.json, and refuses one that does not
+    match."""
     from mlops_ci.packaging.wheel import ship
 
     task = tmp_path / "mlopsci"
     shutil.copytree(TASK / "mlopsci", task)
     wheel = ship(task)
-    bin_dir, calls = tmp_path / "bin", tmp_path / "pip-calls.json"
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls.jsonl"
     bin_dir.mkdir()
-    fake_python = bin_dir / "python3"  # records the pip call and "installs" an mlops-ci
+    fake_python = bin_dir / "python3"  # records each call; "installs" mlops-ci when asked to
     fake_python.write_text(
         f"#!{sys.executable}\nimport json, os, sys\n"
-        f"json.dump(sys.argv[1:], open({str(calls)!r}, 'w'))\n"
+        f"open({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        "if sys.argv[1] == '-c': print('/opt/agent/python3'); sys.exit(0)\n"
+        "if sys.argv[1:4] == ['-m', 'pip', 'install'] and sys.argv[-1] == 'uv':\n"
+        "    sys.exit(int(os.environ.get('NO_UV', '0')))\n"
         f"cli = {str(bin_dir / 'mlops-ci')!r}\n"
         "open(cli, 'w').write('#!/bin/sh\\necho mlops-ci 0.1.0\\n'); os.chmod(cli, 0o755)\n"
     )
@@ -195,21 +199,35 @@ def test_the_task_installs_the_wheel_it_ships_and_only_that_one(tmp_path: Path) 
         "INPUT_EXTRAS": "serve",
     }
     node = shutil.which("node") or "node"
-    done = subprocess.run([node, str(task / "index.js")], env=env, capture_output=True, text=True)
+
+    def setup(**extra: str) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
+        calls.unlink(missing_ok=True)
+        (bin_dir / "mlops-ci").unlink(missing_ok=True)
+        done = subprocess.run(
+            [node, str(task / "index.js")], env={**env, **extra}, capture_output=True, text=True
+        )
+        seen = (
+            [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
+        )
+        return done, seen
+
+    done, seen = setup()
     assert done.returncode == 0, done.stdout + done.stderr
-    assert json.loads(calls.read_text()) == [
-        "-m", "pip", "install", "--disable-pip-version-check", f"{wheel}[serve]"
-    ]  # fmt: skip
+    assert seen == [
+        ["-c", "import sys; print(sys.executable)"],
+        ["-m", "pip", "install", "--disable-pip-version-check", "--quiet", "uv"],
+        ["-m", "uv", "pip", "install", "--python", "/opt/agent/python3", f"{wheel}[serve]"],
+    ]  # uv, into the agent's own interpreter, named by its path
     assert "mlops-ci 0.1.0" in done.stdout
 
-    (bin_dir / "mlops-ci").unlink()
-    calls.unlink()
+    done, seen = setup(NO_UV="1")  # uv cannot be had: pip installs the same wheel
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert seen[-1] == ["-m", "pip", "install", "--disable-pip-version-check", f"{wheel}[serve]"]
+
     wheel.write_bytes(wheel.read_bytes() + b"tampered")
-    refused = subprocess.run(
-        [node, str(task / "index.js")], env=env, capture_output=True, text=True
-    )
+    refused, seen = setup()
     assert refused.returncode == 2 and "not installing it" in refused.stdout
-    assert not calls.exists()  # pip never ran
+    assert seen == []  # nothing ran: neither pip nor uv
 
 
 def test_task_json_is_valid_against_the_task_schema() -> None:
