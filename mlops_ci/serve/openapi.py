@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 JSON = "application/json"
 # The float32 edge written exactly (3.4028234663852886e+38 would be read as a larger decimal).
 F32_MAX = int(FLOAT32_MAX)
+NUMBER = {"type": "number", "minimum": -F32_MAX, "maximum": F32_MAX}  # finite, in float32
 ERROR = {"$ref": "#/components/schemas/Error"}
 WHY = {
     400: "The body is not JSON, or not the shape this route takes.",
@@ -193,10 +194,9 @@ def _cell(feature: Feature | None) -> dict[str, Any]:
     """One value: text, or a finite number in the float32 range (null where imputed)."""
     if feature is not None and feature.kind == STRING:
         return {"type": "string"}
-    number = {"type": "number", "minimum": -F32_MAX, "maximum": F32_MAX}
     if feature is not None and feature.nullable:
-        return {"anyOf": [number, {"type": "null"}]}
-    return number
+        return {"anyOf": [NUMBER, {"type": "null"}]}
+    return NUMBER
 
 
 def _features(limits: Limits) -> list[Feature | None]:
@@ -281,26 +281,29 @@ def _score_body(limits: Limits) -> dict[str, Any]:
 # --- /v2 infer ------------------------------------------------------------------------------
 
 
-def _typed_data(datatypes: list[str], value: dict[str, Any]) -> list[dict[str, Any]]:
-    """(datatype, data) pairs per family: JSON numbers, whole numbers, or true/false."""
-    floats = [d for d in datatypes if d.startswith("FP")]
-    ints = [d for d in datatypes if d.startswith(("INT", "UINT"))]
-    families = []
-    for names, cell in (
-        (floats, value),
-        (ints, {**value, "type": "integer"}),
-        (["BOOL"] if "BOOL" in datatypes else [], {"type": "boolean"}),
-    ):
-        if names:
-            families.append({"datatype": {"enum": names}, "cell": cell})
-    return families
+def _typed_data() -> list[dict[str, Any]]:
+    """(datatype, data value) per family of the numeric v2 datatypes: JSON numbers for FP,
+    whole numbers for INT/UINT, true/false for BOOL."""
+    numeric = sorted(V2_NUMERIC)
+    return [
+        {"datatype": {"enum": [d for d in numeric if d.startswith("FP")]}, "cell": NUMBER},
+        {
+            "datatype": {"enum": [d for d in numeric if d.startswith(("INT", "UINT"))]},
+            "cell": {**NUMBER, "type": "integer"},
+        },
+        {"datatype": {"enum": ["BOOL"]}, "cell": {"type": "boolean"}},
+    ]
+
+
+def _rows_dimension(limits: Limits) -> dict[str, Any]:
+    """A tensor shape's first entry: the row count, 1 to the row limit."""
+    return {"type": "integer", "minimum": 1, "maximum": limits.max_rows}
 
 
 def _matrix_tensors(limits: Limits) -> list[dict[str, Any]]:
-    n, numeric = limits.n_features, sorted(V2_NUMERIC)
-    value = {"type": "number", "minimum": -F32_MAX, "maximum": F32_MAX}
+    n = limits.n_features
     tensors = []
-    for family in _typed_data(numeric, value):
+    for family in _typed_data():
         cell = family["cell"]
         tensors.append(
             {
@@ -309,10 +312,7 @@ def _matrix_tensors(limits: Limits) -> list[dict[str, Any]]:
                     "name": {"type": "string", "not": {"enum": list(limits.features)}},
                     "shape": {
                         "type": "array",
-                        "prefixItems": [
-                            {"type": "integer", "minimum": 1, "maximum": limits.max_rows},
-                            {"const": n},
-                        ],
+                        "prefixItems": [_rows_dimension(limits), {"const": n}],
                         "items": False,
                         "minItems": 2,
                     },
@@ -344,16 +344,13 @@ def _column_tensor(feature: Feature, limits: Limits) -> dict[str, Any]:
     if feature.kind == STRING:
         families = [{"datatype": {"const": "BYTES"}, "cell": {"type": "string"}}]
     else:
-        families = _typed_data(sorted(V2_NUMERIC), _cell(Feature(feature.name, feature.kind)))
+        families = _typed_data()
         if feature.nullable:
             for family in families:
                 family["cell"] = {"anyOf": [family["cell"], {"type": "null"}]}
     shape = {
         "type": "array",
-        "prefixItems": [
-            {"type": "integer", "minimum": 1, "maximum": limits.max_rows},
-            {"const": 1},
-        ],
+        "prefixItems": [_rows_dimension(limits), {"const": 1}],
         "items": False,
         "minItems": 1,
     }
