@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import sys
 from itertools import count
 from typing import Any
 
 import orjson
 
-PIPE_BUF = 4096  # POSIX guarantees at least 512; Linux's is 4096
+# The largest write a pipe takes whole (4,096 on Linux; POSIX guarantees 512).
+PIPE_BUF = getattr(select, "PIPE_BUF", 512)
 
 
 class AccessLog:
