@@ -322,12 +322,7 @@ class MlflowRegistry:
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """One metadata call: against a server, all its attempts end within the deadline."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return self._run(fn, *args, **kwargs)
-        except MlflowException as err:
-            raise self._service_error(err) from None
+        return self._mapped(self._run, fn, *args, **kwargs)
 
     def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         if not self.uri.startswith(("http://", "https://")):
@@ -336,6 +331,10 @@ class MlflowRegistry:
 
     def _transfer(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """An artifact upload or download: as long as bytes flow (each read has its timeout)."""
+        return self._mapped(fn, *args, **kwargs)
+
+    def _mapped(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn``, with MLflow's own errors turned into one ServiceError line."""
         from mlflow.exceptions import MlflowException
 
         try:
