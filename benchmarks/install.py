@@ -4,7 +4,7 @@ For the core and each extra: seconds to create a venv and install into it with p
 uv (``uv pip install``), with warm caches (each is installed once first, untimed), the number
 of distributions and the venv's size. What the setup action pays per job is the uv figure.
 
-Run: python benchmarks/install.py [--extras serve,dask,kubernetes]
+Run: python benchmarks/install.py [--extras serve,github,batch,dask,kubernetes]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def size_mb(folder: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--extras", default="serve,dask,kubernetes")
+    parser.add_argument("--extras", default="serve,github,batch,dask,kubernetes")
     args = parser.parse_args()
     if shutil.which("uv") is None:
         sys.exit("uv is not on PATH: pip install uv")

@@ -703,13 +703,9 @@ def serve(
     PUT /admin/traffic to change the split (Bearer token from $MLOPS_ADMIN_TOKEN). Several
     versions share the endpoint by weight; the x-model-version header pins one.
     """
-    from mlops_ci.serve import missing_modules
+    from mlops_ci.extras import require
 
-    if missing_modules():
-        raise MlopsError(
-            f"mlops-ci serve needs {', '.join(missing_modules())} (the serve extra)",
-            hint="pip install 'mlops-ci[serve]'",
-        )
+    require("serve", "mlops-ci serve")
     from mlops_ci.serve.command import start
 
     start(
@@ -756,13 +752,9 @@ def front(model: str, host: str, port: int, state_dir: Path, token_env: str) -> 
     one is stopped only once drained. GET/PUT /admin/front (Bearer token) read and set the
     routes; GET /metrics counts requests per version.
     """
-    from mlops_ci.serve import missing_modules
+    from mlops_ci.extras import require
 
-    if missing_modules():
-        raise MlopsError(
-            f"mlops-ci front needs {', '.join(missing_modules())} (the serve extra)",
-            hint="pip install 'mlops-ci[serve]'",
-        )
+    require("serve", "mlops-ci front")
     from mlops_ci.serve.front import run_front
 
     run_front(model, host, port, state_dir, token_env)
@@ -919,6 +911,9 @@ def batch_score(
     """
     import os
 
+    from mlops_ci.extras import require
+
+    require("batch", "mlops-ci batch-score")
     from mlops_ci.progress import RowProgress
     from mlops_ci.steps.batch_score import batch_score as batch_step
 

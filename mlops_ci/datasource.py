@@ -18,6 +18,7 @@ import pandas as pd
 
 from mlops_ci.datafiles import OPEN_SEGMENT, files_of
 from mlops_ci.errors import InputError
+from mlops_ci.extras import require
 
 PREDICTION = "__prediction__"
 
@@ -39,6 +40,7 @@ def chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
 
 
 def _parquet(file: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    require("parquet", f"{file}: reading Parquet")
     import pyarrow.parquet as pq
 
     for batch in pq.ParquetFile(file).iter_batches(batch_size=chunk_rows):

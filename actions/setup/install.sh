@@ -13,8 +13,8 @@ if [[ -n "$extras" && ! "$extras" =~ ^[a-z,]+$ ]]; then
   echo "::error::input extras: '$extras' is not a comma-separated list of names such as serve"
   exit 2
 fi
-target="$source_dir"
-if [ -n "$extras" ]; then target="${source_dir}[${extras}]"; fi
+# The github extra (PyGithub, for report --pr) always: this runs in GitHub Actions.
+target="${source_dir}[github${extras:+,$extras}]"
 quiet=(--disable-pip-version-check --quiet)
 installer=pip
 uv=$(command -v uv || true)

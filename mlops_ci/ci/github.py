@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from mlops_ci import markdown as md
 from mlops_ci.ci.retry import create_once
 from mlops_ci.errors import InputError, ServiceError
+from mlops_ci.extras import require
 from mlops_ci.records import write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ class GithubClient:
         seconds_between_requests: float = 0.25,
         seconds_between_writes: float = 1.0,
     ) -> None:
+        require("github", "posting to GitHub")
         from github import Auth, Github
         from github.GithubRetry import GithubRetry
         from urllib3.util.retry import Retry

@@ -19,6 +19,7 @@ from mlops_ci.config import (
     serve_config,
 )
 from mlops_ci.errors import InputError
+from mlops_ci.extras import require
 from mlops_ci.serve import server
 from mlops_ci.serve.app import ServiceSettings
 from mlops_ci.serve.inputlog import LogSettings
@@ -83,7 +84,7 @@ def build_settings(
     input_log = None
     if monitor.collect if collect is None else collect:
         if monitor.format == "parquet":
-            _require("pyarrow", "monitor.format: parquet")
+            require("parquet", "monitor.format: parquet")
         input_log = LogSettings(
             folder=log_dir.resolve(),
             model=specs[0].name,
@@ -135,10 +136,3 @@ def _models(
             open_registry(config), model or config.model.name, refs, state
         )
     return chosen
-
-
-def _require(module: str, why: str) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        raise InputError(f"{why} needs {module}", hint=f"pip install {module}")

@@ -224,6 +224,10 @@ def test_the_task_installs_the_wheel_it_ships_and_only_that_one(tmp_path: Path) 
     assert done.returncode == 0, done.stdout + done.stderr
     assert seen[-1] == ["-m", "pip", "install", "--disable-pip-version-check", f"{wheel}[serve]"]
 
+    done, seen = setup(BUILD_REPOSITORY_PROVIDER="GitHub")  # report --pr posts with PyGithub
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert seen[-1][-1] == f"{wheel}[serve,github]"
+
     wheel.write_bytes(wheel.read_bytes() + b"tampered")
     refused, seen = setup()
     assert refused.returncode == 2 and "not installing it" in refused.stdout

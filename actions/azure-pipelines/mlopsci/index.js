@@ -57,7 +57,11 @@ function ensureInstalled() {
     fail(`the shipped wheel ${path.basename(wheel)} has sha256 ${digest}, not ${shipped.sha256} as wheel.json records: not installing it`);
     return false;
   }
-  const spec = `${wheel}${extras ? `[${extras}]` : ''}`;
+  // report --pr posts to GitHub with PyGithub (the github extra) when the repository is there.
+  const wanted = extras.split(',').filter(Boolean);
+  const provider = process.env.BUILD_REPOSITORY_PROVIDER || '';
+  if (provider.startsWith('GitHub') && !wanted.includes('github')) wanted.push('github');
+  const spec = `${wheel}${wanted.length ? `[${wanted.join(',')}]` : ''}`;
   const python = process.platform === 'win32' ? 'python' : 'python3';
   if (installWithUv(python, spec)) return true;
   if (run(python, ['-m', 'pip', 'install', '--disable-pip-version-check', spec]).code !== 0) {
