@@ -101,7 +101,7 @@ def schemathesis(url: str, tmp_path: Path, *extra: str) -> subprocess.CompletedP
             str(tmp_path / "st"),
             *extra,
         ],
-        cwd=ROOT,
+        cwd=tmp_path,  # its .schemathesis/ cache: one per test, never in the checkout
         env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.st_hooks", "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,

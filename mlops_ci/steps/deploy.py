@@ -257,11 +257,15 @@ def _rollout(
     )
 
 
-def _died(target: Any, err: Exception) -> str:
+def _died(target: Any, err: Exception, grace: float = 3.0) -> str:
     """Why the endpoint stopped answering, when it is dead; a live endpoint that refused a
-    call re-raises the error, which says which."""
-    if target.running():
-        raise err
+    call re-raises the error, which says which. A killed process resets its connections
+    before it is gone from the process table, so a dying one is given ``grace`` seconds."""
+    deadline = time.monotonic() + grace
+    while target.running():
+        if time.monotonic() >= deadline:
+            raise err
+        time.sleep(0.05)
     return str(err).splitlines()[0][:200]
 
 
