@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import copy
 import difflib
+import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -240,10 +242,14 @@ class Config:
 
 
 @cache
+def _schema_text() -> str:
+    return resources.files("mlops_ci").joinpath("schema/mlops.schema.json").read_text("utf-8")
+
+
+@cache
 def schema() -> dict[str, Any]:
     """The JSON Schema of mlops.yaml, read from the package."""
-    text = resources.files("mlops_ci").joinpath("schema/mlops.schema.json").read_text("utf-8")
-    loaded: dict[str, Any] = json.loads(text)
+    loaded: dict[str, Any] = json.loads(_schema_text())
     return loaded
 
 
@@ -268,7 +274,6 @@ def load_config(path: str | Path | None = None) -> Config:
         )
     text = _read_text(file)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
@@ -282,17 +287,55 @@ def load_config(path: str | Path | None = None) -> Config:
         raise ConfigError(
             [f"{file.name}:1: the file must be a YAML mapping of keys to values"], file=file
         )
+    # Problems are found without line numbers first; only a file that has some is parsed again
+    # into nodes to locate them. A text already found valid is not validated again.
+    marker = _valid_marker(text)
     try:
-        problems = _schema_problems(data, node, file.name)
-        if problems:
-            raise ConfigError(problems, file=file)
+        if (marker is None or not marker.exists()) and _schema_problems(data, None, file.name):
+            raise ConfigError(_schema_problems(data, _nodes(text), file.name), file=file)
         filled = _with_defaults(data, schema())
-        problems = _semantic_problems(filled, node, file.name)
+        if _semantic_problems(filled, None, file.name):
+            raise ConfigError(_semantic_problems(filled, _nodes(text), file.name), file=file)
     except RecursionError:
         raise ConfigError([f"{file.name}:1: nested too deeply to be a config"], file=file) from None
-    if problems:
-        raise ConfigError(problems, file=file)
+    if marker is not None and not marker.exists():
+        _remember(marker)
     return _build(file, filled)
+
+
+def _nodes(text: str) -> yaml.Node | None:
+    return yaml.compose(text, Loader=yaml.SafeLoader)
+
+
+def _valid_marker(text: str) -> Path | None:
+    """Where the fact "this exact text passed this exact schema" is kept: a file named by the
+    digest of both (and of this mlops-ci's version), in the user's cache folder. Validation
+    imports jsonschema, a tenth of a second every verb would otherwise pay on every run.
+    MLOPS_CI_CACHE_DIR, then XDG_CACHE_HOME/mlops-ci, then ~/.cache/mlops-ci; none when the
+    home folder is unknown."""
+    from mlops_ci import __version__
+
+    root = os.environ.get("MLOPS_CI_CACHE_DIR")
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or (
+            str(Path.home() / ".cache") if "HOME" in os.environ else ""
+        )
+        if not base:
+            return None
+        root = os.path.join(base, "mlops-ci")
+    digest = hashlib.sha256()
+    for part in (__version__, _schema_text(), text):
+        digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
+    return Path(root) / "valid-configs" / digest.hexdigest()
+
+
+def _remember(marker: Path) -> None:
+    """Best effort: a cache that cannot be written only means validating again next time."""
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError:
+        pass
 
 
 def _read_text(file: Path) -> str:

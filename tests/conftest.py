@@ -9,6 +9,14 @@ from mlops_ci.steps.pipeline import copy_example
 from tests.fakes import InMemoryRegistry
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """mlops-ci's user cache (validated configs) in the run's temp folder, not in ~/.cache."""
+    import os
+
+    os.environ["MLOPS_CI_CACHE_DIR"] = str(tmp_path_factory.mktemp("mlops-ci-cache"))
+
+
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh copy of the iris example; MLFLOW_TRACKING_URI unset so its own config counts."""

@@ -312,3 +312,34 @@ def test_any_mutation_of_a_valid_file_loads_or_is_a_config_error(
             load_config(Path(tmp) / "mlops.yaml")
         except ConfigError as err:
             assert err.problems and all(p.strip() for p in err.problems)
+
+
+def test_a_text_found_valid_is_not_validated_again_and_any_change_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The validated-config cache: the same text skips jsonschema (the tenth of a second each
+    verb paid), a changed text is validated in full, an invalid one is never remembered."""
+    import jsonschema
+
+    monkeypatch.setenv("MLOPS_CI_CACHE_DIR", str(tmp_path / "cache"))
+    real = jsonschema.Draft202012Validator
+    built: list[int] = []
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        built.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jsonschema, "Draft202012Validator", counting)
+    first = load_config(write(tmp_path, VALID))
+    assert built == [1]
+    assert load_config(tmp_path / "mlops.yaml") == first and built == [1]
+    assert len(list((tmp_path / "cache" / "valid-configs").iterdir())) == 1
+
+    broken = VALID.replace("model: {name: demo}", "model: {name: demo, colour: red}")
+    assert problems(tmp_path, broken)[0].startswith("mlops.yaml:2: model.colour: unknown key")
+    assert problems(tmp_path, broken)[0].startswith("mlops.yaml:2: model.colour: unknown key")
+    assert len(list((tmp_path / "cache" / "valid-configs").iterdir())) == 1  # not remembered
+
+    monkeypatch.setenv("MLOPS_CI_CACHE_DIR", str(tmp_path / "cache" / "valid-configs" / "x"))
+    (tmp_path / "cache" / "valid-configs" / "x").write_text("")  # unwritable: a file, not a dir
+    assert load_config(write(tmp_path, VALID)) == first  # validated, the cache skipped quietly
