@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,14 @@ def test_environment_lock_lists_installed_distributions() -> None:
     names = [line.split("==")[0] for line in lock]
     assert names == sorted(names) and len(names) == len(set(names))
     assert any(line.startswith("click==") for line in lock)
+    # Read from folder names, it says what every distribution's own METADATA says.
+    from importlib import metadata
+
+    expected = {
+        re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower(): d.version
+        for d in reversed(list(metadata.distributions()))
+    }
+    assert dict(line.split("==") for line in lock) == expected
 
 
 def test_who_is_the_ci_actor_else_a_local_name_never_unknown() -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 from mlops_ci.cli import cli
 from mlops_ci.steps import STEPS
@@ -50,3 +51,32 @@ def test_the_training_command_gets_no_credentials() -> None:
         "PATH": "/bin",
         "AWS_ACCESS_KEY_ID": "data-access-stays",
     }
+
+
+def test_a_command_process_paces_the_collector_until_the_registry_is_open(
+    tmp_path: Path,
+) -> None:
+    """`mlops-ci VERB` defers collection while MLflow loads, then freezes what start-up made
+    and gives the collector its usual pace back (in a process of its own: freezing would
+    outlive this test)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import gc\n"
+        "from mlops_ci import cli\n"
+        "usual = gc.get_threshold()\n"
+        "cli._defer_gc()\n"
+        "assert gc.get_threshold() == cli._STARTUP_GC_THRESHOLD, gc.get_threshold()\n"
+        "assert gc.get_freeze_count() == 0\n"
+        "cli._settle_gc()\n"
+        "assert gc.get_threshold() == usual and gc.get_freeze_count() > 0\n"
+        "frozen = gc.get_freeze_count()\n"
+        "cli._settle_gc()  # once only\n"
+        "assert gc.get_freeze_count() == frozen\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "ok", done.stderr
