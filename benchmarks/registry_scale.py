@@ -2,7 +2,8 @@
 
 Starts `mlflow server` (SQLite backend) on loopback, adds 10,000 runs to the experiment (for the
 train cache lookup) and grows the model to 10, 100 and 1,000 versions; at each size it trains a
-candidate (not timed) and times `compare` + `register` and the cache lookup, in one run.
+candidate (not timed) and times `compare` + `register`, the cache lookup and `versions --tag`
+(one tagged version among them, found by the registry's filter), in one run.
 Target (issue 10): compare + register <= 2 s at 1,000 versions, growing no worse than
 logarithmically (the steps look up by alias and by run, never list every version).
 
@@ -38,6 +39,7 @@ def main() -> None:
     from mlops_ci.steps.pipeline import copy_example
     from mlops_ci.steps.register import register
     from mlops_ci.steps.train import train
+    from mlops_ci.steps.versions import tag, versions
 
     work = Path(tempfile.mkdtemp(prefix="bench-registry-"))
     project = copy_example(work / "iris")
@@ -50,6 +52,7 @@ def main() -> None:
         compare(config, reg, first.run_id)
         register(config, reg, first.run_id)
         reg.set_alias(name, "production", "1")
+        tag(config, reg, "1", {"team": "fraud"})  # the one version `versions --tag` must find
         model = reg.get_version(name, "1")
         exp_id = reg.client.get_experiment_by_name(config.registry.experiment).experiment_id
         started = time.perf_counter()
@@ -73,14 +76,21 @@ def main() -> None:
             t2 = time.perf_counter()
             cached = reg.find_cached_run(config.registry.experiment, candidate.cache_key)
             t3 = time.perf_counter()
+            found = versions(config, reg, {"team": "fraud"}, limit=20)
+            t4 = time.perf_counter()
             size = int(created.version)
             assert cached is not None and cached.run_id == candidate.run_id
-            rows.append((size, t1 - t0, t2 - t1, t3 - t2, verdict))
+            assert [r.version for r in found] == ["1"]
+            rows.append((size, t1 - t0, t2 - t1, t3 - t2, t4 - t3, verdict))
     print(
         f"\n{'versions':>9}{'compare s':>11}{'register s':>12}{'both s':>9}{'cache lookup s':>16}"
+        f"{'versions --tag s':>18}"
     )
-    for size, c, r, k, verdict in rows:
-        print(f"{size:>9,}{c:>11.3f}{r:>12.3f}{c + r:>9.3f}{k:>16.3f}   (verdict {verdict})")
+    for size, c, r, k, v, verdict in rows:
+        print(
+            f"{size:>9,}{c:>11.3f}{r:>12.3f}{c + r:>9.3f}{k:>16.3f}{v:>18.3f}   (verdict {verdict})"
+        )
+    print(f"versions --tag at 1,000 versions / at 10: {rows[-1][4] / rows[0][4]:.2f}x")
     base = rows[0][1] + rows[0][2]
     print(
         f"compare + register at 1,000 versions / at 10: {(rows[-1][1] + rows[-1][2]) / base:.2f}x "

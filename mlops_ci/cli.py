@@ -644,6 +644,158 @@ def status(config_path: Path | None) -> None:
         click.echo(line)
 
 
+@cli.command()
+@CONFIG_OPTION
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Only versions with this tag (repeat to require several), e.g. "
+    "--tag mlops.git.branch=main or --tag team=fraud.",
+)
+@click.option("--alias", default=None, help="Only the version this alias names, e.g. production.")
+@click.option(
+    "--verdict",
+    type=click.Choice(["pass", "fail", "no-baseline"]),
+    default=None,
+    help="Only versions whose comparison (at register time) gave this verdict.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=20,
+    show_default=True,
+    help="At most this many versions, newest first.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A table for people, JSON for scripts.",
+)
+def versions(
+    config_path: Path | None,
+    tags: tuple[str, ...],
+    alias: str | None,
+    verdict: str | None,
+    limit: int,
+    fmt: str,
+) -> None:
+    """List the model's registered versions, newest first: aliases, verdict, primary metric,
+    who registered each and when, and where it is deployed. Tag filters run in the registry,
+    so this stays quick on thousands of versions."""
+    from mlops_ci.steps.versions import parse_pairs
+    from mlops_ci.steps.versions import versions as versions_step
+
+    wanted = parse_pairs(tags, "--tag")
+    config = _load(config_path)
+    rows = versions_step(config, _open(config), wanted, alias, verdict, limit)
+    if fmt == "json":
+        import json
+
+        click.echo(json.dumps([r.to_json() for r in rows], indent=2))
+        return
+    if not rows:
+        click.echo("no version matches")
+        return
+    metric = rows[0].metric
+    table = [["VERSION", "ALIASES", "VERDICT", metric.upper(), "REGISTERED", "BY", "DEPLOYED"]]
+    for r in rows:
+        deployed = ", ".join(f"{env}:{state}" for env, state in r.deployed.items())
+        table.append(
+            [
+                f"v{r.version}",
+                ",".join(r.aliases) or "-",
+                r.verdict or "-",
+                r.value or "-",
+                r.registered_at or "-",
+                r.registered_by or "-",
+                deployed or "-",
+            ]
+        )
+    _echo_table(table)
+
+
+def _echo_table(table: list[list[str]]) -> None:
+    """Rows as aligned columns (the first row is the header)."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@cli.command()
+@CONFIG_OPTION
+@click.argument("ref", metavar="VERSION|@ALIAS")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "md", "json"]),
+    default="table",
+    show_default=True,
+    help="Text for a terminal, markdown for a page or a PR, JSON for scripts.",
+)
+def lineage(config_path: Path | None, ref: str, fmt: str) -> None:
+    """Show one version's audit trail: the commit, data and environment it was trained from and
+    by which CI run; how it compared; who registered, approved, promoted, deployed and rolled
+    it back, when and why, in time order; and where it serves now. What no step recorded is
+    listed as missing."""
+    from mlops_ci.steps.trail import markdown, trail
+
+    config = _load(config_path)
+    found = trail(config, _open(config), ref if ref.startswith("@") or not ref.startswith("v")
+                  else ref[1:])  # fmt: skip
+    if fmt == "json":
+        import json
+
+        click.echo(json.dumps(found.to_json(), indent=2))
+        return
+    if fmt == "md":
+        click.echo(markdown(found), nl=False)
+        return
+    aliases = f" ({', '.join('@' + a for a in found.aliases)})" if found.aliases else ""
+    click.echo(f"{found.name} v{found.version}{aliases}  run {found.run_id or 'none'}")
+    click.echo("\ntrained from")
+    for key, value in found.trained.items():
+        click.echo(f"  {key:<24} {value}")
+    if found.params:
+        click.echo(f"  {'params':<24} " + ", ".join(f"{k}={v}" for k, v in found.params.items()))
+    if found.inputs is not None:
+        click.echo(f"  {'inputs':<24} {len(found.inputs)} files")
+    click.echo("\nhow it compared")
+    for key, value in found.compared.items():
+        click.echo(f"  {key:<24} {value}")
+    click.echo("\nhistory (UTC)")
+    if found.events:
+        _echo_table([["  WHEN", "WHAT", "BY", "DETAIL"]]
+                    + [["  " + e.at, e.what, e.by, e.detail] for e in found.events])  # fmt: skip
+    click.echo("\nserving now: " + (", ".join(f"{e} ({w})" for e, w in found.serving.items())
+                                    or "nowhere"))  # fmt: skip
+    if found.missing:
+        click.echo("\nnot recorded")
+        for line in found.missing:
+            click.echo(f"  {line}")
+
+
+@cli.command()
+@CONFIG_OPTION
+@VERSION_OPTION
+@click.argument("pairs", nargs=-1, metavar="KEY=VALUE...")
+def tag(config_path: Path | None, version: str, pairs: tuple[str, ...]) -> None:
+    """Set your own tags on a model version (e.g. team=fraud reviewed=yes), to find it later
+    with `mlops-ci versions --tag`. The mlops. and mlflow. namespaces belong to the tools."""
+    from mlops_ci.steps.versions import parse_pairs
+    from mlops_ci.steps.versions import tag as tag_step
+
+    wanted = parse_pairs(pairs, "KEY=VALUE")
+    config = _load(config_path)
+    done = tag_step(config, _open(config), version, wanted)
+    shown = ", ".join(f"{k}={v}" for k, v in done.tags.items())
+    click.echo(f"{done.name} v{done.version}: {shown}")
+
+
 @cli.command("delete-version")
 @CONFIG_OPTION
 @VERSION_OPTION

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 from typing import Any
@@ -61,16 +62,26 @@ class InMemoryRegistry:
 
     def get_version_by_alias(self, name: str, alias: str) -> VersionRecord | None:
         number = self.aliases.get(name, {}).get(alias)
-        return self.versions[name][number] if number else None
+        return self.get_version(name, number) if number else None
+
+    def search_versions(self, name: str, tags: dict[str, str], limit: int) -> list[VersionRecord]:
+        found = [
+            self.get_version(name, number)
+            for number in sorted(self.versions.get(name, {}), key=int, reverse=True)
+            if all(self.versions[name][number].tags.get(k) == v for k, v in tags.items())
+        ]
+        return found[:limit]
 
     def has_model(self, name: str) -> bool:
         return name in self.versions
 
     def get_version(self, name: str, version: str) -> VersionRecord:
         try:
-            return self.versions[name][version]
+            found = self.versions[name][version]
         except KeyError:
             raise InputError(f"model '{name}' has no version '{version}'") from None
+        held = tuple(sorted(a for a, v in self.aliases.get(name, {}).items() if v == version))
+        return dataclasses.replace(found, aliases=held)  # the same tags dict: updates land
 
     def find_versions_by_run(self, name: str, run_id: str) -> list[VersionRecord]:
         return [v for v in self.versions.get(name, {}).values() if v.run_id == run_id]
@@ -123,6 +134,14 @@ class InMemoryRegistry:
     def read_artifact_text(self, run_id: str, path: str) -> str | None:
         data = self.artifacts.get(f"{run_id}/{path}")
         return data.decode() if data is not None else None
+
+    def list_artifacts(self, run_id: str, path: str) -> list[str]:
+        prefix = f"{run_id}/{path.rstrip('/')}/"
+        return sorted(
+            k.removeprefix(f"{run_id}/")
+            for k in self.artifacts
+            if k.startswith(prefix) and "/" not in k.removeprefix(prefix)
+        )
 
     def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
         self.runs[run_id].metrics.update(metrics)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
@@ -221,6 +222,32 @@ class MlflowRegistry:
         )
         return [_version_record(v) for v in found]
 
+    def search_versions(self, name: str, tags: dict[str, str], limit: int) -> list[VersionRecord]:
+        """Versions of ``name`` whose tags equal ``tags``, newest first, at most ``limit``: the
+        filter is MLflow's (its store answers with an indexed query, not a full listing)."""
+        quoted = [name, *tags, *tags.values()]
+        if any("'" in text or "`" in text for text in quoted):
+            raise InputError("a model name, tag key or value with ' or ` cannot be searched for")
+        clauses = [f"name = '{name}'", *(f"tags.`{k}` = '{v}'" for k, v in tags.items())]
+        found = self._call(
+            self.client.search_model_versions,
+            " and ".join(clauses),
+            max_results=limit,
+            order_by=["version_number DESC"],
+        )
+        if not found:
+            return []
+        # MLflow's search leaves aliases out of what it returns; the model lists them all.
+        held: dict[str, list[str]] = {}
+        for alias, number in (
+            self._call(self.client.get_registered_model, name).aliases or {}
+        ).items():
+            held.setdefault(str(number), []).append(alias)
+        return [
+            dataclasses.replace(_version_record(v), aliases=tuple(held.get(str(v.version), ())))
+            for v in found
+        ]
+
     def create_version(
         self, name: str, run: RunRecord, tags: dict[str, str], description: str
     ) -> VersionRecord:
@@ -310,6 +337,11 @@ class MlflowRegistry:
             return str(mlflow.artifacts.load_text(f"runs:/{run_id}/{path}"))
         except (MlflowException, OSError):
             return None
+
+    def list_artifacts(self, run_id: str, path: str) -> list[str]:
+        """Paths of the files right under ``path`` in a run's artifacts (none: an empty list)."""
+        found = self._transfer(self.client.list_artifacts, run_id, path)
+        return sorted(f.path for f in found if not f.is_dir)
 
     def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
         from mlflow.entities import Metric
@@ -504,4 +536,6 @@ def _version_record(v: ModelVersion) -> VersionRecord:
         run_id=v.run_id,
         source=v.source or "",
         tags=dict(v.tags),
+        aliases=tuple(getattr(v, "aliases", None) or ()),
+        created=v.creation_timestamp / 1000 if v.creation_timestamp else None,
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 from mlops_ci.config import Config
 from mlops_ci.errors import GateFailed, InputError
 from mlops_ci.integrity import digest, file_manifest
+from mlops_ci.lineage import who
 from mlops_ci.records import mlops_dir, read_json, write_json_atomic
 from mlops_ci.registry import (
     TAG_COMPLETE,
@@ -123,6 +124,7 @@ def _tags(
     tags = {k: v for k, v in run.tags.items() if k.startswith(_LINEAGE_PREFIXES)}
     tags.update({TAG_VERDICT: verdict, "mlops.forced": str(forced).lower()})
     tags["mlops.registered_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    tags["mlops.registered_by"] = who()
     tags["mlops.run_id"] = run.run_id
     if comparison is not None and comparison.candidate.run_id == run.run_id:
         for metric, value in comparison.candidate.metrics.items():
@@ -130,5 +132,11 @@ def _tags(
         tags["mlops.compare.data_sha256"] = comparison.evaluation["sha256"]
         if comparison.production is not None and comparison.production.version:
             tags["mlops.compare.baseline_version"] = comparison.production.version
+        sig = comparison.significance
+        if sig is not None:  # the paired bootstrap's interval of candidate - production
+            tags["mlops.compare.interval"] = (
+                f"{sig.metric} {sig.difference:+.4g} [{sig.ci_low:+.4g}, {sig.ci_high:+.4g}] "
+                f"at {sig.confidence:.0%}"
+            )
     tags[TAG_COMPLETE] = "true"
     return tags

@@ -1,0 +1,124 @@
+"""versions and tag: find a model's versions by what the steps (or people) tagged them with.
+
+The tag filters go to the registry (MLflow's ``search_model_versions`` filter string), so a
+registry of thousands of versions answers with an indexed query rather than a full listing.
+Each row carries what a reviewer scans for: aliases, the comparison's verdict, the primary
+metric, who registered it and when, and where it is deployed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from mlops_ci.config import Config
+from mlops_ci.errors import InputError
+from mlops_ci.registry import TAG_VERDICT, ModelRegistry, VersionRecord, resolve_version
+
+# MLflow's own rule for tag keys (alphanumerics, underscores, dashes, periods, spaces, slashes).
+_KEY = re.compile(r"^[A-Za-z0-9_\-. /]{1,250}$")
+RESERVED_PREFIXES = ("mlops.", "mlflow.")
+_DEPLOY = re.compile(r"^mlops\.deploy\.(.+)\.status$")
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    version: str
+    aliases: tuple[str, ...]
+    verdict: str | None
+    metric: str  # the gate's primary metric
+    value: str | None  # its value, as register recorded it
+    registered_at: str | None
+    registered_by: str | None
+    deployed: dict[str, str]  # environment -> its recorded deploy status
+    tags: dict[str, str]  # the user's own tags (outside mlops./mlflow.)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_pairs(pairs: tuple[str, ...] | list[str], option: str) -> dict[str, str]:
+    """``KEY=VALUE`` arguments as a dict; a malformed one is bad input naming it."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InputError(f"{option} '{pair}': expected KEY=VALUE")
+        if not _KEY.match(key):
+            raise InputError(
+                f"{option} '{pair}': a tag key is letters, digits, _ - . / and spaces (at most 250)"
+            )
+        out[key] = value
+    return out
+
+
+def versions(
+    config: Config,
+    registry: ModelRegistry,
+    tags: dict[str, str] | None = None,
+    alias: str | None = None,
+    verdict: str | None = None,
+    limit: int = 20,
+) -> list[VersionRow]:
+    """The model's versions newest first, filtered by tags (on the registry's side), by the
+    comparison verdict register recorded, and by alias."""
+    name = config.model.name
+    wanted = dict(tags or {})
+    if verdict:
+        wanted[TAG_VERDICT] = verdict
+    if alias:
+        held = resolve_version(registry, name, "@" + alias)
+        found = [held] if all(held.tags.get(k) == v for k, v in wanted.items()) else []
+    else:
+        if not registry.has_model(name):
+            raise InputError(
+                f"there is no model '{name}' in {registry.describe()}",
+                hint="check model.name in mlops.yaml, or register a version first",
+            )
+        found = registry.search_versions(name, wanted, limit)
+    metric = config.gate.primary_metric
+    return [_row(v, metric) for v in found[:limit]]
+
+
+def _row(v: VersionRecord, metric: str) -> VersionRow:
+    deployed = {}
+    for key, value in v.tags.items():
+        match = _DEPLOY.match(key)
+        if match:
+            deployed[match.group(1)] = value
+    return VersionRow(
+        version=v.version,
+        aliases=tuple(sorted(v.aliases)),
+        verdict=v.tags.get(TAG_VERDICT),
+        metric=metric,
+        value=v.tags.get(f"mlops.metric.{metric}"),
+        registered_at=v.tags.get("mlops.registered_at"),
+        registered_by=v.tags.get("mlops.registered_by") or v.tags.get("mlops.ci.actor"),
+        deployed=dict(sorted(deployed.items())),
+        tags={k: t for k, t in sorted(v.tags.items()) if not k.startswith(RESERVED_PREFIXES)},
+    )
+
+
+@dataclass(frozen=True)
+class TagResult:
+    name: str
+    version: str
+    tags: dict[str, str]
+
+
+def tag(config: Config, registry: ModelRegistry, ref: str, tags: dict[str, str]) -> TagResult:
+    """Set the user's own tags on a version (``ref``: a number or ``@alias``). The ``mlops.``
+    and ``mlflow.`` namespaces are the tools' records and are refused."""
+    if not tags:
+        raise InputError("give at least one KEY=VALUE to set")
+    for key in tags:
+        if key.startswith(RESERVED_PREFIXES):
+            raise InputError(
+                f"tag '{key}': the {key.split('.')[0]}. namespace is written by the tools only",
+                hint="choose a key of your own, e.g. team.owner=ml-platform",
+            )
+    version = resolve_version(registry, config.model.name, ref)
+    registry.set_version_tags(config.model.name, version.version, tags)
+    return TagResult(config.model.name, version.version, tags)
