@@ -49,11 +49,23 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class ImportanceConfig:
+    enabled: bool = True
+    repeats: int = 5
+    sample_rows: int = 2000
+    top: int = 10
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     data: str
     target: str
     features: tuple[str, ...]
     metrics: tuple[str, ...]
+    slices: tuple[str, ...] = ()
+    slice_bins: int = 4
+    slice_max: int = 20
+    importance: ImportanceConfig = ImportanceConfig()
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,7 @@ class Rule:
     min_absolute_change: float | None = None
     min_relative_change: float | None = None
     greater_is_better: bool | None = None
+    slice: str | None = None  # "all": the rule holds in every slice of evaluate.slices
 
     @property
     def against_production(self) -> bool:
@@ -86,6 +99,7 @@ class GateConfig:
     require_improvement: bool
     bootstrap_samples: int
     seed: int
+    min_slice_rows: int = 30
 
 
 @dataclass(frozen=True)
@@ -484,6 +498,15 @@ def _semantic_problems(data: dict[str, Any], node: yaml.Node | None, name: str) 
                 "(min, max, must, min_absolute_change or min_relative_change)"
             )
         metric = rule["metric"]
+        if rule.get("slice") == "all" and metric not in evaluated:
+            problems.append(
+                f"{name}:{line}: gate.rules.{i}: slice: all needs a metric of evaluate.metrics "
+                f"(each slice is scored with them), not '{metric}'"
+            )
+        if rule.get("slice") == "all" and not data["evaluate"]["slices"]:
+            problems.append(
+                f"{name}:{line}: gate.rules.{i}: slice: all, but evaluate.slices names no column"
+            )
         spec = METRICS.get(metric)
         if spec is not None and spec.task != task:
             problems.append(
@@ -588,6 +611,10 @@ def _build(file: Path, d: dict[str, Any]) -> Config:
             target=evaluate["target"],
             features=tuple(evaluate["features"]),
             metrics=tuple(evaluate["metrics"]),
+            slices=tuple(evaluate["slices"]),
+            slice_bins=int(evaluate["slice_bins"]),
+            slice_max=int(evaluate["slice_max"]),
+            importance=ImportanceConfig(**evaluate["importance"]),
         ),
         gate=GateConfig(
             rules=tuple(Rule(**rule) for rule in gate["rules"]),
@@ -596,6 +623,7 @@ def _build(file: Path, d: dict[str, Any]) -> Config:
             require_improvement=bool(gate["require_improvement"]),
             bootstrap_samples=int(gate["bootstrap_samples"]),
             seed=int(gate["seed"]),
+            min_slice_rows=int(gate["min_slice_rows"]),
         ),
         registry=RegistryConfig(
             tracking_uri=registry["tracking_uri"],

@@ -23,6 +23,7 @@ from mlops_ci import __version__
 from mlops_ci.errors import InputError
 from mlops_ci.evaldata import EvaluationData
 from mlops_ci.features import model_frame, trained_columns
+from mlops_ci.importance import Importance, Settings, permutation
 
 if TYPE_CHECKING:
     from mlops_ci.registry import ModelRegistry
@@ -35,6 +36,7 @@ class Scored:
     predictions: np.ndarray[Any, Any]
     kind: str  # classification | regression | "" (a model scikit-learn cannot tell)
     columns: tuple[str, ...] | None  # the columns the model was fitted on
+    importance: Importance | None = None  # permutation importance, when train recorded it
 
 
 def predict(model: Any, data: EvaluationData, label: str) -> np.ndarray[Any, Any]:
@@ -68,12 +70,19 @@ def scored(model: Any, data: EvaluationData, label: str) -> Scored:
     return Scored(predict(model, data, label), kind_of(model), trained_columns(model))
 
 
-def record(model: Any, data: EvaluationData) -> str | None:
-    """The JSON train logs; None when the model cannot score the rows (compare will say why)."""
+def record(model: Any, data: EvaluationData, settings: Settings | None = None) -> str | None:
+    """The JSON train logs; None when the model cannot score the rows (compare will say why).
+    With ``settings``, the model's permutation importance too (left out if it fails)."""
     try:
         result = scored(model, data, "trained")
     except InputError:
         return None
+    found = None
+    if settings is not None:
+        try:
+            found = permutation(model, data, settings, "trained").to_dict()
+        except InputError:
+            found = None  # compare computes it, or says why it cannot
     values = result.predictions
     if values.ndim != 1 or values.dtype.kind not in "biufUO":
         return None  # not one plain value per row: compare scores the model itself
@@ -86,6 +95,7 @@ def record(model: Any, data: EvaluationData) -> str | None:
                 "kind": result.kind,
                 "columns": list(result.columns) if result.columns is not None else None,
                 "predictions": values.tolist(),
+                "importance": found,
             },
             allow_nan=False,  # a NaN prediction: scored again by compare, which names it
         )
@@ -109,6 +119,8 @@ def cached(registry: ModelRegistry, run_id: str, data: EvaluationData) -> Scored
         if not fits:
             return None
         columns = tuple(doc["columns"]) if doc["columns"] is not None else None
-        return Scored(np.asarray(doc["predictions"]), str(doc["kind"]), columns)
+        found = doc.get("importance")
+        importance = Importance.from_dict(found) if isinstance(found, dict) else None
+        return Scored(np.asarray(doc["predictions"]), str(doc["kind"]), columns, importance)
     except (ValueError, KeyError, TypeError):  # not a record this code wrote: score anew
         return None

@@ -19,6 +19,7 @@ class EvaluationData:
     sha256: str
     features: Any  # pandas.DataFrame, columns in model order
     target: Any  # pandas.Series
+    slices: Any = None  # pandas.DataFrame of the evaluate.slices columns (None: no slices)
 
     @property
     def rows(self) -> int:
@@ -103,6 +104,12 @@ def load_evaluation(config: Config, nrows: int | None = None) -> EvaluationData:
             f"{spec.data}: missing column(s) {', '.join(repr(c) for c in missing)} "
             f"named in mlops.yaml evaluate (columns: {', '.join(columns)})"
         )
+    unknown = [c for c in spec.slices if c not in columns]
+    if unknown:
+        raise InputError(
+            f"mlops.yaml: evaluate.slices: {', '.join(repr(c) for c in unknown)} not column(s) "
+            f"of {spec.data} (columns: {', '.join(columns)})"
+        )
     if frame.empty:
         raise InputError(f"{spec.data}: has no rows to evaluate on")
     features = list(spec.features) or [c for c in columns if c != spec.target]
@@ -119,4 +126,5 @@ def load_evaluation(config: Config, nrows: int | None = None) -> EvaluationData:
         sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
         features=frame[features],
         target=frame[spec.target],
+        slices=frame[list(spec.slices)] if spec.slices else None,
     )

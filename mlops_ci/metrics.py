@@ -74,6 +74,11 @@ def score(name: str, enc: Encoded, pred: npt.NDArray[Any]) -> float:
     return float(score_resamples(name, enc, pred, idx)[0])
 
 
+def score_rows(name: str, enc: Encoded, pred: npt.NDArray[Any], rows: IntArray) -> float:
+    """The metric on the rows ``rows`` (row positions) only: a slice of the data."""
+    return float(score_resamples(name, enc, pred, rows.astype(np.int64)[None, :])[0])
+
+
 def score_resamples(name: str, enc: Encoded, pred: npt.NDArray[Any], idx: IntArray) -> FloatArray:
     """The metric on each row of ``idx`` (shape resamples x rows of row indices)."""
     spec = METRICS[name]

@@ -8,7 +8,7 @@ direction, as MLflow's ``MetricThreshold`` does.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,9 +19,12 @@ from mlops_ci.bootstrap import BootstrapResult, paired_bootstrap
 from mlops_ci.config import Config, Rule
 from mlops_ci.errors import InputError
 from mlops_ci.evaldata import EvaluationData, load_evaluation
+from mlops_ci.explain import importance_lines, slice_lines
+from mlops_ci.importance import Importance, Settings, permutation, settings_for
 from mlops_ci.metrics import METRICS, Encoded, score
 from mlops_ci.records import mlops_dir, read_json, write_json_atomic, write_text_atomic
 from mlops_ci.registry import ModelRegistry, RunRecord
+from mlops_ci.slices import SliceScore, cut, score_slices
 from mlops_ci.steps.train import last_trained_run
 
 RECORD = "comparison.json"
@@ -55,6 +58,8 @@ class ComparisonResult:
     significance: BootstrapResult | None
     evaluation: dict[str, Any]
     created_at: float
+    importance: dict[str, Importance] = field(default_factory=dict)  # role -> its importance
+    slices: tuple[SliceScore, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,6 +77,11 @@ class ComparisonResult:
             significance=BootstrapResult(**sig) if sig else None,
             evaluation=data["evaluation"],
             created_at=data["created_at"],
+            importance={
+                role: Importance.from_dict(found)
+                for role, found in (data.get("importance") or {}).items()
+            },
+            slices=tuple(SliceScore(**s) for s in data.get("slices") or ()),
         )
 
 
@@ -128,11 +138,32 @@ def compare(config: Config, registry: ModelRegistry, run_id: str | None = None) 
             seed=config.gate.seed,
         )
 
+    slice_scores: list[SliceScore] = []
+    if data.slices is not None:
+        spec = config.evaluate
+        slice_scores = score_slices(
+            cut(data.slices, spec.slice_bins, spec.slice_max),
+            spec.metrics,
+            enc,
+            encoded[0],
+            encoded[1] if production is not None else None,
+        )
     checks = [
         check
         for i, rule in enumerate(config.gate.rules)
         for check in _rule_checks(i, rule, run, candidate, production, production_run)
+        + (
+            _slice_checks(i, rule, run, slice_scores, config.gate.min_slice_rows)
+            if rule.slice == "all"
+            else []
+        )
     ]
+    importance = {}
+    settings = settings_for(config)
+    if settings is not None:
+        importance["candidate"] = _importance(registry, cand, data, settings, "candidate")
+        if production_version is not None:
+            importance["production"] = _importance(registry, prod, data, settings, "production")
     if significance is not None:
         checks.append(_significance_check(significance, config.gate.require_improvement))
     failed = any(c.status == FAIL for c in checks)
@@ -152,10 +183,13 @@ def compare(config: Config, registry: ModelRegistry, run_id: str | None = None) 
             **({"feature_change": changed} if changed else {}),
         },
         created_at=time.time(),
+        importance=importance,
+        slices=tuple(slice_scores),
     )
     folder = mlops_dir(config.root)
     write_json_atomic(folder / RECORD, result.to_dict())
-    write_text_atomic(folder / REPORT, markdown(result))
+    top, least = config.evaluate.importance.top, config.gate.min_slice_rows
+    write_text_atomic(folder / REPORT, markdown(result, top, least))
     return result
 
 
@@ -168,6 +202,9 @@ def load_comparison(config: Config) -> ComparisonResult | None:
 class _Model:
     scored: evalcache.Scored
     how: str  # "at train": the run's record of these rows; "now": loaded and scored here
+    uri: str
+    label: str
+    loaded: Any = None  # the model, when it was loaded here
 
 
 def _scored(
@@ -178,8 +215,21 @@ def _scored(
     if run_id is not None:
         recorded = evalcache.cached(registry, run_id, data)
         if recorded is not None:
-            return _Model(recorded, "at train")
-    return _Model(evalcache.scored(registry.load_model(uri), data, label), "now")
+            return _Model(recorded, "at train", uri, label)
+    model = registry.load_model(uri)
+    return _Model(evalcache.scored(model, data, label), "now", uri, label, model)
+
+
+def _importance(
+    registry: ModelRegistry, model: _Model, data: EvaluationData, settings: Settings, role: str
+) -> Importance:
+    """Train's record of it when made with these settings on these rows (the predictions'
+    sha256 says the rows are these), else computed now on the loaded model."""
+    recorded = model.scored.importance
+    if model.how == "at train" and recorded is not None and recorded.settings == settings:
+        return recorded
+    loaded = model.loaded if model.loaded is not None else registry.load_model(model.uri)
+    return permutation(loaded, data, settings, role)
 
 
 def _recorded(result: ComparisonResult) -> str:
@@ -301,6 +351,39 @@ def _production_bounds(rule: Rule) -> list[tuple[str, float, bool, bool]]:
     return bounds
 
 
+def _slice_checks(
+    i: int, rule: Rule, run: RunRecord, slices: list[SliceScore], min_rows: int
+) -> list[Check]:
+    """The rule in every slice of at least ``min_rows`` rows: one check per failing slice (its
+    name in the check's), else one check saying every slice holds."""
+    judged = [s for s in slices if s.rows >= min_rows]
+    small = len(slices) - len(judged)
+    note = f"; {small} slice(s) under {min_rows} rows not judged" if small else ""
+    if not judged:
+        why = f"no slice has {min_rows} rows (gate.min_slice_rows)"
+        return [Check(f"{rule.metric} in every slice", rule.metric, "skipped", why)]
+    results: dict[str, list[tuple[SliceScore, Check]]] = {}
+    for s in judged:
+        cand = ModelScore("candidate", None, None, s.candidate)
+        prod = ModelScore("production", None, None, s.production) if s.production else None
+        for check in _rule_checks(i, rule, run, cand, prod, None):
+            results.setdefault(check.name, []).append((s, check))
+    out = []
+    for name, found in results.items():
+        failed = [(s, c) for s, c in found if c.status == FAIL]
+        if failed:
+            out += [
+                Check(f"{name} in slice {s.name}", rule.metric, FAIL, f"{c.detail}; {s.rows} rows")
+                for s, c in failed
+            ]
+        elif all(c.status == "skipped" for _, c in found):
+            out.append(Check(f"{name} in every slice", rule.metric, "skipped", found[0][1].detail))
+        else:
+            detail = f"{len(found)} slices hold{note}"
+            out.append(Check(f"{name} in every slice", rule.metric, PASS, detail))
+    return out
+
+
 def _significance_check(sig: BootstrapResult, require_improvement: bool) -> Check:
     interval = (
         f"Δ {sig.difference:+.4f}, {sig.confidence:.0%} CI "
@@ -340,8 +423,8 @@ def feature_change_lines(change: dict[str, list[str]] | None) -> list[str]:
     ]
 
 
-def markdown(result: ComparisonResult) -> str:
-    """A short table for PR comments and job summaries."""
+def markdown(result: ComparisonResult, top: int = 10, min_slice_rows: int = 30) -> str:
+    """A short table for PR comments and job summaries, then the why: importance, slices."""
     icon = {PASS: "✅", FAIL: "❌", NO_BASELINE: "🆕", "skipped": "➖"}
     prod = result.production
     c = md.cell
@@ -370,4 +453,12 @@ def markdown(result: ComparisonResult) -> str:
             f"| {c(md.text(ch.name))} | {icon[ch.status]} {ch.status} | {c(md.text(ch.detail))} |"
             for ch in result.checks
         ]
+    primary = result.significance.metric if result.significance else None
+    primary = primary or next(iter(result.candidate.metrics))
+    for section in (
+        importance_lines(result, top),
+        slice_lines(result, primary, min_slice_rows),
+    ):
+        if section:
+            lines += ["", *section]
     return "\n".join(lines) + "\n"

@@ -27,6 +27,7 @@ from mlops_ci import evalcache, lineage
 from mlops_ci.config import Config, Scalar
 from mlops_ci.errors import InputError, TrainingError
 from mlops_ci.evaldata import load_evaluation
+from mlops_ci.importance import settings_for
 from mlops_ci.records import mlops_dir, read_json, write_json_atomic, write_text_atomic
 from mlops_ci.registry import TAG_CACHE_KEY, ModelRegistry, NewRun, RunRecord
 
@@ -196,7 +197,7 @@ def _train(
         example = rows.features.head(5)
 
         def evaluate(model: Any) -> str | None:  # scored while the model is loaded anyway
-            return evalcache.record(model, rows)
+            return evalcache.record(model, rows, settings_for(config))
 
     record = registry.log_run(
         NewRun(

@@ -1,0 +1,100 @@
+"""The "why" of a comparison as markdown: which features each model leans on, and which groups
+of rows (slices) the change helps or hurts. Shared by comparison.md and the PR report."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mlops_ci import markdown as md
+from mlops_ci.metrics import METRICS
+
+if TYPE_CHECKING:
+    from mlops_ci.steps.compare import ComparisonResult
+
+# A feature whose rank moved by more than this many places is marked.
+RANK_MOVE = 3
+
+
+def importance_lines(c: ComparisonResult, top: int = 10) -> list[str]:
+    """Top features of both models side by side (a table and a mermaid chart, no image host)."""
+    cand = c.importance.get("candidate")
+    if cand is None:
+        return []
+    prod = c.importance.get("production")
+    cand_rank = cand.ranks()
+    prod_rank = prod.ranks() if prod else {}
+    shown = [f for f, r in cand_rank.items() if r <= top]
+    shown += [f for f, r in sorted(prod_rank.items(), key=lambda x: x[1]) if r <= top]
+    shown = sorted(dict.fromkeys(shown), key=lambda f: (cand_rank.get(f, 10**9), f))
+    metric = md.text(cand.settings.metric)
+    lines = [
+        f"#### Why: permutation importance ({metric} lost when a feature is shuffled; "
+        f"{cand.rows} rows, {cand.settings.repeats} repeats, seed {cand.settings.seed})",
+        "",
+        "| feature | candidate (rank) | " + ("production (rank) | rank move |" if prod else ""),
+        "|---|---:|" + ("---:|---|" if prod else ""),
+    ]
+    for feature in shown:
+        row = f"| {md.cell(md.text(feature))} | {_value(cand.means, cand_rank, feature)} |"
+        if prod:
+            moved = _move(feature, cand_rank, prod_rank)
+            row += f" {_value(prod.means, prod_rank, feature)} | {moved} |"
+        lines.append(row)
+    values = [cand.means.get(f, 0.0) for f in shown]
+    if prod:
+        values += [prod.means.get(f, 0.0) for f in shown]
+    low, high = min(0.0, *values), max(0.0, *values)
+    lines += [
+        "",
+        "```mermaid",
+        "xychart-beta",
+        '    title "Permutation importance: candidate (bars) vs production (line)"',
+        f"    x-axis [{', '.join(md.mermaid(f) for f in shown)}]",
+        f'    y-axis "{md.mermaid(cand.settings.metric)} lost" {low:.4g} --> {high or 1:.4g}',
+        f"    bar [{', '.join(f'{cand.means.get(f, 0.0):.4f}' for f in shown)}]",
+    ]
+    if prod:
+        lines.append(f"    line [{', '.join(f'{prod.means.get(f, 0.0):.4f}' for f in shown)}]")
+    lines.append("```")
+    return lines
+
+
+def _value(means: dict[str, float], ranks: dict[str, int], feature: str) -> str:
+    if feature not in means:
+        return "— (not a feature)"
+    return f"{means[feature]:+.4f} ({ranks[feature]})"
+
+
+def _move(feature: str, cand: dict[str, int], prod: dict[str, int]) -> str:
+    if feature not in cand or feature not in prod:
+        return "new" if feature in cand else "dropped"
+    moved = prod[feature] - cand[feature]  # positive: the candidate leans on it more
+    if moved == 0:
+        return ""
+    text = f"{'▲' if moved > 0 else '▼'}{abs(moved)}"
+    return f"⚠️ {text}" if abs(moved) > RANK_MOVE else text
+
+
+def slice_lines(c: ComparisonResult, metric: str, min_rows: int) -> list[str]:
+    """One table per slice column: rows, both models' ``metric`` and the change."""
+    if not c.slices:
+        return []
+    gib = METRICS[metric].greater_is_better
+    lines = [f"#### Slices ({md.text(metric)}; slices under {min_rows} rows are not judged)"]
+    for column in dict.fromkeys(s.column for s in c.slices):
+        lines += [
+            "",
+            f"| {md.cell(md.code(column))} | rows | candidate |"
+            + (" production | Δ |" if c.production else ""),
+            "|---|---:|---:|" + ("---:|---:|" if c.production else ""),
+        ]
+        for s in (s for s in c.slices if s.column == column):
+            value = s.candidate[metric]
+            row = f"| {md.cell(md.text(s.value))} | {s.rows} | {value:.4f} |"
+            if s.production is not None:
+                p = s.production[metric]
+                worse = (value < p) if gib else (value > p)
+                mark = " 🔴" if worse and s.rows >= min_rows else ""
+                row += f" {p:.4f} | {value - p:+.4f}{mark} |"
+            lines.append(row)
+    return lines
