@@ -234,6 +234,10 @@ def markdown(t: AuditTrail) -> str:
         lines.append(f"| params | {_c(params)} |")
     if t.inputs is not None:
         lines.append(f"| inputs | {len(t.inputs)} files |")
+    if t.inputs:
+        lines += ["", "<details><summary>Input manifest (sha256)</summary>", ""]
+        lines += [f"- {md.code(path)} {md.code(sha[:16])}" for path, sha in t.inputs.items()]
+        lines += ["", "</details>"]
     lines += ["", "### How it compared", "", "| | |", "|---|---|"]
     lines += [f"| {_c(k)} | {_c(v)} |" for k, v in t.compared.items()]
     lines += ["", "### History", "", "| when (UTC) | what | by | detail |", "|---|---|---|---|"]

@@ -122,6 +122,7 @@ def test_lineage_tells_the_whole_trail_in_time_order(history: History) -> None:
     assert list(first.serving) == ["qa"] and first.serving["qa"].startswith("serving at http")
     page = markdown(first)
     assert "| when (UTC) | what | by | detail |" in page and "grace" in page
+    assert "`data/train.csv`" in page  # the input manifest, file by file
 
 
 def test_lineage_cli_in_each_format(history: History, capsys: pytest.CaptureFixture[str]) -> None:
