@@ -72,12 +72,13 @@ def check_columns(config: Config) -> list[str]:
             f"'{spec.target}' is not a column of {spec.data} "
             f"(columns: {', '.join(header[:20])}){guess}"
         )
-    missing = [f for f in spec.features if f not in header]
-    if missing:
-        problems.append(
-            f"{name}:{line_of(config, ['evaluate', 'features'])}: evaluate.features: "
-            f"{', '.join(missing)} not columns of {spec.data}"
-        )
+    for key, wanted in (("features", spec.features), ("slices", spec.slices)):
+        missing = [f for f in wanted if f not in header]
+        if missing:
+            problems.append(
+                f"{name}:{line_of(config, ['evaluate', key])}: evaluate.{key}: "
+                f"{', '.join(missing)} not columns of {spec.data}"
+            )
     return problems
 
 

@@ -204,6 +204,12 @@ def test_validate_checks_the_evaluation_columns_when_the_file_exists(
     err = capsys.readouterr().err
     assert "mlops.yaml:14: evaluate.target: 'specie' is not a column of data/test.csv" in err
     assert "did you mean 'species'?" in err and "Traceback" not in err
+    config.write_text(config.read_text().replace("slices: [sepal_length]", "slices: [region]"))
+    assert run_cli("validate", "-c", str(project)) == 2
+    assert "mlops.yaml:16: evaluate.slices: region not columns of data/test.csv" in (
+        capsys.readouterr().err
+    )
+    config.write_text(config.read_text().replace("slices: [region]", "slices: [sepal_length]"))
     (project / "data" / "test.csv").unlink()
     config.write_text(config.read_text().replace("target: specie", "target: species"))
     assert run_cli("validate", "-c", str(project)) == 0  # no file yet: nothing to check
