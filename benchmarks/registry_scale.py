@@ -3,7 +3,7 @@
 Starts `mlflow server` (SQLite backend) on loopback, adds 10,000 runs to the experiment (for the
 train cache lookup) and grows the model to 10, 100 and 1,000 versions; at each size it trains a
 candidate (not timed) and times `compare` + `register`, the cache lookup and `versions --tag`
-(one tagged version among them, found by the registry's filter), in one run.
+(one tagged version among them, found by the registry's filter; median of 5), in one run.
 Target (issue 10): compare + register <= 2 s at 1,000 versions, growing no worse than
 logarithmically (the steps look up by alias and by run, never list every version).
 
@@ -76,8 +76,12 @@ def main() -> None:
             t2 = time.perf_counter()
             cached = reg.find_cached_run(config.registry.experiment, candidate.cache_key)
             t3 = time.perf_counter()
-            found = versions(config, reg, {"team": "fraud"}, limit=20)
-            t4 = time.perf_counter()
+            lookups = []
+            for _ in range(5):  # the median of five: one call is a few milliseconds
+                started = time.perf_counter()
+                found = versions(config, reg, {"team": "fraud"}, limit=20)
+                lookups.append(time.perf_counter() - started)
+            t4 = t3 + sorted(lookups)[2]
             size = int(created.version)
             assert cached is not None and cached.run_id == candidate.run_id
             assert [r.version for r in found] == ["1"]
