@@ -80,9 +80,11 @@ def record(model: Any, data: EvaluationData, settings: Settings | None = None) -
     found = None
     if settings is not None:
         try:
-            found = permutation(model, data, settings, "trained").to_dict()
+            computed = permutation(model, data, settings, "trained")
         except InputError:
-            found = None  # compare computes it, or says why it cannot
+            computed = None  # compare computes it, or says why it cannot
+        if computed is not None and computed.finite():
+            found = computed.to_dict()
     values = result.predictions
     if values.ndim != 1 or values.dtype.kind not in "biufUO":
         return None  # not one plain value per row: compare scores the model itself

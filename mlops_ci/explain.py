@@ -17,9 +17,13 @@ RANK_MOVE = 3
 
 def importance_lines(c: ComparisonResult, top: int = 10) -> list[str]:
     """Top features of both models side by side (a table and a mermaid chart, no image host)."""
+    failed = c.evaluation.get("importance_failed") or {}
+    notes = [
+        f"> Permutation importance of the {md.text(r)}: {md.text(w)}" for r, w in failed.items()
+    ]
     cand = c.importance.get("candidate")
     if cand is None:
-        return []
+        return notes
     prod = c.importance.get("production")
     cand_rank = cand.ranks()
     prod_rank = prod.ranks() if prod else {}
@@ -56,7 +60,7 @@ def importance_lines(c: ComparisonResult, top: int = 10) -> list[str]:
     if prod:
         lines.append(f"    line [{', '.join(f'{prod.means.get(f, 0.0):.4f}' for f in shown)}]")
     lines.append("```")
-    return lines
+    return [*lines, *([""] + notes if notes else [])]
 
 
 def _value(means: dict[str, float], ranks: dict[str, int], feature: str) -> str:

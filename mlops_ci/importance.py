@@ -9,6 +9,7 @@ a seeded sample beyond that, and the seed fixes the shuffles, so a rerun gives t
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,9 @@ class Importance:
             {str(k): float(v) for k, v in data["means"].items()},
             {str(k): float(v) for k, v in data["stds"].items()},
         )
+
+    def finite(self) -> bool:
+        return all(math.isfinite(v) for v in [*self.means.values(), *self.stds.values()])
 
     def ranks(self) -> dict[str, int]:
         """1 for the feature the model leans on most."""

@@ -158,12 +158,16 @@ def compare(config: Config, registry: ModelRegistry, run_id: str | None = None) 
             else []
         )
     ]
-    importance = {}
+    importance: dict[str, Importance] = {}
+    unexplained: dict[str, str] = {}
     settings = settings_for(config)
     if settings is not None:
-        importance["candidate"] = _importance(registry, cand, data, settings, "candidate")
-        if production_version is not None:
-            importance["production"] = _importance(registry, prod, data, settings, "production")
+        roles = [("candidate", cand)] + ([("production", prod)] if production_version else [])
+        for role, model in roles:
+            try:  # the why explains the verdict; a model it cannot explain keeps its verdict
+                importance[role] = _importance(registry, model, data, settings, role)
+            except InputError as err:
+                unexplained[role] = str(err)
     if significance is not None:
         checks.append(_significance_check(significance, config.gate.require_improvement))
     failed = any(c.status == FAIL for c in checks)
@@ -181,6 +185,7 @@ def compare(config: Config, registry: ModelRegistry, run_id: str | None = None) 
             "rows": data.rows,
             "scored": scored_how,
             **({"feature_change": changed} if changed else {}),
+            **({"importance_failed": unexplained} if unexplained else {}),
         },
         created_at=time.time(),
         importance=importance,

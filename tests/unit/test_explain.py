@@ -166,3 +166,21 @@ def test_train_records_importance_and_compare_reuses_it(config: Config) -> None:
     page = (config.root / ".mlops" / "comparison.md").read_text()
     assert "#### Why: permutation importance" in page and "xychart-beta" in page
     assert "#### Slices" in page  # the example slices by sepal_length
+
+
+def test_a_model_importance_cannot_explain_keeps_its_verdict_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlops_ci.errors import InputError
+    from mlops_ci.steps import compare as compare_module
+
+    def fails(*_: Any) -> Any:
+        raise InputError("data/test.csv: permutation importance of the candidate: boom")
+
+    monkeypatch.setattr(compare_module, "permutation", fails)
+    config, cand, prod = grouped_project(tmp_path, NOT_WORSE + ", slice: all}")
+    result = run_compare(config, cand, prod)
+    assert result.verdict == "fail" and result.importance == {}
+    assert set(result.evaluation["importance_failed"]) == {"candidate", "production"}
+    page = (config.root / ".mlops" / "comparison.md").read_text()
+    assert "> Permutation importance of the candidate: data/test.csv: " in page
