@@ -82,8 +82,8 @@ def trail(config: Config, registry: ModelRegistry, ref: str) -> AuditTrail:
         missing.append("run: the version names no MLflow run")
     source_tags = {**tags, **(run.tags if run else {})}
     trained = {label: source_tags[key] for key, label in _TRAINED.items() if source_tags.get(key)}
-    if source_tags.get("mlops.ci.provider") == "local":
-        trained.setdefault("triggered by", source_tags.get("mlops.registered_by", ""))
+    if source_tags.get("mlops.ci.provider") == "local" and source_tags.get("mlops.registered_by"):
+        trained.setdefault("triggered by", source_tags["mlops.registered_by"])
     missing += [f"{label}: not recorded" for label in _ESSENTIAL if label not in trained]
     inputs = _manifest(registry, run) if run else None
     if run and inputs is None:
