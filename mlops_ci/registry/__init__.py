@@ -44,7 +44,6 @@ class VersionRecord:
     source: str
     tags: dict[str, str] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()  # as the registry answered when this record was read
-    created: float | None = None  # seconds since the epoch
 
 
 @dataclass(frozen=True)
@@ -89,6 +88,22 @@ class ModelRegistry(Protocol):
     def list_artifacts(self, run_id: str, path: str) -> list[str]: ...
     def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None: ...
     def describe(self) -> str: ...
+
+
+def tag_map(tags: dict[str, str], prefix: str, suffix: str) -> dict[str, str]:
+    """The tags named ``PREFIX<name>SUFFIX`` as {name: value}, by name: e.g. each environment's
+    deploy status (``mlops.deploy.ENV.status``) or each alias's promotion time."""
+    found = {
+        key[len(prefix) : len(key) - len(suffix)]: value
+        for key, value in tags.items()
+        if key.startswith(prefix) and key.endswith(suffix) and len(key) > len(prefix + suffix)
+    }
+    return dict(sorted(found.items()))
+
+
+def deploy_states(tags: dict[str, str]) -> dict[str, str]:
+    """Environment -> the deploy status recorded on a version (``mlops.deploy.ENV.status``)."""
+    return tag_map(tags, "mlops.deploy.", ".status")
 
 
 def resolve_version(registry: ModelRegistry, name: str, ref: str) -> VersionRecord:

@@ -215,7 +215,7 @@ class MlflowRegistry:
 
     def find_versions_with_tag(self, name: str, key: str) -> list[VersionRecord]:
         """Versions of ``name`` carrying tag ``key`` (filtered by the server)."""
-        if "`" in key or "'" in name:
+        if _unquotable(key, name):
             raise InputError(f"cannot search the registry for tag {key!r} of model {name!r}")
         found = self._call(
             self.client.search_model_versions, f"name = '{name}' and tags.`{key}` LIKE '%'"
@@ -225,8 +225,7 @@ class MlflowRegistry:
     def search_versions(self, name: str, tags: dict[str, str], limit: int) -> list[VersionRecord]:
         """Versions of ``name`` whose tags equal ``tags``, newest first, at most ``limit``: the
         filter is MLflow's (its store answers with an indexed query, not a full listing)."""
-        quoted = [name, *tags, *tags.values()]
-        if any("'" in text or "`" in text for text in quoted):
+        if _unquotable(name, *tags, *tags.values()):
             raise InputError("a model name, tag key or value with ' or ` cannot be searched for")
         clauses = [f"name = '{name}'", *(f"tags.`{k}` = '{v}'" for k, v in tags.items())]
         found = self._call(
@@ -529,6 +528,11 @@ def _run_record(run: Run) -> RunRecord:
     )
 
 
+def _unquotable(*texts: str) -> bool:
+    """A quote or backtick would end its string or key in an MLflow filter string."""
+    return any("'" in text or "`" in text for text in texts)
+
+
 def _version_record(v: ModelVersion) -> VersionRecord:
     return VersionRecord(
         name=v.name,
@@ -537,5 +541,4 @@ def _version_record(v: ModelVersion) -> VersionRecord:
         source=v.source or "",
         tags=dict(v.tags),
         aliases=tuple(getattr(v, "aliases", None) or ()),
-        created=v.creation_timestamp / 1000 if v.creation_timestamp else None,
     )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from mlops_ci.config import Config
 from mlops_ci.errors import GateFailed, ServiceError
-from mlops_ci.registry import ModelRegistry, resolve_version
+from mlops_ci.registry import ModelRegistry, deploy_states, resolve_version
 from mlops_ci.steps.deploy import SERVING_STATES
 
 
@@ -73,11 +73,9 @@ def delete_version(config: Config, registry: ModelRegistry, version_ref: str) ->
             users.append(f"{env.env} (takes {env.live_split[version.version]:g} % of its traffic)")
         elif env.version == version.version:
             users.append(f"{env.env} (alias '{env.alias}')")
-    for key, value in version.tags.items():
-        if key.startswith("mlops.deploy.") and key.endswith(".status") and value in SERVING_STATES:
-            env_name = key.split(".")[2]
-            if not any(u.startswith(env_name + " ") for u in users):
-                users.append(f"{env_name} (recorded {value})")
+    for env_name, value in deploy_states(version.tags).items():
+        if value in SERVING_STATES and not any(u.startswith(env_name + " ") for u in users):
+            users.append(f"{env_name} (recorded {value})")
     if users:
         raise GateFailed(
             f"{name} v{version.version} is deployed in {', '.join(users)}; not deleting it",

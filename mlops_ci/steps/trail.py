@@ -16,7 +16,14 @@ from typing import Any
 from mlops_ci import markdown as md
 from mlops_ci.config import Config
 from mlops_ci.errors import InputError
-from mlops_ci.registry import TAG_VERDICT, ModelRegistry, RunRecord, resolve_version
+from mlops_ci.registry import (
+    TAG_VERDICT,
+    ModelRegistry,
+    RunRecord,
+    deploy_states,
+    resolve_version,
+    tag_map,
+)
 from mlops_ci.steps.deploy import SERVING_STATES
 
 MANIFEST_ARTIFACT = "lineage/inputs.manifest.json"
@@ -95,9 +102,9 @@ def trail(config: Config, registry: ModelRegistry, ref: str) -> AuditTrail:
         missing.append("bootstrap interval: not recorded (registered by an older mlops-ci)")
     events = _events(registry, tags, run)
     serving = {
-        env: f"{tags[f'mlops.deploy.{env}.status']} at {tags.get(f'mlops.deploy.{env}.url') or '?'}"
-        for env in _deploy_envs(tags)
-        if tags.get(f"mlops.deploy.{env}.status") in SERVING_STATES
+        env: f"{state} at {tags.get(f'mlops.deploy.{env}.url') or '?'}"
+        for env, state in deploy_states(tags).items()
+        if state in SERVING_STATES
     }
     return AuditTrail(
         name=name,
@@ -141,14 +148,6 @@ def _compared(tags: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def _deploy_envs(tags: dict[str, str]) -> list[str]:
-    return sorted(
-        key[len("mlops.deploy.") : -len(".status")]
-        for key in tags
-        if key.startswith("mlops.deploy.") and key.endswith(".status")
-    )
-
-
 def _events(registry: ModelRegistry, tags: dict[str, str], run: RunRecord | None) -> list[Event]:
     events = []
     if tags.get("mlops.registered_at"):
@@ -161,33 +160,25 @@ def _events(registry: ModelRegistry, tags: dict[str, str], run: RunRecord | None
                 f"verdict {tags.get(TAG_VERDICT, '?')}{forced}",
             )
         )
-    for scope, kind in (("approval", "approved for"), ("promoted", "promoted to @")):
-        for key in sorted(tags):
-            if key.startswith(f"mlops.{scope}.") and key.endswith(".at"):
-                where = key[len(f"mlops.{scope}.") : -len(".at")]
-                base = f"mlops.{scope}.{where}."
-                detail = tags.get(base + "reason", "")
-                if tags.get(base + "source"):
-                    detail += f" ({tags[base + 'source']})"
-                if tags.get(base + "forced") == "true":
-                    detail += " (forced)"
-                sep = "" if kind.endswith("@") else " "
-                events.append(Event(tags[key], f"{kind}{sep}{where}", tags.get(base + "by", "?"),
-                                    detail.strip()))  # fmt: skip
-    for key in sorted(tags):
-        if key.startswith("mlops.replaced.") and key.endswith(".at"):
-            alias = key[len("mlops.replaced.") : -len(".at")]
-            base = f"mlops.replaced.{alias}."
-            by = f"v{tags[base + 'by_version']}" if tags.get(base + "by_version") else "?"
-            events.append(
-                Event(tags[key], f"replaced as @{alias}", by, tags.get(base + "note", ""))
-            )
+    for scope, kind in (("approval", "approved for "), ("promoted", "promoted to @")):
+        for where, at in tag_map(tags, f"mlops.{scope}.", ".at").items():
+            base = f"mlops.{scope}.{where}."
+            detail = tags.get(base + "reason", "")
+            if tags.get(base + "source"):
+                detail += f" ({tags[base + 'source']})"
+            if tags.get(base + "forced") == "true":
+                detail += " (forced)"
+            events.append(Event(at, kind + where, tags.get(base + "by", "?"), detail.strip()))
+    for alias, at in tag_map(tags, "mlops.replaced.", ".at").items():
+        base = f"mlops.replaced.{alias}."
+        by = f"v{tags[base + 'by_version']}" if tags.get(base + "by_version") else "?"
+        events.append(Event(at, f"replaced as @{alias}", by, tags.get(base + "note", "")))
     deployed = _deployments(registry, run) if run else []
     events += deployed
     recorded = {(e.what, e.at) for e in deployed}
-    for env in _deploy_envs(tags):
+    for env, status in deploy_states(tags).items():
         base = f"mlops.deploy.{env}."
-        status, at = tags[base + "status"], tags.get(base + "at", "")
+        at = tags.get(base + "at", "")
         if tags.get(base + "rolled_back.by"):
             events.append(
                 Event(at, f"rolled back in {env}", tags[base + "rolled_back.by"],

@@ -14,12 +14,17 @@ from typing import Any
 
 from mlops_ci.config import Config
 from mlops_ci.errors import InputError
-from mlops_ci.registry import TAG_VERDICT, ModelRegistry, VersionRecord, resolve_version
+from mlops_ci.registry import (
+    TAG_VERDICT,
+    ModelRegistry,
+    VersionRecord,
+    deploy_states,
+    resolve_version,
+)
 
 # MLflow's own rule for tag keys (alphanumerics, underscores, dashes, periods, spaces, slashes).
 _KEY = re.compile(r"^[A-Za-z0-9_\-. /]{1,250}$")
 RESERVED_PREFIXES = ("mlops.", "mlflow.")
-_DEPLOY = re.compile(r"^mlops\.deploy\.(.+)\.status$")
 
 
 @dataclass(frozen=True)
@@ -83,11 +88,6 @@ def versions(
 
 
 def _row(v: VersionRecord, metric: str) -> VersionRow:
-    deployed = {}
-    for key, value in v.tags.items():
-        match = _DEPLOY.match(key)
-        if match:
-            deployed[match.group(1)] = value
     return VersionRow(
         version=v.version,
         aliases=tuple(sorted(v.aliases)),
@@ -96,7 +96,7 @@ def _row(v: VersionRecord, metric: str) -> VersionRow:
         value=v.tags.get(f"mlops.metric.{metric}"),
         registered_at=v.tags.get("mlops.registered_at"),
         registered_by=v.tags.get("mlops.registered_by") or v.tags.get("mlops.ci.actor"),
-        deployed=dict(sorted(deployed.items())),
+        deployed=deploy_states(v.tags),
         tags={k: t for k, t in sorted(v.tags.items()) if not k.startswith(RESERVED_PREFIXES)},
     )
 
