@@ -264,7 +264,7 @@ def compare(config_path: Path | None, run_id: str | None) -> None:
 
     config = _load(config_path)
     result = compare_step(config, _open(config), run_id)
-    click.echo(markdown(result))
+    click.echo(markdown(result, config.evaluate.importance.top))
     emit_outputs({"verdict": result.verdict, "run_id": result.candidate.run_id or ""})
     _notify(
         config,
@@ -745,8 +745,7 @@ def lineage(config_path: Path | None, ref: str, fmt: str) -> None:
     from mlops_ci.steps.trail import markdown, trail
 
     config = _load(config_path)
-    found = trail(config, _open(config), ref if ref.startswith("@") or not ref.startswith("v")
-                  else ref[1:])  # fmt: skip
+    found = trail(config, _open(config), ref.removeprefix("v"))  # v3 reads as 3
     if fmt == "json":
         import json
 

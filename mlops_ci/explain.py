@@ -79,10 +79,22 @@ def _move(feature: str, cand: dict[str, int], prod: dict[str, int]) -> str:
     return f"⚠️ {text}" if abs(moved) > RANK_MOVE else text
 
 
-def slice_lines(c: ComparisonResult, metric: str, min_rows: int) -> list[str]:
-    """One table per slice column: rows, both models' ``metric`` and the change."""
+def why_lines(c: ComparisonResult, top: int = 10) -> list[str]:
+    """Both sections, each after a blank line: what comparison.md and the report show."""
+    lines: list[str] = []
+    for section in (importance_lines(c, top), slice_lines(c)):
+        if section:
+            lines += ["", *section]
+    return lines
+
+
+def slice_lines(c: ComparisonResult) -> list[str]:
+    """One table per slice column: rows, both models' primary metric and the change (the
+    metric and the minimum rows are those the comparison judged the slices with)."""
     if not c.slices:
         return []
+    metric = c.evaluation.get("primary_metric") or next(iter(c.candidate.metrics))
+    min_rows = int(c.evaluation["min_slice_rows"])
     gib = METRICS[metric].greater_is_better
     lines = [f"#### Slices ({md.text(metric)}; slices under {min_rows} rows are not judged)"]
     for column in dict.fromkeys(s.column for s in c.slices):

@@ -19,7 +19,7 @@ from mlops_ci.bootstrap import BootstrapResult, paired_bootstrap
 from mlops_ci.config import Config, Rule
 from mlops_ci.errors import InputError
 from mlops_ci.evaldata import EvaluationData, load_evaluation
-from mlops_ci.explain import importance_lines, slice_lines
+from mlops_ci.explain import why_lines
 from mlops_ci.importance import Importance, Settings, permutation, settings_for
 from mlops_ci.metrics import METRICS, Encoded, score
 from mlops_ci.records import mlops_dir, read_json, write_json_atomic, write_text_atomic
@@ -186,6 +186,8 @@ def compare(config: Config, registry: ModelRegistry, run_id: str | None = None) 
             "scored": scored_how,
             **({"feature_change": changed} if changed else {}),
             **({"importance_failed": unexplained} if unexplained else {}),
+            "primary_metric": config.gate.primary_metric,
+            **({"min_slice_rows": config.gate.min_slice_rows} if slice_scores else {}),
         },
         created_at=time.time(),
         importance=importance,
@@ -193,8 +195,7 @@ def compare(config: Config, registry: ModelRegistry, run_id: str | None = None) 
     )
     folder = mlops_dir(config.root)
     write_json_atomic(folder / RECORD, result.to_dict())
-    top, least = config.evaluate.importance.top, config.gate.min_slice_rows
-    write_text_atomic(folder / REPORT, markdown(result, top, least))
+    write_text_atomic(folder / REPORT, markdown(result, config.evaluate.importance.top))
     return result
 
 
@@ -428,7 +429,7 @@ def feature_change_lines(change: dict[str, list[str]] | None) -> list[str]:
     ]
 
 
-def markdown(result: ComparisonResult, top: int = 10, min_slice_rows: int = 30) -> str:
+def markdown(result: ComparisonResult, top: int = 10) -> str:
     """A short table for PR comments and job summaries, then the why: importance, slices."""
     icon = {PASS: "✅", FAIL: "❌", NO_BASELINE: "🆕", "skipped": "➖"}
     prod = result.production
@@ -458,12 +459,4 @@ def markdown(result: ComparisonResult, top: int = 10, min_slice_rows: int = 30) 
             f"| {c(md.text(ch.name))} | {icon[ch.status]} {ch.status} | {c(md.text(ch.detail))} |"
             for ch in result.checks
         ]
-    primary = result.significance.metric if result.significance else None
-    primary = primary or next(iter(result.candidate.metrics))
-    for section in (
-        importance_lines(result, top),
-        slice_lines(result, primary, min_slice_rows),
-    ):
-        if section:
-            lines += ["", *section]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *why_lines(result, top)]) + "\n"

@@ -16,7 +16,7 @@ from mlops_ci import markdown as md
 from mlops_ci.ci.github import COMMENT_LIMIT
 from mlops_ci.config import Config
 from mlops_ci.errors import InputError
-from mlops_ci.explain import importance_lines, slice_lines
+from mlops_ci.explain import why_lines
 from mlops_ci.metrics import METRICS
 from mlops_ci.records import mlops_dir, read_json, write_text_atomic
 from mlops_ci.registry import ModelRegistry
@@ -86,7 +86,7 @@ def report(config: Config, registry: ModelRegistry | None, workflow: str) -> Rep
     deployed = load_deploy_record(config)
     if deployed is not None and deployed.get("name") != comparison.model:
         deployed = None
-    why = _why(comparison, config)
+    why = "\n".join(why_lines(comparison, config.evaluate.importance.top)).strip()
     text = render(
         comparison, registration, tags, packaged, deployed, stale_note(config, comparison), why
     )
@@ -142,18 +142,6 @@ def render(
         f"{md.code(str(comparison.evaluation['sha256'])[:12])})</sub>",
     ]
     return "\n\n".join(s for s in sections if s) + "\n"
-
-
-def _why(c: ComparisonResult, config: Config) -> str:
-    """Permutation importance of both models and the per-slice table, when compare made them."""
-    primary = config.gate.primary_metric
-    if primary not in c.candidate.metrics:
-        primary = next(iter(c.candidate.metrics))
-    sections = [
-        "\n".join(importance_lines(c, config.evaluate.importance.top)),
-        "\n".join(slice_lines(c, primary, config.gate.min_slice_rows)),
-    ]
-    return "\n\n".join(s for s in sections if s)
 
 
 def _headline(c: ComparisonResult, registration: RegisterResult | None) -> str:
