@@ -121,7 +121,7 @@ class ProfileConfig:
 
 @dataclass(frozen=True)
 class PackageConfig:
-    onnx: bool
+    onnx: str  # auto | true | false (package.onnx)
     parity_tolerance: float | None  # absolute; None: the task's default
     parity_rtol: float | None
     parity_max_row_share: float
@@ -131,6 +131,16 @@ class PackageConfig:
     base_image: str
     port: int
     profile: ProfileConfig
+
+    @property
+    def converts(self) -> bool:
+        """ONNX is tried (auto or true)."""
+        return self.onnx != "false"
+
+    @property
+    def onnx_required(self) -> bool:
+        """A refused conversion or failed parity is an error, not a fall-back (true)."""
+        return self.onnx == "true"
 
 
 @dataclass(frozen=True)
@@ -633,7 +643,7 @@ def _build(file: Path, d: dict[str, Any]) -> Config:
             candidate_alias=registry["candidate_alias"],
         ),
         package=PackageConfig(
-            onnx=bool(package["onnx"]),
+            onnx=str(package["onnx"]).lower(),
             parity_tolerance=_optional_float(package["parity_tolerance"]),
             parity_rtol=_optional_float(package["parity_rtol"]),
             parity_max_row_share=float(package["parity_max_row_share"]),

@@ -1,10 +1,20 @@
-"""The input schema of a model: its feature columns in order, each a number or a string.
+"""The input contract of a model version: its columns in order, each a number or text, and
+which of them may be missing — and how every value, missing ones included, reaches the model.
 
 Recorded once, when `package` writes the model's manifest (from the evaluation data the model
-was checked on), and read by everything that feeds the model afterwards: serving, batch
-scoring and drift. Numbers travel as float32, strings as text, so a pipeline that encodes a
-string column itself (``OneHotEncoder`` in a ``ColumnTransformer``) gets the text it was
-trained on.
+was checked on and a probe of the model), and read by everything that feeds the model
+afterwards: serving (/score and v2), batch scoring and drift. This module is the one place
+that decides it:
+
+- a column is ``nullable`` when the evaluation data has missing values in it (compare scored
+  such rows) or the model scores a missing value (its pipeline imputes, its trees route NaN);
+  a missing value anywhere else is refused, with the same words on every path;
+- an empty text is a missing text, as a CSV file reads it (compare reads evaluate.data so);
+- the native model gets a pandas DataFrame as ``read_csv`` gives one: numbers as float64 with
+  NaN, text as Python strings with NaN where missing (:func:`native_frame`);
+- an ONNX graph gets float32 numbers with NaN, and text as strings with ``""`` where missing
+  (:func:`string_values`; the converter is given an imputer of ``""`` for that, see
+  ``packaging/frameworks.py``). ``package`` proves both on the evaluation rows.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ KINDS = (NUMBER, STRING)
 class Feature:
     name: str
     kind: str  # number | string
-    nullable: bool = False  # a number the model scores when missing (its pipeline imputes)
+    nullable: bool = False  # may be missing: the evaluation data has gaps, or the model imputes
 
 
 @dataclass(frozen=True)
@@ -46,7 +56,10 @@ class FeatureSchema:
         return tuple(f.name for f in self.features if f.nullable)
 
     def with_nullable(self, names: tuple[str, ...]) -> FeatureSchema:
-        return FeatureSchema(tuple(Feature(f.name, f.kind, f.name in names) for f in self.features))
+        """The schema with ``names`` nullable too (those already nullable stay so)."""
+        return FeatureSchema(
+            tuple(Feature(f.name, f.kind, f.nullable or f.name in names) for f in self.features)
+        )
 
     def to_list(self) -> list[dict[str, Any]]:
         return [
@@ -82,10 +95,12 @@ class FeatureSchema:
     @staticmethod
     def of_frame(frame: Any, where: str = "evaluate.data") -> FeatureSchema:
         """Kinds from a DataFrame's dtypes: numbers and booleans are numbers, text and
-        categories are strings; dates and other objects are refused, naming the column."""
+        categories are strings; dates and other objects are refused, naming the column. A
+        column with missing values in it is nullable: the model was judged on such rows."""
         out = []
         for name, dtype in frame.dtypes.items():
-            out.append(Feature(str(name), _kind(dtype, str(name), where)))
+            gaps = bool(frame[name].isna().any())
+            out.append(Feature(str(name), _kind(dtype, str(name), where), gaps))
         return FeatureSchema(tuple(out))
 
 
@@ -130,6 +145,11 @@ def model_frame(model: Any, frame: Any, where: str, label: str = "the") -> Any:
     return frame[list(names)]
 
 
+def is_missing(value: Any) -> bool:
+    """A missing value as the contract knows it: null/None, NaN, or an empty text."""
+    return value is None or value == "" or (isinstance(value, float) and value != value)
+
+
 def string_values(values: Any) -> Any:
     """A column as the text ONNX string tensors take: missing values become empty strings."""
     import numpy as np
@@ -140,3 +160,50 @@ def string_values(values: Any) -> Any:
         return v if isinstance(v, str) else str(v)
 
     return np.array([text(v) for v in values], dtype=object)
+
+
+def native_text(values: Any) -> Any:
+    """A text column as the native model saw it in compare (pandas' ``read_csv``): strings,
+    and NaN where the value is missing (None or empty)."""
+    import numpy as np
+
+    out = np.array(values, dtype=object)
+    for i, v in enumerate(out):
+        if v is None or v == "":
+            out[i] = np.nan
+    return out
+
+
+def native_frame(schema: FeatureSchema, columns: Any) -> Any:
+    """The DataFrame the native model scores: ``columns`` (1-D arrays by name, or a matrix in
+    schema order) with numbers as float64 (NaN missing) and text as :func:`native_text`."""
+    import numpy as np
+    import pandas as pd
+
+    data = {}
+    for j, f in enumerate(schema.features):
+        column = columns[f.name] if isinstance(columns, dict) else columns[:, j]
+        if f.kind == STRING:
+            data[f.name] = native_text(column)
+        else:
+            data[f.name] = np.asarray(column, dtype=np.float64)
+    return pd.DataFrame(data, columns=list(schema.names))
+
+
+def table_of_frame(schema: FeatureSchema, frame: Any) -> dict[str, Any]:
+    """A DataFrame's rows as the request parsers hand them on: 1-D columns by name, numbers
+    as float64 (NaN missing), text as strings with None where missing — what ``package``
+    feeds the packaged model to prove it answers like the native one."""
+    import numpy as np
+
+    table = {}
+    for f in schema.features:
+        values = frame[f.name].to_numpy()
+        if f.kind == STRING:
+            table[f.name] = np.array(
+                [None if is_missing(v) else (v if isinstance(v, str) else str(v)) for v in values],
+                dtype=object,
+            )
+        else:
+            table[f.name] = np.asarray(values, dtype=np.float64)
+    return table

@@ -168,7 +168,7 @@ def standardize(model: OnnxModel, columns: tuple[str, ...]) -> tuple[bytes, str]
     layout = "columns"
     if model.columns is None:
         layout = "matrix"
-        _rename(graph, graph.input[0].name, "input")
+        rename_tensor(graph, graph.input[0].name, "input")
     else:
         missing = [c for c in model.columns if c not in columns]
         if missing:
@@ -250,7 +250,8 @@ def _ml_opset(proto: Any) -> None:
     proto.opset_import.append(helper.make_opsetid("ai.onnx.ml", 2))
 
 
-def _rename(graph: Any, old: str, new: str) -> None:
+def rename_tensor(graph: Any, old: str, new: str) -> None:
+    """Give the tensor ``old`` the name ``new`` wherever the graph names it."""
     if old == new:
         return
     for value in (*graph.input, *graph.output, *graph.value_info):
@@ -267,4 +268,4 @@ def _rename_outputs(graph: Any, taken: set[str]) -> None:
     """Move the user's tensors named label/probabilities/variable out of the way."""
     names = {o.name for o in graph.output} | {out for n in graph.node for out in n.output}
     for name in names & taken:
-        _rename(graph, name, f"user_{name}")
+        rename_tensor(graph, name, f"user_{name}")

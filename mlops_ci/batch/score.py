@@ -58,7 +58,7 @@ class TaskResult:
 class Features:
     """The model's input for a slice, and which rows are fit to score."""
 
-    x: npt.NDArray[np.float32]  # [rows, features]; a value that is not fit (or text) is a zero
+    x: npt.NDArray[np.float64]  # [rows, features] as read; a value not fit (or text) is a zero
     ok: npt.NDArray[np.bool_]
     errors: npt.NDArray[np.object_]  # the first error of each rejected row, None elsewhere
     names: tuple[str, ...] = ()
@@ -137,12 +137,13 @@ def features_matrix(
     kinds: tuple[str, ...] = (),
     nullable: tuple[str, ...] = (),
 ) -> Features:
-    """float32 [rows, features] from an Arrow table (and text columns as text); a row with a
-    number that is missing (unless the model imputes the column: NaN then), not a number or
-    beyond float32, or a missing text, is rejected with the first such column named."""
+    """[rows, features] numbers from an Arrow table as read (float64; ONNX graphs get them as
+    float32, see ``features.py``) and text columns as text; a row with a value that is
+    missing where the column may not be (null, an empty cell), not a number or beyond float32
+    is rejected with the first such column named."""
     rows = table.num_rows
     result = Features(
-        np.empty((rows, len(features)), np.float32),
+        np.empty((rows, len(features)), np.float64),
         np.ones(rows, np.bool_),
         np.full(rows, None, dtype=object),
         features,
@@ -151,7 +152,8 @@ def features_matrix(
         column = table.column(name)
         if kinds and kinds[j] == "string":
             result.x[:, j] = 0.0
-            result.text = {**(result.text or {}), name: _texts(column, name, result)}
+            text = _texts(column, name, result, name in nullable)
+            result.text = {**(result.text or {}), name: text}
             continue
         values = _floats(column)
         with np.errstate(over="ignore"):
@@ -164,18 +166,22 @@ def features_matrix(
             texts = column.take(pa.array(first)).to_pylist()
             messages = [_message(name, t, v) for t, v in zip(texts, values[first], strict=True)]
             result.reject(first, messages)
-            narrow[bad] = 0.0
-        result.x[:, j] = narrow
+            values[bad] = 0.0
+        result.x[:, j] = values
     return result
 
 
-def _texts(column: Any, name: str, result: Features) -> npt.NDArray[np.object_]:
-    """A text column as Python strings; a null is rejected as missing."""
+def _texts(
+    column: Any, name: str, result: Features, nullable: bool = False
+) -> npt.NDArray[np.object_]:
+    """A text column as Python strings; a missing one (null, or an empty cell: CSV cannot tell
+    them apart) is None where the column may be missing, else the row is rejected."""
     values = np.array(column.cast(pa.string()).to_pylist(), dtype=object)
-    null = np.asarray(pc.is_null(column).to_numpy(zero_copy_only=False), np.bool_)
+    null = np.array([v is None or v == "" for v in values], np.bool_)
     if null.any():
-        result.reject(np.flatnonzero(null & result.ok), f"{name}: missing")
-        values[null] = ""
+        if not nullable:
+            result.reject(np.flatnonzero(null & result.ok), f"{name}: missing")
+        values[null] = None
     return values
 
 

@@ -126,14 +126,15 @@ class Converted:
 
 def convert_sklearn(model: Any, features: Any, target_opset: int | None) -> Converted:
     """Serialized ONNX model in the ``matrix`` layout where it converts to it, else ``columns``;
-    a failing conversion is an error naming the estimator. A model that already is ONNX
-    (``model.flavor: onnx``) is only given mlops-ci's input and output names."""
+    a failing conversion is a ``ConversionRefused`` naming the estimator the converter refused.
+    A model that already is ONNX (``model.flavor: onnx``) is only given mlops-ci's input and
+    output names."""
     from mlops_ci.onnxmodel import OnnxModel, standardize
 
     if isinstance(model, OnnxModel):
         return Converted(*standardize(model, tuple(str(c) for c in features.columns)))
     schema = FeatureSchema.of_frame(features)
-    first_error: Exception | None = None
+    first_error: BaseException | None = None
     if schema.all_numeric:
         try:
             return Converted(_to_onnx(model, _matrix_types(schema), target_opset), MATRIX)
@@ -142,23 +143,60 @@ def convert_sklearn(model: Any, features: Any, target_opset: int | None) -> Conv
     try:
         return Converted(_to_onnx(model, _column_types(schema), target_opset), COLUMNS)
     except Exception as err:  # skl2onnx raises many kinds for unsupported models
-        shown = first_error or err  # the matrix layout's error, when it was tried
+        shown: BaseException = first_error or err  # the matrix layout's error, when tried
         if "column name" in str(shown) or "among names" in str(shown):
             shown = err  # the by-name failure of the matrix layout says nothing useful
-        text = str(shown).strip()
-        first = text.splitlines()[0] if text else type(shown).__name__
-        first = first.split(" and attributes=")[0]  # skl2onnx appends the whole node
-        raise InputError(
-            f"ONNX conversion of {_describe(model)} failed: {first[:300]}",
-            hint="set package.onnx: false to package the native model instead",
+        raise ConversionRefused(
+            f"ONNX conversion of {refused_step(shown, model)} failed: {first_line(shown)}",
+            hint="set package.onnx: auto (the default) or false to package the native model",
         ) from None
+
+
+class ConversionRefused(InputError):
+    """The converter cannot turn this model into ONNX (``package.onnx: auto`` falls back)."""
+
+
+def first_line(err: BaseException, width: int = 300) -> str:
+    """An exception's first line, cut at a word boundary (skl2onnx appends whole nodes)."""
+    text = str(err).strip()
+    line = text.splitlines()[0] if text else type(err).__name__
+    line = line.split(" and attributes=")[0]
+    return shortened(line, width)
+
+
+def shortened(text: str, width: int) -> str:
+    """``text`` at most ``width`` characters, cut after a whole word with an ellipsis."""
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > width // 2 else cut).rstrip(" ,;:") + "…"
+
+
+def refused_step(err: BaseException, model: Any) -> str:
+    """The estimator whose converter raised ``err`` (skl2onnx calls each converter with the
+    operator holding it as ``raw_operator``), inside the model it belongs to; the model alone
+    when the traceback does not say."""
+    found = None
+    tb = err.__traceback__
+    while tb is not None:
+        operator = tb.tb_frame.f_locals.get("operator")
+        raw = getattr(operator, "raw_operator", None)
+        if raw is not None:
+            found = raw
+        tb = tb.tb_next
+    whole = _describe(model)
+    if found is None or found is model:
+        return whole
+    return f"{type(found).__name__} (in {whole})"
 
 
 def _to_onnx(model: Any, types: list[tuple[str, Any]], target_opset: int | None) -> bytes:
     from skl2onnx import to_onnx
 
-    from mlops_ci.packaging.frameworks import for_conversion, register_converters
+    from mlops_ci.packaging.frameworks import for_conversion, patch_converters, register_converters
 
+    patch_converters()
     model = for_conversion(model)
     opset: int | dict[str, int] | None = target_opset
     if register_converters(model):  # onnxmltools' tree converters write ai.onnx.ml 3 at most
@@ -166,7 +204,26 @@ def _to_onnx(model: Any, types: list[tuple[str, Any]], target_opset: int | None)
 
         opset = {"": target_opset or get_latest_tested_opset_version(), "ai.onnx.ml": 3}
     onx = to_onnx(model, initial_types=types, options=_no_zipmap(model), target_opset=opset)
+    _restore_input_names(onx, [name for name, _ in types])
     return bytes(onx.SerializeToString())
+
+
+def _restore_input_names(onx: Any, names: list[str]) -> None:
+    """skl2onnx cleans input names into identifiers (``a|b`` becomes ``a_b``); give the graph
+    back the column names, so every feed is keyed by the column itself."""
+    from mlops_ci.onnxmodel import rename_tensor
+
+    graph = onx.graph
+    taken = {out for node in graph.node for out in node.output} | {i.name for i in graph.input}
+    for graph_input, name in zip(list(graph.input), names, strict=False):
+        if graph_input.name == name:
+            continue
+        if name in taken:
+            raise ConversionRefused(
+                f"ONNX conversion: column '{name}' has the name of a tensor inside the graph",
+                hint="rename the column, or set package.onnx: false",
+            )
+        rename_tensor(graph, graph_input.name, name)
 
 
 def _no_zipmap(model: Any) -> dict[int, dict[str, Any]] | None:
@@ -226,8 +283,17 @@ def matrix_feeds(layout: str, schema: FeatureSchema, x: npt.NDArray[np.float32])
 
 
 def table_feeds(schema: FeatureSchema, table: dict[str, Any]) -> dict[str, Any]:
-    """``columns``-layout feeds from 1-D columns by name (float32 numbers, object strings)."""
-    return {name: table[name].reshape(-1, 1) for name in schema.names}
+    """``columns``-layout feeds from 1-D columns by name: float32 numbers (NaN missing), and
+    strings with ``""`` for a missing text (the contract of ``features.py``)."""
+    feeds = {}
+    for f in schema.features:
+        column = table[f.name]
+        if f.kind == STRING:
+            feeds[f.name] = string_values(column).reshape(-1, 1) if f.nullable else column
+        else:
+            feeds[f.name] = np.ascontiguousarray(column, dtype=np.float32)
+        feeds[f.name] = feeds[f.name].reshape(-1, 1)
+    return feeds
 
 
 def session(model: bytes | str, intra_op_threads: int, level: str) -> Any:
@@ -274,18 +340,19 @@ def missing_ok(
     tolerance: Tolerance,
     rows: int = 20,
 ) -> tuple[str, ...]:
-    """The number columns the model scores when the value is missing (NaN): an imputer in the
+    """The columns the model scores when the value is missing (NaN): an imputer in the
     pipeline, or trees that route missing values. A column qualifies when, on ``rows``
     evaluation rows with it set to NaN, the native model scores every row with finite outputs
-    and the ONNX model (when there is one) gives the same answers within ``tolerance`` —
-    a graph that routes NaN another way than the native model does not qualify."""
+    and the ONNX model (when there is one; it gets ``""`` for a missing text) gives the same
+    answers within ``tolerance`` — a graph that routes NaN another way than the native model
+    does not qualify."""
     sample = frame.head(rows).reset_index(drop=True)
     strict = Tolerance(tolerance.atol, tolerance.rtol, 0.0)
     found = []
     for feature in schema.features:
-        if feature.kind == STRING:
-            continue
         probe = sample.copy()
+        if feature.kind == STRING:
+            probe[feature.name] = probe[feature.name].astype(object)
         probe[feature.name] = np.nan
         try:
             said = native(probe)

@@ -16,11 +16,13 @@ _done: set[str] = set()
 
 
 def estimators(model: Any) -> list[Any]:
-    """The model and every estimator nested in it (pipeline steps, column transformers)."""
+    """The model and every estimator nested in it (pipeline steps, column transformers: the
+    fitted ``transformers_`` where there are, which are what predicts and converts)."""
     found = [model]
     for _, step in getattr(model, "steps", []):
         found += estimators(step)
-    for item in getattr(model, "transformers", []) or []:
+    fitted = getattr(model, "transformers_", None)
+    for item in fitted if fitted is not None else getattr(model, "transformers", []) or []:
         if len(item) >= 2 and not isinstance(item[1], str):
             found += estimators(item[1])
     return found
@@ -53,9 +55,14 @@ def distributions(model: Any) -> tuple[str, ...]:
 
 
 def for_conversion(model: Any) -> Any:
-    """The model as onnxmltools can read it: XGBoost boosters trained on a DataFrame name
-    their features by column, the converter wants f0, f1, ... (the order is the same)."""
-    if framework_of(model) != "xgboost":
+    """The model as the converters can read it, scoring the same (the parity check holds it
+    to that): XGBoost boosters trained on a DataFrame name their features by column, the
+    converter wants f0, f1, ... (the order is the same); a ``SimpleImputer`` of text columns
+    that fills NaN fills the empty string instead, the one missing text a string tensor can
+    carry (the contract feeds missing text to ONNX as ``""``, see ``features.py``)."""
+    xgboost = framework_of(model) == "xgboost"
+    text_imputers = [est for est in estimators(model) if _imputes_text_nan(est)]
+    if not xgboost and not text_imputers:
         return model
     import copy
 
@@ -63,7 +70,42 @@ def for_conversion(model: Any) -> Any:
     for est in estimators(clone):
         if type(est).__module__.split(".")[0] == "xgboost":
             est.get_booster().feature_names = None
+        if _imputes_text_nan(est):
+            est.missing_values = ""
     return clone
+
+
+def _imputes_text_nan(est: Any) -> bool:
+    """A fitted SimpleImputer of text (object) columns whose missing value is NaN or None."""
+    if type(est).__name__ != "SimpleImputer" or not hasattr(est, "statistics_"):
+        return False
+    missing = est.missing_values
+    is_nan = missing is None or (isinstance(missing, float) and missing != missing)
+    return is_nan and getattr(getattr(est.statistics_, "dtype", None), "kind", "") == "O"
+
+
+_patched: list[bool] = []
+
+
+def patch_converters() -> None:
+    """skl2onnx (1.20) writes the HistGradientBoosting leaves' ``missing_go_to_left`` as a
+    Python bool into an integer attribute, which onnx >= 1.17 refuses ('Expected an int, got
+    a boolean'): give its tree helper an int, the value the ONNX operator defines."""
+    if _patched:
+        return
+    _patched.append(True)
+    from skl2onnx.common import tree_ensemble
+
+    original = tree_ensemble.add_node
+
+    def add_node(*args: Any, **kwargs: Any) -> Any:
+        if "nodes_missing_value_tracks_true" in kwargs:
+            kwargs["nodes_missing_value_tracks_true"] = int(
+                kwargs["nodes_missing_value_tracks_true"]
+            )
+        return original(*args, **kwargs)
+
+    tree_ensemble.add_node = add_node
 
 
 def register_converters(model: Any) -> bool:

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlops_ci.errors import InputError
-from mlops_ci.features import Feature, FeatureSchema
+from mlops_ci.features import Feature, FeatureSchema, native_frame
 from mlops_ci.integrity import MANIFEST, digest, verify
 from mlops_ci.packaging import convert
 from mlops_ci.records import read_json
@@ -37,7 +37,7 @@ class ModelSpec:
     kinds: tuple[str, ...] = ()  # number | string per feature; empty: all numbers
     layout: str = convert.MATRIX  # ONNX inputs: one float tensor or one per column
     classes: tuple[str, ...] = ()  # labels in the order of the probabilities
-    nullable: tuple[str, ...] = ()  # number columns the model scores when missing
+    nullable: tuple[str, ...] = ()  # columns that may be missing (features.py)
 
     @property
     def schema(self) -> FeatureSchema:
@@ -123,8 +123,8 @@ def load_native(folder: Path) -> Any:
 
 
 class LoadedModel:
-    """One version in memory: ``predict`` takes a float32 matrix [rows, features] (all-numeric
-    schemas) or a table of 1-D columns by name (float32 numbers, object strings)."""
+    """One version in memory: ``predict`` takes a float64 matrix [rows, features] (all-numeric
+    schemas) or a table of 1-D columns by name (numbers, object strings)."""
 
     def __init__(self, spec: ModelSpec, intra_op_threads: int = 1) -> None:
         self.spec = spec
@@ -162,25 +162,24 @@ class LoadedModel:
     def is_classifier(self) -> bool:
         return "probabilities" in self.output_names
 
-    def predict(self, x: npt.NDArray[np.float32] | dict[str, Any]) -> Prediction:
+    def predict(self, x: npt.NDArray[Any] | dict[str, Any]) -> Prediction:
+        """Score a batch as the payload parsers give it: a matrix in schema order (float32
+        for ONNX, float64 for the native model) or 1-D columns by name, missing values as
+        the contract of ``features.py`` says."""
         spec = self.spec
         if self._session is not None:
+            if isinstance(x, dict) and spec.layout == convert.MATRIX:
+                x = np.stack([np.asarray(x[n], np.float32) for n in spec.features], axis=1)
             feeds = (
                 convert.table_feeds(self.schema, x)
                 if isinstance(x, dict)
-                else convert.matrix_feeds(spec.layout, self.schema, x)
+                else convert.matrix_feeds(spec.layout, self.schema, np.asarray(x, np.float32))
             )
             out = convert.onnx_outputs(self._session, feeds, self.output_names)
         else:
             frame: Any = x
             if isinstance(x, dict) or spec.features:
-                import pandas as pd
-
-                frame = (
-                    pd.DataFrame({n: x[n] for n in spec.features})
-                    if isinstance(x, dict)
-                    else pd.DataFrame(x, columns=list(spec.features))
-                )
+                frame = native_frame(self.schema, x)
             try:
                 out = convert.native_outputs(self._native, frame)
             except ValueError as err:

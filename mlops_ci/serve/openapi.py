@@ -191,9 +191,11 @@ def _one_of(bodies: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _cell(feature: Feature | None) -> dict[str, Any]:
-    """One value: text, or a finite number in the float32 range (null where imputed)."""
+    """One value: text (not empty: an empty text is a missing value), or a finite number in
+    the float32 range; null where the column may be missing."""
     if feature is not None and feature.kind == STRING:
-        return {"type": "string"}
+        text = {"type": "string", "minLength": 1}
+        return {"anyOf": [text, {"type": "null"}]} if feature.nullable else text
     if feature is not None and feature.nullable:
         return {"anyOf": [NUMBER, {"type": "null"}]}
     return NUMBER
@@ -342,7 +344,7 @@ def _matrix_tensors(limits: Limits) -> list[dict[str, Any]]:
 def _column_tensor(feature: Feature, limits: Limits) -> dict[str, Any]:
     families: list[dict[str, Any]]
     if feature.kind == STRING:
-        families = [{"datatype": {"const": "BYTES"}, "cell": {"type": "string"}}]
+        families = [{"datatype": {"const": "BYTES"}, "cell": _cell(feature)}]
     else:
         families = _typed_data()
         if feature.nullable:

@@ -1,4 +1,4 @@
-"""Request bodies → a checked float32 matrix, or a 4xx naming what is wrong.
+"""Request bodies → a checked float64 matrix (values as sent, in the float32 range), or a 4xx.
 
 Pure functions, no web framework: the service calls them and turns ``PayloadError`` into a JSON
 error body. Accepted shapes:
@@ -11,8 +11,8 @@ error body. Accepted shapes:
   [rows] or [rows, 1], BYTES for text columns; ``data`` flat or nested, or raw bytes after the
   JSON header (the binary tensor extension tritonclient uses, ``Inference-Header-Content-Length``).
 
-A model whose schema is all numbers gets a float32 matrix; one with text columns a table of
-1-D columns by name (float32 numbers, object strings).
+A model whose schema is all numbers gets a float64 matrix; one with text columns a table of
+1-D columns by name (float64 numbers, object strings; a missing value as ``features.py`` says).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class PayloadError(Exception):
         self.status = status
 
 
-Batch = npt.NDArray[np.float32] | dict[str, npt.NDArray[Any]]
+Batch = npt.NDArray[np.float64] | dict[str, npt.NDArray[Any]]
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,7 @@ def _matrix(rows: list[Any], field: str, limits: Limits, names: tuple[str, ...] 
             where = names[j] if names else f"{field}[{i}][{j}]"
             raise PayloadError(422, f"'{where}' in row {i} must be a number, got {_kind(value)}")
     if small:
-        return np.array(rows, dtype=np.float32)  # None (a missing value) becomes NaN
+        return np.array(rows, dtype=np.float64)  # None (a missing value) becomes NaN
     return _finite(np.array(rows, dtype=np.float64), field, limits.nullable)
 
 
@@ -253,10 +253,19 @@ def _column(values: list[Any], feature: Feature, where: str, row_word: str) -> n
     missing ones, null or NaN, where the model imputes them)."""
     if feature.kind == STRING:
         for i, value in enumerate(values):
-            if type(value) is not str:
+            if type(value) is str and value:
+                continue
+            if value is None or value == "":  # an empty text is missing, as in a CSV file
+                if feature.nullable:
+                    continue
                 raise PayloadError(
-                    422, f"{where} {row_word} {i} must be text (a string), got {_kind(value)}"
+                    422,
+                    f"{where} {row_word} {i} is missing ({_kind(value)}); this model takes no "
+                    "missing value in it",
                 )
+            raise PayloadError(
+                422, f"{where} {row_word} {i} must be text (a string), got {_kind(value)}"
+            )
         return np.array(values, dtype=object)
     for i, value in enumerate(values):
         if type(value) is not float and type(value) is not int:
@@ -269,8 +278,10 @@ def _column(values: list[Any], feature: Feature, where: str, row_word: str) -> n
 
 def _finite(
     values: npt.NDArray[Any], field: str, missing_ok: tuple[int, ...] = ()
-) -> npt.NDArray[np.float32]:
-    """float32 of ``values``; NaN, infinity and numbers beyond float32 are refused, except NaN
+) -> npt.NDArray[np.float64]:
+    """``values`` as float64, as sent (the native model takes them so; ONNX graphs get them
+    rounded to float32 at the feed); NaN, infinity and numbers beyond float32 are refused
+    on every path alike, except NaN
     (a missing value) in the columns ``missing_ok`` of a 2-D ``values``."""
     if values.size and not np.isfinite(values).all():
         bad = ~np.isfinite(values)
@@ -280,7 +291,7 @@ def _finite(
             raise PayloadError(422, f"'{field}' holds NaN or infinity; send finite numbers")
     if values.size and (np.abs(values) > FLOAT32_MAX).any():  # NaN compares False
         raise PayloadError(422, f"'{field}' holds a number beyond the float32 range")
-    return np.ascontiguousarray(values, dtype=np.float32)
+    return np.ascontiguousarray(values, dtype=np.float64)
 
 
 def _fits(value: Any, datatype: str) -> bool:
@@ -418,7 +429,8 @@ def _column_tensor(
             raise PayloadError(422, f"'{where}': binary_data_size is beyond the binary data")
         chunk = binary[:size]
         if feature.kind == STRING:
-            return _binary_strings(chunk, rows, where), size
+            texts = list(_binary_strings(chunk, rows, where))
+            return _column(texts, feature, f"'{feature.name}'", "in row"), size
         missing_ok = (0,) if feature.nullable else ()
         return _binary(chunk, size, rows, 1, str(datatype), missing_ok)[:, 0], size
     data = tensor.get("data")
@@ -455,7 +467,7 @@ def _binary_strings(chunk: bytes, rows: int, where: str) -> npt.NDArray[Any]:
     return np.array(values, dtype=object)
 
 
-def _tensor(tensor: dict[str, Any], binary: bytes, limits: Limits) -> npt.NDArray[np.float32]:
+def _tensor(tensor: dict[str, Any], binary: bytes, limits: Limits) -> npt.NDArray[np.float64]:
     shape, datatype = tensor.get("shape"), tensor.get("datatype")
     if (
         not isinstance(shape, list)
@@ -543,7 +555,7 @@ def _flatten(data: list[Any], expected: int, where: str) -> list[Any]:
 
 def _binary(
     binary: bytes, size: Any, rows: int, width: int, datatype: str, missing_ok: tuple[int, ...] = ()
-) -> npt.NDArray[np.float32]:
+) -> npt.NDArray[np.float64]:
     dtype = np.dtype(V2_NUMERIC[datatype])
     if type(size) is not int or size != len(binary) or size != rows * width * dtype.itemsize:
         raise PayloadError(
@@ -568,6 +580,8 @@ def _requested_outputs(outputs: Any) -> tuple[str, ...]:
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
+    if value == "":
+        return "an empty string"
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, float) and not math.isfinite(value):

@@ -41,13 +41,14 @@ class PackageResult:
     run_id: str
     format: str  # onnx | sklearn
     note: str | None  # why the native model is packaged, when it is
-    parity: convert.Parity | None
+    parity: convert.Parity | None  # the ONNX graph against the native model (None: native)
     profile: Profile
     context: str
     model_sha256: str  # digest of the packaged model files
     onnx_sha256: str | None
     image: ImageResult
     created_at: float
+    served_parity: convert.Parity | None = None  # the packaged files, fed as serve feeds them
 
 
 def package(
@@ -73,22 +74,17 @@ def package(
         schema = FeatureSchema.of_frame(features)
         onnx_scorer = None
         parity, note, onnx_sha, layout = None, None, None, convert.MATRIX
-        if config.package.onnx:
-            converted, parity, onnx_scorer = _converted(config, native, native_out, features)
-            layout = converted.layout
+        converted = _try_onnx(config, native, native_out, features)
+        if isinstance(converted, tuple):
+            converted_onnx, parity, onnx_scorer = converted
+            layout = converted_onnx.layout
             model_files = work / "onnx"
             model_files.mkdir()
-            (model_files / ONNX_FILE).write_bytes(converted.onnx)
+            (model_files / ONNX_FILE).write_bytes(converted_onnx.onnx)
             onnx_sha = sha256_file(model_files / ONNX_FILE)
             fmt = "onnx"
         else:
-            if isinstance(native, OnnxModel):
-                raise InputError(
-                    "mlops.yaml: package.onnx: false does not apply to model.flavor onnx: the "
-                    "model already is ONNX",
-                    hint="set package.onnx: true (the default)",
-                )
-            note = "package.onnx is false: the native model is served as it is"
+            note = converted
             model_files, fmt = native_dir, "sklearn"
 
         nullable = convert.missing_ok(
@@ -125,9 +121,15 @@ def package(
             else None
         )
         context, model_sha = write_context(folder, spec, model_files, lock)
+        served = _served_parity(context, features, native_out, tolerance(config))
 
     _record_in_registry(
-        registry, name, version.version, run_id, context, fmt, parity, profile, model_sha, onnx_sha
+        registry,
+        name,
+        version.version,
+        run_id,
+        context,
+        Recorded(fmt, note, parity, served, profile, model_sha, onnx_sha),
     )
     tag = image_tag(config, name, version.version)
     image = (
@@ -148,6 +150,7 @@ def package(
         onnx_sha,
         image,
         time.time(),
+        served,
     )
     write_json_atomic(mlops_dir(config.root) / RECORD, asdict(result))
     return result
@@ -162,6 +165,32 @@ def _dump(model: Any, path: Path) -> None:
     import joblib
 
     joblib.dump(model, path)
+
+
+def _try_onnx(
+    config: Config, native: Any, native_out: convert.Outputs, features: Any
+) -> tuple[convert.Converted, convert.Parity, Any] | str:
+    """The ONNX model (with its parity and scorer), or why the native model is packaged
+    instead: ``package.onnx: false``, or under ``auto`` a refused conversion or failed
+    parity (``true`` raises those)."""
+    mode = config.package
+    if isinstance(native, OnnxModel):
+        if not mode.converts:
+            raise InputError(
+                "mlops.yaml: package.onnx: false does not apply to model.flavor onnx: the "
+                "model already is ONNX",
+                hint="set package.onnx: auto (the default) or true",
+            )
+        return _converted(config, native, native_out, features)
+    if not mode.converts:
+        return "package.onnx is false: the native model is served as it is"
+    try:
+        return _converted(config, native, native_out, features)
+    except (convert.ConversionRefused, GateFailed) as err:
+        if mode.onnx_required:
+            raise
+        why = str(err).removeprefix("ONNX ")
+        return f"ONNX: not used — {why}; serving the native model (package.onnx: auto)"
 
 
 def _converted(
@@ -286,19 +315,51 @@ def _shown(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else repr(value)
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What package writes on the version (tags) besides the artifacts."""
+
+    format: str
+    note: str | None
+    parity: convert.Parity | None
+    served: convert.Parity
+    profile: Profile
+    model_sha: str
+    onnx_sha: str | None
+
+
+def _served_parity(
+    context: Path, features: Any, native_out: convert.Outputs, tol: convert.Tolerance
+) -> convert.Parity:
+    """The packaged files loaded as `serve` loads them and fed the evaluation rows as the
+    request parsers hand them on (missing values included): their answers against the
+    native model's. Failing it is a defect of the package, never of the data."""
+    from mlops_ci.features import table_of_frame
+    from mlops_ci.serve.model import LoadedModel, read_spec
+
+    model = LoadedModel(read_spec(context))
+    said = model.predict(table_of_frame(model.schema, features))
+    parity = convert.check_parity(native_out, convert.Outputs(said.labels, said.scores), tol)
+    if not parity.passed:
+        raise GateFailed(
+            "the packaged model does not answer like the native model: "
+            + _parity_message(parity, features.index).removeprefix("ONNX parity failed: "),
+            hint="this is a defect of mlops-ci's contract; please report it with the model",
+        )
+    return parity
+
+
 def _record_in_registry(
     registry: ModelRegistry,
     name: str,
     version: str,
     run_id: str,
     context: Path,
-    fmt: str,
-    parity: convert.Parity | None,
-    profile: Profile,
-    model_sha: str,
-    onnx_sha: str | None,
+    rec_: Recorded,
 ) -> None:
     """Artifacts first, then tags, the completion tag last: a crash leaves it visibly unfinished."""
+    fmt, parity, profile = rec_.format, rec_.parity, rec_.profile
+    model_sha, onnx_sha = rec_.model_sha, rec_.onnx_sha
     if run_id:
         registry.log_artifacts(run_id, context / "model", f"package/v{version}")
         serving = profile.serving
@@ -323,6 +384,10 @@ def _record_in_registry(
         "recommended.memory": rec.memory_request,
         "session_options": ";".join(f"{k}={v}" for k, v in profile.session_options.items()),
     }
+    if rec_.note:
+        tags["note"] = rec_.note[:5000]
+    tags["served_parity.max_abs_diff"] = f"{rec_.served.max_abs_diff:.3g}"
+    tags["served_parity.differing_rows"] = f"{rec_.served.differing_rows}/{rec_.served.rows}"
     if onnx_sha:
         tags["onnx_sha256"] = onnx_sha
         tags["onnx_artifact"] = f"runs:/{run_id}/package/v{version}/{ONNX_FILE}"

@@ -27,7 +27,7 @@ def test_features_matrix_converts_typed_and_text_columns_and_names_the_first_bad
         }
     )
     got = features_matrix(table, ("a", "b", "n"))
-    assert got.x.dtype == np.float32 and got.x.shape == (7, 3)
+    assert got.x.dtype == np.float64 and got.x.shape == (7, 3)
     assert got.ok.tolist() == [True, False, True, False, False, False, False]
     assert got.errors.tolist() == [
         None,

@@ -159,7 +159,7 @@ MIXED_LIMITS = Limits(2, MIXED.names, 10, MIXED)
 def test_text_columns_become_a_table(body: bytes) -> None:
     table = parse_score(body, MIXED_LIMITS)
     assert isinstance(table, dict)
-    assert table["size"].dtype == np.float32 and table["size"].tolist() == [1.5, 2.0]
+    assert table["size"].dtype == np.float64 and table["size"].tolist() == [1.5, 2.0]
     assert table["colour"].tolist() == ["red", "blue"]
 
 

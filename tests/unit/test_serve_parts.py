@@ -32,7 +32,7 @@ LIMITS = Limits(n_features=2, features=("a", "b"), max_rows=3)
 )
 def test_score_spellings_give_the_same_matrix(body: bytes) -> None:
     x = parse_score(body, LIMITS)
-    assert x.dtype == np.float32 and x.tolist() == [[1.0, 2.5]]
+    assert x.dtype == np.float64 and x.tolist() == [[1.0, 2.5]]
 
 
 @pytest.mark.parametrize(
