@@ -327,9 +327,11 @@ def native_outputs(model: Any, features: Any) -> Outputs:
         labels = np.asarray(model.predict(features))
         if not callable(getattr(model, "predict_proba", None)):
             return Outputs(labels, np.zeros((len(labels), 0)))
-        return Outputs(labels, np.asarray(model.predict_proba(features), np.float64))
+        # C order: some estimators (HistGradientBoosting) return a transposed view, which
+        # the JSON encoder of the answer refuses
+        return Outputs(labels, np.ascontiguousarray(model.predict_proba(features), np.float64))
     values = np.asarray(model.predict(features), np.float64)
-    return Outputs(None, values.reshape(len(values), -1))
+    return Outputs(None, np.ascontiguousarray(values.reshape(len(values), -1)))
 
 
 def missing_ok(
