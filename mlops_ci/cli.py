@@ -361,8 +361,11 @@ def promote(
 def package(config_path: Path | None, version: str, model: str | None, no_build: bool) -> None:
     """Convert a model version to ONNX, check parity, profile it, and containerise it.
 
-    Both models score evaluate.data (exit 1 when more rows than package.parity_max_row_share
-    differ beyond package.parity_tolerance + package.parity_rtol·|native|); latency,
+    Both models score evaluate.data; when the converter refuses the model or more rows than
+    package.parity_max_row_share differ beyond package.parity_tolerance +
+    package.parity_rtol·|native|, package.onnx: auto (the default) packages the native model
+    and says why, package.onnx: true fails (exit 2 / exit 1). The packaged files are then
+    scored as serve scores them and held against the native model; latency,
     throughput and memory are measured with onnxruntime beside the native model; the Docker
     build context is written to .mlops/package/NAME-VERSION/ and built when a Docker engine
     is reachable. XGBoost and LightGBM convert through onnxmltools; an ONNX model
@@ -388,6 +391,12 @@ def package(config_path: Path | None, version: str, model: str | None, no_build:
             f"{parity.differing_rows} beyond {tol.atol:g} + {tol.rtol:g}·|native| "
             f"({parity.allowed_rows} allowed)"
             + ("" if agree is None else f", labels agree {agree:.2%}")
+        )
+    if result.served_parity is not None:
+        served = result.served_parity
+        click.echo(
+            f"served: the package answers like the native model on {served.rows} rows "
+            f"(max |Δ| {served.max_abs_diff:.2e}, {served.differing_rows} beyond tolerance)"
         )
     for prof in (result.profile.serving, result.profile.native):
         if prof is None:

@@ -159,7 +159,9 @@ def zoo() -> dict[str, tuple[str, Callable[[], Any]]]:
         ),
         "MLPClassifier": (
             c,
-            pipe(neural_network.MLPClassifier(hidden_layer_sizes=(16,), max_iter=300, random_state=0)),
+            pipe(
+                neural_network.MLPClassifier(hidden_layer_sizes=(16,), max_iter=300, random_state=0)
+            ),
         ),
         "LogisticRegression (integer labels)": (
             c,
@@ -189,7 +191,9 @@ def zoo() -> dict[str, tuple[str, Callable[[], Any]]]:
         ),
         "MLPRegressor": (
             r,
-            pipe(neural_network.MLPRegressor(hidden_layer_sizes=(16,), max_iter=300, random_state=0)),
+            pipe(
+                neural_network.MLPRegressor(hidden_layer_sizes=(16,), max_iter=300, random_state=0)
+            ),
         ),
         "XGBRegressor (missing values)": (
             r,

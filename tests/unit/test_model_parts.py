@@ -390,3 +390,63 @@ def test_the_wheel_of_this_mlops_ci_is_deterministic_and_holds_what_serving_impo
     assert not any("_bundled" in n or "__pycache__" in n for n in names)
     info = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     assert info and b"mlops-ci" in zipfile.ZipFile(first).read(info[0])
+
+
+NULLABLE_TEXT = FeatureSchema.from_list(
+    [{"name": "colour", "kind": "string", "nullable": True}, {"name": "size", "kind": "number"}],
+    "test",
+)
+
+
+@pytest.mark.parametrize("missing", [b"null", b'""'])
+def test_a_missing_text_is_refused_or_taken_as_the_contract_says(missing: bytes) -> None:
+    body = b'{"inputs": [{"colour": ' + missing + b', "size": 1.5}]}'
+    with pytest.raises(PayloadError, match=r"'colour' in row 0 is missing") as caught:
+        parse_score(body, MIXED_LIMITS)  # colour has no gaps there: refused, naming it
+    assert caught.value.status == 422
+    table = parse_score(body, Limits(2, NULLABLE_TEXT.names, 10, NULLABLE_TEXT))
+    assert isinstance(table, dict) and table["colour"].tolist() == [json.loads(missing)]
+
+
+def test_missing_text_reaches_each_runtime_as_it_expects() -> None:
+    """The native model gets NaN (as read_csv gives compare), an ONNX graph the empty string."""
+    from mlops_ci.features import native_frame, table_of_frame
+
+    frame = pd.DataFrame({"colour": ["red", np.nan], "size": [1.0, np.nan]})
+    table = table_of_frame(NULLABLE_TEXT, frame)
+    assert table["colour"].tolist() == ["red", None]
+    native = native_frame(NULLABLE_TEXT, table)
+    assert native["colour"].isna().tolist() == [False, True]
+    assert native["size"].dtype == np.float64
+    feeds = convert.table_feeds(NULLABLE_TEXT, table)
+    assert feeds["colour"].ravel().tolist() == ["red", ""]
+    assert feeds["size"].dtype == np.float32 and np.isnan(feeds["size"][1, 0])
+
+
+def test_batch_text_gaps_follow_the_contract() -> None:
+    table = pa.table({"colour": ["red", "", None], "size": ["1", "2", "3"]})
+    strict = features_matrix(table, ("colour", "size"), ("string", "number"))
+    assert strict.ok.tolist() == [True, False, False]
+    assert strict.errors[1] == "colour: missing"
+    lenient = features_matrix(table, ("colour", "size"), ("string", "number"), ("colour",))
+    assert lenient.ok.all() and lenient.batch(slice(None))["colour"].tolist() == ["red", None, None]
+
+
+def test_conversion_errors_name_the_refused_step_and_end_on_a_word() -> None:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    assert convert.shortened("alpha beta gamma", 12) == "alpha beta…"
+    assert convert.shortened("short", 12) == "short"
+    frame = pd.DataFrame({"t": ["a", "b", "-1", "a"], "b": [0.0, 1.0, 0.0, 1.0]}, dtype=object)
+    # A text imputer whose missing value is a number: skl2onnx refuses that step.
+    imputer = SimpleImputer(missing_values=-1, strategy="constant", fill_value="x")
+    encoded = make_pipeline(
+        ColumnTransformer([("t", make_pipeline(imputer, OneHotEncoder()), ["t"])]),
+        LogisticRegression(),
+    ).fit(frame, [0, 1, 0, 1])
+    with pytest.raises(convert.ConversionRefused, match=r"of SimpleImputer \(in Pipeline"):
+        convert.convert_sklearn(encoded, frame, None)
