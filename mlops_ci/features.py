@@ -155,7 +155,7 @@ def string_values(values: Any) -> Any:
     import numpy as np
 
     def text(v: Any) -> str:
-        if v is None or (isinstance(v, float) and v != v):
+        if is_missing(v):
             return ""
         return v if isinstance(v, str) else str(v)
 
@@ -167,11 +167,7 @@ def native_text(values: Any) -> Any:
     and NaN where the value is missing (None or empty)."""
     import numpy as np
 
-    out = np.array(values, dtype=object)
-    for i, v in enumerate(out):
-        if v is None or v == "":
-            out[i] = np.nan
-    return out
+    return np.array([np.nan if is_missing(v) else v for v in values], dtype=object)
 
 
 def native_frame(schema: FeatureSchema, columns: Any) -> Any:
