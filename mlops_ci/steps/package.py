@@ -355,11 +355,11 @@ def _record_in_registry(
     version: str,
     run_id: str,
     context: Path,
-    rec_: Recorded,
+    packed: Recorded,
 ) -> None:
     """Artifacts first, then tags, the completion tag last: a crash leaves it visibly unfinished."""
-    fmt, parity, profile = rec_.format, rec_.parity, rec_.profile
-    model_sha, onnx_sha = rec_.model_sha, rec_.onnx_sha
+    fmt, parity, profile = packed.format, packed.parity, packed.profile
+    model_sha, onnx_sha = packed.model_sha, packed.onnx_sha
     if run_id:
         registry.log_artifacts(run_id, context / "model", f"package/v{version}")
         serving = profile.serving
@@ -384,10 +384,10 @@ def _record_in_registry(
         "recommended.memory": rec.memory_request,
         "session_options": ";".join(f"{k}={v}" for k, v in profile.session_options.items()),
     }
-    if rec_.note:
-        tags["note"] = rec_.note[:5000]
-    tags["served_parity.max_abs_diff"] = f"{rec_.served.max_abs_diff:.3g}"
-    tags["served_parity.differing_rows"] = f"{rec_.served.differing_rows}/{rec_.served.rows}"
+    if packed.note:
+        tags["note"] = packed.note[:5000]
+    tags["served_parity.max_abs_diff"] = f"{packed.served.max_abs_diff:.3g}"
+    tags["served_parity.differing_rows"] = f"{packed.served.differing_rows}/{packed.served.rows}"
     if onnx_sha:
         tags["onnx_sha256"] = onnx_sha
         tags["onnx_artifact"] = f"runs:/{run_id}/package/v{version}/{ONNX_FILE}"

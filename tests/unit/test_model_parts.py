@@ -417,6 +417,9 @@ def test_missing_text_reaches_each_runtime_as_it_expects() -> None:
     assert table["colour"].tolist() == ["red", None]
     native = native_frame(NULLABLE_TEXT, table)
     assert native["colour"].isna().tolist() == [False, True]
+    # An empty text, as /score may send it, reaches the native model as missing too.
+    sent = {"colour": np.array(["", "red", None], dtype=object), "size": np.ones(3)}
+    assert native_frame(NULLABLE_TEXT, sent)["colour"].isna().tolist() == [True, False, True]
     assert native["size"].dtype == np.float64
     feeds = convert.table_feeds(NULLABLE_TEXT, table)
     assert feeds["colour"].ravel().tolist() == ["red", ""]
