@@ -218,6 +218,16 @@ def train(config_path: Path | None, params: tuple[str, ...], no_cache: bool) -> 
 
     When code/data inputs, params and environment match an earlier successful run, that run
     is reused instead of retraining. Prints the run id (also a `run_id` step output in CI).
+
+    \b
+    The command runs the pull request's code, so its environment has no credential:
+    removed are GITHUB_TOKEN, GH_TOKEN, ACTIONS_RUNTIME_TOKEN, ACTIONS_ID_TOKEN_REQUEST_TOKEN,
+    ACTIONS_ID_TOKEN_REQUEST_URL, SYSTEM_ACCESSTOKEN, AZURE_DEVOPS_EXT_PAT,
+    MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD,
+    MLFLOW_TRACKING_CLIENT_CERT_PATH, DATABRICKS_TOKEN, DATABRICKS_CLIENT_SECRET,
+    MLOPS_ADMIN_TOKEN, the variable serve.admin_token_env names and every
+    notify.webhooks[].secret_env; MLFLOW_TRACKING_URI and
+    MLFLOW_REGISTRY_URI stay without user:password@ and secret query values.
     """
     from mlops_ci.ci import emit_outputs
     from mlops_ci.steps.train import parse_overrides

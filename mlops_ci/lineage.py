@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from mlops_ci.credentials import safe_url
 from mlops_ci.errors import InputError
 
 # Folders never part of a fingerprint: tool state, caches and VCS internals.
@@ -196,20 +197,20 @@ def git_info(root: Path, env: Mapping[str, str]) -> GitInfo:
         repository = f"{server}/{env['GITHUB_REPOSITORY']}"
     repository = repository or env.get("BUILD_REPOSITORY_URI")
     if repository is None and inside:
-        repository = _strip_credentials(git("config", "--get", "remote.origin.url"))
+        repository = git("config", "--get", "remote.origin.url")
     dirty = None
     if inside:
         status = git("status", "--porcelain", "--untracked-files=no")
         dirty = bool(status) if status is not None else None
-    return GitInfo(repository=repository, commit=commit, branch=branch, dirty=dirty)
+    return GitInfo(
+        repository=_strip_credentials(repository), commit=commit, branch=branch, dirty=dirty
+    )
 
 
 def _strip_credentials(url: str | None) -> str | None:
-    """Drop ``user:token@`` from a remote URL so no secret lands in a tag."""
-    if url and "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0]:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://{rest.split('@', 1)[1]}"
-    return url
+    """Drop ``user:token@`` (and secret query values) from a remote URL so no secret lands in
+    a tag."""
+    return safe_url(url, userinfo="") if url else url
 
 
 def ci_context(env: Mapping[str, str]) -> CiContext:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlops_ci.credentials import redact_urls, safe_url
 from mlops_ci.errors import InputError, ServiceError
 from mlops_ci.evalcache import ARTIFACT as EVALUATION_ARTIFACT
 from mlops_ci.modelfiles import load_user_model
@@ -63,7 +64,7 @@ def resolve_tracking_uri(config: Config, honour_env: bool = True) -> str:
 
 def redact(uri: str) -> str:
     """The URI without credentials, for messages."""
-    return re.sub(r"//[^/@]+@", "//***@", uri)
+    return safe_url(uri)
 
 
 class MlflowRegistry:
@@ -408,7 +409,7 @@ class MlflowRegistry:
 
     def _service_error(self, err: Exception) -> ServiceError:
         """One line naming the server (never its credentials) and what went wrong."""
-        text = redact(str(err).strip())
+        text = redact_urls(str(err).strip())
         first = text.splitlines()[0] if text else type(err).__name__
         answered = re.search(r"too many (\d{3}) error responses", first)
         if answered:  # it answered, with an error, every time: not a connection problem

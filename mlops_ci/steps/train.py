@@ -25,6 +25,7 @@ import yaml
 
 from mlops_ci import evalcache, lineage
 from mlops_ci.config import Config, Scalar
+from mlops_ci.credentials import safe_url
 from mlops_ci.errors import InputError, TrainingError
 from mlops_ci.evaldata import load_evaluation
 from mlops_ci.importance import settings_for
@@ -217,7 +218,9 @@ def _train(
 
 
 # Credentials of the CI platform, the registry and mlops-ci itself: the training code is the
-# pull request's code, so it gets none of them (data credentials such as AWS_* stay).
+# pull request's code, so it gets none of them (data credentials such as AWS_* stay). MLflow
+# reads the registry credentials from these; mlops-ci logs the run itself, so the command needs
+# none of them.
 SECRET_VARIABLES = (
     "GITHUB_TOKEN",
     "GH_TOKEN",
@@ -225,16 +228,36 @@ SECRET_VARIABLES = (
     "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
     "ACTIONS_ID_TOKEN_REQUEST_URL",
     "SYSTEM_ACCESSTOKEN",
+    "AZURE_DEVOPS_EXT_PAT",
     "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_CLIENT_CERT_PATH",
+    "DATABRICKS_TOKEN",
+    "DATABRICKS_CLIENT_SECRET",
     "MLOPS_ADMIN_TOKEN",
 )
+# Kept, but without userinfo or secret query values: a script may read where runs go.
+URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
-def command_environment(env: Mapping[str, str], admin_token_env: str) -> dict[str, str]:
-    """The environment of the training command: this one without the secret variables."""
-    secret = {*SECRET_VARIABLES, admin_token_env}
-    return {k: v for k, v in env.items() if k.upper() not in secret}
+def secret_variables(config: Config) -> list[str]:
+    """Every variable the training command does not get: the fixed list, the admin token's
+    variable and each webhook's signing secret (``notify.webhooks[].secret_env``)."""
+    named = [config.serve.admin_token_env]
+    named += [hook.secret_env for hook in config.notify.webhooks if hook.secret_env]
+    return sorted({*SECRET_VARIABLES, *(name.upper() for name in named)})
+
+
+def command_environment(env: Mapping[str, str], secret: list[str]) -> dict[str, str]:
+    """The environment of the training command: this one without the secret variables, and
+    the tracking URIs without their credentials."""
+    hidden = set(secret)
+    out = {k: v for k, v in env.items() if k.upper() not in hidden}
+    for name in URI_VARIABLES:
+        if out.get(name):
+            out[name] = safe_url(out[name], userinfo="")
+    return out
 
 
 def _run_command(
@@ -247,7 +270,7 @@ def _run_command(
         raise InputError(f"mlops.yaml: train.command: cannot be split into words: {err}") from None
     # {python} is the interpreter mlops-ci runs in (a pipx or CI venv), whatever is on PATH.
     argv = [sys.executable if word == PYTHON else word for word in argv]
-    env = command_environment(env, config.serve.admin_token_env)
+    env = command_environment(env, secret_variables(config))
     env["MLOPS_PARAMS"] = json.dumps(params, sort_keys=True)
     env.update({f"MLOPS_PARAM_{k.upper()}": str(v) for k, v in params.items()})
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -137,6 +137,32 @@ def test_workflows_pin_actions_and_grant_least_privilege(path: Path) -> None:
         assert "permissions" in job, f"{path.name}: job {name} declares no permissions"
 
 
+MLOPS_STEPS_WITH_REGISTRY = ("train", "compare", "report", "register", "package", "deploy")
+
+
+@pytest.mark.parametrize("path", [*TEMPLATES, *WORKFLOWS], ids=lambda p: p.name)
+def test_secrets_reach_only_the_mlops_ci_steps_that_need_them(path: Path) -> None:
+    """A secret never sits in a job's env (every step, the pull request's code included, would
+    see it), never in a `run:` step or a third-party action, and no workflow takes `secrets:
+    inherit`; it goes to the mlops-ci steps that talk to MLflow, by name."""
+    text = path.read_text()
+    workflow = yaml.safe_load(text)
+    assert "secrets: inherit" not in re.sub(r"#.*", "", text), f"{path.name}: secrets: inherit"
+    for name, job in workflow["jobs"].items():
+        job_env = json.dumps(job.get("env", {}))
+        assert "secrets." not in job_env, f"{path.name}: job {name} puts a secret in its env"
+        for step in job.get("steps", []):
+            if "secrets." not in json.dumps(step):
+                continue
+            uses = step.get("uses", "")
+            allowed = (
+                uses.startswith("mlops-ci/mlops-ci/actions/")
+                and uses.split("/")[3].split("@")[0] in MLOPS_STEPS_WITH_REGISTRY
+            )
+            label = step.get("name") or step.get("id") or uses or "a run step"
+            assert allowed, f"{path.name}: job {name} step {label!r} is handed a secret"
+
+
 def test_init_copies_the_templates_pointing_at_this_version(tmp_path: Path) -> None:
     result = init_project(tmp_path, ci="github", actions_repo="acme/mlops-ci")
     copied = sorted(p.name for p in (tmp_path / ".github" / "workflows").glob("*.yml"))

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
 import importlib
+import json
+import os
+import re
 from pathlib import Path
+from typing import Any
 
 from mlops_ci.cli import cli
+from mlops_ci.config import load_config
 from mlops_ci.steps import STEPS
 
 
@@ -35,22 +40,48 @@ def test_every_verb_has_help_a_newcomer_understands() -> None:
                 assert getattr(param, "help", None), f"`mlops-ci {name}` {param.opts} has no help"
 
 
-def test_the_training_command_gets_no_credentials() -> None:
-    from mlops_ci.steps.train import command_environment
+def test_the_training_command_gets_no_credentials(project: Path, fake_registry: Any) -> None:
+    """A real train whose command dumps its environment: no CI, registry or mlops-ci
+    credential, no webhook signing secret, the tracking URI without its userinfo."""
+    from mlops_ci.steps.train import SECRET_VARIABLES
+    from mlops_ci.steps.train import train as train_step
 
+    (project / "envdump.py").write_text(
+        "import json, os, runpy\n"
+        "json.dump(dict(os.environ), open('env.json', 'w'))\n"
+        "runpy.run_path('train.py', run_name='__main__')\n"
+    )
+    config_file = project / "mlops.yaml"
+    text = config_file.read_text().replace("{python} train.py", "{python} envdump.py")
+    text += (
+        "\nnotify:\n  webhooks:\n    - {url: 'https://hooks.example/ml', events: [run.completed],"
+        " secret_env: Ml_Hook_Secret}\nserve:\n  admin_token_env: MY_ADMIN\n"
+    )
+    config_file.write_text(text)
     env = {
-        "PATH": "/bin",
-        "AWS_ACCESS_KEY_ID": "data-access-stays",
-        "GITHUB_TOKEN": "x",
-        "gh_token": "x",
-        "SYSTEM_ACCESSTOKEN": "x",
-        "MLFLOW_TRACKING_PASSWORD": "x",
-        "MY_ADMIN": "x",
-    }
-    assert command_environment(env, "MY_ADMIN") == {
-        "PATH": "/bin",
+        **{k: v for k, v in os.environ.items() if k.upper() not in SECRET_VARIABLES},
+        **{name: f"{name}-SECRET" for name in SECRET_VARIABLES},
+        "gh_token": "lower-SECRET",
+        "ML_HOOK_SECRET": "hook-SECRET",
+        "MY_ADMIN": "admin-SECRET",
+        "MLFLOW_TRACKING_URI": "https://alice:p@ssSECRET@mlflow.example:5000/?token=QSECRET&x=1",
         "AWS_ACCESS_KEY_ID": "data-access-stays",
     }
+    train_step(load_config(project), fake_registry, env=env)
+    seen = json.loads((project / "env.json").read_text())
+    assert "SECRET" not in json.dumps(seen), {k: v for k, v in seen.items() if "SECRET" in v}
+    assert seen["MLFLOW_TRACKING_URI"] == "https://mlflow.example:5000/?token=***&x=1"
+    assert seen["AWS_ACCESS_KEY_ID"] == "data-access-stays"
+    assert "MLOPS_PARAMS" in seen
+
+
+def test_train_help_lists_every_variable_it_strips() -> None:
+    from mlops_ci.steps.train import SECRET_VARIABLES, URI_VARIABLES
+
+    words = set(re.findall(r"[A-Z_]+", cli.commands["train"].help or ""))
+    assert set(SECRET_VARIABLES) <= words, set(SECRET_VARIABLES) - words
+    assert set(URI_VARIABLES) <= words
+    assert "secret_env" in (cli.commands["train"].help or "")
 
 
 def test_a_command_process_paces_the_collector_until_the_registry_is_open(

@@ -1,0 +1,77 @@
+"""No credential in what mlops-ci prints or records: URLs parsed, never sliced."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mlops_ci.credentials import redact_urls, safe_url
+from mlops_ci.lineage import git_info
+from mlops_ci.registry.mlflow import MlflowRegistry
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("http://alice:p@ssSECRET@127.0.0.1:9/", "http://***@127.0.0.1:9/"),
+        ("https://tokSECRET@github.com/a/b.git", "https://***@github.com/a/b.git"),
+        ("http://h:5000/?token=QSECRET&run=1", "http://h:5000/?token=***&run=1"),
+        (
+            "https://acct.blob.core.windows.net/c/m.onnx?sv=2024&sig=SIGSECRET",
+            "https://acct.blob.core.windows.net/c/m.onnx?sv=2024&sig=***",
+        ),
+        ("https://b.s3.amazonaws.com/k?X-Amz-Signature=AWSSECRET", None),
+        ("http://user:pa/ssSECRET@host/", "http://***"),  # a '/' in the password: all masked
+        ("http://[::1:5000/", "http://***"),  # unparsable: nothing after :// is shown
+        ("sqlite:///tmp/mlflow.db", "sqlite:///tmp/mlflow.db"),
+        ("git@github.com:a/b.git", "git@github.com:a/b.git"),
+        ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+    ],
+)
+def test_safe_url_masks_userinfo_to_the_last_at_and_secret_query_values(
+    url: str, masked: str | None
+) -> None:
+    out = safe_url(url)
+    assert "SECRET" not in out
+    if masked is not None:
+        assert out == masked
+
+
+def test_userinfo_can_be_dropped_and_urls_in_text_are_masked() -> None:
+    url = "https://alice:p@ssSECRET@github.com/acme/x.git"
+    assert safe_url(url, userinfo="") == "https://github.com/acme/x.git"
+    text = f"API request to {url}/api?token=T0kSECRET failed: 'http://u:vSECRET@h/'"
+    assert "SECRET" not in redact_urls(text)
+    assert "https://***@github.com/acme/x.git/api?token=***" in redact_urls(text)
+
+
+def test_a_remote_with_credentials_never_reaches_the_lineage(tmp_path: Path) -> None:
+    """A real repository whose origin holds a token with an '@' in it (the old slicing
+    kept 'ssSECRET@github.com')."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    remote = "https://alice:p@ssSECRET@github.com/acme/x.git?access_token=QSECRET"
+    subprocess.run(["git", "-C", str(tmp_path), "remote", "add", "origin", remote], check=True)
+    info = git_info(tmp_path, {})
+    assert info.repository == "https://github.com/acme/x.git?access_token=***"
+    azure = git_info(tmp_path, {"BUILD_REPOSITORY_URI": "https://org:PATSECRET@dev.azure.com/o/p"})
+    assert azure.repository == "https://dev.azure.com/o/p"
+
+
+def test_the_registry_names_its_server_without_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A real MLflow client against a closed port: the one-line error names the server
+    without the password (which holds an '@') or the query token."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    registry = MlflowRegistry("http://alice:p@ssSECRET@127.0.0.1:9/?token=QSECRET", "/tmp/a")
+    assert registry.describe() == "http://***@127.0.0.1:9/?token=***"
+    from mlops_ci.errors import ServiceError
+
+    with pytest.raises(ServiceError) as caught:
+        registry.find_cached_run("exp", "key")
+    assert "SECRET" not in str(caught.value) and "127.0.0.1:9" in str(caught.value)
