@@ -6,6 +6,7 @@ the exit code of its class: 1 the gate said no, 2 bad input, 3 an outside servic
 
 from __future__ import annotations
 
+import io
 import sys
 import tempfile
 import traceback
@@ -17,6 +18,7 @@ import click
 
 from mlops_ci import __version__
 from mlops_ci.errors import ConfigError, MlopsError
+from mlops_ci.printable import echo, single_line
 
 if TYPE_CHECKING:
     from mlops_ci.config import Config
@@ -66,7 +68,7 @@ def _notify(config: Config, name: str, subject: str, data: dict[str, Any]) -> No
     failed = []
     for delivery in emit(config, name, subject, data):
         if delivery.status == "delivered":
-            click.echo(f"event {delivery.type} -> {delivery.target}: {delivery.detail}")
+            echo(f"event {delivery.type} -> {delivery.target}: {delivery.detail}")
         else:
             from mlops_ci.ci import warning_annotation
 
@@ -77,7 +79,7 @@ def _notify(config: Config, name: str, subject: str, data: dict[str, Any]) -> No
             )
             for command in warning_annotation(message):
                 click.echo(command)
-            click.echo(f"warning: {message}", err=True)
+            echo(f"warning: {message}", err=True)
     if failed and config.notify.fail_on_error:
         raise ServiceError(
             f"{len(failed)} event delivery(ies) failed",
@@ -179,10 +181,10 @@ def init(folder: Path, ci: str | None, actions_repo: str, force: bool) -> None:
 
     result = init_project(folder, ci, force, actions_repo)
     for path in result.written:
-        click.echo(f"wrote {path}")
+        echo(f"wrote {path}")
     for path in result.kept:
-        click.echo(f"kept {path} (exists; --force overwrites)")
-    click.echo("next: edit mlops.yaml, then run `mlops-ci validate`")
+        echo(f"kept {path} (exists; --force overwrites)")
+    echo("next: edit mlops.yaml, then run `mlops-ci validate`")
 
 
 @cli.command()
@@ -200,7 +202,7 @@ def validate(config_path: Path | None) -> None:
     problems = check_columns(config)
     if problems:
         raise ConfigError(problems, file=config.path)
-    click.echo(f"{config.path}: valid (model {config.model.name})")
+    echo(f"{config.path}: valid (model {config.model.name})")
 
 
 @cli.command()
@@ -236,14 +238,12 @@ def train(config_path: Path | None, params: tuple[str, ...], no_cache: bool) -> 
     config = _load(config_path)
     result = train_step(config, _open(config), parse_overrides(params), use_cache=not no_cache)
     if result.cached:
-        click.echo(
-            f"cache hit: inputs, params and environment unchanged; reusing run {result.run_id}"
-        )
+        echo(f"cache hit: inputs, params and environment unchanged; reusing run {result.run_id}")
     else:
-        click.echo(f"trained in {result.duration_s:.1f}s; logged run {result.run_id}")
+        echo(f"trained in {result.duration_s:.1f}s; logged run {result.run_id}")
     for name, value in sorted(result.metrics.items()):
-        click.echo(f"  {name} = {value:.4f}")
-    click.echo(f"run_id={result.run_id}")
+        echo(f"  {name} = {value:.4f}")
+    echo(f"run_id={result.run_id}")
     emit_outputs({"run_id": result.run_id, "cached": str(result.cached).lower()})
     _notify(
         config,
@@ -274,7 +274,7 @@ def compare(config_path: Path | None, run_id: str | None) -> None:
 
     config = _load(config_path)
     result = compare_step(config, _open(config), run_id)
-    click.echo(markdown(result, config.evaluate.importance.top))
+    echo(markdown(result, config.evaluate.importance.top))
     emit_outputs({"verdict": result.verdict, "run_id": result.candidate.run_id or ""})
     _notify(
         config,
@@ -307,7 +307,7 @@ def register(config_path: Path | None, run_id: str | None, force: bool) -> None:
     config = _load(config_path)
     result = register_step(config, _open(config), run_id, force=force)
     what = "already registered as" if result.existing else "registered"
-    click.echo(
+    echo(
         f"{what} {result.name} v{result.version} (verdict {result.verdict}); "
         f"alias '{result.alias}' -> v{result.version}"
     )
@@ -342,7 +342,7 @@ def promote(
     config = _load(config_path)
     result = promote_step(config, _open(config), version, _who(by), reason, force=force)
     before = f"v{result.previous}" if result.previous else "nothing"
-    click.echo(
+    echo(
         f"{result.name}: alias '{result.alias}' {before} -> v{result.version} "
         f"(by {result.by}: {result.reason})"
     )
@@ -390,13 +390,13 @@ def package(config_path: Path | None, version: str, model: str | None, no_build:
     if model and model != config.model.name:
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, name=model))
     result = package_step(config, _open(config), version, build=not no_build)
-    click.echo(f"packaged {result.name} v{result.version} as {result.format}")
+    echo(f"packaged {result.name} v{result.version} as {result.format}")
     if result.note:
-        click.echo(f"note: {result.note}")
+        echo(f"note: {result.note}")
     if result.parity is not None:
         parity = result.parity
         agree, tol = parity.label_agreement, parity.tolerance
-        click.echo(
+        echo(
             f"parity: max |native - onnx| {parity.max_abs_diff:.2e} on {parity.rows} rows, "
             f"{parity.differing_rows} beyond {tol.atol:g} + {tol.rtol:g}·|native| "
             f"({parity.allowed_rows} allowed)"
@@ -404,7 +404,7 @@ def package(config_path: Path | None, version: str, model: str | None, no_build:
         )
     if result.served_parity is not None:
         served = result.served_parity
-        click.echo(
+        echo(
             f"served: the package answers like the native model on {served.rows} rows "
             f"(max |Δ| {served.max_abs_diff:.2e}, {served.differing_rows} beyond tolerance)"
         )
@@ -412,7 +412,7 @@ def package(config_path: Path | None, version: str, model: str | None, no_build:
         if prof is None:
             continue
         batches = ", ".join(f"{b}: {r:,.0f}" for b, r in prof.rows_per_s.items())
-        click.echo(
+        echo(
             f"{prof.engine:>12}: single row p50 {prof.p50_ms:.3f} ms, p95 {prof.p95_ms:.3f} ms, "
             f"p99 {prof.p99_ms:.3f} ms; rows/s by batch {batches}; "
             f"peak RSS {prof.peak_rss_mb:.0f} MiB; size {prof.size_bytes:,} B"
@@ -420,17 +420,17 @@ def package(config_path: Path | None, version: str, model: str | None, no_build:
     speedup = result.profile.speedup_single_row()
     if speedup is not None:
         batch = ", ".join(f"{b}: {s:.1f}x" for b, s in result.profile.speedup_batch().items())
-        click.echo(f"ONNX speed-up: single row {speedup:.1f}x; batch {batch}")
+        echo(f"ONNX speed-up: single row {speedup:.1f}x; batch {batch}")
     rec = result.profile.recommendation
-    click.echo(
+    echo(
         f"recommended: cpu {rec.cpu_request}, memory {rec.memory_request} "
         f"(limit {rec.memory_limit}) — {rec.why}"
     )
-    click.echo(f"build context: {result.context}")
+    echo(f"build context: {result.context}")
     if result.image.status == "skipped":
-        click.echo(f"image: not built: {result.image.reason}")
+        echo(f"image: not built: {result.image.reason}")
     else:
-        click.echo(f"image: {result.image.status} {result.image.tag}")
+        echo(f"image: {result.image.status} {result.image.tag}")
     _notify(
         config,
         "model.packaged",
@@ -499,22 +499,22 @@ def deploy(
 
     config = _load(config_path)
     result = deploy_step(
-        config, _open(config), version, env_name, _who(by), os.environ, click.echo, dry_run
+        config, _open(config), version, env_name, _who(by), os.environ, echo, dry_run
     )
     for gate in result.gates:
-        click.echo(f"gate {gate.name}: {'passed' if gate.passed else 'FAILED'} — {gate.detail}")
+        echo(f"gate {gate.name}: {'passed' if gate.passed else 'FAILED'} — {gate.detail}")
     for line in result.plan:
-        click.echo(line)
+        echo(line)
     split = ", ".join(f"v{v} {w:g}%" for v, w in result.split.items()) or "none"
     where = result.url or result.manifests or ""
-    click.echo(
+    echo(
         f"{result.name} v{result.version} -> {result.env} ({result.target}): "
         f"{result.status}; split {split} {where}".rstrip()
     )
     if result.note:
-        click.echo(f"note: {result.note}")
+        echo(f"note: {result.note}")
     if result.alias:
-        click.echo(f"alias '{result.alias}' -> v{result.version}")
+        echo(f"alias '{result.alias}' -> v{result.version}")
     emit_outputs({"deploy-status": result.status, "url": where, "model_version": result.version})
     _notify(
         config,
@@ -570,7 +570,7 @@ def approve(
     number, approval = approve_step(
         config, _open(config), version, env_name, _who(by), reason, source, at
     )
-    click.echo(
+    echo(
         f"approved {config.model.name} v{number} for {env_name} by {approval.by} "
         f"at {approval.at}: {approval.reason}"
     )
@@ -607,7 +607,7 @@ def rollback(config_path: Path | None, env_name: str, by: str | None, reason: st
 
     config = _load(config_path)
     result = rollback_step(config, _open(config), env_name, _who(by), reason)
-    click.echo(
+    echo(
         f"{result.name} {result.env}: v{result.from_version} -> v{result.to_version} "
         f"(by {result.by}: {result.reason})"
     )
@@ -629,14 +629,14 @@ def undeploy(config_path: Path | None, env_name: str, by: str | None, reason: st
     config = _load(config_path)
     result = undeploy_step(config, _open(config), env_name, _who(by), reason, os.environ)
     if result.status == "nothing":
-        click.echo(f"{result.name} {result.env}: nothing serves there ({result.target}); unchanged")
+        echo(f"{result.name} {result.env}: nothing serves there ({result.target}); unchanged")
         return
     for line in result.stopped:
-        click.echo(f"stopped {line}")
+        echo(f"stopped {line}")
     if result.note:
-        click.echo(result.note)
+        echo(result.note)
     served = ", ".join(f"v{v}" for v in result.versions) or "no version"
-    click.echo(
+    echo(
         f"{result.name} {result.env}: {result.status} ({served}; by {result.by}: "
         f"{result.reason}); alias '{result.alias}' unchanged"
     )
@@ -660,7 +660,7 @@ def status(config_path: Path | None) -> None:
             line += " live split " + ", ".join(f"v{v} {w:g}%" for v, w in env.live_split.items())
         if env.url:
             line += f" {env.url}"
-        click.echo(line)
+        echo(line)
 
 
 @cli.command()
@@ -715,10 +715,10 @@ def versions(
     if fmt == "json":
         import json
 
-        click.echo(json.dumps([r.to_json() for r in rows], indent=2))
+        echo(json.dumps([r.to_json() for r in rows], indent=2))
         return
     if not rows:
-        click.echo("no version matches")
+        echo("no version matches")
         return
     metric = rows[0].metric
     table = [["VERSION", "ALIASES", "VERDICT", metric.upper(), "REGISTERED", "BY", "DEPLOYED"]]
@@ -742,7 +742,7 @@ def _echo_table(table: list[list[str]]) -> None:
     """Rows as aligned columns (the first row is the header)."""
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 @cli.command()
@@ -768,33 +768,33 @@ def lineage(config_path: Path | None, ref: str, fmt: str) -> None:
     if fmt == "json":
         import json
 
-        click.echo(json.dumps(found.to_json(), indent=2))
+        echo(json.dumps(found.to_json(), indent=2))
         return
     if fmt == "md":
-        click.echo(markdown(found), nl=False)
+        echo(markdown(found), nl=False)
         return
     aliases = f" ({', '.join('@' + a for a in found.aliases)})" if found.aliases else ""
-    click.echo(f"{found.name} v{found.version}{aliases}  run {found.run_id or 'none'}")
-    click.echo("\ntrained from")
+    echo(f"{found.name} v{found.version}{aliases}  run {found.run_id or 'none'}")
+    echo("\ntrained from")
     for key, value in found.trained.items():
-        click.echo(f"  {key:<24} {value}")
+        echo(f"  {key:<24} {value}")
     if found.params:
-        click.echo(f"  {'params':<24} " + ", ".join(f"{k}={v}" for k, v in found.params.items()))
+        echo(f"  {'params':<24} " + ", ".join(f"{k}={v}" for k, v in found.params.items()))
     if found.inputs is not None:
-        click.echo(f"  {'inputs':<24} {len(found.inputs)} files")
-    click.echo("\nhow it compared")
+        echo(f"  {'inputs':<24} {len(found.inputs)} files")
+    echo("\nhow it compared")
     for key, value in found.compared.items():
-        click.echo(f"  {key:<24} {value}")
-    click.echo("\nhistory (UTC)")
+        echo(f"  {key:<24} {value}")
+    echo("\nhistory (UTC)")
     if found.events:
         _echo_table([["  WHEN", "WHAT", "BY", "DETAIL"]]
                     + [["  " + e.at, e.what, e.by, e.detail] for e in found.events])  # fmt: skip
-    click.echo("\nserving now: " + (", ".join(f"{e} ({w})" for e, w in found.serving.items())
+    echo("\nserving now: " + (", ".join(f"{e} ({w})" for e, w in found.serving.items())
                                     or "nowhere"))  # fmt: skip
     if found.missing:
-        click.echo("\nnot recorded")
+        echo("\nnot recorded")
         for line in found.missing:
-            click.echo(f"  {line}")
+            echo(f"  {line}")
 
 
 @cli.command()
@@ -811,7 +811,7 @@ def tag(config_path: Path | None, version: str, pairs: tuple[str, ...]) -> None:
     config = _load(config_path)
     done = tag_step(config, _open(config), version, wanted)
     shown = ", ".join(f"{k}={v}" for k, v in done.tags.items())
-    click.echo(f"{done.name} v{done.version}: {shown}")
+    echo(f"{done.name} v{done.version}: {shown}")
 
 
 @cli.command("delete-version")
@@ -823,7 +823,7 @@ def delete_version(config_path: Path | None, version: str) -> None:
 
     config = _load(config_path)
     number = delete_step(config, _open(config), version)
-    click.echo(f"deleted {config.model.name} v{number}")
+    echo(f"deleted {config.model.name} v{number}")
 
 
 @cli.command()
@@ -996,7 +996,7 @@ def drift(config_path: Path | None, reference: str | None, current: str | None) 
         str(Path(current).resolve()) if current else None,
     )
     text = markdown(result)
-    click.echo(text)
+    echo(text)
     write_summary(text)
     emit_outputs(
         {"drift-verdict": result.verdict, "drifted": ",".join(f.name for f in result.drifted)}
@@ -1015,7 +1015,7 @@ def drift(config_path: Path | None, reference: str | None, current: str | None) 
         },
     )
     if result.verdict == TOO_FEW:
-        click.echo(
+        echo(
             f"warning: {result.current_rows} current rows (< monitor.drift.min_rows): not judged",
             err=True,
         )
@@ -1120,7 +1120,7 @@ def batch_score(
 
     spec = _batch_model(config_path, model_ref, model_dir)
     workers = processes or os.cpu_count() or 1
-    click.echo(
+    echo(
         f"scoring {input_path} with {spec.name} v{spec.version} ({spec.format}), "
         f"engine {engine}, {workers} worker(s)"
     )
@@ -1138,14 +1138,12 @@ def batch_score(
             progress,
         )
     if result.resumed:
-        click.echo(f"resumed: {result.resumed} of {result.tasks} chunks were already scored")
-    click.echo(
+        echo(f"resumed: {result.resumed} of {result.tasks} chunks were already scored")
+    echo(
         f"{result.rows:,} rows: {result.scored:,} scored, {result.rejected:,} rejected "
         f"({result.reject_rate:.2%}) in {result.seconds:.1f}s = {result.rows_per_s:,.0f} rows/s"
     )
-    click.echo(
-        f"output: {result.output}" + (f"; rejects: {result.rejects}" if result.rejects else "")
-    )
+    echo(f"output: {result.output}" + (f"; rejects: {result.rejects}" if result.rejects else ""))
 
 
 def _batch_model(config_path: Path | None, ref: str | None, model_dir: Path | None) -> Any:
@@ -1236,9 +1234,9 @@ def report(
     config = _load(config_path)
     name = workflow or os.environ.get("GITHUB_WORKFLOW", "local")
     built = report_step(config, _open(config), name)
-    click.echo(f"report: {built.path} (verdict {built.verdict})")
+    echo(f"report: {built.path} (verdict {built.verdict})")
     if write_summary(built.markdown):
-        click.echo("added to the job summary")
+        echo("added to the job summary")
     outputs = {"report-path": str(built.path), "verdict": built.verdict}
     if pr is not None:
         from mlops_ci.ci.azure import AzureSettings
@@ -1275,11 +1273,11 @@ def _post_github_comment(settings: Any, pr: str, built: Any) -> dict[str, str]:
         number, built.comment_body(), built.marker, built.path.parent / "pr-comment"
     )
     if outcome.action == "saved":
-        click.echo(
+        echo(
             f"warning: {outcome.reason}; saved to {outcome.saved_to} for a workflow_run job to post"
         )
         return {"saved-comment": str(outcome.saved_to)}
-    click.echo(f"{outcome.action} comment on #{number}: {outcome.url}")
+    echo(f"{outcome.action} comment on #{number}: {outcome.url}")
     return {"comment-url": outcome.url or ""}
 
 
@@ -1298,7 +1296,7 @@ def _post_azure_thread(settings: Any, pr: str, built: Any) -> dict[str, str]:
     outcome = AzureReposClient(settings).upsert_thread(
         int(given), built.comment_body(), built.marker
     )
-    click.echo(f"{outcome.action} thread on pull request {outcome.pr}: {outcome.url}")
+    echo(f"{outcome.action} thread on pull request {outcome.pr}: {outcome.url}")
     return {"comment-url": outcome.url}
 
 
@@ -1317,7 +1315,7 @@ def _post_saved(settings: Any, saved_dir: Path, expect_head_sha: str | None) -> 
             f"{expect_head_sha[:12]}; not posting"
         )
     outcome = client.upsert_comment(number, body, marker, saved_dir)
-    click.echo(f"{outcome.action} comment on #{number}: {outcome.url}")
+    echo(f"{outcome.action} comment on #{number}: {outcome.url}")
 
 
 def _pr_number(text: str) -> int:
@@ -1343,29 +1341,29 @@ def demo(folder: Path | None) -> None:
     from mlops_ci.steps.pipeline import run_demo
 
     dest = folder or Path(tempfile.mkdtemp(prefix="mlops-ci-demo-"))
-    click.echo(f"demo project: {dest}")
+    echo(f"demo project: {dest}")
     result = run_demo(dest)
     first, second = result.first, result.second
-    click.echo(f"\n[1] trained run {first.train.run_id}")
-    click.echo(markdown(first.comparison))
+    echo(f"\n[1] trained run {first.train.run_id}")
+    echo(markdown(first.comparison))
     assert first.registered is not None
-    click.echo(
+    echo(
         f"registered {first.registered.name} v{first.registered.version}; "
         f"promoted: alias '{result.promoted.alias}' -> v{result.promoted.version}"
     )
     change = ", ".join(f"{k}={v}" for k, v in result.change.items())
-    click.echo(f"\n[2] retrained with {change}: run {second.train.run_id}")
-    click.echo(markdown(second.comparison))
+    echo(f"\n[2] retrained with {change}: run {second.train.run_id}")
+    echo(markdown(second.comparison))
     if second.registered is not None:
-        click.echo(
+        echo(
             f"registered {second.registered.name} v{second.registered.version} "
             f"(alias '{second.registered.alias}')"
         )
     else:
-        click.echo(f"refused: {second.refused}")
-    click.echo(f"\nreport:   {result.project / '.mlops' / 'comparison.md'}")
-    click.echo(f"registry: {result.registry}")
-    click.echo(f"browse:   mlflow ui --backend-store-uri {result.registry}")
+        echo(f"refused: {second.refused}")
+    echo(f"\nreport:   {result.project / '.mlops' / 'comparison.md'}")
+    echo(f"registry: {result.registry}")
+    echo(f"browse:   mlflow ui --backend-store-uri {result.registry}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1377,10 +1375,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=args, prog_name="mlops-ci", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+        echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as err:
-        err.show()
+        shown = io.StringIO()
+        err.show(file=shown)  # usage and "Error: ...", which may quote what was typed
+        echo(shown.getvalue().rstrip("\n"), err=True)
         sys.exit(2)
     except MlopsError as err:
         if debug:
@@ -1391,13 +1391,13 @@ def main(argv: list[str] | None = None) -> None:
             click.echo(command)
         lines = err.problems if isinstance(err, ConfigError) else [str(err)]
         for line in lines:
-            click.echo(f"error: {line}", err=True)
+            echo(f"error: {single_line(line)}", err=True)
         if err.hint:
-            click.echo(f"hint: {err.hint}", err=True)
+            echo(f"hint: {single_line(err.hint)}", err=True)
         sys.exit(err.exit_code)
     except Exception as err:  # a bug in mlops-ci, not the user's input
         if debug:
             traceback.print_exc()
-        click.echo(f"internal error: {type(err).__name__}: {err}", err=True)
-        click.echo("hint: rerun with --debug for the traceback and report it", err=True)
+        echo(f"internal error: {type(err).__name__}: {single_line(err)}", err=True)
+        echo("hint: rerun with --debug for the traceback and report it", err=True)
         sys.exit(INTERNAL_ERROR)

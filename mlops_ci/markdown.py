@@ -1,6 +1,7 @@
 """Markdown that holds any string safely: the report embeds branch names, actors, column and
 metric names, file names and free text that come from a pull request, so none of them may open
-a link or an image, close a code span, split a table or inject HTML.
+a link or an image (an autolink such as ``https://…``, ``www.…`` or ``a@b.c`` included), close
+a code span, split a table or inject HTML.
 
 Follows GitHub Flavored Markdown: backslash escapes for ASCII punctuation, code spans fenced by
 a backtick run longer than any inside, and ``\\|`` for a pipe in a table cell (which GFM honours
@@ -11,21 +12,29 @@ from __future__ import annotations
 
 import re
 
+from mlops_ci.printable import escape_controls
+
 # The ASCII punctuation that can start markup mid-line (emphasis, code, links, images, HTML,
 # tables, strikethrough, entities) or a GitHub reference (@mention, #issue); GFM lets a
 # backslash escape each of them. An underscore inside a word (f1_macro) emphasises nothing.
 _SPECIAL = re.compile(r"([\\`*\[\]!|<>~&@#]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
 _WHITESPACE = re.compile(r"\s+")
+# Where GFM's autolink extension would turn plain text into a link: a scheme's "://"
+# (https://x), "www." and an e-mail's "@" (mailto:, xmpp: included). A word joiner (U+2060,
+# invisible) there is enough for cmark-gfm to see no link.
+_AUTOLINK = re.compile(r"(?<=[A-Za-z0-9+.-]:)(?=//)|(?<=\bwww)(?=\.)|(?=@)", re.IGNORECASE)
+WORD_JOINER = "\u2060"
 
 
 def one_line(text: object) -> str:
-    """The value as a single line (newlines and tabs become spaces)."""
-    return _WHITESPACE.sub(" ", str(text)).strip()
+    """The value as a single line (newlines and tabs become spaces, control and bidi
+    characters are shown escaped)."""
+    return escape_controls(_WHITESPACE.sub(" ", str(text)).strip())
 
 
 def text(value: object) -> str:
-    """Plain text: no markup, link, image or HTML it contains takes effect."""
-    return _SPECIAL.sub(r"\\\1", one_line(value))
+    """Plain text: no markup, link, autolink, image or HTML it contains takes effect."""
+    return _SPECIAL.sub(r"\\\1", _AUTOLINK.sub(WORD_JOINER, one_line(value)))
 
 
 def code(value: object) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from mlops_ci.errors import ConfigError, MlopsError
+from mlops_ci.printable import escape_controls
 
 _CONFIG_LINE = re.compile(r"^[^:]+:(\d+): (.*)$")
 
@@ -41,7 +42,8 @@ def vso(command: str, properties: Mapping[str, str] | None = None, data: str = "
 
 
 def _vso_data(text: str) -> str:
-    return text.replace("%", "%AZP25").replace("\r", "%0D").replace("\n", "%0A")
+    out = text.replace("%", "%AZP25").replace("\r", "%0D").replace("\n", "%0A")
+    return escape_controls(out)
 
 
 def _vso_property(text: str) -> str:
@@ -160,5 +162,7 @@ def _relative(path: Path, workspace: str | None) -> str:
 
 
 def _escape(text: str) -> str:
-    """Workflow-command data escaping, as @actions/core does it."""
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    """Workflow-command data escaping, as @actions/core does it; other control and bidi
+    characters (from user strings in a message) shown escaped, as everywhere we print."""
+    out = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return escape_controls(out)

@@ -7,8 +7,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import click
-
 from mlops_ci.config import (
     Config,
     MonitorConfig,
@@ -20,6 +18,7 @@ from mlops_ci.config import (
 )
 from mlops_ci.errors import InputError
 from mlops_ci.extras import require
+from mlops_ci.printable import echo
 from mlops_ci.serve import server
 from mlops_ci.serve.app import ServiceSettings
 from mlops_ci.serve.inputlog import LogSettings
@@ -50,17 +49,15 @@ def start(
     )
     for spec in settings.models:
         share = settings.weights[spec.version] / sum(settings.weights.values())
-        click.echo(
+        echo(
             f"serving {spec.name} v{spec.version} ({spec.format}, sha256 {spec.sha256[:12]}, "
             f"{share:.0%} of traffic) from {spec.folder}"
         )
     if settings.input_log:
-        click.echo(f"input log: {settings.input_log.folder}")
+        echo(f"input log: {settings.input_log.folder}")
     if not settings.admin_token:
-        click.echo(f"admin endpoints off: set {serve_cfg.admin_token_env} to change the split")
-    click.echo(
-        f"listening on http://{serve_cfg.host}:{serve_cfg.port} ({serve_cfg.workers} worker(s))"
-    )
+        echo(f"admin endpoints off: set {serve_cfg.admin_token_env} to change the split")
+    echo(f"listening on http://{serve_cfg.host}:{serve_cfg.port} ({serve_cfg.workers} worker(s))")
     server.run(
         settings,
         serve_cfg.host,

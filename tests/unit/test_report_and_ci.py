@@ -101,13 +101,23 @@ def test_outputs_and_summary_files(tmp_path: Path) -> None:
 HOSTILE = "x`|![i](https://evil.example/p.png) <img src=https://evil.example/q.png> @org/team #1"
 
 
+LINKS = "see https://evil.example/a, www.evil.example, HTTP://evil.example and ops@evil.example"
+
+
 def rendered(markdown: str) -> str:
-    """HTML as a GFM renderer makes it (markdown-it-py with tables and strikethrough)."""
-    from markdown_it import MarkdownIt
+    """HTML as GitHub's renderer makes it: cmark-gfm with its extensions (tables,
+    strikethrough, autolinks, tag filter), raw HTML let through so nothing injected hides."""
+    import cmarkgfm
+    from cmarkgfm.cmark import Options
 
     return str(
-        MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"]).render(markdown)
+        cmarkgfm.github_flavored_markdown_to_html(markdown, options=Options.CMARK_OPT_UNSAFE)
     )
+
+
+def no_evil_link(html: str) -> None:
+    targets = re.findall(r'(?:href|src)="([^"]*)"', html)
+    assert not [t for t in targets if "evil" in t], targets
 
 
 def test_strings_from_a_pull_request_cannot_inject_markup_into_the_report(
@@ -122,7 +132,7 @@ def test_strings_from_a_pull_request_cannot_inject_markup_into_the_report(
     run.tags.update(
         {
             "mlops.git.branch": HOSTILE,
-            "mlops.ci.actor": HOSTILE,
+            "mlops.ci.actor": LINKS,
             "mlops.ci.pr": HOSTILE,
             "mlops.git.repository": "https://evil.example/x)![p](https://evil.example/r.png",
             "mlops.ci.run_url": "javascript:alert(1)",
@@ -142,6 +152,7 @@ def test_strings_from_a_pull_request_cannot_inject_markup_into_the_report(
     html = rendered(markdown)
     targets = re.findall(r'(?:href|src)="([^"]*)"', html)
     assert "<img" not in html and not [t for t in targets if "evil" in t], targets
+    assert "evil.example/a" in html  # the actor's text is shown, as text
     assert "javascript:" not in html and "CI run" not in markdown  # not a link it would write
     assert "@org/team" in html  # shown as text...
     assert "\\@org" in markdown  # ...but escaped, so GitHub does not mention anyone
@@ -162,3 +173,40 @@ def test_markdown_helpers_hold_any_string() -> None:
     assert "<td><code>a|b</code></td>" in rendered(f"| h |\n|---|\n| {cell} |")
     assert md.mermaid('x"] ```') == "x__ ___"
     assert md.text("f1_macro _x_") == "f1_macro \\_x\\_"
+
+
+def test_urls_in_user_strings_become_no_link_in_comparison_report_or_lineage(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
+    """GitHub autolinks bare URLs, www. names and e-mail addresses: user strings holding
+    them are shown as text in comparison.md, report.md and `lineage --format md`."""
+    from mlops_ci.steps.compare import markdown as comparison_md
+    from mlops_ci.steps.report import render
+    from mlops_ci.steps.trail import markdown as trail_md
+    from mlops_ci.steps.trail import trail
+
+    in_production(fake_registry, config)
+    run = candidate_run(fake_registry, config.root)
+    hostile = {
+        "mlops.git.branch": LINKS,
+        "mlops.ci.actor": LINKS,
+        "mlops.ci.pr": LINKS,
+        "mlops.git.repository": "www.evil.example",
+        "mlops.registered_by": LINKS,
+    }
+    run.tags.update(hostile)
+    run.params.update({"note": LINKS})
+    comparison = compare(config, fake_registry, run.run_id)
+    comparison.evaluation["data"] = LINKS
+    comparison.evaluation["feature_change"] = {"added": [LINKS], "removed": []}
+    version = register(config, fake_registry, run.run_id, force=True).version
+    fake_registry.versions[config.model.name][version].tags.update(hostile)
+    documents = {
+        "comparison.md": comparison_md(comparison),
+        "report.md": render(comparison, None, run.tags),
+        "lineage": trail_md(trail(config, fake_registry, version)),
+    }
+    for name, markdown in documents.items():
+        html = rendered(markdown)
+        no_evil_link(html)
+        assert "evil" in html, f"{name} shows none of the strings: the test tests nothing"
