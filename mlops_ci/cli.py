@@ -709,7 +709,7 @@ def versions(
     from mlops_ci.steps.versions import parse_pairs
     from mlops_ci.steps.versions import versions as versions_step
 
-    wanted = parse_pairs(tags, "--tag")
+    wanted = parse_pairs(tags, "--tag", search=True)
     config = _load(config_path)
     rows = versions_step(config, _open(config), wanted, alias, verdict, limit)
     if fmt == "json":

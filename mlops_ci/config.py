@@ -154,6 +154,7 @@ class ServeConfig:
     graceful_timeout_s: float
     admin_token_env: str
     access_log: bool
+    read_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -738,6 +739,7 @@ def serve_config(serve: dict[str, Any] | None = None) -> ServeConfig:
         graceful_timeout_s=float(s["graceful_timeout_s"]),
         admin_token_env=s["admin_token_env"],
         access_log=bool(s["access_log"]),
+        read_timeout_s=float(s["read_timeout_s"]),
     )
 
 

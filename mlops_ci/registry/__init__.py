@@ -7,6 +7,7 @@ Steps talk to ``ModelRegistry``; ``registry.mlflow.MlflowRegistry`` is the real 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,8 @@ TAG_CACHE_KEY = "mlops.cache_key"
 TAG_COMPLETE = "mlops.complete"
 TAG_MODEL_URI = "mlops.model_uri"
 TAG_VERDICT = "mlops.compare.verdict"
+# MLflow's rule for an alias (mlflow.utils.validation), checked before a request carries one.
+ALIAS = re.compile(r"[\w-]{1,255}")
 TAG_MODEL_SHA256 = "mlops.model.sha256"  # digest of the model's file manifest
 
 
@@ -111,6 +114,11 @@ def resolve_version(registry: ModelRegistry, name: str, ref: str) -> VersionReco
     if ref.startswith("@"):
         from mlops_ci.errors import InputError
 
+        if not ALIAS.fullmatch(ref[1:]):
+            raise InputError(
+                f"'{ref[:80]}{'...' if len(ref) > 80 else ''}': an alias is 1 to 255 letters, "
+                "digits, _ and - (as MLflow takes them)"
+            )
         found = registry.get_version_by_alias(name, ref[1:])
         if found is None:
             if not registry.has_model(name):
@@ -120,10 +128,10 @@ def resolve_version(registry: ModelRegistry, name: str, ref: str) -> VersionReco
                 )
             raise InputError(f"model '{name}' has no alias '{ref[1:]}' in {registry.describe()}")
         return found
-    if not ref.isdigit():
+    if not (ref.isascii() and ref.isdigit()) or len(ref) > 18:
         from mlops_ci.errors import InputError
 
-        raise InputError(f"--version '{ref}': expected a version number or @alias")
+        raise InputError(f"--version '{ref[:80]}': expected a version number or @alias")
     return registry.get_version(name, ref)
 
 

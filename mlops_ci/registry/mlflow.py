@@ -227,7 +227,7 @@ class MlflowRegistry:
         """Versions of ``name`` whose tags equal ``tags``, newest first, at most ``limit``: the
         filter is MLflow's (its store answers with an indexed query, not a full listing)."""
         if _unquotable(name, *tags, *tags.values()):
-            raise InputError("a model name, tag key or value with ' or ` cannot be searched for")
+            raise InputError("a model name, tag key or value with ' ` or \\ cannot be searched for")
         clauses = [f"name = '{name}'", *(f"tags.`{k}` = '{v}'" for k, v in tags.items())]
         found = self._call(
             self.client.search_model_versions,
@@ -530,8 +530,8 @@ def _run_record(run: Run) -> RunRecord:
 
 
 def _unquotable(*texts: str) -> bool:
-    """A quote or backtick would end its string or key in an MLflow filter string."""
-    return any("'" in text or "`" in text for text in texts)
+    """A quote, backtick or backslash would end its string or key in an MLflow filter."""
+    return any(c in text for text in texts for c in "'`\\")
 
 
 def _version_record(v: ModelVersion) -> VersionRecord:

@@ -13,6 +13,7 @@ import gc
 import hmac
 import logging
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -40,13 +41,16 @@ from mlops_ci.serve.payload import (
     Limits,
     PayloadError,
     batch_rows,
+    echoed,
     parse_infer,
     parse_json,
     parse_score,
 )
+from mlops_ci.serve.protocol import set_read_timeout
 from mlops_ci.serve.router import Router, SharedState, Split, StateFile, parse_split
 
 THREADPOOL_ROWS = 256  # larger batches score off the event loop
+REQUEST_ID_CHARS = 128  # a longer x-request-id is cut: access-log lines stay under PIPE_BUF
 log = logging.getLogger("mlops_ci.serve")
 
 
@@ -58,6 +62,7 @@ class ServiceSettings:
     weights: dict[str, float]
     intra_op_threads: int = 1
     max_payload_bytes: int = 1024 * 1024
+    read_timeout_s: float = 30.0  # for the head (serve.protocol) and then the body
     max_batch_rows: int = 10_000
     admin_token: str | None = None
     access_log: bool = True
@@ -128,7 +133,7 @@ class Service:
 
     def unload(self, version: str) -> None:
         if version not in self.models:
-            raise PayloadError(404, f"version '{version}' is not loaded")
+            raise PayloadError(404, f"version '{echoed(version)}' is not loaded")
         if self.router.split.weights.get(version, 0) > 0:
             raise PayloadError(409, f"version '{version}' still takes traffic: set its weight to 0")
         del self.models[version], self.limits[version]
@@ -171,6 +176,7 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 def create_app(settings: ServiceSettings) -> FastAPI:
     service = Service(settings)
+    set_read_timeout(settings.read_timeout_s)  # the heads', in this (worker) process
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -272,18 +278,22 @@ def _scoring_routes(app: FastAPI, service: Service) -> None:
 
 def _post(app: FastAPI, service: Service, path: str, endpoint: str, handler: Handler) -> None:
     limit = service.settings.max_payload_bytes
+    timeout = service.settings.read_timeout_s
 
     async def route(request: Request) -> Response:
         started = time.perf_counter()
-        request_id = request.headers.get("x-request-id") or service.ids.new()
+        request_id = request.headers.get("x-request-id", "")[:REQUEST_ID_CHARS] or service.ids.new()
         version, rows = "-", 0
         try:
             service.sync()
             _check_content_type(request)
-            body = await _read_body(request, limit)
+            body = await _read_body(request, limit, timeout)
             version, rows, response = await handler(request, body, request_id)
         except PayloadError as err:
-            response = json_response({"error": str(err)}, err.status, {"x-request-id": request_id})
+            headers = {"x-request-id": request_id}
+            if err.status == 408:  # the rest of the body may still come: not on this connection
+                headers["connection"] = "close"
+            response = json_response({"error": str(err)}, err.status, headers)
         except Exception:  # a bug: logged with its traceback, answered without one
             log.exception("%s %s failed", request.method, request.scope["path"])
             response = json_response({"error": "internal error"}, 500, {"x-request-id": request_id})
@@ -296,7 +306,7 @@ def _post(app: FastAPI, service: Service, path: str, endpoint: str, handler: Han
                 {
                     "ts": time.time(),
                     "method": request.method,
-                    "path": request.scope["path"],
+                    "path": request.scope["path"][:256],
                     "status": response.status_code,
                     "ms": round(elapsed * 1000, 3),
                     "model": service.name,
@@ -330,16 +340,32 @@ def _check_content_type(request: Request) -> None:
     raise PayloadError(415, f"Content-Type '{given[:60]}' is not supported: send {accepted}")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int, timeout: float = 30.0) -> bytes:
+    """The body, at most ``limit`` bytes, all arrived within ``timeout`` seconds (a slow
+    client holds no slot for ever: 408)."""
     declared = _int_header(request.headers.get("content-length"))
     if declared is not None and declared > limit:
         raise PayloadError(413, f"request body of {declared} bytes is over the {limit}-byte limit")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadError(413, f"request body is over the {limit}-byte limit")
-        chunks.append(chunk)
+    chunks: list[bytes] = []
+
+    async def read() -> None:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadError(413, f"request body is over the {limit}-byte limit")
+            chunks.append(chunk)
+
+    try:
+        if sys.version_info >= (3, 11):  # a timer on this task; wait_for would make a task
+            async with asyncio.timeout(timeout):
+                await read()
+        else:  # pragma: no cover
+            await asyncio.wait_for(read(), timeout)
+    except asyncio.TimeoutError:
+        raise PayloadError(
+            408, f"the request body did not arrive within {timeout:g} s (serve.read_timeout_s)"
+        ) from None
     return b"".join(chunks)
 
 
@@ -378,7 +404,9 @@ async def _log_inputs(
 
 def _check_name(service: Service, name: str) -> None:
     if name != service.name:
-        raise PayloadError(404, f"model '{name}' is not served here (serving '{service.name}')")
+        raise PayloadError(
+            404, f"model '{echoed(name)}' is not served here (serving '{service.name}')"
+        )
 
 
 def _v2_response(
@@ -483,7 +511,9 @@ def _described(service: Service, build: Describe) -> Callable[[Request], Awaitab
 def _version_of(service: Service, name: str, version: str | None) -> str | None:
     _check_name(service, name)
     if version is not None and version not in service.models:
-        raise PayloadError(404, f"version '{version}' of '{name}' is not served here")
+        raise PayloadError(
+            404, f"version '{echoed(version)}' of '{echoed(name)}' is not served here"
+        )
     return version
 
 
@@ -644,6 +674,7 @@ def settings_from_env() -> ServiceSettings:
         weights={str(k): float(v) for k, v in raw["weights"].items()},
         intra_op_threads=raw["intra_op_threads"],
         max_payload_bytes=raw["max_payload_bytes"],
+        read_timeout_s=raw["read_timeout_s"],
         max_batch_rows=raw["max_batch_rows"],
         admin_token=os.environ.get("MLOPS_SERVE_ADMIN_TOKEN") or None,
         access_log=raw["access_log"],

@@ -57,15 +57,11 @@ def start(
         echo(f"input log: {settings.input_log.folder}")
     if not settings.admin_token:
         echo(f"admin endpoints off: set {serve_cfg.admin_token_env} to change the split")
+    from mlops_ci.serve.protocol import bind
+
+    sock = bind(serve_cfg.host, serve_cfg.port)  # before saying so: a taken port is exit 2
     echo(f"listening on http://{serve_cfg.host}:{serve_cfg.port} ({serve_cfg.workers} worker(s))")
-    server.run(
-        settings,
-        serve_cfg.host,
-        serve_cfg.port,
-        serve_cfg.workers,
-        serve_cfg.graceful_timeout_s,
-        state,
-    )
+    server.run(settings, sock, serve_cfg.workers, serve_cfg.graceful_timeout_s, state)
 
 
 def build_settings(
@@ -97,6 +93,7 @@ def build_settings(
         weights=weights,
         intra_op_threads=serve_cfg.intra_op_threads,
         max_payload_bytes=serve_cfg.max_payload_bytes,
+        read_timeout_s=serve_cfg.read_timeout_s,
         max_batch_rows=serve_cfg.max_batch_rows,
         admin_token=os.environ.get(serve_cfg.admin_token_env) or None,
         access_log=serve_cfg.access_log,

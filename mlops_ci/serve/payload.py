@@ -59,6 +59,12 @@ class PayloadError(Exception):
         self.status = status
 
 
+def echoed(value: str, limit: int = 64) -> str:
+    """A value from the request as an error message quotes it: cut, so an answer never
+    echoes a header or path of any size back."""
+    return value if len(value) <= limit else f"{value[:limit]}… ({len(value):,} characters)"
+
+
 Batch = npt.NDArray[np.float64] | dict[str, npt.NDArray[Any]]
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from mlops_ci.records import write_text_atomic
-from mlops_ci.serve.payload import PayloadError
+from mlops_ci.serve.payload import PayloadError, echoed
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class Router:
             if pinned not in self.versions:
                 known = ", ".join(sorted(self.versions))
                 raise PayloadError(
-                    404, f"x-model-version '{pinned}' is not served here (served: {known})"
+                    404, f"x-model-version '{echoed(pinned)}' is not served here (served: {known})"
                 )
             return pinned
         return self.split.choose(self._random.random())

@@ -8,13 +8,15 @@ recorded on the version, before any worker starts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops_ci.errors import InputError
+from mlops_ci.errors import InputError, ServiceError
 from mlops_ci.registry import ModelRegistry, resolve_version
 from mlops_ci.serve.model import ModelSpec, read_spec
 
@@ -119,27 +121,32 @@ def log_config() -> dict[str, Any]:
 
 def run(
     settings: Any,
-    host: str,
-    port: int,
+    sock: socket.socket,
     workers: int,
     graceful_timeout_s: float,
     state_dir: Path,
 ) -> None:
-    """Serve until SIGINT/SIGTERM; in-flight requests get ``graceful_timeout_s`` to finish."""
+    """Serve on the bound ``sock`` until SIGINT/SIGTERM; in-flight requests get
+    ``graceful_timeout_s`` to finish."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from mlops_ci.serve.app import create_app, settings_to_env
+    from mlops_ci.serve.protocol import BoundedHttpToolsProtocol
 
     common: dict[str, Any] = {
-        "host": host,
-        "port": port,
         "access_log": False,
         "log_config": log_config(),
         "timeout_graceful_shutdown": graceful_timeout_s,
         "server_header": False,
+        "http": BoundedHttpToolsProtocol,
     }
     if workers == 1:
-        uvicorn.run(create_app(settings), **common)
+        single = uvicorn.Server(uvicorn.Config(create_app(settings), **common))
+        with contextlib.suppress(KeyboardInterrupt):
+            single.run(sockets=[sock])
+        if not single.started:  # uvicorn.run's exit 3: the startup failed, as logged above
+            raise ServiceError("serve: the service did not start (its log says why)")
         return
     from mlops_ci.serve.router import SharedState, StateFile
 
@@ -154,4 +161,8 @@ def run(
     os.environ["MLOPS_SERVE_SETTINGS"] = settings_to_env(settings)
     if settings.admin_token:
         os.environ["MLOPS_SERVE_ADMIN_TOKEN"] = settings.admin_token
-    uvicorn.run("mlops_ci.serve.app:app_from_env", factory=True, workers=workers, **common)
+    config = uvicorn.Config(
+        "mlops_ci.serve.app:app_from_env", factory=True, workers=workers, **common
+    )
+    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: Ctrl-C is a normal stop
+        Multiprocess(config, sockets=[sock]).run()

@@ -43,8 +43,18 @@ class VersionRow:
         return asdict(self)
 
 
-def parse_pairs(pairs: tuple[str, ...] | list[str], option: str) -> dict[str, str]:
-    """``KEY=VALUE`` arguments as a dict; a malformed one is bad input naming it."""
+def reserved(key: str) -> bool:
+    """Whether a tag key is in a namespace the tools write (MLflow compares keys as written,
+    so ``MLOPS.verdict`` would pass for ``mlops.verdict`` to a reader; it is refused too)."""
+    return key.lower().startswith(RESERVED_PREFIXES)
+
+
+def parse_pairs(
+    pairs: tuple[str, ...] | list[str], option: str, search: bool = False
+) -> dict[str, str]:
+    """``KEY=VALUE`` arguments as a dict; a malformed one is bad input naming it. For a
+    search (``search``), a value with a quote, backtick or backslash is refused here: it
+    would end its string in MLflow's filter."""
     out: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -55,6 +65,8 @@ def parse_pairs(pairs: tuple[str, ...] | list[str], option: str) -> dict[str, st
             raise InputError(
                 f"{option} '{pair}': a tag key is letters, digits, _ - . / and spaces (at most 250)"
             )
+        if search and any(c in value for c in "'`\\"):
+            raise InputError(f"{option} '{pair}': a value to search for cannot hold ' ` or \\")
         out[key] = value
     return out
 
@@ -97,7 +109,7 @@ def _row(v: VersionRecord, metric: str) -> VersionRow:
         registered_at=v.tags.get("mlops.registered_at"),
         registered_by=v.tags.get("mlops.registered_by") or v.tags.get("mlops.ci.actor"),
         deployed=deploy_states(v.tags),
-        tags={k: t for k, t in sorted(v.tags.items()) if not k.startswith(RESERVED_PREFIXES)},
+        tags={k: t for k, t in sorted(v.tags.items()) if not reserved(k)},
     )
 
 
@@ -114,9 +126,10 @@ def tag(config: Config, registry: ModelRegistry, ref: str, tags: dict[str, str])
     if not tags:
         raise InputError("give at least one KEY=VALUE to set")
     for key in tags:
-        if key.startswith(RESERVED_PREFIXES):
+        if reserved(key):
             raise InputError(
-                f"tag '{key}': the {key.split('.')[0]}. namespace is written by the tools only",
+                f"tag '{key}': the {key.split('.')[0].lower()}. namespace is written by the tools "
+                "only (whatever its case)",
                 hint="choose a key of your own, e.g. team.owner=ml-platform",
             )
     version = resolve_version(registry, config.model.name, ref)

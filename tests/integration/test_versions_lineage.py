@@ -88,12 +88,37 @@ def test_tag_refuses_the_tools_namespaces_and_bad_pairs(
     root = str(config.root)
     assert run_cli("tag", "-c", root, "--version", v1, "mlops.verdict=pass") == 2
     assert "the mlops. namespace is written by the tools only" in capsys.readouterr().err
+    for key in ("MLOPS.verdict", "MLflow.source"):  # the namespaces, whatever their case
+        assert run_cli("tag", "-c", root, "--version", v1, f"{key}=pass") == 2
+        assert "namespace is written by the tools only" in capsys.readouterr().err
     assert run_cli("tag", "-c", root, "--version", v1, "novalue") == 2
     assert "KEY=VALUE 'novalue': expected KEY=VALUE" in capsys.readouterr().err
     assert run_cli("versions", "-c", root, "--tag", "a'b=c") == 2
     assert "letters, digits" in capsys.readouterr().err
     assert run_cli("tag", "-c", root, "--version", "@nope", "k=v") == 2
     assert "has no alias 'nope'" in capsys.readouterr().err
+
+
+def test_bad_references_are_bad_input_not_a_registry_outage(
+    history: History, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What MLflow would refuse as a malformed request is refused first, exit 2 naming the
+    argument, never exit 3 and 'check MLFLOW_TRACKING_URI'."""
+    config, _, _ = history
+    root = str(config.root)
+    cases = [
+        (["versions", "-c", root, "--tag", "k=a\\", "--tag", "x=y"], "--tag 'k=a\\'"),
+        (["lineage", "-c", root, "@production\\"], "'@production\\': an alias is"),
+        (["lineage", "-c", root, "@" + "a" * 5000], "an alias is 1 to 255"),
+        (["tag", "-c", root, "--version", "@x y", "k=v"], "'@x y': an alias is"),
+        (["versions", "-c", root, "--alias", "a'b"], "'@a'b': an alias is"),
+        (["lineage", "-c", root, "²"], "expected a version number or @alias"),
+    ]
+    for args, says in cases:
+        assert run_cli(*args) == 2, args
+        err = capsys.readouterr().err
+        assert says in err and "MLFLOW_TRACKING_URI" not in err, (args, err)
+        assert len(err.splitlines()) <= 2 and len(err) < 400, err
 
 
 def test_lineage_tells_the_whole_trail_in_time_order(history: History) -> None:
