@@ -943,22 +943,44 @@ def serve(
     show_default=True,
     help="Environment variable holding the bearer token of /admin/front.",
 )
-def front(model: str, host: str, port: int, state_dir: Path, token_env: str) -> None:
+@click.option(
+    "--upstream-base",
+    required=True,
+    help="Name of the environment's version containers without -vVERSION "
+    "(mlops-ci-MODEL-ENV): the only upstreams /admin/front accepts.",
+)
+@click.option(
+    "--upstream-port",
+    type=click.IntRange(1, 65535),
+    default=8080,
+    show_default=True,
+    help="Port the version containers listen on.",
+)
+def front(
+    model: str,
+    host: str,
+    port: int,
+    state_dir: Path,
+    token_env: str,
+    upstream_base: str,
+    upstream_port: int,
+) -> None:
     """The router in front of a docker environment's version containers.
 
     The docker deploy target runs it from the serving image on the environment's port: each
     request goes to one version's container by weight (x-model-version pins one), so a new
     version is started beside the old one, probed, given traffic step by step, and the old
     one is stopped only once drained. GET/PUT /admin/front (Bearer token) read and set the
-    routes; GET /metrics counts requests per version.
+    routes; GET /metrics counts requests per version. Only the scoring and health routes are
+    forwarded (no Authorization or Cookie header), and only to http://BASE-vVERSION:PORT.
     """
     from mlops_ci.extras import require
 
     require("serve", "mlops-ci front")
     _settle_gc()  # a long-lived process: the collector's usual pace
-    from mlops_ci.serve.front import run_front
+    from mlops_ci.serve.front import UpstreamRule, run_front
 
-    run_front(model, host, port, state_dir, token_env)
+    run_front(model, host, port, state_dir, token_env, UpstreamRule(upstream_base, upstream_port))
 
 
 @cli.command()

@@ -240,6 +240,7 @@ class DeployEnv:
     rollout: RolloutConfig
     kubernetes: KubernetesConfig
     restart_policy: str
+    egress: bool = False  # docker: the version network is internal unless set
 
 
 @dataclass(frozen=True)
@@ -723,6 +724,7 @@ def _deploy_env(name: str, e: dict[str, Any], production_alias: str) -> DeployEn
             output_dir=k["output_dir"],
         ),
         restart_policy=e["docker"]["restart_policy"],
+        egress=bool(e["egress"]),
     )
 
 

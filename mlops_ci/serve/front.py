@@ -7,6 +7,13 @@ has answered everything it took, and exports the same per-version Prometheus met
 `mlops-ci serve`, so the deploy step judges canary steps from the front exactly as it does for
 the local target. Upstreams and weights are changed over ``/admin/front`` (bearer token) and
 kept in ``front.json`` in the state folder (a volume), so a restarted front resumes where it was.
+
+What it forwards is closed by construction: only the scoring and health routes of the v2
+protocol and ``/score`` (``FORWARDED``), without the client's ``Authorization`` or ``Cookie``;
+every other path (a version's ``/admin/*``, its ``/metrics``) is a 404 of the front's own. An
+upstream is accepted only if it is a version container of this environment (``UpstreamRule``:
+``http://NAME-vVERSION:PORT`` on its own network), so the admin API cannot point the front at
+another host (no SSRF), nor can an edited ``front.json``.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import os
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,10 +48,47 @@ _HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
+# The client's credentials are the front's business, never a version container's.
+_NOT_FORWARDED = _HOP_BY_HOP | {"authorization", "cookie"}
+# (path, methods) of what a version container answers for clients; nothing else goes through.
+FORWARDED = (
+    ("/score", ["POST"]),
+    ("/v2/models/{name}/infer", ["POST"]),
+    ("/v2/models/{name}/versions/{version}/infer", ["POST"]),
+    ("/v2", ["GET"]),
+    ("/v2/health/live", ["GET"]),
+    ("/v2/health/ready", ["GET"]),
+    ("/v2/models/{name}", ["GET"]),
+    ("/v2/models/{name}/ready", ["GET"]),
+    ("/v2/models/{name}/versions/{version}", ["GET"]),
+    ("/v2/models/{name}/versions/{version}/ready", ["GET"]),
+    ("/openapi.json", ["GET"]),
+)
 
 
 class FrontError(ValueError):
     """A refused admin change; the message says which field."""
+
+
+# Why an upstream URL for a version is refused, or None when it is one the front may use.
+UpstreamCheck = Callable[[str, str], str | None]
+
+
+@dataclass(frozen=True)
+class UpstreamRule:
+    """The only upstreams a docker front takes: its environment's version containers, by
+    the name the docker target gives them, on the port they listen on."""
+
+    base: str  # mlops-ci-MODEL-ENV
+    port: int
+
+    def url(self, version: str) -> str:
+        return f"http://{self.base}-v{version}:{self.port}"
+
+    def __call__(self, version: str, url: str) -> str | None:
+        if url.rstrip("/") == self.url(version):
+            return None
+        return f"version '{version}' must be {self.url(version)} (a version container here)"
 
 
 @dataclass(frozen=True)
@@ -73,8 +117,9 @@ class Routes:
         return {"upstreams": self.upstreams, "weights": self.weights}
 
 
-def parse_routes(body: Any) -> Routes:
-    """Routes from an admin request body ``{"upstreams": {...}, "weights": {...}}``."""
+def parse_routes(body: Any, allowed: UpstreamCheck) -> Routes:
+    """Routes from an admin request body ``{"upstreams": {...}, "weights": {...}}``; each
+    upstream must pass ``allowed``."""
     if not isinstance(body, dict):
         raise FrontError('the body must be {"upstreams": {...}, "weights": {...}}')
     upstreams, weights = body.get("upstreams"), body.get("weights", {})
@@ -83,6 +128,10 @@ def parse_routes(body: Any) -> Routes:
         for k, v in upstreams.items()
     ):
         raise FrontError("'upstreams' must map each version to an http(s):// URL")
+    for version, url in upstreams.items():
+        refused = allowed(version, url)
+        if refused:
+            raise FrontError(f"upstreams: {refused}")
     if not isinstance(weights, dict):
         raise FrontError("'weights' must map versions to numbers >= 0")
     for version, weight in weights.items():
@@ -96,10 +145,10 @@ def parse_routes(body: Any) -> Routes:
     )
 
 
-def load_routes(state_dir: Path) -> Routes:
-    """The routes a previous run of the front left, else none."""
+def load_routes(state_dir: Path, allowed: UpstreamCheck) -> Routes:
+    """The routes a previous run of the front left (if still allowed), else none."""
     try:
-        return parse_routes(orjson.loads((state_dir / STATE_FILE).read_bytes()))
+        return parse_routes(orjson.loads((state_dir / STATE_FILE).read_bytes()), allowed)
     except (OSError, orjson.JSONDecodeError, FrontError):
         return Routes({}, {})
 
@@ -108,6 +157,7 @@ def build_front(
     model: str,
     state_dir: Path,
     token: str,
+    allowed: UpstreamCheck,
     timeout: float = 60.0,
     max_body_bytes: int = 64 * 1024 * 1024,
 ) -> Any:
@@ -121,7 +171,7 @@ def build_front(
     from mlops_ci.serve.metrics import ServiceMetrics
 
     state_dir.mkdir(parents=True, exist_ok=True)
-    routes = load_routes(state_dir)
+    routes = load_routes(state_dir, allowed)
     inflight: dict[str, int] = {}
     metrics = ServiceMetrics(model)
     draw = random.Random()
@@ -151,7 +201,7 @@ def build_front(
             return answer(401, {"error": "admin endpoints need 'Authorization: Bearer TOKEN'"})
         if request.method == "PUT":
             try:
-                routes = parse_routes(orjson.loads(await request.body()))
+                routes = parse_routes(orjson.loads(await request.body()), allowed)
             except orjson.JSONDecodeError as err:
                 return answer(400, {"error": f"body is not JSON: {err}"})
             except FrontError as err:
@@ -170,7 +220,7 @@ def build_front(
         if pinned is not None:
             if pinned not in current.upstreams:
                 known = ", ".join(sorted(current.upstreams)) or "none"
-                refused = f"x-model-version '{pinned}' is not served here (served: {known})"
+                refused = f"x-model-version '{pinned[:64]}' is not served here (served: {known})"
                 return answer(404, {"error": refused})
             version: str | None = pinned
         else:
@@ -188,7 +238,7 @@ def build_front(
                 return too_big
             parts.append(chunk)
         body = b"".join(parts)
-        headers = [(k, v) for k, v in request.headers.items() if k not in _HOP_BY_HOP]
+        headers = [(k, v) for k, v in request.headers.items() if k not in _NOT_FORWARDED]
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         tried: set[str] = set()
         fresh = False  # a pooled connection the container closed meanwhile gets one retry
@@ -242,11 +292,16 @@ def build_front(
         if session is not None:
             await session.close()
 
+    async def not_forwarded(request: Request) -> Response:
+        path = request.url.path[:80]
+        return answer(404, {"error": f"{request.method} {path}: not a route of this endpoint"})
+
     app = Starlette(
         routes=[
             Route("/admin/front", admin, methods=["GET", "PUT"]),
             Route("/metrics", own_metrics, methods=["GET"]),
-            Route("/{path:path}", forward, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]),
+            *(Route(path, forward, methods=methods) for path, methods in FORWARDED),
+            Route("/{path:path}", not_forwarded, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
         ],
         lifespan=lifespan,
     )
@@ -269,10 +324,12 @@ def _shares(weights: dict[str, float]) -> dict[str, float]:
     return {v: (w / total if total else 0.0) for v, w in weights.items()}
 
 
-def run_front(model: str, host: str, port: int, state_dir: Path, token_env: str) -> None:
+def run_front(
+    model: str, host: str, port: int, state_dir: Path, token_env: str, rule: UpstreamRule
+) -> None:
     """Serve the front with uvicorn (one process: the in-flight counts live in it)."""
     import uvicorn
 
     token = os.environ.get(token_env, "")
-    app = build_front(model, state_dir, token)
+    app = build_front(model, state_dir, token, rule)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

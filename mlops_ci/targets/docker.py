@@ -1,12 +1,15 @@
 """The docker target: each version its own container, behind one front on the environment's port.
 
-Per environment, through the Docker SDK: a network ``mlops-ci-MODEL-ENV``; a front container of
-the same name (`mlops-ci front`, from the serving image) publishing ``deploy.ENV.port`` and
-keeping its routes in a volume; and one container per version (``mlops-ci-MODEL-ENV-vN``) that
-publishes nothing and is reached by name on the network. A new version starts beside the old
-one at 0 %, is probed for readiness through the front (``x-model-version`` pins it; this works
-on every engine, whether or not it runs the image's HEALTHCHECK), then takes traffic step by
-step exactly like the local target (the deploy step judges each step from the front's metrics);
+Per environment, through the Docker SDK: a network ``mlops-ci-MODEL-ENV``, internal (no route
+out) unless ``deploy.ENV.egress``, and an edge network ``mlops-ci-MODEL-ENV-edge``; a front
+container of the environment's name (`mlops-ci front`, from the serving image) on both,
+publishing ``deploy.ENV.port`` from the edge and keeping its routes in a volume; and one
+container per version (``mlops-ci-MODEL-ENV-vN``) on the internal network only, publishing
+nothing, reached by name. The front takes no upstream but these names. A new version starts
+beside the old one at 0 %, is probed for readiness through the front (``x-model-version`` pins
+it; this works on every engine, whether or not it runs the image's HEALTHCHECK), then takes
+traffic step by step exactly like the local target (the deploy step judges each step from the
+front's metrics);
 a replaced version is stopped only once the front has nothing of it in flight. A version that
 never becomes ready is removed and the old one keeps serving. Without a reachable engine the
 deployment is skipped with the reason.
@@ -42,6 +45,11 @@ def base_name(model: str, env: DeployEnv) -> str:
     return f"mlops-ci-{model}-{env.name}"
 
 
+def edge_name(model: str, env: DeployEnv) -> str:
+    """The front's published side: a plain bridge, as the version network may have no route."""
+    return f"{base_name(model, env)}-edge"
+
+
 def run_spec(model: str, version: str, image: str, env: DeployEnv) -> dict[str, Any]:
     """Keyword arguments of ``containers.run`` for one version's container."""
     return {
@@ -72,10 +80,14 @@ def front_spec(model: str, image: str, env: DeployEnv, token: str) -> dict[str, 
             STATE_DIR,
             "--token-env",
             TOKEN_ENV,
+            "--upstream-base",
+            name,
+            "--upstream-port",
+            str(CONTAINER_PORT),
         ],  # fmt: skip
         "name": name,
         "detach": True,
-        "network": name,
+        "network": edge_name(model, env),
         "ports": {f"{CONTAINER_PORT}/tcp": (env.host, env.port)},
         "environment": {TOKEN_ENV: token},
         "volumes": {f"{name}-front": {"bind": STATE_DIR, "mode": "rw"}},
@@ -147,22 +159,18 @@ class DockerTarget:
 
     def start(self, version: str, image: str) -> None:
         """A first deployment: the network, the front (from ``image``), then the version alone."""
-        from docker.errors import NotFound
-
-        try:
-            self.client.networks.get(self.base)
-        except NotFound:
-            self.client.networks.create(self.base, driver="bridge", labels=_labels(
-                self.model, self.env, "network"))  # fmt: skip
         for stale in self.containers("front"):  # a front that exited: its routes are kept
             stale.remove(force=True)
         for legacy in self.containers():  # one container on the port, from before the front
             if LABEL_ROLE not in legacy.labels:
                 legacy.remove(force=True)
+        versions = self._network(self.base, internal=not self.env.egress)
+        self._network(edge_name(self.model, self.env), internal=False)
         token = secrets.token_urlsafe(24)
         spec = front_spec(self.model, image, self.env, token)
         try:
             front = self.client.containers.run(**spec)
+            versions.connect(front)  # the front alone spans the edge and the versions
         except Exception as err:  # the engine's own message names the cause (a busy port)
             why = f"docker: cannot start the front of {self.env.name}: {err}"
             raise ServiceError(why) from None
@@ -257,9 +265,27 @@ class DockerTarget:
 
         with contextlib.suppress(NotFound):
             self.client.volumes.get(f"{self.base}-front").remove(force=True)
-        with contextlib.suppress(NotFound):
-            self.client.networks.get(self.base).remove()
+        for network in (self.base, edge_name(self.model, self.env)):
+            with contextlib.suppress(NotFound):
+                self.client.networks.get(network).remove()
         return bool(found)
+
+    def _network(self, name: str, internal: bool) -> Any:
+        """The network ``name`` as wanted; one left with the other setting (an earlier
+        deploy.ENV.egress) is made again, unless containers still use it."""
+        from docker.errors import APIError, NotFound
+
+        try:
+            network = self.client.networks.get(name)
+            if bool(network.attrs.get("Internal")) == internal:
+                return network
+            network.remove()
+        except NotFound:
+            pass
+        except APIError:  # in use: it stays as it is until the environment is undeployed
+            return network
+        labels = _labels(self.model, self.env, "network")
+        return self.client.networks.create(name, driver="bridge", internal=internal, labels=labels)
 
     def _forget(self, version: str) -> None:
         routes = self._admin("GET")

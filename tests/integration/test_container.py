@@ -239,10 +239,12 @@ def test_docker_deploys_under_load_fail_no_request_and_a_broken_image_never_take
         running = {c.labels.get("io.mlops-ci.model.version") for c in target.containers("version")}
         assert running == {v1, v2}  # v3's container was removed; v2 stays for a quick switch
         assert reg.get_version_by_alias(config.model.name, env).version == v1  # type: ignore[union-attr]
+        assert_the_edge_is_closed(client, target, first.url)
 
         gone = undeploy(config, reg, env, "oncall", "the trial is over", {})
         assert gone.status == "undeployed" and gone.versions == [v1, v2] and gone.tagged == [v1]
         assert len(gone.stopped) == 3 and not target.containers()  # the front and two versions
+        assert not client.networks.list(names=[target.base, f"{target.base}-edge"])
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{first.url}/v2/health/ready", timeout=2)
         tags = reg.get_version(config.model.name, v1).tags
@@ -254,3 +256,23 @@ def test_docker_deploys_under_load_fail_no_request_and_a_broken_image_never_take
         for version in versions:
             client.images.remove(f"{repo}:{version}", force=True)
     assert not target.containers()
+
+
+def assert_the_edge_is_closed(client: Any, target: DockerTarget, url: str) -> None:
+    """The versions' network has no route out and only the front reaches it; the front
+    forwards no admin path and takes no upstream but its own version containers."""
+    versions = client.networks.get(target.base)
+    assert versions.attrs["Internal"] is True
+    assert client.networks.get(f"{target.base}-edge").attrs["Internal"] is False
+    (container, *_) = target.containers("version")
+    out = container.exec_run(
+        ["python", "-c", "import socket; socket.create_connection(('192.0.2.1', 80), timeout=3)"]
+    )
+    assert out.exit_code != 0 and b"unreachable" in out.output, out.output[-300:]
+    for path in ("/admin/split", "/admin/models", "/metrics/../admin/split"):
+        answer = httpx.get(f"{url}{path}", headers={"authorization": "Bearer x"}, timeout=10)
+        assert answer.status_code == 404 and "error" in answer.json(), (path, answer.text)
+    token = {"authorization": f"Bearer {target._token()}"}
+    ssrf = {"upstreams": {"9": "http://169.254.169.254/"}, "weights": {"9": 1}}
+    refused = httpx.put(f"{url}/admin/front", json=ssrf, headers=token, timeout=10)
+    assert refused.status_code == 422 and "a version container here" in refused.json()["error"]

@@ -20,12 +20,17 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from mlops_ci.rollout import parse_metrics
-from mlops_ci.serve.front import Routes, build_front, parse_routes
+from mlops_ci.serve.front import STATE_FILE, Routes, UpstreamRule, build_front, parse_routes
 from tests.serve_helpers import free_port
 
 pytestmark = pytest.mark.timeout(120)
 TOKEN = "front-token-0123456789"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
+
+
+def loopback(_version: str, url: str) -> str | None:
+    """The stand-in containers of these tests listen on loopback ports."""
+    return None if url.startswith("http://127.0.0.1:") else "loopback only in these tests"
 
 
 @contextmanager
@@ -55,17 +60,27 @@ def version_app(version: str, delay: float = 0.0) -> Starlette:
         body = await request.json()
         await asyncio.sleep(delay)
         return JSONResponse(
-            {"version": version, "echo": body, "query": request.url.query},
+            {
+                "version": version,
+                "echo": body,
+                "query": request.url.query,
+                "headers": sorted(request.headers),
+            },
             headers={"x-model-version": version},
         )
 
     async def ready(_request: Request) -> JSONResponse:
         return JSONResponse({"ready": True})
 
+    async def admin(_request: Request) -> JSONResponse:
+        return JSONResponse({"admin": "reached"})
+
     return Starlette(
         routes=[
             Route("/score", score, methods=["POST"]),
             Route("/v2/health/ready", ready, methods=["GET"]),
+            Route("/admin/split", admin, methods=["GET", "PUT"]),
+            Route("/metrics", admin, methods=["GET"]),
         ]
     )
 
@@ -88,7 +103,7 @@ def test_requests_follow_the_routes_and_a_pin(tmp_path: Path) -> None:
     with (
         running(version_app("1")) as one,
         running(version_app("2")) as two,
-        running(build_front("m", tmp_path, TOKEN)) as front,
+        running(build_front("m", tmp_path, TOKEN, loopback)) as front,
     ):
         assert score(front).status_code == 503  # nothing routed yet
         assert put(front, {"1": one, "2": two}, {"1": 100, "2": 0}).status_code == 200
@@ -108,7 +123,7 @@ def test_requests_follow_the_routes_and_a_pin(tmp_path: Path) -> None:
 
 
 def test_admin_needs_the_token_and_a_well_formed_body(tmp_path: Path) -> None:
-    with running(build_front("m", tmp_path, TOKEN)) as front:
+    with running(build_front("m", tmp_path, TOKEN, loopback)) as front:
         assert httpx.get(f"{front}/admin/front", timeout=10).status_code == 401
         wrong = {"authorization": "Bearer nope"}
         assert httpx.put(f"{front}/admin/front", json={}, headers=wrong).status_code == 401
@@ -123,15 +138,18 @@ def test_admin_needs_the_token_and_a_well_formed_body(tmp_path: Path) -> None:
 
 def test_a_restarted_front_resumes_its_routes(tmp_path: Path) -> None:
     with running(version_app("3")) as three:
-        with running(build_front("m", tmp_path, TOKEN)) as front:
+        with running(build_front("m", tmp_path, TOKEN, loopback)) as front:
             put(front, {"3": three}, {"3": 1})
-        with running(build_front("m", tmp_path, TOKEN)) as again:
+        with running(build_front("m", tmp_path, TOKEN, loopback)) as again:
             assert score(again).json()["version"] == "3"
 
 
 def test_a_dead_version_is_skipped_for_unpinned_requests(tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    with running(version_app("2")) as two, running(build_front("m", tmp_path, TOKEN)) as front:
+    with (
+        running(version_app("2")) as two,
+        running(build_front("m", tmp_path, TOKEN, loopback)) as front,
+    ):
         put(front, {"1": dead, "2": two}, {"1": 50, "2": 50})
         assert {score(front).status_code for _ in range(30)} == {200}
         pinned = score(front, pin="1")
@@ -160,7 +178,10 @@ def test_switching_versions_under_load_drops_nothing(tmp_path: Path) -> None:
                     statuses.append(-1)
 
     pool = ThreadPoolExecutor(4)
-    with running(build_front("m", tmp_path, TOKEN)) as front, running(version_app("2")) as two:
+    with (
+        running(build_front("m", tmp_path, TOKEN, loopback)) as front,
+        running(version_app("2")) as two,
+    ):
         try:
             with running(version_app("1", delay=0.02)) as one:
                 put(front, {"1": one}, {"1": 1})
@@ -186,11 +207,12 @@ def test_routes_choose_by_weight() -> None:
     routes = Routes({"a": "http://a", "b": "http://b"}, {"a": 1.0, "b": 3.0})
     assert [routes.choose(d) for d in (0.0, 0.24, 0.25, 0.99)] == ["a", "a", "b", "b"]
     assert Routes({"a": "http://a"}, {"a": 0.0}).choose(0.5) is None
-    assert parse_routes({"upstreams": {"1": "http://h:1/"}}).upstreams == {"1": "http://h:1"}
+    routes = parse_routes({"upstreams": {"1": "http://h:1/"}}, lambda v, u: None)
+    assert routes.upstreams == {"1": "http://h:1"}
 
 
 def test_a_body_past_the_limit_is_refused_unread(tmp_path: Path) -> None:
-    front_app = build_front("m", tmp_path, TOKEN, max_body_bytes=1000)
+    front_app = build_front("m", tmp_path, TOKEN, loopback, max_body_bytes=1000)
     with running(version_app("1")) as one, running(front_app) as front:
         put(front, {"1": one}, {"1": 1})
         big = httpx.post(f"{front}/score", content=b"x" * 2000, timeout=10)
@@ -199,3 +221,48 @@ def test_a_body_past_the_limit_is_refused_unread(tmp_path: Path) -> None:
         assert chunked.status_code == 413  # no Content-Length: counted as it arrives
         small = httpx.post(f"{front}/score", json={"inputs": [[1.0]]}, timeout=10)
         assert small.status_code == 200 and small.json()["version"] == "1"
+
+
+def test_the_front_takes_only_its_own_version_containers_as_upstreams(tmp_path: Path) -> None:
+    """No SSRF through /admin/front: an upstream is http://BASE-vVERSION:PORT or refused,
+    whatever the admin sends or an edited front.json says."""
+    rule = UpstreamRule("mlops-ci-m-prod", 8080)
+    assert rule("2", "http://mlops-ci-m-prod-v2:8080") is None
+    assert rule("2", "http://mlops-ci-m-prod-v2:8080/") is None
+    for url in (
+        "http://169.254.169.254/latest/meta-data",
+        "http://mlops-ci-m-prod-v1:8080",  # another version's container
+        "http://mlops-ci-m-prod-v2:9000",
+        "http://mlops-ci-m-prod-v2:8080@evil.example",
+        "https://mlops-ci-m-prod-v2:8080",
+        "http://mlops-ci-m-staging-v2:8080",
+    ):
+        assert rule("2", url), url
+    (tmp_path / STATE_FILE).write_text(
+        '{"upstreams": {"2": "http://169.254.169.254"}, "weights": {}}'
+    )
+    with running(build_front("m", tmp_path, TOKEN, rule)) as front:
+        assert httpx.get(f"{front}/admin/front", headers=AUTH).json()["upstreams"] == {}
+        refused = put(front, {"2": "http://169.254.169.254/"}, {"2": 1})
+        assert refused.status_code == 422
+        assert "must be http://mlops-ci-m-prod-v2:8080" in refused.json()["error"]
+        assert put(front, {"2": "http://mlops-ci-m-prod-v2:8080"}, {"2": 1}).status_code == 200
+
+
+def test_only_scoring_and_health_are_forwarded_and_without_credentials(tmp_path: Path) -> None:
+    """A version's /admin/* and /metrics are not reachable through the front, and the
+    client's Authorization and Cookie never reach a version container."""
+    with (
+        running(version_app("1")) as one,
+        running(build_front("m", tmp_path, TOKEN, loopback)) as front,
+    ):
+        put(front, {"1": one}, {"1": 1})
+        secret = {"authorization": "Bearer client-SECRET", "cookie": "session=SECRET", "x-k": "v"}
+        seen = CLIENT.post(f"{front}/score", json={"inputs": [[1.0]]}, headers=secret).json()
+        assert "x-k" in seen["headers"]
+        assert not {"authorization", "cookie"} & set(seen["headers"]), seen["headers"]
+        for method, path in (("GET", "/admin/split"), ("PUT", "/admin/split"), ("GET", "/x")):
+            answer = CLIENT.request(method, f"{front}{path}", headers=AUTH)
+            assert answer.status_code == 404 and "not a route" in answer.json()["error"], path
+        assert "admin" not in CLIENT.get(f"{front}/metrics").text  # the front's own metrics
+        assert CLIENT.get(f"{front}/v2/health/ready").json() == {"ready": True}
