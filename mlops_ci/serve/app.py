@@ -13,7 +13,6 @@ import gc
 import hmac
 import logging
 import os
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -46,7 +45,7 @@ from mlops_ci.serve.payload import (
     parse_json,
     parse_score,
 )
-from mlops_ci.serve.protocol import set_read_timeout
+from mlops_ci.serve.protocol import set_read_timeout, within
 from mlops_ci.serve.router import Router, SharedState, Split, StateFile, parse_split
 
 THREADPOOL_ROWS = 256  # larger batches score off the event loop
@@ -357,11 +356,7 @@ async def _read_body(request: Request, limit: int, timeout: float = 30.0) -> byt
             chunks.append(chunk)
 
     try:
-        if sys.version_info >= (3, 11):  # a timer on this task; wait_for would make a task
-            async with asyncio.timeout(timeout):
-                await read()
-        else:  # pragma: no cover
-            await asyncio.wait_for(read(), timeout)
+        await within(timeout, read())
     except asyncio.TimeoutError:
         raise PayloadError(
             408, f"the request body did not arrive within {timeout:g} s (serve.read_timeout_s)"

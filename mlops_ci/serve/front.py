@@ -18,9 +18,11 @@ another host (no SSRF), nor can an edited ``front.json``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import random
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -70,6 +72,7 @@ class FrontError(ValueError):
     """A refused admin change; the message says which field."""
 
 
+_VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Why an upstream URL for a version is refused, or None when it is one the front may use.
 UpstreamCheck = Callable[[str, str], str | None]
 
@@ -86,6 +89,8 @@ class UpstreamRule:
         return f"http://{self.base}-v{version}:{self.port}"
 
     def __call__(self, version: str, url: str) -> str | None:
+        if not _VERSION.fullmatch(version):
+            return f"version '{version[:64]}' is not a version name (letters, digits, . _ -)"
         if url.rstrip("/") == self.url(version):
             return None
         return f"version '{version}' must be {self.url(version)} (a version container here)"
@@ -160,6 +165,7 @@ def build_front(
     allowed: UpstreamCheck,
     timeout: float = 60.0,
     max_body_bytes: int = 64 * 1024 * 1024,
+    read_timeout_s: float = 30.0,
 ) -> Any:
     """The ASGI app of the front; bodies past ``max_body_bytes`` are refused (413) unread."""
     import aiohttp
@@ -169,6 +175,7 @@ def build_front(
     from starlette.routing import Route
 
     from mlops_ci.serve.metrics import ServiceMetrics
+    from mlops_ci.serve.protocol import within
 
     state_dir.mkdir(parents=True, exist_ok=True)
     routes = load_routes(state_dir, allowed)
@@ -231,12 +238,24 @@ def build_front(
         declared = request.headers.get("content-length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > max_body_bytes:
             return too_big
-        parts, size = [], 0
-        async for chunk in request.stream():  # bounded: the front never buffers any size
-            size += len(chunk)
-            if size > max_body_bytes:
+        parts: list[bytes] = []
+
+        async def read() -> bool:  # bounded: the front never buffers more than the limit
+            size = 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_body_bytes:
+                    return False
+                parts.append(chunk)
+            return True
+
+        try:
+            if not await within(read_timeout_s, read()):  # a slow body holds no slot for ever
                 return too_big
-            parts.append(chunk)
+        except asyncio.TimeoutError:
+            late = answer(408, {"error": f"the body did not arrive within {read_timeout_s:g} s"})
+            late.headers["connection"] = "close"
+            return late
         body = b"".join(parts)
         headers = [(k, v) for k, v in request.headers.items() if k not in _NOT_FORWARDED]
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -332,4 +351,14 @@ def run_front(
 
     token = os.environ.get(token_env, "")
     app = build_front(model, state_dir, token, rule)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    from mlops_ci.serve.protocol import BoundedHttpToolsProtocol
+
+    # The same bounded HTTP/1.1 edge as `mlops-ci serve`: 431 and 408 before the app runs.
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        http=BoundedHttpToolsProtocol,
+    )

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Any
+import sys
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import httptools
 import orjson
@@ -21,6 +23,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from mlops_ci.errors import InputError
 
+T = TypeVar("T")
 MAX_HEAD_BYTES = 32 * 1024  # request line and headers together (nginx: 4 x 8 KB buffers)
 MAX_HEADERS = 100
 _timeouts = {"head_s": 30.0}
@@ -160,6 +163,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         ]
         self.transport.write(b"".join(head))
         self.transport.close()
+
+
+async def within(seconds: float, work: Awaitable[T]) -> T:
+    """``await work``, given up with ``asyncio.TimeoutError`` after ``seconds``: a timer on
+    this task where Python has ``asyncio.timeout`` (3.11), else ``wait_for``'s own task."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await work
+    return await asyncio.wait_for(work, seconds)  # pragma: no cover
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -228,6 +228,7 @@ def test_the_front_takes_only_its_own_version_containers_as_upstreams(tmp_path: 
     whatever the admin sends or an edited front.json says."""
     rule = UpstreamRule("mlops-ci-m-prod", 8080)
     assert rule("2", "http://mlops-ci-m-prod-v2:8080") is None
+    assert "not a version name" in str(rule("2/../x", "http://mlops-ci-m-prod-v2/../x:8080"))
     assert rule("2", "http://mlops-ci-m-prod-v2:8080/") is None
     for url in (
         "http://169.254.169.254/latest/meta-data",
@@ -266,3 +267,18 @@ def test_only_scoring_and_health_are_forwarded_and_without_credentials(tmp_path:
             assert answer.status_code == 404 and "not a route" in answer.json()["error"], path
         assert "admin" not in CLIENT.get(f"{front}/metrics").text  # the front's own metrics
         assert CLIENT.get(f"{front}/v2/health/ready").json() == {"ready": True}
+
+
+def test_a_body_slower_than_the_read_timeout_gets_408(tmp_path: Path) -> None:
+    def slow() -> Iterator[bytes]:
+        yield b'{"inputs": '
+        time.sleep(2.5)
+        yield b"[[1.0]]}"
+
+    front_app = build_front("m", tmp_path, TOKEN, loopback, read_timeout_s=1)
+    with running(version_app("1")) as one, running(front_app) as front:
+        put(front, {"1": one}, {"1": 1})
+        late = httpx.post(f"{front}/score", content=slow(), timeout=10)
+        assert late.status_code == 408 and "within 1 s" in late.json()["error"]
+        assert late.headers["connection"] == "close"
+        assert score(front).status_code == 200
