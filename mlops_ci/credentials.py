@@ -29,10 +29,11 @@ def secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
 
 
-def safe_url(url: str, userinfo: str = MASK) -> str:
+def safe_url(url: str, userinfo: str = MASK, query: bool = True) -> str:
     """``url`` with its userinfo replaced by ``userinfo`` (``""`` drops it, with its ``@``)
-    and the values of secret-looking query parameters masked; text that is not a
-    ``scheme://`` URL comes back unchanged (``git@github.com:a/b.git`` holds no secret)."""
+    and the values of secret-looking query parameters masked (``query=False`` drops the
+    query and fragment whole); text that is not a ``scheme://`` URL comes back unchanged
+    (``git@github.com:a/b.git`` holds no secret)."""
     if "://" not in url:
         return url
     try:
@@ -44,17 +45,21 @@ def safe_url(url: str, userinfo: str = MASK) -> str:
     if "@" in netloc:
         host = netloc.rpartition("@")[2]
         netloc = f"{userinfo}@{host}" if userinfo else host
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
+    if not query:
+        return f"{parts.scheme}://{netloc}{parts.path}"
+    query_text = parts.query
+    if query_text:
+        pairs = parse_qsl(query_text, keep_blank_values=True)
         if any(secret_name(k) for k, _ in pairs):
-            query = urlencode([(k, MASK if secret_name(k) else v) for k, v in pairs], safe="*/:@,")
-    if (netloc, query) == (parts.netloc, parts.query):
+            query_text = urlencode(
+                [(k, MASK if secret_name(k) else v) for k, v in pairs], safe="*/:@,"
+            )
+    if (netloc, query_text) == (parts.netloc, parts.query):
         return url
     # Built by hand: urlunsplit drops the '//' of an empty host (sqlite:///x).
     return (
         f"{parts.scheme}://{netloc}{parts.path}"
-        + (f"?{query}" if query else "")
+        + (f"?{query_text}" if query_text else "")
         + (f"#{parts.fragment}" if parts.fragment else "")
     )
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlops_ci.config import Config, Webhook
+from mlops_ci.credentials import safe_url
 
 TYPE_PREFIX = "io.mlops-ci."
 DISPATCH_PREFIX = "mlops-ci."
@@ -181,9 +182,4 @@ def _retry_after(value: str | None) -> float:
 
 def _safe(url: str) -> str:
     """The URL without credentials or query (where tokens hide)."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    return safe_url(url, userinfo="", query=False)

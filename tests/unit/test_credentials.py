@@ -44,6 +44,8 @@ def test_safe_url_masks_userinfo_to_the_last_at_and_secret_query_values(
 def test_userinfo_can_be_dropped_and_urls_in_text_are_masked() -> None:
     url = "https://alice:p@ssSECRET@github.com/acme/x.git"
     assert safe_url(url, userinfo="") == "https://github.com/acme/x.git"
+    hook = "https://u:p@ssSECRET@hooks.example:8443/ml?k=v#frag"
+    assert safe_url(hook, userinfo="", query=False) == "https://hooks.example:8443/ml"
     text = f"API request to {url}/api?token=T0kSECRET failed: 'http://u:vSECRET@h/'"
     assert "SECRET" not in redact_urls(text)
     assert "https://***@github.com/acme/x.git/api?token=***" in redact_urls(text)
