@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mlops_ci.serve.front import FORWARDED
 from tests.integration.conftest import Packaged
 from tests.serve_helpers import ADMIN_TOKEN, assert_conforms, schemathesis, serving
 
@@ -38,6 +39,16 @@ def test_schemathesis_finds_no_conformance_failure(packaged: Packaged, tmp_path:
     for column in ("sepal_length", "petal_width"):
         assert column in body
     assert doc["paths"]["/admin/traffic"]["put"]["security"] == [{"bearer": []}]
+    # The docker front forwards exactly the client routes the service documents.
+    client_routes = {
+        (path, method.upper())
+        for path, item in doc["paths"].items()
+        if not path.startswith("/admin/") and path != "/metrics"
+        for method in item
+    }
+    assert client_routes == {
+        (p, m) for p, methods in FORWARDED for m in methods if p != "/openapi.json"
+    }
 
 
 def test_a_version_loaded_while_serving_appears_in_the_document(
