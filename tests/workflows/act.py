@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,10 @@ class Run:
             if r.get("command") == "set-output" and (r.get("stepID") or [None])[0] == step
         }
 
+    def all_outputs(self) -> dict[str, str]:
+        """Outputs of every step (for steps the templates give no id)."""
+        return {r["name"]: r["arg"] for r in self.records if r.get("command") == "set-output"}
+
     @property
     def summary(self) -> str:
         return "".join(r["content"] for r in self.records if r.get("command") == "summary")
@@ -150,11 +155,30 @@ class UserRepo:
             folder = standins / name.split("/")[1]
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "action.yml").write_text(yaml.safe_dump(action, sort_keys=False))
+        found = {d.metadata["Name"].lower(): d.version for d in metadata.distributions()}
+        pins = sorted(
+            f"{n}=={v}" for n, v in found.items() if n and n not in ("mlops-ci", "mlops_ci")
+        )
+        (work / "constraints.txt").write_text("\n".join(pins) + "\n")
         made = cls(repo, work, api_url, token)
         made.git("init", "-q", "-b", "main")
         made.commit("the example and mlops-ci's workflows")
         made.git("remote", "add", "origin", "https://github.com/acme/iris.git")
         return made
+
+    @property
+    def tracking_uri(self) -> str:
+        """The team's registry, shared by every run of one test (the repository variable)."""
+        return f"sqlite:///{self.work / 'team-mlflow.db'}"
+
+    def share_registry(self) -> None:
+        """Point mlops.yaml's artifact store at the team's (an act run's workspace is its own,
+        as a CI runner's disk is), and commit."""
+        config = self.root / "mlops.yaml"
+        text = config.read_text()
+        store = f'  artifact_location: "{self.work / "team-artifacts"}"\n'
+        config.write_text(text.replace("registry:\n", "registry:\n" + store, 1))
+        self.commit("the team's artifact store")
 
     def git(self, *args: str) -> str:
         done = subprocess.run(
@@ -218,6 +242,9 @@ class UserRepo:
             "--env", f"GITHUB_API_URL={self.api_url}",
             "--env", f"STANDIN_PYTHON={sys.executable}",
             "--env", f"STANDIN_ARTIFACTS={self.artifacts}",
+            # setup installs what the tests run with, so both read one MLflow schema
+            "--env", f"UV_CONSTRAINT={self.work / 'constraints.txt'}",
+            "--env", f"PIP_CONSTRAINT={self.work / 'constraints.txt'}",
         ]  # fmt: skip
         for name, value in (variables or {}).items():
             argv += ["--var", f"{name}={value}"]

@@ -22,12 +22,14 @@ TOKEN = "ghs_act_workflows_SECRET"
 @pytest.fixture
 def repo(tmp_path: Path) -> Iterator[tuple[UserRepo, GithubState]]:
     with github_server(TOKEN) as (api, state):
-        yield UserRepo.create(tmp_path, api, TOKEN), state
+        user = UserRepo.create(tmp_path, api, TOKEN)
+        user.share_registry()
+        yield user, state
 
 
 def registry(repo: UserRepo) -> dict[str, str]:
-    """A registry of this test's own, shared by its runs (the repository variable)."""
-    return {"MLFLOW_TRACKING_URI": f"sqlite:///{repo.work / 'team-mlflow.db'}"}
+    """The repository variable naming the team's registry (this test's own)."""
+    return {"MLFLOW_TRACKING_URI": repo.tracking_uri}
 
 
 def mlops(repo: UserRepo, *args: str) -> None:
