@@ -1260,6 +1260,8 @@ def report(
     if write_summary(built.markdown):
         echo("added to the job summary")
     outputs = {"report-path": str(built.path), "verdict": built.verdict}
+    emit_outputs(outputs)  # now: a comment that cannot be posted must not lose them
+    outputs = {}
     if pr is not None:
         from mlops_ci.ci.azure import AzureSettings
 
@@ -1291,6 +1293,22 @@ def _post_github_comment(settings: Any, pr: str, built: Any) -> dict[str, str]:
             "--pr auto: this run was not triggered by a pull request",
             hint="pass --pr NUMBER, or drop --pr outside pull requests",
         )
+    if not settings.token:  # the step keeps going: the report is written, its outputs set
+        from mlops_ci.ci import warning_annotation
+        from mlops_ci.ci.github import save_for_artifact
+
+        folder = built.path.parent / "pr-comment"
+        save_for_artifact(folder, settings.repository or "", number, built.comment_body(),
+                          built.marker)  # fmt: skip
+        advice = (
+            "report --pr: no GITHUB_TOKEN, so no comment was posted; give the job "
+            "`permissions: pull-requests: write` and the report step `github-token: "
+            f"${{{{ github.token }}}}` (env GITHUB_TOKEN); the comment is saved in {folder}"
+        )
+        for command in warning_annotation(advice):
+            click.echo(command)
+        echo(f"warning: {advice}")
+        return {"saved-comment": str(folder)}
     outcome = GithubClient(settings).upsert_comment(
         number, built.comment_body(), built.marker, built.path.parent / "pr-comment"
     )

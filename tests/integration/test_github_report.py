@@ -144,20 +144,15 @@ def test_github_enterprise_api_prefix(gh: tuple[str, GithubState], tmp_path: Pat
     assert outcome.action == "created" and len(state.comments) == 1
 
 
-def test_report_cli_posts_sticky_comment_and_summary(
-    project: Path,
-    gh: tuple[str, GithubState],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capfd: pytest.CaptureFixture[str],
-) -> None:
-    api, state = gh
+def in_actions(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, api: str, token: str | None
+) -> tuple[Path, Path]:
+    """The environment of a GitHub Actions step on pull request 12; (summary, outputs)."""
     event = tmp_path / "event.json"
     event.write_text(json.dumps({"pull_request": {"number": 12}}))
     summary, outputs = tmp_path / "summary.md", tmp_path / "outputs"
     for key, value in {
         "GITHUB_ACTIONS": "true",
-        "GITHUB_TOKEN": TOKEN,
         "GITHUB_API_URL": api,
         "GITHUB_REPOSITORY": REPO,
         "GITHUB_EVENT_PATH": str(event),
@@ -166,6 +161,22 @@ def test_report_cli_posts_sticky_comment_and_summary(
         "GITHUB_OUTPUT": str(outputs),
     }.items():
         monkeypatch.setenv(key, value)
+    if token:
+        monkeypatch.setenv("GITHUB_TOKEN", token)
+    else:
+        monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    return summary, outputs
+
+
+def test_report_cli_posts_sticky_comment_and_summary(
+    project: Path,
+    gh: tuple[str, GithubState],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    api, state = gh
+    summary, outputs = in_actions(monkeypatch, tmp_path, api, TOKEN)
     c = str(project)
     assert run_cli("train", "-c", c) == 0
     assert run_cli("compare", "-c", c) == 0
@@ -182,6 +193,31 @@ def test_report_cli_posts_sticky_comment_and_summary(
     out, err = capfd.readouterr()
     assert TOKEN not in out + err + summary.read_text() + outputs.read_text()
     assert TOKEN not in (project / ".mlops" / "report.md").read_text()
+
+
+def test_without_a_token_the_report_keeps_its_outputs_and_says_what_to_add(
+    project: Path,
+    gh: tuple[str, GithubState],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A PR build whose report step got no token: the step succeeds (the steps after it run),
+    its outputs are set, the comment is saved, and one annotation says what to add."""
+    api, state = gh
+    _, outputs = in_actions(monkeypatch, tmp_path, api, None)
+    c = str(project)
+    assert run_cli("train", "-c", c) == 0 and run_cli("compare", "-c", c) == 0
+    assert run_cli("report", "-c", c, "--pr", "auto") == 0
+    written = outputs.read_text()
+    assert f"report-path={project / '.mlops' / 'report.md'}" in written
+    assert "verdict=no-baseline" in written
+    assert f"saved-comment={project / '.mlops' / 'pr-comment'}" in written
+    assert json.loads((project / ".mlops" / "pr-comment" / "meta.json").read_text())["pr"] == 12
+    out, _ = capfd.readouterr()
+    (warning,) = [line for line in out.splitlines() if line.startswith("::warning")]
+    assert "no GITHUB_TOKEN" in warning and "pull-requests: write" in warning
+    assert state.comments == {}
 
 
 def test_fork_token_saves_the_report_and_workflow_run_posts_it(
