@@ -60,6 +60,15 @@ def _load(config_path: Path | None) -> Config:
     return load_config(config_path)
 
 
+def _warn(message: str) -> None:
+    """A warning the CI shows as an annotation (::warning, ##vso logissue) and the log as a line."""
+    from mlops_ci.ci import warning_annotation
+
+    for command in warning_annotation(message):
+        click.echo(command)
+    echo(f"warning: {message}", err=True)
+
+
 def _notify(config: Config, name: str, subject: str, data: dict[str, Any]) -> None:
     """Send lifecycle event ``name`` (notify in mlops.yaml); report each failed delivery."""
     from mlops_ci.errors import ServiceError
@@ -70,16 +79,11 @@ def _notify(config: Config, name: str, subject: str, data: dict[str, Any]) -> No
         if delivery.status == "delivered":
             echo(f"event {delivery.type} -> {delivery.target}: {delivery.detail}")
         else:
-            from mlops_ci.ci import warning_annotation
-
             failed.append(delivery)
-            message = (
+            _warn(
                 f"event {delivery.type} ({delivery.event_id}) to {delivery.target} "
                 f"not delivered after {delivery.attempts} attempt(s): {delivery.detail}"
             )
-            for command in warning_annotation(message):
-                click.echo(command)
-            echo(f"warning: {message}", err=True)
     if failed and config.notify.fail_on_error:
         raise ServiceError(
             f"{len(failed)} event delivery(ies) failed",
@@ -1294,7 +1298,6 @@ def _post_github_comment(settings: Any, pr: str, built: Any) -> dict[str, str]:
             hint="pass --pr NUMBER, or drop --pr outside pull requests",
         )
     if not settings.token:  # the step keeps going: the report is written, its outputs set
-        from mlops_ci.ci import warning_annotation
         from mlops_ci.ci.github import save_for_artifact
 
         folder = built.path.parent / "pr-comment"
@@ -1305,9 +1308,7 @@ def _post_github_comment(settings: Any, pr: str, built: Any) -> dict[str, str]:
             "`permissions: pull-requests: write` and the report step `github-token: "
             f"${{{{ github.token }}}}` (env GITHUB_TOKEN); the comment is saved in {folder}"
         )
-        for command in warning_annotation(advice):
-            click.echo(command)
-        echo(f"warning: {advice}")
+        _warn(advice)
         return {"saved-comment": str(folder)}
     outcome = GithubClient(settings).upsert_comment(
         number, built.comment_body(), built.marker, built.path.parent / "pr-comment"

@@ -175,6 +175,7 @@ def build_front(
     from starlette.routing import Route
 
     from mlops_ci.serve.metrics import ServiceMetrics
+    from mlops_ci.serve.payload import echoed
     from mlops_ci.serve.protocol import within
 
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -227,7 +228,7 @@ def build_front(
         if pinned is not None:
             if pinned not in current.upstreams:
                 known = ", ".join(sorted(current.upstreams)) or "none"
-                refused = f"x-model-version '{pinned[:64]}' is not served here (served: {known})"
+                refused = f"x-model-version '{echoed(pinned)}' is not served here (served: {known})"
                 return answer(404, {"error": refused})
             version: str | None = pinned
         else:
