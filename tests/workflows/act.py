@@ -20,6 +20,8 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -30,6 +32,7 @@ import yaml
 from mlops_ci import __version__
 from mlops_ci.scaffold import init_project
 from mlops_ci.steps.pipeline import copy_example
+from tests.github_server import GithubState, github_server
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "templates" / "github"
@@ -180,6 +183,18 @@ class UserRepo:
         config.write_text(text.replace("registry:\n", "registry:\n" + store, 1))
         self.commit("the team's artifact store")
 
+    def mlops(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """mlops-ci run by hand on the team registry (what an earlier pipeline left; setup
+        installs the tests' own versions, so both read one schema)."""
+        return subprocess.run(
+            [sys.executable, "-m", "mlops_ci", *args],
+            cwd=self.root,
+            env={"PATH": "/usr/bin:/bin", "MLFLOW_TRACKING_URI": self.tracking_uri},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
     def git(self, *args: str) -> str:
         done = subprocess.run(
             [
@@ -265,6 +280,16 @@ class UserRepo:
 
     def clear_artifacts(self) -> None:
         shutil.rmtree(self.artifacts, ignore_errors=True)
+
+
+@contextmanager
+def team_repo(where: Path, token: str) -> Iterator[tuple[UserRepo, GithubState]]:
+    """A user repository with the team's registry and artifact store, and the fake GitHub
+    API it talks to."""
+    with github_server(token) as (api, state):
+        user = UserRepo.create(where, api, token)
+        user.share_registry()
+        yield user, state
 
 
 def pull_request_event(number: int, head_sha: str, fork: bool = False) -> dict[str, Any]:

@@ -5,16 +5,14 @@ a release packages and deploys the candidate (local target) in the production en
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.github_server import GithubState, github_server
+from tests.github_server import GithubState
 from tests.serve_helpers import free_port
-from tests.workflows.act import UserRepo
+from tests.workflows.act import UserRepo, team_repo
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 TOKEN = "ghs_act_main_SECRET"
@@ -23,31 +21,13 @@ REPOSITORY = {"full_name": "acme/iris", "name": "iris", "owner": {"login": "acme
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Iterator[tuple[UserRepo, GithubState]]:
-    with github_server(TOKEN) as (api, state):
-        user = UserRepo.create(tmp_path, api, TOKEN)
-        user.share_registry()
-        yield user, state
-
-
-def tracking(user: UserRepo) -> str:
-    return user.tracking_uri
-
-
-def mlops(user: UserRepo, *args: str) -> subprocess.CompletedProcess[str]:
-    """mlops-ci run by hand on the team registry (setup installs the tests' own versions)."""
-    return subprocess.run(
-        [sys.executable, "-m", "mlops_ci", *args],
-        cwd=user.root,
-        env={"PATH": "/usr/bin:/bin", "MLFLOW_TRACKING_URI": tracking(user)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    with team_repo(tmp_path, TOKEN) as made:
+        yield made
 
 
 def versions(user: UserRepo) -> dict[str, list[str]]:
     """Version number -> aliases in the team registry."""
-    done = mlops(user, "versions", "--format", "json")
+    done = user.mlops("versions", "--format", "json")
     assert done.returncode == 0, done.stderr
     return {row["version"]: row["aliases"] for row in json.loads(done.stdout)}
 
@@ -56,7 +36,7 @@ def test_a_push_to_main_trains_compares_and_registers(repo: tuple[UserRepo, Gith
     user, _ = repo
     sha = user.commit("merge a model")
     event = {"ref": "refs/heads/main", "after": sha, "repository": REPOSITORY}
-    run = user.act("push", "mlops-main.yml", event, {"MLFLOW_TRACKING_URI": tracking(user)})
+    run = user.act("push", "mlops-main.yml", event, {"MLFLOW_TRACKING_URI": user.tracking_uri})
     assert run.returncode == 0 and run.jobs() == {"train-and-register": "success"}, run.log()
     assert run.outputs("compare")["verdict"] == "no-baseline"
     assert run.outputs("register")["model_version"] == "1"
@@ -81,7 +61,7 @@ def test_the_reusable_workflow_takes_its_inputs_and_its_secret(
         "workflow_call",
         "mlops-reusable.yml",
         event,
-        secrets={"MLFLOW_TRACKING_URI": tracking(user)},
+        secrets={"MLFLOW_TRACKING_URI": user.tracking_uri},
     )
     assert run.returncode == 0 and run.jobs() == {"pipeline": "success"}, run.log()
     assert run.outputs("compare")["verdict"] == "no-baseline"
@@ -104,7 +84,7 @@ def test_a_release_packages_and_deploys_the_candidate(repo: tuple[UserRepo, Gith
     )
     sha = user.commit("deploy locally")
     push = {"ref": "refs/heads/main", "after": sha, "repository": REPOSITORY}
-    variables = {"MLFLOW_TRACKING_URI": tracking(user)}
+    variables = {"MLFLOW_TRACKING_URI": user.tracking_uri}
     assert user.act("push", "mlops-main.yml", push, variables).returncode == 0
     release = {"action": "published", "release": {"tag_name": "v1"}, "repository": REPOSITORY}
     run = user.act("release", "mlops-deploy.yml", release, variables)

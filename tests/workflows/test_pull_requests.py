@@ -5,15 +5,13 @@ by one workflow and posted by mlops-report-fork.yml on workflow_run."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.github_server import GithubState, github_server
-from tests.workflows.act import UserRepo, pull_request_event
+from tests.github_server import GithubState
+from tests.workflows.act import UserRepo, pull_request_event, team_repo
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 TOKEN = "ghs_act_workflows_SECRET"
@@ -21,25 +19,13 @@ TOKEN = "ghs_act_workflows_SECRET"
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Iterator[tuple[UserRepo, GithubState]]:
-    with github_server(TOKEN) as (api, state):
-        user = UserRepo.create(tmp_path, api, TOKEN)
-        user.share_registry()
-        yield user, state
+    with team_repo(tmp_path, TOKEN) as made:
+        yield made
 
 
 def registry(repo: UserRepo) -> dict[str, str]:
     """The repository variable naming the team's registry (this test's own)."""
     return {"MLFLOW_TRACKING_URI": repo.tracking_uri}
-
-
-def mlops(repo: UserRepo, *args: str) -> None:
-    """A step run by hand against the test's registry (what an earlier pipeline left)."""
-    env = {"PATH": "/usr/bin:/bin", **registry(repo)}
-    done = subprocess.run(
-        [sys.executable, "-m", "mlops_ci", *args], cwd=repo.root, env=env,
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode in (0, 1), done.stdout + done.stderr
 
 
 def test_a_pull_request_gets_one_comment_updated_in_place(
@@ -79,7 +65,8 @@ def test_the_gate_fails_the_job_on_a_worse_model(repo: tuple[UserRepo, GithubSta
         ["register"],
         ["promote", "--version", "1", "--reason", "main"],
     ):
-        mlops(user, *verb)  # the model in production, trained on main
+        done = user.mlops(*verb)  # the model in production, trained on main
+        assert done.returncode == 0, done.stdout + done.stderr
     config = user.root / "mlops.yaml"
     config.write_text(config.read_text().replace("C: 1.0", "C: 0.001"))
     sha = user.commit("a much stronger regularisation")

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from mlops_ci import __version__
-from tests.github_server import GithubState, github_server
-from tests.workflows.act import UserRepo, pull_request_event
+from tests.github_server import GithubState
+from tests.workflows.act import UserRepo, pull_request_event, team_repo
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 TOKEN = "ghs_act_steps_SECRET"
@@ -72,9 +72,7 @@ WORKFLOW = {
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Iterator[tuple[UserRepo, GithubState]]:
-    with github_server(TOKEN) as (api, state):
-        user = UserRepo.create(tmp_path, api, TOKEN)
-        user.share_registry()
+    with team_repo(tmp_path, TOKEN) as (user, state):
         workflow = user.root / ".github" / "workflows" / "steps.yml"
         workflow.write_text(yaml.safe_dump(WORKFLOW, sort_keys=False))
         yield user, state
