@@ -231,7 +231,8 @@ def train(config_path: Path | None, params: tuple[str, ...], no_cache: bool) -> 
     ACTIONS_ID_TOKEN_REQUEST_URL, SYSTEM_ACCESSTOKEN, AZURE_DEVOPS_EXT_PAT,
     MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD,
     MLFLOW_TRACKING_CLIENT_CERT_PATH, DATABRICKS_TOKEN, DATABRICKS_CLIENT_SECRET,
-    MLOPS_ADMIN_TOKEN, the variable serve.admin_token_env names and every
+    MLOPS_ADMIN_TOKEN, every INPUT_* and SECRET_* (action inputs, Azure secret variables),
+    the variable serve.admin_token_env names and every
     notify.webhooks[].secret_env; MLFLOW_TRACKING_URI and
     MLFLOW_REGISTRY_URI stay without user:password@ and secret query values.
     """

@@ -237,6 +237,10 @@ SECRET_VARIABLES = (
     "DATABRICKS_CLIENT_SECRET",
     "MLOPS_ADMIN_TOKEN",
 )
+# Every variable with these prefixes: action inputs (act-based runners such as Gitea's and
+# Forgejo's give composite steps INPUT_*, a github-token input among them) and Azure's secret
+# task variables.
+SECRET_PREFIXES = ("INPUT_", "SECRET_")
 # Kept, but without userinfo or secret query values: a script may read where runs go.
 URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
@@ -250,10 +254,14 @@ def secret_variables(config: Config) -> list[str]:
 
 
 def command_environment(env: Mapping[str, str], secret: list[str]) -> dict[str, str]:
-    """The environment of the training command: this one without the secret variables, and
-    the tracking URIs without their credentials."""
+    """The environment of the training command: this one without the secret variables and
+    the ``SECRET_PREFIXES`` ones, and the tracking URIs without their credentials."""
     hidden = set(secret)
-    out = {k: v for k, v in env.items() if k.upper() not in hidden}
+    out = {
+        k: v
+        for k, v in env.items()
+        if k.upper() not in hidden and not k.upper().startswith(SECRET_PREFIXES)
+    }
     for name in URI_VARIABLES:
         if out.get(name):
             out[name] = safe_url(out[name], userinfo="")
