@@ -83,17 +83,19 @@ def fake_cli(tmp_path: Path) -> Path:
     script = tmp_path / "bin" / "mlops-ci"
     script.parent.mkdir()
     script.write_text(
-        f"#!{sys.executable}\nimport json, sys\n"
+        f"#!{sys.executable}\nimport json, os, sys\n"
         f"if sys.argv[1:] != ['--version']:\n"
         f"    json.dump(sys.argv[1:], open({str(record)!r}, 'w'))\n"
+        f"    json.dump(sorted(os.environ), open({str(record) + '.env'!r}, 'w'))\n"
         "sys.exit(0 if sys.argv[1:] == ['--version'] or 'fail' not in sys.argv else 3)\n"
     )
     script.chmod(0o755)
     return record
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
-def test_node_handler_passes_inputs_without_a_shell(fake_cli: Path, tmp_path: Path) -> None:
+def test_node_handler_passes_inputs_without_a_shell(
+    fake_cli: Path, task_dir: Path, tmp_path: Path
+) -> None:
     hostile = 'my "dir" $(touch PWNED) `id` ; rm -rf x'
     env = {
         **os.environ,
@@ -101,9 +103,10 @@ def test_node_handler_passes_inputs_without_a_shell(fake_cli: Path, tmp_path: Pa
         "INPUT_COMMAND": "report",
         "INPUT_CONFIG": hostile,
         "INPUT_ARGUMENTS": '--pr\nauto\n  --workflow  \nit\'s $(whoami) "quoted"\n',
+        "SECRET_MLFLOW_TRACKING_PASSWORD": "p4ss",
     }
     done = subprocess.run(
-        ["node", str(TASK / "mlopsci" / "index.js")],
+        ["node", str(task_dir / "mlopsci" / "index.js")],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -121,21 +124,29 @@ def test_node_handler_passes_inputs_without_a_shell(fake_cli: Path, tmp_path: Pa
         'it\'s $(whoami) "quoted"',
     ]
     assert not (tmp_path / "PWNED").exists()
+    seen_env = json.loads(Path(f"{fake_cli}.env").read_text())  # task-lib took them out
+    assert not [k for k in seen_env if k.startswith(("INPUT_", "SECRET_"))], seen_env
 
     env["INPUT_COMMAND"] = "rm -rf /"
     refused = subprocess.run(
-        ["node", str(TASK / "mlopsci" / "index.js")],
+        ["node", str(task_dir / "mlopsci" / "index.js")],
         env=env,
+        cwd=tmp_path,  # task-lib writes its .taskkey where it runs
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert refused.returncode == 2
-    assert "##vso[task.logissue type=error;]input command: 'rm -rf /' is not" in refused.stdout
+    assert (
+        "##vso[task.issue type=error;source=TaskInternal;]input command: 'rm -rf /' is not"
+        in refused.stdout
+    )
+    assert "##vso[task.complete result=Failed;]" in refused.stdout
     env.update({"INPUT_COMMAND": "train", "INPUT_ARGUMENTS": "fail"})
     failed = subprocess.run(
-        ["node", str(TASK / "mlopsci" / "index.js")],
+        ["node", str(task_dir / "mlopsci" / "index.js")],
         env=env,
+        cwd=tmp_path,  # task-lib writes its .taskkey where it runs
         capture_output=True,
         text=True,
         timeout=60,
@@ -170,15 +181,16 @@ def test_task_json_declares_what_the_handler_and_the_cli_use() -> None:
     assert contribution["properties"]["name"] == "mlopsci" and (TASK / "mlopsci").is_dir()
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
-def test_the_task_installs_the_wheel_it_ships_and_only_that_one(tmp_path: Path) -> None:
+def test_the_task_installs_the_wheel_it_ships_and_only_that_one(
+    task_dir: Path, tmp_path: Path
+) -> None:
     """No package index has mlops-ci: the task installs the wheel packaged beside it (with uv,
     else pip), after checking its sha256 against wheel.json, and refuses one that does not
     match."""
     from mlops_ci.packaging.wheel import ship
 
     task = tmp_path / "mlopsci"
-    shutil.copytree(TASK / "mlopsci", task)
+    shutil.copytree(task_dir / "mlopsci", task)
     wheel = ship(task)
     bin_dir, calls = tmp_path / "bin", tmp_path / "calls.jsonl"
     bin_dir.mkdir()
@@ -204,7 +216,11 @@ def test_the_task_installs_the_wheel_it_ships_and_only_that_one(tmp_path: Path) 
         calls.unlink(missing_ok=True)
         (bin_dir / "mlops-ci").unlink(missing_ok=True)
         done = subprocess.run(
-            [node, str(task / "index.js")], env={**env, **extra}, capture_output=True, text=True
+            [node, str(task / "index.js")],
+            env={**env, **extra},
+            cwd=tmp_path,  # task-lib writes its .taskkey where it runs
+            capture_output=True,
+            text=True,
         )
         seen = (
             [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
@@ -267,11 +283,11 @@ def emitted_outputs() -> set[str]:
     return keys
 
 
-def test_tfx_packages_the_extension_offline(tmp_path: Path) -> None:
+def test_tfx_packages_the_extension_offline(task_dir: Path, tmp_path: Path) -> None:
     tfx = os.environ.get("TFX_BIN") or shutil.which("tfx")
     if not tfx:
         pytest.skip("tfx-cli is not installed (.ci/run installs it from npm and sets TFX_BIN)")
-    shutil.copytree(TASK, tmp_path / "ext")
+    shutil.copytree(task_dir, tmp_path / "ext")
     from mlops_ci.packaging.wheel import ship
 
     wheel = ship(tmp_path / "ext" / "mlopsci")
@@ -296,6 +312,7 @@ def test_tfx_packages_the_extension_offline(tmp_path: Path) -> None:
 
     names = zipfile.ZipFile(tmp_path / "out.vsix").namelist()
     assert f"mlopsci/{wheel.name}" in names and "mlopsci/wheel.json" in names, names
+    assert "mlopsci/node_modules/azure-pipelines-task-lib/task.js" in names  # what index.js needs
 
 
 # --- the pull-request thread on Azure Repos --------------------------------------------------

@@ -1,24 +1,26 @@
 // The mlops-ci Azure Pipelines task: run one mlops-ci verb with the task's inputs.
-// Inputs arrive as INPUT_* environment variables (as the agent sets them) and reach the CLI as
-// an argument list through spawnSync: no shell ever parses them, so quotes, spaces and $(...)
-// in an input stay literal. Only Node's own modules are used.
+// Inputs and results go through Microsoft's azure-pipelines-task-lib (tl.getInput reads the
+// task's inputs, tl.setResult writes the issue and the result the agent shows); the CLI is run
+// with an argument list through spawnSync: no shell ever parses an input, so quotes, spaces and
+// $(...) stay literal. task-lib takes INPUT_* and SECRET_* out of the environment when it loads,
+// so the CLI and the training command it runs never see them.
 'use strict';
 const { spawnSync } = require('child_process');
 const crypto = require('crypto');
 const fs = require('fs');
 const path = require('path');
+const tl = require('azure-pipelines-task-lib/task');
 
 const VERBS = new Set(['validate', 'train', 'compare', 'register', 'promote', 'package', 'deploy',
   'approve', 'rollback', 'undeploy', 'status', 'drift', 'batch-score', 'report']);
 
 function input(name, fallback = '') {
-  const value = process.env[`INPUT_${name.toUpperCase()}`];
+  const value = tl.getInput(name, false);
   return value === undefined || value === '' ? fallback : value;
 }
 
 function fail(message) {
-  console.log(`##vso[task.logissue type=error;]${message.replace(/%/g, '%AZP25').replace(/\r/g, '%0D').replace(/\n/g, '%0A')}`);
-  console.log('##vso[task.complete result=Failed;]');
+  tl.setResult(tl.TaskResult.Failed, message);
   process.exitCode = 2;
 }
 
@@ -108,7 +110,9 @@ function main() {
   if (error) {
     fail(`cannot run mlops-ci: ${error.message}`);
   } else if (code !== 0) {
-    console.log(`##vso[task.complete result=Failed;]mlops-ci ${command} exited with ${code}`);
+    // mlops-ci has written its own issue (the file and line at fault): only the result here,
+    // not a second issue that says less.
+    tl.command('task.complete', { result: 'Failed' }, `mlops-ci ${command} exited with ${code}`);
     process.exitCode = code;
   }
 }
