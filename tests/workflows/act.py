@@ -16,6 +16,7 @@ annotations and each job's result.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -37,6 +38,8 @@ from tests.github_server import GithubState, github_server
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "templates" / "github"
 ACT_TIMEOUT_S = 600
+# The repository field of the event payloads (act names the repository from the git remote).
+REPOSITORY = {"full_name": "acme/iris", "name": "iris", "owner": {"login": "acme"}}
 
 
 def _composite(name: str, inputs: dict[str, Any], outputs: dict[str, str], run: str) -> dict:  # type: ignore[type-arg]
@@ -97,6 +100,17 @@ STANDINS: dict[str, dict] = {  # type: ignore[type-arg]
 }
 # upload-artifact's paths come through env (a multi-line input), as the real action reads them.
 STANDINS["actions/upload-artifact"]["runs"]["steps"][0]["env"] = {"PATHS": "${{ inputs.path }}"}
+
+
+# Steps for a test's own workflow: the artifacts folder first, and last what every step
+# exposed (``toJSON(steps)``: outputs, outcome) written where the test reads it.
+ARTIFACTS_FOLDER = {"name": "artifacts folder", "run": 'mkdir -p "$STANDIN_ARTIFACTS"'}
+DUMP_STEPS = {
+    "name": "What the steps exposed",
+    "if": "always()",
+    "env": {"STEPS": "${{ toJSON(steps) }}"},
+    "run": 'printf "%s" "$STEPS" > "$STANDIN_ARTIFACTS/steps.json"',
+}
 
 
 @dataclass
@@ -195,6 +209,12 @@ class UserRepo:
             timeout=300,
         )
 
+    def candidate(self) -> None:
+        """Train, compare and register by hand (what a push to main leaves)."""
+        for verb in ("train", "compare", "register"):
+            done = self.mlops(verb)
+            assert done.returncode == 0, f"{verb}: {done.stdout}{done.stderr}"
+
     def git(self, *args: str) -> str:
         done = subprocess.run(
             [
@@ -238,8 +258,10 @@ class UserRepo:
         variables: dict[str, str] | None = None,
         secrets: dict[str, str] | None = None,
         token: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> Run:
-        """Run ``.github/workflows/WORKFLOW`` for ``event`` with ``payload`` as the event."""
+        """Run ``.github/workflows/WORKFLOW`` for ``event`` with ``payload`` as the event;
+        ``env`` as the runner's environment (e.g. ``GITHUB_RUN_ID``, which act reads from it)."""
         self.work.mkdir(parents=True, exist_ok=True)
         event_file = self.work / f"event-{event}.json"
         event_file.write_text(json.dumps(payload))
@@ -261,14 +283,26 @@ class UserRepo:
             "--env", f"UV_CONSTRAINT={self.work / 'constraints.txt'}",
             "--env", f"PIP_CONSTRAINT={self.work / 'constraints.txt'}",
         ]  # fmt: skip
+        for name, value in (env or {}).items():
+            argv += ["--env", f"{name}={value}"]
         for name, value in (variables or {}).items():
             argv += ["--var", f"{name}={value}"]
         for name, value in (secrets or {}).items():
             argv += ["-s", f"{name}={value}"]
         for pin in self._pins():
             argv += ["--local-repository", pin]
+        # A GitHub runner does not set PYTHONDONTWRITEBYTECODE (this machine does): with it,
+        # every mlops-ci call in the venv setup made with uv (which writes no .pyc) would
+        # compile mlflow again, about 5 s a call.
+        runner_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         done = subprocess.run(
-            argv, cwd=self.root, capture_output=True, text=True, timeout=ACT_TIMEOUT_S, check=False
+            argv,
+            cwd=self.root,
+            env=runner_env,
+            capture_output=True,
+            text=True,
+            timeout=ACT_TIMEOUT_S,
+            check=False,
         )
         records = []
         for line in done.stdout.splitlines():
@@ -303,5 +337,5 @@ def pull_request_event(number: int, head_sha: str, fork: bool = False) -> dict[s
             "head": {"sha": head_sha, "ref": "feature", "repo": {"full_name": head_repo}},
             "base": {"ref": "main", "repo": {"full_name": "acme/iris"}},
         },
-        "repository": {"full_name": "acme/iris", "name": "iris", "owner": {"login": "acme"}},
+        "repository": REPOSITORY,
     }

@@ -4,22 +4,14 @@ main registers the model, the reusable workflow takes its inputs and its one sec
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.github_server import GithubState
-from tests.workflows.act import REPOSITORY, UserRepo, team_repo
+from tests.workflows.act import REPOSITORY, UserRepo
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 TOKEN = "ghs_act_main_SECRET"
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Iterator[tuple[UserRepo, GithubState]]:
-    with team_repo(tmp_path, TOKEN) as made:
-        yield made
 
 
 def versions(user: UserRepo) -> dict[str, list[str]]:

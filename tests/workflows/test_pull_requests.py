@@ -5,22 +5,14 @@ by one workflow and posted by mlops-report-fork.yml on workflow_run."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.github_server import GithubState
-from tests.workflows.act import UserRepo, pull_request_event, team_repo
+from tests.workflows.act import UserRepo, pull_request_event
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 TOKEN = "ghs_act_workflows_SECRET"
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Iterator[tuple[UserRepo, GithubState]]:
-    with team_repo(tmp_path, TOKEN) as made:
-        yield made
 
 
 def registry(repo: UserRepo) -> dict[str, str]:

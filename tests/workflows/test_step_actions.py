@@ -15,7 +15,13 @@ import yaml
 
 from mlops_ci import __version__
 from tests.github_server import GithubState
-from tests.workflows.act import UserRepo, pull_request_event, team_repo
+from tests.workflows.act import (
+    ARTIFACTS_FOLDER,
+    DUMP_STEPS,
+    UserRepo,
+    pull_request_event,
+    team_repo,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 TOKEN = "ghs_act_steps_SECRET"
@@ -39,7 +45,7 @@ WORKFLOW = {
             "permissions": {"contents": "read", "pull-requests": "write"},
             "env": {"MLFLOW_TRACKING_URI": "${{ vars.MLFLOW_TRACKING_URI }}"},
             "steps": [
-                {"name": "artifacts folder", "run": 'mkdir -p "$STANDIN_ARTIFACTS"'},
+                ARTIFACTS_FOLDER,
                 {  # act copies the repository here, as checkout would
                     "uses": "actions/checkout@8e8c483db84b4bee98b60c0593521ed34d9990e8",
                     "with": {"persist-credentials": False},
@@ -58,12 +64,7 @@ WORKFLOW = {
                 _uses("train", "weak", params="C=0.01\nmax_iter=500"),
                 _uses("compare", "lenient", **{"fail-on-gate": "false"}),
                 {**_uses("compare", "strict"), "continue-on-error": True},
-                {
-                    "name": "What the steps exposed",
-                    "if": "always()",
-                    "env": {"STEPS": "${{ toJSON(steps) }}"},
-                    "run": 'printf "%s" "$STEPS" > "$STANDIN_ARTIFACTS/steps.json"',
-                },
+                DUMP_STEPS,
             ],
         }
     },
