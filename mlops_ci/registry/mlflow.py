@@ -51,9 +51,29 @@ def _float_env(name: str, default: float) -> float:
     return value if value > 0 else default
 
 
+# An Azure Pipelines macro the pipeline never defined stays as written, "$(NAME)": the
+# templates' `MLFLOW_TRACKING_URI: $(MLFLOW_TRACKING_URI)` then means "not set", as an unset
+# `${{ vars.NAME }}` (empty) does on GitHub.
+_UNEXPANDED_MACRO = re.compile(r"\$\([\w.]+\)")
+# What MLflow takes for a registry; anything else it would read as a folder (its file store).
+_URI_FORMS = "sqlite:///PATH, http(s)://HOST, postgresql://, mysql://, mssql:// or databricks"
+
+
+def _env_tracking_uri() -> str | None:
+    value = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    return None if not value or _UNEXPANDED_MACRO.fullmatch(value) else value
+
+
+def tracking_uri_source(config: Config, honour_env: bool = True) -> str:
+    """Where the tracking URI comes from, for messages: the variable or the config key."""
+    if honour_env and _env_tracking_uri():
+        return "MLFLOW_TRACKING_URI"
+    return f"{config.path.name}: registry.tracking_uri"
+
+
 def resolve_tracking_uri(config: Config, honour_env: bool = True) -> str:
     """MLFLOW_TRACKING_URI wins; a relative sqlite path is taken relative to mlops.yaml."""
-    uri = (honour_env and os.environ.get("MLFLOW_TRACKING_URI")) or config.registry.tracking_uri
+    uri = (honour_env and _env_tracking_uri()) or config.registry.tracking_uri
     match = re.match(r"^sqlite:///(?!/)(.+)$", uri)
     if match:
         db = config.resolve(match.group(1))
@@ -68,7 +88,9 @@ def redact(uri: str) -> str:
 
 
 class MlflowRegistry:
-    def __init__(self, tracking_uri: str, artifact_location: str) -> None:
+    def __init__(
+        self, tracking_uri: str, artifact_location: str, source: str = "the tracking URI"
+    ) -> None:
         for key, value in _HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)
         import mlflow
@@ -89,14 +111,27 @@ class MlflowRegistry:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = was
-        self.client: MlflowClient = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client: MlflowClient = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
+        except MlflowException as err:  # a store MLflow cannot open: the URI is at fault
+            if "://" not in tracking_uri and not tracking_uri.startswith("databricks"):
+                why = f"not a tracking URI ({_URI_FORMS})"
+            else:
+                why = redact_urls(str(err.message).strip().split(". ")[0])
+            raise InputError(f"{source}: {redact(tracking_uri)!r}: {why}") from None
 
     @classmethod
     def for_config(cls, config: Config, honour_env: bool = True) -> MlflowRegistry:
         location = config.registry.artifact_location
         if "://" not in location:
             location = str(config.resolve(location))
-        return cls(resolve_tracking_uri(config, honour_env), location)
+        return cls(
+            resolve_tracking_uri(config, honour_env),
+            location,
+            tracking_uri_source(config, honour_env),
+        )
 
     def describe(self) -> str:
         return redact(self.uri)

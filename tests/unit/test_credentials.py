@@ -77,3 +77,28 @@ def test_the_registry_names_its_server_without_credentials(
     with pytest.raises(ServiceError) as caught:
         registry.find_cached_run("exp", "key")
     assert "SECRET" not in str(caught.value) and "127.0.0.1:9" in str(caught.value)
+
+
+def test_an_undefined_azure_macro_is_unset_and_a_bad_uri_is_bad_input(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The Azure templates pass `MLFLOW_TRACKING_URI: $(MLFLOW_TRACKING_URI)`; a pipeline that
+    never defined the variable hands over that text, which means "use mlops.yaml's". A value
+    MLflow cannot open is the user's error (exit 2, naming the variable), not an internal one."""
+    from mlops_ci.config import load_config
+    from tests.helpers import run_cli
+
+    config = load_config(project)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "$(MLFLOW_TRACKING_URI)")
+    registry = MlflowRegistry.for_config(config)
+    assert registry.uri == f"sqlite:///{project / '.mlops' / 'mlflow.db'}"
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "mlruns")
+    assert run_cli("status", "-c", str(project)) == 2
+    err = capsys.readouterr().err
+    assert "MLFLOW_TRACKING_URI: 'mlruns': not a tracking URI (sqlite:///PATH" in err
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "bogus://alice:pSECRET@host/")
+    assert run_cli("status", "-c", str(project)) == 2
+    err = capsys.readouterr().err
+    assert "MLFLOW_TRACKING_URI: 'bogus://***@host/'" in err and "SECRET" not in err
+    assert len(err.strip().splitlines()) == 1, err
