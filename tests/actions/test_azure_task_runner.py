@@ -128,9 +128,8 @@ def test_the_task_trains_validates_and_fails_as_the_agent_shows_it(
     assert re.fullmatch(r"[0-9a-f]{32}", outputs["runId"]), outputs
     from mlflow import MlflowClient
 
-    recorded = MlflowClient(f"sqlite:///{project / '.mlops' / 'mlflow.db'}").get_run(
-        outputs["runId"]
-    )
+    store = f"sqlite:///{project / '.mlops' / 'mlflow.db'}"
+    recorded = MlflowClient(store, registry_uri=store).get_run(outputs["runId"])
     assert recorded.data.params["C"] == "0.5"  # the arguments input, one argument a line
 
     broken_out = seen["broken"]["stdout"]

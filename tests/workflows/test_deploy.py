@@ -58,7 +58,9 @@ def test_a_release_deploys_the_candidate_once_the_environment_is_approved(
         assert outputs["deploy-status"] == "serving", outputs
         assert outputs["url"] == f"http://127.0.0.1:{port}"
         assert "gate approval: passed" in run.log()
-        tags = MlflowClient(user.tracking_uri).get_model_version("iris-classifier", "1").tags
+        # registry_uri too: without it MLflow takes the process-wide one another test set
+        team = MlflowClient(user.tracking_uri, registry_uri=user.tracking_uri)
+        tags = team.get_model_version("iris-classifier", "1").tags
         assert tags["mlops.approval.production.by"] == "rita"
         assert tags["mlops.approval.production.source"] == "github environment"
         assert tags["mlops.approval.production.reason"] == "release notes read"
