@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -177,6 +178,7 @@ def build_front(
     from mlops_ci.serve.metrics import ServiceMetrics
     from mlops_ci.serve.payload import echoed
     from mlops_ci.serve.protocol import within
+    from mlops_ci.serve.resolver import StickyResolver
 
     state_dir.mkdir(parents=True, exist_ok=True)
     routes = load_routes(state_dir, allowed)
@@ -184,13 +186,15 @@ def build_front(
     metrics = ServiceMetrics(model)
     draw = random.Random()
     session: aiohttp.ClientSession | None = None
+    resolver: StickyResolver | None = None
 
     def client() -> aiohttp.ClientSession:
-        nonlocal session
+        nonlocal session, resolver
         if session is None:
+            resolver = StickyResolver()  # no name lookup waits in a request after the first
             session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=5.0),
-                connector=aiohttp.TCPConnector(limit=256),
+                connector=aiohttp.TCPConnector(limit=256, resolver=resolver, use_dns_cache=False),
                 auto_decompress=False,
             )
         return session
@@ -209,11 +213,16 @@ def build_front(
             return answer(401, {"error": "admin endpoints need 'Authorization: Bearer TOKEN'"})
         if request.method == "PUT":
             try:
-                routes = parse_routes(orjson.loads(await request.body()), allowed)
+                new = parse_routes(orjson.loads(await request.body()), allowed)
             except orjson.JSONDecodeError as err:
                 return answer(400, {"error": f"body is not JSON: {err}"})
             except FrontError as err:
                 return answer(422, {"error": str(err)})
+            client()  # the resolver of the forwarding session
+            if resolver is not None:  # a new version's name is looked up here, not in a request
+                hosts = [urlsplit(u) for u in new.upstreams.values()]
+                await resolver.warm([(h.hostname or "", h.port or 80) for h in hosts])
+            routes = new
             write_text_atomic(state_dir / STATE_FILE, orjson.dumps(routes.to_json()).decode())
             metrics.set_shares(_shares(routes.weights))
         return answer(200, {**routes.to_json(), "inflight": dict(inflight)})
@@ -273,6 +282,8 @@ def build_front(
                     content = await upstream.read()
                 break
             except aiohttp.ClientConnectorError as err:
+                if resolver is not None:  # a restarted container has a new address
+                    resolver.forget(err.host)
                 where = request.url.path
                 # Nothing reached that container: another version with weight may take it.
                 others = [v for v, w in current.weights.items() if w > 0 and v not in tried]
@@ -311,6 +322,8 @@ def build_front(
         yield
         if session is not None:
             await session.close()
+        if resolver is not None:
+            await resolver.close()
 
     async def not_forwarded(request: Request) -> Response:
         path = request.url.path[:80]

@@ -167,6 +167,9 @@ class Load:
                     self.timeline.append((sent, version))
                 except httpx.HTTPError as err:
                     self.results[(0, type(err).__name__)] += 1
+                    self.timeline.append(
+                        (sent, f"{type(err).__name__} after {time.monotonic() - sent:.1f}s")
+                    )
                 time.sleep(0.005)
 
     def __enter__(self) -> Load:
@@ -184,11 +187,25 @@ class Load:
         of them: on a loaded CI machine the clients may lag, which is not a routing fault)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            answered = [v for (sent, v) in list(self.timeline) if sent >= since]
+            answered = [
+                v for (sent, v) in list(self.timeline) if sent >= since and not v.startswith("==")
+            ]
             if len(answered) >= count:
                 return set(answered)
             time.sleep(0.05)
         raise AssertionError(f"only {len(answered)} requests answered in {timeout}s")
+
+    def mark(self, phase: str) -> None:
+        self.timeline.append((time.monotonic(), f"== {phase}"))
+
+    def around_failures(self) -> list[str]:
+        """The phase marks and the failed requests, in the order they were sent."""
+        start = self.timeline[0][0] if self.timeline else 0.0
+        return [
+            f"{t - start:.2f} {what}"
+            for t, what in sorted(self.timeline)
+            if what.startswith("==") or " after " in what
+        ]
 
     def failed(self) -> dict[tuple[int, str], int]:
         return {k: n for k, n in self.results.items() if k[0] != 200}
@@ -230,17 +247,23 @@ def test_docker_deploys_under_load_fail_no_request_and_a_broken_image_never_take
         assert first.status == "serving" and first.url == f"http://127.0.0.1:{port}"
         with Load(first.url) as load:
             time.sleep(1)
+            load.mark(f"deploy v{v2}")
             second = deploy(config, reg, v2, env, "ci-bot", {})
+            load.mark(f"v{v2} deployed")
             assert second.status == "serving" and [s.percent for s in second.steps] == [50, 100]
             assert all(s.passed for s in second.steps), second.steps
             assert load.sent_after(time.monotonic()) == {v2}
             with pytest.raises(ServiceError, match="did not become ready"):
+                load.mark(f"deploy v{v3} (tampered)")
                 deploy(config, reg, v3, env, "ci-bot", {})
+            load.mark(f"v{v3} refused")
             time.sleep(0.5)
+            load.mark("rollback")
             back = rollback(config, reg, env, "oncall", "checking the rollback")
+            load.mark("rolled back")
             assert (back.from_version, back.to_version) == (v2, v1)
             assert load.sent_after(time.monotonic()) == {v1}
-        assert not load.failed(), load.failed()
+        assert not load.failed(), (load.failed(), load.around_failures())
         assert {v for (_, v) in load.results} == {v1, v2} and sum(load.results.values()) > 200
         routes = target.traffic()
         assert routes["weights"] == {v1: 100.0, v2: 0.0}, routes
