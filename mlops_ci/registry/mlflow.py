@@ -64,22 +64,20 @@ def _env_tracking_uri() -> str | None:
     return None if not value or _UNEXPANDED_MACRO.fullmatch(value) else value
 
 
-def tracking_uri_source(config: Config, honour_env: bool = True) -> str:
-    """Where the tracking URI comes from, for messages: the variable or the config key."""
-    if honour_env and _env_tracking_uri():
-        return "MLFLOW_TRACKING_URI"
-    return f"{config.path.name}: registry.tracking_uri"
-
-
-def resolve_tracking_uri(config: Config, honour_env: bool = True) -> str:
-    """MLFLOW_TRACKING_URI wins; a relative sqlite path is taken relative to mlops.yaml."""
-    uri = (honour_env and _env_tracking_uri()) or config.registry.tracking_uri
+def resolve_tracking_uri(config: Config, honour_env: bool = True) -> tuple[str, str]:
+    """(the tracking URI, where it comes from for messages): MLFLOW_TRACKING_URI wins over
+    registry.tracking_uri; a relative sqlite path is taken relative to mlops.yaml."""
+    from_env = _env_tracking_uri() if honour_env else None
+    if from_env:
+        uri, source = from_env, "MLFLOW_TRACKING_URI"
+    else:
+        uri, source = config.registry.tracking_uri, f"{config.path.name}: registry.tracking_uri"
     match = re.match(r"^sqlite:///(?!/)(.+)$", uri)
     if match:
         db = config.resolve(match.group(1))
         db.parent.mkdir(parents=True, exist_ok=True)
         uri = f"sqlite:///{db}"
-    return uri
+    return uri, source
 
 
 def redact(uri: str) -> str:
@@ -127,11 +125,8 @@ class MlflowRegistry:
         location = config.registry.artifact_location
         if "://" not in location:
             location = str(config.resolve(location))
-        return cls(
-            resolve_tracking_uri(config, honour_env),
-            location,
-            tracking_uri_source(config, honour_env),
-        )
+        uri, source = resolve_tracking_uri(config, honour_env)
+        return cls(uri, location, source)
 
     def describe(self) -> str:
         return redact(self.uri)

@@ -186,12 +186,11 @@ def build_front(
     metrics = ServiceMetrics(model)
     draw = random.Random()
     session: aiohttp.ClientSession | None = None
-    resolver: StickyResolver | None = None
+    resolver = StickyResolver()  # no name lookup waits in a request after the first
 
     def client() -> aiohttp.ClientSession:
-        nonlocal session, resolver
+        nonlocal session
         if session is None:
-            resolver = StickyResolver()  # no name lookup waits in a request after the first
             session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=5.0),
                 connector=aiohttp.TCPConnector(limit=256, resolver=resolver, use_dns_cache=False),
@@ -218,10 +217,9 @@ def build_front(
                 return answer(400, {"error": f"body is not JSON: {err}"})
             except FrontError as err:
                 return answer(422, {"error": str(err)})
-            client()  # the resolver of the forwarding session
-            if resolver is not None:  # a new version's name is looked up here, not in a request
-                hosts = [urlsplit(u) for u in new.upstreams.values()]
-                await resolver.warm([(h.hostname or "", h.port or 80) for h in hosts])
+            # a new version's name is looked up here, not in a client's request
+            hosts = [urlsplit(u) for u in new.upstreams.values()]
+            await resolver.warm([(h.hostname or "", h.port or 80) for h in hosts])
             routes = new
             write_text_atomic(state_dir / STATE_FILE, orjson.dumps(routes.to_json()).decode())
             metrics.set_shares(_shares(routes.weights))
@@ -282,8 +280,7 @@ def build_front(
                     content = await upstream.read()
                 break
             except aiohttp.ClientConnectorError as err:
-                if resolver is not None:  # a restarted container has a new address
-                    resolver.forget(err.host)
+                resolver.forget(err.host)  # a restarted container has a new address
                 where = request.url.path
                 # Nothing reached that container: another version with weight may take it.
                 others = [v for v, w in current.weights.items() if w > 0 and v not in tried]
@@ -322,8 +319,7 @@ def build_front(
         yield
         if session is not None:
             await session.close()
-        if resolver is not None:
-            await resolver.close()
+        await resolver.close()
 
     async def not_forwarded(request: Request) -> Response:
         path = request.url.path[:80]

@@ -28,9 +28,14 @@ class StickyResolver(AbstractResolver):
 
     def __init__(self, refresh_s: float = 30.0, inner: AbstractResolver | None = None) -> None:
         self.refresh_s = refresh_s
-        self._inner = inner or ThreadedResolver()
+        self._inner = inner  # ThreadedResolver needs the running loop: made on first use
         self._answers: dict[Key, tuple[float, list[ResolveResult]]] = {}
         self._refreshing: dict[Key, asyncio.Task[None]] = {}
+
+    def _lookup(self) -> AbstractResolver:
+        if self._inner is None:
+            self._inner = ThreadedResolver()
+        return self._inner
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
@@ -38,7 +43,7 @@ class StickyResolver(AbstractResolver):
         key = (host, port)
         known = self._answers.get(key)
         if known is None:  # the first request to a version waits for its lookup
-            answer = await self._inner.resolve(host, port, family)
+            answer = await self._lookup().resolve(host, port, family)
             self._answers[key] = (time.monotonic(), answer)
             return answer
         at, answer = known
@@ -48,7 +53,7 @@ class StickyResolver(AbstractResolver):
 
     async def _refresh(self, key: Key, family: socket.AddressFamily) -> None:
         try:
-            answer = await self._inner.resolve(key[0], key[1], family)
+            answer = await self._lookup().resolve(key[0], key[1], family)
         except OSError:
             return  # keep the last good answer; a failed connect forgets it
         else:
@@ -79,4 +84,5 @@ class StickyResolver(AbstractResolver):
     async def close(self) -> None:
         for task in list(self._refreshing.values()):
             task.cancel()
-        await self._inner.close()
+        if self._inner is not None:
+            await self._inner.close()
