@@ -30,6 +30,12 @@ TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "azure-pipelines
 SECRETS = {"System.AccessToken"}  # never in the environment unless a step maps it
 
 
+def output_variables(stdout: str) -> dict[str, str]:
+    """The output variables a step set (``##vso[task.setvariable ...;isoutput=true;]``)."""
+    command = r"##vso\[task\.setvariable variable=([^;\]]+);isoutput=true;\]([^\r\n]*)"
+    return dict(re.findall(command, stdout))
+
+
 @dataclass
 class StepRun:
     name: str
@@ -112,9 +118,7 @@ class AgentJob:
             text=True,
             timeout=300,
         )
-        for var, value in re.findall(
-            r"##vso\[task\.setvariable variable=([^;\]]+);isoutput=true;\]([^\r\n]*)", done.stdout
-        ):
+        for var, value in output_variables(done.stdout).items():
             self.variables[f"{name}.{var}"] = value
         result = "Succeeded" if done.returncode == 0 else "Failed"
         self.runs.append(StepRun(name, result, done.stdout, done.stderr))

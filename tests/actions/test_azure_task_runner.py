@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from mlops_ci.steps.pipeline import copy_example
+from tests.actions.azure_agent import output_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK = ROOT / "actions" / "azure-pipelines" / "mlopsci"
@@ -81,14 +82,6 @@ def run_cases(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return {seen["name"]: seen for seen in json.loads((cwd / "seen.json").read_text())}
-
-
-def output_variables(stdout: str) -> dict[str, str]:
-    return dict(
-        re.findall(
-            r"##vso\[task\.setvariable variable=([^;\]]+);isoutput=true;\]([^\r\n]*)", stdout
-        )
-    )
 
 
 def test_every_command_of_the_task_reaches_its_verb_with_the_config(

@@ -60,14 +60,6 @@ def run_train_stage(project: Path, url: str, **variables: str) -> AgentJob:
     return job
 
 
-def outputs(stdout: str) -> dict[str, str]:
-    return dict(
-        re.findall(
-            r"##vso\[task\.setvariable variable=([^;\]]+);isoutput=true;\]([^\r\n]*)", stdout
-        )
-    )
-
-
 def versions(project: Path) -> list[dict[str, Any]]:
     done = subprocess.run(
         [sys.executable, "-m", "mlops_ci", "versions", "--format", "json"],
@@ -121,6 +113,6 @@ def test_a_build_of_main_registers_the_candidate(
     assert [r.result for r in job.runs] == ["Succeeded"] * 4, [
         (r.name, r.stdout[-400:], r.stderr[-400:]) for r in job.runs
     ]
-    assert outputs(job.result("register").stdout)["modelVersion"] == "1"
+    assert job.variables["register.modelVersion"] == "1"
     assert [(v["version"], v["aliases"]) for v in versions(project)] == [("1", ["candidate"])]
     assert not state.threads  # no pull request, no thread
