@@ -21,11 +21,17 @@ from typing import Any
 import yaml
 
 from mlops_ci.errors import ConfigError
-from mlops_ci.metrics import METRICS
+from mlops_ci.metrics import COST_METRICS, METRICS
 
 CONFIG_NAME = "mlops.yaml"
 # Unknown keys reported one by one (with their line and a did-you-mean); the rest are counted.
 MAX_UNKNOWN_KEYS = 20
+# Rule keys that compare the candidate with production; the directional ones need to know
+# whether more is better (max_increase and max_decrease say which way themselves).
+AGAINST_PRODUCTION = (
+    "must", "min_absolute_change", "min_relative_change", "max_increase", "max_decrease",
+)  # fmt: skip
+DIRECTIONAL = ("must", "min_absolute_change", "min_relative_change")
 Scalar = str | int | float | bool
 
 
@@ -46,6 +52,8 @@ class TrainConfig:
     declared_metrics: tuple[str, ...]  # train.metrics: what the command writes, when declared
     timeout_minutes: float
     cache: bool
+    # train.outputs.metrics written in the file: the command must then write that file
+    metrics_output_set: bool = True
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,7 @@ class ImportanceConfig:
     repeats: int = 5
     sample_rows: int = 2000
     top: int = 10
+    max_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,8 @@ class Rule:
     tolerance: float = 0.0
     min_absolute_change: float | None = None
     min_relative_change: float | None = None
+    max_increase: float | None = None  # candidate / production − 1 at most this
+    max_decrease: float | None = None  # 1 − candidate / production at most this
     greater_is_better: bool | None = None
     slice: str | None = None  # "all": the rule holds in every slice of evaluate.slices
 
@@ -88,6 +99,8 @@ class Rule:
             self.must is not None
             or self.min_absolute_change is not None
             or self.min_relative_change is not None
+            or self.max_increase is not None
+            or self.max_decrease is not None
         )
 
 
@@ -326,7 +339,14 @@ def load_config(path: str | Path | None = None) -> Config:
         raise ConfigError([f"{file.name}:1: nested too deeply to be a config"], file=file) from None
     if marker is not None and not marker.exists():
         _remember(marker)
-    return _build(file, filled)
+    return _build(file, filled, _metrics_output_set(data))
+
+
+def _metrics_output_set(data: dict[str, Any]) -> bool:
+    """Whether the file names train.outputs.metrics itself (not the schema's default)."""
+    train = data.get("train")
+    outputs = train.get("outputs") if isinstance(train, dict) else None
+    return isinstance(outputs, dict) and "metrics" in outputs
 
 
 def _nodes(text: str) -> yaml.Node | None:
@@ -503,14 +523,19 @@ def _semantic_problems(data: dict[str, Any], node: yaml.Node | None, name: str) 
         problems.append(f"{where}: '{primary}' is not in evaluate.metrics {evaluated}")
     for i, rule in enumerate(data["gate"]["rules"]):
         line = _line_of(node, ["gate", "rules", i])
-        against = any(k in rule for k in ("must", "min_absolute_change", "min_relative_change"))
+        against = any(k in rule for k in AGAINST_PRODUCTION)
         if not any(k in rule for k in ("min", "max")) and not against:
             problems.append(
                 f"{name}:{line}: gate.rules.{i}: rule for '{rule['metric']}' sets no bound "
-                "(min, max, must, min_absolute_change or min_relative_change)"
+                f"(min, max, {', '.join(AGAINST_PRODUCTION)})"
             )
         metric = rule["metric"]
-        if rule.get("slice") == "all" and metric not in evaluated:
+        if rule.get("slice") == "all" and metric in COST_METRICS:
+            problems.append(
+                f"{name}:{line}: gate.rules.{i}: slice: all does not apply to '{metric}', a "
+                "cost of the whole model, not of a group of rows"
+            )
+        elif rule.get("slice") == "all" and metric not in evaluated:
             problems.append(
                 f"{name}:{line}: gate.rules.{i}: slice: all needs a metric of evaluate.metrics "
                 f"(each slice is scored with them), not '{metric}'"
@@ -520,19 +545,33 @@ def _semantic_problems(data: dict[str, Any], node: yaml.Node | None, name: str) 
                 f"{name}:{line}: gate.rules.{i}: slice: all, but evaluate.slices names no column"
             )
         spec = METRICS.get(metric)
+        known = [*evaluated, *COST_METRICS]
         if spec is not None and spec.task != task:
             problems.append(
                 f"{name}:{line}: gate.rules.{i}.metric: '{metric}' is a {spec.task} metric; "
                 f"model.task is {task}"
             )
-        elif spec is None and declared and metric not in declared:
-            close = difflib.get_close_matches(metric, [*declared, *evaluated], n=1)
+        elif spec is None and metric not in COST_METRICS and metric not in declared:
+            close = difflib.get_close_matches(metric, [*declared, *known], n=1, cutoff=0.8)
             guess = f"; did you mean '{close[0]}'?" if close else ""
-            problems.append(
-                f"{name}:{line}: gate.rules.{i}.metric: '{metric}' is neither a known metric nor "
-                f"in train.metrics {declared}{guess}"
-            )
-        if against and rule["metric"] not in METRICS and "greater_is_better" not in rule:
+            if declared:
+                problems.append(
+                    f"{name}:{line}: gate.rules.{i}.metric: '{metric}' is neither a known "
+                    f"metric, a cost ({', '.join(COST_METRICS)}) nor in train.metrics "
+                    f"{declared}{guess}"
+                )
+            elif close and close[0] in COST_METRICS:
+                problems.append(
+                    f"{name}:{line}: gate.rules.{i}.metric: '{metric}' is not a cost compare "
+                    f"measures{guess} (a metric your training logs: declare it in train.metrics)"
+                )
+        if (
+            against
+            and metric not in METRICS
+            and metric not in COST_METRICS
+            and "greater_is_better" not in rule
+            and any(k in rule for k in DIRECTIONAL)
+        ):
             problems.append(
                 f"{name}:{line}: gate.rules.{i}.greater_is_better: needed to compare "
                 f"'{rule['metric']}' with production (not a known metric)"
@@ -602,7 +641,7 @@ def _with_defaults(data: Any, sub: dict[str, Any]) -> Any:
     return data
 
 
-def _build(file: Path, d: dict[str, Any]) -> Config:
+def _build(file: Path, d: dict[str, Any], metrics_output_set: bool = True) -> Config:
     train, evaluate, gate, registry = d["train"], d["evaluate"], d["gate"], d["registry"]
     package, profile = d["package"], d["package"]["profile"]
     return Config(
@@ -617,6 +656,7 @@ def _build(file: Path, d: dict[str, Any]) -> Config:
             declared_metrics=tuple(train["metrics"]),
             timeout_minutes=float(train["timeout_minutes"]),
             cache=bool(train["cache"]),
+            metrics_output_set=metrics_output_set,
         ),
         evaluate=EvaluateConfig(
             data=evaluate["data"],

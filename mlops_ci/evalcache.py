@@ -14,6 +14,7 @@ says.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ from mlops_ci import __version__
 from mlops_ci.errors import InputError
 from mlops_ci.evaldata import EvaluationData
 from mlops_ci.features import model_frame, trained_columns
-from mlops_ci.importance import Importance, Settings, permutation
+from mlops_ci.importance import Importance, Progress, Settings, permutation
 
 if TYPE_CHECKING:
     from mlops_ci.registry import ModelRegistry
@@ -70,26 +71,42 @@ def scored(model: Any, data: EvaluationData, label: str) -> Scored:
     return Scored(predict(model, data, label), kind_of(model), trained_columns(model))
 
 
-def record(model: Any, data: EvaluationData, settings: Settings | None = None) -> str | None:
-    """The JSON train logs; None when the model cannot score the rows (compare will say why).
-    With ``settings``, the model's permutation importance too (left out if it fails)."""
+@dataclass(frozen=True)
+class Evaluated:
+    """What train records of its model on the evaluation rows (``text``: the artifact's JSON,
+    None when the model cannot score them) and what it took."""
+
+    text: str | None
+    importance: Importance | None = None
+    predict_s: float = 0.0
+
+
+def record(
+    model: Any,
+    data: EvaluationData,
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+) -> Evaluated:
+    """The JSON train logs. With ``settings``, the model's permutation importance too (left
+    out if it fails)."""
+    started = time.perf_counter()
     try:
         result = scored(model, data, "trained")
     except InputError:
-        return None
-    found = None
+        return Evaluated(None)
+    predict_s = time.perf_counter() - started
+    computed = None
     if settings is not None:
         try:
-            computed = permutation(model, data, settings, "trained")
+            computed = permutation(model, data, settings, "trained", progress=progress)
         except InputError:
             computed = None  # compare computes it, or says why it cannot
-        if computed is not None and computed.finite():
-            found = computed.to_dict()
+    found = computed.to_dict() if computed is not None and computed.finite() else None
     values = result.predictions
     if values.ndim != 1 or values.dtype.kind not in "biufUO":
-        return None  # not one plain value per row: compare scores the model itself
+        return Evaluated(None, computed, predict_s)  # compare scores the model itself
     try:
-        return json.dumps(
+        text = json.dumps(
             {
                 "mlops_ci": __version__,
                 "sha256": data.sha256,
@@ -102,7 +119,8 @@ def record(model: Any, data: EvaluationData, settings: Settings | None = None) -
             allow_nan=False,  # a NaN prediction: scored again by compare, which names it
         )
     except (TypeError, ValueError):  # values JSON cannot hold: compare scores the model itself
-        return None
+        return Evaluated(None, computed, predict_s)
+    return Evaluated(text, computed, predict_s)
 
 
 def cached(registry: ModelRegistry, run_id: str, data: EvaluationData) -> Scored | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mlops_ci import charts, delta
 from mlops_ci import markdown as md
 from mlops_ci.metrics import METRICS
 
@@ -44,22 +45,16 @@ def importance_lines(c: ComparisonResult, top: int = 10) -> list[str]:
             moved = _move(feature, cand_rank, prod_rank)
             row += f" {_value(prod.means, prod_rank, feature)} | {moved} |"
         lines.append(row)
-    values = [cand.means.get(f, 0.0) for f in shown]
-    if prod:
-        values += [prod.means.get(f, 0.0) for f in shown]
-    low, high = min(0.0, *values), max(0.0, *values)
     lines += [
         "",
-        "```mermaid",
-        "xychart-beta",
-        '    title "Permutation importance: candidate (bars) vs production (line)"',
-        f"    x-axis [{', '.join(md.mermaid(f) for f in shown)}]",
-        f'    y-axis "{md.mermaid(cand.settings.metric)} lost" {low:.4g} --> {high or 1:.4g}',
-        f"    bar [{', '.join(f'{cand.means.get(f, 0.0):.4f}' for f in shown)}]",
+        *charts.xychart(
+            "Permutation importance: candidate (bars) vs production (line)",
+            shown,
+            [cand.means.get(f, 0.0) for f in shown],
+            [prod.means.get(f, 0.0) for f in shown] if prod else None,
+            f"{cand.settings.metric} lost",
+        ),
     ]
-    if prod:
-        lines.append(f"    line [{', '.join(f'{prod.means.get(f, 0.0):.4f}' for f in shown)}]")
-    lines.append("```")
     return [*lines, *([""] + notes if notes else [])]
 
 
@@ -101,7 +96,7 @@ def slice_lines(c: ComparisonResult) -> list[str]:
         lines += [
             "",
             f"| {md.cell(md.code(column))} | rows | candidate |"
-            + (" production | Δ |" if c.production else ""),
+            + (" production | Δ (candidate − production) |" if c.production else ""),
             "|---|---:|---:|" + ("---:|---:|" if c.production else ""),
         ]
         for s in (s for s in c.slices if s.column == column):
@@ -109,8 +104,9 @@ def slice_lines(c: ComparisonResult) -> list[str]:
             row = f"| {md.cell(md.text(s.value))} | {s.rows} | {value:.4f} |"
             if s.production is not None:
                 p = s.production[metric]
-                worse = (value < p) if gib else (value > p)
-                mark = " 🔴" if worse and s.rows >= min_rows else ""
-                row += f" {p:.4f} | {value - p:+.4f}{mark} |"
+                shown = delta.cell(value - p, gib)
+                if s.rows < min_rows:  # not judged: no colour
+                    shown = shown.removesuffix(" 🔴").removesuffix(" 🟢")
+                row += f" {p:.4f} | {shown} |"
             lines.append(row)
     return lines

@@ -46,9 +46,12 @@ def code(value: object) -> str:
     return f"{fence}{pad}{body}{pad}{fence}"
 
 
-def mermaid(name: object) -> str:
-    """A name inside a mermaid chart: nothing that could end its string, list or the fence."""
-    return re.sub(r"[^A-Za-z0-9 _.-]", "_", one_line(name))
+def mermaid(name: object, width: int = 80) -> str:
+    """Text inside a quoted mermaid string (a chart's title, axis label or category): nothing
+    that could end the string or the fence (``"``, a backtick), start a comment (``%%``) or an
+    entity (``#quot;``), or be taken for HTML; at most ``width`` characters."""
+    text = re.sub(r'["`%#<>\\]', "_", one_line(name))
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def cell(markdown: str) -> str:

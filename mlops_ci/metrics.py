@@ -43,6 +43,29 @@ METRICS: dict[str, MetricSpec] = {
 
 
 @dataclass(frozen=True)
+class CostSpec:
+    """What serving a model costs, measured by compare on this machine for both models."""
+
+    name: str
+    greater_is_better: bool
+    unit: str
+    meaning: str
+
+
+COST_METRICS: dict[str, CostSpec] = {
+    spec.name: spec
+    for spec in (
+        CostSpec("latency_p50_ms", False, "ms", "single-row latency, median"),
+        CostSpec("latency_p95_ms", False, "ms", "single-row latency, 95th percentile"),
+        CostSpec("latency_p99_ms", False, "ms", "single-row latency, 99th percentile"),
+        CostSpec("rows_per_s", True, "rows/s", "throughput on batches of evaluation rows"),
+        CostSpec("peak_rss_mb", False, "MiB", "peak resident memory of a scoring process"),
+        CostSpec("model_size_mb", False, "MiB", "size of the model files served"),
+    )
+}
+
+
+@dataclass(frozen=True)
 class Encoded:
     """Targets and predictions of one or more models, ready for resampled scoring."""
 

@@ -20,6 +20,7 @@ from typing import Any
 from mlops_ci.batch.plan import Task
 from mlops_ci.batch.score import Job, TaskResult, fresh_process, score_task
 from mlops_ci.errors import InputError, ServiceError
+from mlops_ci.extras import install_hint
 
 OnDone = Callable[[TaskResult], None]
 
@@ -75,7 +76,7 @@ def run_dask(
         distributed: Any = importlib.import_module("distributed")
     except ImportError:
         raise InputError(
-            "--engine dask needs dask.distributed", hint="pip install 'mlops-ci[dask]'"
+            "--engine dask needs dask.distributed", hint=install_hint("dask")
         ) from None
     cluster = None
     try:

@@ -7,21 +7,21 @@ direction, as MLflow's ``MetricThreshold`` does.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
-from mlops_ci import evalcache
+from mlops_ci import delta, evalcache
 from mlops_ci import markdown as md
 from mlops_ci.bootstrap import BootstrapResult, paired_bootstrap
 from mlops_ci.config import Config, Rule
 from mlops_ci.errors import InputError
 from mlops_ci.evaldata import EvaluationData, load_evaluation
 from mlops_ci.explain import why_lines
-from mlops_ci.importance import Importance, Settings, permutation, settings_for
-from mlops_ci.metrics import METRICS, Encoded, score
+from mlops_ci.importance import Importance, Progress, Settings, permutation, settings_for
+from mlops_ci.metrics import COST_METRICS, METRICS, Encoded, score
 from mlops_ci.records import mlops_dir, read_json, write_json_atomic, write_text_atomic
 from mlops_ci.registry import ModelRegistry, RunRecord
 from mlops_ci.slices import SliceScore, cut, score_slices
@@ -85,8 +85,14 @@ class ComparisonResult:
         )
 
 
-def compare(config: Config, registry: ModelRegistry, run_id: str | None = None) -> ComparisonResult:
-    """Score both models on evaluate.data, apply gate.rules and the paired bootstrap."""
+def compare(
+    config: Config,
+    registry: ModelRegistry,
+    run_id: str | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> ComparisonResult:
+    """Score both models on evaluate.data, apply gate.rules and the paired bootstrap;
+    ``progress`` hears (what, done, in all) of the long parts (importance, costs)."""
     run = registry.get_run(run_id or last_trained_run(config))
     _check_finished(run)
     data = load_evaluation(config)
@@ -160,12 +166,21 @@ def compare(config: Config, registry: ModelRegistry, run_id: str | None = None) 
     ]
     importance: dict[str, Importance] = {}
     unexplained: dict[str, str] = {}
+    reused: list[str] = []
     settings = settings_for(config)
     if settings is not None:
         roles = [("candidate", cand)] + ([("production", prod)] if production_version else [])
+        reused = [r for r, model in roles if _recorded_importance(model, settings) is not None]
+        due = len(roles) - len(reused)
+        budget = settings.max_seconds / max(due, 1)  # the step's budget, shared
         for role, model in roles:
+            said = (
+                None
+                if progress is None
+                else functools.partial(progress, f"importance of the {role}")
+            )
             try:  # the why explains the verdict; a model it cannot explain keeps its verdict
-                importance[role] = _importance(registry, model, data, settings, role)
+                importance[role] = _importance(registry, model, data, settings, role, budget, said)
             except InputError as err:
                 unexplained[role] = str(err)
     if significance is not None:
@@ -186,6 +201,7 @@ def compare(config: Config, registry: ModelRegistry, run_id: str | None = None) 
             "scored": scored_how,
             **({"feature_change": changed} if changed else {}),
             **({"importance_failed": unexplained} if unexplained else {}),
+            **({"importance_reused": reused} if reused else {}),
             "primary_metric": config.gate.primary_metric,
             **({"min_slice_rows": config.gate.min_slice_rows} if slice_scores else {}),
         },
@@ -226,16 +242,34 @@ def _scored(
     return _Model(evalcache.scored(model, data, label), "now", uri, label, model)
 
 
-def _importance(
-    registry: ModelRegistry, model: _Model, data: EvaluationData, settings: Settings, role: str
-) -> Importance:
-    """Train's record of it when made with these settings on these rows (the predictions'
-    sha256 says the rows are these), else computed now on the loaded model."""
+def _said(progress: Callable[[str, int, int], None] | None, label: str) -> Progress | None:
+    return None if progress is None else functools.partial(progress, label)
+
+
+def _recorded_importance(model: _Model, settings: Settings) -> Importance | None:
+    """Train's record of the importance when made with these settings on these rows (the
+    predictions' sha256 says the rows are these)."""
     recorded = model.scored.importance
     if model.how == "at train" and recorded is not None and recorded.settings == settings:
         return recorded
+    return None
+
+
+def _importance(
+    registry: ModelRegistry,
+    model: _Model,
+    data: EvaluationData,
+    settings: Settings,
+    role: str,
+    budget_s: float,
+    progress: Progress | None,
+) -> Importance:
+    """Train's record of it, else computed now on the loaded model within ``budget_s``."""
+    recorded = _recorded_importance(model, settings)
+    if recorded is not None:
+        return recorded
     loaded = model.loaded if model.loaded is not None else registry.load_model(model.uri)
-    return permutation(loaded, data, settings, role)
+    return permutation(loaded, data, settings, role, budget_s, progress)
 
 
 def _recorded(result: ComparisonResult) -> str:
@@ -320,41 +354,96 @@ def _rule_checks(
         checks.append(Check(f"{m} ≤ {rule.max:g}", m, _status(ok), f"{cand:.4f}"))
     if not rule.against_production:
         return checks
-    gib = rule.greater_is_better
-    if gib is None:
-        gib = METRICS[m].greater_is_better
+    gib = direction(m, rule)
     prod = _value(m, production, production_run) if production is not None else None
-    for name, threshold, relative, strict in _production_bounds(rule):
+    for bound in _production_bounds(rule, gib):
         if production is None or prod is None:
             why = "no production model" if production is None else "production run lacks it"
-            checks.append(Check(name, m, "skipped", why))
+            checks.append(Check(bound.name, m, "skipped", why))
             continue
-        delta = (cand - prod) if gib else (prod - cand)
-        if relative:
-            delta = delta / abs(prod) if prod != 0 else (np.inf if delta > 0 else 0.0)
-        ok = delta > threshold if strict else delta >= threshold
-        unit = " relative" if relative else ""
-        detail = f"{cand:.4f} vs {prod:.4f} (change{unit} {delta:+.4f}, bound {threshold:+g})"
-        checks.append(Check(name, m, _status(ok), detail))
+        if bound.relative:
+            raw = delta.relative(cand, prod)
+            change = raw if not bound.directional else (raw if gib else -raw)
+            shown = delta.relative_gap(cand, prod, gib)
+        else:
+            change = (cand - prod) if gib else (prod - cand)
+            shown = delta.gap(cand - prod, gib)
+        ok = change > bound.threshold if bound.strict else change >= bound.threshold
+        if bound.upper:
+            ok = change <= bound.threshold
+        detail = f"{delta.number(cand)} vs {delta.number(prod)}: {shown}; {bound.need}"
+        checks.append(Check(bound.name, m, _status(ok), detail))
     return checks
 
 
-def _production_bounds(rule: Rule) -> list[tuple[str, float, bool, bool]]:
-    """(check name, bound on the directional change, relative?, strict?) per production rule."""
+def direction(metric: str, rule: Rule | None = None) -> bool:
+    """Whether more is better: the rule's own say, else the known metric's (scores, costs)."""
+    if rule is not None and rule.greater_is_better is not None:
+        return rule.greater_is_better
+    if metric in METRICS:
+        return METRICS[metric].greater_is_better
+    return COST_METRICS[metric].greater_is_better if metric in COST_METRICS else True
+
+
+@dataclass(frozen=True)
+class _Bound:
+    """One comparison with production: the change (candidate − production, turned so that
+    positive is better when ``directional``; relative to production when ``relative``) must be
+    above ``threshold`` (``strict``: strictly), or at most it when ``upper``."""
+
+    name: str
+    threshold: float
+    relative: bool
+    need: str  # what the rule asks, in the words of the gap
+    strict: bool = False
+    directional: bool = True
+    upper: bool = False
+
+
+def _production_bounds(rule: Rule, gib: bool) -> list[_Bound]:
     m = rule.metric
     tol = rule.tolerance
-    bounds: list[tuple[str, float, bool, bool]] = []
+    bounds: list[_Bound] = []
     if rule.must == "not_worse_than_production":
-        bounds.append((f"{m} not worse than production (tolerance {tol:g})", -tol, False, False))
+        need = f"allowed: worse by at most {tol:g}" if tol else "allowed: no worse"
+        bounds.append(
+            _Bound(f"{m} not worse than production (tolerance {tol:g})", -tol, False, need)
+        )
     elif rule.must == "better_than_production":
-        bounds.append((f"{m} better than production (by > {tol:g})", tol, False, True))
+        need = f"needed: better by more than {tol:g}"
+        bounds.append(_Bound(f"{m} better than production (by > {tol:g})", tol, False, need, True))
     if rule.min_absolute_change is not None:
-        change = rule.min_absolute_change
-        bounds.append((f"{m} change ≥ {change:+g}", change, False, False))
+        c = rule.min_absolute_change
+        need = (
+            f"needed: better by at least {c:g}" if c >= 0 else f"allowed: worse by at most {-c:g}"
+        )
+        bounds.append(_Bound(f"{m} change ≥ {c:+g}", c, False, need))
     if rule.min_relative_change is not None:
-        change = rule.min_relative_change
-        bounds.append((f"{m} relative change ≥ {change:+g}", change, True, False))
+        c = rule.min_relative_change
+        size = delta.percent(abs(c)).lstrip("+")
+        need = (
+            f"needed: better by at least {size}" if c >= 0 else f"allowed: worse by at most {size}"
+        )
+        bounds.append(_Bound(f"{m} relative change ≥ {c:+g}", c, True, need))
+    if rule.max_increase is not None:
+        x = rule.max_increase
+        size = delta.percent(x).lstrip("+")
+        bounds.append(
+            _Bound(f"{m} increase ≤ {size}", x, True, f"allowed: an increase of at most {size}",
+                   directional=False, upper=True)
+        )  # fmt: skip
+    if rule.max_decrease is not None:
+        x = rule.max_decrease
+        size = delta.percent(x).lstrip("+")
+        bounds.append(
+            _Bound(f"{m} decrease ≤ {size}", -x, True, f"allowed: a decrease of at most {size}",
+                   directional=False)
+        )  # fmt: skip
     return bounds
+
+
+def _need(better: bool, size: str) -> str:
+    return f"needed: better by at least {size}" if better else f"allowed: worse by at most {size}"
 
 
 def _slice_checks(
@@ -391,8 +480,9 @@ def _slice_checks(
 
 
 def _significance_check(sig: BootstrapResult, require_improvement: bool) -> Check:
+    gib = METRICS[sig.metric].greater_is_better
     interval = (
-        f"Δ {sig.difference:+.4f}, {sig.confidence:.0%} CI "
+        f"{delta.gap(sig.difference, gib)}; {sig.confidence:.0%} CI of Δ "
         f"[{sig.ci_low:+.4f}, {sig.ci_high:+.4f}], p(not better) {sig.p_not_better:.3f}"
     )
     if require_improvement:
@@ -443,14 +533,19 @@ def markdown(result: ComparisonResult, top: int = 10) -> str:
         *feature_change_lines(result.evaluation.get("feature_change")),
         "",
         f"| metric | candidate (run {c(md.code(result.candidate.run_id))}) | "
-        + (f"production (v{c(md.text(prod.version))}) | Δ |" if prod else "production |"),
+        + (
+            f"production (v{c(md.text(prod.version))}) | Δ (candidate − production) |"
+            if prod
+            else "production |"
+        ),
         "|---|---|---|" + ("---|" if prod else ""),
     ]
     for metric, value in result.candidate.metrics.items():
         name = c(md.text(metric))
         if prod:
             p = prod.metrics[metric]
-            lines.append(f"| {name} | {value:.4f} | {p:.4f} | {value - p:+.4f} |")
+            gap = delta.cell(value - p, METRICS[metric].greater_is_better)
+            lines.append(f"| {name} | {value:.4f} | {p:.4f} | {gap} |")
         else:
             lines.append(f"| {name} | {value:.4f} | — |")
     if result.checks:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlops_ci import charts
 from mlops_ci import markdown as md
 from mlops_ci.config import Config, DriftConfig
 from mlops_ci.datasource import PREDICTION, chunks
@@ -216,19 +217,15 @@ def markdown(result: DriftResult, top: int = 8) -> str:
         )
     shown = worst[:top]
     if shown:
-        names = ", ".join(f'"{md.mermaid(f.name)}"' for f in shown)
-        values = ", ".join(f"{f.psi:.3f}" for f in shown)
-        top_value = max(max(f.psi for f in shown), s["psi_threshold"]) * 1.1
         lines += [
             "",
-            "```mermaid",
-            "xychart-beta",
-            '    title "Population stability index, worst features first"',
-            f"    x-axis [{names}]",
-            f'    y-axis "PSI" 0 --> {top_value:.3f}',
-            f"    bar [{values}]",
-            f"    line [{', '.join(str(s['psi_threshold']) for _ in shown)}]",
-            "```",
+            *charts.xychart(
+                "Population stability index, worst features first",
+                [f.name for f in shown],
+                [round(f.psi, 3) for f in shown],
+                [float(s["psi_threshold"]) for _ in shown],
+                "PSI",
+            ),
         ]
     return "\n".join(lines) + "\n"
 

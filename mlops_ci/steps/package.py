@@ -12,25 +12,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mlops_ci.config import Config
-from mlops_ci.errors import GateFailed, InputError
+from mlops_ci.errors import GateFailed
 from mlops_ci.evaldata import load_evaluation
 from mlops_ci.features import FeatureSchema, model_frame
 from mlops_ci.integrity import verify_digest
 from mlops_ci.lineage import sha256_file
-from mlops_ci.onnxmodel import OnnxModel
-from mlops_ci.packaging import convert
+from mlops_ci.packaging import convert, runtime
 from mlops_ci.packaging.context import ContextSpec, write_context
 from mlops_ci.packaging.frameworks import distributions
 from mlops_ci.packaging.image import ImageResult, build_image, image_tag
-from mlops_ci.packaging.profile import Probe, Profile, machine, measure, recommend
+from mlops_ci.packaging.profile import Profile
+from mlops_ci.packaging.runtime import ONNX_FILE
 from mlops_ci.records import mlops_dir, read_json, write_json_atomic
 from mlops_ci.registry import TAG_MODEL_SHA256, ModelRegistry, resolve_version
 
 RECORD = "package.json"
-ONNX_FILE = "model.onnx"
 TAG_PREFIX = "mlops.package."
 
 
@@ -66,15 +63,13 @@ def package(
             verify_digest(native_dir, recorded, f"{name} v{version.version} model files")
         native = registry.load_model(str(native_dir))
         features = model_frame(native, data.features, data.path, f"{name} v{version.version}'s")
-        native_pickle = work / "native.joblib"
-        _dump(native, native_pickle)
         native_out = convert.native_outputs(native, features)
         native_size = sum(p.stat().st_size for p in native_dir.rglob("*") if p.is_file())
 
         schema = FeatureSchema.of_frame(features)
         onnx_scorer = None
         parity, note, onnx_sha, layout = None, None, None, convert.MATRIX
-        converted = _try_onnx(config, native, native_out, features)
+        converted = runtime.try_onnx(config, native, native_out, features)
         if isinstance(converted, tuple):
             converted_onnx, parity, onnx_scorer = converted
             layout = converted_onnx.layout
@@ -92,11 +87,16 @@ def package(
             features,
             lambda rows: convert.native_outputs(native, rows),
             onnx_scorer,
-            tolerance(config),
+            runtime.tolerance(config),
         )
         schema = schema.with_nullable(nullable)
-        profile = _profile(
-            config, native, native_pickle, native_size, features, model_files, fmt, layout
+        probe_rows = max(config.package.profile.batch_sizes)
+        profile = runtime.profile(
+            config,
+            runtime.native_engine(native, features, work / "profile", native_size, probe_rows),
+            runtime.onnx_engine(model_files / ONNX_FILE, layout, features, config, probe_rows)
+            if fmt == "onnx"
+            else None,
         )
         tags = version.tags
         spec = ContextSpec(
@@ -121,7 +121,7 @@ def package(
             else None
         )
         context, model_sha = write_context(folder, spec, model_files, lock)
-        served = _served_parity(context, features, native_out, tolerance(config))
+        served = _served_parity(context, features, native_out, runtime.tolerance(config))
 
     _record_in_registry(
         registry,
@@ -161,160 +161,6 @@ def load_package_record(config: Config) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def _dump(model: Any, path: Path) -> None:
-    import joblib
-
-    joblib.dump(model, path)
-
-
-def _try_onnx(
-    config: Config, native: Any, native_out: convert.Outputs, features: Any
-) -> tuple[convert.Converted, convert.Parity, Any] | str:
-    """The ONNX model (with its parity and scorer), or why the native model is packaged
-    instead: ``package.onnx: false``, or under ``auto`` a refused conversion or failed
-    parity (``true`` raises those)."""
-    mode = config.package
-    if isinstance(native, OnnxModel):
-        if not mode.converts:
-            raise InputError(
-                "mlops.yaml: package.onnx: false does not apply to model.flavor onnx: the "
-                "model already is ONNX",
-                hint="set package.onnx: auto (the default) or true",
-            )
-        return _converted(config, native, native_out, features)
-    if not mode.converts:
-        return "package.onnx is false: the native model is served as it is"
-    try:
-        return _converted(config, native, native_out, features)
-    except (convert.ConversionRefused, GateFailed) as err:
-        if mode.onnx_required:
-            raise
-        why = str(err).removeprefix("ONNX ")
-        return f"ONNX: not used — {why}; serving the native model (package.onnx: auto)"
-
-
-def _converted(
-    config: Config, native: Any, native_out: convert.Outputs, features: Any
-) -> tuple[convert.Converted, convert.Parity, Any]:
-    """The ONNX model, its parity with the native one (refused when it fails), and a function
-    scoring DataFrames through it (for the missing-value probe)."""
-    opts = config.package.profile
-    converted = convert.convert_sklearn(native, features, config.package.target_opset)
-    sess = convert.session(converted.onnx, opts.intra_op_threads, opts.graph_optimization_level)
-    schema = FeatureSchema.of_frame(features)
-
-    def outputs(rows: Any) -> convert.Outputs:
-        return convert.onnx_outputs(sess, convert.frame_feeds(converted.layout, schema, rows))
-
-    parity = convert.check_parity(
-        native_out,
-        convert.onnx_outputs(sess, convert.frame_feeds(converted.layout, schema, features)),
-        tolerance(config),
-    )
-    if not parity.passed:
-        raise GateFailed(
-            _parity_message(parity, features.index),
-            hint="if these are float32 rounding, raise package.parity_tolerance, "
-            "package.parity_rtol or package.parity_max_row_share; set "
-            "package.onnx: false to serve the native model",
-        )
-    return converted, parity, outputs
-
-
-def tolerance(config: Config) -> convert.Tolerance:
-    pkg = config.package
-    return convert.Tolerance.for_task(
-        config.model.task, pkg.parity_tolerance, pkg.parity_rtol, pkg.parity_max_row_share
-    )
-
-
-def _profile(
-    config: Config,
-    native: Any,
-    native_pickle: Path,
-    native_size: int,
-    features: Any,
-    model_files: Path,
-    fmt: str,
-    layout: str,
-) -> Profile:
-    opts = config.package.profile
-    base = features.reset_index(drop=True)
-    schema = FeatureSchema.of_frame(base)
-    biggest = max(opts.batch_sizes)
-
-    def frame(n: int) -> Any:  # n rows cycled from the evaluation data
-        return base.iloc[np.arange(n) % len(base)].reset_index(drop=True)
-
-    native_predict = getattr(native, "predict_proba", native.predict)
-    native_prof = measure(
-        "sklearn",
-        native_predict,
-        frame,
-        opts.single_row_runs,
-        opts.batch_sizes,
-        Probe(
-            "native", native_pickle, _batch_file(native_pickle.parent / "native", frame(biggest))
-        ),
-        native_size,
-    )
-    options = {
-        "intra_op_threads": opts.intra_op_threads,
-        "graph_optimization_level": opts.graph_optimization_level,
-    }
-    if fmt != "onnx":
-        return Profile(native_prof, None, {}, recommend(native_prof), machine())
-    onnx_path = model_files / ONNX_FILE
-    sess = convert.session(str(onnx_path), opts.intra_op_threads, opts.graph_optimization_level)
-
-    def onnx_predict(feeds: Any) -> Any:
-        return sess.run(None, feeds)
-
-    def feeds(n: int) -> Any:
-        return convert.frame_feeds(layout, schema, frame(n))
-
-    onnx_prof = measure(
-        "onnxruntime",
-        onnx_predict,
-        feeds,
-        opts.single_row_runs,
-        opts.batch_sizes,
-        Probe("onnx", onnx_path, _batch_file(native_pickle.parent / "onnx", feeds(biggest))),
-        onnx_path.stat().st_size,
-    )
-    return Profile(onnx_prof, native_prof, options, recommend(onnx_prof), machine())
-
-
-def _batch_file(stem: Path, batch: Any) -> Path:
-    """The batch the memory probe scores (a DataFrame for the native model, feeds for ONNX)."""
-    import pickle
-
-    path = stem.with_suffix(".batch.pickle")
-    path.write_bytes(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
-    return path
-
-
-def _parity_message(parity: convert.Parity, index: Any) -> str:
-    tol = parity.tolerance
-    rows = "; ".join(
-        f"row {index[i]}: native {_shown(n)}, onnx {_shown(o)} (|Δ| {d:.3g})"
-        for i, d, n, o in parity.worst_rows[:3]
-    )
-    agreement = (
-        "" if parity.label_agreement is None else f", labels agree on {parity.label_agreement:.2%}"
-    )
-    return (
-        f"ONNX parity failed: {parity.differing_rows} of {parity.rows} rows differ beyond "
-        f"|native - onnx| <= {tol.atol:g} + {tol.rtol:g}·|native| (package.parity_tolerance, "
-        f"package.parity_rtol), {parity.allowed_rows} allowed (package.parity_max_row_share "
-        f"{tol.max_row_share:g}); max |Δ| {parity.max_abs_diff:.3g}{agreement}; worst: {rows}"
-    )
-
-
-def _shown(value: Any) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else repr(value)
-
-
 @dataclass(frozen=True)
 class Recorded:
     """What package writes on the version (tags) besides the artifacts."""
@@ -343,7 +189,7 @@ def _served_parity(
     if not parity.passed:
         raise GateFailed(
             "the packaged model does not answer like the native model: "
-            + _parity_message(parity, features.index).removeprefix("ONNX parity failed: "),
+            + runtime.parity_message(parity, features.index).removeprefix("ONNX parity failed: "),
             hint="this is a defect of mlops-ci's contract; please report it with the model",
         )
     return parity

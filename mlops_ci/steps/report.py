@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops_ci import __version__
+from mlops_ci import __version__, charts, delta
 from mlops_ci import markdown as md
 from mlops_ci.ci.github import COMMENT_LIMIT
 from mlops_ci.config import Config
@@ -168,21 +168,19 @@ def _metrics_table(c: ComparisonResult) -> str:
         rows += [f"| {md.cell(md.text(m))} | {v:.4f} |" for m, v in c.candidate.metrics.items()]
         return "\n".join(rows)
     rows = [
-        f"| metric | candidate | production v{md.cell(md.text(prod.version))} | Δ | "
+        f"| metric | candidate | production v{md.cell(md.text(prod.version))} | "
+        f"Δ (candidate − production) | "
         f"{_ci_header(c)} |",
         "|---|---:|---:|---:|---|",
     ]
     for metric, value in c.candidate.metrics.items():
         p = prod.metrics[metric]
-        arrow = "" if value == p else ("▲" if value > p else "▼")
-        better = (value > p) == METRICS[metric].greater_is_better
-        mark = "" if not arrow else (" 🟢" if better else " 🔴")
         interval = ""
         if sig is not None and sig.metric == metric:
             interval = f"[{sig.ci_low:+.4f}, {sig.ci_high:+.4f}]"
         rows.append(
-            f"| {md.cell(md.text(metric))} | {value:.4f} | {p:.4f} | {arrow}{value - p:+.4f}{mark} "
-            f"| {interval} |"
+            f"| {md.cell(md.text(metric))} | {value:.4f} | {p:.4f} | "
+            f"{delta.cell(value - p, METRICS[metric].greater_is_better)} | {interval} |"
         )
     return "\n".join(rows)
 
@@ -191,30 +189,13 @@ def _ci_header(c: ComparisonResult) -> str:
     sig = c.significance
     if sig is None:
         return "CI"
-    return f"{sig.confidence:.0%} CI (paired bootstrap, {sig.samples} resamples)"
+    return f"{sig.confidence:.0%} CI of Δ (paired bootstrap, {sig.samples} resamples)"
 
 
 def _chart(c: ComparisonResult) -> str:
-    """A mermaid bar (candidate) + line (production) chart: GitHub renders it in comments."""
-    metrics = list(c.candidate.metrics)
-    values = [c.candidate.metrics[m] for m in metrics]
-    if c.production is not None:
-        values += [c.production.metrics[m] for m in metrics]
-    low = min(0.0, *values)
-    high = max(values)
-    high = 1.0 if 0 < high <= 1.0 else high * 1.1 or 1.0
-    lines = [
-        "```mermaid",
-        "xychart-beta",
-        f'    title "{md.mermaid(c.model)}: candidate (bars) vs production (line)"',
-        f"    x-axis [{', '.join(md.mermaid(m) for m in metrics)}]",
-        f'    y-axis "score" {low:.4g} --> {high:.4g}',
-        f"    bar [{', '.join(f'{v:.4f}' for v in values[: len(metrics)])}]",
-    ]
-    if c.production is not None:
-        lines.append(f"    line [{', '.join(f'{v:.4f}' for v in values[len(metrics) :])}]")
-    lines.append("```")
-    return "\n".join(lines)
+    """Mermaid charts of the metrics, one per scale (GitHub renders them in comments)."""
+    production = c.production.metrics if c.production is not None else None
+    return "\n".join(charts.metric_charts(c.model, c.candidate.metrics, production))
 
 
 def _checks(c: ComparisonResult) -> str:

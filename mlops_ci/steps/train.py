@@ -7,7 +7,9 @@ manifest of the declared inputs (code and data), the environment lock and the ou
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import math
@@ -16,7 +18,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,10 @@ class TrainResult:
     data_fingerprint: str
     duration_s: float
     tags: dict[str, str] = field(default_factory=dict)
+    # seconds of each part of a train that ran: the command, scoring evaluate.data, the
+    # permutation importance, logging to MLflow (the rest)
+    timings: dict[str, float] = field(default_factory=dict)
+    importance_note: str = ""  # what the importance budget lowered, when it did
 
 
 def parse_overrides(pairs: tuple[str, ...]) -> dict[str, Scalar]:
@@ -100,14 +106,16 @@ def train(
     overrides: Mapping[str, Scalar] | None = None,
     use_cache: bool = True,
     env: Mapping[str, str] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> TrainResult:
     """Train (or reuse a cached run) and record it in MLflow with its lineage.
 
     A failure is recorded in .mlops/train.json too, so that compare and register refuse to act
-    on the run of an earlier, successful train.
+    on the run of an earlier, successful train. ``progress`` hears (what, done, in all) of the
+    permutation importance.
     """
     try:
-        return _train(config, registry, overrides, use_cache, env)
+        return _train(config, registry, overrides, use_cache, env, progress)
     except BaseException as err:
         _record_failure(config, err)
         raise
@@ -150,6 +158,7 @@ def _train(
     overrides: Mapping[str, Scalar] | None,
     use_cache: bool,
     env: Mapping[str, str] | None,
+    progress: Callable[[str, int, int], None] | None,
 ) -> TrainResult:
     env = dict(os.environ if env is None else env)
     started = time.monotonic()
@@ -174,7 +183,9 @@ def _train(
                 "training command writes"
             )
         stale.unlink(missing_ok=True)  # never pick up the last run's outputs
+    command_started = time.monotonic()
     log = _run_command(config, params, env, work / "train.log")
+    timings = {"command": time.monotonic() - command_started}
     metrics = _read_metrics(config, metrics_file)
     if not model_file.is_file():
         raise TrainingError(
@@ -198,7 +209,16 @@ def _train(
         example = rows.features.head(5)
 
         def evaluate(model: Any) -> str | None:  # scored while the model is loaded anyway
-            return evalcache.record(model, rows, settings_for(config))
+            said = None if progress is None else functools.partial(progress, "importance")
+            found = evalcache.record(model, rows, settings_for(config), said)
+            timings["evaluation"] = found.predict_s
+            if found.importance is not None and found.importance.plan is not None:
+                timings["importance"] = found.importance.plan.seconds
+                notes.append(found.importance.plan.note)
+            return found.text
+
+    notes: list[str] = []
+    logging_started = time.monotonic()
 
     record = registry.log_run(
         NewRun(
@@ -214,7 +234,11 @@ def _train(
             evaluate=evaluate,
         )
     )
-    return _finish(config, record, False, key, trace, started)
+    logged = time.monotonic() - logging_started
+    timings["logging"] = logged - timings.get("evaluation", 0.0) - timings.get("importance", 0.0)
+    result = _finish(config, record, False, key, trace, started)
+    note = next((n for n in notes if n), "")
+    return dataclasses.replace(result, timings=timings, importance_note=note)
 
 
 # Credentials of the CI platform, the registry and mlops-ci itself: the training code is the
@@ -315,8 +339,13 @@ def _run_command(
 
 
 def _read_metrics(config: Config, path: Path) -> dict[str, float]:
+    """The command's own metrics. None of its own is fine (mlops-ci computes evaluate.metrics):
+    an empty object always, no file at all when mlops.yaml names no train.outputs.metrics and
+    declares no train.metrics."""
     where = f"mlops.yaml: train.outputs.metrics: '{config.train.metrics_output}'"
     if not path.is_file():
+        if not config.train.metrics_output_set and not config.train.declared_metrics:
+            return {}
         raise TrainingError(
             f"{where}: the training command wrote no metrics file",
             hint='write a JSON object such as {"accuracy": 0.93}',
@@ -325,8 +354,8 @@ def _read_metrics(config: Config, path: Path) -> dict[str, float]:
         raw = json.loads(path.read_text("utf-8"))
     except ValueError as err:
         raise TrainingError(f"{where}: not valid JSON ({err})") from None
-    if not isinstance(raw, dict) or not raw:
-        raise TrainingError(f"{where}: must be a non-empty JSON object of metric name to number")
+    if not isinstance(raw, dict):
+        raise TrainingError(f"{where}: must be a JSON object of metric name to number")
     metrics: dict[str, float] = {}
     for name, value in raw.items():
         if (

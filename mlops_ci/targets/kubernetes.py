@@ -20,6 +20,7 @@ import yaml
 
 from mlops_ci.config import Config, DeployEnv
 from mlops_ci.errors import InputError, ServiceError
+from mlops_ci.extras import install_hint
 from mlops_ci.packaging.image import image_tag
 from mlops_ci.records import write_text_atomic
 from mlops_ci.registry import VersionRecord
@@ -255,7 +256,7 @@ def _dynamic_client(kubeconfig: Path) -> Any:
     except ImportError:
         raise InputError(
             "applying manifests needs the kubernetes client",
-            hint="pip install 'mlops-ci[kubernetes]', or deploy with --dry-run and kubectl",
+            hint=f"{install_hint('kubernetes')}, or deploy with --dry-run and kubectl",
         ) from None
     configuration = kube_client.Configuration()
     kube_config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)

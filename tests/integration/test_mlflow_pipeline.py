@@ -180,6 +180,51 @@ def test_training_without_metrics_is_named(
     )
 
 
+def _model_only_train(project: Path, metrics: str | None) -> None:
+    """train.py fits the model and writes ``metrics`` (None: no metrics file at all)."""
+    write = f"Path('outputs/metrics.json').write_text({metrics!r})\n" if metrics is not None else ""
+    (project / "train.py").write_text(
+        "import joblib, pandas as pd\n"
+        "from pathlib import Path\n"
+        "from sklearn.linear_model import LogisticRegression\n"
+        "d = pd.read_csv('data/train.csv')\n"
+        "m = LogisticRegression(max_iter=1000).fit(d.drop(columns=['species']), d['species'])\n"
+        "Path('outputs').mkdir(exist_ok=True)\n"
+        "joblib.dump(m, 'outputs/model.joblib')\n" + write
+    )
+    config = project / "mlops.yaml"
+    text = config.read_text().replace("    - {metric: cv_accuracy, min: 0.85}\n", "")
+    config.write_text(text)
+
+
+def test_empty_metrics_object_is_accepted(project: Path) -> None:
+    """The command may report no metric of its own: mlops-ci computes evaluate.metrics."""
+    _model_only_train(project, "{}")
+    assert run_cli("train", "-c", str(project)) == 0
+    assert run_cli("compare", "-c", str(project)) == 0
+
+
+def test_missing_metrics_file_accepted_only_when_the_key_is_not_set(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _model_only_train(project, None)
+    assert run_cli("train", "-c", str(project)) == 2  # outputs.metrics is set in the example
+    assert "wrote no metrics file" in capsys.readouterr().err
+    config = project / "mlops.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "outputs: {model: outputs/model.joblib, metrics: outputs/metrics.json}",
+            "outputs: {model: outputs/model.joblib}",
+        )
+    )
+    assert run_cli("train", "-c", str(project)) == 0
+    assert run_cli("compare", "-c", str(project)) == 0
+    text = config.read_text().replace("  params:", "  metrics: [cv_accuracy]\n  params:")
+    config.write_text(text)
+    assert run_cli("train", "-c", str(project), "--no-cache") == 2  # declared: the file is due
+    assert "wrote no metrics file" in capsys.readouterr().err
+
+
 def test_unloadable_model_file_is_named_and_records_nothing(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -91,16 +91,40 @@ def test_missing_file_hints_init(tmp_path: Path) -> None:
 
 
 def test_cross_key_checks(tmp_path: Path) -> None:
-    text = VALID + "gate:\n  primary_metric: f1_macro\n  rules:\n    - {metric: latency_ms}\n"
+    text = VALID + "gate:\n  primary_metric: f1_macro\n  rules:\n    - {metric: train_seconds}\n"
     assert problems(tmp_path, text) == [
         "mlops.yaml:9: gate.primary_metric: 'f1_macro' is not in evaluate.metrics ['accuracy']",
-        "mlops.yaml:11: gate.rules.0: rule for 'latency_ms' sets no bound "
-        "(min, max, must, min_absolute_change or min_relative_change)",
+        "mlops.yaml:11: gate.rules.0: rule for 'train_seconds' sets no bound "
+        "(min, max, must, min_absolute_change, min_relative_change, max_increase, "
+        "max_decrease)",
     ]
 
 
+def test_cost_rules_are_known_and_a_near_miss_is_named(tmp_path: Path) -> None:
+    """compare measures the costs itself: their direction is known, their typos are caught."""
+    rules = (
+        "    - {metric: latency_p99_ms, max_increase: 0.25}\n"
+        "    - {metric: rows_per_s, max_decrease: 0.2}\n"
+        "    - {metric: model_size_mb, max: 200, must: not_worse_than_production}\n"
+    )
+    gate = load_config(write(tmp_path, VALID + "gate:\n  rules:\n" + rules)).gate
+    assert [r.max_increase for r in gate.rules] == [0.25, None, None]
+    assert [r.max_decrease for r in gate.rules] == [None, 0.2, None]
+    typo = "gate:\n  rules:\n    - {metric: latency_p99, max_increase: 0.25}\n"
+    assert problems(tmp_path, VALID + typo) == [
+        "mlops.yaml:10: gate.rules.0.metric: 'latency_p99' is not a cost compare measures; "
+        "did you mean 'latency_p99_ms'? (a metric your training logs: declare it in "
+        "train.metrics)"
+    ]
+    sliced = "  slices: [x]\ngate:\n  rules:\n    - {metric: peak_rss_mb, max: 500, slice: all}\n"
+    (line,) = problems(tmp_path, VALID + sliced)
+    assert "slice: all does not apply to 'peak_rss_mb'" in line
+
+
 def test_unknown_metric_against_production_needs_direction(tmp_path: Path) -> None:
-    text = VALID + "gate:\n  rules:\n    - {metric: latency_ms, must: not_worse_than_production}\n"
+    text = (
+        VALID + "gate:\n  rules:\n    - {metric: train_seconds, must: not_worse_than_production}\n"
+    )
     (line,) = problems(tmp_path, text)
     assert line.startswith("mlops.yaml:10: gate.rules.0.greater_is_better: needed")
 
@@ -187,8 +211,9 @@ def test_gate_rules_on_run_metrics_must_be_declared_when_train_metrics_is(
     rules = "gate:\n  rules:\n    - {metric: cv_acuracy, min: 0.5}\n"
     (found,) = problems(tmp_path, text + rules)
     assert found.endswith(
-        "gate.rules.0.metric: 'cv_acuracy' is neither a known metric nor in train.metrics "
-        "['cv_accuracy']; did you mean 'cv_accuracy'?"
+        "gate.rules.0.metric: 'cv_acuracy' is neither a known metric, a cost (latency_p50_ms, "
+        "latency_p95_ms, latency_p99_ms, rows_per_s, peak_rss_mb, model_size_mb) nor in "
+        "train.metrics ['cv_accuracy']; did you mean 'cv_accuracy'?"
     )
     load_config(write(tmp_path, text + rules.replace("cv_acuracy", "cv_accuracy")))
     load_config(write(tmp_path, VALID + rules))  # nothing declared: any run metric

@@ -20,8 +20,8 @@ def test_the_evaluation_record_is_skipped_for_predictions_json_cannot_hold() -> 
         def predict(self, x: object) -> list[object]:
             return self.out
 
-    assert record(Model([Decimal(1), Decimal(2)]), data) is None  # not JSON
-    assert record(Model([float("nan"), 1.0]), data) is None  # NaN is not JSON either
-    assert record(Model([[1, 2], [3, 4]]), data) is None  # not one value per row
-    kept = record(Model(["a", "b"]), data)
+    assert record(Model([Decimal(1), Decimal(2)]), data).text is None  # not JSON
+    assert record(Model([float("nan"), 1.0]), data).text is None  # NaN is not JSON either
+    assert record(Model([[1, 2], [3, 4]]), data).text is None  # not one value per row
+    kept = record(Model(["a", "b"]), data).text
     assert kept is not None and '"predictions": ["a", "b"]' in kept

@@ -81,7 +81,7 @@ def test_a_candidate_better_overall_but_worse_for_one_slice_is_refused(tmp_path:
     assert by_slice["A"].rows == 150 and by_slice["A"].candidate["accuracy"] == 1.0
     assert by_slice["B"].production == {"accuracy": 1.0}
     page = (config.root / ".mlops" / "comparison.md").read_text()
-    assert "| B | 50 | 0.7000 | 1.0000 | -0.3000 🔴 |" in page
+    assert "| B | 50 | 0.7000 | 1.0000 | -0.3000 (worse by 0.3000) 🔴 |" in page
     assert load_comparison(config) == result  # slices and importance survive the record
 
 

@@ -15,7 +15,7 @@ import tomllib
 from mlops_ci.ci.github import GithubClient, GithubSettings
 from mlops_ci.datasource import chunks
 from mlops_ci.errors import MlopsError
-from mlops_ci.extras import EXTRAS, missing
+from mlops_ci.extras import EXTRAS, install_hint, missing
 from tests.helpers import run_cli
 
 pytestmark = pytest.mark.timeout(60)
@@ -50,7 +50,7 @@ def test_batch_score_without_the_batch_extra_names_it(
     err = capsys.readouterr().err
     assert code == 2, err
     assert "error: mlops-ci batch-score needs pyarrow (the batch extra)" in err
-    assert "hint: pip install 'mlops-ci[batch]'" in err
+    assert f"hint: {install_hint('batch')}" in err
     assert "Traceback" not in err
 
 
@@ -63,7 +63,7 @@ def test_reading_parquet_without_pyarrow_names_the_file_and_the_extra(
     with pytest.raises(MlopsError) as caught:
         next(chunks(table, 100))
     assert str(caught.value) == f"{table}: reading Parquet needs pyarrow (the parquet extra)"
-    assert caught.value.hint == "pip install 'mlops-ci[parquet]'"
+    assert caught.value.hint == install_hint("parquet")
 
 
 def test_posting_to_github_without_pygithub_names_the_github_extra(
@@ -73,7 +73,7 @@ def test_posting_to_github_without_pygithub_names_the_github_extra(
     with pytest.raises(MlopsError) as caught:
         GithubClient(GithubSettings("t", "http://127.0.0.1:9", "acme/iris"))
     assert "(the github extra)" in str(caught.value)
-    assert caught.value.hint == "pip install 'mlops-ci[github]'"
+    assert caught.value.hint == install_hint("github")
 
 
 def test_serve_without_the_serve_extra_names_it(
@@ -84,3 +84,28 @@ def test_serve_without_the_serve_extra_names_it(
     err = capsys.readouterr().err
     assert code == 2, err
     assert "error: mlops-ci serve needs fastapi, uvicorn (the serve extra)" in err
+
+
+def test_the_hint_has_the_form_mlops_ci_was_installed_in() -> None:
+    """PEP 610's direct_url.json says where the install came from; the hint repeats it."""
+    assert install_hint("serve", "") == "pip install 'mlops-ci[serve]'"
+    folder = '{"url": "file:///src/my%20ci", "dir_info": {}}'
+    assert install_hint("serve", folder) == "pip install '/src/my ci[serve]'"
+    editable = '{"url": "file:///src/mlops-ci", "dir_info": {"editable": true}}'
+    assert install_hint("batch", editable) == "pip install -e '/src/mlops-ci[batch]'"
+    wheel = '{"url": "file:///dist/mlops_ci-0.1.0-py3-none-any.whl", "archive_info": {}}'
+    assert (
+        install_hint("serve", wheel) == "pip install '/dist/mlops_ci-0.1.0-py3-none-any.whl[serve]'"
+    )
+    git = (
+        '{"url": "https://bob:tok@github.com/acme/mlops-ci.git", '
+        '"vcs_info": {"vcs": "git", "commit_id": "abc"}}'
+    )
+    hint = install_hint("serve", git)
+    assert hint == "pip install 'mlops-ci[serve] @ git+https://github.com/acme/mlops-ci.git'"
+    assert install_hint("serve", "not json") == "pip install 'mlops-ci[serve]'"
+
+
+def test_this_install_is_named_as_it_was_made() -> None:
+    """The test environment installs the repository editable (pip install -e '.[test]')."""
+    assert install_hint("serve") == f"pip install -e '{ROOT}[serve]'"

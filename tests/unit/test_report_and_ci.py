@@ -27,9 +27,10 @@ def test_report_puts_the_verdict_and_failing_rules_first(
     assert lines[0] == "## ❌ `iris-classifier`: candidate failed the gate"
     assert lines[2] == "**Failing rules:**"
     assert "Not registered." in built.markdown
-    assert "| f1_macro | 0.8239 | 0.9500 | ▼-0.1261 🔴 | [" in built.markdown
-    assert "    bar [0.8239, 0.8333]" in built.markdown  # metrics in config order
-    assert "    line [0.9500, 0.9500]" in built.markdown
+    assert "| f1_macro | 0.8239 | 0.9500 | -0.1261 (worse by 0.1261) 🔴 | [" in built.markdown
+    assert '    x-axis ["f1_macro", "accuracy"]' in built.markdown  # metrics in config order
+    assert "    bar [0.823873, 0.833333]" in built.markdown
+    assert "    line [0.949969, 0.95]" in built.markdown
     assert "| commit | `abc` |" in built.markdown
     assert (config.root / ".mlops" / "report.md").read_text() == built.markdown
 
@@ -171,7 +172,8 @@ def test_markdown_helpers_hold_any_string() -> None:
     assert rendered(md.text("*b* [l](u) <i>")).strip() == "<p>*b* [l](u) &lt;i&gt;</p>"
     cell = md.cell(md.code("a|b"))
     assert "<td><code>a|b</code></td>" in rendered(f"| h |\n|---|\n| {cell} |")
-    assert md.mermaid('x"] ```') == "x__ ___"
+    assert md.mermaid('x"] ```') == "x_] ___"
+    assert md.mermaid("größe: (a|b) %% #quot; <b>") == "größe: (a|b) __ _quot; _b_"
     assert md.text("f1_macro _x_") == "f1_macro \\_x\\_"
 
 

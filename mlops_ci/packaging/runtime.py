@@ -1,0 +1,192 @@
+"""What a model is served with, decided once for `package` and `compare`: ONNX where the
+conversion is exact (parity on the evaluation rows), the native model where it is not, and
+each engine's callables for the profiler (single rows and batches cycled from those rows).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlops_ci.config import Config
+from mlops_ci.errors import GateFailed, InputError
+from mlops_ci.features import FeatureSchema
+from mlops_ci.onnxmodel import OnnxModel
+from mlops_ci.packaging import convert
+from mlops_ci.packaging.profile import Probe, Profile, machine, measure, recommend
+
+ONNX_FILE = "model.onnx"
+
+
+def try_onnx(
+    config: Config, native: Any, native_out: convert.Outputs, features: Any
+) -> tuple[convert.Converted, convert.Parity, Any] | str:
+    """The ONNX model (with its parity and scorer), or why the native model is packaged
+    instead: ``package.onnx: false``, or under ``auto`` a refused conversion or failed
+    parity (``true`` raises those)."""
+    mode = config.package
+    if isinstance(native, OnnxModel):
+        if not mode.converts:
+            raise InputError(
+                "mlops.yaml: package.onnx: false does not apply to model.flavor onnx: the "
+                "model already is ONNX",
+                hint="set package.onnx: auto (the default) or true",
+            )
+        return _converted(config, native, native_out, features)
+    if not mode.converts:
+        return "package.onnx is false: the native model is served as it is"
+    try:
+        return _converted(config, native, native_out, features)
+    except (convert.ConversionRefused, GateFailed) as err:
+        if mode.onnx_required:
+            raise
+        why = str(err).removeprefix("ONNX ")
+        return f"ONNX: not used — {why}; serving the native model (package.onnx: auto)"
+
+
+def _converted(
+    config: Config, native: Any, native_out: convert.Outputs, features: Any
+) -> tuple[convert.Converted, convert.Parity, Any]:
+    """The ONNX model, its parity with the native one (refused when it fails), and a function
+    scoring DataFrames through it (for the missing-value probe)."""
+    opts = config.package.profile
+    converted = convert.convert_sklearn(native, features, config.package.target_opset)
+    sess = convert.session(converted.onnx, opts.intra_op_threads, opts.graph_optimization_level)
+    schema = FeatureSchema.of_frame(features)
+
+    def outputs(rows: Any) -> convert.Outputs:
+        return convert.onnx_outputs(sess, convert.frame_feeds(converted.layout, schema, rows))
+
+    parity = convert.check_parity(
+        native_out,
+        convert.onnx_outputs(sess, convert.frame_feeds(converted.layout, schema, features)),
+        tolerance(config),
+    )
+    if not parity.passed:
+        raise GateFailed(
+            parity_message(parity, features.index),
+            hint="if these are float32 rounding, raise package.parity_tolerance, "
+            "package.parity_rtol or package.parity_max_row_share; set "
+            "package.onnx: false to serve the native model",
+        )
+    return converted, parity, outputs
+
+
+def tolerance(config: Config) -> convert.Tolerance:
+    pkg = config.package
+    return convert.Tolerance.for_task(
+        config.model.task, pkg.parity_tolerance, pkg.parity_rtol, pkg.parity_max_row_share
+    )
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One model as the profiler drives it: ``predict`` takes what ``rows(n)`` makes (n
+    evaluation rows, cycled) or ``row(i)`` makes (the i-th evaluation row alone)."""
+
+    name: str  # onnxruntime | sklearn
+    predict: Callable[[Any], Any]
+    rows: Callable[[int], Any]
+    row: Callable[[int], Any]
+    probe: Probe
+    size_bytes: int
+
+
+def native_engine(
+    native: Any, features: Any, work: Path, size_bytes: int, probe_rows: int = 1000
+) -> Engine:
+    """The native model on the evaluation rows; its pickle and the memory probe's batch of
+    ``probe_rows`` rows under ``work``."""
+    import joblib
+
+    base = features.reset_index(drop=True)
+    work.mkdir(parents=True, exist_ok=True)
+    pickled = work / "native.joblib"
+    joblib.dump(native, pickled)
+
+    def frame(n: int) -> Any:  # n rows cycled from the evaluation data
+        return base.iloc[np.arange(n) % len(base)].reset_index(drop=True)
+
+    def row(i: int) -> Any:
+        return base.iloc[[i % len(base)]].reset_index(drop=True)
+
+    predict = getattr(native, "predict_proba", native.predict)
+    probe = Probe("native", pickled, batch_file(work / "native", frame(probe_rows)))
+    return Engine("sklearn", predict, frame, row, probe, size_bytes)
+
+
+def onnx_engine(
+    onnx_path: Path, layout: str, features: Any, config: Config, probe_rows: int = 1000
+) -> Engine:
+    """The ONNX model with the session options serving uses, fed as serving feeds it."""
+    opts = config.package.profile
+    base = features.reset_index(drop=True)
+    schema = FeatureSchema.of_frame(base)
+    sess = convert.session(str(onnx_path), opts.intra_op_threads, opts.graph_optimization_level)
+
+    def predict(feeds: Any) -> Any:
+        return sess.run(None, feeds)
+
+    def feeds(n: int) -> Any:
+        return convert.frame_feeds(layout, schema, base.iloc[np.arange(n) % len(base)])
+
+    def row(i: int) -> Any:
+        return convert.frame_feeds(layout, schema, base.iloc[[i % len(base)]])
+
+    probe = Probe("onnx", onnx_path, batch_file(onnx_path.parent / "onnx", feeds(probe_rows)))
+    return Engine("onnxruntime", predict, feeds, row, probe, onnx_path.stat().st_size)
+
+
+def profile(config: Config, native: Engine, onnx: Engine | None) -> Profile:
+    """package's profile: each engine timed on single rows and on package.profile.batch_sizes;
+    the ONNX one (when served) first, the native one beside it for the speed-up."""
+    opts = config.package.profile
+
+    def timed(engine: Engine) -> Any:
+        return measure(
+            engine.name, engine.predict, engine.rows, opts.single_row_runs, opts.batch_sizes,
+            engine.probe, engine.size_bytes,
+        )  # fmt: skip
+
+    native_prof = timed(native)
+    if onnx is None:
+        return Profile(native_prof, None, {}, recommend(native_prof), machine())
+    options = {
+        "intra_op_threads": opts.intra_op_threads,
+        "graph_optimization_level": opts.graph_optimization_level,
+    }
+    onnx_prof = timed(onnx)
+    return Profile(onnx_prof, native_prof, options, recommend(onnx_prof), machine())
+
+
+def batch_file(stem: Path, batch: Any) -> Path:
+    """The batch the memory probe scores (a DataFrame for the native model, feeds for ONNX)."""
+    path = stem.with_suffix(".batch.pickle")
+    path.write_bytes(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+    return path
+
+
+def parity_message(parity: convert.Parity, index: Any) -> str:
+    tol = parity.tolerance
+    rows = "; ".join(
+        f"row {index[i]}: native {shown(n)}, onnx {shown(o)} (|Δ| {d:.3g})"
+        for i, d, n, o in parity.worst_rows[:3]
+    )
+    agreement = (
+        "" if parity.label_agreement is None else f", labels agree on {parity.label_agreement:.2%}"
+    )
+    return (
+        f"ONNX parity failed: {parity.differing_rows} of {parity.rows} rows differ beyond "
+        f"|native - onnx| <= {tol.atol:g} + {tol.rtol:g}·|native| (package.parity_tolerance, "
+        f"package.parity_rtol), {parity.allowed_rows} allowed (package.parity_max_row_share "
+        f"{tol.max_row_share:g}); max |Δ| {parity.max_abs_diff:.3g}{agreement}; worst: {rows}"
+    )
+
+
+def shown(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else repr(value)
