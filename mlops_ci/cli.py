@@ -253,7 +253,7 @@ def train(config_path: Path | None, params: tuple[str, ...], no_cache: bool) -> 
 
     config = _load(config_path)
     registry = _open(config)
-    with StepProgress("features") as progress:
+    with StepProgress({"importance": "features"}) as progress:
         result = train_step(
             config, registry, parse_overrides(params), use_cache=not no_cache, progress=progress
         )
@@ -297,7 +297,7 @@ def compare(config_path: Path | None, run_id: str | None) -> None:
 
     config = _load(config_path)
     registry = _open(config)
-    with StepProgress("features") as progress:
+    with StepProgress({"importance": "features", "cost": "rounds"}) as progress:
         result = compare_step(config, registry, run_id, progress)
     echo(markdown(result, config.evaluate.importance.top))
     reused = result.evaluation.get("importance_reused") or []

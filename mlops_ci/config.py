@@ -105,6 +105,15 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class CostConfig:
+    """How compare measures the costs a gate rule names (gate.cost)."""
+
+    rounds: int = 7
+    round_seconds: float = 0.3
+    batch_rows: int = 1000
+
+
+@dataclass(frozen=True)
 class GateConfig:
     rules: tuple[Rule, ...]
     primary_metric: str
@@ -113,6 +122,12 @@ class GateConfig:
     bootstrap_samples: int
     seed: int
     min_slice_rows: int = 30
+    cost: CostConfig = CostConfig()
+
+    @property
+    def cost_rules(self) -> bool:
+        """Whether a rule names a cost (then compare measures both models' costs)."""
+        return any(rule.metric in COST_METRICS for rule in self.rules)
 
 
 @dataclass(frozen=True)
@@ -676,6 +691,7 @@ def _build(file: Path, d: dict[str, Any], metrics_output_set: bool = True) -> Co
             bootstrap_samples=int(gate["bootstrap_samples"]),
             seed=int(gate["seed"]),
             min_slice_rows=int(gate["min_slice_rows"]),
+            cost=CostConfig(**gate["cost"]),
         ),
         registry=RegistryConfig(
             tracking_uri=registry["tracking_uri"],

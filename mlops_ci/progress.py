@@ -95,10 +95,11 @@ class CountProgress(RowProgress):
 
 class StepProgress:
     """Call with (what, done, in all) from a step that works on several things in turn (the
-    importance of the candidate, then of production): one CountProgress per thing."""
+    importance of the candidate, then of production): one CountProgress per thing, counting
+    the unit its label starts with in ``units`` (else ``steps``)."""
 
-    def __init__(self, unit: str, every_s: float = 5.0) -> None:
-        self.unit = unit
+    def __init__(self, units: dict[str, str], every_s: float = 5.0) -> None:
+        self.units = units
         self.every_s = every_s
         self._label: str | None = None
         self._current: CountProgress | None = None
@@ -110,7 +111,8 @@ class StepProgress:
         if label != self._label:
             self._close()
             self._label = label
-            self._current = CountProgress(label, self.every_s, self.unit)
+            unit = next((u for k, u in self.units.items() if label.startswith(k)), "steps")
+            self._current = CountProgress(label, self.every_s, unit)
             self._current.__enter__()
         assert self._current is not None
         self._current(done, total)

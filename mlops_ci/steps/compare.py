@@ -8,20 +8,26 @@ direction, as MLflow's ``MetricThreshold`` does.
 from __future__ import annotations
 
 import functools
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-from mlops_ci import delta, evalcache
+from mlops_ci import cost, delta, evalcache
 from mlops_ci import markdown as md
 from mlops_ci.bootstrap import BootstrapResult, paired_bootstrap
 from mlops_ci.config import Config, Rule
-from mlops_ci.errors import InputError
+from mlops_ci.cost import Cost
+from mlops_ci.errors import GateFailed, InputError
 from mlops_ci.evaldata import EvaluationData, load_evaluation
 from mlops_ci.explain import why_lines
+from mlops_ci.features import model_frame
 from mlops_ci.importance import Importance, Progress, Settings, permutation, settings_for
 from mlops_ci.metrics import COST_METRICS, METRICS, Encoded, score
+from mlops_ci.packaging import convert, runtime
+from mlops_ci.packaging.runtime import Engine
 from mlops_ci.records import mlops_dir, read_json, write_json_atomic, write_text_atomic
 from mlops_ci.registry import ModelRegistry, RunRecord
 from mlops_ci.slices import SliceScore, cut, score_slices
@@ -38,6 +44,8 @@ class ModelScore:
     run_id: str | None
     version: str | None
     metrics: dict[str, float]
+    # what serving it costs (COST_METRICS), measured when a gate rule names a cost
+    cost: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,9 @@ class ComparisonResult:
     created_at: float
     importance: dict[str, Importance] = field(default_factory=dict)  # role -> its importance
     slices: tuple[SliceScore, ...] = ()
+    # what differs between the production run and the candidate run: {"params": {name:
+    # [production, candidate]}, "commit": [...], "data_fingerprint": [...]}
+    changes: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,6 +93,7 @@ class ComparisonResult:
                 for role, found in (data.get("importance") or {}).items()
             },
             slices=tuple(SliceScore(**s) for s in data.get("slices") or ()),
+            changes=data.get("changes") or {},
         )
 
 
@@ -122,9 +134,14 @@ def compare(
         predictions.append(prod.scored.predictions)
         scored_how["production"] = prod.how
 
+    costs: dict[str, Cost] = {}
+    if config.gate.cost_rules:
+        models = {"candidate": cand} | ({"production": prod} if production_version else {})
+        costs = _costs(config, registry, models, data, _said(progress, "cost"))
     enc, encoded = Encoded.of(config.model.task, data.target.to_numpy(), *predictions)
     cand_scores = {m: score(m, enc, encoded[0]) for m in config.evaluate.metrics}
-    candidate = ModelScore("candidate", run.run_id, None, cand_scores)
+    cand_cost = costs["candidate"].metrics if costs else {}
+    candidate = ModelScore("candidate", run.run_id, None, cand_scores, cand_cost)
     production = None
     significance = None
     if production_version is not None:
@@ -133,6 +150,7 @@ def compare(
             production_version.run_id,
             production_version.version,
             {m: score(m, enc, encoded[1]) for m in config.evaluate.metrics},
+            costs["production"].metrics if costs else {},
         )
         significance = paired_bootstrap(
             config.gate.primary_metric,
@@ -202,12 +220,14 @@ def compare(
             **({"feature_change": changed} if changed else {}),
             **({"importance_failed": unexplained} if unexplained else {}),
             **({"importance_reused": reused} if reused else {}),
+            **({"cost": _cost_record(config, costs)} if costs else {}),
             "primary_metric": config.gate.primary_metric,
             **({"min_slice_rows": config.gate.min_slice_rows} if slice_scores else {}),
         },
         created_at=time.time(),
         importance=importance,
         slices=tuple(slice_scores),
+        changes=what_changed(production_run, run) if production_version is not None else {},
     )
     folder = mlops_dir(config.root)
     write_json_atomic(folder / RECORD, result.to_dict())
@@ -242,6 +262,65 @@ def _scored(
     return _Model(evalcache.scored(model, data, label), "now", uri, label, model)
 
 
+def _costs(
+    config: Config,
+    registry: ModelRegistry,
+    models: dict[str, _Model],
+    data: EvaluationData,
+    progress: Progress | None,
+) -> dict[str, Cost]:
+    """Both models' cost of serving, measured together (see ``mlops_ci.cost``)."""
+    with tempfile.TemporaryDirectory(prefix="mlops-cost-") as tmp:
+        engines: dict[str, Engine] = {}
+        notes: dict[str, tuple[str, str]] = {}
+        for role, model in models.items():
+            work = Path(tmp) / role
+            native = model.loaded if model.loaded is not None else registry.load_model(model.uri)
+            files = registry.download_model(model.uri, work / "files")
+            size = sum(p.stat().st_size for p in files.rglob("*") if p.is_file())
+            features = model_frame(native, data.features, data.path, f"the {role}")
+            engines[role], notes[role] = _engine(config, native, features, work, size)
+        figures = cost.measure(engines, config.gate.cost, progress)
+    return {
+        role: Cost(notes[role][0], notes[role][1], figures[role], int(figures[role].pop("calls")))
+        for role in models
+    }
+
+
+def _engine(
+    config: Config, native: Any, features: Any, work: Path, size: int
+) -> tuple[Engine, tuple[str, str]]:
+    """The model as its version would serve it: ONNX where package would convert it (same
+    decision, same parity check), else the native model; with the runtime's name and why."""
+    probe_rows = config.gate.cost.batch_rows
+    native_engine = runtime.native_engine(native, features, work, size, probe_rows)
+    try:
+        converted = runtime.try_onnx(
+            config, native, convert.native_outputs(native, features), features
+        )
+    except (InputError, GateFailed) as err:  # package.onnx: true would refuse to package it
+        converted = f"ONNX: not used — {str(err).removeprefix('ONNX ')}"
+    if isinstance(converted, str):
+        return native_engine, (native_engine.name, converted)
+    path = work / runtime.ONNX_FILE
+    path.write_bytes(converted[0].onnx)
+    layout = converted[0].layout
+    return runtime.onnx_engine(path, layout, features, config, probe_rows), ("onnxruntime", "")
+
+
+def _cost_record(config: Config, costs: dict[str, Cost]) -> dict[str, Any]:
+    """How the costs were measured, and with what, for the report and the record."""
+    spec = config.gate.cost
+    return {
+        "runtime": {role: c.runtime for role, c in costs.items()},
+        "note": {role: c.note for role, c in costs.items() if c.note},
+        "calls": {role: c.calls for role, c in costs.items()},
+        "rounds": spec.rounds,
+        "round_seconds": spec.round_seconds,
+        "batch_rows": spec.batch_rows,
+    }
+
+
 def _said(progress: Callable[[str, int, int], None] | None, label: str) -> Progress | None:
     return None if progress is None else functools.partial(progress, label)
 
@@ -270,6 +349,98 @@ def _importance(
         return recorded
     loaded = model.loaded if model.loaded is not None else registry.load_model(model.uri)
     return permutation(loaded, data, settings, role, budget_s, progress)
+
+
+# Lineage tags whose change a reviewer needs to see beside the verdict.
+_CHANGED_TAGS = {"commit": "mlops.git.commit", "data_fingerprint": "mlops.data.fingerprint"}
+
+
+def what_changed(production: RunRecord | None, candidate: RunRecord) -> dict[str, Any]:
+    """The params (and code commit, data fingerprint) that differ between the production run
+    and the candidate run; {"unknown": true} when production has no run to read."""
+    if production is None:
+        return {"unknown": True}
+    params = {
+        name: [production.params.get(name), candidate.params.get(name)]
+        for name in sorted(set(production.params) | set(candidate.params))
+        if production.params.get(name) != candidate.params.get(name)
+    }
+    out: dict[str, Any] = {"params": params} if params else {}
+    for key, tag in _CHANGED_TAGS.items():
+        before, after = production.tags.get(tag), candidate.tags.get(tag)
+        if before != after:
+            out[key] = [before, after]
+    return out
+
+
+def change_lines(changes: dict[str, Any]) -> list[str]:
+    """What changed, as markdown lines: the params, the commit and the data that differ (for a
+    comparison with production)."""
+    if changes.get("unknown"):
+        return ["What changed: unknown (the production version has no run to compare with)."]
+
+    def shown(value: str | None) -> str:
+        return "unset" if value is None else md.code(value)
+
+    lines = ["**What changed** (production → candidate):"]
+    if not changes:
+        return ["What changed: no param, code commit or data fingerprint differs."]
+    for name, (before, after) in (changes.get("params") or {}).items():
+        lines.append(f"- param {md.code(name)}: {shown(before)} → {shown(after)}")
+    for key, label in (("commit", "code commit"), ("data_fingerprint", "data fingerprint")):
+        if key in changes:
+            before, after = changes[key]
+            lines.append(
+                f"- {label}: {shown(before and before[:12])} → {shown(after and after[:12])}"
+            )
+    if len(lines) == 1:
+        return ["What changed: no param, code commit or data fingerprint differs."]
+    return lines
+
+
+def cost_lines(result: ComparisonResult) -> list[str]:
+    """The cost table: both models' figures, the change relative to production and its words,
+    and how they were measured."""
+    record = result.evaluation.get("cost")
+    if not record:
+        return []
+    cand, prod = result.candidate, result.production
+    runtimes = record["runtime"]
+    head = f"| cost | candidate ({md.text(runtimes['candidate'])}) |"
+    rule = "|---|---:|"
+    if prod is not None:
+        served = md.text(runtimes["production"])
+        head += f" production v{md.cell(md.text(prod.version))} ({served}) | Δ |"
+        rule += "---:|---|"
+    lines = ["#### Cost of serving (measured here, both models on the same rows)", "", head, rule]
+    for name, spec in COST_METRICS.items():
+        value = cand.cost.get(name)
+        if value is None:
+            continue
+        row = f"| {name} | {_cost_value(value, spec.unit)} |"
+        if prod is not None and name in prod.cost:
+            theirs = prod.cost[name]
+            gap = delta.relative_gap(value, theirs, spec.greater_is_better).removeprefix("Δ ")
+            row += f" {_cost_value(theirs, spec.unit)} | {md.cell(gap)} |"
+        lines.append(row)
+    calls = ", ".join(f"{role} {n:,}" for role, n in record["calls"].items())
+    lines += [
+        "",
+        f"Single-row calls of the two models interleaved, {record['rounds']} rounds of "
+        f"{record['round_seconds']:g} s per model ({calls} calls), each figure the median "
+        f"round; rows/s on batches of {record['batch_rows']:,} rows; peak RSS of a fresh "
+        "scoring process; size of the files served.",
+    ]
+    lines += [f"> {md.text(role)}: {md.text(note)}" for role, note in record["note"].items()]
+    return lines
+
+
+def _cost_value(value: float, unit: str) -> str:
+    if unit == "MiB" and value < 1:
+        return f"{value * 1024:,.1f} KiB"
+    if unit == "rows/s":
+        return f"{value:,.0f} rows/s"
+    return f"{value:.3f} ms" if unit == "ms" else f"{value:,.1f} {unit}"
 
 
 def _recorded(result: ComparisonResult) -> str:
@@ -325,6 +496,8 @@ def _model_uri(run: RunRecord) -> str:
 def _value(metric: str, score: ModelScore | None, run: RunRecord | None) -> float | None:
     if score is not None and metric in score.metrics:
         return score.metrics[metric]
+    if score is not None and metric in score.cost:
+        return score.cost[metric]
     if run is not None and metric in run.metrics:
         return run.metrics[metric]
     return None
@@ -531,6 +704,7 @@ def markdown(result: ComparisonResult, top: int = 10) -> str:
         f"({result.evaluation['rows']} rows, sha256 "
         f"{md.code(str(result.evaluation['sha256'])[:12])}){_recorded(result)}.",
         *feature_change_lines(result.evaluation.get("feature_change")),
+        *(["", *change_lines(result.changes)] if prod is not None else []),
         "",
         f"| metric | candidate (run {c(md.code(result.candidate.run_id))}) | "
         + (
@@ -554,4 +728,5 @@ def markdown(result: ComparisonResult, top: int = 10) -> str:
             f"| {c(md.text(ch.name))} | {icon[ch.status]} {ch.status} | {c(md.text(ch.detail))} |"
             for ch in result.checks
         ]
-    return "\n".join([*lines, *why_lines(result, top)]) + "\n"
+    costs = cost_lines(result)
+    return "\n".join([*lines, *([""] + costs if costs else []), *why_lines(result, top)]) + "\n"

@@ -25,6 +25,8 @@ from mlops_ci.steps.compare import (
     NO_BASELINE,
     PASS,
     ComparisonResult,
+    change_lines,
+    cost_lines,
     feature_change_lines,
     load_comparison,
 )
@@ -129,9 +131,11 @@ def render(
     sections = [
         _headline(comparison, registration),
         f"> ⚠️ {stale}" if stale else "",  # built from safe parts by stale_note
+        "\n".join(change_lines(comparison.changes)) if comparison.production else "",
         "\n".join(feature_change_lines(comparison.evaluation.get("feature_change"))).strip(),
         _metrics_table(comparison),
         _chart(comparison),
+        "\n".join(cost_lines(comparison)),
         _checks(comparison),
         why,
         _package(packaged) if packaged else "",
