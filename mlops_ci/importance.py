@@ -147,7 +147,7 @@ def permutation(
     budget = settings.max_seconds if budget_s is None else budget_s
     try:
         plan, features, target = _plan(model, features, target, settings, budget)
-        groups = _groups(list(features.columns), plan.groups)
+        groups = groups_of(list(features.columns), plan.groups)
         means, stds = _run(model, features, target, groups, plan.repeats, settings, progress)
     except InputError:
         raise
@@ -210,7 +210,7 @@ def _time_scoring(model: Any, features: Any, target: Any, settings: Settings) ->
     return max(min(times), 1e-6)
 
 
-def _groups(columns: list[Any], count: int) -> dict[str, list[Any]]:
+def groups_of(columns: list[Any], count: int) -> dict[str, list[Any]]:
     """``count`` groups of neighbouring columns, named by their first and last columns (one
     group per column when ``count`` is the number of columns)."""
     if count >= len(columns):

@@ -184,3 +184,58 @@ def test_a_model_importance_cannot_explain_keeps_its_verdict_and_says_why(
     assert set(result.evaluation["importance_failed"]) == {"candidate", "production"}
     page = (config.root / ".mlops" / "comparison.md").read_text()
     assert "> Permutation importance of the candidate: data/test.csv: " in page
+
+
+class Slow:
+    """A model whose every scoring takes 10 ms (its label: the sign of x0)."""
+
+    def predict(self, features: Any) -> Any:
+        import time
+
+        time.sleep(0.01)
+        return (features["x0"].to_numpy() > 0).astype(int)
+
+
+def _wide(columns: int = 30, rows: int = 100) -> Any:
+    from mlops_ci.evaldata import EvaluationData
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        rng.normal(size=(rows, columns)), columns=[f"x{i}" for i in range(columns)]
+    )
+    return EvaluationData("wide.csv", "-", frame, pd.Series((frame["x0"] > 0).astype(int)))
+
+
+def test_importance_keeps_to_its_budget_and_says_what_it_lowered() -> None:
+    """30 features x 5 repeats x 10 ms is 1.5 s: a 0.5 s budget takes 1 repeat; a 0.1 s budget
+    shuffles neighbouring features in groups. Unbounded, every feature with 5 repeats."""
+    data = _wide()
+    full = permutation(Slow(), data, Settings("classification", "accuracy", 5, 2000, 0, 0), "c")
+    assert full.plan is not None and full.plan.note == "" and full.plan.repeats == 5
+    assert full.plan.seconds > 1.5 and len(full.means) == 30
+    assert max(full.means, key=full.means.__getitem__) == "x0"
+
+    fewer = permutation(Slow(), data, Settings("classification", "accuracy", 5, 2000, 0, 0.5), "c")
+    assert fewer.plan is not None and fewer.plan.repeats == 1 and len(fewer.means) == 30
+    assert "1 repeat(s) instead of 5" in fewer.plan.note and "max_seconds 0.5 s" in fewer.plan.note
+    assert fewer.plan.seconds < 1.0 < fewer.plan.estimate_s
+    assert max(fewer.means, key=fewer.means.__getitem__) == "x0"
+
+    grouped = permutation(
+        Slow(), data, Settings("classification", "accuracy", 5, 2000, 0, 0.1), "c"
+    )
+    assert grouped.plan is not None and grouped.plan.groups < 30
+    assert f"in {grouped.plan.groups} groups" in grouped.plan.note
+    assert len(grouped.means) == grouped.plan.groups and grouped.plan.seconds < 0.6
+    first = max(grouped.means, key=grouped.means.__getitem__)
+    assert first.startswith("x0 … ") and first.endswith(" features)")
+
+
+def test_importance_reports_its_progress_feature_by_feature() -> None:
+    heard: list[tuple[int, int]] = []
+    settings = Settings("classification", "accuracy", 2, 2000, 0, 0)
+    found = permutation(
+        Slow(), _wide(columns=25), settings, "c", progress=lambda d, t: heard.append((d, t))
+    )
+    assert heard[0] == (0, 25) and heard[-1] == (25, 25) and len(heard) >= 5
+    assert [d for d, _ in heard] == sorted(d for d, _ in heard) and len(found.means) == 25
