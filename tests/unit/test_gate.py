@@ -192,6 +192,13 @@ def test_model_that_cannot_score_the_data_is_bad_input(
         (Rule("mae", min_absolute_change=-0.1), 1.05, 1.0, "pass"),  # lower is better
         (Rule("mae", min_absolute_change=-0.1), 1.2, 1.0, "fail"),
         (Rule("loss", must="not_worse_than_production", greater_is_better=False), 0.9, 1.0, "pass"),
+        (Rule("latency_p99_ms", max_increase=0.25), 1.25, 1.0, "pass"),
+        (Rule("latency_p99_ms", max_increase=0.25), 1.26, 1.0, "fail"),
+        (Rule("latency_p99_ms", max_increase=0.25), 0.5, 1.0, "pass"),  # faster is fine
+        (Rule("rows_per_s", max_decrease=0.2), 800.0, 1000.0, "pass"),
+        (Rule("rows_per_s", max_decrease=0.2), 790.0, 1000.0, "fail"),
+        (Rule("rows_per_s", min_relative_change=-0.2), 790.0, 1000.0, "fail"),  # more is better
+        (Rule("peak_rss_mb", must="not_worse_than_production"), 101.0, 100.0, "fail"),
     ],
 )
 def test_rules_against_production_follow_the_metric_direction(
@@ -207,6 +214,33 @@ def test_rules_against_production_follow_the_metric_direction(
         None,
     )
     assert [c.status for c in checks] == [status]
+
+
+def test_a_rule_check_says_the_gap_once_with_its_direction() -> None:
+    """rmse grew: the check shows +gap and 'worse by', never the directional -gap."""
+    checks = _rule_checks(
+        0,
+        Rule("rmse", must="not_worse_than_production", tolerance=0.005),
+        RunRecord("r", "FINISHED"),
+        ModelScore("candidate", "r", None, {"rmse": 121766.1530}),
+        ModelScore("production", "p", "1", {"rmse": 118698.0}),
+        None,
+    )
+    assert [c.detail for c in checks] == [
+        "121766.1530 vs 118698.0000: Δ +3068.1530, worse by 3068.1530; "
+        "allowed: worse by at most 0.005"
+    ]
+    cost = _rule_checks(
+        0,
+        Rule("latency_p99_ms", max_increase=0.25),
+        RunRecord("r", "FINISHED"),
+        ModelScore("candidate", "r", None, {}, {"latency_p99_ms": 1.31}),
+        ModelScore("production", "p", "1", {}, {"latency_p99_ms": 1.0}),
+        None,
+    )
+    assert cost[0].status == "fail" and cost[0].detail == (
+        "1.3100 vs 1.0000: Δ +31.0 %, worse by 31.0 %; allowed: an increase of at most 25.0 %"
+    )
 
 
 def record_train(config: Config, run_id: str | None, error: str | None = None) -> None:
