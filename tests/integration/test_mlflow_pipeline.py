@@ -284,7 +284,9 @@ def test_demo_command_end_to_end(tmp_path: Path) -> None:
     out = done.stdout
     assert "promoted: alias 'production' -> v1" in out
     assert "verdict **no-baseline**" in out and "verdict **fail**" in out
-    assert "| f1_macro | 0.8239 | 0.9500 | -0.1261 |" in out  # both re-scored on test.csv
+    # both re-scored on test.csv; one sign per gap, with its direction in words
+    assert "| f1_macro | 0.8239 | 0.9500 | -0.1261 (worse by 0.1261) 🔴 |" in out
+    assert "\ncomparison: " in out and "comparison.md" in out
     assert "refused:" in out
     assert done.stderr == ""
 
