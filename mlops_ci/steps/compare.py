@@ -134,10 +134,14 @@ def compare(
         predictions.append(prod.scored.predictions)
         scored_how["production"] = prod.how
 
+    loaded: dict[str, Any] = {}  # uri -> the model, loaded once for costs and importance
     costs: dict[str, Cost] = {}
     if config.gate.cost_rules:
         models = {"candidate": cand} | ({"production": prod} if production_version else {})
-        costs = _costs(config, registry, models, data, _said(progress, "cost"))
+        costs = _costs(
+            config, registry, lambda m: _load(registry, m, loaded), models, data,
+            _said(progress, "cost"),
+        )  # fmt: skip
     enc, encoded = Encoded.of(config.model.task, data.target.to_numpy(), *predictions)
     cand_scores = {m: score(m, enc, encoded[0]) for m in config.evaluate.metrics}
     cand_cost = costs["candidate"].metrics if costs else {}
@@ -192,13 +196,11 @@ def compare(
         due = len(roles) - len(reused)
         budget = settings.max_seconds / max(due, 1)  # the step's budget, shared
         for role, model in roles:
-            said = (
-                None
-                if progress is None
-                else functools.partial(progress, f"importance of the {role}")
-            )
+            said = _said(progress, f"importance of the {role}")
             try:  # the why explains the verdict; a model it cannot explain keeps its verdict
-                importance[role] = _importance(registry, model, data, settings, role, budget, said)
+                importance[role] = _importance(
+                    lambda m: _load(registry, m, loaded), model, data, settings, role, budget, said
+                )
             except InputError as err:
                 unexplained[role] = str(err)
     if significance is not None:
@@ -265,6 +267,7 @@ def _scored(
 def _costs(
     config: Config,
     registry: ModelRegistry,
+    load: Callable[[_Model], Any],
     models: dict[str, _Model],
     data: EvaluationData,
     progress: Progress | None,
@@ -275,7 +278,7 @@ def _costs(
         notes: dict[str, tuple[str, str]] = {}
         for role, model in models.items():
             work = Path(tmp) / role
-            native = model.loaded if model.loaded is not None else registry.load_model(model.uri)
+            native = load(model)
             files = registry.download_model(model.uri, work / "files")
             size = sum(p.stat().st_size for p in files.rglob("*") if p.is_file())
             features = model_frame(native, data.features, data.path, f"the {role}")
@@ -293,14 +296,14 @@ def _engine(
     """The model as its version would serve it: ONNX where package would convert it (same
     decision, same parity check), else the native model; with the runtime's name and why."""
     probe_rows = config.gate.cost.batch_rows
-    native_engine = runtime.native_engine(native, features, work, size, probe_rows)
     try:
         converted = runtime.try_onnx(
             config, native, convert.native_outputs(native, features), features
         )
     except (InputError, GateFailed) as err:  # package.onnx: true would refuse to package it
         converted = f"ONNX: not used — {str(err).removeprefix('ONNX ')}"
-    if isinstance(converted, str):
+    if isinstance(converted, str):  # only then the native model's pickle and probe batch
+        native_engine = runtime.native_engine(native, features, work, size, probe_rows)
         return native_engine, (native_engine.name, converted)
     path = work / runtime.ONNX_FILE
     path.write_bytes(converted[0].onnx)
@@ -334,8 +337,17 @@ def _recorded_importance(model: _Model, settings: Settings) -> Importance | None
     return None
 
 
+def _load(registry: ModelRegistry, model: _Model, loaded: dict[str, Any]) -> Any:
+    """The model object: as scored here, else loaded from the registry once per compare."""
+    if model.loaded is not None:
+        return model.loaded
+    if model.uri not in loaded:
+        loaded[model.uri] = registry.load_model(model.uri)
+    return loaded[model.uri]
+
+
 def _importance(
-    registry: ModelRegistry,
+    load: Callable[[_Model], Any],
     model: _Model,
     data: EvaluationData,
     settings: Settings,
@@ -347,8 +359,7 @@ def _importance(
     recorded = _recorded_importance(model, settings)
     if recorded is not None:
         return recorded
-    loaded = model.loaded if model.loaded is not None else registry.load_model(model.uri)
-    return permutation(loaded, data, settings, role, budget_s, progress)
+    return permutation(load(model), data, settings, role, budget_s, progress)
 
 
 # Lineage tags whose change a reviewer needs to see beside the verdict.
@@ -383,8 +394,6 @@ def change_lines(changes: dict[str, Any]) -> list[str]:
         return "unset" if value is None else md.code(value)
 
     lines = ["**What changed** (production → candidate):"]
-    if not changes:
-        return ["What changed: no param, code commit or data fingerprint differs."]
     for name, (before, after) in (changes.get("params") or {}).items():
         lines.append(f"- param {md.code(name)}: {shown(before)} → {shown(after)}")
     for key, label in (("commit", "code commit"), ("data_fingerprint", "data fingerprint")):
