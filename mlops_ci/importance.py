@@ -211,14 +211,16 @@ def _time_scoring(model: Any, features: Any, target: Any, settings: Settings) ->
 
 
 def groups_of(columns: list[Any], count: int) -> dict[str, list[Any]]:
-    """``count`` groups of neighbouring columns, named by their first and last columns (one
-    group per column when ``count`` is the number of columns)."""
+    """Exactly ``count`` groups of neighbouring columns (sizes differ by at most one), named by
+    their first and last columns; one group per column when ``count`` is the number of columns."""
     if count >= len(columns):
         return {str(c): [c] for c in columns}
-    size = math.ceil(len(columns) / count)
+    size, extra = divmod(len(columns), count)
     out: dict[str, list[Any]] = {}
-    for start in range(0, len(columns), size):
-        part = columns[start : start + size]
+    start = 0
+    for i in range(count):
+        part = columns[start : start + size + (1 if i < extra else 0)]
+        start += len(part)
         name = str(part[0]) if len(part) == 1 else f"{part[0]} … {part[-1]} ({len(part)} features)"
         out[name] = part
     return out

@@ -121,9 +121,15 @@ def native_engine(
 
 
 def onnx_engine(
-    onnx_path: Path, layout: str, features: Any, config: Config, probe_rows: int = 1000
+    onnx_path: Path,
+    layout: str,
+    features: Any,
+    config: Config,
+    work: Path,
+    probe_rows: int = 1000,
 ) -> Engine:
-    """The ONNX model with the session options serving uses, fed as serving feeds it."""
+    """The ONNX model with the session options serving uses, fed as serving feeds it; the
+    memory probe's batch under ``work`` (never beside the model: that folder is uploaded)."""
     opts = config.package.profile
     base = features.reset_index(drop=True)
     schema = FeatureSchema.of_frame(base)
@@ -138,7 +144,8 @@ def onnx_engine(
     def row(i: int) -> Any:
         return convert.frame_feeds(layout, schema, base.iloc[[i % len(base)]])
 
-    probe = Probe("onnx", onnx_path, batch_file(onnx_path.parent / "onnx", feeds(probe_rows)))
+    work.mkdir(parents=True, exist_ok=True)
+    probe = Probe("onnx", onnx_path, batch_file(work / "onnx", feeds(probe_rows)))
     return Engine("onnxruntime", predict, feeds, row, probe, onnx_path.stat().st_size)
 
 

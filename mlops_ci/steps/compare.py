@@ -308,7 +308,8 @@ def _engine(
     path = work / runtime.ONNX_FILE
     path.write_bytes(converted[0].onnx)
     layout = converted[0].layout
-    return runtime.onnx_engine(path, layout, features, config, probe_rows), ("onnxruntime", "")
+    engine = runtime.onnx_engine(path, layout, features, config, work, probe_rows)
+    return engine, ("onnxruntime", "")
 
 
 def _cost_record(config: Config, costs: dict[str, Cost]) -> dict[str, Any]:

@@ -94,7 +94,9 @@ def package(
         profile = runtime.profile(
             config,
             runtime.native_engine(native, features, work / "profile", native_size, probe_rows),
-            runtime.onnx_engine(model_files / ONNX_FILE, layout, features, config, probe_rows)
+            runtime.onnx_engine(
+                model_files / ONNX_FILE, layout, features, config, work / "profile", probe_rows
+            )
             if fmt == "onnx"
             else None,
         )

@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 
 from mlops_ci.config import Config, load_config
 from mlops_ci.evaldata import load_evaluation
-from mlops_ci.importance import Settings, permutation
+from mlops_ci.importance import Settings, groups_of, permutation
 from mlops_ci.slices import MISSING, OTHER, cut
 from mlops_ci.steps.compare import compare, load_comparison
 from tests.fakes import InMemoryRegistry
@@ -229,6 +229,19 @@ def test_importance_keeps_to_its_budget_and_says_what_it_lowered() -> None:
     assert len(grouped.means) == grouped.plan.groups and grouped.plan.seconds < 0.6
     first = max(grouped.means, key=grouped.means.__getitem__)
     assert first.startswith("x0 … ") and first.endswith(" features)")
+
+
+@pytest.mark.parametrize(("columns", "count"), [(30, 7), (30, 6), (10, 3), (250, 171), (5, 5)])
+def test_groups_are_as_many_as_the_plan_says_and_cover_every_column_once(
+    columns: int, count: int
+) -> None:
+    """30 columns in 7 groups is 5,5,4,4,4,4,4 (ceil-sized chunks made 6, and the plan said 7)."""
+    names = [f"x{i}" for i in range(columns)]
+    groups = groups_of(names, count)
+    assert len(groups) == count
+    assert [c for part in groups.values() for c in part] == names
+    sizes = [len(part) for part in groups.values()]
+    assert max(sizes) - min(sizes) <= 1
 
 
 def test_importance_reports_its_progress_feature_by_feature() -> None:
