@@ -47,7 +47,13 @@ def mlflow_server(folder: Path) -> Iterator[str]:
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+        # MLflow >= 3.5 starts Huey job consumers beside the server (about ten processes of
+        # 240 MB, polling all the time): the registry needs none of them, and on a 2-core CI
+        # machine they took a core from every test that ran beside a server.
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        },
     )
     url = f"http://127.0.0.1:{port}"
     try:
