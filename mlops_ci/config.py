@@ -57,6 +57,19 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class PipelineConfig:
+    """pipeline: the stages as written in mlops.yaml (checked and ordered by ``stagespec``), or
+    the DVC file that has them."""
+
+    stages: tuple[dict[str, Any], ...] = ()
+    dvc: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.stages) or self.dvc is not None
+
+
+@dataclass(frozen=True)
 class ImportanceConfig:
     enabled: bool = True
     repeats: int = 5
@@ -286,6 +299,7 @@ class Config:
     monitor: MonitorConfig
     deploy: dict[str, DeployEnv]
     notify: NotifyConfig
+    pipeline: PipelineConfig = PipelineConfig()
 
     @property
     def root(self) -> Path:
@@ -520,6 +534,21 @@ def _schema_problems(data: Any, node: yaml.Node | None, name: str) -> list[str]:
 def _semantic_problems(data: dict[str, Any], node: yaml.Node | None, name: str) -> list[str]:
     """Checks the schema cannot express: cross-references between keys."""
     problems: list[str] = []
+    pipeline, command = data["pipeline"], data["train"].get("command")
+    if pipeline["stages"] and pipeline["dvc"] is not None:
+        line = _line_of(node, ["pipeline", "dvc"])
+        problems.append(f"{name}:{line}: pipeline: give stages or dvc, not both")
+    if command is None and not pipeline["stages"] and pipeline["dvc"] is None:
+        line = _line_of(node, ["train"])
+        problems.append(
+            f"{name}:{line}: train.command: required key is missing (or give pipeline.stages)"
+        )
+    if command is not None and (pipeline["stages"] or pipeline["dvc"] is not None):
+        line = _line_of(node, ["train", "command"])
+        problems.append(
+            f"{name}:{line}: train.command: the pipeline's training stage has the command; "
+            "remove train.command (or the pipeline)"
+        )
     evaluated = data["evaluate"]["metrics"]
     task = data["model"]["task"]
     for i, metric in enumerate(evaluated):
@@ -663,7 +692,7 @@ def _build(file: Path, d: dict[str, Any], metrics_output_set: bool = True) -> Co
         path=file,
         model=ModelConfig(**d["model"]),
         train=TrainConfig(
-            command=train["command"],
+            command=train["command"] or "",
             inputs=tuple(train["inputs"]),
             params=dict(train["params"]),
             model_output=train["outputs"]["model"],
@@ -724,6 +753,10 @@ def _build(file: Path, d: dict[str, Any], metrics_output_set: bool = True) -> Co
             for name, env in _with_defaults(d["deploy"], schema()["properties"]["deploy"]).items()
         },
         notify=_notify(d["notify"]),
+        pipeline=PipelineConfig(
+            stages=tuple(dict(stage) for stage in d["pipeline"]["stages"]),
+            dvc=d["pipeline"]["dvc"],
+        ),
     )
 
 

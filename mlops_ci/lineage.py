@@ -119,7 +119,7 @@ def fingerprint(root: Path, inputs: tuple[str, ...]) -> Fingerprint:
                 f"{where} does not exist under {root}",
                 hint="list only files and folders that exist before training",
             )
-        files = [path] if path.is_file() else sorted(_walk(path))
+        files = [path] if path.is_file() else sorted(walk_files(path))
         for file in files:
             try:
                 manifest[file.relative_to(base).as_posix()] = sha256_file(file)
@@ -129,7 +129,8 @@ def fingerprint(root: Path, inputs: tuple[str, ...]) -> Fingerprint:
     return Fingerprint(manifest=manifest, sha256=hashlib.sha256(body).hexdigest())
 
 
-def _walk(folder: Path) -> list[Path]:
+def walk_files(folder: Path) -> list[Path]:
+    """The files under ``folder``, without tool state and VCS folders (``_SKIP_DIRS``)."""
     out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS]

@@ -46,10 +46,19 @@ class InMemoryRegistry:
         hits = [r for r in self.runs.values() if r.tags.get("mlops.cache_key") == cache_key]
         return hits[-1] if hits else None
 
+    def find_run_with_tag(self, experiment: str, key: str, value: str) -> RunRecord | None:
+        hits = [r for r in self.runs.values() if r.tags.get(key) == value]
+        return hits[-1] if hits else None
+
     def log_run(self, run: NewRun) -> RunRecord:
         model = load_model_file(run.model_file, run.task)
         record = self.add_run(model, run.metrics, **run.tags)
         record.params.update(run.params)
+        for folder, path in run.artifacts.items():
+            if path.is_dir():
+                self.log_artifacts(record.run_id, path, folder)
+            else:
+                self.artifacts[f"{record.run_id}/{folder}/{path.name}"] = path.read_bytes()
         evaluation = run.evaluate(model) if run.evaluate is not None else None
         if evaluation is not None:
             self.artifacts[f"{record.run_id}/{EVALUATION_ARTIFACT}"] = evaluation.encode()
@@ -134,6 +143,15 @@ class InMemoryRegistry:
     def read_artifact_text(self, run_id: str, path: str) -> str | None:
         data = self.artifacts.get(f"{run_id}/{path}")
         return data.decode() if data is not None else None
+
+    def download_artifacts(self, run_id: str, path: str, dest: Path) -> Path:
+        prefix = f"{run_id}/{path.rstrip('/')}/"
+        for key, data in self.artifacts.items():
+            if key.startswith(prefix):
+                target = dest / path / key.removeprefix(prefix)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+        return dest / path
 
     def list_artifacts(self, run_id: str, path: str) -> list[str]:
         prefix = f"{run_id}/{path.rstrip('/')}/"

@@ -154,11 +154,15 @@ class MlflowRegistry:
             return str(experiment.experiment_id)
 
     def find_cached_run(self, experiment: str, cache_key: str) -> RunRecord | None:
+        return self.find_run_with_tag(experiment, TAG_CACHE_KEY, cache_key)
+
+    def find_run_with_tag(self, experiment: str, key: str, value: str) -> RunRecord | None:
+        """The newest complete, finished run of ``experiment`` tagged ``key=value``."""
         exp_id = self._experiment_id(experiment, create=False)
         if exp_id is None:
             return None
         query = (
-            f"tags.`{TAG_CACHE_KEY}` = '{cache_key}' and tags.`{TAG_COMPLETE}` = 'true' "
+            f"tags.`{key}` = '{value}' and tags.`{TAG_COMPLETE}` = 'true' "
             "and attributes.status = 'FINISHED'"
         )
         runs = self._call(
@@ -181,7 +185,10 @@ class MlflowRegistry:
             mlflow.log_metrics(run.metrics)
             mlflow.set_tags(run.tags)
             for folder, path in run.artifacts.items():
-                mlflow.log_artifact(str(path), artifact_path=folder)
+                if path.is_dir():  # e.g. a stage's record and outs, under stages/NAME/
+                    mlflow.log_artifacts(str(path), artifact_path=folder)
+                else:
+                    mlflow.log_artifact(str(path), artifact_path=folder)
             if evaluation is not None:
                 mlflow.log_text(evaluation, EVALUATION_ARTIFACT)
             model_uri = _log_model(model, signature)
@@ -352,6 +359,21 @@ class MlflowRegistry:
         return Path(
             self._transfer(
                 mlflow.artifacts.download_artifacts, artifact_uri=uri, dst_path=str(dest)
+            )
+        )
+
+    def download_artifacts(self, run_id: str, path: str, dest: Path) -> Path:
+        """The run's artifacts under ``path`` into ``dest``; the local folder they are in."""
+        import mlflow.artifacts
+
+        dest.mkdir(parents=True, exist_ok=True)
+        return Path(
+            self._transfer(
+                mlflow.artifacts.download_artifacts,
+                run_id=run_id,
+                artifact_path=path,
+                dst_path=str(dest),
+                tracking_uri=self.uri,
             )
         )
 

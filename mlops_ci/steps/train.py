@@ -15,6 +15,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -33,8 +34,12 @@ from mlops_ci.evaldata import load_evaluation
 from mlops_ci.importance import settings_for
 from mlops_ci.records import mlops_dir, read_json, write_json_atomic, write_text_atomic
 from mlops_ci.registry import TAG_CACHE_KEY, ModelRegistry, NewRun, RunRecord
+from mlops_ci.stagecache import StageCache
+from mlops_ci.stagerun import RAN, StageRun, load_pipeline, run_stages
+from mlops_ci.stagespec import Pipeline, Stage
 
 RECORD = "train.json"
+STAGES_ARTIFACT = "lineage/stages.json"  # the stages of the run: the lineage graph
 PYTHON = "{python}"
 FINISHED, FAILED = "finished", "failed"
 _LOG_TAIL_LINES = 5
@@ -55,6 +60,7 @@ class TrainResult:
     # permutation importance, logging to MLflow (the rest)
     timings: dict[str, float] = field(default_factory=dict)
     importance_note: str = ""  # what the importance budget lowered, when it did
+    stages: list[StageRun] = field(default_factory=list)  # pipeline.stages: each one's story
 
 
 def parse_overrides(pairs: tuple[str, ...]) -> dict[str, Scalar]:
@@ -107,15 +113,16 @@ def train(
     use_cache: bool = True,
     env: Mapping[str, str] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train (or reuse a cached run) and record it in MLflow with its lineage.
 
     A failure is recorded in .mlops/train.json too, so that compare and register refuse to act
     on the run of an earlier, successful train. ``progress`` hears (what, done, in all) of the
-    permutation importance.
+    permutation importance; ``notify`` a line as each pipeline stage starts or is skipped.
     """
     try:
-        return _train(config, registry, overrides, use_cache, env, progress)
+        return _train(config, registry, overrides, use_cache, env, progress, notify)
     except BaseException as err:
         _record_failure(config, err)
         raise
@@ -159,19 +166,31 @@ def _train(
     use_cache: bool,
     env: Mapping[str, str] | None,
     progress: Callable[[str, int, int], None] | None,
+    notify: Callable[[str], None] | None,
 ) -> TrainResult:
     env = dict(os.environ if env is None else env)
     started = time.monotonic()
     check_overrides(config, overrides or {})
     params: dict[str, Scalar] = {**config.train.params, **(overrides or {})}
-    trace = lineage.collect(config.root, config.train.inputs, env)
-    key = cache_key(config, params, trace)
-    experiment = config.registry.experiment
+    pipeline = load_pipeline(config)
+    use_cache = use_cache and config.train.cache
+    trace = lineage.collect(config.root, _inputs(config, pipeline), env)
+    stages: list[StageRun] = []
+    if pipeline is None:
+        key = cache_key(config, params, trace)
+    else:
+        remote = RegistryStages(registry, config.registry.experiment)
+        runner = functools.partial(_run_stage, config, params, env)
+        stages = run_stages(
+            config, pipeline, params, trace.environment_sha256, runner, remote, use_cache,
+            notify=notify,
+        )  # fmt: skip
+        key = pipeline_key(config, stages)
 
-    if use_cache and config.train.cache:
-        hit = registry.find_cached_run(experiment, key)
+    if use_cache:
+        hit = registry.find_cached_run(config.registry.experiment, key)
         if hit is not None:
-            return _finish(config, hit, True, key, trace, started)
+            return _finish(config, hit, True, key, trace, started, stages)
 
     work = mlops_dir(config.root) / "train"
     model_file = config.resolve(config.train.model_output)
@@ -182,11 +201,17 @@ def _train(
                 f"mlops.yaml: train.outputs.{output}: '{stale}' is a folder; name the file the "
                 "training command writes"
             )
-        stale.unlink(missing_ok=True)  # never pick up the last run's outputs
-    command_started = time.monotonic()
-    log = _run_command(config, params, env, work / "train.log")
-    timings = {"command": time.monotonic() - command_started}
-    metrics = _read_metrics(config, metrics_file)
+        if pipeline is None:
+            stale.unlink(missing_ok=True)  # never pick up the last run's outputs
+    timings: dict[str, float] = {}
+    if pipeline is None:
+        command_started = time.monotonic()
+        log = _run_command(config, config.train.command, params, env, work / "train.log")
+        timings["command"] = time.monotonic() - command_started
+    else:
+        log = work / f"stage-{pipeline.training}.log"
+        timings.update({f"stage {s.name}": s.seconds for s in stages if s.state == RAN})
+    metrics = _read_metrics(config, metrics_file, pipeline)
     if not model_file.is_file():
         raise TrainingError(
             f"mlops.yaml: train.outputs.model: the training command wrote no model at "
@@ -194,14 +219,27 @@ def _train(
             hint="save the fitted estimator there, e.g. joblib.dump(model, path)",
         )
 
+    lineage_dir = work / "lineage"  # one folder: the inputs' manifest (and the stages' graph)
+    if lineage_dir.exists():
+        shutil.rmtree(lineage_dir)
+    write_json_atomic(lineage_dir / "inputs.manifest.json", trace.inputs.manifest)
     artifacts = {
-        "lineage": write_json_atomic(work / "inputs.manifest.json", trace.inputs.manifest),
+        "lineage": lineage_dir,
         "lineage/environment": write_text_atomic(
             work / "requirements.lock", trace.environment_lock
         ),
-        "logs": log,
     }
+    if pipeline is None or any(s.name == pipeline.training and s.state == RAN for s in stages):
+        artifacts["logs"] = log  # a cached training stage has no log of this train
     tags = {**trace.tags(), TAG_CACHE_KEY: key, "mlops.model.name": config.model.name}
+    logged_params = {k: str(v) for k, v in params.items()}
+    if pipeline is not None:
+        artifacts.update(stage_artifacts(work / "stages", config.root, stages))
+        graph = {"training": pipeline.training, "stages": [stage_summary(s, True) for s in stages]}
+        write_json_atomic(lineage_dir / STAGES_ARTIFACT.rsplit("/", 1)[1], graph)
+        tags.update({f"mlops.stage.{s.name}.outs": s.key for s in stages if s.holder is None})
+        logged_params = {**stage_params(stages), **logged_params}
+        metrics = {**metrics, **{f"stage.{s.name}.seconds": s.seconds for s in stages}}
     example, evaluate = None, None
     data = config.resolve(config.evaluate.data)
     if data.is_file():
@@ -222,9 +260,9 @@ def _train(
 
     record = registry.log_run(
         NewRun(
-            experiment=experiment,
+            experiment=config.registry.experiment,
             artifact_location=config.registry.artifact_location,
-            params={k: str(v) for k, v in params.items()},
+            params=logged_params,
             metrics=metrics,
             tags=tags,
             model_file=model_file,
@@ -236,9 +274,154 @@ def _train(
     )
     logged = time.monotonic() - logging_started
     timings["logging"] = logged - timings.get("evaluation", 0.0) - timings.get("importance", 0.0)
-    result = _finish(config, record, False, key, trace, started)
+    cache = StageCache(config.root / ".mlops" / "cache")
+    for s in stages:
+        if s.holder is None:  # this run holds its outs now: later trains need not upload them
+            cache.set_holder(s.name, s.key, record.run_id)
+    stages = [s if s.holder else dataclasses.replace(s, holder=record.run_id) for s in stages]
+    result = _finish(config, record, False, key, trace, started, stages)
     note = next((n for n in notes if n), "")
     return dataclasses.replace(result, timings=timings, importance_note=note)
+
+
+def _inputs(config: Config, pipeline: Pipeline | None) -> tuple[str, ...]:
+    """What the data fingerprint covers: train.inputs, and with stages every dep that no stage
+    writes (the raw data and the code)."""
+    if pipeline is None:
+        return config.train.inputs
+    raw = [d for s in pipeline.stages for d in s.deps if pipeline.producer(d) is None]
+    return tuple(dict.fromkeys([*config.train.inputs, *raw]))
+
+
+def pipeline_key(config: Config, stages: list[StageRun]) -> str:
+    """The run's cache key with stages: every stage's key (which covers its deps, params and
+    the environment), the flavor and the output layout."""
+    body = {
+        "stages": [[s.name, s.key] for s in stages],
+        "flavor": config.model.flavor,
+        "outputs": [config.train.model_output, config.train.metrics_output],
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def stage_params(stages: list[StageRun]) -> dict[str, str]:
+    """MLflow params ``stage.NAME.*`` (command, key, cached, digests of deps and outs) and the
+    values of the params the stages read (a params.yaml key under its own dotted name)."""
+    out: dict[str, str] = {}
+    for s in stages:
+        out.update({f"{k}": str(v) for k, v in s.params.items()})
+        out[f"stage.{s.name}.command"] = s.command[:500]
+        out[f"stage.{s.name}.key"] = s.key
+        out[f"stage.{s.name}.cached"] = str(s.state != RAN).lower()
+        out[f"stage.{s.name}.deps_sha256"] = s.digest(s.deps)
+        out[f"stage.{s.name}.outs_sha256"] = s.digest(s.outs)
+    return out
+
+
+def stage_artifacts(work: Path, root: Path, stages: list[StageRun]) -> dict[str, Path]:
+    """``stages/NAME/`` (record.json and the outs) for each stage no MLflow run holds yet."""
+    cache = StageCache(root / ".mlops" / "cache")
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    out: dict[str, Path] = {}
+    for s in stages:
+        if s.holder is not None:
+            continue
+        folder = work / s.name
+        write_json_atomic(folder / "record.json", stage_summary(s, full=True))
+        for rel, sha in s.outs.items():
+            target = folder / "outs" / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cache.blob(sha), target)
+        out[f"stages/{s.name}"] = folder
+    return out
+
+
+def stage_summary(s: StageRun, full: bool = False) -> dict[str, Any]:
+    """A stage as the train record and the report see it (``full``: with its manifests)."""
+    brief: dict[str, Any] = {
+        "name": s.name,
+        "state": s.state,
+        "why": s.why,
+        "seconds": round(s.seconds, 3),
+        "key": s.key,
+        "upstream": list(s.upstream),
+        "holder": s.holder,
+    }
+    if full:
+        brief.update(command=s.command, deps=s.deps, params=s.params, outs=s.outs)
+    return brief
+
+
+def dry_run(
+    config: Config,
+    registry: ModelRegistry,
+    overrides: Mapping[str, Scalar] | None = None,
+    use_cache: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> list[StageRun]:
+    """What `train` would run and why, running and restoring nothing: each stage of the
+    pipeline, or the one training command."""
+    env = dict(os.environ if env is None else env)
+    check_overrides(config, overrides or {})
+    params: dict[str, Scalar] = {**config.train.params, **(overrides or {})}
+    pipeline = load_pipeline(config)
+    use_cache = use_cache and config.train.cache
+    trace = lineage.collect(config.root, _inputs(config, pipeline), env)
+    if pipeline is not None:
+        remote = RegistryStages(registry, config.registry.experiment)
+        return run_stages(
+            config, pipeline, params, trace.environment_sha256, _never, remote, use_cache,
+            dry_run=True,
+        )  # fmt: skip
+    key = cache_key(config, params, trace)
+    hit = registry.find_cached_run(config.registry.experiment, key) if use_cache else None
+    if hit is not None:
+        why = f"unchanged; run {hit.run_id} has this cache key"
+        return [StageRun("train", key, "cached", why, 0.0, config.train.command, ())]
+    why = (
+        "the cache is off (--no-cache or train.cache: false)"
+        if not use_cache
+        else "no run with this cache key (train.inputs, params, command or environment changed)"
+    )
+    return [StageRun("train", key, "would run", why, 0.0, config.train.command, ())]
+
+
+def _never(stage: Stage, log: Path) -> None:
+    raise AssertionError(f"a dry run ran stage {stage.name}")  # run_stages never calls it
+
+
+class RegistryStages:
+    """The stage cache beyond this disk: the MLflow run tagged ``mlops.stage.NAME.outs=KEY``
+    holds ``stages/NAME/record.json`` and the outs under ``stages/NAME/outs/``."""
+
+    def __init__(self, registry: ModelRegistry, experiment: str) -> None:
+        self.registry, self.experiment = registry, experiment
+
+    def find(self, stage: str, key: str) -> str | None:
+        found = self.registry.find_run_with_tag(self.experiment, f"mlops.stage.{stage}.outs", key)
+        return found.run_id if found is not None else None
+
+    def record(self, run_id: str, stage: str) -> dict[str, Any] | None:
+        text = self.registry.read_artifact_text(run_id, f"stages/{stage}/record.json")
+        try:
+            found = json.loads(text) if text else None
+        except ValueError:
+            return None
+        return found if isinstance(found, dict) and isinstance(found.get("outs"), dict) else None
+
+    def fetch(self, run_id: str, stage: str, dest: Path) -> Path:
+        return self.registry.download_artifacts(run_id, f"stages/{stage}", dest)
+
+
+def _run_stage(
+    config: Config, params: Mapping[str, Scalar], env: dict[str, str], stage: Stage, log: Path
+) -> None:
+    _run_command(
+        config, stage.command, params, env, log, shell=stage.shell,
+        cwd=config.root / stage.wdir, what=f"stage '{stage.name}' command",
+    )  # fmt: skip
 
 
 # Credentials of the CI platform, the registry and mlops-ci itself: the training code is the
@@ -293,15 +476,26 @@ def command_environment(env: Mapping[str, str], secret: list[str]) -> dict[str, 
 
 
 def _run_command(
-    config: Config, params: Mapping[str, Scalar], env: dict[str, str], log_path: Path
+    config: Config,
+    command: str,
+    params: Mapping[str, Scalar],
+    env: dict[str, str],
+    log_path: Path,
+    shell: bool = False,
+    cwd: Path | None = None,
+    what: str = "train.command",
 ) -> Path:
-    """Run the command without a shell; its output goes to a log that becomes an artifact."""
-    try:
-        argv = shlex.split(config.train.command)
-    except ValueError as err:
-        raise InputError(f"mlops.yaml: train.command: cannot be split into words: {err}") from None
-    # {python} is the interpreter mlops-ci runs in (a pipx or CI venv), whatever is on PATH.
-    argv = [sys.executable if word == PYTHON else word for word in argv]
+    """Run the command (without a shell unless ``shell``: a DVC stage's cmd is shell text);
+    its output goes to a log that becomes an artifact."""
+    if shell:
+        argv = ["/bin/sh", "-c", command.replace(PYTHON, shlex.quote(sys.executable))]
+    else:
+        try:
+            argv = shlex.split(command)
+        except ValueError as err:
+            raise InputError(f"mlops.yaml: {what}: cannot be split into words: {err}") from None
+        # {python} is the interpreter mlops-ci runs in (a pipx or CI venv), whatever is on PATH.
+        argv = [sys.executable if word == PYTHON else word for word in argv]
     env = command_environment(env, secret_variables(config))
     env["MLOPS_PARAMS"] = json.dumps(params, sort_keys=True)
     env.update({f"MLOPS_PARAM_{k.upper()}": str(v) for k, v in params.items()})
@@ -310,7 +504,7 @@ def _run_command(
         try:
             done = subprocess.run(
                 argv,
-                cwd=config.root,
+                cwd=cwd or config.root,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -319,30 +513,32 @@ def _run_command(
             )
         except FileNotFoundError:
             raise TrainingError(
-                f"mlops.yaml: train.command: program '{argv[0]}' not found",
+                f"mlops.yaml: {what}: program '{argv[0]}' not found",
                 hint="check the command runs in the folder of mlops.yaml",
             ) from None
         except subprocess.TimeoutExpired:
             raise TrainingError(
-                f"mlops.yaml: train.command: still running after "
+                f"mlops.yaml: {what}: still running after "
                 f"{config.train.timeout_minutes:g} minutes (train.timeout_minutes); stopped"
             ) from None
     if done.returncode != 0:
         tail = log_path.read_text("utf-8", errors="replace").strip().splitlines()[-_LOG_TAIL_LINES:]
         last = tail[-1] if tail else "(no output)"
         raise TrainingError(
-            f"mlops.yaml: train.command '{config.train.command}' exited with code "
-            f"{done.returncode}: {last}",
+            f"mlops.yaml: {what} '{command}' exited with code {done.returncode}: {last}",
             hint=f"full log: {log_path}",
         )
     return log_path
 
 
-def _read_metrics(config: Config, path: Path) -> dict[str, float]:
+def _read_metrics(config: Config, path: Path, pipeline: Pipeline | None = None) -> dict[str, float]:
     """The command's own metrics. None of its own is fine (mlops-ci computes evaluate.metrics):
     an empty object always, no file at all when mlops.yaml names no train.outputs.metrics and
-    declares no train.metrics."""
+    declares no train.metrics. With stages, only a file a stage writes is read (another one
+    could be a stale leftover)."""
     where = f"mlops.yaml: train.outputs.metrics: '{config.train.metrics_output}'"
+    if pipeline is not None and pipeline.producer(config.train.metrics_output) is None:
+        return {}
     if not path.is_file():
         if not config.train.metrics_output_set and not config.train.declared_metrics:
             return {}
@@ -381,6 +577,7 @@ def _finish(
     key: str,
     trace: lineage.Lineage,
     started: float,
+    stages: list[StageRun] | None = None,
 ) -> TrainResult:
     """The result of a trained or reused run, also saved as .mlops/train.json."""
     result = TrainResult(
@@ -393,6 +590,7 @@ def _finish(
         data_fingerprint=trace.inputs.sha256,
         duration_s=time.monotonic() - started,
         tags=run.tags,
+        stages=stages or [],
     )
     record = {
         "status": FINISHED,
@@ -404,5 +602,7 @@ def _finish(
         "params": result.params,
         "data_fingerprint": result.data_fingerprint,
     }
+    if stages:
+        record["stages"] = [stage_summary(s) for s in stages]
     write_json_atomic(mlops_dir(config.root) / RECORD, record)
     return result
