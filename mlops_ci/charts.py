@@ -102,3 +102,36 @@ def metric_charts(
             "value",
         )
     return blocks
+
+
+def stages_flowchart(graph: dict[str, object]) -> list[str]:
+    """A mermaid flowchart of a pipeline's stages (``lineage/stages.json``): an arrow from each
+    stage to the stages that read its outs; each box says whether the stage ran (and how long)
+    or was cached; the training stage is marked."""
+    stages = graph.get("stages")
+    if not isinstance(stages, list) or not stages:
+        return []
+    ids = {str(s.get("name")): f"s{i}" for i, s in enumerate(stages) if isinstance(s, dict)}
+    lines = ["```mermaid", "flowchart LR"]
+    for stage in stages:
+        if not isinstance(stage, dict):
+            continue
+        name = str(stage.get("name"))
+        state = str(stage.get("state", ""))
+        seconds = stage.get("seconds")
+        done = f"ran {float(seconds):.1f} s" if state == "ran" and seconds is not None else state
+        model = " · model" if name == graph.get("training") else ""
+        label = md.mermaid(f"{name}{model} · {done}")
+        css = "ran" if state == "ran" else "cached"
+        lines.append(f'  {ids[name]}["{label}"]:::{css}')
+    for stage in stages:
+        if isinstance(stage, dict):
+            for upstream in stage.get("upstream") or []:
+                if str(upstream) in ids:
+                    lines.append(f"  {ids[str(upstream)]} --> {ids[str(stage.get('name'))]}")
+    lines += [
+        "  classDef ran fill:#fff4d6,stroke:#b7791f",
+        "  classDef cached fill:#e6f4ea,stroke:#2f855a",
+        "```",
+    ]
+    return lines

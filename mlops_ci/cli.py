@@ -57,7 +57,8 @@ VERSION_OPTION = click.option(
 def _timings(timings: dict[str, float]) -> str:
     """``trained in 2.9 s; evaluation 0.1 s; importance 8.7 s; logging 1.2 s``: each part of
     a train apart, so the user's command is not blamed for mlops-ci's own work."""
-    parts = [f"trained in {timings.get('command', 0.0):.1f} s"]
+    stages = sum(v for k, v in timings.items() if k.startswith("stage "))
+    parts = [f"trained in {timings.get('command', stages):.1f} s"]
     parts += [
         f"{k} {timings[k]:.1f} s" for k in ("evaluation", "importance", "logging") if k in timings
     ]
@@ -189,11 +190,27 @@ def _mask_secrets() -> None:
     help="OWNER/NAME the workflow templates take the mlops-ci actions from.",
 )
 @click.option("--force", is_flag=True, help="Overwrite files that exist.")
-def init(folder: Path, ci: str | None, actions_repo: str, force: bool) -> None:
-    """Write a commented starter mlops.yaml, and with --ci the CI workflow templates."""
+@click.option(
+    "--from-dvc",
+    "from_dvc",
+    is_flag=False,
+    flag_value="dvc.yaml",
+    default=None,
+    metavar="[DVC.YAML]",
+    help="Write the stages of a DVC pipeline file (default dvc.yaml in --dir) as "
+    "pipeline.stages, the training stage's model as train.outputs.model.",
+)
+def init(
+    folder: Path, ci: str | None, actions_repo: str, force: bool, from_dvc: str | None
+) -> None:
+    """Write a commented starter mlops.yaml, and with --ci the CI workflow templates.
+
+    With --from-dvc the starter takes its pipeline from an existing dvc.yaml (or keep that
+    file as the source of truth instead: `pipeline: {dvc: dvc.yaml}` in mlops.yaml).
+    """
     from mlops_ci.scaffold import init_project
 
-    result = init_project(folder, ci, force, actions_repo)
+    result = init_project(folder, ci, force, actions_repo, from_dvc)
     for path in result.written:
         echo(f"wrote {path}")
     for path in result.kept:
@@ -211,8 +228,10 @@ def validate(config_path: Path | None) -> None:
     """
     from mlops_ci.errors import ConfigError
     from mlops_ci.evaldata import check_columns
+    from mlops_ci.stagerun import load_pipeline
 
     config = _load(config_path)
+    load_pipeline(config)  # the stages: deps, outs, cycles, params (ConfigError with lines)
     problems = check_columns(config)
     if problems:
         raise ConfigError(problems, file=config.path)
@@ -229,11 +248,20 @@ def validate(config_path: Path | None) -> None:
     help="Override a train.params value; repeatable.",
 )
 @click.option("--no-cache", is_flag=True, help="Retrain even when an identical run exists.")
-def train(config_path: Path | None, params: tuple[str, ...], no_cache: bool) -> None:
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Say which stages would run and why (changed deps, params, command); run nothing.",
+)
+def train(config_path: Path | None, params: tuple[str, ...], no_cache: bool, dry_run: bool) -> None:
     """Run the training command and record the run, params, metrics, model and lineage in MLflow.
 
     When code/data inputs, params and environment match an earlier successful run, that run
     is reused instead of retraining. Prints the run id (also a `run_id` step output in CI).
+
+    With pipeline.stages (or pipeline.dvc: a DVC dvc.yaml) the stages run in order, each
+    skipped when its command, deps, params and environment are unchanged: its outs are then
+    restored from .mlops/cache, or from the MLflow run that holds them on a fresh checkout.
 
     \b
     The command runs the pull request's code, so its environment has no credential:
@@ -253,10 +281,23 @@ def train(config_path: Path | None, params: tuple[str, ...], no_cache: bool) -> 
 
     config = _load(config_path)
     registry = _open(config)
+    if dry_run:
+        from mlops_ci.steps.train import dry_run as plan
+
+        for stage in plan(config, registry, parse_overrides(params), use_cache=not no_cache):
+            echo(f"{stage.name}: {stage.state} ({stage.why})")
+        return
     with StepProgress({"importance": "features"}) as progress:
         result = train_step(
-            config, registry, parse_overrides(params), use_cache=not no_cache, progress=progress
+            config,
+            registry,
+            parse_overrides(params),
+            use_cache=not no_cache,
+            progress=progress,
+            notify=lambda line: echo(line, err=True),
         )
+    for stage in result.stages:
+        echo(f"stage {stage.name}: {stage.state} in {stage.seconds:.1f} s ({stage.why})")
     if result.cached:
         echo(f"cache hit: inputs, params and environment unchanged; reusing run {result.run_id}")
     else:
@@ -264,7 +305,8 @@ def train(config_path: Path | None, params: tuple[str, ...], no_cache: bool) -> 
         if result.importance_note:
             echo(f"importance: {result.importance_note}")
     for name, value in sorted(result.metrics.items()):
-        echo(f"  {name} = {value:.4f}")
+        if not name.startswith("stage."):  # each stage's seconds: said above
+            echo(f"  {name} = {value:.4f}")
     echo(f"run_id={result.run_id}")
     emit_outputs({"run_id": result.run_id, "cached": str(result.cached).lower()})
     _notify(

@@ -7,9 +7,15 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import yaml
+
 from mlops_ci import __version__
 from mlops_ci.bundled import bundled
-from mlops_ci.errors import MlopsError
+from mlops_ci.dvcfile import read_dvc, to_mlops
+from mlops_ci.errors import InputError, MlopsError
+
+# A DVC out named like one of these is taken for the model (the training stage's out).
+MODEL_SUFFIXES = {".joblib", ".pkl", ".pickle", ".skops", ".onnx", ".ubj"}
 
 ACTIONS_REPO = "mlops-ci/mlops-ci"  # where the templates' `uses:` point by default
 CI_TEMPLATES = {
@@ -25,13 +31,16 @@ class InitResult:
 
 
 def init_project(
-    folder: Path, ci: str | None = None, force: bool = False, actions_repo: str = ACTIONS_REPO
+    folder: Path,
+    ci: str | None = None,
+    force: bool = False,
+    actions_repo: str = ACTIONS_REPO,
+    from_dvc: str | None = None,
 ) -> InitResult:
-    files: dict[Path, str] = {
-        folder / "mlops.yaml": resources.files("mlops_ci")
-        .joinpath("templates/mlops.yaml")
-        .read_text("utf-8")
-    }
+    starter = resources.files("mlops_ci").joinpath("templates/mlops.yaml").read_text("utf-8")
+    if from_dvc is not None:
+        starter = with_dvc_stages(starter, folder / from_dvc, from_dvc)
+    files: dict[Path, str] = {folder / "mlops.yaml": starter}
     if ci is not None:
         source, target = CI_TEMPLATES[ci]
         for template in sorted(bundled(source).glob("*.yml")):
@@ -53,6 +62,29 @@ def init_project(
             hint="pass --force to overwrite",
         )
     return result
+
+
+def with_dvc_stages(starter: str, dvc_file: Path, shown: str) -> str:
+    """The starter with its train block replaced by the stages of ``dvc_file`` (pipeline.stages
+    run as DVC runs them: with a shell) and train.outputs.model set to the last stage's model
+    file (an out named like a model: .joblib, .pkl, .skops, .onnx, ...)."""
+    if not dvc_file.is_file():
+        raise InputError(f"--from-dvc {shown}: no such file ({dvc_file})")
+    stages = to_mlops(read_dvc(dvc_file, shown))
+    outs = [o for s in stages for o in s.get("outs", []) + s.get("uncached_outs", [])]
+    models = [o for o in outs if Path(o).suffix in MODEL_SUFFIXES]
+    model = models[-1] if models else "outputs/model.joblib"
+    note = "" if models else "   # no out of dvc.yaml looks like a model file: name it here"
+    block = (
+        f"# The stages of {shown} (written by `mlops-ci init --from-dvc`; or use the file in\n"
+        f"# place with `pipeline: {{dvc: {shown}}}`). Each stage is cached by its command,\n"
+        "# deps and params; the training stage is the one whose outs hold train.outputs.model.\n"
+        f"train:\n  outputs:\n    model: {model}{note}\n\n"
+        + yaml.safe_dump({"pipeline": {"stages": stages}}, sort_keys=False, width=100)
+        + "\n"
+    )
+    start, end = starter.index("\ntrain:\n") + 1, starter.index("\nevaluate:\n") + 1
+    return starter[:start] + block + starter[end:]
 
 
 def _retarget(text: str, actions_repo: str) -> str:

@@ -6,6 +6,7 @@ goes to the job summary and, with a hidden marker, to the sticky pull-request co
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from mlops_ci.steps.compare import (
 from mlops_ci.steps.deploy import load_deploy_record
 from mlops_ci.steps.package import load_package_record
 from mlops_ci.steps.register import RegisterResult, load_registration
-from mlops_ci.steps.train import FAILED
+from mlops_ci.steps.train import FAILED, STAGES_ARTIFACT
 from mlops_ci.steps.train import RECORD as TRAIN_RECORD
 
 RECORD = "report.md"
@@ -80,8 +81,12 @@ def report(config: Config, registry: ModelRegistry | None, workflow: str) -> Rep
     if registration is not None and registration.run_id != comparison.candidate.run_id:
         registration = None  # an earlier run's record
     tags: dict[str, str] = {}
+    stages = ""
     if registry is not None and comparison.candidate.run_id:
-        tags = registry.get_run(comparison.candidate.run_id).tags
+        candidate = registry.get_run(comparison.candidate.run_id)
+        tags = candidate.tags
+        if any(key.startswith("stage.") for key in candidate.params):
+            stages = _stages(registry.read_artifact_text(candidate.run_id, STAGES_ARTIFACT))
     packaged = load_package_record(config)
     if packaged is not None and packaged.get("run_id") != comparison.candidate.run_id:
         packaged = None  # another model's package
@@ -90,7 +95,14 @@ def report(config: Config, registry: ModelRegistry | None, workflow: str) -> Rep
         deployed = None
     why = "\n".join(why_lines(comparison, config.evaluate.importance.top)).strip()
     text = render(
-        comparison, registration, tags, packaged, deployed, stale_note(config, comparison), why
+        comparison,
+        registration,
+        tags,
+        packaged,
+        deployed,
+        stale_note(config, comparison),
+        why,
+        stages,
     )
     path = write_text_atomic(mlops_dir(config.root) / RECORD, text)
     return Report(
@@ -127,6 +139,7 @@ def render(
     deployed: dict[str, Any] | None = None,
     stale: str | None = None,
     why: str = "",
+    stages: str = "",
 ) -> str:
     sections = [
         _headline(comparison, registration),
@@ -141,6 +154,7 @@ def render(
         _package(packaged) if packaged else "",
         _deploy(deployed) if deployed else "",
         _lineage(comparison, registration, tags),
+        stages,
         f"<sub>mlops-ci {__version__} · evaluation {md.code(comparison.evaluation['data'])} "
         f"({comparison.evaluation['rows']} rows, sha256 "
         f"{md.code(str(comparison.evaluation['sha256'])[:12])})</sub>",
@@ -363,6 +377,19 @@ def _lineage(c: ComparisonResult, registration: RegisterResult | None, tags: dic
         rows.append(("CI run", f"[logs]({tags['mlops.ci.run_url']})"))
     table = ["| lineage | |", "|---|---|", *(f"| {k} | {md.cell(v)} |" for k, v in rows)]
     return "\n".join(table)
+
+
+def _stages(text: str | None) -> str:
+    """The pipeline's stages as a flowchart (which ran, which were cached), from the run's
+    ``lineage/stages.json``; nothing when the run has none or it cannot be read."""
+    try:
+        graph = json.loads(text) if text else None
+    except ValueError:
+        return ""
+    if not isinstance(graph, dict):
+        return ""
+    chart = charts.stages_flowchart(graph)
+    return "\n".join(["**Pipeline stages** (this run)", "", *chart]) if chart else ""
 
 
 def _short(sha: str | None) -> str:

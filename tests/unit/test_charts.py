@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlops_ci import charts
 from mlops_ci.charts import by_scale
 from mlops_ci.config import Config, load_config
 from mlops_ci.steps.compare import compare
@@ -112,6 +113,18 @@ def test_every_chart_parses_with_mermaid_itself(tmp_path: Path) -> None:
     blocks = mermaid_blocks(report(config, reg, "pr").markdown)
     assert len(blocks) == 3  # two scales of metrics, the importance
     bare = blocks[2].replace('"line"', "line").replace('"bar"', "bar")
+    # A pipeline's stages, named as mermaid keywords and with characters that end strings.
+    graph = {
+        "training": "end",
+        "stages": [
+            {"name": "prepare", "state": "cached", "seconds": 0.0, "upstream": []},
+            {"name": 'graph "x" %%', "state": "ran", "seconds": 1.25, "upstream": ["prepare"]},
+            {"name": "end", "state": "ran", "seconds": 3.0, "upstream": ['graph "x" %%']},
+        ],
+    }
+    flow = "\n".join(charts.stages_flowchart(graph)[1:-1])
+    assert "s0 --> s1" in flow and "s1 --> s2" in flow and "end · model · ran 3.0 s" in flow
+    blocks.append(flow)
     done = subprocess.run(
         [node, str(HERE / "js" / "mermaid_parse.mjs"), modules],
         input=json.dumps([*blocks, bare]),

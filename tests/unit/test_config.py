@@ -157,8 +157,8 @@ def test_validate_cli_prints_each_problem_and_exits_2(
     assert capsys.readouterr().err.splitlines() == [
         "error: mlops.yaml:1: version: 1 was expected",
         "error: mlops.yaml:8: extra: unknown key "
-        "(known keys: version, model, train, evaluate, gate, registry, package, serve, monitor, "
-        "deploy, notify)",
+        "(known keys: version, model, train, pipeline, evaluate, gate, registry, package, serve, "
+        "monitor, deploy, notify)",
     ]
 
 
