@@ -8,6 +8,7 @@ direction, as MLflow's ``MetricThreshold`` does.
 from __future__ import annotations
 
 import functools
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -367,17 +368,30 @@ def _importance(
 _CHANGED_TAGS = {"commit": "mlops.git.commit", "data_fingerprint": "mlops.data.fingerprint"}
 
 
+_STAGE_KEY = re.compile(r"stage\.[A-Za-z0-9_][A-Za-z0-9_.-]*\.key")
+
+
 def what_changed(production: RunRecord | None, candidate: RunRecord) -> dict[str, Any]:
     """The params (and code commit, data fingerprint) that differ between the production run
     and the candidate run; {"unknown": true} when production has no run to read."""
     if production is None:
         return {"unknown": True}
-    params = {
-        name: [production.params.get(name), candidate.params.get(name)]
+    differ = [
+        name
         for name in sorted(set(production.params) | set(candidate.params))
         if production.params.get(name) != candidate.params.get(name)
+    ]
+    # A pipeline's stage.NAME.* params are the stages' bookkeeping: said as the stages whose
+    # key (command, deps, params, environment) differs, not five lines each.
+    params = {
+        name: [production.params.get(name), candidate.params.get(name)]
+        for name in differ
+        if not name.startswith("stage.")
     }
     out: dict[str, Any] = {"params": params} if params else {}
+    stages = [n[len("stage.") : -len(".key")] for n in differ if _STAGE_KEY.fullmatch(n)]
+    if stages:
+        out["stages"] = stages
     for key, tag in _CHANGED_TAGS.items():
         before, after = production.tags.get(tag), candidate.tags.get(tag)
         if before != after:
@@ -403,6 +417,9 @@ def change_lines(changes: dict[str, Any]) -> list[str]:
             lines.append(
                 f"- {label}: {shown(before and before[:12])} → {shown(after and after[:12])}"
             )
+    if changes.get("stages"):
+        names = md.text(", ".join(changes["stages"]))
+        lines.append(f"- pipeline stages with other inputs: {names}")
     if len(lines) == 1:
         return ["What changed: no param, code commit or data fingerprint differs."]
     return lines

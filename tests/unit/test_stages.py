@@ -11,9 +11,11 @@ import pytest
 
 from mlops_ci.config import load_config
 from mlops_ci.errors import ConfigError
+from mlops_ci.registry import RunRecord
 from mlops_ci.stagecache import StageCache, manifest_of
 from mlops_ci.stagerun import _deps, load_pipeline, stage_key
 from mlops_ci.stagespec import param_value
+from mlops_ci.steps.compare import change_lines, what_changed
 from tests.helpers import run_cli
 
 HEAD = """\
@@ -317,3 +319,30 @@ def test_the_cache_restores_outs_and_leaves_identical_ones_alone(tmp_path: Path)
     (tmp_path / "feat" / "stray.csv").write_text("3\n")
     assert cache.restore(tmp_path, ("feat",), manifest) is True
     assert manifest_of(tmp_path, ["feat"]) == manifest
+
+
+def test_what_changed_names_params_commit_and_the_stages_with_other_inputs() -> None:
+    production = RunRecord(
+        "p", "FINISHED",
+        params={"C": "1.0", "stage.prepare.key": "a", "stage.train.key": "b",
+                "stage.train.cached": "false", "prepare.split": "0.2"},
+        tags={"mlops.git.commit": "1" * 40},
+    )  # fmt: skip
+    candidate = RunRecord(
+        "c", "FINISHED",
+        params={"C": "0.5", "stage.prepare.key": "a", "stage.train.key": "z",
+                "stage.train.cached": "true", "prepare.split": "0.2"},
+        tags={"mlops.git.commit": "2" * 40},
+    )  # fmt: skip
+    changes = what_changed(production, candidate)
+    assert changes["params"] == {"C": ["1.0", "0.5"]} and changes["stages"] == ["train"]
+    assert change_lines(changes) == [
+        "**What changed** (production → candidate):",
+        "- param `C`: `1.0` → `0.5`",
+        "- code commit: `111111111111` → `222222222222`",
+        "- pipeline stages with other inputs: train",
+    ]
+    assert change_lines(what_changed(production, production)) == [
+        "What changed: no param, code commit or data fingerprint differs."
+    ]
+    assert what_changed(None, candidate) == {"unknown": True}
