@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -23,9 +24,19 @@ from mlops_ci.dvcfile import read_dvc
 from mlops_ci.errors import ConfigError, InputError, TrainingError
 from mlops_ci.lineage import sha256_file
 from mlops_ci.stagecache import Manifest, StageCache, manifest_of, remove
-from mlops_ci.stagespec import Pipeline, Stage, check, covers, from_mlops, overlaps, param_value
+from mlops_ci.stagespec import (
+    Pipeline,
+    Stage,
+    check,
+    covers,
+    from_mlops,
+    normalised,
+    overlaps,
+    param_value,
+)
 
 RAN, CACHED, WOULD_RUN = "ran", "cached", "would run"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _SHOWN = 3  # changed files named in a reason, then "and N more"
 
 
@@ -208,15 +219,30 @@ def _lookup(run: _Run, stage: Stage, key: str) -> tuple[dict[str, Any] | None, s
     if any(not (run.config.root / o).exists() for o in stage.uncached_outs):
         return None, None, ""  # an uncached out is not restorable: only running makes it
     local = run.cache.record(stage.name, key)
-    if local is not None and run.cache.has(local["outs"]):
+    if local is not None and _fits(stage, local) and run.cache.has(local["outs"]):
         return local, local.get("holder"), ".mlops/cache"
     holder = run.remote.find(stage.name, key) if run.remote is not None else None
     if holder is None:
         return None, None, ""
     record = run.remote.record(holder, stage.name) if run.remote is not None else None
-    if record is None or record.get("key") != key:
+    if record is None or record.get("key") != key or not _fits(stage, record):
         return None, None, ""
     return record, holder, f"MLflow run {holder}"
+
+
+def _fits(stage: Stage, record: dict[str, Any]) -> bool:
+    """A record whose outs are files inside the stage's cached outs, by normalised relative
+    paths, with sha256 digests: anything else (``../`` in a record read from a shared
+    registry) is never restored."""
+    outs = record.get("outs")
+    if not isinstance(outs, dict):
+        return False
+    for rel, sha in outs.items():
+        if not isinstance(rel, str) or not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+            return False
+        if normalised(rel) != rel or not any(covers(o, rel) for o in stage.outs):
+            return False
+    return True
 
 
 def _fetch(run: _Run, stage: Stage, holder: str, outs: Manifest) -> None:

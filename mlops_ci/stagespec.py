@@ -207,6 +207,11 @@ def _paths(
     return found
 
 
+def normalised(path: str) -> str | None:
+    """``path`` as a normalised project-relative POSIX path; None when it leaves the project."""
+    return _inside(".", path)
+
+
 def _inside(wdir: str, path: str) -> str | None:
     """``path`` (relative to ``wdir``) as a normalised project-relative POSIX path, or None
     when it leaves the project (``..``, an absolute path elsewhere)."""

@@ -13,7 +13,7 @@ from mlops_ci.config import load_config
 from mlops_ci.errors import ConfigError
 from mlops_ci.registry import RunRecord
 from mlops_ci.stagecache import StageCache, manifest_of
-from mlops_ci.stagerun import _deps, load_pipeline, stage_key
+from mlops_ci.stagerun import _deps, _fits, load_pipeline, stage_key
 from mlops_ci.stagespec import param_value
 from mlops_ci.steps.compare import change_lines, what_changed
 from tests.helpers import run_cli
@@ -346,3 +346,17 @@ def test_what_changed_names_params_commit_and_the_stages_with_other_inputs() -> 
         "What changed: no param, code commit or data fingerprint differs."
     ]
     assert what_changed(None, candidate) == {"unknown": True}
+
+
+def test_a_record_naming_a_path_outside_the_stage_outs_is_never_restored(tmp_path: Path) -> None:
+    pipeline = load_pipeline(load_config(project(tmp_path, GOOD)))
+    assert pipeline is not None
+    prepare, sha = pipeline.stage("prepare"), "a" * 64
+    assert _fits(prepare, {"outs": {"feat/x.csv": sha}})
+    for outs in (
+        {"feat/../../etc/passwd": sha},  # leaves the project
+        {"a.py": sha},  # a source file, not an out of the stage
+        {"/etc/passwd": sha},
+        {"feat/x.csv": "not-a-digest"},
+    ):
+        assert not _fits(prepare, {"outs": outs}), outs
