@@ -6,6 +6,11 @@ recorded on the model version."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+from pathlib import Path
+
 import pytest
 from mlflow import MlflowClient
 
@@ -66,3 +71,19 @@ def test_a_release_deploys_the_candidate_once_the_environment_is_approved(
         assert tags["mlops.approval.production.reason"] == "release notes read"
     finally:
         user.mlops("undeploy", "--env", "production", "--reason", "the test is over")
+        # The serving process was started from the act run's workspace, which act deletes when
+        # the run ends (with the state that names it): stop it by its command line, or it
+        # outlives the test.
+        stop_processes_under(user.work)
+
+
+def stop_processes_under(folder: Path) -> None:
+    """SIGTERM every process whose command line names a path under ``folder`` (Linux /proc)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(str(folder).encode() in word for word in words):
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(cmdline.parent.name), signal.SIGTERM)
