@@ -151,7 +151,7 @@ def _stage(run: _Run, stage: Stage, runner: Runner) -> StageRun:
     roots = [o for u in stage.upstream for o in run.pipeline.stage(u).all_outs]
     deps = _deps(run.config.root, stage.deps, run.known, roots)
     try:
-        values = {p: param_value(run.config, stage, p, run.params) for p in stage.params}
+        values = {p: _plain(param_value(run.config, stage, p, run.params)) for p in stage.params}
     except KeyError as err:
         raise InputError(f"stage '{stage.name}': {err.args[0]}") from None
     key = stage_key(stage, deps, values, run.environment)
@@ -164,6 +164,7 @@ def _stage(run: _Run, stage: Stage, runner: Runner) -> StageRun:
             return replace(this, state=CACHED, why=f"unchanged; outs in {where}", outs=outs)
         if holder is not None and not run.cache.has(outs):
             _fetch(run, stage, holder, outs)
+            run.cache.save({**found, "holder": holder})  # known on this disk from now on
         rewritten = run.cache.restore(run.config.root, stage.outs, outs)
         run.known.update(outs)
         why = f"unchanged; outs restored from {where}" if rewritten else "unchanged; outs in place"
@@ -179,6 +180,12 @@ def _stage(run: _Run, stage: Stage, runner: Runner) -> StageRun:
     run.cache.save(record_of(this, stage, run.environment))
     run.known.update(outs)
     return this
+
+
+def _plain(value: Any) -> Any:
+    """A param's value as JSON has it (a YAML date becomes its text), so that the record, the
+    key and MLflow's param all hold the same thing."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def record_of(this: StageRun, stage: Stage, environment: str) -> dict[str, Any]:

@@ -234,7 +234,8 @@ def _train(
     tags = {**trace.tags(), TAG_CACHE_KEY: key, "mlops.model.name": config.model.name}
     logged_params = {k: str(v) for k, v in params.items()}
     if pipeline is not None:
-        artifacts.update(stage_artifacts(work / "stages", config.root, stages))
+        held = stage_artifacts(work / "stages", config.root, stages, trace.environment_sha256)
+        artifacts.update(held)
         graph = {"training": pipeline.training, "stages": [stage_summary(s, True) for s in stages]}
         write_json_atomic(lineage_dir / STAGES_ARTIFACT.rsplit("/", 1)[1], graph)
         tags.update({f"mlops.stage.{s.name}.outs": s.key for s in stages if s.holder is None})
@@ -318,7 +319,9 @@ def stage_params(stages: list[StageRun]) -> dict[str, str]:
     return out
 
 
-def stage_artifacts(work: Path, root: Path, stages: list[StageRun]) -> dict[str, Path]:
+def stage_artifacts(
+    work: Path, root: Path, stages: list[StageRun], environment: str
+) -> dict[str, Path]:
     """``stages/NAME/`` (record.json and the outs) for each stage no MLflow run holds yet."""
     cache = StageCache(root / ".mlops" / "cache")
     if work.exists():
@@ -329,7 +332,8 @@ def stage_artifacts(work: Path, root: Path, stages: list[StageRun]) -> dict[str,
         if s.holder is not None:
             continue
         folder = work / s.name
-        write_json_atomic(folder / "record.json", stage_summary(s, full=True))
+        record = {**stage_summary(s, full=True), "environment": environment}
+        write_json_atomic(folder / "record.json", record)
         for rel, sha in s.outs.items():
             target = folder / "outs" / rel
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -132,6 +132,15 @@ def test_each_stage_reruns_only_when_what_it_reads_changed(team: str, tmp_path: 
     assert all("restored from MLflow run" in s.why for s in restored.stages)
     assert manifest_of(fresh, OUTS) == manifest_of(project, OUTS)
     assert outs != manifest_of(project, OUTS)  # the data change did change the outs
+    # The records came along: this disk now knows the stages, and says why one would rerun.
+    with (fresh / "train.py").open("a") as code:
+        code.write("# changed on the fresh checkout\n")
+    said = dry_run(load_config(fresh), open_registry(load_config(fresh)))
+    assert [(s.state, s.why) for s in said] == [
+        ("cached", "unchanged; outs in .mlops/cache"),
+        ("cached", "unchanged; outs in .mlops/cache"),
+        ("would run", "deps changed: train.py (modified)"),
+    ]
 
 
 def outs_of(project: Path) -> dict[str, str]:
