@@ -119,7 +119,7 @@ def train(
 
     A failure is recorded in .mlops/train.json too, so that compare and register refuse to act
     on the run of an earlier, successful train. ``progress`` hears (what, done, in all) of the
-    permutation importance; ``notify`` a line as each pipeline stage starts or is skipped.
+    permutation importance; ``notify`` a line as each pipeline stage starts to run.
     """
     try:
         return _train(config, registry, overrides, use_cache, env, progress, notify)
