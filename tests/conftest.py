@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from mlops_ci.config import Config, load_config
-from mlops_ci.steps.pipeline import copy_example
 from tests.fakes import InMemoryRegistry
+from tests.store import copy_example
 
 
 @pytest.fixture(scope="session", autouse=True)

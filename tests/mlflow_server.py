@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from tests.serve_helpers import free_port
+from tests.store import seed_store
 
 
 @contextmanager
 def mlflow_server(folder: Path) -> Iterator[str]:
     """Start `mlflow server` (the full mlflow package) and stop it, with its workers, after."""
     port = free_port()
+    seed_store(folder / "mlflow.db")
     log = open(folder / "mlflow-server.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [

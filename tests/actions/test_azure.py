@@ -405,8 +405,8 @@ def azure_job(
 ) -> tuple[Path, Any, Any, str]:
     """An Azure Pipelines job's environment around the iris example with a production model
     in an in-memory registry: (project, config, registry, production version)."""
-    from mlops_ci.steps.pipeline import copy_example
     from tests.fakes import InMemoryRegistry
+    from tests.store import copy_example
     from tests.unit.test_gate import in_production
 
     project = copy_example(tmp_path / "iris")

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from mlops_ci.steps.pipeline import copy_example
 from tests.actions.azure_agent import output_variables
+from tests.store import copy_example
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK = ROOT / "actions" / "azure-pipelines" / "mlopsci"

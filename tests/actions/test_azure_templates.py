@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from mlops_ci.steps.pipeline import copy_example
 from tests.actions.azure_agent import TEMPLATES, AgentJob
 from tests.azure_server import AzureState, azure_devops_server
+from tests.store import copy_example
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 TOKEN = "azdo-templates-access-token-SECRET"

@@ -13,9 +13,9 @@ from mlops_ci.config import load_config
 from mlops_ci.registry.mlflow import MlflowRegistry
 from mlops_ci.steps.compare import compare
 from mlops_ci.steps.package import package
-from mlops_ci.steps.pipeline import copy_example
 from mlops_ci.steps.register import register
 from mlops_ci.steps.train import train
+from tests.store import copy_example
 
 FAST_PROFILE = "  profile: {single_row_runs: 20, batch_sizes: [1, 64]}\n"
 

@@ -27,7 +27,6 @@ from mlops_ci.registry.mlflow import MlflowRegistry
 from mlops_ci.steps.compare import compare
 from mlops_ci.steps.deploy import deploy
 from mlops_ci.steps.package import package
-from mlops_ci.steps.pipeline import copy_example
 from mlops_ci.steps.register import register
 from mlops_ci.steps.rollback import rollback
 from mlops_ci.steps.status import status
@@ -35,6 +34,7 @@ from mlops_ci.steps.train import train
 from mlops_ci.steps.undeploy import undeploy
 from mlops_ci.targets.docker import DockerTarget
 from tests.serve_helpers import free_port, serving
+from tests.store import copy_example
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 FAST_PROFILE = "  profile: {single_row_runs: 20, batch_sizes: [1, 64]}\n"

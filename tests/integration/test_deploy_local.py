@@ -24,7 +24,6 @@ from mlops_ci.steps.approve import approve
 from mlops_ci.steps.compare import compare
 from mlops_ci.steps.deploy import deploy
 from mlops_ci.steps.package import package
-from mlops_ci.steps.pipeline import copy_example
 from mlops_ci.steps.register import register
 from mlops_ci.steps.report import report
 from mlops_ci.steps.rollback import rollback
@@ -32,6 +31,7 @@ from mlops_ci.steps.status import delete_version, status
 from mlops_ci.steps.train import train
 from mlops_ci.targets.local import LocalTarget
 from tests.serve_helpers import free_port
+from tests.store import copy_example
 
 pytestmark = pytest.mark.slow
 ROW = [5.1, 3.5, 1.4, 0.2]

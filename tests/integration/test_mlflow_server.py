@@ -15,10 +15,10 @@ import pytest
 from mlops_ci.config import load_config
 from mlops_ci.registry import TAG_COMPLETE, TAG_MODEL_SHA256
 from mlops_ci.registry.mlflow import MlflowRegistry
-from mlops_ci.steps.pipeline import copy_example
 from mlops_ci.steps.train import train
 from tests.mlflow_server import Fault, fault_proxy, mlflow_server
 from tests.serve_helpers import free_port
+from tests.store import copy_example
 
 pytestmark = pytest.mark.slow
 MODEL = "iris-classifier"

@@ -19,10 +19,10 @@ from mlops_ci.serve.model import read_spec
 from mlops_ci.steps.batch_score import batch_score
 from mlops_ci.steps.compare import compare
 from mlops_ci.steps.package import package
-from mlops_ci.steps.pipeline import copy_example
 from mlops_ci.steps.register import register
 from mlops_ci.steps.train import train
 from tests.serve_helpers import assert_conforms, schemathesis, serving
+from tests.store import copy_example
 
 pytestmark = pytest.mark.slow
 

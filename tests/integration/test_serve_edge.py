@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from mlops_ci.serve.protocol import MAX_HEAD_BYTES, MAX_HEADERS
-from mlops_ci.steps.pipeline import copy_example
 from tests.integration.conftest import Packaged
 from tests.serve_helpers import ServeProcess, free_port, serving
+from tests.store import copy_example
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

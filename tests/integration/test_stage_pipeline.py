@@ -18,10 +18,10 @@ from mlops_ci.config import load_config
 from mlops_ci.registry import open_registry
 from mlops_ci.stagecache import manifest_of
 from mlops_ci.steps.compare import compare
-from mlops_ci.steps.pipeline import copy_example
 from mlops_ci.steps.report import report
 from mlops_ci.steps.train import TrainResult, dry_run, train
 from tests.mlflow_server import mlflow_server
+from tests.store import copy_example
 
 pytestmark = pytest.mark.slow
 

@@ -34,6 +34,7 @@ from mlops_ci import __version__
 from mlops_ci.scaffold import init_project
 from mlops_ci.steps.pipeline import copy_example
 from tests.github_server import GithubState, github_server
+from tests.store import seed_store
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "templates" / "github"
@@ -178,6 +179,7 @@ class UserRepo:
         )
         (work / "constraints.txt").write_text("\n".join(pins) + "\n")
         made = cls(repo, work, api_url, token)
+        seed_store(work / "team-mlflow.db")
         made.git("init", "-q", "-b", "main")
         made.commit("the example and mlops-ci's workflows")
         made.git("remote", "add", "origin", "https://github.com/acme/iris.git")
