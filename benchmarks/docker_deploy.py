@@ -5,17 +5,20 @@ Packages two versions of the iris example (images built on the engine that DOCKE
 eval "$(../shared/tools/container-engine.sh)" starts one), deploys v1 to a docker environment,
 then deploys v2 through canary steps while client threads score single rows, and prints the
 requests answered per version and the ones that failed. Then it measures single-row /score
-throughput through the front and, as the baseline, straight to a container of the same image
-with its port published, and prints both and their ratio.
+through the front and, as the baseline, straight to a container of the same image with its port
+published: wrk (Debian's package) at 1 and 8 connections, the two alternated for --rounds
+rounds, and prints each round, the median req/s and p99 of each and their ratios.
 
-Target (issue 15): 0 failed requests during a docker deploy under load.
+Targets: 0 failed requests during a docker deploy under load (issue 15); the front at >= 0.85x
+the direct req/s at 1 and 8 connections, its p99 <= 1.3x the direct p99 (issue 29).
 
-Run: python benchmarks/docker_deploy.py [--clients 4] [--seconds 5]
+Run: python benchmarks/docker_deploy.py [--clients 4] [--seconds 4] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import threading
@@ -24,6 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+from _wrk import Load, post_load, wrk_path
 
 ROW = {"inputs": [[5.1, 3.5, 1.4, 0.2]]}
 
@@ -39,22 +43,39 @@ def hammer(url: str, stop: threading.Event, results: Counter[str]) -> None:
                 results[type(err).__name__] += 1
 
 
-def throughput(url: str, seconds: float) -> float:
-    """Single-row /score requests per second from one client, after a short warm-up."""
-    with httpx.Client(base_url=url, timeout=10) as http:
-        for _ in range(50):
-            http.post("/score", json=ROW).raise_for_status()
-        count, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            http.post("/score", json=ROW).raise_for_status()
-            count += 1
-    return count / (time.perf_counter() - started)
+def front_vs_direct(front: str, direct: str, seconds: float, rounds: int) -> bool:
+    """Alternated wrk rounds on both URLs at 1 and 8 connections; True when the targets hold."""
+    met = True
+    for connections in (1, 8):
+        runs: dict[str, list[Load]] = {"front": [], "direct": []}
+        for turn in range(rounds):
+            order = [("front", front), ("direct", direct)]
+            for name, url in order if turn % 2 == 0 else order[::-1]:
+                post_load(f"{url}/score", ROW, connections, 1.0)  # warm the connections
+                runs[name].append(post_load(f"{url}/score", ROW, connections, seconds))
+            f, d = runs["front"][-1], runs["direct"][-1]
+            print(f"  {connections} conn, round {turn + 1}: front {f.rps:,.0f} req/s "
+                  f"p99 {f.p99_ms:.2f} ms, direct {d.rps:,.0f} req/s p99 {d.p99_ms:.2f} ms, "
+                  f"errors {f.errors}/{d.errors}")  # fmt: skip
+        rps = {k: statistics.median(r.rps for r in v) for k, v in runs.items()}
+        p99 = {k: statistics.median(r.p99_ms for r in v) for k, v in runs.items()}
+        ratio, p99_ratio = rps["front"] / rps["direct"], p99["front"] / p99["direct"]
+        errors = sum(r.errors for v in runs.values() for r in v)
+        ok = ratio >= 0.85 and p99_ratio <= 1.3 and errors == 0
+        met &= ok
+        print(f"single-row /score, {connections} connection(s), medians of {rounds}: "
+              f"front {rps['front']:,.0f} req/s (p99 {p99['front']:.2f} ms), direct "
+              f"{rps['direct']:,.0f} req/s (p99 {p99['direct']:.2f} ms): front/direct "
+              f"{ratio:.2f}x (target >= 0.85), p99 {p99_ratio:.2f}x (target <= 1.3), "
+              f"errors {errors} [{'met' if ok else 'NOT met'}]")  # fmt: skip
+    return met
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=4.0, help="of each wrk round")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     from mlops_ci.config import load_config
@@ -136,11 +157,8 @@ def main() -> None:
                 if time.monotonic() > deadline:
                     sys.exit("the direct container did not become ready")
                 time.sleep(0.1)
-            through_front = throughput(target.url, args.seconds)
-            straight = throughput(direct_url, args.seconds)
-            print(f"single-row /score, 1 client: through the front {through_front:,.0f} req/s, "
-                  f"straight to the container {straight:,.0f} req/s "
-                  f"(ratio {through_front / straight:.2f})")  # fmt: skip
+            wrk_path()  # before the rounds, so a missing wrk says so at once
+            front_vs_direct(target.url, direct_url, args.seconds, args.rounds)
         finally:
             if direct is not None:
                 direct.remove(force=True)

@@ -1040,12 +1040,13 @@ def front(
 ) -> None:
     """The router in front of a docker environment's version containers.
 
-    The docker deploy target runs it from the serving image on the environment's port: each
-    request goes to one version's container by weight (x-model-version pins one), so a new
-    version is started beside the old one, probed, given traffic step by step, and the old
-    one is stopped only once drained. GET/PUT /admin/front (Bearer token) read and set the
-    routes; GET /metrics counts requests per version. Only the scoring and health routes are
-    forwarded (no Authorization or Cookie header), and only to http://BASE-vVERSION:PORT.
+    The docker deploy target runs it from the serving image on the environment's port: HAProxy
+    (installed in the image) sends each request to one version's container by weight
+    (x-model-version pins one), so a new version is started beside the old one, probed, given
+    traffic step by step, and the old one is stopped only once drained. GET/PUT /admin/front
+    (Bearer token) read and set the routes, changed in HAProxy while it runs; GET /metrics
+    counts requests per version. Only the scoring and health routes are forwarded (no
+    Authorization or Cookie header), and only to http://BASE-vVERSION:PORT.
     """
     from mlops_ci.extras import require
 

@@ -22,7 +22,7 @@ DISTRIBUTION = "mlops-ci"
 
 # extra -> the modules it brings that the verbs import (checked without importing them).
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "serve": ("fastapi", "uvicorn", "prometheus_client", "aiohttp"),
+    "serve": ("fastapi", "uvicorn", "prometheus_client"),
     "github": ("github",),
     "parquet": ("pyarrow",),
     "batch": ("pyarrow",),

@@ -32,7 +32,6 @@ SERVING_RUNTIME = (
     "httptools",
     "orjson",
     "prometheus-client",
-    "aiohttp",
     "click",
     "PyYAML",
     "jsonschema",
@@ -120,9 +119,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \\
     PIP_DISABLE_PIP_VERSION_CHECK=1 \\
     MLOPS_MODEL_DIR={MODEL_DIR}
 
-# The serving user; the folder is where `mlops-ci front` keeps its routes (a volume).
+# The serving user; the folder is where `mlops-ci front` keeps its routes (a volume). HAProxy
+# (the distribution's package) carries the requests of a docker environment's front; a base
+# without apt or apk serves without it (only `mlops-ci front` needs it, and says so). Not
+# pinned: the version is the base's distribution's (>= 2.4 is needed: bookworm has 2.6).
+# hadolint ignore=DL3008,DL3018
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin mlops \\
- && mkdir -p {FRONT_STATE_DIR} && chown 10001 {FRONT_STATE_DIR}
+ && mkdir -p {FRONT_STATE_DIR} && chown 10001 {FRONT_STATE_DIR} \\
+ && if command -v apt-get >/dev/null; then \\
+      apt-get update -q && apt-get install -y -q --no-install-recommends haproxy \\
+      && apt-get clean && rm -rf /var/lib/apt/lists/*; \\
+    elif command -v apk >/dev/null; then apk add --no-cache haproxy; fi
 
 WORKDIR /opt/app
 COPY requirements.txt {spec.wheel} ./

@@ -1,8 +1,10 @@
-"""The front of a docker environment, on loopback: real uvicorn servers in, httpx out."""
+"""The front of a docker environment on loopback: real HAProxy and its controller, stand-in
+version servers under uvicorn, httpx clients."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -20,10 +22,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from mlops_ci.rollout import parse_metrics
-from mlops_ci.serve.front import STATE_FILE, Routes, UpstreamRule, build_front, parse_routes
+from mlops_ci.serve.front import STATE_FILE, Routes, UpstreamRule, parse_routes, serve_front
+from mlops_ci.serve.haproxy import haproxy_weights
 from tests.serve_helpers import free_port
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(shutil.which("haproxy") is None, reason="HAProxy is not installed"),
+]
 TOKEN = "front-token-0123456789"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 
@@ -51,6 +57,48 @@ def running(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(20)
+
+
+@contextmanager
+def front_running(state_dir: Path, allowed: Any, **limits: Any) -> Iterator[str]:
+    """`mlops-ci front` (HAProxy and its controller) on a free loopback port, in a thread."""
+    port = free_port()
+    ready = threading.Event()
+    held: dict[str, Any] = {}
+
+    async def main() -> None:
+        held["loop"], held["stop"] = asyncio.get_running_loop(), asyncio.Event()
+        await serve_front(
+            "m", "127.0.0.1", port, state_dir, TOKEN, allowed, stop=held["stop"],
+            started=ready.set, resolve=_loopback_or_fixed, **limits,
+        )  # fmt: skip
+
+    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
+    thread.start()
+    assert ready.wait(30), "the front did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        held["loop"].call_soon_threadsafe(held["stop"].set)
+        thread.join(30)
+        assert not thread.is_alive(), "the front did not stop"
+
+
+async def _loopback_or_fixed(host: str, port: int) -> str:
+    """Names of version containers do not resolve on this host: any name is 127.0.0.1."""
+    return f"127.0.0.1:{port}"
+
+
+def metric_counts(front: str, total: int) -> Any:
+    """The front's per-version counts once ``total`` requests are in (log lines arrive over
+    UDP a moment after the answers)."""
+    deadline = time.monotonic() + 10
+    while True:
+        counts = parse_metrics(httpx.get(f"{front}/metrics", timeout=10).text)
+        seen = sum(c.requests for c in counts.values())
+        if seen >= total or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.05)
 
 
 def version_app(version: str, delay: float = 0.0) -> Starlette:
@@ -103,7 +151,7 @@ def test_requests_follow_the_routes_and_a_pin(tmp_path: Path) -> None:
     with (
         running(version_app("1")) as one,
         running(version_app("2")) as two,
-        running(build_front("m", tmp_path, TOKEN, loopback)) as front,
+        front_running(tmp_path, loopback) as front,
     ):
         assert score(front).status_code == 503  # nothing routed yet
         assert put(front, {"1": one, "2": two}, {"1": 100, "2": 0}).status_code == 200
@@ -112,18 +160,21 @@ def test_requests_follow_the_routes_and_a_pin(tmp_path: Path) -> None:
         assert answers[0]["echo"] == {"inputs": [[1.0]]} and answers[0]["query"] == "x=1"
         assert score(front, pin="2").json()["version"] == "2"
         unknown = score(front, pin="9")
-        assert unknown.status_code == 404 and "served: 1, 2" in unknown.json()["error"]
+        assert unknown.status_code == 404 and "served: 1,2" in unknown.json()["error"]
         put(front, {"1": one, "2": two}, {"1": 50, "2": 50})
         seen = [score(front).headers["x-model-version"] for _ in range(200)]
-        assert 60 < seen.count("2") < 140  # ~half: a weighted choice, not round robin
-        counts = parse_metrics(httpx.get(f"{front}/metrics", timeout=10).text)
-        # 20 + 1 pinned + 200: refusals, health probes and admin calls are not traffic
-        assert counts["1"].requests + counts["2"].requests == 221
-        assert counts["2"].requests == seen.count("2") + 1
+        assert seen.count("2") == 100  # weighted round robin: exactly half
+        put(front, {"1": one, "2": two}, {"1": 90, "2": 10})
+        tenth = [score(front).headers["x-model-version"] for _ in range(200)]
+        assert 15 <= tenth.count("2") <= 25, tenth.count("2")
+        counts = metric_counts(front, 421)
+        # 20 + 1 pinned + 400: refusals, health probes and admin calls are not traffic
+        assert counts["1"].requests + counts["2"].requests == 421
+        assert counts["2"].requests == seen.count("2") + tenth.count("2") + 1
 
 
 def test_admin_needs_the_token_and_a_well_formed_body(tmp_path: Path) -> None:
-    with running(build_front("m", tmp_path, TOKEN, loopback)) as front:
+    with front_running(tmp_path, loopback) as front:
         assert httpx.get(f"{front}/admin/front", timeout=10).status_code == 401
         wrong = {"authorization": "Bearer nope"}
         assert httpx.put(f"{front}/admin/front", json={}, headers=wrong).status_code == 401
@@ -138,9 +189,9 @@ def test_admin_needs_the_token_and_a_well_formed_body(tmp_path: Path) -> None:
 
 def test_a_restarted_front_resumes_its_routes(tmp_path: Path) -> None:
     with running(version_app("3")) as three:
-        with running(build_front("m", tmp_path, TOKEN, loopback)) as front:
+        with front_running(tmp_path, loopback) as front:
             put(front, {"3": three}, {"3": 1})
-        with running(build_front("m", tmp_path, TOKEN, loopback)) as again:
+        with front_running(tmp_path, loopback) as again:
             assert score(again).json()["version"] == "3"
 
 
@@ -148,16 +199,16 @@ def test_a_dead_version_is_skipped_for_unpinned_requests(tmp_path: Path) -> None
     dead = f"http://127.0.0.1:{free_port()}"
     with (
         running(version_app("2")) as two,
-        running(build_front("m", tmp_path, TOKEN, loopback)) as front,
+        front_running(tmp_path, loopback) as front,
     ):
         put(front, {"1": dead, "2": two}, {"1": 50, "2": 50})
         assert {score(front).status_code for _ in range(30)} == {200}
         pinned = score(front, pin="1")
-        assert pinned.status_code == 502 and "version 1 unreachable" in pinned.json()["error"]
+        assert pinned.status_code == 503 and "none answered" in pinned.json()["error"]
         put(front, {"1": dead}, {"1": 1})
-        assert score(front).status_code == 502
-        counts = parse_metrics(httpx.get(f"{front}/metrics", timeout=10).text)
-        assert counts["1"].server_errors == 2
+        assert score(front).status_code == 503
+        counts = metric_counts(front, 32)
+        assert counts["1"].server_errors == 2 and counts["2"].requests == 30
 
 
 def test_switching_versions_under_load_drops_nothing(tmp_path: Path) -> None:
@@ -179,7 +230,7 @@ def test_switching_versions_under_load_drops_nothing(tmp_path: Path) -> None:
 
     pool = ThreadPoolExecutor(4)
     with (
-        running(build_front("m", tmp_path, TOKEN, loopback)) as front,
+        front_running(tmp_path, loopback) as front,
         running(version_app("2")) as two,
     ):
         try:
@@ -209,11 +260,17 @@ def test_routes_choose_by_weight() -> None:
     assert Routes({"a": "http://a"}, {"a": 0.0}).choose(0.5) is None
     routes = parse_routes({"upstreams": {"1": "http://h:1/"}}, lambda v, u: None)
     assert routes.upstreams == {"1": "http://h:1"}
+    # HAProxy's weights are integers up to 256: the largest gets 256, a small share keeps 1
+    assert haproxy_weights({"a": 1.0, "b": 3.0}) == {"a": 85, "b": 256}
+    assert haproxy_weights({"a": 0.001, "b": 99.999, "c": 0.0}) == {"a": 1, "b": 256, "c": 0}
+    assert haproxy_weights({"a": 0.0}) == {"a": 0}
 
 
 def test_a_body_past_the_limit_is_refused_unread(tmp_path: Path) -> None:
-    front_app = build_front("m", tmp_path, TOKEN, loopback, max_body_bytes=1000)
-    with running(version_app("1")) as one, running(front_app) as front:
+    with (
+        running(version_app("1")) as one,
+        front_running(tmp_path, loopback, max_body_bytes=1000) as front,
+    ):
         put(front, {"1": one}, {"1": 1})
         big = httpx.post(f"{front}/score", content=b"x" * 2000, timeout=10)
         assert big.status_code == 413 and "1,000 bytes" in big.json()["error"]
@@ -242,7 +299,7 @@ def test_the_front_takes_only_its_own_version_containers_as_upstreams(tmp_path: 
     (tmp_path / STATE_FILE).write_text(
         '{"upstreams": {"2": "http://169.254.169.254"}, "weights": {}}'
     )
-    with running(build_front("m", tmp_path, TOKEN, rule)) as front:
+    with front_running(tmp_path, rule) as front:
         assert httpx.get(f"{front}/admin/front", headers=AUTH).json()["upstreams"] == {}
         refused = put(front, {"2": "http://169.254.169.254/"}, {"2": 1})
         assert refused.status_code == 422
@@ -255,7 +312,7 @@ def test_only_scoring_and_health_are_forwarded_and_without_credentials(tmp_path:
     client's Authorization and Cookie never reach a version container."""
     with (
         running(version_app("1")) as one,
-        running(build_front("m", tmp_path, TOKEN, loopback)) as front,
+        front_running(tmp_path, loopback) as front,
     ):
         put(front, {"1": one}, {"1": 1})
         secret = {"authorization": "Bearer client-SECRET", "cookie": "session=SECRET", "x-k": "v"}
@@ -275,8 +332,10 @@ def test_a_body_slower_than_the_read_timeout_gets_408(tmp_path: Path) -> None:
         time.sleep(2.5)
         yield b"[[1.0]]}"
 
-    front_app = build_front("m", tmp_path, TOKEN, loopback, read_timeout_s=1)
-    with running(version_app("1")) as one, running(front_app) as front:
+    with (
+        running(version_app("1")) as one,
+        front_running(tmp_path, loopback, read_timeout_s=1) as front,
+    ):
         put(front, {"1": one}, {"1": 1})
         late = httpx.post(f"{front}/score", content=slow(), timeout=10)
         assert late.status_code == 408 and "within 1 s" in late.json()["error"]
