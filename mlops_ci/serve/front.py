@@ -303,11 +303,17 @@ class Controller:
         async with self.lock:
             counts = await self.inflight()
             for version in sorted(self.draining):
-                if counts.get(version, 0) == 0:
-                    with contextlib.suppress(FrontError):  # idle connections: next time
-                        await self.runtime.apply(delete_commands(version, self.slots[version]))
-                        del self.draining[version]
-                        self.slots.pop(version)
+                if counts.get(version, 0) > 0:
+                    continue
+                gone = True
+                for command in delete_commands(version, self.slots[version]):
+                    try:
+                        await self.runtime.apply([command])
+                    except FrontError as err:  # idle connections: next time
+                        gone &= "No such server" in str(err)  # deleted on an earlier pass
+                if gone:
+                    del self.draining[version]
+                    self.slots.pop(version)
 
     async def refresh_addresses(self) -> None:
         """Look the versions' names up again: a container the engine restarted may have a new
