@@ -1171,9 +1171,9 @@ def drift(config_path: Path | None, reference: str | None, current: str | None) 
 @click.option(
     "--chunk-rows",
     type=click.IntRange(min=1),
-    default=100_000,
-    show_default=True,
-    help="Rows per task: the unit of work, of memory and of resuming.",
+    default=None,
+    help="Rows per task: the unit of work, of memory and of resuming "
+    "(default: 8 tasks per worker, 10,000 to 100,000 rows; a resumed job keeps its own).",
 )
 @click.option(
     "--id-column",
@@ -1197,7 +1197,7 @@ def batch_score(
     engine: str,
     processes: int | None,
     scheduler: str | None,
-    chunk_rows: int,
+    chunk_rows: int | None,
     id_columns: tuple[str, ...],
     max_reject_rate: float,
 ) -> None:

@@ -2,9 +2,11 @@
 
 A CSV file is cut at line starts every ``chunk_rows`` rows (found by one binary scan for
 newlines: quoted fields holding newlines are not supported); a Parquet file by row group, and a
-row group larger than ``chunk_rows`` into row ranges. A task reads only its own slice, so
-workers never receive data through the driver, and the same input always gives the same tasks:
-that is what makes a job resumable.
+row group larger than ``chunk_rows`` into equal row ranges. Unless the user names a size,
+``auto_chunk_rows`` makes several tasks per worker: 300,000 rows in three row groups were three
+tasks, and two workers could not finish them in less than two tasks' time. A task reads only
+its own slice, so workers never receive data through the driver, and the same input and cut
+always give the same tasks: that is what makes a job resumable.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import csv
 import hashlib
 import io
 import json
+import os
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +28,10 @@ from mlops_ci.errors import InputError
 
 SCAN_BLOCK = 8 * 1024 * 1024
 NEWLINE = ord("\n")
+MAX_CHUNK_ROWS = 100_000  # the unit of memory per task
+MIN_CHUNK_ROWS = 10_000  # below this a task's fixed costs (a part file, a read) weigh
+SAMPLE = 1 << 16  # bytes read at three places of a CSV file to estimate its rows
+TASKS_PER_WORKER = 8  # enough that the last tasks even out between workers
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,32 @@ def plan(path: Path, chunk_rows: int) -> list[Task]:
     if not tasks:
         raise InputError(f"{path}: no rows to score")
     return tasks
+
+
+def auto_chunk_rows(path: Path, workers: int) -> int:
+    """Rows per task when the user gave none: ``TASKS_PER_WORKER`` tasks per worker, within
+    ``MIN_CHUNK_ROWS`` and ``MAX_CHUNK_ROWS``. Rows are counted from Parquet footers and
+    estimated for CSV from the file size and the first lines' length (no scan)."""
+    rows = sum(_rows_about(file) for file in files_of(path))
+    wanted = -(-rows // (TASKS_PER_WORKER * max(1, workers)))
+    return max(MIN_CHUNK_ROWS, min(MAX_CHUNK_ROWS, wanted))
+
+
+def _rows_about(file: Path) -> int:
+    if file.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(file).metadata.num_rows)
+    size = file.stat().st_size
+    sampled = newlines = 0
+    with open(file, "rb") as fh:  # 64 KiB at the start, the middle and the end
+        for at in sorted({0, max(0, size // 2 - SAMPLE // 2), max(0, size - SAMPLE)}):
+            fh.seek(at)
+            block = fh.read(SAMPLE)
+            sampled, newlines = sampled + len(block), newlines + block.count(b"\n")
+            if size <= SAMPLE:
+                break
+    return int(size * newlines / sampled) - 1 if newlines else 0  # less the header
 
 
 def signature(tasks: list[Task], extra: dict[str, str]) -> str:
@@ -100,8 +134,10 @@ def _parquet_tasks(file: Path, chunk_rows: int, first: int) -> list[Task]:
     tasks: list[Task] = []
     for group in range(meta.num_row_groups):
         rows = meta.row_group(group).num_rows
-        for offset in range(0, rows, chunk_rows):
-            n = min(chunk_rows, rows - offset)
+        pieces = max(1, -(-rows // chunk_rows))  # equal ranges, none larger than chunk_rows
+        cuts = [rows * i // pieces for i in range(pieces + 1)]
+        for offset, end in zip(cuts, cuts[1:], strict=False):
+            n = end - offset
             tasks.append(Task(first + len(tasks), str(file), "parquet", group, -1, offset, n))
     return tasks
 
@@ -117,10 +153,22 @@ def read_task(task: Task) -> Slice:
     this thread alone: the engine gives each process one task at a time, one core each."""
     if task.kind == "csv":
         return _read_csv(task)
+    group = _row_group(task.file, task.start, os.stat(task.file).st_mtime_ns)
+    return Slice(group.slice(task.offset, task.rows), [])
+
+
+def forget_reads() -> None:
+    """Drop the row group kept by ``read_task`` (the calling process keeps none after a job)."""
+    _row_group.cache_clear()
+
+
+@lru_cache(maxsize=1)
+def _row_group(file: str, group: int, mtime_ns: int) -> Any:
+    """The last row group this process read: a group cut into several tasks is read once by
+    a worker that runs more than one of them (tasks go out in order, so it often does)."""
     import pyarrow.parquet as pq
 
-    group = pq.ParquetFile(task.file).read_row_group(task.start, use_threads=False)
-    return Slice(group.slice(task.offset, task.rows), [])
+    return pq.ParquetFile(file).read_row_group(group, use_threads=False)
 
 
 def _read_csv(task: Task) -> Slice:

@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlops_ci.batch.plan import Task, plan, read_task, signature
+from mlops_ci.batch.plan import Task, auto_chunk_rows, forget_reads, plan, read_task, signature
 from mlops_ci.batch.score import Job, TaskResult, part_path, rejects_path
 from mlops_ci.errors import GateFailed, InputError
 from mlops_ci.records import read_json, write_json_atomic
 from mlops_ci.serve.model import ModelSpec
 
 JOB_FILE = "_job.json"
+LEGACY_CHUNK_ROWS = 100_000  # the fixed size before records named theirs
 Progress = Callable[[int, int, int], None]  # (rows done, rows in all, tasks done)
 
 
@@ -57,15 +58,20 @@ def batch_score(
     engine: str = "local",
     processes: int = 1,
     scheduler: str | None = None,
-    chunk_rows: int = 100_000,
+    chunk_rows: int | None = None,
     id_columns: tuple[str, ...] | None = None,
     max_reject_rate: float = 0.0,
     progress: Progress = lambda *_: None,
 ) -> BatchResult:
-    tasks = plan(input_path, chunk_rows)
+    """Score ``input_path`` into ``output``. ``chunk_rows`` (rows per task) defaults to the size
+    an interrupted run of this job recorded, else to ``auto_chunk_rows`` for ``processes``."""
     single = output.suffix in (".parquet", ".csv")
     parts = output.with_name(output.name + ".parts") if single else output
+    if chunk_rows is None:
+        chunk_rows = _recorded_chunk_rows(parts) or auto_chunk_rows(input_path, processes)
+    tasks = plan(input_path, chunk_rows)
     ids = _id_columns(tasks[0], spec.features, id_columns)
+    forget_reads()
     job = Job(
         str(spec.folder), spec.features, ids, str(parts), kinds=spec.kinds, nullable=spec.nullable
     )
@@ -95,6 +101,7 @@ def batch_score(
         from mlops_ci.batch.engines import run_local
 
         run_local(remaining, job, processes, on_done)
+        forget_reads()
     result.seconds = time.perf_counter() - started
     _count_resumed(result, tasks, remaining, parts)
     if single:
@@ -125,6 +132,16 @@ def _id_columns(
     return chosen
 
 
+def _recorded_chunk_rows(parts: Path) -> int | None:
+    """The task size an earlier run of a job in ``parts`` used: resuming with another
+    ``--processes`` keeps the cut its finished parts were made with."""
+    record = read_json(parts / JOB_FILE) if parts.is_dir() else None
+    if not isinstance(record, dict):
+        return None
+    value = record.get("chunk_rows", LEGACY_CHUNK_ROWS)
+    return value if isinstance(value, int) and value > 0 else None
+
+
 def _resume(tasks: list[Task], job: Job, spec: ModelSpec, chunk_rows: int) -> list[Task]:
     """Tasks still to run; a folder of another job's parts is refused, not mixed in."""
     parts = Path(job.parts)
@@ -141,7 +158,9 @@ def _resume(tasks: list[Task], job: Job, spec: ModelSpec, chunk_rows: int) -> li
     if parts.is_dir() and record is None and any(parts.iterdir()):
         raise InputError(f"{parts}: exists and is not a batch-score output folder")
     parts.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(parts / JOB_FILE, {"signature": key, "tasks": len(tasks)})
+    write_json_atomic(
+        parts / JOB_FILE, {"signature": key, "tasks": len(tasks), "chunk_rows": chunk_rows}
+    )
     for stale in parts.glob(".*.tmp"):  # half-written files of an interrupted run
         stale.unlink()
     return [t for t in tasks if not part_path(parts, t.index).exists()]

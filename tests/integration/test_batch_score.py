@@ -183,6 +183,29 @@ def test_a_killed_job_resumes_to_the_same_output(packaged: Packaged, tmp_path: P
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(whole))
 
 
+def test_a_resumed_job_keeps_its_cut_whatever_the_processes(
+    packaged: Packaged, tmp_path: Path
+) -> None:
+    # The default cut depends on the workers (8 tasks each); a job started with one and
+    # resumed with two keeps the cut its finished parts were made with.
+    frame = table(packaged, 200_000, seed=2)
+    source = tmp_path / "rows.parquet"
+    frame.to_parquet(source, row_group_size=100_000)
+    spec = read_spec(packaged.v2)
+    whole = batch_score(spec, source, tmp_path / "whole.parquet", "local", 1)
+    assert whole.tasks == 8  # 25,000 rows each
+    parts = tmp_path / "out"
+    batch_score(spec, source, parts, "local", 1)
+    for index in (1, 4, 7):
+        (parts / f"part-{index:06d}.parquet").unlink()
+    resumed = batch_score(spec, source, parts, "local", 2)
+    assert (resumed.tasks, resumed.resumed, resumed.rows) == (8, 5, 200_000)
+    written = pd.concat(pd.read_parquet(p) for p in sorted(parts.glob("part-*.parquet")))
+    pd.testing.assert_frame_equal(
+        written.reset_index(drop=True), pd.read_parquet(tmp_path / "whole.parquet")
+    )
+
+
 def test_bad_input_and_another_jobs_folder_are_refused(packaged: Packaged, tmp_path: Path) -> None:
     spec = read_spec(packaged.v2)
     pd.DataFrame({"customer": ["a"], "sepal_length": [1.0]}).to_csv(

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from mlops_ci.batch.engines import mp_context
-from mlops_ci.batch.plan import plan, read_task
+from mlops_ci.batch.plan import MIN_CHUNK_ROWS, auto_chunk_rows, plan, read_task
 from mlops_ci.batch.score import features_matrix
 from mlops_ci.errors import InputError
 
@@ -105,3 +105,35 @@ def test_csv_cuts_fall_on_line_starts_every_chunk_rows_across_scan_blocks(
         for t in tasks:  # each slice holds exactly its rows, whole lines
             text = data[t.start : t.end].decode()
             assert len(text.splitlines()) == t.rows and (t is tasks[-1] or text.endswith("\n"))
+
+
+def test_the_default_cut_makes_several_tasks_per_worker_and_splits_row_groups_evenly(
+    tmp_path: Path,
+) -> None:
+    # 300,000 rows in three row groups were three tasks: two workers could not beat two tasks'
+    # time. The default gives each worker eight, a group cut into equal ranges.
+    import pyarrow.parquet as pq
+
+    source = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"x": np.arange(300_000, dtype=np.float64)}), source, 100_000)
+    assert auto_chunk_rows(source, 2) == 18_750 and auto_chunk_rows(source, 1) == 37_500
+    tasks = plan(source, auto_chunk_rows(source, 2))
+    assert len(tasks) == 18 and {t.rows for t in tasks} <= {16_666, 16_667}
+    for group in range(3):
+        ranges = [(t.offset, t.offset + t.rows) for t in tasks if t.start == group]
+        assert ranges[0][0] == 0 and ranges[-1][1] == 100_000
+        # no gap, no overlap
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    values = np.concatenate([read_task(t).table.column("x").to_numpy() for t in tasks])
+    assert values.tolist() == list(range(300_000))
+    # a small input is not cut below the size where a task's fixed costs weigh
+    small = tmp_path / "small.csv"
+    small.write_text("x\n" + "".join(f"{i}\n" for i in range(5000)))
+    assert auto_chunk_rows(small, 4) == MIN_CHUNK_ROWS and len(plan(small, MIN_CHUNK_ROWS)) == 1
+
+
+def test_a_csv_row_count_is_estimated_from_its_size_without_a_scan(tmp_path: Path) -> None:
+    source = tmp_path / "rows.csv"
+    source.write_text("a,b\n" + "".join(f"{i},{i % 7}.5\n" for i in range(400_000)))
+    wanted = 400_000 / (8 * 2)
+    assert abs(auto_chunk_rows(source, 2) - wanted) / wanted < 0.1
