@@ -1211,11 +1211,15 @@ def batch_score(
     from mlops_ci.extras import require
 
     require("batch", "mlops-ci batch-score")
+    workers = processes or os.cpu_count() or 1
+    if engine == "local" and workers > 1:
+        from mlops_ci.batch.workers import start_fork_server
+
+        start_fork_server(also=[__name__])  # its imports overlap ours; workers rerun our script
     from mlops_ci.progress import RowProgress
     from mlops_ci.steps.batch_score import batch_score as batch_step
 
     spec = _batch_model(config_path, model_ref, model_dir)
-    workers = processes or os.cpu_count() or 1
     echo(
         f"scoring {input_path} with {spec.name} v{spec.version} ({spec.format}), "
         f"engine {engine}, {workers} worker(s)"

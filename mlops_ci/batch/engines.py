@@ -1,71 +1,63 @@
 """Where tasks run: worker processes on this machine, or a Dask cluster.
 
 Both run the same ``score_task`` and report each finished task to ``on_done`` as it completes.
-The local engine keeps at most two tasks per worker in flight, so memory stays bounded whatever
-the input size; Dask schedules on its own workers (a LocalCluster when no scheduler address is
-given). Each process loads the model once.
+The local engine keeps at most two tasks per worker process in flight (and one in this
+process, which scores too), so memory stays bounded whatever the input size; Dask schedules
+on its own workers (a LocalCluster when no scheduler address is given). Each process loads the
+model once.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import importlib
-import importlib.util
-import multiprocessing
-import sys
 from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
 from mlops_ci.batch.plan import Task
 from mlops_ci.batch.score import Job, TaskResult, fresh_process, score_task
+from mlops_ci.batch.workers import mp_context, start_method
 from mlops_ci.errors import InputError, ServiceError
 from mlops_ci.extras import install_hint
 
 OnDone = Callable[[TaskResult], None]
 
 
-def start_method() -> str:
-    """``forkserver`` on Linux: workers fork from a clean server process that imported
-    ``PRELOAD`` once, so each is ready in milliseconds, yet none inherits this process's
-    threads. Forking this process itself is not safe: by the time a job starts it runs several
-    (pyarrow's pool, an onnxruntime session's, a Dask event loop, a progress bar; `batch-score`
-    counts 5), and a child forked while one of them holds a lock, or that tears down a pool
-    whose threads it does not have, can wait forever (the likely cause of a Dask test that
-    once hung 17 minutes). The cost is the server's start, a few tenths of a second per job.
-    ``spawn`` elsewhere (fork is unsafe on macOS, absent on Windows)."""
-    return "forkserver" if sys.platform.startswith("linux") else "spawn"
-
-
-# Imported once by the fork server, before it forks any worker (Dask's workers too: one server
-# per process, started by whichever engine runs first).
-PRELOAD = ["numpy", "pyarrow", "pyarrow.parquet", "onnxruntime", "mlops_ci.batch.score"]
-
-
-def mp_context(method: str | None = None) -> multiprocessing.context.BaseContext:
-    context = multiprocessing.get_context(method or start_method())
-    if isinstance(context, multiprocessing.context.ForkServerContext):
-        dask = importlib.util.find_spec("distributed") is not None
-        context.set_forkserver_preload([*PRELOAD, *(["distributed"] if dask else [])])
-    return context
-
-
 def run_local(tasks: list[Task], job: Job, processes: int, on_done: OnDone) -> None:
-    """Score in this process when one is asked for, else in ``processes`` workers."""
-    workers = min(processes, len(tasks))
-    if workers <= 1:
-        for task in tasks:
-            on_done(score_task(task, job))
-        return
-    context = mp_context()
+    """Score with ``processes`` workers, this process one of them: it scores tasks itself
+    between collecting the others' results, from the first moment, while the worker
+    processes are still starting (a fork server's start is a few tenths of a second, as long
+    as scoring 300,000 rows on one core)."""
     queue = iter(tasks)
-    with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=fresh_process) as pool:
-        pending = {pool.submit(score_task, task, job) for task in islice(queue, 2 * workers)}
-        while pending:
-            done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+    helpers = min(processes, len(tasks)) - 1
+    if helpers <= 0:
+        for each in queue:
+            on_done(score_task(each, job))
+        return
+    task: Task | None
+    with (
+        cf.ProcessPoolExecutor(helpers, mp_context=mp_context(), initializer=fresh_process) as pool,
+        cf.ThreadPoolExecutor(1) as starter,
+    ):
+        # A submit waits until the fork server has forked its worker: a thread does that wait.
+        first = list(islice(queue, 2 * helpers))
+        starting = starter.submit(lambda: {pool.submit(score_task, task, job) for task in first})
+        while not starting.done() and (task := next(queue, None)) is not None:
+            on_done(score_task(task, job))
+        pending = starting.result()
+        while True:
+            done = {future for future in pending if future.done()}
             for future in done:
                 on_done(future.result())
-            pending |= {pool.submit(score_task, task, job) for task in islice(queue, len(done))}
+            pending = (pending - done) | {
+                pool.submit(score_task, task, job) for task in islice(queue, len(done))
+            }
+            if (task := next(queue, None)) is None:
+                break
+            on_done(score_task(task, job))
+        for future in cf.as_completed(pending):
+            on_done(future.result())
 
 
 def run_dask(
@@ -113,7 +105,7 @@ def _local_cluster(distributed: Any, workers: int) -> Any:
     }
     with dask.config.set(settings):
         distributed.utils.get_mp_context()  # Dask sets its preload list once; ours replaces it
-        mp_context(method)
+        mp_context(method, also=["distributed"])
         return distributed.LocalCluster(
             n_workers=workers,
             threads_per_worker=1,

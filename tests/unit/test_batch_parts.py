@@ -12,9 +12,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from mlops_ci.batch.engines import mp_context
 from mlops_ci.batch.plan import MIN_CHUNK_ROWS, auto_chunk_rows, plan, read_task
 from mlops_ci.batch.score import features_matrix
+from mlops_ci.batch.workers import mp_context
 from mlops_ci.errors import InputError
 
 
