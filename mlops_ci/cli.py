@@ -332,9 +332,10 @@ def compare(config_path: Path | None, run_id: str | None) -> None:
     1 when the gate fails.
     """
     from mlops_ci.ci import emit_outputs
+    from mlops_ci.comparison import FAIL
     from mlops_ci.errors import GateFailed
+    from mlops_ci.explain import markdown
     from mlops_ci.progress import StepProgress
-    from mlops_ci.steps.compare import FAIL, markdown
     from mlops_ci.steps.compare import compare as compare_step
 
     config = _load(config_path)
@@ -1452,7 +1453,7 @@ def demo(folder: Path | None) -> None:
 
     Uses the embedded registry (MLflow on SQLite in the folder), no network and no server.
     """
-    from mlops_ci.steps.compare import markdown
+    from mlops_ci.explain import markdown
     from mlops_ci.steps.pipeline import run_demo
 
     dest = folder or Path(tempfile.mkdtemp(prefix="mlops-ci-demo-"))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -25,11 +25,6 @@ from mlops_ci.errors import InputError
 from mlops_ci.evaldata import EvaluationData
 from mlops_ci.features import model_frame, trained_columns
 from mlops_ci.importance import Importance, Progress, Settings, permutation
-
-if TYPE_CHECKING:
-    from mlops_ci.registry import ModelRegistry
-
-ARTIFACT = "mlops/evaluation.json"
 
 
 @dataclass(frozen=True)
@@ -123,9 +118,9 @@ def record(
     return Evaluated(text, computed, predict_s)
 
 
-def cached(registry: ModelRegistry, run_id: str, data: EvaluationData) -> Scored | None:
-    """The run's predictions on exactly these rows, or None (then the model is scored)."""
-    text = registry.read_artifact_text(run_id, ARTIFACT)
+def cached(text: str | None, data: EvaluationData) -> Scored | None:
+    """The predictions a run recorded (``text``, its evaluation artifact) when they are on
+    exactly these rows, or None (then the model is scored)."""
     if text is None:
         return None
     try:

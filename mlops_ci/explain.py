@@ -1,16 +1,15 @@
-"""The "why" of a comparison as markdown: which features each model leans on, and which groups
-of rows (slices) the change helps or hurts. Shared by comparison.md and the PR report."""
+"""A comparison as markdown: the table and checks of comparison.md, what changed, the cost of
+serving, and the why — which features each model leans on, and which groups of rows (slices)
+the change helps or hurts. Shared by comparison.md and the PR report."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from mlops_ci import charts, delta
 from mlops_ci import markdown as md
-from mlops_ci.metrics import METRICS
-
-if TYPE_CHECKING:
-    from mlops_ci.steps.compare import ComparisonResult
+from mlops_ci.comparison import FAIL, NO_BASELINE, PASS, ComparisonResult
+from mlops_ci.metrics import COST_METRICS, METRICS
 
 # A feature whose rank moved by more than this many places is marked.
 RANK_MOVE = 3
@@ -110,3 +109,136 @@ def slice_lines(c: ComparisonResult) -> list[str]:
                 row += f" {p:.4f} | {shown} |"
             lines.append(row)
     return lines
+
+
+def change_lines(changes: dict[str, Any]) -> list[str]:
+    """What changed, as markdown lines: the params, the commit and the data that differ (for a
+    comparison with production)."""
+    if changes.get("unknown"):
+        return ["What changed: unknown (the production version has no run to compare with)."]
+
+    def shown(value: str | None) -> str:
+        return "unset" if value is None else md.code(value)
+
+    lines = ["**What changed** (production → candidate):"]
+    for name, (before, after) in (changes.get("params") or {}).items():
+        lines.append(f"- param {md.code(name)}: {shown(before)} → {shown(after)}")
+    for key, label in (("commit", "code commit"), ("data_fingerprint", "data fingerprint")):
+        if key in changes:
+            before, after = changes[key]
+            lines.append(
+                f"- {label}: {shown(before and before[:12])} → {shown(after and after[:12])}"
+            )
+    if changes.get("stages"):
+        names = md.text(", ".join(changes["stages"]))
+        lines.append(f"- pipeline stages with other inputs: {names}")
+    if len(lines) == 1:
+        return ["What changed: no param, code commit or data fingerprint differs."]
+    return lines
+
+
+def cost_lines(result: ComparisonResult) -> list[str]:
+    """The cost table: both models' figures, the change relative to production and its words,
+    and how they were measured."""
+    record = result.evaluation.get("cost")
+    if not record:
+        return []
+    cand, prod = result.candidate, result.production
+    runtimes = record["runtime"]
+    head = f"| cost | candidate ({md.text(runtimes['candidate'])}) |"
+    rule = "|---|---:|"
+    if prod is not None:
+        served = md.text(runtimes["production"])
+        head += f" production v{md.cell(md.text(prod.version))} ({served}) | Δ |"
+        rule += "---:|---|"
+    lines = ["#### Cost of serving (measured here, both models on the same rows)", "", head, rule]
+    for name, spec in COST_METRICS.items():
+        value = cand.cost.get(name)
+        if value is None:
+            continue
+        row = f"| {name} | {_cost_value(value, spec.unit)} |"
+        if prod is not None and name in prod.cost:
+            theirs = prod.cost[name]
+            gap = delta.relative_gap(value, theirs, spec.greater_is_better).removeprefix("Δ ")
+            row += f" {_cost_value(theirs, spec.unit)} | {md.cell(gap)} |"
+        lines.append(row)
+    calls = ", ".join(f"{role} {n:,}" for role, n in record["calls"].items())
+    lines += [
+        "",
+        f"Single-row calls of the two models interleaved, {record['rounds']} rounds of "
+        f"{record['round_seconds']:g} s per model ({calls} calls), each figure the median "
+        f"round; rows/s on batches of {record['batch_rows']:,} rows; peak RSS of a fresh "
+        "scoring process; size of the files served.",
+    ]
+    lines += [f"> {md.text(role)}: {md.text(note)}" for role, note in record["note"].items()]
+    return lines
+
+
+def _cost_value(value: float, unit: str) -> str:
+    if unit == "MiB" and value < 1:
+        return f"{value * 1024:,.1f} KiB"
+    if unit == "rows/s":
+        return f"{value:,.0f} rows/s"
+    return f"{value:.3f} ms" if unit == "ms" else f"{value:,.1f} {unit}"
+
+
+def _recorded(result: ComparisonResult) -> str:
+    """Which predictions train recorded on these very rows (said, never silently reused)."""
+    scored = result.evaluation.get("scored") or {}
+    roles = [role for role, how in scored.items() if how == "at train"]
+    return f"; predictions of the {' and '.join(roles)} as train recorded them" if roles else ""
+
+
+def feature_change_lines(change: dict[str, list[str]] | None) -> list[str]:
+    if not change:
+        return []
+    parts = []
+    if change.get("added"):
+        parts.append("adds " + ", ".join(md.code(c) for c in change["added"]))
+    if change.get("removed"):
+        parts.append("drops " + ", ".join(md.code(c) for c in change["removed"]))
+    return [
+        "",
+        f"Feature set changed: the candidate {' and '.join(parts)}; each model was scored "
+        "with the columns it was trained on.",
+    ]
+
+
+def markdown(result: ComparisonResult, top: int = 10) -> str:
+    """A short table for PR comments and job summaries, then the why: importance, slices."""
+    icon = {PASS: "✅", FAIL: "❌", NO_BASELINE: "🆕", "skipped": "➖"}
+    prod = result.production
+    c = md.cell
+    lines = [
+        f"### {icon[result.verdict]} {md.code(result.model)}: verdict **{result.verdict}**",
+        "",
+        f"Both models scored on {md.code(result.evaluation['data'])} "
+        f"({result.evaluation['rows']} rows, sha256 "
+        f"{md.code(str(result.evaluation['sha256'])[:12])}){_recorded(result)}.",
+        *feature_change_lines(result.evaluation.get("feature_change")),
+        *(["", *change_lines(result.changes)] if prod is not None else []),
+        "",
+        f"| metric | candidate (run {c(md.code(result.candidate.run_id))}) | "
+        + (
+            f"production (v{c(md.text(prod.version))}) | Δ (candidate − production) |"
+            if prod
+            else "production |"
+        ),
+        "|---|---|---|" + ("---|" if prod else ""),
+    ]
+    for metric, value in result.candidate.metrics.items():
+        name = c(md.text(metric))
+        if prod:
+            p = prod.metrics[metric]
+            gap = delta.cell(value - p, METRICS[metric].greater_is_better)
+            lines.append(f"| {name} | {value:.4f} | {p:.4f} | {gap} |")
+        else:
+            lines.append(f"| {name} | {value:.4f} | — |")
+    if result.checks:
+        lines += ["", "| check | result | detail |", "|---|---|---|"]
+        lines += [
+            f"| {c(md.text(ch.name))} | {icon[ch.status]} {ch.status} | {c(md.text(ch.detail))} |"
+            for ch in result.checks
+        ]
+    costs = cost_lines(result)
+    return "\n".join([*lines, *([""] + costs if costs else []), *why_lines(result, top)]) + "\n"

@@ -24,6 +24,9 @@ _WHITESPACE = re.compile(r"\s+")
 # invisible) there is enough for cmark-gfm to see no link.
 _AUTOLINK = re.compile(r"(?<=[A-Za-z0-9+.-]:)(?=//)|(?<=\bwww)(?=\.)|(?=@)", re.IGNORECASE)
 WORD_JOINER = "\u2060"
+# GitHub refuses comment bodies over 65,536 characters (ci/github posts within it; the report
+# is built to fit it).
+GITHUB_COMMENT_LIMIT = 65_536
 
 
 def one_line(text: object) -> str:

@@ -8,9 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from mlops_ci.errors import InputError
-from mlops_ci.evalcache import ARTIFACT as EVALUATION_ARTIFACT
 from mlops_ci.modelfiles import load_model_file
-from mlops_ci.registry import TAG_COMPLETE, TAG_MODEL_URI, NewRun, RunRecord, VersionRecord
+from mlops_ci.registry import (
+    EVALUATION_ARTIFACT,
+    TAG_COMPLETE,
+    TAG_MODEL_URI,
+    NewRun,
+    RunRecord,
+    VersionRecord,
+)
 
 
 class InMemoryRegistry:

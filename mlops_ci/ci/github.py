@@ -26,8 +26,7 @@ if TYPE_CHECKING:
     from github.Repository import Repository
 
 DEFAULT_API_URL = "https://api.github.com"
-# GitHub refuses comment bodies over 65,536 characters.
-COMMENT_LIMIT = 65_536
+COMMENT_LIMIT = md.GITHUB_COMMENT_LIMIT
 # Who an installation token of GitHub Actions (GITHUB_TOKEN) writes as.
 ACTIONS_BOT = "github-actions[bot]"
 SAVED_BODY = "body.md"

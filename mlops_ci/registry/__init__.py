@@ -24,6 +24,8 @@ TAG_VERDICT = "mlops.compare.verdict"
 # MLflow's rule for an alias (mlflow.utils.validation), checked before a request carries one.
 ALIAS = re.compile(r"[\w-]{1,255}")
 TAG_MODEL_SHA256 = "mlops.model.sha256"  # digest of the model's file manifest
+# A run's predictions on its evaluation rows, as train scored them (evalcache's record).
+EVALUATION_ARTIFACT = "mlops/evaluation.json"
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class NewRun:
     artifacts: dict[str, Path]  # artifact sub-folder -> local file
     example_features: Any = None  # a DataFrame of a few feature rows, for the model signature
     task: str = "classification"  # model.task: how a framework's own model file is loaded
-    # Given the loaded model, the text logged as evalcache.ARTIFACT (None: nothing logged).
+    # Given the loaded model, the text logged as EVALUATION_ARTIFACT (None: nothing logged).
     evaluate: Callable[[Any], str | None] | None = None
 
 

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from mlops_ci.credentials import redact_urls, safe_url
 from mlops_ci.errors import InputError, ServiceError
-from mlops_ci.evalcache import ARTIFACT as EVALUATION_ARTIFACT
 from mlops_ci.modelfiles import load_user_model
 from mlops_ci.onnxmodel import TASK_PROP, OnnxModel
 from mlops_ci.registry import (
+    EVALUATION_ARTIFACT,
     TAG_CACHE_KEY,
     TAG_COMPLETE,
     TAG_MODEL_URI,

@@ -208,7 +208,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     def document() -> dict[str, Any]:
         service.sync()
-        return openapi_document(service)
+        outputs = {o for model in service.models.values() for o in model.output_names}
+        return openapi_document(
+            service.name, {v: service.limits[v] for v in service.models}, outputs
+        )
 
     app.openapi = document  # type: ignore[method-assign]  # rebuilt per read: versions change
     _error_handlers(app)

@@ -12,14 +12,12 @@ tensor's ``shape`` must multiply out to the number of values in its ``data``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from mlops_ci import __version__
 from mlops_ci.features import STRING, Feature, FeatureSchema
 from mlops_ci.serve.payload import FLOAT32_MAX, SCORE_KEYS, V2_NUMERIC, Limits
-
-if TYPE_CHECKING:
-    from mlops_ci.serve.app import Service
 
 JSON = "application/json"
 # The float32 edge written exactly (3.4028234663852886e+38 would be read as a larger decimal).
@@ -39,11 +37,14 @@ WHY = {
 }
 
 
-def openapi_document(service: Service) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of ``service`` as it is loaded now."""
-    name, versions = service.name, sorted(service.models)
-    limits = [service.limits[v] for v in versions]
-    outputs = sorted({o for m in service.models.values() for o in m.output_names})
+def openapi_document(
+    name: str, limits_by_version: Mapping[str, Limits], output_names: Iterable[str]
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the model ``name`` served in the versions of
+    ``limits_by_version`` (each with its own columns and limits), answering ``output_names``."""
+    versions = sorted(limits_by_version)
+    limits = [limits_by_version[v] for v in versions]
+    outputs = sorted(set(output_names))
     model = {"name": "name", "in": "path", "required": True, "schema": {"enum": [name]}}
     version = {"name": "version", "in": "path", "required": True, "schema": {"enum": versions}}
     pin = {

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from mlops_ci.config import Config
 from mlops_ci.errors import InputError
-from mlops_ci.gates import Approval, now_iso
 from mlops_ci.registry import ModelRegistry, resolve_version
 from mlops_ci.steps.deploy import environment
+from mlops_ci.steps.gates import Approval, now_iso
 
 
 def approve(

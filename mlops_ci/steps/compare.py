@@ -12,90 +12,30 @@ import re
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops_ci import cost, delta, evalcache
-from mlops_ci import markdown as md
+from mlops_ci import delta, evalcache
 from mlops_ci.bootstrap import BootstrapResult, paired_bootstrap
+from mlops_ci.comparison import FAIL, NO_BASELINE, PASS, Check, ComparisonResult, ModelScore
 from mlops_ci.config import Config, Rule
-from mlops_ci.cost import Cost
 from mlops_ci.errors import GateFailed, InputError
 from mlops_ci.evaldata import EvaluationData, load_evaluation
-from mlops_ci.explain import why_lines
+from mlops_ci.explain import markdown
 from mlops_ci.features import model_frame
 from mlops_ci.importance import Importance, Progress, Settings, permutation, settings_for
 from mlops_ci.metrics import COST_METRICS, METRICS, Encoded, score
-from mlops_ci.packaging import convert, runtime
+from mlops_ci.packaging import convert, cost, runtime
+from mlops_ci.packaging.cost import Cost
 from mlops_ci.packaging.runtime import Engine
 from mlops_ci.records import mlops_dir, read_json, write_json_atomic, write_text_atomic
-from mlops_ci.registry import ModelRegistry, RunRecord
+from mlops_ci.registry import EVALUATION_ARTIFACT, ModelRegistry, RunRecord
 from mlops_ci.slices import SliceScore, cut, score_slices
 from mlops_ci.steps.train import last_trained_run
 
 RECORD = "comparison.json"
 REPORT = "comparison.md"
-PASS, FAIL, NO_BASELINE = "pass", "fail", "no-baseline"
-
-
-@dataclass(frozen=True)
-class ModelScore:
-    role: str  # candidate | production
-    run_id: str | None
-    version: str | None
-    metrics: dict[str, float]
-    # what serving it costs (COST_METRICS), measured when a gate rule names a cost
-    cost: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str  # e.g. "f1_macro not_worse_than_production (tolerance 0.005)"
-    metric: str
-    status: str  # pass | fail | skipped
-    detail: str
-
-
-@dataclass(frozen=True)
-class ComparisonResult:
-    verdict: str
-    model: str
-    candidate: ModelScore
-    production: ModelScore | None
-    checks: tuple[Check, ...]
-    significance: BootstrapResult | None
-    evaluation: dict[str, Any]
-    created_at: float
-    importance: dict[str, Importance] = field(default_factory=dict)  # role -> its importance
-    slices: tuple[SliceScore, ...] = ()
-    # what differs between the production run and the candidate run: {"params": {name:
-    # [production, candidate]}, "commit": [...], "data_fingerprint": [...]}
-    changes: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @staticmethod
-    def from_dict(data: dict[str, Any]) -> ComparisonResult:
-        sig = data.get("significance")
-        prod = data.get("production")
-        return ComparisonResult(
-            verdict=data["verdict"],
-            model=data["model"],
-            candidate=ModelScore(**data["candidate"]),
-            production=ModelScore(**prod) if prod else None,
-            checks=tuple(Check(**c) for c in data["checks"]),
-            significance=BootstrapResult(**sig) if sig else None,
-            evaluation=data["evaluation"],
-            created_at=data["created_at"],
-            importance={
-                role: Importance.from_dict(found)
-                for role, found in (data.get("importance") or {}).items()
-            },
-            slices=tuple(SliceScore(**s) for s in data.get("slices") or ()),
-            changes=data.get("changes") or {},
-        )
 
 
 def compare(
@@ -258,7 +198,7 @@ def _scored(
     """The model's predictions on ``data``: the run's own record when it scored exactly these
     rows at train time (no model to load), else the model loaded and scored now."""
     if run_id is not None:
-        recorded = evalcache.cached(registry, run_id, data)
+        recorded = evalcache.cached(registry.read_artifact_text(run_id, EVALUATION_ARTIFACT), data)
         if recorded is not None:
             return _Model(recorded, "at train", uri, label)
     model = registry.load_model(uri)
@@ -273,7 +213,7 @@ def _costs(
     data: EvaluationData,
     progress: Progress | None,
 ) -> dict[str, Cost]:
-    """Both models' cost of serving, measured together (see ``mlops_ci.cost``)."""
+    """Both models' cost of serving, measured together (see ``mlops_ci.packaging.cost``)."""
     with tempfile.TemporaryDirectory(prefix="mlops-cost-") as tmp:
         engines: dict[str, Engine] = {}
         notes: dict[str, tuple[str, str]] = {}
@@ -397,84 +337,6 @@ def what_changed(production: RunRecord | None, candidate: RunRecord) -> dict[str
         if before != after:
             out[key] = [before, after]
     return out
-
-
-def change_lines(changes: dict[str, Any]) -> list[str]:
-    """What changed, as markdown lines: the params, the commit and the data that differ (for a
-    comparison with production)."""
-    if changes.get("unknown"):
-        return ["What changed: unknown (the production version has no run to compare with)."]
-
-    def shown(value: str | None) -> str:
-        return "unset" if value is None else md.code(value)
-
-    lines = ["**What changed** (production → candidate):"]
-    for name, (before, after) in (changes.get("params") or {}).items():
-        lines.append(f"- param {md.code(name)}: {shown(before)} → {shown(after)}")
-    for key, label in (("commit", "code commit"), ("data_fingerprint", "data fingerprint")):
-        if key in changes:
-            before, after = changes[key]
-            lines.append(
-                f"- {label}: {shown(before and before[:12])} → {shown(after and after[:12])}"
-            )
-    if changes.get("stages"):
-        names = md.text(", ".join(changes["stages"]))
-        lines.append(f"- pipeline stages with other inputs: {names}")
-    if len(lines) == 1:
-        return ["What changed: no param, code commit or data fingerprint differs."]
-    return lines
-
-
-def cost_lines(result: ComparisonResult) -> list[str]:
-    """The cost table: both models' figures, the change relative to production and its words,
-    and how they were measured."""
-    record = result.evaluation.get("cost")
-    if not record:
-        return []
-    cand, prod = result.candidate, result.production
-    runtimes = record["runtime"]
-    head = f"| cost | candidate ({md.text(runtimes['candidate'])}) |"
-    rule = "|---|---:|"
-    if prod is not None:
-        served = md.text(runtimes["production"])
-        head += f" production v{md.cell(md.text(prod.version))} ({served}) | Δ |"
-        rule += "---:|---|"
-    lines = ["#### Cost of serving (measured here, both models on the same rows)", "", head, rule]
-    for name, spec in COST_METRICS.items():
-        value = cand.cost.get(name)
-        if value is None:
-            continue
-        row = f"| {name} | {_cost_value(value, spec.unit)} |"
-        if prod is not None and name in prod.cost:
-            theirs = prod.cost[name]
-            gap = delta.relative_gap(value, theirs, spec.greater_is_better).removeprefix("Δ ")
-            row += f" {_cost_value(theirs, spec.unit)} | {md.cell(gap)} |"
-        lines.append(row)
-    calls = ", ".join(f"{role} {n:,}" for role, n in record["calls"].items())
-    lines += [
-        "",
-        f"Single-row calls of the two models interleaved, {record['rounds']} rounds of "
-        f"{record['round_seconds']:g} s per model ({calls} calls), each figure the median "
-        f"round; rows/s on batches of {record['batch_rows']:,} rows; peak RSS of a fresh "
-        "scoring process; size of the files served.",
-    ]
-    lines += [f"> {md.text(role)}: {md.text(note)}" for role, note in record["note"].items()]
-    return lines
-
-
-def _cost_value(value: float, unit: str) -> str:
-    if unit == "MiB" and value < 1:
-        return f"{value * 1024:,.1f} KiB"
-    if unit == "rows/s":
-        return f"{value:,.0f} rows/s"
-    return f"{value:.3f} ms" if unit == "ms" else f"{value:,.1f} {unit}"
-
-
-def _recorded(result: ComparisonResult) -> str:
-    """Which predictions train recorded on these very rows (said, never silently reused)."""
-    scored = result.evaluation.get("scored") or {}
-    roles = [role for role, how in scored.items() if how == "at train"]
-    return f"; predictions of the {' and '.join(roles)} as train recorded them" if roles else ""
 
 
 def _feature_change(
@@ -702,58 +564,3 @@ def _significance_check(sig: BootstrapResult, require_improvement: bool) -> Chec
 
 def _status(ok: bool) -> str:
     return PASS if ok else FAIL
-
-
-def feature_change_lines(change: dict[str, list[str]] | None) -> list[str]:
-    if not change:
-        return []
-    parts = []
-    if change.get("added"):
-        parts.append("adds " + ", ".join(md.code(c) for c in change["added"]))
-    if change.get("removed"):
-        parts.append("drops " + ", ".join(md.code(c) for c in change["removed"]))
-    return [
-        "",
-        f"Feature set changed: the candidate {' and '.join(parts)}; each model was scored "
-        "with the columns it was trained on.",
-    ]
-
-
-def markdown(result: ComparisonResult, top: int = 10) -> str:
-    """A short table for PR comments and job summaries, then the why: importance, slices."""
-    icon = {PASS: "✅", FAIL: "❌", NO_BASELINE: "🆕", "skipped": "➖"}
-    prod = result.production
-    c = md.cell
-    lines = [
-        f"### {icon[result.verdict]} {md.code(result.model)}: verdict **{result.verdict}**",
-        "",
-        f"Both models scored on {md.code(result.evaluation['data'])} "
-        f"({result.evaluation['rows']} rows, sha256 "
-        f"{md.code(str(result.evaluation['sha256'])[:12])}){_recorded(result)}.",
-        *feature_change_lines(result.evaluation.get("feature_change")),
-        *(["", *change_lines(result.changes)] if prod is not None else []),
-        "",
-        f"| metric | candidate (run {c(md.code(result.candidate.run_id))}) | "
-        + (
-            f"production (v{c(md.text(prod.version))}) | Δ (candidate − production) |"
-            if prod
-            else "production |"
-        ),
-        "|---|---|---|" + ("---|" if prod else ""),
-    ]
-    for metric, value in result.candidate.metrics.items():
-        name = c(md.text(metric))
-        if prod:
-            p = prod.metrics[metric]
-            gap = delta.cell(value - p, METRICS[metric].greater_is_better)
-            lines.append(f"| {name} | {value:.4f} | {p:.4f} | {gap} |")
-        else:
-            lines.append(f"| {name} | {value:.4f} | — |")
-    if result.checks:
-        lines += ["", "| check | result | detail |", "|---|---|---|"]
-        lines += [
-            f"| {c(md.text(ch.name))} | {icon[ch.status]} {ch.status} | {c(md.text(ch.detail))} |"
-            for ch in result.checks
-        ]
-    costs = cost_lines(result)
-    return "\n".join([*lines, *([""] + costs if costs else []), *why_lines(result, top)]) + "\n"

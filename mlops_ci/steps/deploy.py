@@ -23,9 +23,9 @@ from typing import Any
 from mlops_ci import rollout
 from mlops_ci.config import Config, DeployEnv
 from mlops_ci.errors import GateFailed, InputError, ServiceError
-from mlops_ci.gates import Approval, Gate, check_gates, now_iso
 from mlops_ci.records import mlops_dir, read_json, write_json_atomic
 from mlops_ci.registry import ModelRegistry, VersionRecord, resolve_version
+from mlops_ci.steps.gates import Approval, Gate, check_gates, now_iso
 
 RECORD = "deploy.json"
 Progress = Callable[[str], None]

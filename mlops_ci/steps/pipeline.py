@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlops_ci.bundled import bundled
+from mlops_ci.comparison import ComparisonResult
 from mlops_ci.config import Config, Scalar, load_config
 from mlops_ci.errors import GateFailed, MlopsError
 from mlops_ci.registry import ModelRegistry, open_registry
-from mlops_ci.steps.compare import ComparisonResult, compare
+from mlops_ci.steps.compare import compare
 from mlops_ci.steps.promote import PromoteResult, promote
 from mlops_ci.steps.register import RegisterResult, register
 from mlops_ci.steps.train import TrainResult, train

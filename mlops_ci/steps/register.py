@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mlops_ci.comparison import FAIL, ComparisonResult
 from mlops_ci.config import Config
 from mlops_ci.errors import GateFailed, InputError
 from mlops_ci.integrity import digest, file_manifest
@@ -23,7 +24,7 @@ from mlops_ci.registry import (
     ModelRegistry,
     RunRecord,
 )
-from mlops_ci.steps.compare import FAIL, ComparisonResult, load_comparison
+from mlops_ci.steps.compare import load_comparison
 from mlops_ci.steps.train import last_trained_run
 
 RECORD = "register.json"

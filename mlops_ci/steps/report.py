@@ -14,23 +14,14 @@ from typing import Any
 
 from mlops_ci import __version__, charts, delta
 from mlops_ci import markdown as md
-from mlops_ci.ci.github import COMMENT_LIMIT
+from mlops_ci.comparison import FAIL, NO_BASELINE, PASS, ComparisonResult
 from mlops_ci.config import Config
 from mlops_ci.errors import InputError
-from mlops_ci.explain import why_lines
+from mlops_ci.explain import change_lines, cost_lines, feature_change_lines, why_lines
 from mlops_ci.metrics import METRICS
 from mlops_ci.records import mlops_dir, read_json, write_text_atomic
 from mlops_ci.registry import ModelRegistry
-from mlops_ci.steps.compare import (
-    FAIL,
-    NO_BASELINE,
-    PASS,
-    ComparisonResult,
-    change_lines,
-    cost_lines,
-    feature_change_lines,
-    load_comparison,
-)
+from mlops_ci.steps.compare import load_comparison
 from mlops_ci.steps.deploy import load_deploy_record
 from mlops_ci.steps.package import load_package_record
 from mlops_ci.steps.register import RegisterResult, load_registration
@@ -40,7 +31,7 @@ from mlops_ci.steps.train import RECORD as TRAIN_RECORD
 RECORD = "report.md"
 # A link target the report writes as a link: http(s), and no character that could end it.
 _SAFE_URL = re.compile(r"^https?://[A-Za-z0-9._~:/?#@!$&'*+,;=%-]+$")
-GITHUB_COMMENT_LIMIT = COMMENT_LIMIT
+GITHUB_COMMENT_LIMIT = md.GITHUB_COMMENT_LIMIT
 _ICON = {PASS: "✅", FAIL: "❌", NO_BASELINE: "🆕", "skipped": "➖"}
 _HEADLINE = {
     PASS: "passed the gate against production",

@@ -14,9 +14,9 @@ from typing import Any
 
 from mlops_ci.config import Config
 from mlops_ci.errors import InputError
-from mlops_ci.gates import now_iso
 from mlops_ci.registry import ModelRegistry
 from mlops_ci.steps.deploy import environment
+from mlops_ci.steps.gates import now_iso
 
 
 @dataclass(frozen=True)

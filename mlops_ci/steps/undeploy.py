@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass, field
 
 from mlops_ci.config import Config, DeployEnv
 from mlops_ci.errors import ServiceError
-from mlops_ci.gates import now_iso
 from mlops_ci.records import mlops_dir
 from mlops_ci.registry import ModelRegistry
 from mlops_ci.steps.deploy import environment
+from mlops_ci.steps.gates import now_iso
 
 
 @dataclass(frozen=True)

@@ -273,8 +273,8 @@ def test_deploy_gates_read_github_environment_approvals_and_pr_reviews(
     environment's required reviewers) and, when configured, an approved PR review."""
     import dataclasses
 
-    from mlops_ci.gates import check_gates
     from mlops_ci.registry import VersionRecord
+    from mlops_ci.steps.gates import check_gates
 
     api, state = gh
     env = dataclasses.replace(config.deploy["production"], require_pr_review=True)

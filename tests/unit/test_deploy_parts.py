@@ -13,10 +13,10 @@ import yaml
 from mlops_ci import rollout
 from mlops_ci.config import Config, DeployEnv
 from mlops_ci.errors import GateFailed
-from mlops_ci.gates import check_gates, comparison_gate
 from mlops_ci.registry import VersionRecord
 from mlops_ci.steps.approve import approve
 from mlops_ci.steps.deploy import deploy
+from mlops_ci.steps.gates import check_gates, comparison_gate
 from mlops_ci.targets import kubernetes as k8s
 from mlops_ci.targets.docker import front_spec, run_spec
 from tests.fakes import InMemoryRegistry

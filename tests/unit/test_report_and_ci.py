@@ -182,7 +182,7 @@ def test_urls_in_user_strings_become_no_link_in_comparison_report_or_lineage(
 ) -> None:
     """GitHub autolinks bare URLs, www. names and e-mail addresses: user strings holding
     them are shown as text in comparison.md, report.md and `lineage --format md`."""
-    from mlops_ci.steps.compare import markdown as comparison_md
+    from mlops_ci.explain import markdown as comparison_md
     from mlops_ci.steps.report import render
     from mlops_ci.steps.trail import markdown as trail_md
     from mlops_ci.steps.trail import trail

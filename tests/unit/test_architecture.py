@@ -1,0 +1,54 @@
+"""The import contracts of the design hold, and name every module (a new one cannot slip out).
+
+`lint-imports` checks the contracts of pyproject's [tool.importlinter] (in .ci/run too); this
+test adds what the tool cannot: that each module of mlops_ci is placed in a layer or in the
+list of base modules, so a module added tomorrow is checked from its first commit.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomllib
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "mlops_ci"
+
+
+def contracts() -> list[dict[str, object]]:
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    return list(settings["contracts"])
+
+
+def placed() -> set[str]:
+    names: set[str] = set()
+    for contract in contracts():
+        if contract["type"] == "layers":
+            for layer in contract["layers"]:  # type: ignore[attr-defined]
+                names |= {part.strip() for part in layer.replace("|", ":").split(":")}
+        if contract["type"] == "forbidden" and contract["name"].startswith("base"):  # type: ignore[attr-defined]
+            names |= set(contract["source_modules"])  # type: ignore[call-overload]
+    return names
+
+
+def test_every_module_and_package_of_mlops_ci_is_placed_by_a_contract() -> None:
+    modules = {
+        f"mlops_ci.{p.stem}" for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__")
+    }
+    packages = {f"mlops_ci.{p.parent.name}" for p in PACKAGE.glob("*/__init__.py")}
+    unplaced = sorted((modules | packages) - placed())
+    assert not unplaced, f"not in a layer nor among the base modules of pyproject: {unplaced}"
+    assert not sorted(placed() - modules - packages), "a contract names a module that is gone"
+
+
+def test_the_import_contracts_hold() -> None:
+    lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    if lint is None:
+        pytest.skip("import-linter is not installed (the test extra has it)")
+    done = subprocess.run([lint, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "0 broken" in done.stdout
