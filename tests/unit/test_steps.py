@@ -98,15 +98,15 @@ def test_a_command_process_paces_the_collector_until_the_registry_is_open(
 
     script = (
         "import gc\n"
-        "from mlops_ci import cli\n"
+        "from mlops_ci.cli import common as cli\n"
         "usual = gc.get_threshold()\n"
-        "cli._defer_gc()\n"
-        "assert gc.get_threshold() == cli._STARTUP_GC_THRESHOLD, gc.get_threshold()\n"
+        "cli.defer_gc()\n"
+        "assert gc.get_threshold() == cli.STARTUP_GC_THRESHOLD, gc.get_threshold()\n"
         "assert gc.get_freeze_count() == 0\n"
-        "cli._settle_gc()\n"
+        "cli.settle_gc()\n"
         "assert gc.get_threshold() == usual and gc.get_freeze_count() > 0\n"
         "frozen = gc.get_freeze_count()\n"
-        "cli._settle_gc()  # once only\n"
+        "cli.settle_gc()  # once only\n"
         "assert gc.get_freeze_count() == frozen\n"
         "print('ok')\n"
     )

@@ -1,0 +1,226 @@
+"""The monitoring verbs: drift, batch-score."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mlops_ci.cli.common import CONFIG_OPTION, load, notify, open_registry
+from mlops_ci.errors import MlopsError
+from mlops_ci.printable import echo
+
+
+@click.command()
+@CONFIG_OPTION
+@click.option(
+    "--reference",
+    default=None,
+    help="Reference data, CSV/Parquet file or folder (default: monitor.drift.reference).",
+)
+@click.option(
+    "--current",
+    default=None,
+    help="Data to check: the serve input log folder or CSV/Parquet files "
+    "(default: monitor.drift.current, else monitor.log_dir).",
+)
+def drift(config_path: Path | None, reference: str | None, current: str | None) -> None:
+    """Check the data the model receives for drift against its reference data.
+
+    Per feature: population stability index, a two-sample test (Kolmogorov-Smirnov or
+    chi-squared), missing values and range; prediction drift from the input log. Streams
+    both sides in chunks. Writes .mlops/drift.{json,md}; exit 1 when drift passes the
+    thresholds of monitor.drift.
+    """
+    from mlops_ci.ci import emit_outputs, write_summary
+    from mlops_ci.errors import GateFailed
+    from mlops_ci.steps.drift import DRIFTED, TOO_FEW, markdown
+    from mlops_ci.steps.drift import drift as drift_step
+
+    config = load(config_path)
+    # Paths given here are the caller's (relative to the working folder); mlops.yaml's are
+    # relative to mlops.yaml.
+    result = drift_step(
+        config,
+        str(Path(reference).resolve()) if reference else None,
+        str(Path(current).resolve()) if current else None,
+    )
+    text = markdown(result)
+    echo(text)
+    write_summary(text)
+    emit_outputs(
+        {"drift-verdict": result.verdict, "drifted": ",".join(f.name for f in result.drifted)}
+    )
+    notify(
+        config,
+        "drift.detected" if result.verdict == DRIFTED else "drift.checked",
+        f"{config.model.name}/drift",
+        {
+            "model": config.model.name,
+            "verdict": result.verdict,
+            "current": result.current,
+            "rows": result.current_rows,
+            "drifted": [f.name for f in result.drifted],
+            "psi": {f.name: round(f.psi, 6) for f in result.features},
+        },
+    )
+    if result.verdict == TOO_FEW:
+        echo(
+            f"warning: {result.current_rows} current rows (< monitor.drift.min_rows): not judged",
+            err=True,
+        )
+    if result.verdict == DRIFTED:
+        names = ", ".join(f.name for f in result.drifted)
+        raise GateFailed(f"data drift in {names}; see .mlops/drift.md")
+
+
+@click.command("batch-score")
+@CONFIG_OPTION
+@click.option(
+    "--model",
+    "model_ref",
+    default=None,
+    metavar="NAME@ALIAS|NAME:VERSION",
+    help="Registered, packaged model version, e.g. iris-classifier@production "
+    "(@ALIAS or a number alone use model.name of mlops.yaml).",
+)
+@click.option(
+    "--model-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A package folder written by `mlops-ci package`, instead of --model.",
+)
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="CSV or Parquet file, or a folder of them.",
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="A .parquet or .csv file, or a folder for Parquet part files.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help="local: worker processes on this machine; dask: a Dask cluster.",
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes (local) or LocalCluster workers (dask); default: CPU count.",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="tcp://HOST:PORT",
+    help="Dask scheduler address; without it a LocalCluster is started.",
+)
+@click.option(
+    "--chunk-rows",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Rows per task: the unit of work, of memory and of resuming "
+    "(default: 8 tasks per worker, 10,000 to 100,000 rows; a resumed job keeps its own).",
+)
+@click.option(
+    "--id-column",
+    "id_columns",
+    multiple=True,
+    help="Input column to keep in the output; repeatable (default: every non-feature column).",
+)
+@click.option(
+    "--max-reject-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of rejected rows above which the job fails (exit 1).",
+)
+def batch_score(
+    config_path: Path | None,
+    model_ref: str | None,
+    model_dir: Path | None,
+    input_path: Path,
+    output: Path,
+    engine: str,
+    processes: int | None,
+    scheduler: str | None,
+    chunk_rows: int | None,
+    id_columns: tuple[str, ...],
+    max_reject_rate: float,
+) -> None:
+    """Score a large table in chunks with a packaged model, on this machine or on Dask.
+
+    Rows that cannot be parsed or scored go to a rejects file with the error. An interrupted
+    job resumes: run the same command again and finished chunks are not scored twice.
+    """
+    import os
+
+    from mlops_ci.extras import require
+
+    require("batch", "mlops-ci batch-score")
+    workers = processes or os.cpu_count() or 1
+    if engine == "local" and workers > 1:
+        from mlops_ci.batch.workers import start_fork_server
+
+        # its imports overlap ours; each worker reruns the console script, which imports this
+        start_fork_server(also=["mlops_ci.cli"])
+    from mlops_ci.progress import RowProgress
+    from mlops_ci.steps.batch_score import batch_score as batch_step
+
+    spec = _batch_model(config_path, model_ref, model_dir)
+    echo(
+        f"scoring {input_path} with {spec.name} v{spec.version} ({spec.format}), "
+        f"engine {engine}, {workers} worker(s)"
+    )
+    with RowProgress("batch-score") as progress:
+        result = batch_step(
+            spec,
+            input_path,
+            output,
+            engine,
+            workers,
+            scheduler,
+            chunk_rows,
+            id_columns or None,
+            max_reject_rate,
+            progress,
+        )
+    if result.resumed:
+        echo(f"resumed: {result.resumed} of {result.tasks} chunks were already scored")
+    echo(
+        f"{result.rows:,} rows: {result.scored:,} scored, {result.rejected:,} rejected "
+        f"({result.reject_rate:.2%}) in {result.seconds:.1f}s = {result.rows_per_s:,.0f} rows/s"
+    )
+    echo(f"output: {result.output}" + (f"; rejects: {result.rejects}" if result.rejects else ""))
+
+
+def _batch_model(config_path: Path | None, ref: str | None, model_dir: Path | None) -> Any:
+    from mlops_ci.serve.model import read_spec
+
+    if (ref is None) == (model_dir is None):
+        raise MlopsError("give --model NAME@ALIAS (or NAME:VERSION) or --model-dir, one of them")
+    if model_dir is not None:
+        return read_spec(model_dir)
+    from mlops_ci.serve.server import Weighted, from_registry
+
+    config = load(config_path)
+    assert ref is not None
+    if "@" in ref:
+        name, _, alias = ref.partition("@")
+        version = "@" + alias
+    elif ":" in ref:
+        name, _, version = ref.partition(":")
+    else:
+        name, version = "", ref
+    name = name or config.model.name
+    state = config.root / ".mlops" / "batch"
+    ((spec, _),) = from_registry(open_registry(config), name, [Weighted(version, None)], state)
+    return spec
