@@ -12,156 +12,36 @@ import asyncio
 import gc
 import hmac
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from mlops_ci import __version__
 from mlops_ci.errors import MlopsError
-from mlops_ci.serve.accesslog import AccessLog, RequestIds
-from mlops_ci.serve.inputlog import InputLog, LogSettings
-from mlops_ci.serve.metrics import ServiceMetrics
-from mlops_ci.serve.model import LoadedModel, ModelSpec, Prediction, read_spec
+from mlops_ci.serve.model import Prediction
 from mlops_ci.serve.openapi import openapi_document
 from mlops_ci.serve.payload import (
-    InferRequest,
-    Limits,
     PayloadError,
     batch_rows,
-    echoed,
     parse_infer,
     parse_json,
     parse_score,
 )
 from mlops_ci.serve.protocol import set_read_timeout, within
-from mlops_ci.serve.router import Router, SharedState, Split, StateFile, parse_split
+from mlops_ci.serve.router import parse_split
+from mlops_ci.serve.service import Service, ServiceSettings, settings_from_env
+from mlops_ci.serve.v2 import check_name, infer_response, model_metadata, readiness
 
-THREADPOOL_ROWS = 256  # larger batches score off the event loop
 REQUEST_ID_CHARS = 128  # a longer x-request-id is cut: access-log lines stay under PIPE_BUF
 log = logging.getLogger("mlops_ci.serve")
-
-
-@dataclass(frozen=True)
-class ServiceSettings:
-    """Everything a worker needs to build the app (JSON-able: workers get it from the env)."""
-
-    models: list[ModelSpec]
-    weights: dict[str, float]
-    intra_op_threads: int = 1
-    max_payload_bytes: int = 1024 * 1024
-    read_timeout_s: float = 30.0  # for the head (serve.protocol) and then the body
-    max_batch_rows: int = 10_000
-    admin_token: str | None = None
-    access_log: bool = True
-    input_log: LogSettings | None = None
-    state_file: Path | None = None  # shared by workers when there are several
-
-
-class Service:
-    """The loaded versions, the router, the metrics and the input log of one worker.
-
-    Versions can be loaded and unloaded while serving (the admin endpoints, which a rollout
-    drives); with several workers each change goes through the state file and every worker
-    applies it on its next request.
-    """
-
-    def __init__(self, settings: ServiceSettings) -> None:
-        self.settings = settings
-        self.models: dict[str, LoadedModel] = {}
-        self.limits: dict[str, Limits] = {}
-        self.name = settings.models[0].name
-        for spec in settings.models:
-            self._add(LoadedModel(spec, settings.intra_op_threads))
-        self.router = Router(list(self.models), Split(settings.weights))
-        self.shared = StateFile(settings.state_file) if settings.state_file else None
-        self.metrics = ServiceMetrics(self.name)
-        self.metrics.set_shares(self.router.split.shares())
-        self.input_log = InputLog(settings.input_log) if settings.input_log else None
-        self.access = AccessLog() if settings.access_log else None
-        self.ids = RequestIds()
-
-    def _add(self, model: LoadedModel) -> None:
-        self.models[model.spec.version] = model
-        self.limits[model.spec.version] = Limits(
-            model.n_features, model.spec.features, self.settings.max_batch_rows, model.schema
-        )
-
-    def sync(self) -> None:
-        """Apply a change another worker made (a no-op most calls: a clock check)."""
-        if self.shared is None:
-            return
-        state = self.shared.poll()
-        if state is None:
-            return
-        for version, folder in state.models.items():
-            if version not in self.models:
-                self._add(LoadedModel(read_spec(Path(folder)), self.settings.intra_op_threads))
-        for version in set(self.models) - set(state.models):
-            del self.models[version], self.limits[version]
-        self.router.versions = set(self.models)
-        self.router.split = Split(state.weights)
-        self.metrics.set_shares(self.router.split.shares())
-
-    def load(self, folder: Path) -> LoadedModel:
-        """Load a package folder as a new version taking no traffic yet."""
-        spec = read_spec(folder)
-        if spec.name != self.name:
-            raise PayloadError(
-                422, f"{folder} holds '{spec.name}'; this endpoint serves '{self.name}'"
-            )
-        current = self.models.get(spec.version)
-        if current is not None and current.spec.sha256 != spec.sha256:
-            raise PayloadError(409, f"version {spec.version} is loaded with other files")
-        model = current or LoadedModel(spec, self.settings.intra_op_threads)
-        self._add(model)
-        self.router.versions = set(self.models)
-        self._publish()
-        return model
-
-    def unload(self, version: str) -> None:
-        if version not in self.models:
-            raise PayloadError(404, f"version '{echoed(version)}' is not loaded")
-        if self.router.split.weights.get(version, 0) > 0:
-            raise PayloadError(409, f"version '{version}' still takes traffic: set its weight to 0")
-        del self.models[version], self.limits[version]
-        self.router.versions = set(self.models)
-        self.router.split = Split(
-            {v: w for v, w in self.router.split.weights.items() if v != version}
-        )
-        self._publish()
-
-    def set_split(self, split: Split) -> None:
-        self.router.split = split
-        self.metrics.set_shares(split.shares())
-        self._publish()
-
-    def _publish(self) -> None:
-        if self.shared is not None:
-            self.shared.write(self.state())
-
-    def state(self) -> SharedState:
-        return SharedState(
-            dict(self.router.split.weights),
-            {v: str(m.spec.folder) for v, m in self.models.items()},
-        )
-
-    def predict(self, version: str, x: Any) -> Awaitable[Prediction] | Prediction:
-        model = self.models[version]
-        if batch_rows(x) > THREADPOOL_ROWS:
-            return run_in_threadpool(model.predict, x)
-        return model.predict(x)
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -252,7 +132,7 @@ def _scoring_routes(app: FastAPI, service: Service) -> None:
         async def infer(
             request: Request, body: bytes, request_id: str
         ) -> tuple[str, int, Response]:
-            _check_name(service, request.path_params["name"])
+            check_name(service, request.path_params["name"])
             pinned = (
                 request.path_params["version"]
                 if pinned_by_path
@@ -264,7 +144,7 @@ def _scoring_routes(app: FastAPI, service: Service) -> None:
             parsed = parse_infer(body, _int_header(header), service.limits[version])
             prediction = await _maybe_await(service.predict(version, parsed.x))
             await _log_inputs(service, version, parsed.id or request_id, parsed.x, prediction)
-            data = _v2_response(service, version, parsed, prediction)
+            data = infer_response(service, version, parsed, prediction)
             return (
                 version,
                 batch_rows(parsed.x),
@@ -400,64 +280,6 @@ async def _log_inputs(
             ) from None
 
 
-def _check_name(service: Service, name: str) -> None:
-    if name != service.name:
-        raise PayloadError(
-            404, f"model '{echoed(name)}' is not served here (serving '{service.name}')"
-        )
-
-
-def _v2_response(
-    service: Service, version: str, parsed: InferRequest, prediction: Prediction
-) -> dict[str, Any]:
-    tensors = {}
-    if prediction.labels is not None:
-        tensors["label"] = _tensor("label", prediction.labels)
-        if prediction.scores.shape[1]:
-            tensors["probabilities"] = _tensor(
-                "probabilities", prediction.scores.astype(np.float32)
-            )
-    else:
-        tensors["variable"] = _tensor("variable", prediction.scores.astype(np.float32))
-    wanted = parsed.outputs or tuple(tensors)
-    unknown = [n for n in wanted if n not in tensors]
-    if unknown:
-        raise PayloadError(
-            400, f"output '{unknown[0]}' does not exist (outputs: {', '.join(tensors)})"
-        )
-    data: dict[str, Any] = {
-        "model_name": service.name,
-        "model_version": version,
-        "outputs": [tensors[n] for n in wanted],
-    }
-    classes = service.models[version].spec.classes
-    if "probabilities" in tensors and classes:
-        data["parameters"] = {"classes": list(classes)}
-    if parsed.id is not None:
-        data["id"] = parsed.id
-    return data
-
-
-def _tensor(name: str, values: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "shape": list(values.shape),
-        "datatype": _datatype(values),
-        "data": values.ravel().tolist(),
-    }
-
-
-def _datatype(values: Any) -> str:
-    kind = values.dtype.kind
-    if kind == "f":
-        return "FP32" if values.dtype.itemsize == 4 else "FP64"
-    if kind in "iu":
-        return "INT64"
-    if kind == "b":
-        return "BOOL"
-    return "BYTES"
-
-
 # --- metadata, health, metrics ------------------------------------------------------------
 
 
@@ -477,10 +299,10 @@ def _metadata_routes(app: FastAPI, service: Service) -> None:
         return json_response({"ready": True})
 
     for path, build in (
-        ("/v2/models/{name}", _model_metadata),
-        ("/v2/models/{name}/versions/{version}", _model_metadata),
-        ("/v2/models/{name}/ready", _ready),
-        ("/v2/models/{name}/versions/{version}/ready", _ready),
+        ("/v2/models/{name}", model_metadata),
+        ("/v2/models/{name}/versions/{version}", model_metadata),
+        ("/v2/models/{name}/ready", readiness),
+        ("/v2/models/{name}/versions/{version}/ready", readiness),
     ):
         app.add_api_route(path, _described(service, build), methods=["GET"])
 
@@ -504,53 +326,6 @@ def _described(service: Service, build: Describe) -> Callable[[Request], Awaitab
             return json_response({"error": str(err)}, err.status)
 
     return endpoint
-
-
-def _version_of(service: Service, name: str, version: str | None) -> str | None:
-    _check_name(service, name)
-    if version is not None and version not in service.models:
-        raise PayloadError(
-            404, f"version '{echoed(version)}' of '{echoed(name)}' is not served here"
-        )
-    return version
-
-
-def _model_metadata(service: Service, name: str, version: str | None) -> dict[str, Any]:
-    version = _version_of(service, name, version)
-    model = service.models[version or next(iter(service.models))]
-    outputs = [
-        {
-            "name": n,
-            "datatype": "BYTES" if n == "label" else "FP32",
-            "shape": [-1] if n == "label" else [-1, -1],
-        }
-        for n in model.output_names
-    ]
-    return {
-        "name": name,
-        "versions": [version] if version else list(service.models),
-        "platform": "onnxruntime_onnx" if model.spec.format == "onnx" else "sklearn",
-        "inputs": _input_metadata(model),
-        "outputs": outputs,
-        "parameters": {"features": list(model.spec.features), "sha256": model.spec.sha256},
-    }
-
-
-def _input_metadata(model: LoadedModel) -> list[dict[str, Any]]:
-    """The one [rows, features] tensor, or one tensor per column where a column is text or the
-    graph takes named inputs (all-numeric models also accept the one tensor then)."""
-    spec = model.spec
-    if spec.schema.all_numeric and (spec.layout == "matrix" or spec.format != "onnx"):
-        return [{"name": "input", "datatype": "FP32", "shape": [-1, model.n_features]}]
-    return [
-        {"name": f.name, "datatype": "BYTES" if f.kind == "string" else "FP32", "shape": [-1, 1]}
-        for f in spec.schema.features
-    ]
-
-
-def _ready(service: Service, name: str, version: str | None) -> dict[str, Any]:
-    _version_of(service, name, version)
-    return {"name": name, "ready": True}
 
 
 # --- admin: the traffic split -------------------------------------------------------------
@@ -638,47 +413,6 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, err: RequestValidationError) -> Response:
         return json_response({"error": str(err.errors()[:1])}, 422)
-
-
-def settings_to_env(settings: ServiceSettings) -> str:
-    """The settings as JSON for worker processes (``MLOPS_SERVE_SETTINGS``); the admin token
-    travels apart, in ``MLOPS_SERVE_ADMIN_TOKEN``, so it is never part of a logged value."""
-    return orjson.dumps(asdict(replace(settings, admin_token=None)), default=str).decode()
-
-
-def settings_from_env() -> ServiceSettings:
-    raw = orjson.loads(os.environ["MLOPS_SERVE_SETTINGS"])
-    models = [
-        ModelSpec(
-            **{
-                **m,
-                "folder": Path(m["folder"]),
-                "features": tuple(m["features"]),
-                "kinds": tuple(m["kinds"]),
-                "classes": tuple(m["classes"]),
-                "nullable": tuple(m["nullable"]),
-            }
-        )
-        for m in raw["models"]
-    ]
-    log_settings = None
-    if raw.get("input_log"):
-        il = raw["input_log"]
-        log_settings = LogSettings(
-            **{**il, "folder": Path(il["folder"]), "features": tuple(il["features"])}
-        )
-    return ServiceSettings(
-        models=models,
-        weights={str(k): float(v) for k, v in raw["weights"].items()},
-        intra_op_threads=raw["intra_op_threads"],
-        max_payload_bytes=raw["max_payload_bytes"],
-        read_timeout_s=raw["read_timeout_s"],
-        max_batch_rows=raw["max_batch_rows"],
-        admin_token=os.environ.get("MLOPS_SERVE_ADMIN_TOKEN") or None,
-        access_log=raw["access_log"],
-        input_log=log_settings,
-        state_file=Path(raw["state_file"]) if raw.get("state_file") else None,
-    )
 
 
 def app_from_env() -> FastAPI:

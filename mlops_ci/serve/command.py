@@ -11,18 +11,18 @@ from mlops_ci.config import (
     Config,
     MonitorConfig,
     ServeConfig,
-    find_config,
     load_config,
     monitor_config,
     serve_config,
 )
+from mlops_ci.configfile import find_config
 from mlops_ci.errors import InputError
 from mlops_ci.extras import require
 from mlops_ci.printable import echo
 from mlops_ci.serve import server
-from mlops_ci.serve.app import ServiceSettings
 from mlops_ci.serve.inputlog import LogSettings
 from mlops_ci.serve.model import ModelSpec
+from mlops_ci.serve.service import ServiceSettings
 
 
 def start(

@@ -131,8 +131,9 @@ def run(
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from mlops_ci.serve.app import create_app, settings_to_env
+    from mlops_ci.serve.app import create_app
     from mlops_ci.serve.protocol import BoundedHttpToolsProtocol
+    from mlops_ci.serve.service import settings_to_env
 
     common: dict[str, Any] = {
         "access_log": False,

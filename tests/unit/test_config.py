@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlops_ci.config import load_config, schema
+from mlops_ci.config import load_config
+from mlops_ci.configfile import schema
 from mlops_ci.errors import ConfigError
 from mlops_ci.metrics import METRICS
 from tests.helpers import run_cli

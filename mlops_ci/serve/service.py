@@ -1,0 +1,175 @@
+"""What one serving worker holds: the loaded versions with their limits, the router, the
+metrics, the access and input logs; and the settings every worker is built from (passed to
+worker processes as JSON in the environment). ``app`` puts HTTP routes in front of it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+
+from mlops_ci.serve.accesslog import AccessLog, RequestIds
+from mlops_ci.serve.inputlog import InputLog, LogSettings
+from mlops_ci.serve.metrics import ServiceMetrics
+from mlops_ci.serve.model import LoadedModel, ModelSpec, Prediction, read_spec
+from mlops_ci.serve.payload import Limits, PayloadError, batch_rows, echoed
+from mlops_ci.serve.router import Router, SharedState, Split, StateFile
+
+THREADPOOL_ROWS = 256  # larger batches score off the event loop
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Everything a worker needs to build the app (JSON-able: workers get it from the env)."""
+
+    models: list[ModelSpec]
+    weights: dict[str, float]
+    intra_op_threads: int = 1
+    max_payload_bytes: int = 1024 * 1024
+    read_timeout_s: float = 30.0  # for the head (serve.protocol) and then the body
+    max_batch_rows: int = 10_000
+    admin_token: str | None = None
+    access_log: bool = True
+    input_log: LogSettings | None = None
+    state_file: Path | None = None  # shared by workers when there are several
+
+
+class Service:
+    """The loaded versions, the router, the metrics and the input log of one worker.
+
+    Versions can be loaded and unloaded while serving (the admin endpoints, which a rollout
+    drives); with several workers each change goes through the state file and every worker
+    applies it on its next request.
+    """
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self.models: dict[str, LoadedModel] = {}
+        self.limits: dict[str, Limits] = {}
+        self.name = settings.models[0].name
+        for spec in settings.models:
+            self._add(LoadedModel(spec, settings.intra_op_threads))
+        self.router = Router(list(self.models), Split(settings.weights))
+        self.shared = StateFile(settings.state_file) if settings.state_file else None
+        self.metrics = ServiceMetrics(self.name)
+        self.metrics.set_shares(self.router.split.shares())
+        self.input_log = InputLog(settings.input_log) if settings.input_log else None
+        self.access = AccessLog() if settings.access_log else None
+        self.ids = RequestIds()
+
+    def _add(self, model: LoadedModel) -> None:
+        self.models[model.spec.version] = model
+        self.limits[model.spec.version] = Limits(
+            model.n_features, model.spec.features, self.settings.max_batch_rows, model.schema
+        )
+
+    def sync(self) -> None:
+        """Apply a change another worker made (a no-op most calls: a clock check)."""
+        if self.shared is None:
+            return
+        state = self.shared.poll()
+        if state is None:
+            return
+        for version, folder in state.models.items():
+            if version not in self.models:
+                self._add(LoadedModel(read_spec(Path(folder)), self.settings.intra_op_threads))
+        for version in set(self.models) - set(state.models):
+            del self.models[version], self.limits[version]
+        self.router.versions = set(self.models)
+        self.router.split = Split(state.weights)
+        self.metrics.set_shares(self.router.split.shares())
+
+    def load(self, folder: Path) -> LoadedModel:
+        """Load a package folder as a new version taking no traffic yet."""
+        spec = read_spec(folder)
+        if spec.name != self.name:
+            raise PayloadError(
+                422, f"{folder} holds '{spec.name}'; this endpoint serves '{self.name}'"
+            )
+        current = self.models.get(spec.version)
+        if current is not None and current.spec.sha256 != spec.sha256:
+            raise PayloadError(409, f"version {spec.version} is loaded with other files")
+        model = current or LoadedModel(spec, self.settings.intra_op_threads)
+        self._add(model)
+        self.router.versions = set(self.models)
+        self._publish()
+        return model
+
+    def unload(self, version: str) -> None:
+        if version not in self.models:
+            raise PayloadError(404, f"version '{echoed(version)}' is not loaded")
+        if self.router.split.weights.get(version, 0) > 0:
+            raise PayloadError(409, f"version '{version}' still takes traffic: set its weight to 0")
+        del self.models[version], self.limits[version]
+        self.router.versions = set(self.models)
+        self.router.split = Split(
+            {v: w for v, w in self.router.split.weights.items() if v != version}
+        )
+        self._publish()
+
+    def set_split(self, split: Split) -> None:
+        self.router.split = split
+        self.metrics.set_shares(split.shares())
+        self._publish()
+
+    def _publish(self) -> None:
+        if self.shared is not None:
+            self.shared.write(self.state())
+
+    def state(self) -> SharedState:
+        return SharedState(
+            dict(self.router.split.weights),
+            {v: str(m.spec.folder) for v, m in self.models.items()},
+        )
+
+    def predict(self, version: str, x: Any) -> Awaitable[Prediction] | Prediction:
+        model = self.models[version]
+        if batch_rows(x) > THREADPOOL_ROWS:
+            return run_in_threadpool(model.predict, x)
+        return model.predict(x)
+
+
+def settings_to_env(settings: ServiceSettings) -> str:
+    """The settings as JSON for worker processes (``MLOPS_SERVE_SETTINGS``); the admin token
+    travels apart, in ``MLOPS_SERVE_ADMIN_TOKEN``, so it is never part of a logged value."""
+    return orjson.dumps(asdict(replace(settings, admin_token=None)), default=str).decode()
+
+
+def settings_from_env() -> ServiceSettings:
+    raw = orjson.loads(os.environ["MLOPS_SERVE_SETTINGS"])
+    models = [
+        ModelSpec(
+            **{
+                **m,
+                "folder": Path(m["folder"]),
+                "features": tuple(m["features"]),
+                "kinds": tuple(m["kinds"]),
+                "classes": tuple(m["classes"]),
+                "nullable": tuple(m["nullable"]),
+            }
+        )
+        for m in raw["models"]
+    ]
+    log_settings = None
+    if raw.get("input_log"):
+        il = raw["input_log"]
+        log_settings = LogSettings(
+            **{**il, "folder": Path(il["folder"]), "features": tuple(il["features"])}
+        )
+    return ServiceSettings(
+        models=models,
+        weights={str(k): float(v) for k, v in raw["weights"].items()},
+        intra_op_threads=raw["intra_op_threads"],
+        max_payload_bytes=raw["max_payload_bytes"],
+        read_timeout_s=raw["read_timeout_s"],
+        max_batch_rows=raw["max_batch_rows"],
+        admin_token=os.environ.get("MLOPS_SERVE_ADMIN_TOKEN") or None,
+        access_log=raw["access_log"],
+        input_log=log_settings,
+        state_file=Path(raw["state_file"]) if raw.get("state_file") else None,
+    )

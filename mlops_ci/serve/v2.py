@@ -1,0 +1,115 @@
+"""Open Inference Protocol v2 (KServe, Triton) bodies built from what a worker holds: the
+infer response with its output tensors and datatypes, model metadata and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mlops_ci.serve.model import LoadedModel, Prediction
+from mlops_ci.serve.payload import InferRequest, PayloadError, echoed
+from mlops_ci.serve.service import Service
+
+
+def infer_response(
+    service: Service, version: str, parsed: InferRequest, prediction: Prediction
+) -> dict[str, Any]:
+    tensors = {}
+    if prediction.labels is not None:
+        tensors["label"] = tensor("label", prediction.labels)
+        if prediction.scores.shape[1]:
+            tensors["probabilities"] = tensor("probabilities", prediction.scores.astype(np.float32))
+    else:
+        tensors["variable"] = tensor("variable", prediction.scores.astype(np.float32))
+    wanted = parsed.outputs or tuple(tensors)
+    unknown = [n for n in wanted if n not in tensors]
+    if unknown:
+        raise PayloadError(
+            400, f"output '{unknown[0]}' does not exist (outputs: {', '.join(tensors)})"
+        )
+    data: dict[str, Any] = {
+        "model_name": service.name,
+        "model_version": version,
+        "outputs": [tensors[n] for n in wanted],
+    }
+    classes = service.models[version].spec.classes
+    if "probabilities" in tensors and classes:
+        data["parameters"] = {"classes": list(classes)}
+    if parsed.id is not None:
+        data["id"] = parsed.id
+    return data
+
+
+def tensor(name: str, values: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "shape": list(values.shape),
+        "datatype": datatype(values),
+        "data": values.ravel().tolist(),
+    }
+
+
+def datatype(values: Any) -> str:
+    kind = values.dtype.kind
+    if kind == "f":
+        return "FP32" if values.dtype.itemsize == 4 else "FP64"
+    if kind in "iu":
+        return "INT64"
+    if kind == "b":
+        return "BOOL"
+    return "BYTES"
+
+
+def version_of(service: Service, name: str, version: str | None) -> str | None:
+    check_name(service, name)
+    if version is not None and version not in service.models:
+        raise PayloadError(
+            404, f"version '{echoed(version)}' of '{echoed(name)}' is not served here"
+        )
+    return version
+
+
+def model_metadata(service: Service, name: str, version: str | None) -> dict[str, Any]:
+    version = version_of(service, name, version)
+    model = service.models[version or next(iter(service.models))]
+    outputs = [
+        {
+            "name": n,
+            "datatype": "BYTES" if n == "label" else "FP32",
+            "shape": [-1] if n == "label" else [-1, -1],
+        }
+        for n in model.output_names
+    ]
+    return {
+        "name": name,
+        "versions": [version] if version else list(service.models),
+        "platform": "onnxruntime_onnx" if model.spec.format == "onnx" else "sklearn",
+        "inputs": input_metadata(model),
+        "outputs": outputs,
+        "parameters": {"features": list(model.spec.features), "sha256": model.spec.sha256},
+    }
+
+
+def input_metadata(model: LoadedModel) -> list[dict[str, Any]]:
+    """The one [rows, features] tensor, or one tensor per column where a column is text or the
+    graph takes named inputs (all-numeric models also accept the one tensor then)."""
+    spec = model.spec
+    if spec.schema.all_numeric and (spec.layout == "matrix" or spec.format != "onnx"):
+        return [{"name": "input", "datatype": "FP32", "shape": [-1, model.n_features]}]
+    return [
+        {"name": f.name, "datatype": "BYTES" if f.kind == "string" else "FP32", "shape": [-1, 1]}
+        for f in spec.schema.features
+    ]
+
+
+def readiness(service: Service, name: str, version: str | None) -> dict[str, Any]:
+    version_of(service, name, version)
+    return {"name": name, "ready": True}
+
+
+def check_name(service: Service, name: str) -> None:
+    if name != service.name:
+        raise PayloadError(
+            404, f"model '{echoed(name)}' is not served here (serving '{service.name}')"
+        )
