@@ -15,9 +15,10 @@ from mlops_ci.comparison import ModelScore
 from mlops_ci.config import Config, Rule
 from mlops_ci.errors import GateFailed, InputError
 from mlops_ci.registry import RunRecord
-from mlops_ci.steps.compare import _rule_checks, compare
+from mlops_ci.steps.compare import compare
 from mlops_ci.steps.promote import promote
 from mlops_ci.steps.register import register
+from mlops_ci.steps.rules import rule_checks
 from tests.fakes import InMemoryRegistry
 
 
@@ -206,7 +207,7 @@ def test_rules_against_production_follow_the_metric_direction(
     rule: Rule, cand: float, prod: float, status: str
 ) -> None:
     run = RunRecord("r", "FINISHED")
-    checks = _rule_checks(
+    checks = rule_checks(
         0,
         rule,
         run,
@@ -219,7 +220,7 @@ def test_rules_against_production_follow_the_metric_direction(
 
 def test_a_rule_check_says_the_gap_once_with_its_direction() -> None:
     """rmse grew: the check shows +gap and 'worse by', never the directional -gap."""
-    checks = _rule_checks(
+    checks = rule_checks(
         0,
         Rule("rmse", must="not_worse_than_production", tolerance=0.005),
         RunRecord("r", "FINISHED"),
@@ -231,7 +232,7 @@ def test_a_rule_check_says_the_gap_once_with_its_direction() -> None:
         "121766.1530 vs 118698.0000: Δ +3068.1530, worse by 3068.1530; "
         "allowed: worse by at most 0.005"
     ]
-    cost = _rule_checks(
+    cost = rule_checks(
         0,
         Rule("latency_p99_ms", max_increase=0.25),
         RunRecord("r", "FINISHED"),
@@ -372,11 +373,11 @@ def test_the_tolerance_is_absolute_whatever_the_scale(
     from mlops_ci.comparison import ModelScore
     from mlops_ci.config import Rule
     from mlops_ci.registry import RunRecord
-    from mlops_ci.steps.compare import _rule_checks
+    from mlops_ci.steps.rules import rule_checks
 
     rule = Rule(metric="accuracy", must="not_worse_than_production", tolerance=0.005)
     run = RunRecord("r1", "FINISHED")
-    (check,) = _rule_checks(
+    (check,) = rule_checks(
         0,
         rule,
         run,

@@ -43,8 +43,8 @@ def test_every_verb_has_help_a_newcomer_understands() -> None:
 def test_the_training_command_gets_no_credentials(project: Path, fake_registry: Any) -> None:
     """A real train whose command dumps its environment: no CI, registry or mlops-ci
     credential, no webhook signing secret, the tracking URI without its userinfo."""
-    from mlops_ci.steps.train import SECRET_VARIABLES
     from mlops_ci.steps.train import train as train_step
+    from mlops_ci.steps.usercommand import SECRET_VARIABLES
 
     (project / "envdump.py").write_text(
         "import json, os, runpy\n"
@@ -78,7 +78,7 @@ def test_the_training_command_gets_no_credentials(project: Path, fake_registry: 
 
 
 def test_train_help_lists_every_variable_it_strips() -> None:
-    from mlops_ci.steps.train import SECRET_PREFIXES, SECRET_VARIABLES, URI_VARIABLES
+    from mlops_ci.steps.usercommand import SECRET_PREFIXES, SECRET_VARIABLES, URI_VARIABLES
 
     words = set(re.findall(r"[A-Z_]+", cli.commands["train"].help or ""))
     assert set(SECRET_VARIABLES) <= words, set(SECRET_VARIABLES) - words
