@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops_ci.credentials import redact_urls, safe_url
+from mlops_ci.credentials import redact_urls
 from mlops_ci.errors import InputError, ServiceError
 from mlops_ci.modelfiles import load_user_model
-from mlops_ci.onnxmodel import TASK_PROP, OnnxModel
 from mlops_ci.registry import (
     EVALUATION_ARTIFACT,
     TAG_CACHE_KEY,
@@ -25,6 +24,8 @@ from mlops_ci.registry import (
     RunRecord,
     VersionRecord,
 )
+from mlops_ci.registry.mlflowmodel import load_logged_model, log_model, model_signature
+from mlops_ci.registry.tracking import URI_FORMS, redact, resolve_tracking_uri
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -49,40 +50,6 @@ def _float_env(name: str, default: float) -> float:
     except ValueError:
         return default
     return value if value > 0 else default
-
-
-# An Azure Pipelines macro the pipeline never defined stays as written, "$(NAME)": the
-# templates' `MLFLOW_TRACKING_URI: $(MLFLOW_TRACKING_URI)` then means "not set", as an unset
-# `${{ vars.NAME }}` (empty) does on GitHub.
-_UNEXPANDED_MACRO = re.compile(r"\$\([\w.]+\)")
-# What MLflow takes for a registry; anything else it would read as a folder (its file store).
-_URI_FORMS = "sqlite:///PATH, http(s)://HOST, postgresql://, mysql://, mssql:// or databricks"
-
-
-def _env_tracking_uri() -> str | None:
-    value = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
-    return None if not value or _UNEXPANDED_MACRO.fullmatch(value) else value
-
-
-def resolve_tracking_uri(config: Config, honour_env: bool = True) -> tuple[str, str]:
-    """(the tracking URI, where it comes from for messages): MLFLOW_TRACKING_URI wins over
-    registry.tracking_uri; a relative sqlite path is taken relative to mlops.yaml."""
-    from_env = _env_tracking_uri() if honour_env else None
-    if from_env:
-        uri, source = from_env, "MLFLOW_TRACKING_URI"
-    else:
-        uri, source = config.registry.tracking_uri, f"{config.path.name}: registry.tracking_uri"
-    match = re.match(r"^sqlite:///(?!/)(.+)$", uri)
-    if match:
-        db = config.resolve(match.group(1))
-        db.parent.mkdir(parents=True, exist_ok=True)
-        uri = f"sqlite:///{db}"
-    return uri, source
-
-
-def redact(uri: str) -> str:
-    """The URI without credentials, for messages."""
-    return safe_url(uri)
 
 
 class MlflowRegistry:
@@ -115,7 +82,7 @@ class MlflowRegistry:
             self.client: MlflowClient = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
         except MlflowException as err:  # a store MLflow cannot open: the URI is at fault
             if "://" not in tracking_uri and not tracking_uri.startswith("databricks"):
-                why = f"not a tracking URI ({_URI_FORMS})"
+                why = f"not a tracking URI ({URI_FORMS})"
             else:
                 why = redact_urls(str(err.message).strip().split(". ")[0])
             raise InputError(f"{source}: {redact(tracking_uri)!r}: {why}") from None
@@ -176,7 +143,7 @@ class MlflowRegistry:
 
         # Load and check the user's model before the run starts, so a bad file records nothing.
         model = load_user_model(run.model_file, run.task)
-        signature = _signature(model, run.example_features)
+        signature = model_signature(model, run.example_features)
         evaluation = run.evaluate(model) if run.evaluate is not None else None
         exp_id = self._experiment_id(run.experiment, create=True)
         with mlflow.start_run(experiment_id=exp_id) as active:
@@ -191,7 +158,7 @@ class MlflowRegistry:
                     mlflow.log_artifact(str(path), artifact_path=folder)
             if evaluation is not None:
                 mlflow.log_text(evaluation, EVALUATION_ARTIFACT)
-            model_uri = _log_model(model, signature)
+            model_uri = log_model(model, signature)
             mlflow.set_tags({TAG_MODEL_URI: model_uri, TAG_COMPLETE: "true"})
         return self.get_run(run_id)
 
@@ -476,92 +443,6 @@ class MlflowRegistry:
             f"MLflow at {self.describe()} failed: {first[:300]}",
             hint="check MLFLOW_TRACKING_URI and that the server is reachable",
         )
-
-
-def load_logged_model(uri: str) -> Any:
-    """A model logged by `train`, by its MLflow flavor (a local folder or any model URI)."""
-    import mlflow.models
-
-    local = Path(uri)
-    flavors = (
-        mlflow.models.Model.load(str(local / "MLmodel")).flavors
-        if (local / "MLmodel").is_file()
-        else mlflow.models.get_model_info(uri).flavors
-    )
-    if "onnx" in flavors:
-        import mlflow.onnx
-
-        proto = mlflow.onnx.load_model(uri)
-        return OnnxModel(proto.SerializeToString(), where=f"the ONNX model at {uri}")
-    import mlflow.sklearn
-
-    return mlflow.sklearn.load_model(uri)
-
-
-def _log_model(model: Any, signature: Any) -> str:
-    """Log the model under the active run with its flavor; returns its model URI."""
-    if isinstance(model, OnnxModel):
-        import mlflow.onnx
-        import onnx
-
-        proto = onnx.load_from_string(model.data)
-        onnx.helper.set_model_props(
-            proto, {**{p.key: p.value for p in proto.metadata_props}, TASK_PROP: model.task}
-        )
-        info = mlflow.onnx.log_model(
-            proto, name="model", signature=signature, save_as_external_data=False
-        )
-        return str(info.model_uri)
-    import mlflow.sklearn
-
-    info = mlflow.sklearn.log_model(
-        model,
-        name="model",
-        signature=signature,
-        pip_requirements=_serving_requirements(model),
-        skops_trusted_types=_skops_types(model),
-    )
-    return str(info.model_uri)
-
-
-def _signature(model: Any, example: Any) -> Any:
-    """MLflow model signature from a few evaluation rows; None when there are none."""
-    if example is None:
-        return None
-    from mlflow.models import infer_signature
-
-    from mlops_ci.features import model_frame
-
-    example = model_frame(model, example, "evaluate.data", "the trained")
-    try:
-        return infer_signature(example, model.predict(example))
-    except Exception as err:  # the user's model on the user's data
-        raise InputError(
-            f"evaluate.data: the trained model cannot score its rows: {str(err).splitlines()[0]}",
-            hint="check evaluate.features and evaluate.target match what train.py uses",
-        ) from None
-
-
-def _skops_types(model: Any) -> list[str]:
-    """Types in the user's own freshly trained model that skops must be told to trust."""
-    import skops.io
-
-    return list(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
-
-
-def _serving_requirements(model: Any) -> list[str]:
-    """Pinned requirements of the logged model; passing them skips MLflow's slow inference."""
-    from importlib import metadata
-
-    from mlops_ci.packaging.frameworks import distributions
-
-    pins = []
-    for dist in ("scikit-learn", "numpy", "scipy", "pandas", "skops", *distributions(model)):
-        try:
-            pins.append(f"{dist}=={metadata.version(dist)}")
-        except metadata.PackageNotFoundError:
-            continue
-    return pins
 
 
 def _is_not_found(err: Exception) -> bool:
