@@ -260,6 +260,7 @@ def front(
 
     require("serve", "mlops-ci front")
     settle_gc()  # a long-lived process: the collector's usual pace
-    from mlops_ci.serve.front import UpstreamRule, run_front
+    from mlops_ci.serve.front import run_front
+    from mlops_ci.serve.frontroutes import UpstreamRule
 
     run_front(model, host, port, state_dir, token_env, UpstreamRule(upstream_base, upstream_port))

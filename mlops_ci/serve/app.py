@@ -31,7 +31,6 @@ from mlops_ci.serve.openapi import openapi_document
 from mlops_ci.serve.payload import (
     PayloadError,
     batch_rows,
-    parse_infer,
     parse_json,
     parse_score,
 )
@@ -39,6 +38,7 @@ from mlops_ci.serve.protocol import set_read_timeout, within
 from mlops_ci.serve.router import parse_split
 from mlops_ci.serve.service import Service, ServiceSettings, settings_from_env
 from mlops_ci.serve.v2 import check_name, infer_response, model_metadata, readiness
+from mlops_ci.serve.v2payload import parse_infer
 
 REQUEST_ID_CHARS = 128  # a longer x-request-id is cut: access-log lines stay under PIPE_BUF
 log = logging.getLogger("mlops_ci.serve")

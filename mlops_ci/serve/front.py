@@ -12,7 +12,7 @@ was), and reads HAProxy's per-request log lines into the same per-version Promet
 What it forwards is closed by construction: only the scoring and health routes of the v2
 protocol and ``/score`` (``FORWARDED``), without the client's ``Authorization`` or ``Cookie``;
 every other path (a version's ``/admin/*``, its ``/metrics``) is a 404 of the front's own. An
-upstream is accepted only if it is a version container of this environment (``UpstreamRule``:
+upstream is accepted only if it is a version container of this environment (``frontroutes``:
 ``http://NAME-vVERSION:PORT`` on its own network), so the admin API cannot point the front at
 another host (no SSRF), nor can an edited ``front.json``.
 """
@@ -29,7 +29,6 @@ import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,6 +37,15 @@ import orjson
 
 from mlops_ci.errors import ServiceError
 from mlops_ci.records import write_text_atomic
+from mlops_ci.serve.frontroutes import (
+    STATE_FILE,
+    FrontError,
+    Routes,
+    UpstreamCheck,
+    UpstreamRule,
+    load_routes,
+    parse_routes,
+)
 from mlops_ci.serve.haproxy import (
     PIN_SLOTS,
     SERVED_KEY,
@@ -52,7 +60,6 @@ from mlops_ci.serve.haproxy import (
 from mlops_ci.serve.haproxy import inflight as haproxy_inflight
 from mlops_ci.serve.metrics import ServiceMetrics
 
-STATE_FILE = "front.json"
 # (path, methods) of what a version container answers for clients; nothing else goes through.
 FORWARDED: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("/score", ("POST",)),
@@ -67,96 +74,6 @@ FORWARDED: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("/v2/models/{name}/versions/{version}/ready", ("GET",)),
     ("/openapi.json", ("GET",)),
 )
-
-
-class FrontError(ValueError):
-    """A refused admin change; the message says which field."""
-
-
-_VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
-# Why an upstream URL for a version is refused, or None when it is one the front may use.
-UpstreamCheck = Callable[[str, str], str | None]
-
-
-@dataclass(frozen=True)
-class UpstreamRule:
-    """The only upstreams a docker front takes: its environment's version containers, by
-    the name the docker target gives them, on the port they listen on."""
-
-    base: str  # mlops-ci-MODEL-ENV
-    port: int
-
-    def url(self, version: str) -> str:
-        return f"http://{self.base}-v{version}:{self.port}"
-
-    def __call__(self, version: str, url: str) -> str | None:
-        if not _VERSION.fullmatch(version):
-            return f"version '{version[:64]}' is not a version name (letters, digits, . _ -)"
-        if url.rstrip("/") == self.url(version):
-            return None
-        return f"version '{version}' must be {self.url(version)} (a version container here)"
-
-
-@dataclass(frozen=True)
-class Routes:
-    """Which container serves each version, and the share of unpinned traffic each takes."""
-
-    upstreams: dict[str, str]  # version -> base URL
-    weights: dict[str, float]  # version -> weight (any scale; share = weight / total)
-
-    def choose(self, draw: float) -> str | None:
-        """The version for a uniform ``draw`` in [0, 1), or None when no version has weight."""
-        total = sum(self.weights.values())
-        if total <= 0:
-            return None
-        point, seen = draw * total, 0.0
-        chosen = None
-        for version, weight in self.weights.items():
-            if weight > 0:
-                chosen = version
-                seen += weight
-                if point < seen:
-                    return version
-        return chosen
-
-    def to_json(self) -> dict[str, Any]:
-        return {"upstreams": self.upstreams, "weights": self.weights}
-
-
-def parse_routes(body: Any, allowed: UpstreamCheck) -> Routes:
-    """Routes from an admin request body ``{"upstreams": {...}, "weights": {...}}``; each
-    upstream must pass ``allowed``."""
-    if not isinstance(body, dict):
-        raise FrontError('the body must be {"upstreams": {...}, "weights": {...}}')
-    upstreams, weights = body.get("upstreams"), body.get("weights", {})
-    if not isinstance(upstreams, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) and v.startswith(("http://", "https://"))
-        for k, v in upstreams.items()
-    ):
-        raise FrontError("'upstreams' must map each version to an http(s):// URL")
-    for version, url in upstreams.items():
-        refused = allowed(version, url)
-        if refused:
-            raise FrontError(f"upstreams: {refused}")
-    if not isinstance(weights, dict):
-        raise FrontError("'weights' must map versions to numbers >= 0")
-    for version, weight in weights.items():
-        if version not in upstreams:
-            raise FrontError(f"weights: version '{version}' has no upstream")
-        if type(weight) not in (int, float) or not 0 <= weight <= 1e9:
-            raise FrontError(f"weights: the weight of version '{version}' must be a number >= 0")
-    return Routes(
-        {str(k): v.rstrip("/") for k, v in upstreams.items()},
-        {str(k): float(v) for k, v in weights.items()},
-    )
-
-
-def load_routes(state_dir: Path, allowed: UpstreamCheck) -> Routes:
-    """The routes a previous run of the front left (if still allowed), else none."""
-    try:
-        return parse_routes(orjson.loads((state_dir / STATE_FILE).read_bytes()), allowed)
-    except (OSError, orjson.JSONDecodeError, FrontError):
-        return Routes({}, {})
 
 
 class Runtime:

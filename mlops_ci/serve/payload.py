@@ -10,6 +10,7 @@ error body. Accepted shapes:
   "datatype", "data"}`` (all-numeric models), or one tensor per column named like it, shape
   [rows] or [rows, 1], BYTES for text columns; ``data`` flat or nested, or raw bytes after the
   JSON header (the binary tensor extension tritonclient uses, ``Inference-Header-Content-Length``).
+  Those are parsed in ``v2payload``, with the checks of a value kept here.
 
 A model whose schema is all numbers gets a float64 matrix; one with text columns a table of
 1-D columns by name (float64 numbers, object strings; a missing value as ``features.py`` says).
@@ -159,7 +160,7 @@ def parse_score(body: bytes, limits: Limits) -> Batch:
 def _rows_or_records(rows: Any, field: str, limits: Limits) -> Batch:
     if not isinstance(rows, list):
         raise PayloadError(400, f"'{field}' must be a list of rows, got {_kind(rows)}")
-    _check_rows(len(rows), field, limits)
+    check_rows(len(rows), field, limits)
     if isinstance(rows[0], dict):
         return _records(rows, field, limits)
     return _matrix(rows, field, limits)
@@ -174,7 +175,7 @@ def _split(value: Any, field: str, limits: Limits) -> Batch:
         return _rows_or_records(data, f"{field}.data", limits)
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
         raise PayloadError(400, f"'{field}.columns' must be a list of column names")
-    _check_rows(len(data), f"{field}.data", limits)
+    check_rows(len(data), f"{field}.data", limits)
     records = []
     for i, row in enumerate(data):
         if not isinstance(row, list) or len(row) != len(columns):
@@ -229,7 +230,7 @@ def _matrix(rows: list[Any], field: str, limits: Limits, names: tuple[str, ...] 
             raise PayloadError(422, f"'{where}' in row {i} must be a number, got {_kind(value)}")
     if small:
         return np.array(rows, dtype=np.float64)  # None (a missing value) becomes NaN
-    return _finite(np.array(rows, dtype=np.float64), field, limits.nullable)
+    return finite(np.array(rows, dtype=np.float64), field, limits.nullable)
 
 
 def _check_widths(rows: list[Any], field: str, width: int, what: str) -> None:
@@ -250,11 +251,13 @@ def _table(rows: list[Any], field: str, limits: Limits) -> dict[str, npt.NDArray
     table: dict[str, npt.NDArray[Any]] = {}
     for j, feature in enumerate(features):
         column = [row[j] for row in rows]
-        table[feature.name] = _column(column, feature, f"'{feature.name}'", "in row")
+        table[feature.name] = column_values(column, feature, f"'{feature.name}'", "in row")
     return table
 
 
-def _column(values: list[Any], feature: Feature, where: str, row_word: str) -> npt.NDArray[Any]:
+def column_values(
+    values: list[Any], feature: Feature, where: str, row_word: str
+) -> npt.NDArray[Any]:
     """One column's values checked against its kind: text, or finite float32 numbers (or
     missing ones, null or NaN, where the model imputes them)."""
     if feature.kind == STRING:
@@ -279,10 +282,10 @@ def _column(values: list[Any], feature: Feature, where: str, row_word: str) -> n
                 continue
             raise PayloadError(422, f"{where} {row_word} {i} must be a number, got {_kind(value)}")
     column = np.array(values, dtype=np.float64).reshape(-1, 1)
-    return _finite(column, where.strip("'"), (0,) if feature.nullable else ())[:, 0]
+    return finite(column, where.strip("'"), (0,) if feature.nullable else ())[:, 0]
 
 
-def _finite(
+def finite(
     values: npt.NDArray[Any], field: str, missing_ok: tuple[int, ...] = ()
 ) -> npt.NDArray[np.float64]:
     """``values`` as float64, as sent (the native model takes them so; ONNX graphs get them
@@ -300,7 +303,7 @@ def _finite(
     return np.ascontiguousarray(values, dtype=np.float64)
 
 
-def _fits(value: Any, datatype: str) -> bool:
+def fits(value: Any, datatype: str) -> bool:
     """A JSON value of a v2 datatype: true/false for BOOL; a whole number for INT/UINT (JSON
     does not tell 3 from 3.0, so 3.0 counts, 3.5 does not); any number for FP."""
     kind = type(value)
@@ -311,276 +314,11 @@ def _fits(value: Any, datatype: str) -> bool:
     return kind is int or kind is float
 
 
-def _check_rows(rows: int, field: str, limits: Limits) -> None:
+def check_rows(rows: int, field: str, limits: Limits) -> None:
     if rows == 0:
         raise PayloadError(422, f"'{field}' is empty: send at least one row")
     if rows > limits.max_rows:
         raise PayloadError(413, f"'{field}' has {rows} rows; the limit is {limits.max_rows}")
-
-
-def parse_infer(body: bytes, header_length: int | None, limits: Limits) -> InferRequest:
-    """An Open Inference Protocol v2 request (JSON, or JSON header + binary tensor data)."""
-    if header_length is not None:
-        if header_length < 0 or header_length > len(body):
-            raise PayloadError(400, "Inference-Header-Content-Length is beyond the body")
-        doc, binary = parse_json(body[:header_length]), body[header_length:]
-    else:
-        doc, binary = parse_json(body), b""
-    if not isinstance(doc, dict):
-        raise PayloadError(400, "the body must be a JSON object with 'inputs'")
-    inputs = doc.get("inputs")
-    if (
-        not isinstance(inputs, list)
-        or not inputs
-        or not all(isinstance(tensor, dict) for tensor in inputs)
-    ):
-        raise PayloadError(
-            400,
-            "'inputs' must be a list of tensors {name, shape, datatype, data}: one [rows, "
-            "features] tensor, or one per column named like it",
-        )
-    request_id = doc.get("id")
-    if "id" in doc and not isinstance(request_id, str):  # null too: the protocol says string
-        raise PayloadError(400, "'id' must be a string")
-    if not isinstance(doc.get("parameters", {}), dict):
-        raise PayloadError(400, "'parameters' must be an object")
-    outputs = _requested_outputs(doc["outputs"]) if "outputs" in doc else ()
-    unnamed = [i for i, tensor in enumerate(inputs) if not isinstance(tensor.get("name"), str)]
-    if unnamed:
-        raise PayloadError(400, f"'inputs[{unnamed[0]}].name' must be a string")
-    if len(inputs) == 1 and inputs[0]["name"] not in limits.features:
-        if limits.mixed:
-            assert limits.schema is not None
-            raise PayloadError(
-                422,
-                f"this model has text columns ({', '.join(limits.schema.strings[:5])}): send one "
-                "tensor per column, named like it, with datatype BYTES for text",
-            )
-        return InferRequest(_tensor(inputs[0], binary, limits), request_id, outputs)
-    return InferRequest(_named_tensors(inputs, binary, limits), request_id, outputs)
-
-
-def _named_tensors(inputs: list[Any], binary: bytes, limits: Limits) -> Batch:
-    """One tensor per column, named like it → a table (or, all numbers, the matrix)."""
-    schema = limits.schema or FeatureSchema.numeric(limits.features)
-    if not schema.features:
-        raise PayloadError(
-            422, "this model's package records no feature names; send one [rows, features] tensor"
-        )
-    kinds = {f.name: f for f in schema.features}
-    by_name: dict[str, dict[str, Any]] = {}
-    for i, tensor in enumerate(inputs):
-        name = tensor.get("name")
-        if not isinstance(name, str) or name not in kinds:
-            raise PayloadError(
-                422,
-                f"'inputs[{i}].name' {str(name)[:80]!r} is not a feature of this model "
-                f"(features: {', '.join(schema.names[:20])})",
-            )
-        if name in by_name:
-            raise PayloadError(422, f"'inputs[{i}]': column '{name}' is sent twice")
-        by_name[name] = tensor
-    missing = [n for n in schema.names if n not in by_name]
-    if missing:
-        raise PayloadError(422, f"'inputs': missing column(s) {', '.join(missing[:20])}")
-    table: dict[str, npt.NDArray[Any]] = {}
-    offset = 0
-    rows: int | None = None
-    for i, tensor in enumerate(inputs):
-        feature = kinds[tensor["name"]]
-        column, used = _column_tensor(i, tensor, feature, binary[offset:], limits)
-        offset += used
-        if rows is not None and len(column) != rows:
-            raise PayloadError(
-                422, f"'inputs[{i}]' ({feature.name}) has {len(column)} rows, the others {rows}"
-            )
-        rows = len(column)
-        table[feature.name] = column
-    if offset != len(binary):
-        raise PayloadError(422, f"{len(binary) - offset} bytes of binary data belong to no input")
-    if not limits.mixed:
-        return np.ascontiguousarray(np.stack([table[n] for n in schema.names], axis=1))
-    return table
-
-
-def _column_tensor(
-    i: int, tensor: dict[str, Any], feature: Feature, binary: bytes, limits: Limits
-) -> tuple[npt.NDArray[Any], int]:
-    """(the column, binary bytes it used) of one named v2 tensor of shape [rows] or [rows, 1]."""
-    where = f"inputs[{i}]"
-    shape, datatype = tensor.get("shape"), tensor.get("datatype")
-    if (
-        not isinstance(shape, list)
-        or not 1 <= len(shape) <= 2
-        or not all(type(d) is int and d >= 0 for d in shape)
-        or (len(shape) == 2 and shape[1] != 1)
-    ):
-        raise PayloadError(422, f"'{where}.shape' must be [rows] or [rows, 1] for one column")
-    rows = shape[0]
-    _check_rows(rows, where, limits)
-    if feature.kind == STRING and datatype != "BYTES":
-        raise PayloadError(
-            422, f"'{where}.datatype' must be BYTES: column '{feature.name}' is text"
-        )
-    if feature.kind != STRING and (not isinstance(datatype, str) or datatype not in V2_NUMERIC):
-        raise PayloadError(
-            422,
-            f"'{where}.datatype' {datatype!r} is not a numeric type (FP32, FP64, INT64, ...): "
-            f"column '{feature.name}' is a number",
-        )
-    params = tensor.get("parameters") or {}
-    size = params.get("binary_data_size") if isinstance(params, dict) else None
-    if size is not None:
-        if type(size) is not int or size < 0 or size > len(binary):
-            raise PayloadError(422, f"'{where}': binary_data_size is beyond the binary data")
-        chunk = binary[:size]
-        if feature.kind == STRING:
-            texts = list(_binary_strings(chunk, rows, where))
-            return _column(texts, feature, f"'{feature.name}'", "in row"), size
-        missing_ok = (0,) if feature.nullable else ()
-        return _binary(chunk, size, rows, 1, str(datatype), missing_ok)[:, 0], size
-    data = tensor.get("data")
-    if not isinstance(data, list):
-        raise PayloadError(422, f"'{where}.data' must be a list")
-    _check_nesting(data, shape, where)
-    flat = _flatten(data, rows, where)
-    if feature.kind != STRING:  # datatype is one of V2_NUMERIC, checked above
-        datatype = str(datatype)
-        if not all(_fits(v, datatype) or v is None for v in flat):
-            raise PayloadError(422, f"'{where}.data' must hold {_kind_of(datatype)}")
-        if datatype == "BOOL":
-            flat = [None if v is None else int(v) for v in flat]
-    return _column(flat, feature, f"'{feature.name}'", "in row"), 0
-
-
-def _binary_strings(chunk: bytes, rows: int, where: str) -> npt.NDArray[Any]:
-    """BYTES in the binary extension: each element a 4-byte little-endian length, then UTF-8."""
-    values, at = [], 0
-    for _ in range(rows):
-        if at + 4 > len(chunk):
-            raise PayloadError(422, f"'{where}': binary BYTES data ends early")
-        length = int.from_bytes(chunk[at : at + 4], "little")
-        at += 4
-        if at + length > len(chunk):
-            raise PayloadError(422, f"'{where}': binary BYTES data ends early")
-        try:
-            values.append(chunk[at : at + length].decode("utf-8"))
-        except UnicodeDecodeError:
-            raise PayloadError(422, f"'{where}': binary BYTES element is not UTF-8") from None
-        at += length
-    if at != len(chunk):
-        raise PayloadError(422, f"'{where}': binary BYTES data is longer than {rows} elements")
-    return np.array(values, dtype=object)
-
-
-def _tensor(tensor: dict[str, Any], binary: bytes, limits: Limits) -> npt.NDArray[np.float64]:
-    shape, datatype = tensor.get("shape"), tensor.get("datatype")
-    if (
-        not isinstance(shape, list)
-        or len(shape) != 2
-        or not all(type(d) is int and d >= 0 for d in shape)
-    ):
-        raise PayloadError(422, f"'inputs[0].shape' must be [rows, {limits.n_features}]")
-    rows, width = shape
-    if width != limits.n_features:
-        raise PayloadError(
-            422, f"'inputs[0].shape' is {shape}; the model takes [rows, {limits.n_features}]"
-        )
-    _check_rows(rows, "inputs[0]", limits)
-    if not isinstance(datatype, str) or datatype not in V2_NUMERIC:  # a dict is unhashable
-        raise PayloadError(
-            422, f"'inputs[0].datatype' {datatype!r} is not a numeric type (FP32, FP64, INT64, ...)"
-        )
-    params = tensor.get("parameters") or {}
-    size = params.get("binary_data_size") if isinstance(params, dict) else None
-    if size is not None:
-        return _binary(binary, size, rows, width, datatype, limits.nullable)
-    data = tensor.get("data")
-    if not isinstance(data, list):
-        raise PayloadError(422, "'inputs[0].data' must be a list of numbers")
-    _check_nesting(data, [rows, width], "inputs[0]")
-    flat = _flatten(data, rows * width, "inputs[0]")
-    if not all(
-        _fits(v, datatype) or (v is None and k % width in limits.nullable)
-        for k, v in enumerate(flat)
-    ):
-        raise PayloadError(422, f"'inputs[0].data' must hold {_kind_of(datatype)}")
-    values = np.array(flat, dtype=np.float64).reshape(rows, width)
-    return _finite(values, "inputs[0].data", limits.nullable)
-
-
-def _kind_of(datatype: str) -> str:
-    if datatype == "BOOL":
-        return "true/false for datatype BOOL"
-    if datatype.startswith(("INT", "UINT")):
-        return f"whole numbers for datatype {datatype}"
-    return f"only numbers for datatype {datatype}"
-
-
-def _check_nesting(data: list[Any], shape: list[int], where: str) -> None:
-    """Nested data must follow the shape at every level (flat data is counted by _flatten):
-    [[1, 2, 3], [4, 5, 6, 7, 8]] is not 2 rows of 4, whatever its total."""
-    if not any(isinstance(v, list) for v in data):
-        return
-    if len(data) != shape[0] or len(shape) == 1:
-        raise PayloadError(422, f"'{where}.data' is nested unlike its shape {shape}")
-    for row in data:
-        if not isinstance(row, list):
-            raise PayloadError(422, f"'{where}.data' mixes lists and values; shape {shape}")
-        _check_nesting(row, shape[1:], where)
-        if not any(isinstance(v, list) for v in row) and len(row) != shape[1]:
-            raise PayloadError(
-                422, f"'{where}.data' has a row of {len(row)} values; the shape says {shape[1]}"
-            )
-
-
-def _flatten(data: list[Any], expected: int, where: str) -> list[Any]:
-    """v2 allows nested or flat data in row-major order; refuse a ragged or wrong-sized one."""
-    flat: list[Any] = []
-    stack = [iter(data)]
-    while stack:
-        for value in stack[-1]:
-            if isinstance(value, list):
-                stack.append(iter(value))
-                break
-            flat.append(value)
-            if len(flat) > expected:
-                stack.clear()
-                break
-        else:
-            stack.pop()
-    if len(flat) != expected:
-        raise PayloadError(
-            422,
-            f"'{where}.data' holds {len(flat)}+ values; the shape says {expected}"
-            if len(flat) > expected
-            else f"'{where}.data' holds {len(flat)} values; the shape says {expected}",
-        )
-    return flat
-
-
-def _binary(
-    binary: bytes, size: Any, rows: int, width: int, datatype: str, missing_ok: tuple[int, ...] = ()
-) -> npt.NDArray[np.float64]:
-    dtype = np.dtype(V2_NUMERIC[datatype])
-    if type(size) is not int or size != len(binary) or size != rows * width * dtype.itemsize:
-        raise PayloadError(
-            422,
-            f"binary tensor of {len(binary)} bytes does not match shape [{rows}, {width}] "
-            f"of {datatype}",
-        )
-    if datatype == "BOOL" and binary.translate(None, b"\x00\x01"):
-        raise PayloadError(422, "binary BOOL data must hold bytes 0 or 1")
-    values = np.frombuffer(binary, dtype=dtype.newbyteorder("<")).reshape(rows, width)
-    return _finite(values.astype(np.float64), "inputs[0] (binary)", missing_ok)
-
-
-def _requested_outputs(outputs: Any) -> tuple[str, ...]:
-    if not isinstance(outputs, list) or not all(
-        isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
-    ):
-        raise PayloadError(400, "'outputs' must be a list of {\"name\": ...}")
-    return tuple(o["name"] for o in outputs)
 
 
 def _kind(value: Any) -> str:

@@ -7,6 +7,7 @@ list of base modules, so a module added tomorrow is checked from its first commi
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -53,3 +54,18 @@ def test_the_import_contracts_hold() -> None:
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:]
     assert "0 broken" in done.stdout
+
+
+MAX_LINES = 500
+
+
+def test_no_module_is_over_500_lines_unless_its_docstring_says_why() -> None:
+    # A module of one idea stays short; one that must be longer says so in its docstring
+    # ("... over 500 lines because ..."), so the next reader knows it was meant.
+    long = {
+        str(p.relative_to(ROOT)): n
+        for p in sorted(PACKAGE.rglob("*.py"))
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+        and "over 500 lines because" not in (ast.get_docstring(ast.parse(p.read_text())) or "")
+    }
+    assert not long, f"modules over {MAX_LINES} lines without a reason in their docstring: {long}"

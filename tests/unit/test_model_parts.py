@@ -20,7 +20,8 @@ from mlops_ci.features import FeatureSchema
 from mlops_ci.modelfiles import load_model_file
 from mlops_ci.onnxmodel import OnnxModel, standardize
 from mlops_ci.packaging import convert
-from mlops_ci.serve.payload import Limits, PayloadError, parse_infer, parse_score
+from mlops_ci.serve.payload import Limits, PayloadError, parse_score
+from mlops_ci.serve.v2payload import parse_infer
 
 RNG = np.random.default_rng(0)
 X = pd.DataFrame(RNG.normal(size=(200, 3)), columns=["a", "b", "c"])

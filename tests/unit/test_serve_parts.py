@@ -12,9 +12,10 @@ import orjson
 import pytest
 
 from mlops_ci.serve.inputlog import InputLog, LogSettings, read_records, recover_orphans
-from mlops_ci.serve.payload import Limits, PayloadError, parse_infer, parse_score
+from mlops_ci.serve.payload import Limits, PayloadError, parse_score
 from mlops_ci.serve.router import Router, SharedState, Split, StateFile, parse_split
 from mlops_ci.serve.server import Weighted, parse_weighted, split_weights
+from mlops_ci.serve.v2payload import parse_infer
 
 LIMITS = Limits(n_features=2, features=("a", "b"), max_rows=3)
 
