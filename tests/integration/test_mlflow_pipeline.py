@@ -294,7 +294,7 @@ def test_demo_command_end_to_end(tmp_path: Path) -> None:
 def test_compare_uses_the_predictions_train_recorded_only_for_the_same_rows(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlops_ci.evalcache import ARTIFACT
+    from mlops_ci.registry import EVALUATION_ARTIFACT as ARTIFACT
     from mlops_ci.steps.compare import compare
 
     c = str(project)
