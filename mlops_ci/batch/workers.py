@@ -16,7 +16,15 @@ from collections.abc import Iterable
 # Imported once by the fork server, before it forks any worker (Dask's workers too: one server
 # per process, started by whichever engine runs first). pandas because pyarrow's to_numpy
 # imports it: a worker spent 0.26 s of its first task on that import.
-PRELOAD = ["numpy", "pandas", "pyarrow", "pyarrow.parquet", "onnxruntime", "mlops_ci.batch.score"]
+PRELOAD = [
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "pyarrow.parquet",
+    "onnxruntime",
+    "mlops_ci.batch.score",
+    "mlops_ci.serve.model",  # what a worker loads the model with (23 ms of its first task)
+]
 
 
 def start_method() -> str:
