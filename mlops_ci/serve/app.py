@@ -23,6 +23,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match, Route
+from starlette.types import Receive, Scope, Send
 
 from mlops_ci import __version__
 from mlops_ci.errors import MlopsError
@@ -53,6 +55,35 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     )
 
 
+class ServingApp(FastAPI):
+    """FastAPI, with the scoring routes called straight from the server.
+
+    Every request through FastAPI passes its stack: the error and exception middleware, an
+    AsyncExitStack, an OpenTelemetry check that reads the environment three times, the
+    router's walk of the routes, Starlette's exception wrapper. For a single-row request that
+    was about a fifth of the app's time (measured in-process, ASGI calls of /score: ~90 µs a
+    request against ~70 µs without it). The scoring endpoints answer every error themselves
+    (``_post``), so they need none of it; every other route, and a scoring path with another
+    method (405), goes through FastAPI as before.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scoring: list[Route] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for route in self.scoring:
+                match, child = route.matches(scope)
+                if match is Match.FULL:
+                    scope["app"] = self
+                    scope.update(child)
+                    response = await route.endpoint(Request(scope, receive, send))
+                    await response(scope, receive, send)
+                    return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: ServiceSettings) -> FastAPI:
     service = Service(settings)
     set_read_timeout(settings.read_timeout_s)  # the heads', in this (worker) process
@@ -77,7 +108,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         if service.access is not None:
             service.access.flush()
 
-    app = FastAPI(
+    app = ServingApp(
         title=f"mlops-ci: {service.name}",
         version=__version__,
         lifespan=lifespan,
@@ -107,7 +138,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 Handler = Callable[[Request, bytes, str], Awaitable[tuple[str, int, Response]]]
 
 
-def _scoring_routes(app: FastAPI, service: Service) -> None:
+def _scoring_routes(app: ServingApp, service: Service) -> None:
     async def score(request: Request, body: bytes, request_id: str) -> tuple[str, int, Response]:
         version = service.router.route(request.headers.get("x-model-version"))
         request.state.version = version  # an error from here on is this version's
@@ -158,7 +189,7 @@ def _scoring_routes(app: FastAPI, service: Service) -> None:
     _post(app, service, "/v2/models/{name}/versions/{version}/infer", "infer", infer_for(True))
 
 
-def _post(app: FastAPI, service: Service, path: str, endpoint: str, handler: Handler) -> None:
+def _post(app: ServingApp, service: Service, path: str, endpoint: str, handler: Handler) -> None:
     limit = service.settings.max_payload_bytes
     timeout = service.settings.read_timeout_s
 
@@ -203,6 +234,7 @@ def _post(app: FastAPI, service: Service, path: str, endpoint: str, handler: Han
     # A plain Starlette route: FastAPI's would solve dependencies for each request, and the
     # OpenAPI document is written by ``openapi`` anyway.
     app.router.add_route(path, route, methods=["POST"], name=endpoint)
+    app.scoring.append(app.router.routes[-1])  # type: ignore[arg-type]
 
 
 def _check_content_type(request: Request) -> None:

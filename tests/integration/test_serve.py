@@ -105,6 +105,14 @@ def test_open_inference_protocol_v2(packaged: Packaged, tmp_path: Path) -> None:
         assert [o["name"] for o in body["outputs"]] == ["label"]
         missing = httpx.get(f"{srv.url}/v2/models/other-model")
         assert missing.status_code == 404 and "not served here" in missing.json()["error"]
+        # The scoring routes are called straight from the server (ServingApp); another method
+        # on their paths, and the paths around them, still get FastAPI's JSON answers.
+        wrong_method = httpx.get(f"{srv.url}/score")
+        assert wrong_method.status_code == 405 and "error" in wrong_method.json()
+        unknown = httpx.post(f"{srv.url}/v2/models/iris-classifier/versions/9/infer", json=request)
+        assert unknown.status_code == 404 and "error" in unknown.json()
+        beyond = httpx.post(f"{srv.url}/score/more", json={"inputs": x})
+        assert beyond.status_code == 404 and "error" in beyond.json()
 
 
 def test_tritonclient_speaks_to_it(packaged: Packaged, tmp_path: Path) -> None:
