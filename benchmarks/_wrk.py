@@ -81,3 +81,23 @@ def post_load(
     if done.returncode != 0:
         raise SystemExit(f"wrk failed: {done.stderr.strip() or done.stdout.strip()}")
     return parse(done.stdout)
+
+
+def alternated(
+    urls: dict[str, str],
+    body: dict[str, Any],
+    connections: int,
+    rounds: int,
+    seconds: float,
+    taskset: str | None = None,
+) -> dict[str, list[Load]]:
+    """Each URL loaded for ``rounds`` rounds of ``seconds``, the order reversed every other
+    round so the machine's drift hits all alike; each round after a 1 s warm-up of its
+    connections. Returns every round of each URL, in order."""
+    runs: dict[str, list[Load]] = {name: [] for name in urls}
+    for turn in range(rounds):
+        order = list(urls.items())
+        for name, url in order if turn % 2 == 0 else order[::-1]:
+            post_load(url, body, connections, 1, taskset=taskset)
+            runs[name].append(post_load(url, body, connections, seconds, taskset=taskset))
+    return runs

@@ -27,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-from _wrk import Load, post_load, wrk_path
+from _wrk import alternated, wrk_path
 
 ROW = {"inputs": [[5.1, 3.5, 1.4, 0.2]]}
 
@@ -47,13 +47,9 @@ def front_vs_direct(front: str, direct: str, seconds: float, rounds: int) -> boo
     """Alternated wrk rounds on both URLs at 1 and 8 connections; True when the targets hold."""
     met = True
     for connections in (1, 8):
-        runs: dict[str, list[Load]] = {"front": [], "direct": []}
-        for turn in range(rounds):
-            order = [("front", front), ("direct", direct)]
-            for name, url in order if turn % 2 == 0 else order[::-1]:
-                post_load(f"{url}/score", ROW, connections, 1.0)  # warm the connections
-                runs[name].append(post_load(f"{url}/score", ROW, connections, seconds))
-            f, d = runs["front"][-1], runs["direct"][-1]
+        urls = {"front": f"{front}/score", "direct": f"{direct}/score"}
+        runs = alternated(urls, ROW, connections, rounds, seconds)
+        for turn, (f, d) in enumerate(zip(runs["front"], runs["direct"], strict=True)):
             print(f"  {connections} conn, round {turn + 1}: front {f.rps:,.0f} req/s "
                   f"p99 {f.p99_ms:.2f} ms, direct {d.rps:,.0f} req/s p99 {d.p99_ms:.2f} ms, "
                   f"errors {f.errors}/{d.errors}")  # fmt: skip

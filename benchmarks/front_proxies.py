@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 from _example import packaged_example
-from _wrk import Load, post_load, wrk_path
+from _wrk import alternated, wrk_path
 
 ROW = {"inputs": [[5.1, 3.5, 1.4, 0.2]]}
 
@@ -86,12 +86,9 @@ def ready(url: str) -> None:
 
 def hop_cost(urls: dict[str, str], rounds: int, seconds: float) -> None:
     for connections in (1, 8):
-        runs: dict[str, list[Load]] = {name: [] for name in urls}
-        for turn in range(rounds):
-            order = list(urls.items())
-            for name, url in order if turn % 2 == 0 else order[::-1]:
-                post_load(f"{url}/score", ROW, connections, 1)
-                runs[name].append(post_load(f"{url}/score", ROW, connections, seconds))
+        runs = alternated(
+            {k: f"{u}/score" for k, u in urls.items()}, ROW, connections, rounds, seconds
+        )
         direct = statistics.median(r.rps for r in runs["direct"])
         direct_p99 = statistics.median(r.p99_ms for r in runs["direct"])
         for name, loads in runs.items():

@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 from _example import packaged_example
-from _wrk import Load, post_load, wrk_path
+from _wrk import alternated, wrk_path
 from front_proxies import ready
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,13 +77,8 @@ def main() -> None:
             f"alternated rounds of {args.seconds:g} s"
         )
         for connections in (1, 8, 32):
-            runs: dict[str, list[Load]] = {name: [] for name in urls}
-            for turn in range(args.rounds):
-                order = list(urls.items())
-                for name, url in order if turn % 2 == 0 else order[::-1]:
-                    post_load(f"{url}/score", ROW, connections, 1, taskset="0")  # warm
-                    load = post_load(f"{url}/score", ROW, connections, args.seconds, taskset="0")
-                    runs[name].append(load)
+            scores = {name: f"{url}/score" for name, url in urls.items()}
+            runs = alternated(scores, ROW, connections, args.rounds, args.seconds, taskset="0")
             bare_rps = statistics.median(r.rps for r in runs["bare"])
             bare_p99 = statistics.median(r.p99_ms for r in runs["bare"])
             for name, loads in runs.items():
