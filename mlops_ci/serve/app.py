@@ -233,8 +233,9 @@ def _post(app: ServingApp, service: Service, path: str, endpoint: str, handler: 
 
     # A plain Starlette route: FastAPI's would solve dependencies for each request, and the
     # OpenAPI document is written by ``openapi`` anyway.
-    app.router.add_route(path, route, methods=["POST"], name=endpoint)
-    app.scoring.append(app.router.routes[-1])  # type: ignore[arg-type]
+    scoring = Route(path, route, methods=["POST"], name=endpoint)
+    app.router.routes.append(scoring)
+    app.scoring.append(scoring)
 
 
 def _check_content_type(request: Request) -> None:
