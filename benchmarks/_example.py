@@ -10,11 +10,11 @@ from typing import Any
 def packaged_example(work: Path, params: dict[str, Any] | None = None) -> tuple[Path, Any, Any]:
     """(package folder, the MLflow registry, the version record) of the example under ``work``,
     on its own SQLite registry, with a short profile."""
-    from mlops_ci.config import load_config
+    from mlops_ci.config.types import load_config
     from mlops_ci.registry.mlflow import MlflowRegistry
     from mlops_ci.steps.compare import compare
+    from mlops_ci.steps.demo import copy_example
     from mlops_ci.steps.package import package
-    from mlops_ci.steps.pipeline import copy_example
     from mlops_ci.steps.register import register
     from mlops_ci.steps.train import train
 

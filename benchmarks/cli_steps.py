@@ -36,11 +36,11 @@ PACED_FLOOR = "import gc; gc.set_threshold(50_000, 20, 20); " + FLOOR + "; gc.fr
 
 def project(work: Path) -> tuple[Path, str]:
     """The demo's state: v1 registered and in production, a second run trained and compared."""
-    from mlops_ci.config import load_config
+    from mlops_ci.config.types import load_config
     from mlops_ci.registry.mlflow import MlflowRegistry
     from mlops_ci.registry.tracking import resolve_tracking_uri
     from mlops_ci.steps.compare import compare
-    from mlops_ci.steps.pipeline import copy_example
+    from mlops_ci.steps.demo import copy_example
     from mlops_ci.steps.promote import promote
     from mlops_ci.steps.register import register
     from mlops_ci.steps.train import train

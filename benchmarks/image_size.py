@@ -26,12 +26,12 @@ RUN pip install --no-cache-dir fastapi uvicorn onnxruntime numpy
 
 
 def main() -> None:
-    from mlops_ci.config import load_config
+    from mlops_ci.config.types import load_config
     from mlops_ci.packaging.image import engine
     from mlops_ci.registry.mlflow import MlflowRegistry
     from mlops_ci.steps.compare import compare
+    from mlops_ci.steps.demo import copy_example
     from mlops_ci.steps.package import package
-    from mlops_ci.steps.pipeline import copy_example
     from mlops_ci.steps.register import register
     from mlops_ci.steps.train import train
 

@@ -1,7 +1,8 @@
 """Permutation importance on a 100,000-row evaluation set: the seeded sample against all rows.
 
 A random forest trained on the iris example scores 100,000 rows drawn (with noise) from its
-test data; `mlops_ci.importance.permutation` runs with `evaluate.importance.sample_rows` at its
+test data; `mlops_ci.evaluation.importance.permutation` runs
+with `evaluate.importance.sample_rows` at its
 default (2,000) and at 100,000 (every row), in the same run. Prints seconds of each, their
 ratio, and how far the sampled means are from the full ones (the ranking is what the report
 shows).
@@ -19,8 +20,8 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 
-from mlops_ci.evaldata import EvaluationData
-from mlops_ci.importance import Settings, permutation
+from mlops_ci.evaluation.data import EvaluationData
+from mlops_ci.evaluation.importance import Settings, permutation
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,8 @@
 """Permutation importance on 250 features: the time budget against the unbounded settings.
 
 A gradient-boosted forest fitted on 2,000 generated rows of 250 number columns (10 of them
-informative); `mlops_ci.importance.permutation` runs with the defaults (5 repeats, 2,000 rows)
+informative); `mlops_ci.evaluation.importance.permutation` runs
+with the defaults (5 repeats, 2,000 rows)
 once without a budget (max_seconds 0) and once with the default budget (10 s), in the same run.
 Prints each one's seconds, the plan the budget chose (its note), and how many of the unbounded
 top-10 features the budgeted run also ranks in its top 10.
@@ -18,8 +19,8 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 
-from mlops_ci.evaldata import EvaluationData
-from mlops_ci.importance import Settings, groups_of, permutation
+from mlops_ci.evaluation.data import EvaluationData
+from mlops_ci.evaluation.importance import Settings, groups_of, permutation
 
 
 def main() -> None:

@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_ci.config import load_config
-from mlops_ci.features import FeatureSchema, model_frame
-from mlops_ci.modelfiles import load_model_file
-from mlops_ci.onnxmodel import OnnxModel
+from mlops_ci.config.types import load_config
+from mlops_ci.model.features import FeatureSchema, model_frame
+from mlops_ci.model.files import load_model_file
+from mlops_ci.model.onnxmodel import OnnxModel
 from mlops_ci.packaging import convert
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -33,13 +33,14 @@ def fill_runs(client: object, experiment_id: str, count: int) -> None:
 
 
 def main() -> None:
-    from mlops_ci.config import load_config
+    from mlops_ci.config.types import load_config
     from mlops_ci.registry.mlflow import MlflowRegistry
     from mlops_ci.steps.compare import compare
-    from mlops_ci.steps.pipeline import copy_example
+    from mlops_ci.steps.demo import copy_example
     from mlops_ci.steps.register import register
+    from mlops_ci.steps.tag import tag
     from mlops_ci.steps.train import train
-    from mlops_ci.steps.versions import tag, versions
+    from mlops_ci.steps.versions import versions
 
     work = Path(tempfile.mkdtemp(prefix="bench-registry-"))
     project = copy_example(work / "iris")

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mlops_ci.config import Config, Webhook
+from mlops_ci.config.types import Config, Webhook
 from mlops_ci.credentials import safe_url
 
 TYPE_PREFIX = "io.mlops-ci."

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ci.config import Config, load_config
+from mlops_ci.config.types import Config, load_config
 from tests.fakes import InMemoryRegistry
 from tests.store import copy_example
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_ci.errors import InputError
-from mlops_ci.modelfiles import load_model_file
+from mlops_ci.model.files import load_model_file
 from mlops_ci.registry import (
     EVALUATION_ARTIFACT,
     TAG_COMPLETE,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from mlops_ci.steps import pipeline
+from mlops_ci.steps import demo
 
 _template: Path | None = None
 
@@ -35,8 +35,8 @@ def seed_store(db: Path) -> Path:
     return db
 
 
-def copy_example(dest: Path, name: str = pipeline.EXAMPLE) -> Path:
+def copy_example(dest: Path, name: str = demo.EXAMPLE) -> Path:
     """The example copied to ``dest`` with its embedded store (``.mlops/mlflow.db``) seeded."""
-    project = pipeline.copy_example(dest, name)
+    project = demo.copy_example(dest, name)
     seed_store(project / ".mlops" / "mlflow.db")
     return project

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from mlops_ci.datafiles import files_of
 from mlops_ci.errors import InputError
+from mlops_ci.monitor.files import files_of
 
 SCAN_BLOCK = 8 * 1024 * 1024
 NEWLINE = ord("\n")

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from mlops_ci.errors import ConfigError, MlopsError
-from mlops_ci.printable import escape_controls
+from mlops_ci.ui.printable import escape_controls
 
 _CONFIG_LINE = re.compile(r"^[^:]+:(\d+): (.*)$")
 

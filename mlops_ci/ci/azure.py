@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from mlops_ci import markdown as md
 from mlops_ci.ci.retry import create_once
 from mlops_ci.errors import InputError, ServiceError
+from mlops_ci.report import markdown as md
 
 API_VERSION = "7.1"
 CONNECTION_API_VERSION = "7.1-preview.1"  # _apis/connectionData has only preview versions

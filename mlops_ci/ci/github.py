@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops_ci import markdown as md
 from mlops_ci.ci.retry import create_once
 from mlops_ci.errors import InputError, ServiceError
 from mlops_ci.extras import require
 from mlops_ci.records import write_json_atomic, write_text_atomic
+from mlops_ci.report import markdown as md
 
 if TYPE_CHECKING:
     from github.Repository import Repository
@@ -276,7 +276,7 @@ def load_saved(folder: Path) -> tuple[int, str, str]:
 
 def event_pr(env: Mapping[str, str]) -> int | None:
     """The pull request number of this workflow run, from the event payload or ref."""
-    from mlops_ci.lineage import github_pr
+    from mlops_ci.provenance import github_pr
 
     number = github_pr(env)
     return int(number) if number else None

@@ -25,7 +25,7 @@ from mlops_ci.cli.registry import delete_version, lineage, promote, register, ta
 from mlops_ci.cli.reporting import report
 from mlops_ci.cli.serving import front, package, serve
 from mlops_ci.errors import ConfigError, MlopsError
-from mlops_ci.printable import echo, single_line
+from mlops_ci.ui.printable import echo, single_line
 
 INTERNAL_ERROR = 4
 

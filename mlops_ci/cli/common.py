@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from mlops_ci.printable import echo
+from mlops_ci.ui.printable import echo
 
 if TYPE_CHECKING:
-    from mlops_ci.config import Config
+    from mlops_ci.config.types import Config
 
 CONFIG_OPTION = click.option(
     "--config",
@@ -45,7 +45,7 @@ def who_and_why(doing: str, recorded_on: str = "the version") -> Callable[[F], F
 
 def actor(by: str | None) -> str:
     """--by, else the CI actor, else `git config user.name`, else the OS login."""
-    from mlops_ci.lineage import who
+    from mlops_ci.provenance import who
 
     return by or who()
 
@@ -75,7 +75,7 @@ def timings_line(timings: dict[str, float]) -> str:
 
 
 def load(config_path: Path | None) -> Config:
-    from mlops_ci.config import load_config
+    from mlops_ci.config.types import load_config
 
     return load_config(config_path)
 

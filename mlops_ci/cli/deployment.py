@@ -17,7 +17,7 @@ from mlops_ci.cli.common import (
     who_and_why,
 )
 from mlops_ci.errors import MlopsError
-from mlops_ci.printable import echo
+from mlops_ci.ui.printable import echo
 
 ENV_OPTION = click.option(
     "--env",

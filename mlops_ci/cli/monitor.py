@@ -9,7 +9,7 @@ import click
 
 from mlops_ci.cli.common import CONFIG_OPTION, load, notify, open_registry
 from mlops_ci.errors import MlopsError
-from mlops_ci.printable import echo
+from mlops_ci.ui.printable import echo
 
 
 @click.command()
@@ -172,8 +172,8 @@ def batch_score(
 
         # its imports overlap ours; each worker reruns the console script, which imports this
         start_fork_server(also=["mlops_ci.cli"])
-    from mlops_ci.progress import RowProgress
     from mlops_ci.steps.batch_score import batch_score as batch_step
+    from mlops_ci.ui.progress import RowProgress
 
     spec = _batch_model(config_path, model_ref, model_dir)
     echo(

@@ -8,8 +8,7 @@ from pathlib import Path
 import click
 
 from mlops_ci.cli.common import CONFIG_OPTION, load, notify, open_registry, timings_line
-from mlops_ci.errors import ConfigError
-from mlops_ci.printable import echo
+from mlops_ci.ui.printable import echo
 
 
 @click.command()
@@ -52,7 +51,7 @@ def init(
     With --from-dvc the starter takes its pipeline from an existing dvc.yaml (or keep that
     file as the source of truth instead: `pipeline: {dvc: dvc.yaml}` in mlops.yaml).
     """
-    from mlops_ci.scaffold import init_project
+    from mlops_ci.steps.init import init_project
 
     result = init_project(folder, ci, force, actions_repo, from_dvc)
     for path in result.written:
@@ -70,14 +69,10 @@ def validate(config_path: Path | None) -> None:
     Beyond the schema: metrics that fit model.task, gate rules on known or declared metrics,
     and, when evaluate.data exists, its target and feature columns.
     """
-    from mlops_ci.evaldata import check_columns
-    from mlops_ci.stagerun import load_pipeline
+    from mlops_ci.steps.validate import validate as validate_step
 
     config = load(config_path)
-    load_pipeline(config)  # the stages: deps, outs, cycles, params (ConfigError with lines)
-    problems = check_columns(config)
-    if problems:
-        raise ConfigError(problems, file=config.path)
+    validate_step(config)
     echo(f"{config.path}: valid (model {config.model.name})")
 
 
@@ -118,9 +113,9 @@ def train(config_path: Path | None, params: tuple[str, ...], no_cache: bool, dry
     MLFLOW_REGISTRY_URI stay without user:password@ and secret query values.
     """
     from mlops_ci.ci import emit_outputs
-    from mlops_ci.progress import StepProgress
     from mlops_ci.steps.train import parse_overrides
     from mlops_ci.steps.train import train as train_step
+    from mlops_ci.ui.progress import StepProgress
 
     config = load(config_path)
     registry = open_registry(config)
@@ -175,11 +170,11 @@ def compare(config_path: Path | None, run_id: str | None) -> None:
     1 when the gate fails.
     """
     from mlops_ci.ci import emit_outputs
-    from mlops_ci.comparison import FAIL
     from mlops_ci.errors import GateFailed
-    from mlops_ci.explain import markdown
-    from mlops_ci.progress import StepProgress
+    from mlops_ci.evaluation.comparison import FAIL
+    from mlops_ci.report.comparison import markdown
     from mlops_ci.steps.compare import compare as compare_step
+    from mlops_ci.ui.progress import StepProgress
 
     config = load(config_path)
     registry = open_registry(config)
@@ -218,8 +213,8 @@ def demo(folder: Path | None) -> None:
 
     Uses the embedded registry (MLflow on SQLite in the folder), no network and no server.
     """
-    from mlops_ci.explain import markdown
-    from mlops_ci.steps.pipeline import run_demo
+    from mlops_ci.report.comparison import markdown
+    from mlops_ci.steps.demo import run_demo
 
     dest = folder or Path(tempfile.mkdtemp(prefix="mlops-ci-demo-"))
     echo(f"demo project: {dest}")

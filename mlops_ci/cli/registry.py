@@ -15,7 +15,7 @@ from mlops_ci.cli.common import (
     open_registry,
     who_and_why,
 )
-from mlops_ci.printable import echo
+from mlops_ci.ui.printable import echo
 
 
 @click.command()
@@ -188,10 +188,10 @@ def lineage(config_path: Path | None, ref: str, fmt: str) -> None:
     by which CI run; how it compared; who registered, approved, promoted, deployed and rolled
     it back, when and why, in time order; and where it serves now. What no step recorded is
     listed as missing."""
-    from mlops_ci.steps.trail import markdown, trail
+    from mlops_ci.steps.lineage import lineage, markdown
 
     config = load(config_path)
-    found = trail(config, open_registry(config), ref.removeprefix("v"))  # v3 reads as 3
+    found = lineage(config, open_registry(config), ref.removeprefix("v"))  # v3 reads as 3
     if fmt == "json":
         import json
 
@@ -231,8 +231,8 @@ def lineage(config_path: Path | None, ref: str, fmt: str) -> None:
 def tag(config_path: Path | None, version: str, pairs: tuple[str, ...]) -> None:
     """Set your own tags on a model version (e.g. team=fraud reviewed=yes), to find it later
     with `mlops-ci versions --tag`. The mlops. and mlflow. namespaces belong to the tools."""
+    from mlops_ci.steps.tag import tag as tag_step
     from mlops_ci.steps.versions import parse_pairs
-    from mlops_ci.steps.versions import tag as tag_step
 
     wanted = parse_pairs(pairs, "KEY=VALUE")
     config = load(config_path)
@@ -246,7 +246,7 @@ def tag(config_path: Path | None, version: str, pairs: tuple[str, ...]) -> None:
 @VERSION_OPTION
 def delete_version(config_path: Path | None, version: str) -> None:
     """Delete a model version from the registry; refused while any environment runs it."""
-    from mlops_ci.steps.status import delete_version as delete_step
+    from mlops_ci.steps.delete_version import delete_version as delete_step
 
     config = load(config_path)
     number = delete_step(config, open_registry(config), version)

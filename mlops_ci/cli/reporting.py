@@ -9,7 +9,7 @@ import click
 
 from mlops_ci.cli.common import CONFIG_OPTION, load, open_registry, warn
 from mlops_ci.errors import MlopsError
-from mlops_ci.printable import echo
+from mlops_ci.ui.printable import echo
 
 
 @click.command()

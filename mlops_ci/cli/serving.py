@@ -15,7 +15,7 @@ from mlops_ci.cli.common import (
     open_registry,
     settle_gc,
 )
-from mlops_ci.printable import echo
+from mlops_ci.ui.printable import echo
 
 
 @click.command()

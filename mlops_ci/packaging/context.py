@@ -16,10 +16,10 @@ from importlib import metadata
 from pathlib import Path
 
 from mlops_ci import __version__
-from mlops_ci.features import FeatureSchema
-from mlops_ci.integrity import MANIFEST, digest, file_manifest
-from mlops_ci.lineage import sha256_file
+from mlops_ci.model.features import FeatureSchema
+from mlops_ci.model.integrity import MANIFEST, digest, file_manifest
 from mlops_ci.packaging.wheel import build_wheel, wheel_name
+from mlops_ci.provenance import sha256_file
 from mlops_ci.records import write_json_atomic, write_text_atomic
 
 MODEL_DIR = "/opt/model"

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlops_ci.errors import InputError
-from mlops_ci.features import STRING, FeatureSchema, string_values
+from mlops_ci.model.features import STRING, FeatureSchema, string_values
 
 INPUT_NAME = "input"
 MATRIX, COLUMNS = "matrix", "columns"
@@ -129,7 +129,7 @@ def convert_sklearn(model: Any, features: Any, target_opset: int | None) -> Conv
     a failing conversion is a ``ConversionRefused`` naming the estimator the converter refused.
     A model that already is ONNX (``model.flavor: onnx``) is only given mlops-ci's input and
     output names."""
-    from mlops_ci.onnxmodel import OnnxModel, standardize
+    from mlops_ci.model.onnxmodel import OnnxModel, standardize
 
     if isinstance(model, OnnxModel):
         return Converted(*standardize(model, tuple(str(c) for c in features.columns)))
@@ -211,7 +211,7 @@ def _to_onnx(model: Any, types: list[tuple[str, Any]], target_opset: int | None)
 def _restore_input_names(onx: Any, names: list[str]) -> None:
     """skl2onnx cleans input names into identifiers (``a|b`` becomes ``a_b``); give the graph
     back the column names, so every feed is keyed by the column itself."""
-    from mlops_ci.onnxmodel import rename_tensor
+    from mlops_ci.model.onnxmodel import rename_tensor
 
     graph = onx.graph
     taken = {out for node in graph.node for out in node.output} | {i.name for i in graph.input}

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlops_ci.config import CostConfig
+from mlops_ci.config.types import CostConfig
 from mlops_ci.packaging.profile import peak_rss_mb
 from mlops_ci.packaging.runtime import Engine
 

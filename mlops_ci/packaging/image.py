@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from mlops_ci.errors import ServiceError
 
 if TYPE_CHECKING:
-    from mlops_ci.config import Config
+    from mlops_ci.config.types import Config
 
 
 @dataclass(frozen=True)

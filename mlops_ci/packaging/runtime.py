@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from mlops_ci.config import Config
+from mlops_ci.config.types import Config
 from mlops_ci.errors import GateFailed, InputError
-from mlops_ci.features import FeatureSchema
-from mlops_ci.onnxmodel import OnnxModel
+from mlops_ci.model.features import FeatureSchema
+from mlops_ci.model.onnxmodel import OnnxModel
 from mlops_ci.packaging import convert
 from mlops_ci.packaging.profile import Probe, Profile, machine, measure, recommend
 

@@ -66,7 +66,7 @@ def ship(folder: Path) -> Path:
     Pipelines task installs, since no package index has mlops-ci. Returns the wheel."""
     import json
 
-    from mlops_ci.lineage import sha256_file
+    from mlops_ci.provenance import sha256_file
     from mlops_ci.records import write_text_atomic
 
     for old in folder.glob("mlops_ci-*.whl"):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from mlops_ci.config import Config
+    from mlops_ci.config.types import Config
 
 # Tags every step reads or writes; one place, so spellings cannot drift.
 TAG_CACHE_KEY = "mlops.cache_key"
@@ -24,7 +24,7 @@ TAG_VERDICT = "mlops.compare.verdict"
 # MLflow's rule for an alias (mlflow.utils.validation), checked before a request carries one.
 ALIAS = re.compile(r"[\w-]{1,255}")
 TAG_MODEL_SHA256 = "mlops.model.sha256"  # digest of the model's file manifest
-# A run's predictions on its evaluation rows, as train scored them (evalcache's record).
+# A run's predictions on its evaluation rows, as train scored them (evaluation.predictions' record).
 EVALUATION_ARTIFACT = "mlops/evaluation.json"
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlops_ci.credentials import redact_urls
 from mlops_ci.errors import InputError, ServiceError
-from mlops_ci.modelfiles import load_user_model
+from mlops_ci.model.files import load_user_model
 from mlops_ci.registry import (
     EVALUATION_ARTIFACT,
     TAG_CACHE_KEY,
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
     from mlflow.entities.model_registry import ModelVersion
 
-    from mlops_ci.config import Config
+    from mlops_ci.config.types import Config
 
 # Bounded retries so a dead server fails in seconds, not minutes (users may override).
 # A write that lost a race on a unique key (another process's write of the same row) is retried.

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_ci.errors import InputError
-from mlops_ci.onnxmodel import TASK_PROP, OnnxModel
+from mlops_ci.model.onnxmodel import TASK_PROP, OnnxModel
 
 
 def load_logged_model(uri: str) -> Any:
@@ -63,7 +63,7 @@ def model_signature(model: Any, example: Any) -> Any:
         return None
     from mlflow.models import infer_signature
 
-    from mlops_ci.features import model_frame
+    from mlops_ci.model.features import model_frame
 
     example = model_frame(model, example, "evaluate.data", "the trained")
     try:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from mlops_ci.credentials import safe_url
 
 if TYPE_CHECKING:
-    from mlops_ci.config import Config
+    from mlops_ci.config.types import Config
 
 
 # An Azure Pipelines macro the pipeline never defined stays as written, "$(NAME)": the

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mlops_ci.config import (
+from mlops_ci.config.file import find_config
+from mlops_ci.config.types import (
     Config,
     MonitorConfig,
     ServeConfig,
@@ -15,14 +16,13 @@ from mlops_ci.config import (
     monitor_config,
     serve_config,
 )
-from mlops_ci.configfile import find_config
 from mlops_ci.errors import InputError
 from mlops_ci.extras import require
-from mlops_ci.printable import echo
 from mlops_ci.serve import server
 from mlops_ci.serve.inputlog import LogSettings
 from mlops_ci.serve.model import ModelSpec
 from mlops_ci.serve.service import ServiceSettings
+from mlops_ci.ui.printable import echo
 
 
 def start(

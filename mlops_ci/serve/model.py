@@ -15,8 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from mlops_ci.errors import InputError
-from mlops_ci.features import Feature, FeatureSchema, native_frame
-from mlops_ci.integrity import MANIFEST, digest, verify
+from mlops_ci.model.features import Feature, FeatureSchema, native_frame
+from mlops_ci.model.integrity import MANIFEST, digest, verify
 from mlops_ci.packaging import convert
 from mlops_ci.records import read_json
 from mlops_ci.serve.payload import PayloadError

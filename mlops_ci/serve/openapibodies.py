@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops_ci.features import STRING, Feature, FeatureSchema
+from mlops_ci.model.features import STRING, Feature, FeatureSchema
 from mlops_ci.serve.payload import FLOAT32_MAX, SCORE_KEYS, V2_NUMERIC, Limits
 
 # The float32 edge written exactly (3.4028234663852886e+38 would be read as a larger decimal).

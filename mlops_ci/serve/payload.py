@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from mlops_ci.features import STRING, Feature, FeatureSchema
+from mlops_ci.model.features import STRING, Feature, FeatureSchema
 
 # v2 datatypes that can stand for a feature value, and their numpy types for binary data.
 V2_NUMERIC = {

@@ -68,7 +68,7 @@ def from_registry(
         folder = registry.download_model(f"runs:/{version.run_id}/package/v{version.version}", dest)
         spec = read_spec(folder)
         if spec.sha256 != tags.get(TAG_PACKAGE_SHA256):
-            from mlops_ci.integrity import IntegrityError
+            from mlops_ci.model.integrity import IntegrityError
 
             raise IntegrityError(
                 f"{name} v{version.version}: packaged files have sha256 {spec.sha256[:12]}, "

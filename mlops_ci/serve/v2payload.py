@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mlops_ci.features import STRING, Feature, FeatureSchema
+from mlops_ci.model.features import STRING, Feature, FeatureSchema
 from mlops_ci.serve.payload import (
     V2_NUMERIC,
     Batch,

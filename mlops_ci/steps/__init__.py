@@ -1,6 +1,9 @@
-"""The pipeline steps, in order. Each name is the same everywhere: `mlops-ci <name>`,
-`mlops_ci/steps/<name>.py`, and (as they land) `actions/<name>/` and
-`templates/azure-pipelines/<name>.yml`; tests/unit/test_steps.py holds them together.
+"""One module per verb, named as the verb: `mlops-ci delete-version` is
+``steps/delete_version.py``, whose function of the same name does the work and returns data
+(cli/ renders it). ``STEPS`` are the pipeline's steps in order: each also has
+``actions/<name>/`` and ``templates/azure-pipelines/<name>.yml``. ``VERBS`` names, for every
+verb of the CLI, the function that does its work; the two verbs that run a server are the
+serving adapter's own (`serve`, `front`). tests/unit/steps/test_verbs.py holds them together.
 """
 
 STEPS: tuple[str, ...] = (
@@ -13,3 +16,22 @@ STEPS: tuple[str, ...] = (
     "drift",
     "report",
 )
+
+# verb -> "module:function" (the module's path under mlops_ci).
+VERBS: dict[str, str] = {
+    **{name: f"steps.{name}:{name}" for name in STEPS},
+    "init": "steps.init:init_project",
+    "validate": "steps.validate:validate",
+    "demo": "steps.demo:run_demo",
+    "approve": "steps.approve:approve",
+    "rollback": "steps.rollback:rollback",
+    "undeploy": "steps.undeploy:undeploy",
+    "status": "steps.status:status",
+    "versions": "steps.versions:versions",
+    "tag": "steps.tag:tag",
+    "delete-version": "steps.delete_version:delete_version",
+    "lineage": "steps.lineage:lineage",
+    "batch-score": "steps.batch_score:batch_score",
+    "serve": "serve.command:start",
+    "front": "serve.front:run_front",
+}

@@ -6,7 +6,7 @@ environment with ``approval: required`` gets its approval; deploy reads it from 
 
 from __future__ import annotations
 
-from mlops_ci.config import Config
+from mlops_ci.config.types import Config
 from mlops_ci.errors import InputError
 from mlops_ci.registry import ModelRegistry, resolve_version
 from mlops_ci.steps.deploy import environment

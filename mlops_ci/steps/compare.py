@@ -16,23 +16,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops_ci import evalcache
-from mlops_ci.bootstrap import paired_bootstrap
-from mlops_ci.comparison import FAIL, NO_BASELINE, PASS, ComparisonResult, ModelScore
-from mlops_ci.config import Config
+from mlops_ci.config.types import Config
 from mlops_ci.errors import GateFailed, InputError
-from mlops_ci.evaldata import EvaluationData, load_evaluation
-from mlops_ci.explain import markdown
-from mlops_ci.features import model_frame
-from mlops_ci.importance import Importance, Progress, Settings, permutation, settings_for
+from mlops_ci.evaluation import predictions as evalcache
+from mlops_ci.evaluation.bootstrap import paired_bootstrap
+from mlops_ci.evaluation.comparison import FAIL, NO_BASELINE, PASS, ComparisonResult, ModelScore
+from mlops_ci.evaluation.data import EvaluationData, load_evaluation
+from mlops_ci.evaluation.importance import Importance, Progress, Settings, permutation, settings_for
+from mlops_ci.evaluation.rules import rule_checks, significance_check, slice_checks
+from mlops_ci.evaluation.slices import SliceScore, cut, score_slices
 from mlops_ci.metrics import Encoded, score
+from mlops_ci.model.features import model_frame
 from mlops_ci.packaging import convert, cost, runtime
 from mlops_ci.packaging.cost import Cost
 from mlops_ci.packaging.runtime import Engine
 from mlops_ci.records import mlops_dir, read_json, write_json_atomic, write_text_atomic
 from mlops_ci.registry import EVALUATION_ARTIFACT, ModelRegistry, RunRecord
-from mlops_ci.slices import SliceScore, cut, score_slices
-from mlops_ci.steps.rules import rule_checks, significance_check, slice_checks
+from mlops_ci.report.comparison import markdown
 from mlops_ci.steps.train import last_trained_run
 
 RECORD = "comparison.json"

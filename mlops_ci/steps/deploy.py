@@ -20,12 +20,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlops_ci import rollout
-from mlops_ci.config import Config, DeployEnv
+from mlops_ci.config.types import Config, DeployEnv
 from mlops_ci.errors import GateFailed, InputError, ServiceError
 from mlops_ci.records import mlops_dir, read_json, write_json_atomic
 from mlops_ci.registry import ModelRegistry, VersionRecord, resolve_version
 from mlops_ci.steps.gates import Approval, Gate, check_gates, now_iso
+from mlops_ci.targets import rollout
 
 RECORD = "deploy.json"
 Progress = Callable[[str], None]
@@ -346,7 +346,7 @@ def _judge_step(
 def _probe_rows(config: Config, count: int, columns: tuple[str, ...]) -> list[Any]:
     """``count`` rows of evaluate.data for probe requests: records of the served columns
     (text columns stay text), or plain rows where the package names no columns."""
-    from mlops_ci.evaldata import load_evaluation
+    from mlops_ci.evaluation.data import load_evaluation
 
     if count == 0:
         return []

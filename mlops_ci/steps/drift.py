@@ -15,13 +15,13 @@ from typing import Any
 
 import pandas as pd
 
-from mlops_ci import charts
-from mlops_ci import markdown as md
-from mlops_ci.config import Config, DriftConfig
-from mlops_ci.datasource import PREDICTION, chunks
-from mlops_ci.driftstats import CategoricalFeature, NumericFeature
+from mlops_ci.config.types import Config, DriftConfig
 from mlops_ci.errors import InputError
+from mlops_ci.monitor.drift import CategoricalFeature, NumericFeature
+from mlops_ci.monitor.sources import PREDICTION, chunks
 from mlops_ci.records import mlops_dir, write_json_atomic, write_text_atomic
+from mlops_ci.report import charts
+from mlops_ci.report import markdown as md
 
 DRIFTED, STABLE, TOO_FEW = "drift", "no-drift", "too-few-rows"
 

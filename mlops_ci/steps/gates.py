@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mlops_ci.config import DeployEnv
+from mlops_ci.config.types import DeployEnv
 from mlops_ci.registry import TAG_VERDICT, VersionRecord
 
 PASSING_VERDICTS = ("pass", "no-baseline")

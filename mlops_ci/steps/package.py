@@ -12,18 +12,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops_ci.config import Config
+from mlops_ci.config.types import Config
 from mlops_ci.errors import GateFailed
-from mlops_ci.evaldata import load_evaluation
-from mlops_ci.features import FeatureSchema, model_frame
-from mlops_ci.integrity import verify_digest
-from mlops_ci.lineage import sha256_file
+from mlops_ci.evaluation.data import load_evaluation
+from mlops_ci.model.features import FeatureSchema, model_frame
+from mlops_ci.model.integrity import verify_digest
 from mlops_ci.packaging import convert, runtime
 from mlops_ci.packaging.context import ContextSpec, write_context
 from mlops_ci.packaging.frameworks import distributions
 from mlops_ci.packaging.image import ImageResult, build_image, image_tag
 from mlops_ci.packaging.profile import Profile
 from mlops_ci.packaging.runtime import ONNX_FILE
+from mlops_ci.provenance import sha256_file
 from mlops_ci.records import mlops_dir, read_json, write_json_atomic
 from mlops_ci.registry import TAG_MODEL_SHA256, ModelRegistry, resolve_version
 
@@ -182,7 +182,7 @@ def _served_parity(
     """The packaged files loaded as `serve` loads them and fed the evaluation rows as the
     request parsers hand them on (missing values included): their answers against the
     native model's. Failing it is a defect of the package, never of the data."""
-    from mlops_ci.features import table_of_frame
+    from mlops_ci.model.features import table_of_frame
     from mlops_ci.serve.model import LoadedModel, read_spec
 
     model = LoadedModel(read_spec(context))

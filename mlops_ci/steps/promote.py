@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from mlops_ci.config import Config
+from mlops_ci.config.types import Config
 from mlops_ci.errors import GateFailed
 from mlops_ci.registry import TAG_VERDICT, ModelRegistry, resolve_version
 

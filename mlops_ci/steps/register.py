@@ -11,11 +11,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mlops_ci.comparison import FAIL, ComparisonResult
-from mlops_ci.config import Config
+from mlops_ci.config.types import Config
 from mlops_ci.errors import GateFailed, InputError
-from mlops_ci.integrity import digest, file_manifest
-from mlops_ci.lineage import who
+from mlops_ci.evaluation.comparison import FAIL, ComparisonResult
+from mlops_ci.model.integrity import digest, file_manifest
+from mlops_ci.provenance import who
 from mlops_ci.records import mlops_dir, read_json, write_json_atomic
 from mlops_ci.registry import (
     TAG_COMPLETE,

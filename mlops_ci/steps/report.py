@@ -12,20 +12,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops_ci import __version__, charts, delta
-from mlops_ci import markdown as md
-from mlops_ci.comparison import FAIL, NO_BASELINE, PASS, ComparisonResult
-from mlops_ci.config import Config
+from mlops_ci import __version__
+from mlops_ci.config.types import Config
 from mlops_ci.errors import InputError
-from mlops_ci.explain import change_lines, cost_lines, feature_change_lines, why_lines
+from mlops_ci.evaluation import delta
+from mlops_ci.evaluation.comparison import FAIL, NO_BASELINE, PASS, ComparisonResult
 from mlops_ci.metrics import METRICS
+from mlops_ci.pipeline.records import STAGES_ARTIFACT
 from mlops_ci.records import mlops_dir, read_json, write_text_atomic
 from mlops_ci.registry import ModelRegistry
+from mlops_ci.report import charts
+from mlops_ci.report import markdown as md
+from mlops_ci.report.comparison import change_lines, cost_lines, feature_change_lines, why_lines
 from mlops_ci.steps.compare import load_comparison
 from mlops_ci.steps.deploy import load_deploy_record
 from mlops_ci.steps.package import load_package_record
 from mlops_ci.steps.register import RegisterResult, load_registration
-from mlops_ci.steps.train import FAILED, STAGES_ARTIFACT
+from mlops_ci.steps.train import FAILED
 from mlops_ci.steps.train import RECORD as TRAIN_RECORD
 
 RECORD = "report.md"

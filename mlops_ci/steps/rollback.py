@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mlops_ci.config import Config
+from mlops_ci.config.types import Config
 from mlops_ci.errors import InputError
 from mlops_ci.registry import ModelRegistry
 from mlops_ci.steps.deploy import environment

@@ -1,15 +1,14 @@
 """status: what runs where — per environment, the alias, the recorded deployment and, for the
-local and docker targets, the live split of the serving process or front; and the guard that
-keeps a deployed version from being deleted."""
+local and docker targets, the live split of the serving process or front (``delete-version``
+asks it before deleting)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlops_ci.config import Config
-from mlops_ci.errors import GateFailed, ServiceError
-from mlops_ci.registry import ModelRegistry, deploy_states, resolve_version
-from mlops_ci.steps.deploy import SERVING_STATES
+from mlops_ci.config.types import Config
+from mlops_ci.errors import ServiceError
+from mlops_ci.registry import ModelRegistry
 
 
 @dataclass(frozen=True)
@@ -61,25 +60,3 @@ def _live(config: Config, env_name: str) -> tuple[dict[str, float] | None, bool 
     except ServiceError:
         return None, True  # running but not answering: the recorded state is all there is
     return weights, True
-
-
-def delete_version(config: Config, registry: ModelRegistry, version_ref: str) -> str:
-    """Delete a model version from the registry, refusing one an environment runs."""
-    name = config.model.name
-    version = resolve_version(registry, name, version_ref)
-    users = []
-    for env in status(config, registry):
-        if env.live_split and env.live_split.get(version.version, 0) > 0:
-            users.append(f"{env.env} (takes {env.live_split[version.version]:g} % of its traffic)")
-        elif env.version == version.version:
-            users.append(f"{env.env} (alias '{env.alias}')")
-    for env_name, value in deploy_states(version.tags).items():
-        if value in SERVING_STATES and not any(u.startswith(env_name + " ") for u in users):
-            users.append(f"{env_name} (recorded {value})")
-    if users:
-        raise GateFailed(
-            f"{name} v{version.version} is deployed in {', '.join(users)}; not deleting it",
-            hint="deploy another version (or roll back) first",
-        )
-    registry.delete_version(name, version.version)
-    return version.version

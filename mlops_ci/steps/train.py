@@ -23,20 +23,27 @@ from typing import Any
 
 import yaml
 
-from mlops_ci import evalcache, lineage
-from mlops_ci.config import Config, Scalar
+from mlops_ci import provenance
+from mlops_ci.config.types import Config, Scalar
 from mlops_ci.errors import InputError, TrainingError
-from mlops_ci.evaldata import load_evaluation
-from mlops_ci.importance import settings_for
+from mlops_ci.evaluation import predictions
+from mlops_ci.evaluation.data import load_evaluation
+from mlops_ci.evaluation.importance import settings_for
+from mlops_ci.pipeline.cache import StageCache
+from mlops_ci.pipeline.records import (
+    STAGES_ARTIFACT,
+    pipeline_key,
+    stage_artifacts,
+    stage_params,
+    stage_summary,
+)
+from mlops_ci.pipeline.run import RAN, StageRun, load_pipeline, run_stages
+from mlops_ci.pipeline.spec import Pipeline, Stage
+from mlops_ci.pipeline.usercommand import run_command
 from mlops_ci.records import mlops_dir, read_json, write_json_atomic, write_text_atomic
 from mlops_ci.registry import TAG_CACHE_KEY, ModelRegistry, NewRun, RunRecord
-from mlops_ci.stagecache import StageCache
-from mlops_ci.stagerun import RAN, StageRun, load_pipeline, run_stages
-from mlops_ci.stagespec import Pipeline, Stage
-from mlops_ci.steps.usercommand import run_command
 
 RECORD = "train.json"
-STAGES_ARTIFACT = "lineage/stages.json"  # the stages of the run: the lineage graph
 FINISHED, FAILED = "finished", "failed"
 
 
@@ -89,7 +96,7 @@ def check_overrides(config: Config, overrides: Mapping[str, Scalar]) -> None:
         )
 
 
-def cache_key(config: Config, params: Mapping[str, Scalar], trace: lineage.Lineage) -> str:
+def cache_key(config: Config, params: Mapping[str, Scalar], trace: provenance.Lineage) -> str:
     body = {
         "command": config.train.command,
         "params": {k: str(v) for k, v in sorted(params.items())},
@@ -169,7 +176,7 @@ def _train(
     params: dict[str, Scalar] = {**config.train.params, **(overrides or {})}
     pipeline = load_pipeline(config)
     use_cache = use_cache and config.train.cache
-    trace = lineage.collect(config.root, _inputs(config, pipeline), env)
+    trace = provenance.collect(config.root, _inputs(config, pipeline), env)
     stages: list[StageRun] = []
     if pipeline is None:
         key = cache_key(config, params, trace)
@@ -244,7 +251,7 @@ def _train(
 
         def evaluate(model: Any) -> str | None:  # scored while the model is loaded anyway
             said = None if progress is None else functools.partial(progress, "importance")
-            found = evalcache.record(model, rows, settings_for(config), said)
+            found = predictions.record(model, rows, settings_for(config), said)
             timings["evaluation"] = found.predict_s
             if found.importance is not None and found.importance.plan is not None:
                 timings["importance"] = found.importance.plan.seconds
@@ -289,70 +296,6 @@ def _inputs(config: Config, pipeline: Pipeline | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*config.train.inputs, *raw]))
 
 
-def pipeline_key(config: Config, stages: list[StageRun]) -> str:
-    """The run's cache key with stages: every stage's key (which covers its deps, params and
-    the environment), the flavor and the output layout."""
-    body = {
-        "stages": [[s.name, s.key] for s in stages],
-        "flavor": config.model.flavor,
-        "outputs": [config.train.model_output, config.train.metrics_output],
-    }
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-
-
-def stage_params(stages: list[StageRun]) -> dict[str, str]:
-    """MLflow params ``stage.NAME.*`` (command, key, cached, digests of deps and outs) and the
-    values of the params the stages read (a params.yaml key under its own dotted name)."""
-    out: dict[str, str] = {}
-    for s in stages:
-        out.update({f"{k}": str(v) for k, v in s.params.items()})
-        out[f"stage.{s.name}.command"] = s.command[:500]
-        out[f"stage.{s.name}.key"] = s.key
-        out[f"stage.{s.name}.cached"] = str(s.state != RAN).lower()
-        out[f"stage.{s.name}.deps_sha256"] = s.digest(s.deps)
-        out[f"stage.{s.name}.outs_sha256"] = s.digest(s.outs)
-    return out
-
-
-def stage_artifacts(
-    work: Path, root: Path, stages: list[StageRun], environment: str
-) -> dict[str, Path]:
-    """``stages/NAME/`` (record.json and the outs) for each stage no MLflow run holds yet."""
-    cache = StageCache(root / ".mlops" / "cache")
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    out: dict[str, Path] = {}
-    for s in stages:
-        if s.holder is not None:
-            continue
-        folder = work / s.name
-        record = {**stage_summary(s, full=True), "environment": environment}
-        write_json_atomic(folder / "record.json", record)
-        for rel, sha in s.outs.items():
-            target = folder / "outs" / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(cache.blob(sha), target)
-        out[f"stages/{s.name}"] = folder
-    return out
-
-
-def stage_summary(s: StageRun, full: bool = False) -> dict[str, Any]:
-    """A stage as the train record and the report see it (``full``: with its manifests)."""
-    brief: dict[str, Any] = {
-        "name": s.name,
-        "state": s.state,
-        "why": s.why,
-        "seconds": round(s.seconds, 3),
-        "key": s.key,
-        "upstream": list(s.upstream),
-        "holder": s.holder,
-    }
-    if full:
-        brief.update(command=s.command, deps=s.deps, params=s.params, outs=s.outs)
-    return brief
-
-
 def dry_run(
     config: Config,
     registry: ModelRegistry,
@@ -367,7 +310,7 @@ def dry_run(
     params: dict[str, Scalar] = {**config.train.params, **(overrides or {})}
     pipeline = load_pipeline(config)
     use_cache = use_cache and config.train.cache
-    trace = lineage.collect(config.root, _inputs(config, pipeline), env)
+    trace = provenance.collect(config.root, _inputs(config, pipeline), env)
     if pipeline is not None:
         remote = RegistryStages(registry, config.registry.experiment)
         return run_stages(
@@ -467,7 +410,7 @@ def _finish(
     run: RunRecord,
     cached: bool,
     key: str,
-    trace: lineage.Lineage,
+    trace: provenance.Lineage,
     started: float,
     stages: list[StageRun] | None = None,
 ) -> TrainResult:

@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
-from mlops_ci.config import Config, DeployEnv
+from mlops_ci.config.types import Config, DeployEnv
 from mlops_ci.errors import ServiceError
 from mlops_ci.records import mlops_dir
 from mlops_ci.registry import ModelRegistry

@@ -12,7 +12,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from mlops_ci.config import Config
+from mlops_ci.config.types import Config
 from mlops_ci.errors import InputError
 from mlops_ci.registry import (
     TAG_VERDICT,
@@ -111,27 +111,3 @@ def _row(v: VersionRecord, metric: str) -> VersionRow:
         deployed=deploy_states(v.tags),
         tags={k: t for k, t in sorted(v.tags.items()) if not reserved(k)},
     )
-
-
-@dataclass(frozen=True)
-class TagResult:
-    name: str
-    version: str
-    tags: dict[str, str]
-
-
-def tag(config: Config, registry: ModelRegistry, ref: str, tags: dict[str, str]) -> TagResult:
-    """Set the user's own tags on a version (``ref``: a number or ``@alias``). The ``mlops.``
-    and ``mlflow.`` namespaces are the tools' records and are refused."""
-    if not tags:
-        raise InputError("give at least one KEY=VALUE to set")
-    for key in tags:
-        if reserved(key):
-            raise InputError(
-                f"tag '{key}': the {key.split('.')[0].lower()}. namespace is written by the tools "
-                "only (whatever its case)",
-                hint="choose a key of your own, e.g. team.owner=ml-platform",
-            )
-    version = resolve_version(registry, config.model.name, ref)
-    registry.set_version_tags(config.model.name, version.version, tags)
-    return TagResult(config.model.name, version.version, tags)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mlops_ci.config import Config, DeployEnv
+    from mlops_ci.config.types import Config, DeployEnv
 
 
 def routed_target(config: Config, env: DeployEnv) -> tuple[Any | None, bool | None]:

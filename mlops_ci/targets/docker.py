@@ -24,7 +24,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from mlops_ci.config import DeployEnv
+from mlops_ci.config.types import DeployEnv
 from mlops_ci.errors import ServiceError
 from mlops_ci.packaging.context import FRONT_STATE_DIR
 from mlops_ci.packaging.image import engine

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from mlops_ci.config import Config, DeployEnv
+from mlops_ci.config.types import Config, DeployEnv
 from mlops_ci.errors import InputError, ServiceError
 from mlops_ci.extras import install_hint
 from mlops_ci.packaging.image import image_tag

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops_ci.config import Config, DeployEnv
+from mlops_ci.config.types import Config, DeployEnv
 from mlops_ci.errors import ServiceError
 from mlops_ci.procs import alive
 from mlops_ci.records import read_json, write_json_atomic

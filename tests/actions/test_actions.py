@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from mlops_ci import __version__
-from mlops_ci.scaffold import init_project
 from mlops_ci.steps import STEPS
+from mlops_ci.steps.init import init_project
 
 ROOT = Path(__file__).resolve().parents[2]
 ACTIONS = sorted(p.parent for p in (ROOT / "actions").glob("*/action.yml"))

@@ -28,9 +28,9 @@ from mlops_ci.cli import deployment as cli_deployment
 from mlops_ci.cli import project as cli_project
 from mlops_ci.cli import registry as cli_registry
 from mlops_ci.cli import reporting as cli_report
-from mlops_ci.config import load_config
+from mlops_ci.config.types import load_config
 from mlops_ci.errors import ConfigError, GateFailed
-from mlops_ci.scaffold import init_project
+from mlops_ci.steps.init import init_project
 from tests.azure_server import AzureState, azure_devops_server
 
 ROOT = Path(__file__).resolve().parents[2]

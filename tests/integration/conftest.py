@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops_ci.config import load_config
+from mlops_ci.config.types import load_config
 from mlops_ci.registry.mlflow import MlflowRegistry
 from mlops_ci.steps.compare import compare
 from mlops_ci.steps.package import package

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_ci.config import load_config
+from mlops_ci.config.types import load_config
 from mlops_ci.registry.mlflow import MlflowRegistry
 from mlops_ci.serve.model import read_spec
 from mlops_ci.steps.batch_score import batch_score

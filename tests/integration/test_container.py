@@ -20,7 +20,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from mlops_ci.config import load_config
+from mlops_ci.config.types import load_config
 from mlops_ci.errors import ServiceError
 from mlops_ci.packaging import image
 from mlops_ci.registry.mlflow import MlflowRegistry

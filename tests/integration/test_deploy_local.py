@@ -15,19 +15,20 @@ import httpx
 import pytest
 from onnx import TensorProto, helper
 
-from mlops_ci.config import Config, load_config
+from mlops_ci.config.types import Config, load_config
 from mlops_ci.errors import GateFailed
-from mlops_ci.integrity import MANIFEST, digest, file_manifest
+from mlops_ci.model.integrity import MANIFEST, digest, file_manifest
 from mlops_ci.records import write_json_atomic
 from mlops_ci.registry.mlflow import MlflowRegistry
 from mlops_ci.steps.approve import approve
 from mlops_ci.steps.compare import compare
+from mlops_ci.steps.delete_version import delete_version
 from mlops_ci.steps.deploy import deploy
 from mlops_ci.steps.package import package
 from mlops_ci.steps.register import register
 from mlops_ci.steps.report import report
 from mlops_ci.steps.rollback import rollback
-from mlops_ci.steps.status import delete_version, status
+from mlops_ci.steps.status import status
 from mlops_ci.steps.train import train
 from mlops_ci.targets.local import LocalTarget
 from tests.serve_helpers import free_port

@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from mlops_ci.config import Config, Webhook
+from mlops_ci.config.types import Config, Webhook
 from mlops_ci.events import SIGNATURE_HEADER, emit
 from tests.github_server import github_server
 from tests.helpers import run_cli

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mlops_ci.ci.github import GithubClient, GithubSettings
-from mlops_ci.config import Config
+from mlops_ci.config.types import Config
 from mlops_ci.steps.compare import compare
 from mlops_ci.steps.report import Report, report
 from tests.fakes import InMemoryRegistry

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ci.config import load_config
+from mlops_ci.config.types import load_config
 from mlops_ci.registry.mlflow import MlflowRegistry
 from mlops_ci.steps.train import train
 from tests.helpers import run_cli
@@ -318,7 +318,7 @@ def test_compare_uses_the_predictions_train_recorded_only_for_the_same_rows(
     assert text is not None and json.loads(text)["sha256"] == recorded.evaluation["sha256"]
 
     # the same comparison when the models are scored now: the record changes nothing
-    monkeypatch.setattr("mlops_ci.evalcache.cached", lambda *a: None)
+    monkeypatch.setattr("mlops_ci.evaluation.predictions.cached", lambda *a: None)
     fresh = compare(config, reg)
     assert fresh.evaluation["scored"] == {"candidate": "now", "production": "now"}
     assert len(loads) == 2

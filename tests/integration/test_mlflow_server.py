@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ci.config import load_config
+from mlops_ci.config.types import load_config
 from mlops_ci.registry import TAG_COMPLETE, TAG_MODEL_SHA256
 from mlops_ci.registry.mlflow import MlflowRegistry
 from mlops_ci.steps.train import train

@@ -11,11 +11,11 @@ import numpy as np
 import onnx
 import pytest
 
-from mlops_ci.config import Config, load_config
+from mlops_ci.config.types import Config, load_config
 from mlops_ci.errors import GateFailed, ServiceError
-from mlops_ci.integrity import IntegrityError
-from mlops_ci.lineage import sha256_file
+from mlops_ci.model.integrity import IntegrityError
 from mlops_ci.packaging import convert, image
+from mlops_ci.provenance import sha256_file
 from mlops_ci.registry.mlflow import MlflowRegistry
 from mlops_ci.steps import package as package_module
 from mlops_ci.steps.compare import compare

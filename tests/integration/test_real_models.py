@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from jsonschema import Draft202012Validator
 
-from mlops_ci.config import Config, load_config
+from mlops_ci.config.types import Config, load_config
 from mlops_ci.registry.mlflow import MlflowRegistry
 from mlops_ci.serve.model import read_spec
 from mlops_ci.steps.batch_score import batch_score

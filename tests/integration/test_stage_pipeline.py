@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ci.config import load_config
+from mlops_ci.config.types import load_config
+from mlops_ci.pipeline.cache import manifest_of
 from mlops_ci.registry import open_registry
-from mlops_ci.stagecache import manifest_of
 from mlops_ci.steps.compare import compare
 from mlops_ci.steps.report import report
 from mlops_ci.steps.train import TrainResult, dry_run, train

@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ci.config import Config
+from mlops_ci.config.types import Config
 from mlops_ci.registry.mlflow import MlflowRegistry
 from mlops_ci.steps.approve import approve
 from mlops_ci.steps.deploy import deploy
+from mlops_ci.steps.lineage import lineage, markdown
 from mlops_ci.steps.promote import promote
 from mlops_ci.steps.rollback import rollback
-from mlops_ci.steps.trail import markdown, trail
-from mlops_ci.steps.versions import tag, versions
+from mlops_ci.steps.tag import tag
+from mlops_ci.steps.versions import versions
 from mlops_ci.targets.local import LocalTarget
 from tests.helpers import run_cli
 from tests.integration.test_deploy_local import qa_project
@@ -123,7 +124,7 @@ def test_bad_references_are_bad_input_not_a_registry_outage(
 
 def test_lineage_tells_the_whole_trail_in_time_order(history: History) -> None:
     config, reg, (v1, v2, _) = history
-    second = trail(config, reg, v2)
+    second = lineage(config, reg, v2)
     whats = [e.what for e in second.events]
     assert whats[0] == "registered"
     assert "deployed to qa" in whats and "rolled back in qa" in whats
@@ -137,7 +138,7 @@ def test_lineage_tells_the_whole_trail_in_time_order(history: History) -> None:
     assert second.compared["verdict"] and "f1_macro" in second.compared
     assert "commit: not recorded" in second.missing  # the project is not a git work tree
 
-    first = trail(config, reg, "@production")
+    first = lineage(config, reg, "@production")
     assert first.version == v1
     events = {e.what: e for e in first.events}
     assert events["promoted to @production"].by == "ada"

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_ci import charts
-from mlops_ci.charts import by_scale
-from mlops_ci.config import Config, load_config
+from mlops_ci.config.types import Config, load_config
+from mlops_ci.report import charts
+from mlops_ci.report.charts import by_scale
 from mlops_ci.steps.compare import compare
 from mlops_ci.steps.report import report
 from tests.fakes import InMemoryRegistry

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlops_ci.config import load_config
-from mlops_ci.configfile import schema
+from mlops_ci.config.file import schema
+from mlops_ci.config.types import load_config
 from mlops_ci.errors import ConfigError
 from mlops_ci.metrics import METRICS
 from tests.helpers import run_cli
@@ -243,7 +243,7 @@ def test_validate_checks_the_evaluation_columns_when_the_file_exists(
 
 def test_a_stray_word_in_a_number_column_names_its_row(project: Path) -> None:
     from mlops_ci.errors import InputError
-    from mlops_ci.evaldata import load_evaluation
+    from mlops_ci.evaluation.data import load_evaluation
 
     data = project / "data" / "test.csv"
     lines = data.read_text().splitlines()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mlops_ci.credentials import redact_urls, safe_url
-from mlops_ci.lineage import git_info
+from mlops_ci.provenance import git_info
 from mlops_ci.registry.mlflow import MlflowRegistry
 
 pytestmark = pytest.mark.timeout(60)
@@ -85,7 +85,7 @@ def test_an_undefined_azure_macro_is_unset_and_a_bad_uri_is_bad_input(
     """The Azure templates pass `MLFLOW_TRACKING_URI: $(MLFLOW_TRACKING_URI)`; a pipeline that
     never defined the variable hands over that text, which means "use mlops.yaml's". A value
     MLflow cannot open is the user's error (exit 2, naming the variable), not an internal one."""
-    from mlops_ci.config import load_config
+    from mlops_ci.config.types import load_config
     from tests.helpers import run_cli
 
     config = load_config(project)

@@ -10,14 +10,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from mlops_ci import rollout
-from mlops_ci.config import Config, DeployEnv
+from mlops_ci.config.types import Config, DeployEnv
 from mlops_ci.errors import GateFailed
 from mlops_ci.registry import VersionRecord
 from mlops_ci.steps.approve import approve
 from mlops_ci.steps.deploy import deploy
 from mlops_ci.steps.gates import check_gates, comparison_gate
 from mlops_ci.targets import kubernetes as k8s
+from mlops_ci.targets import rollout
 from mlops_ci.targets.docker import front_spec, run_spec
 from tests.fakes import InMemoryRegistry
 
@@ -199,7 +199,7 @@ def test_kubernetes_deploy_with_a_fake_kubeconfig_shows_what_would_be_applied(
         "deploy:\n  production: {target: kubernetes, kubernetes: {namespace: ml}}\n"
     )
     config.path.write_text(text)
-    from mlops_ci.config import load_config
+    from mlops_ci.config.types import load_config
 
     config = load_config(config.path)
     reg = packaged_registry(config)
@@ -266,7 +266,7 @@ class FakeDynamicClient:
 def test_undeploy_deletes_what_kubernetes_deploy_wrote_and_records_who_and_why(
     config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlops_ci.config import load_config
+    from mlops_ci.config.types import load_config
     from mlops_ci.steps.undeploy import undeploy
 
     config.path.write_text(

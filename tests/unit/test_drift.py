@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_ci.config import Config
-from mlops_ci.driftstats import Reservoir, psi
+from mlops_ci.config.types import Config
+from mlops_ci.monitor.drift import Reservoir, psi
 from mlops_ci.steps.drift import DRIFTED, STABLE, TOO_FEW, drift
 from tests.helpers import run_cli
 

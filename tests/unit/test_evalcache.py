@@ -8,8 +8,8 @@ def test_the_evaluation_record_is_skipped_for_predictions_json_cannot_hold() -> 
 
     import pandas as pd
 
-    from mlops_ci.evalcache import record
-    from mlops_ci.evaldata import EvaluationData
+    from mlops_ci.evaluation.data import EvaluationData
+    from mlops_ci.evaluation.predictions import record
 
     data = EvaluationData("e.csv", "abc", pd.DataFrame({"x": [1.0, 2.0]}), pd.Series([0, 1]))
 

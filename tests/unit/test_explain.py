@@ -12,10 +12,10 @@ import pytest
 from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression
 
-from mlops_ci.config import Config, load_config
-from mlops_ci.evaldata import load_evaluation
-from mlops_ci.importance import Settings, groups_of, permutation
-from mlops_ci.slices import MISSING, OTHER, cut
+from mlops_ci.config.types import Config, load_config
+from mlops_ci.evaluation.data import load_evaluation
+from mlops_ci.evaluation.importance import Settings, groups_of, permutation
+from mlops_ci.evaluation.slices import MISSING, OTHER, cut
 from mlops_ci.steps.compare import compare, load_comparison
 from tests.fakes import InMemoryRegistry
 
@@ -197,7 +197,7 @@ class Slow:
 
 
 def _wide(columns: int = 30, rows: int = 100) -> Any:
-    from mlops_ci.evaldata import EvaluationData
+    from mlops_ci.evaluation.data import EvaluationData
 
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(

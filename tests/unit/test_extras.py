@@ -13,9 +13,9 @@ import pytest
 import tomllib
 
 from mlops_ci.ci.github import GithubClient, GithubSettings
-from mlops_ci.datasource import chunks
 from mlops_ci.errors import MlopsError
 from mlops_ci.extras import EXTRAS, install_hint, missing
+from mlops_ci.monitor.sources import chunks
 from tests.helpers import run_cli
 
 pytestmark = pytest.mark.timeout(60)

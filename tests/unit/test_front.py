@@ -21,10 +21,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from mlops_ci.rollout import parse_metrics
 from mlops_ci.serve.front import serve_front
 from mlops_ci.serve.frontroutes import STATE_FILE, Routes, UpstreamRule, parse_routes
 from mlops_ci.serve.haproxy import haproxy_weights
+from mlops_ci.targets.rollout import parse_metrics
 from tests.serve_helpers import free_port
 
 pytestmark = [

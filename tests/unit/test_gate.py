@@ -11,14 +11,14 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from mlops_ci.comparison import ModelScore
-from mlops_ci.config import Config, Rule
+from mlops_ci.config.types import Config, Rule
 from mlops_ci.errors import GateFailed, InputError
+from mlops_ci.evaluation.comparison import ModelScore
+from mlops_ci.evaluation.rules import rule_checks
 from mlops_ci.registry import RunRecord
 from mlops_ci.steps.compare import compare
 from mlops_ci.steps.promote import promote
 from mlops_ci.steps.register import register
-from mlops_ci.steps.rules import rule_checks
 from tests.fakes import InMemoryRegistry
 
 
@@ -329,7 +329,7 @@ def test_a_changed_feature_set_is_compared_with_each_models_own_columns(
     result = compare(config, fake_registry, candidate.run_id)
     assert result.production is not None and result.verdict in ("pass", "fail")
     assert result.evaluation["feature_change"] == {"added": ["sepal_width"], "removed": []}
-    from mlops_ci.explain import markdown
+    from mlops_ci.report.comparison import markdown
 
     assert "Feature set changed: the candidate adds `sepal_width`" in markdown(result)
 
@@ -370,10 +370,10 @@ def test_the_tolerance_is_absolute_whatever_the_scale(
 ) -> None:
     """tolerance 0.005 means 0.005 of the metric, at any scale: 0.9451 vs 0.95 passes (read as
     relative, 0.5 % of 0.95 = 0.00475, it would fail) and 0.0949 vs 0.10 fails."""
-    from mlops_ci.comparison import ModelScore
-    from mlops_ci.config import Rule
+    from mlops_ci.config.types import Rule
+    from mlops_ci.evaluation.comparison import ModelScore
+    from mlops_ci.evaluation.rules import rule_checks
     from mlops_ci.registry import RunRecord
-    from mlops_ci.steps.rules import rule_checks
 
     rule = Rule(metric="accuracy", must="not_worse_than_production", tolerance=0.005)
     run = RunRecord("r1", "FINISHED")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mlops_ci.errors import InputError
-from mlops_ci.lineage import _strip_credentials, ci_context, environment_lock, fingerprint
+from mlops_ci.provenance import _strip_credentials, ci_context, environment_lock, fingerprint
 
 
 def test_fingerprint_changes_with_one_byte_and_ignores_tool_state(tmp_path: Path) -> None:
@@ -81,7 +81,7 @@ def test_environment_lock_lists_installed_distributions() -> None:
 
 
 def test_who_is_the_ci_actor_else_a_local_name_never_unknown() -> None:
-    from mlops_ci.lineage import who
+    from mlops_ci.provenance import who
 
     assert who({"GITHUB_ACTIONS": "true", "GITHUB_ACTOR": "octocat"}) == "octocat"
     assert who({"TF_BUILD": "True", "BUILD_REQUESTEDFOR": "Ada"}) == "Ada"

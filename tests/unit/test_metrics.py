@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from mlops_ci.bootstrap import paired_bootstrap
+from mlops_ci.evaluation.bootstrap import paired_bootstrap
 from mlops_ci.metrics import METRICS, Encoded, score
 
 SKLEARN = {
@@ -91,7 +91,7 @@ def test_bootstrap_is_repeatable_with_a_seed_and_varies_without() -> None:
 def test_bootstrap_chunks_large_data_without_changing_the_result(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import mlops_ci.bootstrap as bootstrap
+    import mlops_ci.evaluation.bootstrap as bootstrap
 
     y, p = _labels(8, 1000, 0.8)
     _, q = _labels(9, 1000, 0.8)
@@ -108,7 +108,7 @@ def test_bootstrap_chunks_large_data_without_changing_the_result(
 def test_the_interval_is_two_sided_at_the_stated_confidence() -> None:
     """A 95 % interval leaves 2.5 % of the resampled differences on each side (quantiles at
     alpha/2 and 1 - alpha/2, not alpha: that would be a 90 % interval labelled 95 %)."""
-    import mlops_ci.bootstrap as bootstrap
+    import mlops_ci.evaluation.bootstrap as bootstrap
 
     y, p = _labels(10, 400, 0.8)
     _, q = _labels(11, 400, 0.78)

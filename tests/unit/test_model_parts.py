@@ -16,9 +16,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from mlops_ci.batch.score import features_matrix
 from mlops_ci.errors import InputError
-from mlops_ci.features import FeatureSchema
-from mlops_ci.modelfiles import load_model_file
-from mlops_ci.onnxmodel import OnnxModel, standardize
+from mlops_ci.model.features import FeatureSchema
+from mlops_ci.model.files import load_model_file
+from mlops_ci.model.onnxmodel import OnnxModel, standardize
 from mlops_ci.packaging import convert
 from mlops_ci.serve.payload import Limits, PayloadError, parse_score
 from mlops_ci.serve.v2payload import parse_infer
@@ -379,15 +379,15 @@ def test_the_wheel_of_this_mlops_ci_is_deterministic_and_holds_what_serving_impo
 ) -> None:
     import zipfile
 
-    from mlops_ci.lineage import sha256_file
     from mlops_ci.packaging.wheel import build_wheel
+    from mlops_ci.provenance import sha256_file
 
     first = build_wheel(tmp_path / "a")
     second = build_wheel(tmp_path / "b")
     assert first.name == second.name and first.name.startswith("mlops_ci-")
     assert sha256_file(first) == sha256_file(second)
     names = zipfile.ZipFile(first).namelist()
-    assert "mlops_ci/serve/app.py" in names and "mlops_ci/schema/mlops.schema.json" in names
+    assert "mlops_ci/serve/app.py" in names and "mlops_ci/config/schema/mlops.schema.json" in names
     assert not any("_bundled" in n or "__pycache__" in n for n in names)
     info = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     assert info and b"mlops-ci" in zipfile.ZipFile(first).read(info[0])
@@ -411,7 +411,7 @@ def test_a_missing_text_is_refused_or_taken_as_the_contract_says(missing: bytes)
 
 def test_missing_text_reaches_each_runtime_as_it_expects() -> None:
     """The native model gets NaN (as read_csv gives compare), an ONNX graph the empty string."""
-    from mlops_ci.features import native_frame, table_of_frame
+    from mlops_ci.model.features import native_frame, table_of_frame
 
     frame = pd.DataFrame({"colour": ["red", np.nan], "size": [1.0, np.nan]})
     table = table_of_frame(NULLABLE_TEXT, frame)

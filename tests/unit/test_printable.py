@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ci.markdown import one_line
-from mlops_ci.printable import multi_line, single_line
-from mlops_ci.steps.pipeline import copy_example
+from mlops_ci.report.markdown import one_line
+from mlops_ci.steps.demo import copy_example
+from mlops_ci.ui.printable import multi_line, single_line
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mlops_ci.ci import emit_outputs, error_annotations, write_summary
-from mlops_ci.config import Config, load_config
+from mlops_ci.config.types import Config, load_config
 from mlops_ci.errors import ConfigError, GateFailed
 from mlops_ci.steps.compare import compare
 from mlops_ci.steps.register import register
@@ -166,7 +166,7 @@ def test_strings_from_a_pull_request_cannot_inject_markup_into_the_report(
 
 
 def test_markdown_helpers_hold_any_string() -> None:
-    from mlops_ci import markdown as md
+    from mlops_ci.report import markdown as md
 
     assert rendered(md.code("a``b")).strip() == "<p><code>a``b</code></p>"
     assert rendered(md.text("*b* [l](u) <i>")).strip() == "<p>*b* [l](u) &lt;i&gt;</p>"
@@ -182,10 +182,10 @@ def test_urls_in_user_strings_become_no_link_in_comparison_report_or_lineage(
 ) -> None:
     """GitHub autolinks bare URLs, www. names and e-mail addresses: user strings holding
     them are shown as text in comparison.md, report.md and `lineage --format md`."""
-    from mlops_ci.explain import markdown as comparison_md
+    from mlops_ci.report.comparison import markdown as comparison_md
+    from mlops_ci.steps.lineage import lineage
+    from mlops_ci.steps.lineage import markdown as trail_md
     from mlops_ci.steps.report import render
-    from mlops_ci.steps.trail import markdown as trail_md
-    from mlops_ci.steps.trail import trail
 
     in_production(fake_registry, config)
     run = candidate_run(fake_registry, config.root)
@@ -206,7 +206,7 @@ def test_urls_in_user_strings_become_no_link_in_comparison_report_or_lineage(
     documents = {
         "comparison.md": comparison_md(comparison),
         "report.md": render(comparison, None, run.tags),
-        "lineage": trail_md(trail(config, fake_registry, version)),
+        "lineage": trail_md(lineage(config, fake_registry, version)),
     }
     for name, markdown in documents.items():
         html = rendered(markdown)

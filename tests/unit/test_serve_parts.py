@@ -269,7 +269,7 @@ def test_the_binary_header_length_is_ascii_digits_only(value: str) -> None:
 def test_durable_rows_are_on_disk_when_the_future_completes(tmp_path: Path) -> None:
     """monitor.durable: the request waits for its future; once it completes, the rows are in
     the open segment, where drift reads a running server's complete lines."""
-    from mlops_ci.datasource import chunks
+    from mlops_ci.monitor.sources import chunks
 
     settings = LogSettings(tmp_path, "m", ("a", "b"), flush_seconds=30, durable=True)
     log = InputLog(settings)

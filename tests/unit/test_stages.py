@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ci.config import load_config
+from mlops_ci.config.types import load_config
 from mlops_ci.errors import ConfigError
-from mlops_ci.explain import change_lines
+from mlops_ci.pipeline.cache import StageCache, manifest_of
+from mlops_ci.pipeline.run import _deps, _fits, load_pipeline, stage_key
+from mlops_ci.pipeline.spec import param_value
 from mlops_ci.registry import RunRecord
-from mlops_ci.stagecache import StageCache, manifest_of
-from mlops_ci.stagerun import _deps, _fits, load_pipeline, stage_key
-from mlops_ci.stagespec import param_value
+from mlops_ci.report.comparison import change_lines
 from mlops_ci.steps.compare import what_changed
 from tests.helpers import run_cli
 

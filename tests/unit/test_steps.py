@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from mlops_ci.cli import cli
-from mlops_ci.config import load_config
-from mlops_ci.steps import STEPS
+from mlops_ci.config.types import load_config
+from mlops_ci.steps import STEPS, VERBS
 
 
 def test_every_step_has_a_module_a_verb_and_help() -> None:
@@ -19,6 +19,16 @@ def test_every_step_has_a_module_a_verb_and_help() -> None:
         command = cli.commands.get(name)
         assert command is not None, f"no `mlops-ci {name}` verb"
         assert command.help and len(command.help) > 20, f"`mlops-ci {name}` has no useful --help"
+
+
+def test_every_verb_names_the_function_that_does_its_work() -> None:
+    assert sorted(VERBS) == sorted(cli.commands), "steps.VERBS and the CLI's verbs differ"
+    for verb, where in VERBS.items():
+        module_name, _, function = where.partition(":")
+        module = importlib.import_module(f"mlops_ci.{module_name}")
+        assert callable(getattr(module, function, None)), f"{verb}: no {where}"
+        if module_name.startswith("steps."):  # a step's module is named as its verb
+            assert module_name == "steps." + verb.replace("-", "_"), f"{verb} lives in {where}"
 
 
 def test_every_step_has_its_github_action_and_azure_template() -> None:
@@ -43,8 +53,8 @@ def test_every_verb_has_help_a_newcomer_understands() -> None:
 def test_the_training_command_gets_no_credentials(project: Path, fake_registry: Any) -> None:
     """A real train whose command dumps its environment: no CI, registry or mlops-ci
     credential, no webhook signing secret, the tracking URI without its userinfo."""
+    from mlops_ci.pipeline.usercommand import SECRET_VARIABLES
     from mlops_ci.steps.train import train as train_step
-    from mlops_ci.steps.usercommand import SECRET_VARIABLES
 
     (project / "envdump.py").write_text(
         "import json, os, runpy\n"
@@ -78,7 +88,7 @@ def test_the_training_command_gets_no_credentials(project: Path, fake_registry: 
 
 
 def test_train_help_lists_every_variable_it_strips() -> None:
-    from mlops_ci.steps.usercommand import SECRET_PREFIXES, SECRET_VARIABLES, URI_VARIABLES
+    from mlops_ci.pipeline.usercommand import SECRET_PREFIXES, SECRET_VARIABLES, URI_VARIABLES
 
     words = set(re.findall(r"[A-Z_]+", cli.commands["train"].help or ""))
     assert set(SECRET_VARIABLES) <= words, set(SECRET_VARIABLES) - words

@@ -31,8 +31,8 @@ from typing import Any
 import yaml
 
 from mlops_ci import __version__
-from mlops_ci.scaffold import init_project
-from mlops_ci.steps.pipeline import copy_example
+from mlops_ci.steps.demo import copy_example
+from mlops_ci.steps.init import init_project
 from tests.github_server import GithubState, github_server
 from tests.store import seed_store
 

@@ -1,0 +1,131 @@
+"""The evaluation data both models are scored on: read once, checked, fingerprinted."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mlops_ci.errors import InputError
+
+if TYPE_CHECKING:
+    from mlops_ci.config.types import Config
+
+
+@dataclass(frozen=True)
+class EvaluationData:
+    path: str  # as written in mlops.yaml
+    sha256: str
+    features: Any  # pandas.DataFrame, columns in model order
+    target: Any  # pandas.Series
+    slices: Any = None  # pandas.DataFrame of the evaluate.slices columns (None: no slices)
+
+    @property
+    def rows(self) -> int:
+        return len(self.features)
+
+
+def _check_numbers(values: Any, column: str, where: str) -> None:
+    """A column of numbers with a stray word ('n/a', '1,5') is a data error naming its row;
+    a column of text (most values are not numbers) is a text feature and left alone."""
+    import pandas as pd
+
+    if values.dtype.kind != "O":
+        return
+    present = values.dropna()
+    numbers = pd.to_numeric(present, errors="coerce")
+    if numbers.isna().all() or numbers.notna().sum() * 2 < len(present):
+        return
+    bad = numbers.isna().to_numpy().nonzero()[0]
+    first = present.index[bad[0]]
+    raise InputError(
+        f"{where}:{int(first) + 2}: column '{column}': {str(present.iloc[bad[0]])[:40]!r} is "
+        "not a number" + (f" (and {len(bad) - 1} more rows)" if len(bad) > 1 else ""),
+        hint="fix the data, or leave such cells empty for a missing value",
+    )
+
+
+def check_columns(config: Config) -> list[str]:
+    """Problems with evaluate.data's header for `validate`: the target and the listed features
+    must be columns of it. Nothing to say when the file is not there (yet)."""
+    import csv
+
+    spec = config.evaluate
+    path = config.resolve(spec.data)
+    if not path.is_file():
+        return []
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            header = next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError) as err:
+        return [f"{spec.data}: cannot be read as CSV ({err})"]
+    from mlops_ci.config.types import line_of
+
+    problems = []
+    name = config.path.name
+    if spec.target not in header:
+        close = difflib.get_close_matches(spec.target, header, n=1)
+        guess = f"; did you mean '{close[0]}'?" if close else ""
+        problems.append(
+            f"{name}:{line_of(config, ['evaluate', 'target'])}: evaluate.target: "
+            f"'{spec.target}' is not a column of {spec.data} "
+            f"(columns: {', '.join(header[:20])}){guess}"
+        )
+    for key, wanted in (("features", spec.features), ("slices", spec.slices)):
+        missing = [f for f in wanted if f not in header]
+        if missing:
+            problems.append(
+                f"{name}:{line_of(config, ['evaluate', key])}: evaluate.{key}: "
+                f"{', '.join(missing)} not columns of {spec.data}"
+            )
+    return problems
+
+
+def load_evaluation(config: Config, nrows: int | None = None) -> EvaluationData:
+    """Read evaluate.data; missing file, columns or rows are errors naming them."""
+    import pandas as pd
+
+    spec = config.evaluate
+    path = config.resolve(spec.data)
+    if not path.is_file():
+        raise InputError(f"mlops.yaml: evaluate.data: file '{spec.data}' not found ({path})")
+    try:
+        # Only empty cells are missing: "n/a" or "NA" in a number column is a data error to name.
+        frame = pd.read_csv(path, nrows=nrows, keep_default_na=False, na_values=[""])
+    except (ValueError, pd.errors.ParserError) as err:
+        raise InputError(
+            f"{spec.data}: cannot be read as CSV: {str(err).splitlines()[0]}"
+        ) from None
+    columns = [str(c) for c in frame.columns]
+    wanted = [spec.target, *spec.features]
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        raise InputError(
+            f"{spec.data}: missing column(s) {', '.join(repr(c) for c in missing)} "
+            f"named in mlops.yaml evaluate (columns: {', '.join(columns)})"
+        )
+    unknown = [c for c in spec.slices if c not in columns]
+    if unknown:
+        raise InputError(
+            f"mlops.yaml: evaluate.slices: {', '.join(repr(c) for c in unknown)} not column(s) "
+            f"of {spec.data} (columns: {', '.join(columns)})"
+        )
+    if frame.empty:
+        raise InputError(f"{spec.data}: has no rows to evaluate on")
+    features = list(spec.features) or [c for c in columns if c != spec.target]
+    empty = frame[spec.target].isna().to_numpy().nonzero()[0]
+    if len(empty):
+        raise InputError(
+            f"{spec.data}:{empty[0] + 2}: column '{spec.target}' (the target) is empty"
+            + (f" (and {len(empty) - 1} more rows)" if len(empty) > 1 else "")
+        )
+    for column in features:
+        _check_numbers(frame[column], column, spec.data)
+    return EvaluationData(
+        path=spec.data,
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        features=frame[features],
+        target=frame[spec.target],
+        slices=frame[list(spec.slices)] if spec.slices else None,
+    )

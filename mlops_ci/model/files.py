@@ -1,0 +1,96 @@
+"""The model file a training command wrote, loaded as an object with scikit-learn's face.
+
+- scikit-learn, and XGBoost/LightGBM estimators of their scikit-learn API: joblib/pickle, or
+  ``.skops``;
+- XGBoost's own ``.json``/``.ubj`` model file and LightGBM's own ``.txt`` file: loaded into the
+  framework's scikit-learn estimator (``model.task`` says classifier or regressor);
+- ``.onnx`` (``model.flavor: onnx``): an :class:`~mlops_ci.model.onnxmodel.OnnxModel`, scored with
+  onnxruntime.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mlops_ci.errors import TrainingError
+
+ONNX_SUFFIX = ".onnx"
+
+
+def load_model_file(path: Path, task: str = "classification") -> Any:
+    """The model in ``path``, by its suffix; see the module docstring."""
+    suffix = path.suffix.lower()
+    if suffix == ".skops":
+        import skops.io
+
+        return skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))
+    if suffix in (".json", ".ubj"):
+        return _xgboost(path, task)
+    if suffix == ".txt":
+        return _lightgbm(path, task)
+    if suffix == ONNX_SUFFIX:
+        from mlops_ci.model.onnxmodel import OnnxModel
+
+        return OnnxModel.from_file(path, task)
+    import joblib
+
+    return joblib.load(path)
+
+
+def _xgboost(path: Path, task: str) -> Any:
+    import xgboost
+
+    model = xgboost.XGBClassifier() if task == "classification" else xgboost.XGBRegressor()
+    model.load_model(path)
+    return model
+
+
+def _lightgbm(path: Path, task: str) -> Any:
+    """A LightGBM text model file as the scikit-learn estimator scoring with that booster.
+
+    LightGBM has no public way to do this; these are the attributes its estimators read when
+    predicting (lightgbm 4). Classes are the indices 0..k-1 the booster was trained on.
+    """
+    import lightgbm
+    import numpy as np
+    from sklearn.preprocessing import LabelEncoder
+
+    booster = lightgbm.Booster(model_file=str(path))
+    model: Any
+    if task == "classification":
+        classes = max(2, int(booster.params.get("num_class", 1) or 1))
+        model = lightgbm.LGBMClassifier()
+        model._n_classes = classes
+        model._classes = np.arange(classes)
+        model._le = LabelEncoder().fit(model._classes)
+        model._class_map = None
+    else:
+        model = lightgbm.LGBMRegressor()
+    model._Booster = booster
+    model.fitted_ = True
+    model._n_features = booster.num_feature()
+    model._n_features_in = booster.num_feature()
+    model._objective = booster.params.get("objective")
+    return model
+
+
+def load_user_model(path: Path, task: str) -> Any:
+    """The training command's model file, refused with one line when it cannot be scored."""
+    try:
+        model = load_model_file(path, task)
+    except TrainingError:
+        raise
+    except Exception as err:  # whatever the file holds, it is the user's output
+        raise TrainingError(
+            f"mlops.yaml: train.outputs.model: '{path.name}' cannot be loaded: "
+            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": "),
+            hint="save the fitted estimator with joblib.dump(model, path) or skops.io.dump, "
+            "or the framework's own file (XGBoost .json, LightGBM .txt, ONNX .onnx)",
+        ) from None
+    if not callable(getattr(model, "predict", None)):
+        raise TrainingError(
+            f"mlops.yaml: train.outputs.model: '{path.name}' holds a {type(model).__name__}, "
+            "not a fitted estimator with predict()"
+        )
+    return model

@@ -1,0 +1,271 @@
+"""An ONNX model exported from any framework (``model.flavor: onnx``), with scikit-learn's face.
+
+compare scores it like any model (``predict``, ``predict_proba``, ``classes_``), and package
+serves it after :func:`standardize` has given it the inputs and outputs every other packaged
+model has, so serving, batch scoring and drift need nothing of their own:
+
+- inputs: one float32 ``input`` [rows, features] (a graph with one 2-D float input, whatever
+  its name), or one input per column named like the evaluation data's columns;
+- outputs: ``label`` and ``probabilities`` for a classifier, ``variable`` [rows, outputs]
+  otherwise.
+
+Which outputs hold what: outputs already named so are taken as they are; otherwise a
+classifier's scores are its first float output of shape [rows, classes] (taken as
+probabilities, as a softmax output is) and its label is its first integer or text output, or
+the arg-max of the scores. The class names are the model's metadata property ``classes`` (a
+JSON list, which the training script sets), else the indices 0..k-1. ``mlops.task`` in the
+metadata records the task the model was logged for.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from mlops_ci.errors import InputError
+from mlops_ci.model.features import string_values
+
+TASK_PROP, CLASSES_PROP = "mlops.task", "classes"
+_FLOAT = "tensor(float)"
+
+
+class OnnxModel:
+    """A user's ONNX graph on onnxruntime; picklable (it keeps the bytes, not the session)."""
+
+    def __init__(self, data: bytes, task: str | None = None, where: str = "the ONNX model"):
+        import onnx
+
+        self.data = data
+        self.where = where
+        try:
+            proto = onnx.load_from_string(data)
+        except Exception as err:  # not an ONNX file at all
+            raise InputError(f"{where}: not an ONNX model ({str(err).splitlines()[0]})") from None
+        props = {p.key: p.value for p in proto.metadata_props}
+        self.task = task or props.get(TASK_PROP, "classification")
+        self.classes_ = _classes(props.get(CLASSES_PROP), where)
+        self._session: Any = None
+        inputs = self.session.get_inputs()
+        for i in inputs:
+            if i.type not in (_FLOAT, "tensor(string)"):
+                raise InputError(
+                    f"{where}: input '{i.name}' is {i.type}; mlops-ci feeds float32 numbers "
+                    "or strings",
+                    hint="export the model with float32 inputs",
+                )
+        if len(inputs) == 1 and len(inputs[0].shape) == 2 and inputs[0].type == _FLOAT:
+            self.columns: tuple[str, ...] | None = None  # one [rows, features] tensor
+        else:
+            self.columns = tuple(i.name for i in inputs)
+            self.feature_names_in_ = np.asarray(self.columns, dtype=object)
+        self.outputs = _roles(self.session.get_outputs(), self.task, where)
+
+    @staticmethod
+    def from_file(path: Path, task: str | None = None) -> OnnxModel:
+        return OnnxModel(path.read_bytes(), task, str(path.name))
+
+    @property
+    def session(self) -> Any:
+        if self._session is None:
+            import onnxruntime as ort
+
+            try:
+                self._session = ort.InferenceSession(self.data, providers=["CPUExecutionProvider"])
+            except Exception as err:
+                raise InputError(
+                    f"{self.where}: onnxruntime cannot load it: {str(err).splitlines()[0]}"
+                ) from None
+        return self._session
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"data": self.data, "task": self.task, "where": self.where}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["data"], state["task"], state["where"])  # type: ignore[misc]
+
+    def __getattr__(self, name: str) -> Any:
+        # Regressors have no predict_proba: is_classifier() looks for it.
+        if name == "predict_proba" and self.__dict__.get("task") == "classification":
+            return self._predict_proba
+        raise AttributeError(name)
+
+    def _feeds(self, features: Any) -> dict[str, Any]:
+        if self.columns is None:
+            x = np.ascontiguousarray(np.asarray(features, dtype=np.float32))
+            return {self.session.get_inputs()[0].name: x}
+        feeds = {}
+        for i in self.session.get_inputs():
+            column = features[i.name].to_numpy()
+            if i.type == _FLOAT:
+                feeds[i.name] = column.astype(np.float32).reshape(-1, 1)
+            else:
+                feeds[i.name] = string_values(column).reshape(-1, 1)
+        return feeds
+
+    def _run(self, features: Any) -> dict[str, Any]:
+        names = [o.name for o in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(None, self._feeds(features)), strict=True))
+
+    def _predict_proba(self, features: Any) -> npt.NDArray[np.float64]:
+        out = self._run(features)
+        return np.asarray(out[self.outputs["scores"]], np.float64)
+
+    def predict(self, features: Any) -> npt.NDArray[Any]:
+        out = self._run(features)
+        if self.task != "classification":
+            return np.asarray(out[self.outputs["scores"]], np.float64).reshape(-1)
+        if self.outputs.get("label"):
+            return np.asarray(out[self.outputs["label"]]).reshape(-1)
+        index = np.asarray(out[self.outputs["scores"]]).argmax(axis=1)
+        return np.asarray(self.classes_[index] if self.classes_ is not None else index)
+
+
+def _classes(raw: str | None, where: str) -> npt.NDArray[Any] | None:
+    if raw is None:
+        return None
+    try:
+        values = json.loads(raw)
+    except ValueError:
+        values = None
+    if not isinstance(values, list) or not values:
+        raise InputError(f"{where}: metadata 'classes' must be a JSON list of class names")
+    return np.asarray(values)
+
+
+def _roles(outputs: list[Any], task: str, where: str) -> dict[str, str]:
+    """Which graph output holds the label and which the scores (see the module docstring)."""
+    names = {o.name: o for o in outputs}
+    floats = [o for o in outputs if o.type in (_FLOAT, "tensor(double)")]
+    if task == "classification":
+        if "probabilities" in names:
+            return {"scores": "probabilities", "label": "label" if "label" in names else ""}
+        scores = [o for o in floats if len(o.shape) == 2]
+        if not scores:
+            raise InputError(
+                f"{where}: a classifier needs a float output of shape [rows, classes] "
+                f"(outputs: {', '.join(names)})"
+            )
+        labels = [o for o in outputs if o.type in ("tensor(int64)", "tensor(string)")]
+        return {"scores": scores[0].name, "label": labels[0].name if labels else ""}
+    if "variable" in names:
+        return {"scores": "variable"}
+    if not floats:
+        raise InputError(f"{where}: a regressor needs a float output (outputs: {', '.join(names)})")
+    return {"scores": floats[0].name}
+
+
+def standardize(model: OnnxModel, columns: tuple[str, ...]) -> tuple[bytes, str]:
+    """(the graph with mlops-ci's input and output names, its layout: matrix | columns)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    proto = onnx.load_from_string(model.data)
+    graph = proto.graph
+    layout = "columns"
+    if model.columns is None:
+        layout = "matrix"
+        rename_tensor(graph, graph.input[0].name, "input")
+    else:
+        missing = [c for c in model.columns if c not in columns]
+        if missing:
+            raise InputError(
+                f"{model.where}: input(s) {', '.join(missing)} are not columns of evaluate.data"
+            )
+    roles, nodes, outputs = model.outputs, [], []
+    if model.task == "classification":
+        scores = roles["scores"]
+        nodes.append(helper.make_node("Cast", [scores], ["probabilities"], to=TensorProto.FLOAT))
+        label = roles.get("label")
+        if label:
+            nodes.append(helper.make_node("Identity", [label], ["label"]))
+            label_type = _output_type(graph, label)
+        else:
+            nodes.append(
+                helper.make_node("ArgMax", [scores], ["mlops_label_index"], axis=1, keepdims=0)
+            )
+            label_type = TensorProto.INT64
+            if model.classes_ is not None:
+                classes = [str(c) for c in model.classes_.tolist()]
+                nodes.append(_label_encoder("mlops_label_index", classes))
+                label_type = TensorProto.STRING
+                _ml_opset(proto)
+            else:
+                nodes.append(helper.make_node("Identity", ["mlops_label_index"], ["label"]))
+        outputs = [
+            helper.make_tensor_value_info("label", label_type, [None]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, None]),
+        ]
+    else:
+        nodes.append(helper.make_node("Cast", [roles["scores"]], ["mlops_values"], to=1))
+        nodes.append(helper.make_node("Flatten", ["mlops_values"], ["variable"], axis=1))
+        outputs = [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, None])]
+    taken = {o.name for o in outputs}
+    if any(o.name in taken for o in graph.output) or any(
+        out in taken for node in graph.node for out in node.output
+    ):
+        _rename_outputs(graph, taken)
+        return standardize(OnnxModel(proto.SerializeToString(), model.task, model.where), columns)
+    graph.node.extend(nodes)
+    del graph.output[:]
+    graph.output.extend(outputs)
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as err:
+        raise InputError(f"{model.where}: cannot be standardized: {str(err)[:200]}") from None
+    return proto.SerializeToString(), layout
+
+
+def _output_type(graph: Any, name: str) -> int:
+    for o in graph.output:
+        if o.name == name:
+            return int(o.type.tensor_type.elem_type)
+    return 7  # INT64
+
+
+def _label_encoder(source: str, classes: list[str]) -> Any:
+    from onnx import helper
+
+    return helper.make_node(
+        "LabelEncoder",
+        [source],
+        ["label"],
+        domain="ai.onnx.ml",
+        keys_int64s=list(range(len(classes))),
+        values_strings=classes,
+        default_string="",
+    )
+
+
+def _ml_opset(proto: Any) -> None:
+    from onnx import helper
+
+    for opset in proto.opset_import:
+        if opset.domain == "ai.onnx.ml":
+            opset.version = max(opset.version, 2)
+            return
+    proto.opset_import.append(helper.make_opsetid("ai.onnx.ml", 2))
+
+
+def rename_tensor(graph: Any, old: str, new: str) -> None:
+    """Give the tensor ``old`` the name ``new`` wherever the graph names it."""
+    if old == new:
+        return
+    for value in (*graph.input, *graph.output, *graph.value_info):
+        if value.name == old:
+            value.name = new
+    for node in graph.node:
+        for field in (node.input, node.output):
+            for i, name in enumerate(field):
+                if name == old:
+                    field[i] = new
+
+
+def _rename_outputs(graph: Any, taken: set[str]) -> None:
+    """Move the user's tensors named label/probabilities/variable out of the way."""
+    names = {o.name for o in graph.output} | {out for n in graph.node for out in n.output}
+    for name in names & taken:
+        rename_tensor(graph, name, f"user_{name}")

@@ -1,0 +1,79 @@
+"""Tables read in chunks: CSV, Parquet, and the input log `mlops-ci serve` writes.
+
+Everything yields pandas DataFrames of at most ``chunk_rows`` rows, so a reader of millions of
+rows holds one chunk at a time. A path may be a file or a folder of files; an input-log folder
+(``inputs-*.jsonl`` / ``inputs-*.parquet``) yields its rows' ``inputs`` as columns and the
+logged prediction as ``PREDICTION``; the segment a running server still appends to is read up
+to its last complete line, so drift sees every row already on disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+
+from mlops_ci.errors import InputError
+from mlops_ci.extras import require
+from mlops_ci.monitor.files import OPEN_SEGMENT, files_of
+
+PREDICTION = "__prediction__"
+
+
+def chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    for file in files_of(path):
+        try:
+            if file.suffix == ".csv":
+                yield from pd.read_csv(file, chunksize=chunk_rows)
+            elif file.suffix == ".parquet":
+                yield from _parquet(file, chunk_rows)
+            else:  # .jsonl, or a segment serve is still writing: its complete lines
+                yield from _jsonl(file, chunk_rows, file.name.endswith(OPEN_SEGMENT))
+        except (ValueError, OSError, orjson.JSONDecodeError) as err:
+            if isinstance(err, InputError):
+                raise
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise InputError(f"{file}: cannot be read as a table: {first}") from None
+
+
+def _parquet(file: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    require("parquet", f"{file}: reading Parquet")
+    import pyarrow.parquet as pq
+
+    for batch in pq.ParquetFile(file).iter_batches(batch_size=chunk_rows):
+        frame = batch.to_pandas()
+        yield _flatten_log(frame) if "inputs" in frame.columns else frame
+
+
+def _jsonl(file: Path, chunk_rows: int, complete_only: bool = False) -> Iterator[pd.DataFrame]:
+    rows: list[Any] = []
+    with open(file, "rb") as fh:
+        for line in fh:
+            if complete_only and not line.endswith(b"\n"):
+                break  # the writer is appending this one right now
+            if line.strip():
+                rows.append(orjson.loads(line))
+            if len(rows) >= chunk_rows:
+                yield _log_frame(rows)
+                rows = []
+    if rows:
+        yield _log_frame(rows)
+
+
+def _log_frame(rows: list[Any]) -> pd.DataFrame:
+    """Input-log records (or plain JSON objects) as a frame of features (+ prediction)."""
+    if rows and isinstance(rows[0], dict) and isinstance(rows[0].get("inputs"), dict):
+        frame = pd.DataFrame.from_records([r["inputs"] for r in rows])
+        frame[PREDICTION] = [r.get("prediction") for r in rows]
+        return frame
+    return pd.DataFrame.from_records(rows)
+
+
+def _flatten_log(frame: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame.from_records(list(frame["inputs"]))
+    if "prediction" in frame.columns:
+        out[PREDICTION] = frame["prediction"].to_numpy()
+    return out

@@ -1,0 +1,130 @@
+"""The user's training command (or a pipeline stage's) in a child process: the environment
+it gets (none of the CI's, the registry's or mlops-ci's credentials: it is the pull request's
+code), its log, its time limit, and one line when it fails."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from mlops_ci.config.types import Config, Scalar
+from mlops_ci.credentials import safe_url
+from mlops_ci.errors import InputError, TrainingError
+
+PYTHON = "{python}"
+_LOG_TAIL_LINES = 5
+
+
+# Credentials of the CI platform, the registry and mlops-ci itself: the training code is the
+# pull request's code, so it gets none of them (data credentials such as AWS_* stay). MLflow
+# reads the registry credentials from these; mlops-ci logs the run itself, so the command needs
+# none of them.
+SECRET_VARIABLES = (
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+    "ACTIONS_RUNTIME_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "SYSTEM_ACCESSTOKEN",
+    "AZURE_DEVOPS_EXT_PAT",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_CLIENT_CERT_PATH",
+    "DATABRICKS_TOKEN",
+    "DATABRICKS_CLIENT_SECRET",
+    "MLOPS_ADMIN_TOKEN",
+)
+
+
+# Every variable with these prefixes: action inputs (act-based runners such as Gitea's and
+# Forgejo's give composite steps INPUT_*, a github-token input among them) and Azure's secret
+# task variables.
+SECRET_PREFIXES = ("INPUT_", "SECRET_")
+
+
+# Kept, but without userinfo or secret query values: a script may read where runs go.
+URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+def secret_variables(config: Config) -> list[str]:
+    """Every variable the training command does not get: the fixed list, the admin token's
+    variable and each webhook's signing secret (``notify.webhooks[].secret_env``)."""
+    named = [config.serve.admin_token_env]
+    named += [hook.secret_env for hook in config.notify.webhooks if hook.secret_env]
+    return sorted({*SECRET_VARIABLES, *(name.upper() for name in named)})
+
+
+def command_environment(env: Mapping[str, str], secret: list[str]) -> dict[str, str]:
+    """The environment of the training command: this one without the secret variables and
+    the ``SECRET_PREFIXES`` ones, and the tracking URIs without their credentials."""
+    hidden = set(secret)
+    out = {
+        k: v
+        for k, v in env.items()
+        if k.upper() not in hidden and not k.upper().startswith(SECRET_PREFIXES)
+    }
+    for name in URI_VARIABLES:
+        if out.get(name):
+            out[name] = safe_url(out[name], userinfo="")
+    return out
+
+
+def run_command(
+    config: Config,
+    command: str,
+    params: Mapping[str, Scalar],
+    env: dict[str, str],
+    log_path: Path,
+    shell: bool = False,
+    cwd: Path | None = None,
+    what: str = "train.command",
+) -> Path:
+    """Run the command (without a shell unless ``shell``: a DVC stage's cmd is shell text);
+    its output goes to a log that becomes an artifact."""
+    if shell:
+        argv = ["/bin/sh", "-c", command.replace(PYTHON, shlex.quote(sys.executable))]
+    else:
+        try:
+            argv = shlex.split(command)
+        except ValueError as err:
+            raise InputError(f"mlops.yaml: {what}: cannot be split into words: {err}") from None
+        # {python} is the interpreter mlops-ci runs in (a pipx or CI venv), whatever is on PATH.
+        argv = [sys.executable if word == PYTHON else word for word in argv]
+    env = command_environment(env, secret_variables(config))
+    env["MLOPS_PARAMS"] = json.dumps(params, sort_keys=True)
+    env.update({f"MLOPS_PARAM_{k.upper()}": str(v) for k, v in params.items()})
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w", encoding="utf-8") as log:
+        try:
+            done = subprocess.run(
+                argv,
+                cwd=cwd or config.root,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=config.train.timeout_minutes * 60,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise TrainingError(
+                f"mlops.yaml: {what}: program '{argv[0]}' not found",
+                hint="check the command runs in the folder of mlops.yaml",
+            ) from None
+        except subprocess.TimeoutExpired:
+            raise TrainingError(
+                f"mlops.yaml: {what}: still running after "
+                f"{config.train.timeout_minutes:g} minutes (train.timeout_minutes); stopped"
+            ) from None
+    if done.returncode != 0:
+        tail = log_path.read_text("utf-8", errors="replace").strip().splitlines()[-_LOG_TAIL_LINES:]
+        last = tail[-1] if tail else "(no output)"
+        raise TrainingError(
+            f"mlops.yaml: {what} '{command}' exited with code {done.returncode}: {last}",
+            hint=f"full log: {log_path}",
+        )
+    return log_path
