@@ -19,11 +19,12 @@ from pathlib import Path
 
 from mlops_ci.credentials import safe_url
 from mlops_ci.errors import InputError
+from mlops_ci.records import FOLDER
 
 # Folders never part of a fingerprint: tool state, caches and VCS internals.
 _SKIP_DIRS = {
     ".git",
-    ".mlops",
+    FOLDER,  # .mlops
     "__pycache__",
     ".pytest_cache",
     ".mypy_cache",

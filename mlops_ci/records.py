@@ -1,20 +1,122 @@
-"""The local record of one CI job under ``.mlops/``: written atomically, never half-written."""
+"""``.mlops/``, the local record of one CI job: the one module that names its paths, writes
+them atomically (readers see the old file or the new, never half of one) and reads each
+step's record back.
+
+Steps hand on ids, not files; these records are what a later step of the same job reads (the
+run `train` made, the verdict `compare` gave, the version `register` created), so the report
+and the steps read them here rather than importing one another (comparison.json is read by
+``evaluation.comparison.read_comparison``, beside its type, at the path named here). The
+registry stays the source of truth: a record names what a step did on this disk, nothing more.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from mlops_ci.errors import InputError
 
+FOLDER = ".mlops"
+FINISHED, FAILED = "finished", "failed"  # train.json's status
+
+
+@dataclass(frozen=True)
+class JobFolder:
+    """Every path under ``ROOT/.mlops/``: the steps' records and their working folders."""
+
+    root: Path
+
+    @property
+    def folder(self) -> Path:
+        return self.root / FOLDER
+
+    def made(self) -> Path:
+        """The folder, created if need be."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return self.folder
+
+    # --- each step's record -------------------------------------------------------------
+    @property
+    def train(self) -> Path:
+        return self.folder / "train.json"
+
+    @property
+    def comparison(self) -> Path:
+        return self.folder / "comparison.json"
+
+    @property
+    def comparison_md(self) -> Path:
+        return self.folder / "comparison.md"
+
+    @property
+    def register(self) -> Path:
+        return self.folder / "register.json"
+
+    @property
+    def package(self) -> Path:
+        return self.folder / "package.json"
+
+    @property
+    def deploy(self) -> Path:
+        return self.folder / "deploy.json"
+
+    @property
+    def deploy_audit(self) -> Path:
+        """Every deploy, rollback and undeploy of this disk, one JSON line each."""
+        return self.folder / "deploy-audit.jsonl"
+
+    @property
+    def drift(self) -> Path:
+        return self.folder / "drift.json"
+
+    @property
+    def drift_md(self) -> Path:
+        return self.folder / "drift.md"
+
+    @property
+    def report(self) -> Path:
+        return self.folder / "report.md"
+
+    # --- working folders ----------------------------------------------------------------
+    @property
+    def cache(self) -> Path:
+        """The stage cache (content-addressed files and one record per stage run)."""
+        return self.folder / "cache"
+
+    @property
+    def train_work(self) -> Path:
+        """train's working folder: the command's log, lineage files, stage artifacts."""
+        return self.folder / "train"
+
+    def stage_log(self, stage: str) -> Path:
+        return self.train_work / f"stage-{stage}.log"
+
+    def package_context(self, name: str, version: str) -> Path:
+        """A version's Docker build context."""
+        return self.folder / "package" / f"{name}-{version}"
+
+    def deploy_state(self, env: str) -> Path:
+        """What a deploy target keeps of an environment (the local service's pid and port, the
+        docker front's routes)."""
+        return self.folder / "deploy" / env
+
+    @property
+    def serve_state(self) -> Path:
+        """`mlops-ci serve`'s downloaded models and shared worker state."""
+        return self.folder / "serve"
+
+    @property
+    def batch_state(self) -> Path:
+        """`mlops-ci batch-score`'s downloaded models."""
+        return self.folder / "batch"
+
 
 def mlops_dir(root: Path) -> Path:
-    folder = root / ".mlops"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return JobFolder(root).made()
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
@@ -38,6 +140,13 @@ def write_json_atomic(path: Path, data: Any) -> Path:
     return write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
+def append_line(path: Path, data: Any) -> None:
+    """One JSON line appended (an audit log: each line whole, older lines untouched)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(data) + "\n")
+
+
 def read_json(path: Path) -> Any | None:
     """The record at ``path``, None when absent; a corrupt record is an error naming it."""
     if not path.is_file():
@@ -48,3 +157,68 @@ def read_json(path: Path) -> Any | None:
         raise InputError(
             f"{path}: not valid JSON ({err})", hint="delete it and rerun the step"
         ) from None
+
+
+def read_object(path: Path) -> dict[str, Any] | None:
+    """The record at ``path`` when it is a JSON object; None when absent or of another shape."""
+    record = read_json(path)
+    return record if isinstance(record, dict) else None
+
+
+# --- the records one step leaves for another ----------------------------------------------
+@dataclass(frozen=True)
+class RegisterResult:
+    """register.json: the version `register` created (or found) for a run."""
+
+    name: str
+    version: str
+    run_id: str
+    verdict: str
+    forced: bool
+    alias: str
+    existing: bool  # the run already had a version; nothing new was created
+
+
+def read_train(root: Path) -> dict[str, Any] | None:
+    """train.json: ``status`` (finished or failed), ``run_id``, and what the run did."""
+    return read_object(JobFolder(root).train)
+
+
+def last_trained_run(root: Path, default: str | None = None) -> str:
+    """The run of this checkout's last successful `train`; refused when the last train failed.
+
+    ``default`` is taken only when this checkout has no train record at all.
+    """
+    record = read_train(root)
+    if record is None or not (record.get("run_id") or record.get("status")):
+        if default:
+            return default
+        raise InputError(
+            "no run given and no .mlops/train.json found",
+            hint="run `mlops-ci train` first or pass --run RUN_ID",
+        )
+    if record.get("status") == FAILED:
+        raise InputError(
+            f"the last `mlops-ci train` failed ({record.get('error', 'no reason recorded')}); "
+            "refusing to act on the run of an earlier train",
+            hint="fix the training and rerun `mlops-ci train`, or pass --run RUN_ID explicitly",
+        )
+    return str(record["run_id"])
+
+
+def write_registration(root: Path, result: RegisterResult) -> RegisterResult:
+    write_json_atomic(JobFolder(root).register, asdict(result))
+    return result
+
+
+def read_registration(root: Path) -> RegisterResult | None:
+    data = read_object(JobFolder(root).register)
+    return RegisterResult(**data) if data else None
+
+
+def read_package(root: Path) -> dict[str, Any] | None:
+    return read_object(JobFolder(root).package)
+
+
+def read_deploy(root: Path) -> dict[str, Any] | None:
+    return read_object(JobFolder(root).deploy)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from mlops_ci.errors import ConfigError, MlopsError
+from mlops_ci.records import FOLDER
 from mlops_ci.ui.printable import escape_controls
 
 _CONFIG_LINE = re.compile(r"^[^:]+:(\d+): (.*)$")
@@ -106,7 +107,7 @@ def write_summary(
             fh.write(markdown.rstrip("\n") + "\n")
         return True
     if in_azure(env):
-        folder = Path(env.get("AGENT_TEMPDIRECTORY") or Path.cwd() / ".mlops")
+        folder = Path(env.get("AGENT_TEMPDIRECTORY") or Path.cwd() / FOLDER)
         folder.mkdir(parents=True, exist_ok=True)
         summary = folder / f"{name}-{uuid.uuid4().hex[:8]}.md"
         summary.write_text(markdown.rstrip("\n") + "\n", encoding="utf-8")

@@ -209,6 +209,7 @@ def _batch_model(config_path: Path | None, ref: str | None, model_dir: Path | No
         raise MlopsError("give --model NAME@ALIAS (or NAME:VERSION) or --model-dir, one of them")
     if model_dir is not None:
         return read_spec(model_dir)
+    from mlops_ci.records import JobFolder
     from mlops_ci.serve.server import Weighted, from_registry
 
     config = load(config_path)
@@ -221,6 +222,6 @@ def _batch_model(config_path: Path | None, ref: str | None, model_dir: Path | No
     else:
         name, version = "", ref
     name = name or config.model.name
-    state = config.root / ".mlops" / "batch"
+    state = JobFolder(config.root).batch_state
     ((spec, _),) = from_registry(open_registry(config), name, [Weighted(version, None)], state)
     return spec

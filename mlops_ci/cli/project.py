@@ -213,6 +213,7 @@ def demo(folder: Path | None) -> None:
 
     Uses the embedded registry (MLflow on SQLite in the folder), no network and no server.
     """
+    from mlops_ci.records import JobFolder
     from mlops_ci.report.comparison import markdown
     from mlops_ci.steps.demo import run_demo
 
@@ -237,6 +238,6 @@ def demo(folder: Path | None) -> None:
         )
     else:
         echo(f"refused: {second.refused}")
-    echo(f"\ncomparison: {result.project / '.mlops' / 'comparison.md'}")
+    echo(f"\ncomparison: {JobFolder(result.project).comparison_md}")
     echo(f"registry:   {result.registry}")
     echo(f"browse:     mlflow ui --backend-store-uri {result.registry}")

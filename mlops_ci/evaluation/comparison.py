@@ -7,11 +7,13 @@ Its own module, below the step that makes it (``steps/compare``) and the code th
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mlops_ci.evaluation.bootstrap import BootstrapResult
 from mlops_ci.evaluation.importance import Importance
 from mlops_ci.evaluation.slices import SliceScore
+from mlops_ci.records import JobFolder, read_json
 
 PASS, FAIL, NO_BASELINE = "pass", "fail", "no-baseline"
 
@@ -73,3 +75,9 @@ class ComparisonResult:
             slices=tuple(SliceScore(**s) for s in data.get("slices") or ()),
             changes=data.get("changes") or {},
         )
+
+
+def read_comparison(root: Path) -> ComparisonResult | None:
+    """comparison.json of this checkout (``compare`` writes it), None when there is none."""
+    data = read_json(JobFolder(root).comparison)
+    return ComparisonResult.from_dict(data) if data else None

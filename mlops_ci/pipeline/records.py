@@ -13,7 +13,7 @@ from typing import Any
 from mlops_ci.config.types import Config
 from mlops_ci.pipeline.cache import StageCache
 from mlops_ci.pipeline.run import RAN, StageRun
-from mlops_ci.records import write_json_atomic
+from mlops_ci.records import JobFolder, write_json_atomic
 
 STAGES_ARTIFACT = "lineage/stages.json"  # the stages of the run: the lineage graph
 
@@ -47,7 +47,7 @@ def stage_artifacts(
     work: Path, root: Path, stages: list[StageRun], environment: str
 ) -> dict[str, Path]:
     """``stages/NAME/`` (record.json and the outs) for each stage no MLflow run holds yet."""
-    cache = StageCache(root / ".mlops" / "cache")
+    cache = StageCache(JobFolder(root).cache)
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)

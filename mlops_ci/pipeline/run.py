@@ -34,6 +34,7 @@ from mlops_ci.pipeline.spec import (
     param_value,
 )
 from mlops_ci.provenance import sha256_file
+from mlops_ci.records import JobFolder
 
 RAN, CACHED, WOULD_RUN = "ran", "cached", "would run"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -133,7 +134,7 @@ def run_stages(
 ) -> list[StageRun]:
     """Each stage in order: skipped with its outs restored when its key is cached, else run.
     ``dry_run`` runs and restores nothing and says what would run and why."""
-    cache = StageCache(config.root / ".mlops" / "cache")
+    cache = StageCache(JobFolder(config.root).cache)
     state = _Run(
         config, pipeline, params, environment, cache, remote, use_cache, dry_run,
         notify or (lambda _line: None),
@@ -274,7 +275,7 @@ def _execute(run: _Run, stage: Stage, runner: Runner) -> Manifest:
     for out in stage.all_outs:
         if out not in stage.persist:
             remove(root / out)  # a stage never finds the last run's outs
-    runner(stage, root / ".mlops" / "train" / f"stage-{stage.name}.log")
+    runner(stage, JobFolder(root).stage_log(stage.name))
     missing = [o for o in stage.all_outs if not (root / o).exists()]
     if missing:
         raise TrainingError(

@@ -20,10 +20,11 @@ import yaml
 
 from mlops_ci.config.types import Config, Scalar, line_of
 from mlops_ci.errors import ConfigError
+from mlops_ci.records import FOLDER
 
 PARAMS_FILE = "params.yaml"  # DVC's default params file, in the stage's wdir
 # Paths a stage may not write: mlops-ci's and git's own state.
-_RESERVED = (".mlops", ".git")
+_RESERVED = (FOLDER, ".git")
 
 Where = Callable[[list[Any]], str]  # key path inside the stage -> "FILE:LINE: dotted.key"
 

@@ -18,6 +18,7 @@ from mlops_ci.config.types import (
 )
 from mlops_ci.errors import InputError
 from mlops_ci.extras import require
+from mlops_ci.records import JobFolder
 from mlops_ci.serve import server
 from mlops_ci.serve.inputlog import LogSettings
 from mlops_ci.serve.model import ModelSpec
@@ -42,7 +43,7 @@ def start(
     )
     monitor = config.monitor if config else monitor_config()
     root = config.root if config else Path.cwd()
-    state = (state_dir or root / ".mlops" / "serve").resolve()
+    state = (state_dir or JobFolder(root).serve_state).resolve()
     chosen = _models(config, model, model_dirs, versions, state)
     settings = build_settings(
         chosen, serve_cfg, monitor, collect, log_dir or root / monitor.log_dir, state

@@ -30,13 +30,14 @@ from mlops_ci.model.features import model_frame
 from mlops_ci.packaging import convert, cost, runtime
 from mlops_ci.packaging.cost import Cost
 from mlops_ci.packaging.runtime import Engine
-from mlops_ci.records import mlops_dir, read_json, write_json_atomic, write_text_atomic
+from mlops_ci.records import (
+    JobFolder,
+    last_trained_run,
+    write_json_atomic,
+    write_text_atomic,
+)
 from mlops_ci.registry import EVALUATION_ARTIFACT, ModelRegistry, RunRecord
 from mlops_ci.report.comparison import markdown
-from mlops_ci.steps.train import last_trained_run
-
-RECORD = "comparison.json"
-REPORT = "comparison.md"
 
 
 def compare(
@@ -47,7 +48,7 @@ def compare(
 ) -> ComparisonResult:
     """Score both models on evaluate.data, apply gate.rules and the paired bootstrap;
     ``progress`` hears (what, done, in all) of the long parts (importance, costs)."""
-    run = registry.get_run(run_id or last_trained_run(config))
+    run = registry.get_run(run_id or last_trained_run(config.root))
     _check_finished(run)
     data = load_evaluation(config)
     cand = _scored(registry, run.run_id, _model_uri(run), data, f"candidate (run {run.run_id})")
@@ -173,15 +174,10 @@ def compare(
         slices=tuple(slice_scores),
         changes=what_changed(production_run, run) if production_version is not None else {},
     )
-    folder = mlops_dir(config.root)
-    write_json_atomic(folder / RECORD, result.to_dict())
-    write_text_atomic(folder / REPORT, markdown(result, config.evaluate.importance.top))
+    job = JobFolder(config.root)
+    write_json_atomic(job.comparison, result.to_dict())
+    write_text_atomic(job.comparison_md, markdown(result, config.evaluate.importance.top))
     return result
-
-
-def load_comparison(config: Config) -> ComparisonResult | None:
-    data = read_json(mlops_dir(config.root) / RECORD)
-    return ComparisonResult.from_dict(data) if data else None
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,11 @@ from mlops_ci.bundled import bundled
 from mlops_ci.config.types import Config, Scalar, load_config
 from mlops_ci.errors import GateFailed, MlopsError
 from mlops_ci.evaluation.comparison import ComparisonResult
+from mlops_ci.records import FOLDER, RegisterResult
 from mlops_ci.registry import ModelRegistry, open_registry
 from mlops_ci.steps.compare import compare
 from mlops_ci.steps.promote import PromoteResult, promote
-from mlops_ci.steps.register import RegisterResult, register
+from mlops_ci.steps.register import register
 from mlops_ci.steps.train import TrainResult, train
 
 EXAMPLE = "iris"
@@ -49,7 +50,7 @@ def copy_example(dest: Path, name: str = EXAMPLE) -> Path:
     """Copy the example into ``dest`` (which must be empty or absent), without old state."""
     if dest.exists() and any(dest.iterdir()):
         raise MlopsError(f"--dir {dest}: folder is not empty", hint="give a new or empty folder")
-    ignore = shutil.ignore_patterns(".mlops", "outputs", "__pycache__", "mlruns")
+    ignore = shutil.ignore_patterns(FOLDER, "outputs", "__pycache__", "mlruns")
     shutil.copytree(bundled(f"examples/{name}"), dest, ignore=ignore, dirs_exist_ok=True)
     return dest
 

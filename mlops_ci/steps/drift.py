@@ -19,7 +19,7 @@ from mlops_ci.config.types import Config, DriftConfig
 from mlops_ci.errors import InputError
 from mlops_ci.monitor.drift import CategoricalFeature, NumericFeature
 from mlops_ci.monitor.sources import PREDICTION, chunks
-from mlops_ci.records import mlops_dir, write_json_atomic, write_text_atomic
+from mlops_ci.records import JobFolder, write_json_atomic, write_text_atomic
 from mlops_ci.report import charts
 from mlops_ci.report import markdown as md
 
@@ -231,6 +231,6 @@ def markdown(result: DriftResult, top: int = 8) -> str:
 
 
 def _write(config: Config, result: DriftResult) -> None:
-    folder = mlops_dir(config.root)
-    write_json_atomic(folder / "drift.json", asdict(result))
-    write_text_atomic(folder / "drift.md", markdown(result))
+    job = JobFolder(config.root)
+    write_json_atomic(job.drift, asdict(result))
+    write_text_atomic(job.drift_md, markdown(result))

@@ -24,10 +24,9 @@ from mlops_ci.packaging.image import ImageResult, build_image, image_tag
 from mlops_ci.packaging.profile import Profile
 from mlops_ci.packaging.runtime import ONNX_FILE
 from mlops_ci.provenance import sha256_file
-from mlops_ci.records import mlops_dir, read_json, write_json_atomic
+from mlops_ci.records import JobFolder, write_json_atomic
 from mlops_ci.registry import TAG_MODEL_SHA256, ModelRegistry, resolve_version
 
-RECORD = "package.json"
 TAG_PREFIX = "mlops.package."
 
 
@@ -116,7 +115,7 @@ def package(
             classes=convert.class_labels(native),
             frameworks=distributions(native),
         )
-        folder = mlops_dir(config.root) / "package" / f"{name}-{version.version}"
+        folder = JobFolder(config.root).package_context(name, version.version)
         lock = (
             registry.read_artifact_text(run_id, "lineage/environment/requirements.lock")
             if run_id
@@ -154,13 +153,8 @@ def package(
         time.time(),
         served,
     )
-    write_json_atomic(mlops_dir(config.root) / RECORD, asdict(result))
+    write_json_atomic(JobFolder(config.root).package, asdict(result))
     return result
-
-
-def load_package_record(config: Config) -> dict[str, Any] | None:
-    record = read_json(mlops_dir(config.root) / RECORD)
-    return record if isinstance(record, dict) else None
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mlops_ci.config.types import Config
 from mlops_ci.errors import GateFailed, InputError
-from mlops_ci.evaluation.comparison import FAIL, ComparisonResult
+from mlops_ci.evaluation.comparison import FAIL, ComparisonResult, read_comparison
 from mlops_ci.model.integrity import digest, file_manifest
 from mlops_ci.provenance import who
-from mlops_ci.records import mlops_dir, read_json, write_json_atomic
+from mlops_ci.records import (
+    RegisterResult,
+    last_trained_run,
+    write_registration,
+)
 from mlops_ci.registry import (
     TAG_COMPLETE,
     TAG_MODEL_SHA256,
@@ -24,22 +27,8 @@ from mlops_ci.registry import (
     ModelRegistry,
     RunRecord,
 )
-from mlops_ci.steps.compare import load_comparison
-from mlops_ci.steps.train import last_trained_run
 
-RECORD = "register.json"
 _LINEAGE_PREFIXES = ("mlops.git.", "mlops.ci.", "mlops.data.", "mlops.env.", "mlflow.source.git.")
-
-
-@dataclass(frozen=True)
-class RegisterResult:
-    name: str
-    version: str
-    run_id: str
-    verdict: str
-    forced: bool
-    alias: str
-    existing: bool  # the run already had a version; nothing new was created
 
 
 def register(
@@ -51,9 +40,9 @@ def register(
     The comparison in .mlops/comparison.json must be of that run: another run's verdict is
     never applied to it, and ``force`` registers the right run with ``mlops.forced`` set.
     """
-    comparison = load_comparison(config)
+    comparison = read_comparison(config.root)
     if run_id is None:
-        run_id = last_trained_run(config, comparison.candidate.run_id if comparison else None)
+        run_id = last_trained_run(config.root, comparison.candidate.run_id if comparison else None)
     verdict = _verdict_for(comparison, run_id, force)
     run = registry.get_run(run_id)
     name = config.model.name
@@ -86,13 +75,7 @@ def model_digest(registry: ModelRegistry, run: RunRecord) -> str:
 
 
 def _saved(config: Config, result: RegisterResult) -> RegisterResult:
-    write_json_atomic(mlops_dir(config.root) / RECORD, asdict(result))
-    return result
-
-
-def load_registration(config: Config) -> RegisterResult | None:
-    data = read_json(mlops_dir(config.root) / RECORD)
-    return RegisterResult(**data) if data else None
+    return write_registration(config.root, result)
 
 
 def _verdict_for(comparison: ComparisonResult | None, run_id: str, force: bool) -> str:

@@ -16,22 +16,30 @@ from mlops_ci import __version__
 from mlops_ci.config.types import Config
 from mlops_ci.errors import InputError
 from mlops_ci.evaluation import delta
-from mlops_ci.evaluation.comparison import FAIL, NO_BASELINE, PASS, ComparisonResult
+from mlops_ci.evaluation.comparison import (
+    FAIL,
+    NO_BASELINE,
+    PASS,
+    ComparisonResult,
+    read_comparison,
+)
 from mlops_ci.metrics import METRICS
 from mlops_ci.pipeline.records import STAGES_ARTIFACT
-from mlops_ci.records import mlops_dir, read_json, write_text_atomic
+from mlops_ci.records import (
+    FAILED,
+    JobFolder,
+    RegisterResult,
+    read_deploy,
+    read_package,
+    read_registration,
+    read_train,
+    write_text_atomic,
+)
 from mlops_ci.registry import ModelRegistry
 from mlops_ci.report import charts
 from mlops_ci.report import markdown as md
 from mlops_ci.report.comparison import change_lines, cost_lines, feature_change_lines, why_lines
-from mlops_ci.steps.compare import load_comparison
-from mlops_ci.steps.deploy import load_deploy_record
-from mlops_ci.steps.package import load_package_record
-from mlops_ci.steps.register import RegisterResult, load_registration
-from mlops_ci.steps.train import FAILED
-from mlops_ci.steps.train import RECORD as TRAIN_RECORD
 
-RECORD = "report.md"
 # A link target the report writes as a link: http(s), and no character that could end it.
 _SAFE_URL = re.compile(r"^https?://[A-Za-z0-9._~:/?#@!$&'*+,;=%-]+$")
 GITHUB_COMMENT_LIMIT = md.GITHUB_COMMENT_LIMIT
@@ -66,12 +74,12 @@ def marker_for(model: str, workflow: str) -> str:
 
 
 def report(config: Config, registry: ModelRegistry | None, workflow: str) -> Report:
-    comparison = load_comparison(config)
+    comparison = read_comparison(config.root)
     if comparison is None:
         raise InputError(
             "nothing to report: no .mlops/comparison.json", hint="run `mlops-ci compare` first"
         )
-    registration = load_registration(config)
+    registration = read_registration(config.root)
     if registration is not None and registration.run_id != comparison.candidate.run_id:
         registration = None  # an earlier run's record
     tags: dict[str, str] = {}
@@ -81,10 +89,10 @@ def report(config: Config, registry: ModelRegistry | None, workflow: str) -> Rep
         tags = candidate.tags
         if any(key.startswith("stage.") for key in candidate.params):
             stages = _stages(registry.read_artifact_text(candidate.run_id, STAGES_ARTIFACT))
-    packaged = load_package_record(config)
+    packaged = read_package(config.root)
     if packaged is not None and packaged.get("run_id") != comparison.candidate.run_id:
         packaged = None  # another model's package
-    deployed = load_deploy_record(config)
+    deployed = read_deploy(config.root)
     if deployed is not None and deployed.get("name") != comparison.model:
         deployed = None
     why = "\n".join(why_lines(comparison, config.evaluate.importance.top)).strip()
@@ -98,7 +106,7 @@ def report(config: Config, registry: ModelRegistry | None, workflow: str) -> Rep
         why,
         stages,
     )
-    path = write_text_atomic(mlops_dir(config.root) / RECORD, text)
+    path = write_text_atomic(JobFolder(config.root).report, text)
     return Report(
         comparison.model, comparison.verdict, text, marker_for(comparison.model, workflow), path
     )
@@ -106,8 +114,8 @@ def report(config: Config, registry: ModelRegistry | None, workflow: str) -> Rep
 
 def stale_note(config: Config, comparison: ComparisonResult) -> str | None:
     """Say so when the comparison reported is not of this checkout's last successful train."""
-    record = read_json(mlops_dir(config.root) / TRAIN_RECORD)
-    if not isinstance(record, dict):
+    record = read_train(config.root)
+    if record is None:
         return None
     compared = comparison.candidate.run_id
     if record.get("status") == FAILED:

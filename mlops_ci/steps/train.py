@@ -40,11 +40,8 @@ from mlops_ci.pipeline.records import (
 from mlops_ci.pipeline.run import RAN, StageRun, load_pipeline, run_stages
 from mlops_ci.pipeline.spec import Pipeline, Stage
 from mlops_ci.pipeline.usercommand import run_command
-from mlops_ci.records import mlops_dir, read_json, write_json_atomic, write_text_atomic
+from mlops_ci.records import FAILED, FINISHED, JobFolder, write_json_atomic, write_text_atomic
 from mlops_ci.registry import TAG_CACHE_KEY, ModelRegistry, NewRun, RunRecord
-
-RECORD = "train.json"
-FINISHED, FAILED = "finished", "failed"
 
 
 @dataclass(frozen=True)
@@ -130,35 +127,13 @@ def train(
         raise
 
 
-def last_trained_run(config: Config, default: str | None = None) -> str:
-    """The run of this checkout's last successful `train`; refused when the last train failed.
-
-    ``default`` is taken only when this checkout has no train record at all.
-    """
-    record = read_json(mlops_dir(config.root) / RECORD)
-    if not isinstance(record, dict) or not (record.get("run_id") or record.get("status")):
-        if default:
-            return default
-        raise InputError(
-            "no run given and no .mlops/train.json found",
-            hint="run `mlops-ci train` first or pass --run RUN_ID",
-        )
-    if record.get("status") == FAILED:
-        raise InputError(
-            f"the last `mlops-ci train` failed ({record.get('error', 'no reason recorded')}); "
-            "refusing to act on the run of an earlier train",
-            hint="fix the training and rerun `mlops-ci train`, or pass --run RUN_ID explicitly",
-        )
-    return str(record["run_id"])
-
-
 def _record_failure(config: Config, err: BaseException) -> None:
     message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if isinstance(err, KeyboardInterrupt):
         message = "interrupted"
     record = {"status": FAILED, "run_id": None, "error": message[:500], "failed_at": time.time()}
     with contextlib.suppress(OSError):  # the original error matters more than its record
-        write_json_atomic(mlops_dir(config.root) / RECORD, record)
+        write_json_atomic(JobFolder(config.root).train, record)
 
 
 def _train(
@@ -194,7 +169,7 @@ def _train(
         if hit is not None:
             return _finish(config, hit, True, key, trace, started, stages)
 
-    work = mlops_dir(config.root) / "train"
+    work = JobFolder(config.root).train_work
     model_file = config.resolve(config.train.model_output)
     metrics_file = config.resolve(config.train.metrics_output)
     for output, stale in (("model", model_file), ("metrics", metrics_file)):
@@ -277,7 +252,7 @@ def _train(
     )
     logged = time.monotonic() - logging_started
     timings["logging"] = logged - timings.get("evaluation", 0.0) - timings.get("importance", 0.0)
-    cache = StageCache(config.root / ".mlops" / "cache")
+    cache = StageCache(JobFolder(config.root).cache)
     for s in stages:
         if s.holder is None:  # this run holds its outs now: later trains need not upload them
             cache.set_holder(s.name, s.key, record.run_id)
@@ -439,5 +414,5 @@ def _finish(
     }
     if stages:
         record["stages"] = [stage_summary(s) for s in stages]
-    write_json_atomic(mlops_dir(config.root) / RECORD, record)
+    write_json_atomic(JobFolder(config.root).train, record)
     return result

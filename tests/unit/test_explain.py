@@ -13,10 +13,11 @@ from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression
 
 from mlops_ci.config.types import Config, load_config
+from mlops_ci.evaluation.comparison import read_comparison
 from mlops_ci.evaluation.data import load_evaluation
 from mlops_ci.evaluation.importance import Settings, groups_of, permutation
 from mlops_ci.evaluation.slices import MISSING, OTHER, cut
-from mlops_ci.steps.compare import compare, load_comparison
+from mlops_ci.steps.compare import compare
 from tests.fakes import InMemoryRegistry
 
 pytestmark = pytest.mark.timeout(120)
@@ -82,7 +83,7 @@ def test_a_candidate_better_overall_but_worse_for_one_slice_is_refused(tmp_path:
     assert by_slice["B"].production == {"accuracy": 1.0}
     page = (config.root / ".mlops" / "comparison.md").read_text()
     assert "| B | 50 | 0.7000 | 1.0000 | -0.3000 (worse by 0.3000) 🔴 |" in page
-    assert load_comparison(config) == result  # slices and importance survive the record
+    assert read_comparison(config.root) == result  # slices and importance survive the record
 
 
 def test_without_slice_all_the_same_candidate_passes(tmp_path: Path) -> None:

@@ -247,11 +247,10 @@ def test_a_rule_check_says_the_gap_once_with_its_direction() -> None:
 
 def record_train(config: Config, run_id: str | None, error: str | None = None) -> None:
     """.mlops/train.json as `mlops-ci train` leaves it after a success or a failure."""
-    from mlops_ci.records import mlops_dir, write_json_atomic
-    from mlops_ci.steps.train import RECORD
+    from mlops_ci.records import JobFolder, write_json_atomic
 
     record = {"status": "failed", "run_id": None, "error": error} if error else {"run_id": run_id}
-    write_json_atomic(mlops_dir(config.root) / RECORD, {"status": "finished", **record})
+    write_json_atomic(JobFolder(config.root).train, {"status": "finished", **record})
 
 
 def test_compare_and_register_refuse_to_act_after_a_failed_train(
