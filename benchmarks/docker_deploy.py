@@ -85,7 +85,7 @@ def main() -> None:
     from mlops_ci.steps.train import train
     from mlops_ci.steps.undeploy import undeploy
     from mlops_ci.targets.docker import DockerTarget
-    from tests.serve_helpers import free_port
+    from tests.support.serve_helpers import free_port
 
     client, why = engine()
     if client is None:

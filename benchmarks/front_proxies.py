@@ -139,7 +139,7 @@ def main() -> None:
     for tool in ("haproxy", "nginx"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not installed: apt-get install haproxy nginx-light wrk")
-    from tests.serve_helpers import free_port
+    from tests.support.serve_helpers import free_port
 
     work = Path(tempfile.mkdtemp(prefix="bench-proxies-"))
     model_dir = packaged_example(work)[0]

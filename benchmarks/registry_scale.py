@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.mlflow_server import mlflow_server  # noqa: E402
+from tests.support.mlflow_server import mlflow_server  # noqa: E402
 
 
 def fill_runs(client: object, experiment_id: str, count: int) -> None:

@@ -41,7 +41,7 @@ def main() -> None:
     if (os.cpu_count() or 1) < 2:
         sys.exit("needs 2 CPUs: the servers on CPU 1, wrk on CPU 0")
     sys.path.insert(0, str(ROOT))
-    from tests.serve_helpers import free_port
+    from tests.support.serve_helpers import free_port
 
     work = Path(tempfile.mkdtemp(prefix="bench-serve-wrk-"))
     model_dir = packaged_example(work)[0]

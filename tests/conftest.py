@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from mlops_ci.config.types import Config, load_config
-from tests.fakes import InMemoryRegistry
-from tests.store import copy_example
+from tests.support.fakes import InMemoryRegistry
+from tests.support.store import copy_example
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -31,7 +31,7 @@ from mlops_ci.cli import reporting as cli_report
 from mlops_ci.config.types import load_config
 from mlops_ci.errors import ConfigError, GateFailed
 from mlops_ci.steps.init import init_project
-from tests.azure_server import AzureState, azure_devops_server
+from tests.support.azure_server import AzureState, azure_devops_server
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK = ROOT / "actions" / "azure-pipelines"
@@ -409,8 +409,8 @@ def azure_job(
 ) -> tuple[Path, Any, Any, str]:
     """An Azure Pipelines job's environment around the iris example with a production model
     in an in-memory registry: (project, config, registry, production version)."""
-    from tests.fakes import InMemoryRegistry
-    from tests.store import copy_example
+    from tests.support.fakes import InMemoryRegistry
+    from tests.support.store import copy_example
     from tests.unit.test_gate import in_production
 
     project = copy_example(tmp_path / "iris")
@@ -439,7 +439,7 @@ def test_report_cli_posts_the_thread_in_azure_pipelines(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from tests.helpers import run_cli
+    from tests.support.helpers import run_cli
     from tests.unit.test_gate import candidate_run
 
     url, state = azure_server
@@ -581,7 +581,7 @@ def test_approve_records_who_approved_the_environment_check_not_who_queued_the_r
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from tests.helpers import run_cli
+    from tests.support.helpers import run_cli
 
     url, state = azure_server
     project, config, registry, version = azure_job(

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.actions.azure_agent import output_variables
-from tests.store import copy_example
+from tests.support.store import copy_example
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK = ROOT / "actions" / "azure-pipelines" / "mlopsci"

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from tests.actions.azure_agent import TEMPLATES, AgentJob
-from tests.azure_server import AzureState, azure_devops_server
-from tests.store import copy_example
+from tests.support.azure_server import AzureState, azure_devops_server
+from tests.support.store import copy_example
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 TOKEN = "azdo-templates-access-token-SECRET"

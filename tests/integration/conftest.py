@@ -15,7 +15,7 @@ from mlops_ci.steps.compare import compare
 from mlops_ci.steps.package import package
 from mlops_ci.steps.register import register
 from mlops_ci.steps.train import train
-from tests.store import copy_example
+from tests.support.store import copy_example
 
 FAST_PROFILE = "  profile: {single_row_runs: 20, batch_sizes: [1, 64]}\n"
 

@@ -30,7 +30,7 @@ from mlops_ci.steps.compare import compare
 from mlops_ci.steps.package import package
 from mlops_ci.steps.register import register
 from mlops_ci.steps.train import train
-from tests.serve_helpers import serving
+from tests.support.serve_helpers import serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

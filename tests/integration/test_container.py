@@ -33,8 +33,8 @@ from mlops_ci.steps.status import status
 from mlops_ci.steps.train import train
 from mlops_ci.steps.undeploy import undeploy
 from mlops_ci.targets.docker import DockerTarget
-from tests.serve_helpers import free_port, serving
-from tests.store import copy_example
+from tests.support.serve_helpers import free_port, serving
+from tests.support.store import copy_example
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 FAST_PROFILE = "  profile: {single_row_runs: 20, batch_sizes: [1, 64]}\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.support.helpers import run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -31,8 +31,8 @@ from mlops_ci.steps.rollback import rollback
 from mlops_ci.steps.status import status
 from mlops_ci.steps.train import train
 from mlops_ci.targets.local import LocalTarget
-from tests.serve_helpers import free_port
-from tests.store import copy_example
+from tests.support.serve_helpers import free_port
+from tests.support.store import copy_example
 
 pytestmark = pytest.mark.slow
 ROW = [5.1, 3.5, 1.4, 0.2]

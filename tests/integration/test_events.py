@@ -17,8 +17,8 @@ import pytest
 
 from mlops_ci.config.types import Config, Webhook
 from mlops_ci.events import SIGNATURE_HEADER, emit
-from tests.github_server import github_server
-from tests.helpers import run_cli
+from tests.support.github_server import github_server
+from tests.support.helpers import run_cli
 
 SECRET = "whsec-test-0123456789"
 TOKEN = "ghs_dispatch_token_0123456789"

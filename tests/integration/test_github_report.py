@@ -13,9 +13,9 @@ from mlops_ci.ci.github import GithubClient, GithubSettings
 from mlops_ci.config.types import Config
 from mlops_ci.steps.compare import compare
 from mlops_ci.steps.report import Report, report
-from tests.fakes import InMemoryRegistry
-from tests.github_server import Fault, GithubState, github_server
-from tests.helpers import run_cli
+from tests.support.fakes import InMemoryRegistry
+from tests.support.github_server import Fault, GithubState, github_server
+from tests.support.helpers import run_cli
 from tests.unit.test_gate import candidate_run, in_production
 
 TOKEN = "ghs_test0123456789abcdefSECRET"

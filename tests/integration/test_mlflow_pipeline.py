@@ -14,7 +14,7 @@ import pytest
 from mlops_ci.config.types import load_config
 from mlops_ci.registry.mlflow import MlflowRegistry
 from mlops_ci.steps.train import train
-from tests.helpers import run_cli
+from tests.support.helpers import run_cli
 
 pytestmark = pytest.mark.slow
 

@@ -16,9 +16,9 @@ from mlops_ci.config.types import load_config
 from mlops_ci.registry import TAG_COMPLETE, TAG_MODEL_SHA256
 from mlops_ci.registry.mlflow import MlflowRegistry
 from mlops_ci.steps.train import train
-from tests.mlflow_server import Fault, fault_proxy, mlflow_server
-from tests.serve_helpers import free_port
-from tests.store import copy_example
+from tests.support.mlflow_server import Fault, fault_proxy, mlflow_server
+from tests.support.serve_helpers import free_port
+from tests.support.store import copy_example
 
 pytestmark = pytest.mark.slow
 MODEL = "iris-classifier"

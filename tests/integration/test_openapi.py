@@ -12,7 +12,7 @@ import pytest
 
 from mlops_ci.serve.front import FORWARDED
 from tests.integration.conftest import Packaged
-from tests.serve_helpers import ADMIN_TOKEN, assert_conforms, schemathesis, serving
+from tests.support.serve_helpers import ADMIN_TOKEN, assert_conforms, schemathesis, serving
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ from mlops_ci.steps.compare import compare
 from mlops_ci.steps.package import package
 from mlops_ci.steps.register import register
 from mlops_ci.steps.train import train
-from tests.helpers import run_cli
+from tests.support.helpers import run_cli
 
 pytestmark = pytest.mark.slow
 

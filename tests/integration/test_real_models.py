@@ -21,8 +21,8 @@ from mlops_ci.steps.compare import compare
 from mlops_ci.steps.package import package
 from mlops_ci.steps.register import register
 from mlops_ci.steps.train import train
-from tests.serve_helpers import assert_conforms, schemathesis, serving
-from tests.store import copy_example
+from tests.support.serve_helpers import assert_conforms, schemathesis, serving
+from tests.support.store import copy_example
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ import pytest
 
 from mlops_ci.serve.inputlog import read_records
 from tests.integration.conftest import Packaged
-from tests.serve_helpers import ADMIN_TOKEN, serving
+from tests.support.serve_helpers import ADMIN_TOKEN, serving
 
 pytestmark = pytest.mark.slow
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.integration.conftest import Packaged
-from tests.serve_helpers import serving
+from tests.support.serve_helpers import serving
 
 pytestmark = pytest.mark.slow
 

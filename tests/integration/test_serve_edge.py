@@ -19,8 +19,8 @@ import pytest
 
 from mlops_ci.serve.protocol import MAX_HEAD_BYTES, MAX_HEADERS
 from tests.integration.conftest import Packaged
-from tests.serve_helpers import ServeProcess, free_port, serving
-from tests.store import copy_example
+from tests.support.serve_helpers import ServeProcess, free_port, serving
+from tests.support.store import copy_example
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

@@ -20,8 +20,8 @@ from mlops_ci.registry import open_registry
 from mlops_ci.steps.compare import compare
 from mlops_ci.steps.report import report
 from mlops_ci.steps.train import TrainResult, dry_run, train
-from tests.mlflow_server import mlflow_server
-from tests.store import copy_example
+from tests.support.mlflow_server import mlflow_server
+from tests.support.store import copy_example
 
 pytestmark = pytest.mark.slow
 

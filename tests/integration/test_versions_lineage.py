@@ -19,8 +19,8 @@ from mlops_ci.steps.rollback import rollback
 from mlops_ci.steps.tag import tag
 from mlops_ci.steps.versions import versions
 from mlops_ci.targets.local import LocalTarget
-from tests.helpers import run_cli
 from tests.integration.test_deploy_local import qa_project
+from tests.support.helpers import run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

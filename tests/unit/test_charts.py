@@ -20,7 +20,7 @@ from mlops_ci.report import charts
 from mlops_ci.report.charts import by_scale
 from mlops_ci.steps.compare import compare
 from mlops_ci.steps.report import report
-from tests.fakes import InMemoryRegistry
+from tests.support.fakes import InMemoryRegistry
 
 pytestmark = pytest.mark.timeout(120)
 # Features named like mermaid keywords, with a space, and unicode.

@@ -13,7 +13,7 @@ from mlops_ci.config.file import schema
 from mlops_ci.config.types import load_config
 from mlops_ci.errors import ConfigError
 from mlops_ci.metrics import METRICS
-from tests.helpers import run_cli
+from tests.support.helpers import run_cli
 
 VALID = """\
 version: 1

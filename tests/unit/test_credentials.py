@@ -86,7 +86,7 @@ def test_an_undefined_azure_macro_is_unset_and_a_bad_uri_is_bad_input(
     never defined the variable hands over that text, which means "use mlops.yaml's". A value
     MLflow cannot open is the user's error (exit 2, naming the variable), not an internal one."""
     from mlops_ci.config.types import load_config
-    from tests.helpers import run_cli
+    from tests.support.helpers import run_cli
 
     config = load_config(project)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "$(MLFLOW_TRACKING_URI)")

@@ -19,7 +19,7 @@ from mlops_ci.steps.gates import check_gates, comparison_gate
 from mlops_ci.targets import kubernetes as k8s
 from mlops_ci.targets import rollout
 from mlops_ci.targets.docker import front_spec, run_spec
-from tests.fakes import InMemoryRegistry
+from tests.support.fakes import InMemoryRegistry
 
 K8S_VERSION = kubernetes_validate.utils.latest_version()
 
@@ -311,7 +311,7 @@ def test_undeploy_deletes_what_kubernetes_deploy_wrote_and_records_who_and_why(
 def test_undeploy_of_an_unknown_environment_is_one_line_and_exit_2(
     config: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.helpers import run_cli
+    from tests.support.helpers import run_cli
 
     code = run_cli("undeploy", "-c", str(config.path), "--env", "nowhere", "--reason", "x")
     err = capsys.readouterr().err

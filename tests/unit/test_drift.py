@@ -13,7 +13,7 @@ import pytest
 from mlops_ci.config.types import Config
 from mlops_ci.monitor.drift import Reservoir, psi
 from mlops_ci.steps.drift import DRIFTED, STABLE, TOO_FEW, drift
-from tests.helpers import run_cli
+from tests.support.helpers import run_cli
 
 SAMPLES = 100
 

@@ -18,7 +18,7 @@ from mlops_ci.evaluation.data import load_evaluation
 from mlops_ci.evaluation.importance import Settings, groups_of, permutation
 from mlops_ci.evaluation.slices import MISSING, OTHER, cut
 from mlops_ci.steps.compare import compare
-from tests.fakes import InMemoryRegistry
+from tests.support.fakes import InMemoryRegistry
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -16,7 +16,7 @@ from mlops_ci.ci.github import GithubClient, GithubSettings
 from mlops_ci.errors import MlopsError
 from mlops_ci.extras import EXTRAS, install_hint, missing
 from mlops_ci.monitor.sources import chunks
-from tests.helpers import run_cli
+from tests.support.helpers import run_cli
 
 pytestmark = pytest.mark.timeout(60)
 ROOT = Path(__file__).resolve().parents[2]

@@ -25,7 +25,7 @@ from mlops_ci.serve.front import serve_front
 from mlops_ci.serve.frontroutes import STATE_FILE, Routes, UpstreamRule, parse_routes
 from mlops_ci.serve.haproxy import haproxy_weights
 from mlops_ci.targets.rollout import parse_metrics
-from tests.serve_helpers import free_port
+from tests.support.serve_helpers import free_port
 
 pytestmark = [
     pytest.mark.timeout(120),

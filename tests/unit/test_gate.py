@@ -19,7 +19,7 @@ from mlops_ci.registry import RunRecord
 from mlops_ci.steps.compare import compare
 from mlops_ci.steps.promote import promote
 from mlops_ci.steps.register import register
-from tests.fakes import InMemoryRegistry
+from tests.support.fakes import InMemoryRegistry
 
 
 def fit(project: Path, c: float) -> Any:

@@ -12,7 +12,7 @@ from mlops_ci.errors import ConfigError, GateFailed
 from mlops_ci.steps.compare import compare
 from mlops_ci.steps.register import register
 from mlops_ci.steps.report import GITHUB_COMMENT_LIMIT, Report, marker_for, report
-from tests.fakes import InMemoryRegistry
+from tests.support.fakes import InMemoryRegistry
 from tests.unit.test_gate import candidate_run, in_production
 
 

@@ -17,7 +17,7 @@ from mlops_ci.pipeline.spec import param_value
 from mlops_ci.registry import RunRecord
 from mlops_ci.report.comparison import change_lines
 from mlops_ci.steps.compare import what_changed
-from tests.helpers import run_cli
+from tests.support.helpers import run_cli
 
 HEAD = """\
 version: 1

@@ -33,8 +33,8 @@ import yaml
 from mlops_ci import __version__
 from mlops_ci.steps.demo import copy_example
 from mlops_ci.steps.init import init_project
-from tests.github_server import GithubState, github_server
-from tests.store import seed_store
+from tests.support.github_server import GithubState, github_server
+from tests.support.store import seed_store
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "templates" / "github"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.github_server import GithubState
+from tests.support.github_server import GithubState
 from tests.workflows.act import UserRepo, team_repo
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.github_server import GithubState
-from tests.serve_helpers import free_port
+from tests.support.github_server import GithubState
+from tests.support.serve_helpers import free_port
 from tests.workflows.act import REPOSITORY, UserRepo
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow.artifacts
 import pytest
 
-from tests.github_server import GithubState
+from tests.support.github_server import GithubState
 from tests.workflows.act import REPOSITORY, UserRepo
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

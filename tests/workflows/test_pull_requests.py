@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.github_server import GithubState
+from tests.support.github_server import GithubState
 from tests.workflows.act import UserRepo, pull_request_event
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

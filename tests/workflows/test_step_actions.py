@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from mlops_ci import __version__
-from tests.github_server import GithubState
+from tests.support.github_server import GithubState
 from tests.workflows.act import (
     ARTIFACTS_FOLDER,
     DUMP_STEPS,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from tests.loopback import RestHandler
+from tests.support.loopback import RestHandler
 
 
 @dataclass

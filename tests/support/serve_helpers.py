@@ -79,7 +79,7 @@ def _wait_ready(server: ServeProcess, timeout: float) -> None:
     raise RuntimeError(f"serve did not become ready in {timeout}s:\n{server.log()}")
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def schemathesis(url: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -102,7 +102,7 @@ def schemathesis(url: str, tmp_path: Path, *extra: str) -> subprocess.CompletedP
             *extra,
         ],
         cwd=tmp_path,  # its .schemathesis/ cache: one per test, never in the checkout
-        env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.st_hooks", "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.support.st_hooks", "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=400,

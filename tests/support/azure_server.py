@@ -12,7 +12,7 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
-from tests.loopback import RestHandler
+from tests.support.loopback import RestHandler
 
 
 class AzureState:

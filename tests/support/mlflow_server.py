@@ -19,8 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.serve_helpers import free_port
-from tests.store import seed_store
+from tests.support.serve_helpers import free_port
+from tests.support.store import seed_store
 
 
 @contextmanager
