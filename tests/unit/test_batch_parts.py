@@ -3,9 +3,6 @@ with the rows that did not parse."""
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +11,6 @@ import pytest
 
 from mlops_ci.batch.plan import MIN_CHUNK_ROWS, auto_chunk_rows, plan, read_task
 from mlops_ci.batch.score import features_matrix
-from mlops_ci.batch.workers import mp_context
 from mlops_ci.errors import InputError
 
 
@@ -65,19 +61,6 @@ def test_a_csv_task_keeps_good_rows_and_hands_back_the_rows_that_did_not_parse(
         (["r2", "3", ""], "malformed CSV row: 2 fields, the header has 3"),
         (["r4", "7", "8"], "malformed CSV row: 4 fields, the header has 3"),
     ]
-
-
-def _parent(_: int) -> int:
-    return os.getppid()
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is Linux's")
-def test_workers_never_fork_the_calling_process_whose_threads_they_would_inherit() -> None:
-    # This process runs threads (pytest-timeout's, onnxruntime's, pyarrow's): a child forked
-    # from it while one holds a lock can wait forever. Workers come from the fork server.
-    with cf.ProcessPoolExecutor(2, mp_context=mp_context()) as pool:
-        parents = set(pool.map(_parent, range(4)))
-    assert os.getpid() not in parents and len(parents) == 1
 
 
 @pytest.mark.parametrize("block", [7, 64, 8 * 1024 * 1024])

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -170,23 +168,6 @@ def test_init_writes_a_valid_starter(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert run_cli("validate", "-c", str(tmp_path)) == 0
     assert run_cli("init", "--dir", str(tmp_path)) == 2
     assert "already exists" in capsys.readouterr().err
-
-
-def test_help_does_not_import_heavy_libraries() -> None:
-    code = (
-        "import sys\n"
-        "from mlops_ci.cli import main\n"
-        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "names = ('mlflow', 'sklearn', 'pandas', 'numpy', 'onnxruntime', 'skl2onnx',\n"
-        "         'jsonschema')\n"
-        "heavy = [m for m in names if m in sys.modules]\n"
-        "print('HEAVY', heavy)\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert "Usage: mlops-ci" in out
-    assert "HEAVY []" in out
 
 
 def test_metrics_must_fit_the_task(tmp_path: Path) -> None:

@@ -3,42 +3,21 @@ by `haproxy -c` itself), the runtime commands of a route change, and what is rea
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from mlops_ci.serve.front import FORWARDED
 from mlops_ci.serve.haproxy import (
-    FrontSpec,
     commands_for,
     delete_commands,
     inflight,
     parse_log,
     render_config,
 )
+from tests.support.haproxy import spec
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def spec(tmp_path: Path) -> FrontSpec:
-    return FrontSpec(
-        "127.0.0.1", 18080, 18081, 15514, str(tmp_path / "admin.sock"),
-        str(tmp_path / "pins.map"), FORWARDED, 1000, 30.0, 60.0,
-    )  # fmt: skip
-
-
-@pytest.mark.skipif(shutil.which("haproxy") is None, reason="HAProxy is not installed")
-def test_the_configuration_is_one_haproxy_accepts_without_a_warning(tmp_path: Path) -> None:
-    (tmp_path / "pins.map").write_text("")
-    config = tmp_path / "haproxy.cfg"
-    config.write_text(render_config(spec(tmp_path)))
-    done = subprocess.run(
-        ["haproxy", "-c", "-f", str(config)], capture_output=True, text=True, timeout=30
-    )
-    assert done.returncode == 0, done.stderr
-    assert "WARNING" not in done.stderr and "ALERT" not in done.stderr, done.stderr
 
 
 def test_every_forwarded_route_and_only_those_are_allowed(tmp_path: Path) -> None:

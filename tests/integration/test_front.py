@@ -22,8 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from mlops_ci.serve.front import serve_front
-from mlops_ci.serve.frontroutes import STATE_FILE, Routes, UpstreamRule, parse_routes
-from mlops_ci.serve.haproxy import haproxy_weights
+from mlops_ci.serve.frontroutes import STATE_FILE, UpstreamRule
 from mlops_ci.targets.rollout import parse_metrics
 from tests.support.serve_helpers import free_port
 
@@ -31,7 +30,11 @@ pytestmark = [
     pytest.mark.timeout(120),
     pytest.mark.skipif(shutil.which("haproxy") is None, reason="HAProxy is not installed"),
 ]
+
+
 TOKEN = "front-token-0123456789"
+
+
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 
 
@@ -253,18 +256,6 @@ def test_switching_versions_under_load_drops_nothing(tmp_path: Path) -> None:
             pool.shutdown(wait=True)
     assert statuses and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
     assert versions[0] == "1" and versions[-1] == "2" and "1" not in versions[-20:]
-
-
-def test_routes_choose_by_weight() -> None:
-    routes = Routes({"a": "http://a", "b": "http://b"}, {"a": 1.0, "b": 3.0})
-    assert [routes.choose(d) for d in (0.0, 0.24, 0.25, 0.99)] == ["a", "a", "b", "b"]
-    assert Routes({"a": "http://a"}, {"a": 0.0}).choose(0.5) is None
-    routes = parse_routes({"upstreams": {"1": "http://h:1/"}}, lambda v, u: None)
-    assert routes.upstreams == {"1": "http://h:1"}
-    # HAProxy's weights are integers up to 256: the largest gets 256, a small share keeps 1
-    assert haproxy_weights({"a": 1.0, "b": 3.0}) == {"a": 85, "b": 256}
-    assert haproxy_weights({"a": 0.001, "b": 99.999, "c": 0.0}) == {"a": 1, "b": 256, "c": 0}
-    assert haproxy_weights({"a": 0.0}) == {"a": 0}
 
 
 def test_a_body_past_the_limit_is_refused_unread(tmp_path: Path) -> None:
