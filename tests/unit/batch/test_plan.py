@@ -1,5 +1,4 @@
-"""batch-score's pure parts: the feature matrix with its per-row errors, and a CSV task's slice
-with the rows that did not parse."""
+"""batch-score's plan: CSV and Parquet cut into tasks, a CSV task's slice and its bad rows."""
 
 from __future__ import annotations
 
@@ -10,40 +9,7 @@ import pyarrow as pa
 import pytest
 
 from mlops_ci.batch.plan import MIN_CHUNK_ROWS, auto_chunk_rows, plan, read_task
-from mlops_ci.batch.score import features_matrix
 from mlops_ci.errors import InputError
-
-
-def test_features_matrix_converts_typed_and_text_columns_and_names_the_first_bad_column() -> None:
-    table = pa.table(
-        {
-            "a": pa.array([1.5, None, 2.0, 3.0, 4.0, float("inf"), 7], pa.float64()),
-            "b": pa.array(["0.25", "1", " 2.5 ", "abc", "1e39", "abc", "1e400"]),
-            "n": pa.array([1, 2, 3, 4, 5, 6, 7], pa.int32()),
-        }
-    )
-    got = features_matrix(table, ("a", "b", "n"))
-    assert got.x.dtype == np.float64 and got.x.shape == (7, 3)
-    assert got.ok.tolist() == [True, False, True, False, False, False, False]
-    assert got.errors.tolist() == [
-        None,
-        "a: missing",
-        None,
-        "b: 'abc' is not a finite number",
-        "b: '1e39' is beyond the float32 range",
-        "a: 'inf' is not a finite number",
-        "b: '1e400' is not a finite number",
-    ]
-    assert got.x[0].tolist() == [1.5, 0.25, 1.0]
-    assert got.x[2].tolist() == [2.0, 2.5, 3.0]  # spaces around a number are accepted
-    assert np.isfinite(got.x).all()  # a bad value is a zero in the matrix, never NaN or inf
-
-
-def test_features_matrix_reads_clean_text_with_arrows_parser_and_empty_text_as_missing() -> None:
-    clean = features_matrix(pa.table({"a": ["1", "-2.5", "3e2"]}), ("a",))
-    assert clean.ok.all() and clean.x[:, 0].tolist() == [1.0, -2.5, 300.0]
-    blank = features_matrix(pa.table({"a": ["", "nan", "NULL", "4"]}), ("a",))
-    assert blank.errors.tolist() == ["a: missing", "a: missing", "a: missing", None]
 
 
 def test_a_csv_task_keeps_good_rows_and_hands_back_the_rows_that_did_not_parse(

@@ -1,0 +1,71 @@
+"""batch-score's feature matrix: typed and text columns, per-row errors, the contract's gaps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from mlops_ci.batch.score import features_matrix
+
+
+def test_features_matrix_converts_typed_and_text_columns_and_names_the_first_bad_column() -> None:
+    table = pa.table(
+        {
+            "a": pa.array([1.5, None, 2.0, 3.0, 4.0, float("inf"), 7], pa.float64()),
+            "b": pa.array(["0.25", "1", " 2.5 ", "abc", "1e39", "abc", "1e400"]),
+            "n": pa.array([1, 2, 3, 4, 5, 6, 7], pa.int32()),
+        }
+    )
+    got = features_matrix(table, ("a", "b", "n"))
+    assert got.x.dtype == np.float64 and got.x.shape == (7, 3)
+    assert got.ok.tolist() == [True, False, True, False, False, False, False]
+    assert got.errors.tolist() == [
+        None,
+        "a: missing",
+        None,
+        "b: 'abc' is not a finite number",
+        "b: '1e39' is beyond the float32 range",
+        "a: 'inf' is not a finite number",
+        "b: '1e400' is not a finite number",
+    ]
+    assert got.x[0].tolist() == [1.5, 0.25, 1.0]
+    assert got.x[2].tolist() == [2.0, 2.5, 3.0]  # spaces around a number are accepted
+    assert np.isfinite(got.x).all()  # a bad value is a zero in the matrix, never NaN or inf
+
+
+def test_features_matrix_reads_clean_text_with_arrows_parser_and_empty_text_as_missing() -> None:
+    clean = features_matrix(pa.table({"a": ["1", "-2.5", "3e2"]}), ("a",))
+    assert clean.ok.all() and clean.x[:, 0].tolist() == [1.0, -2.5, 300.0]
+    blank = features_matrix(pa.table({"a": ["", "nan", "NULL", "4"]}), ("a",))
+    assert blank.errors.tolist() == ["a: missing", "a: missing", "a: missing", None]
+
+
+def test_batch_slice_keeps_text_and_rejects_missing_text() -> None:
+    table = pa.table({"size": ["1.5", "x", "3"], "colour": ["red", "blue", None]})
+    features = features_matrix(table, ("size", "colour"), ("number", "string"))
+    assert features.ok.tolist() == [True, False, False]
+    assert features.errors.tolist() == [None, "size: 'x' is not a finite number", "colour: missing"]
+    batch = features.batch(np.array([0]))
+    assert batch["colour"].tolist() == ["red"] and batch["size"].tolist() == [1.5]
+
+
+def test_batch_slice_keeps_missing_numbers_the_model_imputes() -> None:
+    table = pa.table({"size": ["", "NaN", "x", "4"], "weight": ["1", "2", "3", ""]})
+    features = features_matrix(table, ("size", "weight"), (), ("size",))
+    assert features.ok.tolist() == [True, True, False, False]
+    assert features.errors.tolist() == [
+        None,
+        None,
+        "size: 'x' is not a finite number",
+        "weight: missing",
+    ]
+    assert np.isnan(features.x[0, 0]) and np.isnan(features.x[1, 0])
+
+
+def test_batch_text_gaps_follow_the_contract() -> None:
+    table = pa.table({"colour": ["red", "", None], "size": ["1", "2", "3"]})
+    strict = features_matrix(table, ("colour", "size"), ("string", "number"))
+    assert strict.ok.tolist() == [True, False, False]
+    assert strict.errors[1] == "colour: missing"
+    lenient = features_matrix(table, ("colour", "size"), ("string", "number"), ("colour",))
+    assert lenient.ok.all() and lenient.batch(slice(None))["colour"].tolist() == ["red", None, None]

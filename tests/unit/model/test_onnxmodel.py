@@ -1,0 +1,96 @@
+"""An ONNX model from any exporter: scored, its inputs checked, standardized to our names."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from mlops_ci.errors import InputError
+from mlops_ci.model.onnxmodel import OnnxModel, standardize
+from mlops_ci.packaging import convert
+
+
+def softmax_graph(output: str = "probs", classes: list[str] | None = None) -> bytes:
+    """A 3-feature, 2-class softmax model as an exporter writes it: input x, output probs."""
+    w = numpy_helper.from_array(np.array([[1, -1], [1, -1], [0, 0]], np.float32), "w")
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], [output], axis=1),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["n", 2])],
+        [w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if classes:
+        helper.set_model_props(model, {"classes": json.dumps(classes)})
+    return bytes(model.SerializeToString())
+
+
+@pytest.mark.parametrize(("classes", "expected"), [(["no", "yes"], ["no", "yes"]), (None, [0, 1])])
+def test_onnx_classifier_from_any_exporter_is_scored_and_standardized(
+    classes: list[str] | None, expected: list[object]
+) -> None:
+    model = OnnxModel(softmax_graph(classes=classes), "classification")
+    rows = pd.DataFrame([[1.0, 1.0, 0.0], [-1.0, -1.0, 5.0]], columns=["a", "b", "c"])
+    assert model.predict(rows).tolist() == expected
+    assert model.predict_proba(rows).shape == (2, 2)
+    data, layout = standardize(model, ("a", "b", "c"))
+    assert layout == "matrix"
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["input"]
+    label, proba = sess.run(["label", "probabilities"], {"input": rows.to_numpy(np.float32)})
+    assert label.tolist() == [str(e) if classes else e for e in expected]
+    assert np.allclose(proba, model.predict_proba(rows))
+
+
+def test_onnx_outputs_named_like_ours_and_regressors() -> None:
+    clash = OnnxModel(softmax_graph(output="label"), "classification")  # a float output "label"
+    data, _ = standardize(clash, ("a", "b", "c"))
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    label, proba = sess.run(["label", "probabilities"], {"input": np.ones((1, 3), np.float32)})
+    assert label.tolist() == [0] and proba.shape == (1, 2)
+    regressor = OnnxModel(linear_graph(), "regression")
+    assert not convert.is_classifier(regressor)
+    rows = pd.DataFrame(np.ones((4, 3)), columns=["a", "b", "c"])
+    assert regressor.predict(rows).tolist() == [6.0] * 4
+    data, _ = standardize(regressor, ("a", "b", "c"))
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    (values,) = sess.run(["variable"], {"input": np.ones((4, 3), np.float32)})
+    assert values.shape == (4, 1) and values[0, 0] == 6.0
+
+
+def linear_graph(input_type: int = TensorProto.FLOAT) -> bytes:
+    """y = x · [1, 2, 3] with output shape [rows], as a regression exporter writes it."""
+    w = numpy_helper.from_array(np.array([1, 2, 3], np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["x32", "w"], ["y"])]
+    nodes.insert(0, helper.make_node("Cast", ["x"], ["x32"], to=TensorProto.FLOAT))
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", input_type, ["n", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n"])],
+        [w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return bytes(model.SerializeToString())
+
+
+def test_onnx_inputs_that_are_not_float_or_not_columns_are_named() -> None:
+    with pytest.raises(InputError, match="input 'x' is tensor\\(double\\)"):
+        OnnxModel(linear_graph(TensorProto.DOUBLE), "regression")
+    per_column = OnnxModel(softmax_graph(), "classification")
+    per_column.columns = ("a", "z")
+    with pytest.raises(InputError, match="input\\(s\\) z are not columns of evaluate.data"):
+        standardize(per_column, ("a", "b"))
+    with pytest.raises(InputError, match="not an ONNX model"):
+        OnnxModel(b"not onnx", "classification")
