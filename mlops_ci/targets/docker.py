@@ -29,6 +29,7 @@ from mlops_ci.errors import ServiceError
 from mlops_ci.packaging.context import FRONT_STATE_DIR
 from mlops_ci.packaging.image import engine
 from mlops_ci.targets import probes
+from mlops_ci.targets.base import Stopped
 
 CONTAINER_PORT = 8080
 STATE_DIR = FRONT_STATE_DIR  # created for the serving user by the image
@@ -270,6 +271,13 @@ class DockerTarget:
                 self.client.networks.get(network).remove()
         return bool(found)
 
+    def undeploy(self) -> Stopped:
+        """Remove everything the environment runs: which containers, the versions they served."""
+        found = self.containers()
+        served = {c.labels[LABEL_VERSION] for c in found if LABEL_VERSION in c.labels}
+        self.stop()
+        return Stopped([f"container {c.name}" for c in found], sorted(served, key=_number))
+
     def _network(self, name: str, internal: bool) -> Any:
         """The network ``name`` as wanted; one left with the other setting (an earlier
         deploy.ENV.egress) is made again, unless containers still use it."""
@@ -334,3 +342,7 @@ class DockerTarget:
         return probes.admin_call(
             f"{self.url}/admin/front", self._token(), method, body, "docker front", timeout=30
         )
+
+
+def _number(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (0, version)

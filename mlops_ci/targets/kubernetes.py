@@ -12,9 +12,10 @@ GitOps repository, and `--dry-run` only shows what would be applied where.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -24,6 +25,7 @@ from mlops_ci.extras import install_hint
 from mlops_ci.packaging.image import image_tag
 from mlops_ci.records import write_text_atomic
 from mlops_ci.registry import VersionRecord
+from mlops_ci.targets.base import Rendered, Stopped
 
 CONTAINER_PORT = 8080
 FIELD_MANAGER = "mlops-ci"
@@ -299,3 +301,57 @@ def delete(kubeconfig: Path, docs: list[dict[str, Any]]) -> list[str]:
             raise ServiceError(f"kubernetes: deleting {kind}/{name} failed: {err}") from None
         done.append(f"deleted {kind}/{name}")
     return done
+
+
+class KubernetesTarget:
+    """One environment's manifests, in ``deploy.ENV.kubernetes.output_dir``/ENV: rendered for
+    a split, then applied with the kubeconfig ``environ`` names (None: this process's), or
+    written for `kubectl apply -f` or GitOps without one."""
+
+    name = "kubernetes"
+    routed: Literal[False] = False
+
+    def __init__(self, config: Config, env: DeployEnv, environ: Mapping[str, str] | None) -> None:
+        self.config = config
+        self.env = env
+        self.environ = environ
+        self.folder = config.root / env.kubernetes.output_dir / env.name
+
+    def deploy(
+        self, version: VersionRecord, previous: VersionRecord | None, dry_run: bool
+    ) -> Rendered:
+        """The split of the rollout's first step (``version`` alone when nothing served)."""
+        changed = previous is not None and previous.version != version.version
+        first = self.env.rollout.steps[0] if changed else 100.0
+        releases = []
+        if previous is not None and first < 100:
+            releases.append(release_for(self.config, previous, 100.0 - first))
+        releases.append(release_for(self.config, version, first))
+        docs = render(self.config.model.name, self.env, releases)
+        path = write(self.folder, docs)
+        split = {r.version: r.percent for r in releases}
+        kubeconfig = self._kubeconfig()
+        if kubeconfig is None:
+            note = "no kubeconfig: apply with `kubectl apply -f` or commit for GitOps"
+            return Rendered("written", split, path, note=note)
+        if dry_run:
+            shown = plan(kubeconfig, docs)
+            return Rendered("written", split, path, shown, note="--dry-run: nothing applied")
+        return Rendered("applied", split, path, apply(kubeconfig, docs), complete=first >= 100)
+
+    def switch(self, version: VersionRecord) -> None:
+        release = release_for(self.config, version, 100.0)
+        write(self.folder, render(self.config.model.name, self.env, [release]))
+
+    def undeploy(self) -> Stopped:
+        """Delete what the manifests written here name; without a kubeconfig, say how."""
+        path = self.folder / "manifests.yaml"
+        if not path.is_file():
+            return Stopped()
+        kubeconfig = self._kubeconfig()
+        if kubeconfig is None:
+            return Stopped(note=f"no kubeconfig: delete with `kubectl delete -f {path}`")
+        return Stopped(delete(kubeconfig, read(path)))
+
+    def _kubeconfig(self) -> Path | None:
+        return kubeconfig_path(None if self.environ is None else dict(self.environ))

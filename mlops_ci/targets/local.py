@@ -25,6 +25,7 @@ from mlops_ci.errors import ServiceError
 from mlops_ci.procs import alive
 from mlops_ci.records import read_json, write_json_atomic
 from mlops_ci.targets import probes
+from mlops_ci.targets.base import Stopped
 
 START_TIMEOUT_S = 90.0
 
@@ -131,6 +132,15 @@ class LocalTarget:
             os.kill(proc.pid, signal.SIGKILL)
         self.state_path.unlink(missing_ok=True)
         return True
+
+    def undeploy(self) -> Stopped:
+        """Stop the serving process: which it was, and the versions it served."""
+        proc = self.process()
+        if proc is None:
+            return Stopped()
+        versions = list(self.traffic()["versions"])
+        self.stop()
+        return Stopped([f"`mlops-ci serve` process {proc.pid} on {proc.url}"], versions)
 
     # --- the admin API --------------------------------------------------------------------
 
