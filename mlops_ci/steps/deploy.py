@@ -25,7 +25,8 @@ from mlops_ci.errors import GateFailed, InputError, ServiceError
 from mlops_ci.records import mlops_dir, read_json, write_json_atomic
 from mlops_ci.registry import ModelRegistry, VersionRecord, resolve_version
 from mlops_ci.steps.gates import Approval, Gate, check_gates, now_iso
-from mlops_ci.targets import rollout
+from mlops_ci.targets import TARGETS, TargetFactory, rollout, target_for
+from mlops_ci.targets.base import ManifestTarget, RoutedTarget, TargetUnavailable
 
 RECORD = "deploy.json"
 Progress = Callable[[str], None]
@@ -73,6 +74,7 @@ def deploy(
     environ: Mapping[str, str],
     progress: Progress = lambda _: None,
     dry_run: bool = False,
+    targets: Mapping[str, TargetFactory] = TARGETS,
 ) -> DeployResult:
     env = environment(config, env_name)
     name = config.model.name
@@ -92,7 +94,7 @@ def deploy(
     if approval is not None and approval.source != "mlops-ci approve":
         registry.set_version_tags(name, version.version, approval.tags(env.name))
     previous = registry.get_version_by_alias(name, env.alias)
-    base = {
+    base: dict[str, Any] = {
         "name": name,
         "version": version.version,
         "env": env.name,
@@ -103,10 +105,15 @@ def deploy(
         "by": by,
         "at": now_iso(),
     }
-    if env.target in ("local", "docker"):
-        result = _routed(config, registry, env, version, base, progress)
+    try:
+        target = target_for(config, env, registry, environ, targets)
+    except TargetUnavailable as err:
+        result = DeployResult(**base, status="skipped", split={}, steps=[], note=str(err))
     else:
-        result = _kubernetes(config, registry, env, version, previous, base, environ, dry_run)
+        if target.routed:
+            result = _rollout(config, env, version.version, base, progress, target)
+        else:
+            result = _manifests(env, version, previous, base, target, dry_run)
     _record(config, registry, result, previous)
     return result
 
@@ -119,49 +126,7 @@ def environment(config: Config, env_name: str) -> DeployEnv:
     return env
 
 
-# --- local: the weighted router of `mlops-ci serve` -------------------------------------
-
-
-def _routed(
-    config: Config,
-    registry: ModelRegistry,
-    env: DeployEnv,
-    version: VersionRecord,
-    base: dict[str, Any],
-    progress: Progress,
-) -> DeployResult:
-    """The targets that route by weight: the local `mlops-ci serve` process, whose source is
-    the version's package folder, and the docker front, whose source is its image."""
-    from mlops_ci.packaging.image import image_tag
-    from mlops_ci.serve.server import Weighted, from_registry
-    from mlops_ci.targets.docker import DockerTarget
-    from mlops_ci.targets.local import LocalTarget
-
-    new = version.version
-    target: Any
-    if env.target == "docker":
-        target, why = DockerTarget.connect(version.name, env)
-        if target is None:
-            note = f"no Docker engine: {why}"
-            return DeployResult(**base, status="skipped", split={}, steps=[], note=note)
-        folder = config.root / ".mlops" / "deploy" / env.name
-    else:
-        target = LocalTarget(config, env)
-        folder = target.folder
-
-    ((spec, _),) = from_registry(registry, config.model.name, [Weighted(new, None)], folder)
-
-    def source_for(number: str) -> Any:
-        """What the target starts a version from: its image, or its package folder (the new
-        version's is fetched above already)."""
-        if env.target == "docker":
-            return image_tag(config, version.name, number)
-        if number == new:
-            return spec.folder
-        ((found, _),) = from_registry(registry, config.model.name, [Weighted(number, None)], folder)
-        return found.folder
-
-    return _rollout(config, env, new, base, progress, target, source_for, spec.features)
+# --- the targets that route by weight: local, docker -----------------------------------
 
 
 def _rollout(
@@ -170,23 +135,20 @@ def _rollout(
     new: str,
     base: dict[str, Any],
     progress: Progress,
-    target: Any,
-    source_for: Callable[[str], Any],
-    columns: tuple[str, ...],
+    target: RoutedTarget,
 ) -> DeployResult:
     """Start the endpoint with ``new`` alone, or load it beside the version serving now and
     move the split through the rollout steps, judging each; the same for every target that
     routes by weight (the local process, the docker front). An endpoint that dies during the
     rollout is restarted with the version it served before, and the deploy is rolled back."""
-    source = source_for(new)
-    rows = _probe_rows(config, env.rollout.probe_requests, columns)
+    rows = _probe_rows(config, env.rollout.probe_requests, target.columns(new))
     if not target.running():
         progress(f"starting the {env.target} endpoint of {env.name} on {target.url} with v{new}")
-        target.start(new, source)
+        target.start(new)
         return _first(env, new, base, progress, target, rows)
 
     traffic = target.traffic()
-    weights: dict[str, float] = traffic["weights"]
+    weights = traffic["weights"]
     if weights.get(new, 0) > 0 and len([w for w in weights.values() if w > 0]) == 1:
         return DeployResult(
             **base,
@@ -199,14 +161,14 @@ def _rollout(
     others = [v for v in weights if v != new and weights[v] > 0]
     if not others:  # an endpoint that serves nothing now: the new version alone
         progress(f"{target.url} serves no version now: loading v{new} alone")
-        target.load(new, source)
+        target.load(new)
         return _first(env, new, base, progress, target, rows)
     current = max(others, key=lambda v: weights[v])
     progress(f"loading v{new} next to v{current} at 0 %")
     steps: list[StepRecord] = []
     plan = env.rollout.steps[:1] if env.rollout.mode == "ab" else env.rollout.steps
     try:
-        target.load(new, source)
+        target.load(new)
         for percent in plan:
             split = {current: 100.0 - percent, new: percent}
             step = _judge_step(target, env, new, current, percent, split, rows, progress)
@@ -227,7 +189,7 @@ def _rollout(
         progress(
             f"the {env.target} endpoint died during the rollout ({why}): restarting v{current}"
         )
-        target.start(current, source_for(current))
+        target.start(current)
         return DeployResult(
             **base,
             status="rolled_back",
@@ -257,7 +219,7 @@ def _rollout(
     )
 
 
-def _died(target: Any, err: Exception, grace: float = 3.0) -> str:
+def _died(target: RoutedTarget, err: Exception, grace: float = 3.0) -> str:
     """Why the endpoint stopped answering, when it is dead; a live endpoint that refused a
     call re-raises the error, which says which. A killed process resets its connections
     before it is gone from the process table, so a dying one is given ``grace`` seconds."""
@@ -274,7 +236,7 @@ def _first(
     new: str,
     base: dict[str, Any],
     progress: Progress,
-    target: Any,
+    target: RoutedTarget,
     rows: list[Any],
 ) -> DeployResult:
     """Judge a version that takes all traffic from the start; stop the endpoint if unhealthy
@@ -308,7 +270,7 @@ def _first(
 
 
 def _judge_step(
-    target: Any,
+    target: RoutedTarget,
     env: DeployEnv,
     new: str,
     current: str | None,
@@ -359,60 +321,29 @@ def _probe_rows(config: Config, count: int, columns: tuple[str, ...]) -> list[An
     return [rows[i % len(rows)] for i in range(count)]
 
 
-# --- docker and kubernetes ------------------------------------------------------------------
+# --- the targets that render manifests: kubernetes ----------------------------------------
 
 
-def _kubernetes(
-    config: Config,
-    registry: ModelRegistry,
+def _manifests(
     env: DeployEnv,
     version: VersionRecord,
     previous: VersionRecord | None,
     base: dict[str, Any],
-    environ: Mapping[str, str],
+    target: ManifestTarget,
     dry_run: bool,
 ) -> DeployResult:
-    from mlops_ci.targets import kubernetes as k8s
-
-    first = env.rollout.steps[0] if previous and previous.version != version.version else 100.0
-    releases = []
-    if previous is not None and first < 100:
-        releases.append(k8s.release_for(config, previous, 100.0 - first))
-    releases.append(k8s.release_for(config, version, first))
-    docs = k8s.render(config.model.name, env, releases)
-    folder = config.root / env.kubernetes.output_dir / env.name
-    path = k8s.write(folder, docs)
-    split = {r.version: r.percent for r in releases}
-    kubeconfig = k8s.kubeconfig_path(dict(environ))
-    if kubeconfig is None:
-        return DeployResult(
-            **base,
-            status="written",
-            split=split,
-            steps=[],
-            manifests=str(path),
-            note="no kubeconfig: apply with `kubectl apply -f` or commit for GitOps",
-        )
-    if dry_run:
-        return DeployResult(
-            **base,
-            status="written",
-            split=split,
-            steps=[],
-            manifests=str(path),
-            plan=k8s.plan(kubeconfig, docs),
-            note="--dry-run: nothing applied",
-        )
-    applied = k8s.apply(kubeconfig, docs)
-    alias = env.alias if first >= 100 else None
+    """The manifests of the rollout's first split, applied or written; the alias moves only
+    when the version was applied alone."""
+    done = target.deploy(version, previous, dry_run)
     return DeployResult(
         **base,
-        status="applied",
-        split=split,
+        status=done.status,
+        split=done.split,
         steps=[],
-        manifests=str(path),
-        plan=applied,
-        alias=alias,
+        manifests=str(done.manifests),
+        plan=done.plan,
+        note=done.note,
+        alias=env.alias if done.complete else None,
     )
 
 

@@ -9,14 +9,16 @@ beside the alias's) is rolled back by putting the alias's version back at 100 %.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from mlops_ci.config.types import Config
+from mlops_ci.config.types import Config, DeployEnv
 from mlops_ci.errors import InputError
 from mlops_ci.registry import ModelRegistry
 from mlops_ci.steps.deploy import environment
 from mlops_ci.steps.gates import now_iso
+from mlops_ci.targets import TARGETS, TargetFactory, routed_target, target_for
+from mlops_ci.targets.base import RoutedTarget
 
 
 @dataclass(frozen=True)
@@ -31,32 +33,32 @@ class RollbackResult:
 
 
 def rollback(
-    config: Config, registry: ModelRegistry, env_name: str, by: str, reason: str
+    config: Config,
+    registry: ModelRegistry,
+    env_name: str,
+    by: str,
+    reason: str,
+    targets: Mapping[str, TargetFactory] = TARGETS,
 ) -> RollbackResult:
     env = environment(config, env_name)
     name = config.model.name
     current = registry.get_version_by_alias(name, env.alias)
     if current is None:
         raise InputError(f"{name} has no alias '{env.alias}': nothing deployed to {env_name}")
-    target, interrupted = _interrupted_rollout(config, env_name, current.version)
-    if interrupted:
+    interrupted = _interrupted_rollout(config, registry, env, current.version, targets)
+    if interrupted is not None:
+        endpoint, others = interrupted
         return _finish_interrupted(
-            config, registry, env_name, target, current.version, interrupted, by, reason
+            config, registry, env_name, endpoint, current.version, others, by, reason
         )
     previous = current.tags.get(f"mlops.deploy.{env_name}.previous")
     if not previous:
         raise InputError(f"{name} v{current.version} replaced no version in {env_name}")
-    if env.target == "local":
-        _local_switch(config, registry, env_name, previous)
-    elif env.target == "docker":
-        _docker_switch(config, env_name, previous)
-    elif env.target == "kubernetes":
-        from mlops_ci.targets import kubernetes as k8s
-
-        release = k8s.release_for(config, registry.get_version(name, previous), 100.0)
-        k8s.write(
-            config.root / env.kubernetes.output_dir / env_name, k8s.render(name, env, [release])
-        )
+    target = target_for(config, env, registry, None, targets)
+    if target.routed:
+        _switch(target, env_name, previous)
+    else:
+        target.switch(registry.get_version(name, previous))
     at = now_iso()
     prefix = f"mlops.deploy.{env_name}."
     registry.set_version_tags(
@@ -74,58 +76,40 @@ def rollback(
     return RollbackResult(name, env_name, current.version, previous, by, reason, at)
 
 
-def _local_switch(config: Config, registry: ModelRegistry, env_name: str, version: str) -> None:
-    from mlops_ci.serve.server import Weighted, from_registry
-    from mlops_ci.targets.local import LocalTarget
-
-    target = LocalTarget(config, environment(config, env_name))
-    if target.process() is None:
-        raise InputError(f"no serving process for {env_name}: deploy v{version} instead")
-    if version not in target.traffic()["versions"]:
-        ((spec, _),) = from_registry(
-            registry, config.model.name, [Weighted(version, None)], target.folder
-        )
-        target.load(version, spec.folder)
-    target.set_split({version: 100.0})
-
-
-def _docker_switch(config: Config, env_name: str, version: str) -> None:
-    from mlops_ci.errors import ServiceError
-    from mlops_ci.packaging.image import image_tag
-    from mlops_ci.targets.docker import DockerTarget
-
-    target, why = DockerTarget.connect(config.model.name, environment(config, env_name))
-    if target is None:
-        raise ServiceError(f"no Docker engine: {why}")
+def _switch(target: RoutedTarget, env_name: str, version: str) -> None:
+    """``version`` alone at 100 %, loaded first (its container started) unless it still is."""
     if not target.running():
-        raise InputError(f"nothing serves {env_name} on docker: deploy v{version} instead")
+        raise InputError(f"nothing serves {env_name} on {target.name}: deploy v{version} instead")
     if version not in target.traffic()["versions"]:
-        target.load(version, image_tag(config, config.model.name, version))
+        target.load(version)
     target.set_split({version: 100.0})
 
 
 def _interrupted_rollout(
-    config: Config, env_name: str, alias_version: str
-) -> tuple[Any, list[str]]:
+    config: Config,
+    registry: ModelRegistry,
+    env: DeployEnv,
+    alias_version: str,
+    targets: Mapping[str, TargetFactory],
+) -> tuple[RoutedTarget, list[str]] | None:
     """(the running endpoint, the versions that take traffic beside the alias's version): a
-    rollout that never finished (its deploy killed mid-canary). Rolling back then means the
-    alias's version at 100 %."""
-    from mlops_ci.targets import routed_target
-
-    target, _running = routed_target(config, environment(config, env_name))
+    rollout that never finished (its deploy killed mid-canary); None when there was none.
+    Rolling back then means the alias's version at 100 %."""
+    target, _running = routed_target(config, env, registry, targets)
     if target is None:
-        return None, []
-    weights: dict[str, float] = target.traffic()["weights"]
+        return None
+    weights = target.traffic()["weights"]
     if alias_version not in weights:
-        return target, []
-    return target, sorted(v for v, w in weights.items() if v != alias_version and w > 0)
+        return None
+    others = sorted(v for v, w in weights.items() if v != alias_version and w > 0)
+    return (target, others) if others else None
 
 
 def _finish_interrupted(
     config: Config,
     registry: ModelRegistry,
     env_name: str,
-    target: Any,
+    target: RoutedTarget,
     alias_version: str,
     others: list[str],
     by: str,

@@ -4,11 +4,13 @@ asks it before deleting)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mlops_ci.config.types import Config
+from mlops_ci.config.types import Config, DeployEnv
 from mlops_ci.errors import ServiceError
 from mlops_ci.registry import ModelRegistry
+from mlops_ci.targets import TARGETS, TargetFactory, routed_target
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,9 @@ class EnvStatus:
     running: bool | None = None  # local / docker: whether the endpoint runs (None: unknown)
 
 
-def status(config: Config, registry: ModelRegistry) -> list[EnvStatus]:
+def status(
+    config: Config, registry: ModelRegistry, targets: Mapping[str, TargetFactory] = TARGETS
+) -> list[EnvStatus]:
     out = []
     for name, env in config.deploy.items():
         version = registry.get_version_by_alias(config.model.name, env.alias)
@@ -41,22 +45,25 @@ def status(config: Config, registry: ModelRegistry) -> list[EnvStatus]:
                 tags.get(prefix + "at"),
                 tags.get(prefix + "by"),
                 tags.get(prefix + "url"),
-                *_live(config, name),
+                *_live(config, registry, env, targets),
             )
         )
     return out
 
 
-def _live(config: Config, env_name: str) -> tuple[dict[str, float] | None, bool | None]:
+def _live(
+    config: Config,
+    registry: ModelRegistry,
+    env: DeployEnv,
+    targets: Mapping[str, TargetFactory],
+) -> tuple[dict[str, float] | None, bool | None]:
     """(the weights the endpoint routes by now, whether it runs): a recorded 'serving' on a
     dead endpoint must not read as serving."""
-    from mlops_ci.targets import routed_target
-
-    target, running = routed_target(config, config.deploy[env_name])
+    target, running = routed_target(config, env, registry, targets)
     if target is None:
         return None, running
     try:
-        weights: dict[str, float] = target.traffic()["weights"]
+        weights = target.traffic()["weights"]
     except ServiceError:
         return None, True  # running but not answering: the recorded state is all there is
     return weights, True

@@ -14,12 +14,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
-from mlops_ci.config.types import Config, DeployEnv
+from mlops_ci.config.types import Config
 from mlops_ci.errors import ServiceError
 from mlops_ci.records import mlops_dir
 from mlops_ci.registry import ModelRegistry
 from mlops_ci.steps.deploy import environment
 from mlops_ci.steps.gates import now_iso
+from mlops_ci.targets import TARGETS, TargetFactory, target_for
+from mlops_ci.targets.base import TargetUnavailable
 
 
 @dataclass(frozen=True)
@@ -45,14 +47,19 @@ def undeploy(
     by: str,
     reason: str,
     environ: Mapping[str, str],
+    targets: Mapping[str, TargetFactory] = TARGETS,
 ) -> UndeployResult:
     env = environment(config, env_name)
     name = config.model.name
     aliased = registry.get_version_by_alias(name, env.alias)
-    stopped, versions, note = _stop(config, env, environ)
+    try:
+        done = target_for(config, env, registry, environ, targets).undeploy()
+    except TargetUnavailable as err:
+        raise ServiceError(f"no {err.what} to stop {env.name} on: {err.why}") from None
+    stopped, versions, note = done.stopped, done.versions, done.note
     if not versions and aliased is not None:
         versions = [aliased.version]
-    status = "written" if env.target == "kubernetes" and note else "undeployed"
+    status = "written" if note else "undeployed"  # a note: only the user can delete them
     if not stopped and status == "undeployed":
         status = "nothing"
     at = now_iso()
@@ -82,44 +89,3 @@ def undeploy(
     with open(mlops_dir(config.root) / "deploy-audit.jsonl", "a", encoding="utf-8") as audit:
         audit.write(json.dumps({"action": "undeploy", **asdict(result)}) + "\n")
     return result
-
-
-def _stop(
-    config: Config, env: DeployEnv, environ: Mapping[str, str]
-) -> tuple[list[str], list[str], str | None]:
-    """(what was stopped, the versions it served, a note) for the environment's target."""
-    if env.target == "local":
-        from mlops_ci.targets.local import LocalTarget
-
-        local = LocalTarget(config, env)
-        proc = local.process()
-        if proc is None:
-            return [], [], None
-        versions = list(local.traffic()["versions"])
-        local.stop()
-        return [f"`mlops-ci serve` process {proc.pid} on {proc.url}"], versions, None
-    if env.target == "docker":
-        from mlops_ci.targets.docker import LABEL_VERSION, DockerTarget
-
-        target, why = DockerTarget.connect(config.model.name, env)
-        if target is None:
-            raise ServiceError(f"no Docker engine to stop {env.name} on: {why}")
-        found = target.containers()
-        versions = sorted(
-            {c.labels[LABEL_VERSION] for c in found if LABEL_VERSION in c.labels}, key=_number
-        )
-        target.stop()
-        return [f"container {c.name}" for c in found], versions, None
-    from mlops_ci.targets import kubernetes as k8s
-
-    path = config.root / env.kubernetes.output_dir / env.name / "manifests.yaml"
-    if not path.is_file():
-        return [], [], None
-    kubeconfig = k8s.kubeconfig_path(dict(environ))
-    if kubeconfig is None:
-        return [], [], f"no kubeconfig: delete with `kubectl delete -f {path}`"
-    return k8s.delete(kubeconfig, k8s.read(path)), [], None
-
-
-def _number(version: str) -> tuple[int, str]:
-    return (int(version), "") if version.isdigit() else (0, version)
