@@ -410,8 +410,8 @@ def azure_job(
     """An Azure Pipelines job's environment around the iris example with a production model
     in an in-memory registry: (project, config, registry, production version)."""
     from tests.support.fakes import InMemoryRegistry
+    from tests.support.runs import in_production
     from tests.support.store import copy_example
-    from tests.unit.test_gate import in_production
 
     project = copy_example(tmp_path / "iris")
     config = load_config(project)
@@ -440,7 +440,7 @@ def test_report_cli_posts_the_thread_in_azure_pipelines(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from tests.support.helpers import run_cli
-    from tests.unit.test_gate import candidate_run
+    from tests.support.runs import candidate_run
 
     url, state = azure_server
     project, config, registry, _ = azure_job(

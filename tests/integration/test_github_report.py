@@ -16,7 +16,7 @@ from mlops_ci.steps.report import Report, report
 from tests.support.fakes import InMemoryRegistry
 from tests.support.github_server import Fault, GithubState, github_server
 from tests.support.helpers import run_cli
-from tests.unit.test_gate import candidate_run, in_production
+from tests.support.runs import candidate_run, in_production
 
 TOKEN = "ghs_test0123456789abcdefSECRET"
 REPO = "acme/iris"

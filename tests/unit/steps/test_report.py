@@ -1,3 +1,6 @@
+"""report: the verdict and failing rules first, cut to GitHub's limit, and nothing a pull
+request's strings hold becomes markup or a link."""
+
 from __future__ import annotations
 
 import re
@@ -6,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ci.ci import emit_outputs, error_annotations, write_summary
-from mlops_ci.config.types import Config, load_config
-from mlops_ci.errors import ConfigError, GateFailed
+from mlops_ci.config.types import Config
 from mlops_ci.steps.compare import compare
 from mlops_ci.steps.register import register
 from mlops_ci.steps.report import GITHUB_COMMENT_LIMIT, Report, marker_for, report
 from tests.support.fakes import InMemoryRegistry
-from tests.unit.test_gate import candidate_run, in_production
+from tests.support.gfm import rendered
+from tests.support.regression import regression
+from tests.support.runs import candidate_run, in_production, record_train
 
 
 def test_report_puts_the_verdict_and_failing_rules_first(
@@ -69,51 +72,10 @@ def test_marker_cannot_close_the_html_comment() -> None:
     )
 
 
-def test_config_errors_become_annotations_on_file_and_line(tmp_path: Path) -> None:
-    (tmp_path / "ml").mkdir()
-    (tmp_path / "ml" / "mlops.yaml").write_text("version: 1\nmodel: {}\n")
-    with pytest.raises(ConfigError) as err:
-        load_config(tmp_path / "ml")
-    env = {"GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(tmp_path)}
-    commands = error_annotations(err.value, env)
-    assert (
-        "::error file=ml/mlops.yaml,line=2,title=mlops-ci::model.name: required key is missing"
-        in commands
-    )
-    assert error_annotations(err.value, {}) == []
-    gate = error_annotations(GateFailed("verdict fail\nsecond line", hint="see report"), env)
-    assert gate == [
-        "::error title=mlops-ci: the gate said no::verdict fail%0Asecond line (hint: see report)"
-    ]
-
-
-def test_outputs_and_summary_files(tmp_path: Path) -> None:
-    out, summary = tmp_path / "out", tmp_path / "summary"
-    env = {"GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary)}
-    emit_outputs({"run_id": "abc", "notes": "two\nlines"}, env)
-    text = out.read_text().splitlines()
-    assert text[0] == "run_id=abc"
-    delimiter = text[1].split("<<")[1]
-    assert text[1:] == [f"notes<<{delimiter}", "two", "lines", delimiter]
-    assert write_summary("# hi", env) and summary.read_text() == "# hi\n"
-    assert not write_summary("# hi", {})
-
-
 HOSTILE = "x`|![i](https://evil.example/p.png) <img src=https://evil.example/q.png> @org/team #1"
 
 
 LINKS = "see https://evil.example/a, www.evil.example, HTTP://evil.example and ops@evil.example"
-
-
-def rendered(markdown: str) -> str:
-    """HTML as GitHub's renderer makes it: cmark-gfm with its extensions (tables,
-    strikethrough, autolinks, tag filter), raw HTML let through so nothing injected hides."""
-    import cmarkgfm
-    from cmarkgfm.cmark import Options
-
-    return str(
-        cmarkgfm.github_flavored_markdown_to_html(markdown, options=Options.CMARK_OPT_UNSAFE)
-    )
 
 
 def no_evil_link(html: str) -> None:
@@ -165,18 +127,6 @@ def test_strings_from_a_pull_request_cannot_inject_markup_into_the_report(
     assert f"<code>{escape(HOSTILE, quote=False)}</code>" in html  # verbatim, as code
 
 
-def test_markdown_helpers_hold_any_string() -> None:
-    from mlops_ci.report import markdown as md
-
-    assert rendered(md.code("a``b")).strip() == "<p><code>a``b</code></p>"
-    assert rendered(md.text("*b* [l](u) <i>")).strip() == "<p>*b* [l](u) &lt;i&gt;</p>"
-    cell = md.cell(md.code("a|b"))
-    assert "<td><code>a|b</code></td>" in rendered(f"| h |\n|---|\n| {cell} |")
-    assert md.mermaid('x"] ```') == "x_] ___"
-    assert md.mermaid("größe: (a|b) %% #quot; <b>") == "größe: (a|b) __ _quot; _b_"
-    assert md.text("f1_macro _x_") == "f1_macro \\_x\\_"
-
-
 def test_urls_in_user_strings_become_no_link_in_comparison_report_or_lineage(
     config: Config, fake_registry: InMemoryRegistry
 ) -> None:
@@ -212,3 +162,44 @@ def test_urls_in_user_strings_become_no_link_in_comparison_report_or_lineage(
         html = rendered(markdown)
         no_evil_link(html)
         assert "evil" in html, f"{name} shows none of the strings: the test tests nothing"
+
+
+def test_report_says_when_its_comparison_is_not_the_last_train(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
+    from mlops_ci.steps.report import report
+
+    run = candidate_run(fake_registry, config.root)
+    record_train(config, run.run_id)
+    compare(config, fake_registry)
+    assert "⚠️" not in report(config, None, "ci").markdown
+    record_train(config, None, error="exited with code 1: boom")
+    text = report(config, None, "ci").markdown
+    assert (
+        f"failed (exited with code 1: boom); this report shows the comparison of run `{run.run_id}`"
+        in text
+    )
+
+
+@pytest.mark.timeout(120)
+def test_a_refused_regression_has_one_sign_per_gap(tmp_path: Path) -> None:
+    config, reg, run_id = regression(tmp_path)
+    result = compare(config, reg, run_id)
+    assert result.verdict == "fail" and result.production is not None
+    gap = result.candidate.metrics["rmse"] - result.production.metrics["rmse"]
+    assert gap > 0  # the candidate's error is larger: worse
+    text = report(config, reg, "pr").markdown
+    shown = f"{gap:+.4f}"
+    worse = f"worse by {abs(gap):.4f}"
+    lines = [line for line in text.splitlines() if shown.lstrip("+") in line]
+    # the metric table, the failing rule (twice: headline and all checks) and the bootstrap row
+    assert len(lines) >= 4, lines
+    for line in lines:
+        assert shown in line and worse in line, line
+        assert f"-{abs(gap):.4f}" not in line, line
+    # r2 grew worse too, and says so in the same words
+    r2 = result.candidate.metrics["r2"] - result.production.metrics["r2"]
+    assert f"{r2:+.4f} (worse by {abs(r2):.4f}) 🔴" in text
+    # what changed, next to the verdict
+    top = text.split("| metric |")[0]
+    assert "- param `max_depth`: `8` → `2`" in top and "- param `n_estimators`: `300` → `3`" in top

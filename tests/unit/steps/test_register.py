@@ -1,0 +1,68 @@
+"""register against the in-memory registry: a comparison first unless forced, its tags,
+the run a forced register takes."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlops_ci.config.types import Config
+from mlops_ci.errors import InputError
+from mlops_ci.steps.compare import compare
+from mlops_ci.steps.register import register
+from tests.support.fakes import InMemoryRegistry
+from tests.support.runs import candidate_run, in_production, record_train
+
+
+def test_register_needs_a_comparison_unless_forced(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
+    run = candidate_run(fake_registry, config.root)
+    with pytest.raises(InputError, match="no comparison for run"):
+        register(config, fake_registry, run.run_id)
+    forced = register(config, fake_registry, run.run_id, force=True)
+    tags = fake_registry.get_version(config.model.name, forced.version).tags
+    assert tags["mlops.forced"] == "true" and tags["mlops.compare.verdict"] == "forced"
+
+
+def test_register_tags_lineage_and_is_idempotent(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
+    run = candidate_run(fake_registry, config.root)
+    compare(config, fake_registry, run.run_id)
+    first = register(config, fake_registry)
+    again = register(config, fake_registry)
+    assert (first.version, first.existing, again.version, again.existing) == ("1", False, "1", True)
+    tags = fake_registry.get_version(config.model.name, "1").tags
+    assert tags["mlops.git.commit"] == "abc"
+    assert tags["mlops.compare.verdict"] == "no-baseline"
+    assert float(tags["mlops.metric.accuracy"]) == pytest.approx(0.95)
+    assert fake_registry.aliases[config.model.name]["candidate"] == "1"
+
+
+def test_forced_register_takes_the_run_just_trained_not_the_stale_comparison(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
+    in_production(fake_registry, config)
+    worse = candidate_run(fake_registry, config.root, c=0.01)
+    record_train(config, worse.run_id)
+    assert compare(config, fake_registry).verdict == "fail"
+    latest = candidate_run(fake_registry, config.root, c=2.0)
+    record_train(config, latest.run_id)
+    with pytest.raises(InputError, match=f"comparison.json is of run {worse.run_id}, not of run "):
+        register(config, fake_registry)
+    forced = register(config, fake_registry, force=True)
+    assert forced.run_id == latest.run_id and forced.forced and forced.verdict == "forced"
+    tags = fake_registry.get_version(config.model.name, forced.version).tags
+    assert tags["mlops.run_id"] == latest.run_id and tags["mlops.forced"] == "true"
+    assert "mlops.metric.f1_macro" not in tags  # the stale comparison's metrics are not its own
+
+
+def test_forced_register_after_a_failed_comparison_of_the_same_run_says_fail(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
+    in_production(fake_registry, config)
+    worse = candidate_run(fake_registry, config.root, c=0.01)
+    record_train(config, worse.run_id)
+    compare(config, fake_registry)
+    forced = register(config, fake_registry, force=True)
+    assert (forced.run_id, forced.verdict, forced.forced) == (worse.run_id, "fail", True)
