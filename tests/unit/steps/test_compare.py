@@ -15,7 +15,9 @@ from sklearn.linear_model import LogisticRegression
 from mlops_ci.config.types import Config, Rule
 from mlops_ci.errors import GateFailed, InputError
 from mlops_ci.evaluation.comparison import read_comparison
-from mlops_ci.steps.compare import compare
+from mlops_ci.registry import RunRecord
+from mlops_ci.report.comparison import change_lines
+from mlops_ci.steps.compare import compare, what_changed
 from mlops_ci.steps.register import register
 from tests.support.fakes import InMemoryRegistry
 from tests.support.runs import candidate_run, in_production, record_train
@@ -233,3 +235,30 @@ def test_a_model_importance_cannot_explain_keeps_its_verdict_and_says_why(
     assert set(result.evaluation["importance_failed"]) == {"candidate", "production"}
     page = (config.root / ".mlops" / "comparison.md").read_text()
     assert "> Permutation importance of the candidate: data/test.csv: " in page
+
+
+def test_what_changed_names_params_commit_and_the_stages_with_other_inputs() -> None:
+    production = RunRecord(
+        "p", "FINISHED",
+        params={"C": "1.0", "stage.prepare.key": "a", "stage.train.key": "b",
+                "stage.train.cached": "false", "prepare.split": "0.2"},
+        tags={"mlops.git.commit": "1" * 40},
+    )  # fmt: skip
+    candidate = RunRecord(
+        "c", "FINISHED",
+        params={"C": "0.5", "stage.prepare.key": "a", "stage.train.key": "z",
+                "stage.train.cached": "true", "prepare.split": "0.2"},
+        tags={"mlops.git.commit": "2" * 40},
+    )  # fmt: skip
+    changes = what_changed(production, candidate)
+    assert changes["params"] == {"C": ["1.0", "0.5"]} and changes["stages"] == ["train"]
+    assert change_lines(changes) == [
+        "**What changed** (production → candidate):",
+        "- param `C`: `1.0` → `0.5`",
+        "- code commit: `111111111111` → `222222222222`",
+        "- pipeline stages with other inputs: train",
+    ]
+    assert change_lines(what_changed(production, production)) == [
+        "What changed: no param, code commit or data fingerprint differs."
+    ]
+    assert what_changed(None, candidate) == {"unknown": True}
