@@ -1,0 +1,1 @@
+"""Code the tests share: in-memory fakes of the ports, servers, helpers."""
