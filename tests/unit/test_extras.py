@@ -6,25 +6,17 @@ makes ``importlib.util.find_spec`` return None and ``import name`` raise ImportE
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import tomllib
 
-from mlops_ci.ci.github import GithubClient, GithubSettings
-from mlops_ci.errors import MlopsError
-from mlops_ci.extras import EXTRAS, install_hint, missing
-from mlops_ci.monitor.sources import chunks
-from tests.support.helpers import run_cli
+from mlops_ci.extras import EXTRAS, install_hint
 
 pytestmark = pytest.mark.timeout(60)
+
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def hide(monkeypatch: pytest.MonkeyPatch, *modules: str) -> None:
-    for name in modules:
-        monkeypatch.setitem(sys.modules, name, None)
 
 
 def test_every_extra_named_in_the_code_is_declared_in_pyproject() -> None:
@@ -34,56 +26,6 @@ def test_every_extra_named_in_the_code_is_declared_in_pyproject() -> None:
     core = " ".join(declared["dependencies"]).lower()
     for heavy in ("pyarrow", "pygithub", "fastapi", "dask", "kubernetes"):
         assert heavy not in core, f"{heavy} is in the core install"
-
-
-def test_batch_score_without_the_batch_extra_names_it(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    hide(monkeypatch, "pyarrow")
-    assert missing("batch") == ["pyarrow"]
-    data = tmp_path / "in.csv"
-    data.write_text("a\n1\n")
-    code = run_cli(
-        "batch-score", "--model-dir", str(tmp_path), "--input", str(data), "--output",
-        str(tmp_path / "out.parquet"),
-    )  # fmt: skip
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert "error: mlops-ci batch-score needs pyarrow (the batch extra)" in err
-    assert f"hint: {install_hint('batch')}" in err
-    assert "Traceback" not in err
-
-
-def test_reading_parquet_without_pyarrow_names_the_file_and_the_extra(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    table = tmp_path / "reference.parquet"
-    table.write_bytes(b"PAR1")
-    hide(monkeypatch, "pyarrow", "pyarrow.parquet")
-    with pytest.raises(MlopsError) as caught:
-        next(chunks(table, 100))
-    assert str(caught.value) == f"{table}: reading Parquet needs pyarrow (the parquet extra)"
-    assert caught.value.hint == install_hint("parquet")
-
-
-def test_posting_to_github_without_pygithub_names_the_github_extra(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    hide(monkeypatch, "github")
-    with pytest.raises(MlopsError) as caught:
-        GithubClient(GithubSettings("t", "http://127.0.0.1:9", "acme/iris"))
-    assert "(the github extra)" in str(caught.value)
-    assert caught.value.hint == install_hint("github")
-
-
-def test_serve_without_the_serve_extra_names_it(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    hide(monkeypatch, "fastapi", "uvicorn")
-    code = run_cli("serve", "--model-dir", "/nonexistent")
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert "error: mlops-ci serve needs fastapi, uvicorn (the serve extra)" in err
 
 
 def test_the_hint_has_the_form_mlops_ci_was_installed_in() -> None:

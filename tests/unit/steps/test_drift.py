@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from mlops_ci.config.types import Config
-from mlops_ci.monitor.drift import Reservoir, psi
 from mlops_ci.steps.drift import DRIFTED, STABLE, TOO_FEW, drift
 from tests.support.helpers import run_cli
 
@@ -101,16 +100,3 @@ def test_bad_input_is_named(
     assert code == 2 and "column 'sepal_width' is missing" in capsys.readouterr().err
     assert run_cli("drift", "-c", str(config.root), "--current", str(tmp_path / "nope")) == 2
     assert "nope: no such file or folder" in capsys.readouterr().err
-
-
-def test_psi_and_the_reservoir() -> None:
-    same = np.array([10, 20, 30])
-    assert psi(same, same) == 0.0
-    assert psi(np.array([50, 50]), np.array([90, 10])) == pytest.approx(
-        0.4 * np.log(0.9 / 0.5) - 0.4 * np.log(0.1 / 0.5)
-    )
-    reservoir = Reservoir(1000, seed=0)
-    for start in range(0, 100_000, 7_000):  # uneven chunks
-        reservoir.add(np.arange(start, min(start + 7_000, 100_000), dtype=np.float64))
-    assert len(reservoir.values) == 1000 and reservoir.seen == 100_000
-    assert abs(reservoir.values.mean() - 50_000) < 3_000  # uniform over the stream

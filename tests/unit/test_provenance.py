@@ -1,9 +1,11 @@
+"""Provenance: the data fingerprint, the CI context, the environment lock, who acts; inputs
+outside the project refused."""
+
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -89,64 +91,6 @@ def test_who_is_the_ci_actor_else_a_local_name_never_unknown() -> None:
     assert local and local != "unknown"
 
 
-def test_opening_a_registry_leaves_the_environment_as_it_was(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """MLflow writes MLFLOW_TRACKING_URI into os.environ; a second project opened in the same
-    process must not take the first one's registry for the user's setting."""
-    import os
-
-    from mlops_ci.registry.mlflow import MlflowRegistry
-
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    MlflowRegistry(f"sqlite:///{tmp_path / 'a.db'}", str(tmp_path / "artifacts"))
-    assert "MLFLOW_TRACKING_URI" not in os.environ
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://team:5000")
-    MlflowRegistry(f"sqlite:///{tmp_path / 'b.db'}", str(tmp_path / "artifacts"))
-    assert os.environ["MLFLOW_TRACKING_URI"] == "http://team:5000"
-
-
-@pytest.mark.parametrize(
-    ("failures", "message", "calls", "fails"),
-    [
-        (1, "BAD_REQUEST: (sqlite3.IntegrityError) UNIQUE constraint failed: ...alias", 2, False),
-        (9, "duplicate key value violates unique constraint", 5, True),
-        (1, "RESOURCE_DOES_NOT_EXIST: version 7", 1, True),
-    ],
-)
-def test_an_alias_write_that_lost_a_race_is_retried_and_nothing_else(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    failures: int,
-    message: str,
-    calls: int,
-    fails: bool,
-) -> None:
-    """Two registers setting the same alias at once collide on its unique key in MLflow's SQL
-    store; the loser retries. Any other error is reported at once."""
-    from mlflow.exceptions import MlflowException
-
-    from mlops_ci.errors import ServiceError
-    from mlops_ci.registry import mlflow as adapter
-
-    monkeypatch.setattr(adapter.time, "sleep", lambda _s: None)
-    reg = adapter.MlflowRegistry(f"sqlite:///{tmp_path / 'a.db'}", str(tmp_path / "artifacts"))
-    seen: list[tuple[str, str, str]] = []
-
-    def set_alias(name: str, alias: str, version: str) -> None:
-        seen.append((name, alias, version))
-        if len(seen) <= failures:
-            raise MlflowException(message)
-
-    monkeypatch.setattr(reg.client, "set_registered_model_alias", set_alias)
-    if fails:
-        with pytest.raises(ServiceError, match=message.split(":")[0]):
-            reg.set_alias("m", "candidate", "3")
-    else:
-        reg.set_alias("m", "candidate", "3")
-    assert seen == [("m", "candidate", "3")] * calls
-
-
 def test_inputs_outside_the_project_are_refused_and_a_link_inside_is_followed(
     tmp_path: Path,
 ) -> None:
@@ -159,13 +103,3 @@ def test_inputs_outside_the_project_are_refused_and_a_link_inside_is_followed(
             fingerprint(project, (entry,))
     (project / "data").symlink_to(outside)
     assert list(fingerprint(project, ("data",)).manifest) == ["data/data.csv"]
-
-
-def test_an_output_that_names_a_folder_is_refused_before_training(
-    config: Any, fake_registry: Any
-) -> None:
-    from mlops_ci.steps.train import train
-
-    config.resolve(config.train.model_output).mkdir(parents=True)
-    with pytest.raises(InputError, match="train.outputs.model: .* is a folder"):
-        train(config, fake_registry)
