@@ -34,11 +34,6 @@ class JobFolder:
     def folder(self) -> Path:
         return self.root / FOLDER
 
-    def made(self) -> Path:
-        """The folder, created if need be."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        return self.folder
-
     # --- each step's record -------------------------------------------------------------
     @property
     def train(self) -> Path:
@@ -113,10 +108,6 @@ class JobFolder:
     def batch_state(self) -> Path:
         """`mlops-ci batch-score`'s downloaded models."""
         return self.folder / "batch"
-
-
-def mlops_dir(root: Path) -> Path:
-    return JobFolder(root).made()
 
 
 def write_text_atomic(path: Path, text: str) -> Path:

@@ -22,13 +22,12 @@ from typing import Any
 
 from mlops_ci.config.types import Config, DeployEnv
 from mlops_ci.errors import GateFailed, InputError, ServiceError
-from mlops_ci.records import mlops_dir, read_json, write_json_atomic
+from mlops_ci.records import JobFolder, append_line, write_json_atomic
 from mlops_ci.registry import ModelRegistry, VersionRecord, resolve_version
 from mlops_ci.steps.gates import Approval, Gate, check_gates, now_iso
 from mlops_ci.targets import TARGETS, TargetFactory, rollout, target_for
 from mlops_ci.targets.base import ManifestTarget, RoutedTarget, TargetUnavailable
 
-RECORD = "deploy.json"
 Progress = Callable[[str], None]
 SERVING_STATES = ("serving", "ab")
 
@@ -383,14 +382,9 @@ def _record(
             stamp = result.at.replace(":", "").replace("-", "")
             (Path(tmp) / f"{result.env}-{stamp}.json").write_text(json.dumps(record, indent=2))
             registry.log_artifacts(run_id, Path(tmp), "deployments")
-    write_json_atomic(mlops_dir(config.root) / RECORD, record)
-    with open(mlops_dir(config.root) / "deploy-audit.jsonl", "a", encoding="utf-8") as audit:
-        audit.write(json.dumps(record) + "\n")
-
-
-def load_deploy_record(config: Config) -> dict[str, Any] | None:
-    record = read_json(mlops_dir(config.root) / RECORD)
-    return record if isinstance(record, dict) else None
+    job = JobFolder(config.root)
+    write_json_atomic(job.deploy, record)
+    append_line(job.deploy_audit, record)
 
 
 def _split_text(split: Mapping[str, float]) -> str:

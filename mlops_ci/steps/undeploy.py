@@ -10,13 +10,12 @@ the environment, and the next `deploy` starts it again. The versions that served
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 from mlops_ci.config.types import Config
 from mlops_ci.errors import ServiceError
-from mlops_ci.records import mlops_dir
+from mlops_ci.records import JobFolder, append_line
 from mlops_ci.registry import ModelRegistry
 from mlops_ci.steps.deploy import environment
 from mlops_ci.steps.gates import now_iso
@@ -86,6 +85,5 @@ def undeploy(
         )
         tagged.append(version)
     result = UndeployResult(**{**asdict(result), "tagged": tagged})
-    with open(mlops_dir(config.root) / "deploy-audit.jsonl", "a", encoding="utf-8") as audit:
-        audit.write(json.dumps({"action": "undeploy", **asdict(result)}) + "\n")
+    append_line(JobFolder(config.root).deploy_audit, {"action": "undeploy", **asdict(result)})
     return result

@@ -23,7 +23,7 @@ from typing import Any
 from mlops_ci.config.types import Config, DeployEnv
 from mlops_ci.errors import ServiceError
 from mlops_ci.procs import alive
-from mlops_ci.records import read_json, write_json_atomic
+from mlops_ci.records import JobFolder, read_json, write_json_atomic
 from mlops_ci.targets import probes
 from mlops_ci.targets.base import Stopped
 
@@ -44,7 +44,7 @@ class LocalTarget:
     def __init__(self, config: Config, env: DeployEnv) -> None:
         self.config = config
         self.env = env
-        self.folder = config.root / ".mlops" / "deploy" / env.name
+        self.folder = JobFolder(config.root).deploy_state(env.name)
         self.state_path = self.folder / "service.json"
 
     # --- the process --------------------------------------------------------------------
