@@ -7,7 +7,7 @@ On loopback, with no container: the iris example's package served by `mlops-ci s
   - nginx's reload under load: 4 Python clients on keep-alive connections score through nginx
     while it is reloaded --reloads times (how open-source nginx changes an upstream or a
     weight), and the failed requests are counted. The HAProxy front changes its routes over the
-    runtime API instead, and reloads nothing (tests/unit/test_front.py switches under load).
+    runtime API instead, and reloads nothing (tests/integration/test_front.py switches under load).
 
 Needs haproxy, nginx and wrk (Debian's packages: apt-get install haproxy nginx-light wrk).
 
