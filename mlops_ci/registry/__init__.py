@@ -1,7 +1,7 @@
 """The model registry port: what the steps need from MLflow, as plain records.
 
 Steps talk to ``ModelRegistry``; ``registry.mlflow.MlflowRegistry`` is the real adapter and
-``tests/fakes.py`` an in-memory one. Keeping MLflow behind this port keeps ``import mlflow``
+``tests/support/fakes.py`` an in-memory one. Keeping MLflow behind this port keeps ``import mlflow``
 (about a second) out of everything that does not touch the registry.
 """
 

@@ -1,9 +1,10 @@
 """One module per verb, named as the verb: `mlops-ci delete-version` is
 ``steps/delete_version.py``, whose function of the same name does the work and returns data
 (cli/ renders it). ``STEPS`` are the pipeline's steps in order: each also has
-``actions/<name>/`` and ``templates/azure-pipelines/<name>.yml``. ``VERBS`` names, for every
-verb of the CLI, the function that does its work; the two verbs that run a server are the
-serving adapter's own (`serve`, `front`). tests/unit/steps/test_verbs.py holds them together.
+``templates/azure-pipelines/<name>.yml`` and ``actions/<name>/`` (promote runs through the
+umbrella action, ``command: promote``). ``VERBS`` names, for every verb of the CLI, the
+function that does its work; the two verbs that run a server are the serving adapter's own
+(`serve`, `front`). tests/unit/test_steps.py holds them together.
 """
 
 STEPS: tuple[str, ...] = (

@@ -57,3 +57,13 @@ def test_no_module_is_over_500_lines_unless_its_docstring_says_why() -> None:
         and "over 500 lines because" not in (ast.get_docstring(ast.parse(p.read_text())) or "")
     }
     assert not long, f"modules over {MAX_LINES} lines without a reason in their docstring: {long}"
+
+
+MAX_LOOSE = 10
+
+
+def test_at_most_ten_loose_modules_sit_at_the_top_of_the_package() -> None:
+    # A module belongs in the package of its domain (config/, pipeline/, evaluation/, ...);
+    # the top keeps what every layer shares (errors, records, provenance, credentials, ...).
+    loose = sorted(p.name for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__"))
+    assert len(loose) <= MAX_LOOSE, f"{len(loose)} loose modules (at most {MAX_LOOSE}): {loose}"

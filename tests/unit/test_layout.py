@@ -37,10 +37,6 @@ PROCESS_CALLS = {
     "create_subprocess_exec",
     "create_subprocess_shell",
 }
-# Unit files that start a process all the same, each with the reason it is not moved yet.
-STARTS_A_PROCESS = {
-    "test_docs.py": "builds the site with mkdocs in a subprocess (its own test module's choice)",
-}
 
 
 def module_tested_by(test_file: Path) -> Path | None:
@@ -106,7 +102,5 @@ def test_no_unit_test_starts_a_process_or_a_server() -> None:
         str(path.relative_to(ROOT)): found
         for path in sorted(UNIT.rglob("*.py"))
         if (found := process_starts(path))
-        and not (path.parent == UNIT and path.name in STARTS_A_PROCESS)
     }
     assert not starting, f"these belong in tests/integration/: {starting}"
-    assert all((UNIT / name).is_file() for name in STARTS_A_PROCESS), "a listed file is gone"
