@@ -76,6 +76,11 @@ class JobFolder:
     def report(self) -> Path:
         return self.folder / "report.md"
 
+    @property
+    def pr_comment(self) -> Path:
+        """report --pr without a token: the comment saved for a workflow_run job to post."""
+        return self.folder / "pr-comment"
+
     # --- working folders ----------------------------------------------------------------
     @property
     def cache(self) -> Path:

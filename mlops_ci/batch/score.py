@@ -138,7 +138,7 @@ def features_matrix(
     nullable: tuple[str, ...] = (),
 ) -> Features:
     """[rows, features] numbers from an Arrow table as read (float64; ONNX graphs get them as
-    float32, see ``features.py``) and text columns as text; a row with a value that is
+    float32, see ``model/features.py``) and text columns as text; a row with a value that is
     missing where the column may not be (null, an empty cell), not a number or beyond float32
     is rejected with the first such column named."""
     rows = table.num_rows

@@ -95,14 +95,15 @@ def report(
                     settings.api_url,
                     settings.repository or os.environ.get("BUILD_REPOSITORY_NAME"),
                 )
-            outputs.update(_post_github_comment(settings, pr, built))
+            outputs.update(_post_github_comment(settings, pr, built, config.root))
     emit_outputs(outputs)
 
 
-def _post_github_comment(settings: Any, pr: str, built: Any) -> dict[str, str]:
+def _post_github_comment(settings: Any, pr: str, built: Any, root: Path) -> dict[str, str]:
     import os
 
     from mlops_ci.ci.github import GithubClient, event_pr
+    from mlops_ci.records import JobFolder
 
     number = event_pr(os.environ) if pr == "auto" else _pr_number(pr)
     if number is None and pr == "auto" and os.environ.get("TF_BUILD"):
@@ -116,7 +117,7 @@ def _post_github_comment(settings: Any, pr: str, built: Any) -> dict[str, str]:
     if not settings.token:  # the step keeps going: the report is written, its outputs set
         from mlops_ci.ci.github import save_for_artifact
 
-        folder = built.path.parent / "pr-comment"
+        folder = JobFolder(root).pr_comment
         save_for_artifact(folder, settings.repository or "", number, built.comment_body(),
                           built.marker)  # fmt: skip
         advice = (
@@ -127,7 +128,7 @@ def _post_github_comment(settings: Any, pr: str, built: Any) -> dict[str, str]:
         warn(advice)
         return {"saved-comment": str(folder)}
     outcome = GithubClient(settings).upsert_comment(
-        number, built.comment_body(), built.marker, built.path.parent / "pr-comment"
+        number, built.comment_body(), built.marker, JobFolder(root).pr_comment
     )
     if outcome.action == "saved":
         echo(

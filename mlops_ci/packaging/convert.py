@@ -284,7 +284,7 @@ def matrix_feeds(layout: str, schema: FeatureSchema, x: npt.NDArray[np.float32])
 
 def table_feeds(schema: FeatureSchema, table: dict[str, Any]) -> dict[str, Any]:
     """``columns``-layout feeds from 1-D columns by name: float32 numbers (NaN missing), and
-    strings with ``""`` for a missing text (the contract of ``features.py``)."""
+    strings with ``""`` for a missing text (the contract of ``model/features.py``)."""
     feeds = {}
     for f in schema.features:
         column = table[f.name]

@@ -59,7 +59,7 @@ def for_conversion(model: Any) -> Any:
     to that): XGBoost boosters trained on a DataFrame name their features by column, the
     converter wants f0, f1, ... (the order is the same); a ``SimpleImputer`` of text columns
     that fills NaN fills the empty string instead, the one missing text a string tensor can
-    carry (the contract feeds missing text to ONNX as ``""``, see ``features.py``)."""
+    carry (the contract feeds missing text to ONNX as ``""``, see ``model/features.py``)."""
     xgboost = framework_of(model) == "xgboost"
     text_imputers = [est for est in estimators(model) if _imputes_text_nan(est)]
     if not xgboost and not text_imputers:

@@ -165,7 +165,7 @@ class LoadedModel:
     def predict(self, x: npt.NDArray[Any] | dict[str, Any]) -> Prediction:
         """Score a batch as the payload parsers give it: a matrix in schema order (float32
         for ONNX, float64 for the native model) or 1-D columns by name, missing values as
-        the contract of ``features.py`` says."""
+        the contract of ``model/features.py`` says."""
         spec = self.spec
         if self._session is not None:
             if isinstance(x, dict) and spec.layout == convert.MATRIX:

@@ -13,7 +13,8 @@ error body. Accepted shapes:
   Those are parsed in ``v2payload``, with the checks of a value kept here.
 
 A model whose schema is all numbers gets a float64 matrix; one with text columns a table of
-1-D columns by name (float64 numbers, object strings; a missing value as ``features.py`` says).
+1-D columns by name (float64 numbers, object strings; a missing value as
+``model/features.py`` says).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from mlops_ci.errors import GateFailed, InputError, ServiceError
 from mlops_ci.records import JobFolder, append_line, write_json_atomic
 from mlops_ci.registry import ModelRegistry, VersionRecord, resolve_version
 from mlops_ci.steps.gates import Approval, Gate, check_gates, now_iso
-from mlops_ci.targets import TARGETS, TargetFactory, rollout, target_for
+from mlops_ci.targets import TARGETS, Targets, rollout, target_for
 from mlops_ci.targets.base import ManifestTarget, RoutedTarget, TargetUnavailable
 
 Progress = Callable[[str], None]
@@ -73,7 +73,7 @@ def deploy(
     environ: Mapping[str, str],
     progress: Progress = lambda _: None,
     dry_run: bool = False,
-    targets: Mapping[str, TargetFactory] = TARGETS,
+    targets: Targets = TARGETS,
 ) -> DeployResult:
     env = environment(config, env_name)
     name = config.model.name

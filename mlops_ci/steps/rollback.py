@@ -9,7 +9,6 @@ beside the alias's) is rolled back by putting the alias's version back at 100 %.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mlops_ci.config.types import Config, DeployEnv
@@ -17,7 +16,7 @@ from mlops_ci.errors import InputError
 from mlops_ci.registry import ModelRegistry
 from mlops_ci.steps.deploy import environment
 from mlops_ci.steps.gates import now_iso
-from mlops_ci.targets import TARGETS, TargetFactory, routed_target, target_for
+from mlops_ci.targets import TARGETS, Targets, routed_target, target_for
 from mlops_ci.targets.base import RoutedTarget
 
 
@@ -38,7 +37,7 @@ def rollback(
     env_name: str,
     by: str,
     reason: str,
-    targets: Mapping[str, TargetFactory] = TARGETS,
+    targets: Targets = TARGETS,
 ) -> RollbackResult:
     env = environment(config, env_name)
     name = config.model.name
@@ -90,7 +89,7 @@ def _interrupted_rollout(
     registry: ModelRegistry,
     env: DeployEnv,
     alias_version: str,
-    targets: Mapping[str, TargetFactory],
+    targets: Targets,
 ) -> tuple[RoutedTarget, list[str]] | None:
     """(the running endpoint, the versions that take traffic beside the alias's version): a
     rollout that never finished (its deploy killed mid-canary); None when there was none.

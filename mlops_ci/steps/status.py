@@ -4,13 +4,12 @@ asks it before deleting)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mlops_ci.config.types import Config, DeployEnv
 from mlops_ci.errors import ServiceError
 from mlops_ci.registry import ModelRegistry
-from mlops_ci.targets import TARGETS, TargetFactory, routed_target
+from mlops_ci.targets import TARGETS, Targets, routed_target
 
 
 @dataclass(frozen=True)
@@ -27,9 +26,7 @@ class EnvStatus:
     running: bool | None = None  # local / docker: whether the endpoint runs (None: unknown)
 
 
-def status(
-    config: Config, registry: ModelRegistry, targets: Mapping[str, TargetFactory] = TARGETS
-) -> list[EnvStatus]:
+def status(config: Config, registry: ModelRegistry, targets: Targets = TARGETS) -> list[EnvStatus]:
     out = []
     for name, env in config.deploy.items():
         version = registry.get_version_by_alias(config.model.name, env.alias)
@@ -55,7 +52,7 @@ def _live(
     config: Config,
     registry: ModelRegistry,
     env: DeployEnv,
-    targets: Mapping[str, TargetFactory],
+    targets: Targets,
 ) -> tuple[dict[str, float] | None, bool | None]:
     """(the weights the endpoint routes by now, whether it runs): a recorded 'serving' on a
     dead endpoint must not read as serving."""

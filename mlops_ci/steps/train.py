@@ -186,7 +186,7 @@ def _train(
         log = run_command(config, config.train.command, params, env, work / "train.log")
         timings["command"] = time.monotonic() - command_started
     else:
-        log = work / f"stage-{pipeline.training}.log"
+        log = JobFolder(config.root).stage_log(pipeline.training)
         timings.update({f"stage {s.name}": s.seconds for s in stages if s.state == RAN})
     metrics = _read_metrics(config, metrics_file, pipeline)
     if not model_file.is_file():

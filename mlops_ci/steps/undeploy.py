@@ -19,7 +19,7 @@ from mlops_ci.records import JobFolder, append_line
 from mlops_ci.registry import ModelRegistry
 from mlops_ci.steps.deploy import environment
 from mlops_ci.steps.gates import now_iso
-from mlops_ci.targets import TARGETS, TargetFactory, target_for
+from mlops_ci.targets import TARGETS, Targets, target_for
 from mlops_ci.targets.base import TargetUnavailable
 
 
@@ -46,7 +46,7 @@ def undeploy(
     by: str,
     reason: str,
     environ: Mapping[str, str],
-    targets: Mapping[str, TargetFactory] = TARGETS,
+    targets: Targets = TARGETS,
 ) -> UndeployResult:
     env = environment(config, env_name)
     name = config.model.name

@@ -3,13 +3,16 @@
 ``local`` (a background `mlops-ci serve`) and ``docker`` (the packaged image through the Docker
 SDK, each version its own container behind a front) route by weight; ``kubernetes`` renders
 manifests, applied or written (``targets.base`` has the ports). ``TARGETS`` maps each name to
-a factory that imports its module when called: docker and kubernetes bring optional packages.
+its kind: a factory that imports its module when called (the Docker SDK and the kubernetes
+client are imported only where they are used), and whether it routes by weight, so a question
+only a routed target can answer costs a manifest target no import.
 The steps take ``targets=`` (``TARGETS`` unless a test gives its own) and ask ``target_for``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from mlops_ci.config.types import Config, DeployEnv
 from mlops_ci.errors import InputError
@@ -56,10 +59,20 @@ def _kubernetes(
     return KubernetesTarget(config, env, environ)
 
 
-TARGETS: Mapping[str, TargetFactory] = {
-    "local": _local,
-    "docker": _docker,
-    "kubernetes": _kubernetes,
+@dataclass(frozen=True)
+class TargetKind:
+    """A deploy target as the registry knows it: how to make one, and whether it is routed."""
+
+    make: TargetFactory
+    routed: bool
+
+
+Targets = Mapping[str, TargetKind]
+
+TARGETS: Targets = {
+    "local": TargetKind(_local, routed=True),
+    "docker": TargetKind(_docker, routed=True),
+    "kubernetes": TargetKind(_kubernetes, routed=False),
 }
 
 
@@ -68,27 +81,30 @@ def target_for(
     env: DeployEnv,
     registry: ModelRegistry,
     environ: Mapping[str, str] | None = None,
-    targets: Mapping[str, TargetFactory] = TARGETS,
+    targets: Targets = TARGETS,
 ) -> Target:
     """The target ``env`` deploys to; TargetUnavailable (a ServiceError) when its engine does
     not answer."""
-    factory = targets.get(env.target)
-    if factory is None:
+    kind = targets.get(env.target)
+    if kind is None:
         raise InputError(
             f"mlops.yaml: deploy.{env.name}.target: no deploy target '{env.target}' "
             f"(known: {', '.join(targets) or 'none'})"
         )
-    return factory(config, env, registry, environ)
+    return kind.make(config, env, registry, environ)
 
 
 def routed_target(
     config: Config,
     env: DeployEnv,
     registry: ModelRegistry,
-    targets: Mapping[str, TargetFactory] = TARGETS,
+    targets: Targets = TARGETS,
 ) -> tuple[RoutedTarget | None, bool | None]:
     """(the environment's endpoint if it runs, whether it runs) for the targets that route by
     weight; (None, None) where that cannot be known (kubernetes, or no Docker engine answers)."""
+    kind = targets.get(env.target)
+    if kind is not None and not kind.routed:
+        return None, None
     try:
         target = target_for(config, env, registry, None, targets)
     except TargetUnavailable:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from mlops_ci.config.types import Config, DeployEnv
 from mlops_ci.errors import ServiceError
 from mlops_ci.registry import ModelRegistry
-from mlops_ci.targets import TargetFactory
+from mlops_ci.targets import TargetKind, Targets
 from mlops_ci.targets.base import Stopped, Target, Traffic
 
 
@@ -124,7 +124,7 @@ class FakeTarget:
         return self.weights
 
 
-def fake_targets(target: Target, name: str = "local") -> dict[str, TargetFactory]:
+def fake_targets(target: Target, name: str = "local") -> Targets:
     """A registry of targets with one entry: ``name`` is ``target``, for every environment."""
 
     def factory(
@@ -132,4 +132,4 @@ def fake_targets(target: Target, name: str = "local") -> dict[str, TargetFactory
     ) -> Target:
         return target
 
-    return {name: factory}
+    return {name: TargetKind(factory, routed=target.routed)}

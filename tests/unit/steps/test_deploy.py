@@ -19,7 +19,7 @@ from mlops_ci.steps.deploy import deploy
 from mlops_ci.steps.rollback import rollback
 from mlops_ci.steps.status import status
 from mlops_ci.steps.undeploy import undeploy
-from mlops_ci.targets import TARGETS, TargetFactory, target_for
+from mlops_ci.targets import TARGETS, TargetKind, Targets, target_for
 from mlops_ci.targets.base import Target, TargetUnavailable
 from tests.support.fake_target import FakeTarget, fake_targets
 from tests.support.fakes import InMemoryRegistry
@@ -142,7 +142,15 @@ def test_a_target_whose_engine_does_not_answer_skips_the_deploy_and_records_it(
         raise TargetUnavailable("Docker engine", "connection refused")
 
     registry = packaged(config)
-    result = deploy(config, registry, "2", ENV, "ci", {}, targets={"local": unavailable})
+    result = deploy(
+        config,
+        registry,
+        "2",
+        ENV,
+        "ci",
+        {},
+        targets={"local": TargetKind(unavailable, routed=True)},
+    )
     assert (result.status, result.note) == ("skipped", "no Docker engine: connection refused")
     assert tag(config, registry, "2", "status") == "skipped" and aliased(config, registry) == "1"
 
@@ -174,7 +182,7 @@ def test_a_registry_without_the_environments_target_names_it(config: Config) -> 
         target_for(config, config.deploy[ENV], registry, targets=only_docker)
     with pytest.raises(InputError, match=r"no deploy target 'local' \(known: docker\)"):
         deploy(config, registry, "2", ENV, "ci", {}, targets=only_docker)
-    empty: dict[str, TargetFactory] = {}
+    empty: Targets = {}
     with pytest.raises(InputError, match=r"\(known: none\)"):
         target_for(config, config.deploy[ENV], registry, targets=empty)
 
