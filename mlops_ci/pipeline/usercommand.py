@@ -12,43 +12,20 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from mlops_ci.config.types import Config, Scalar
-from mlops_ci.credentials import safe_url
+
+# SECRET_VARIABLES (the registry's, the CI's and mlops-ci's credentials) and URI_VARIABLES
+# (where runs go) are shared with what masks printed text.
+from mlops_ci.credentials import SECRET_VARIABLES, URI_VARIABLES, safe_url
 from mlops_ci.errors import InputError, TrainingError
 
 PYTHON = "{python}"
 _LOG_TAIL_LINES = 5
 
 
-# Credentials of the CI platform, the registry and mlops-ci itself: the training code is the
-# pull request's code, so it gets none of them (data credentials such as AWS_* stay). MLflow
-# reads the registry credentials from these; mlops-ci logs the run itself, so the command needs
-# none of them.
-SECRET_VARIABLES = (
-    "GITHUB_TOKEN",
-    "GH_TOKEN",
-    "ACTIONS_RUNTIME_TOKEN",
-    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-    "ACTIONS_ID_TOKEN_REQUEST_URL",
-    "SYSTEM_ACCESSTOKEN",
-    "AZURE_DEVOPS_EXT_PAT",
-    "MLFLOW_TRACKING_TOKEN",
-    "MLFLOW_TRACKING_USERNAME",
-    "MLFLOW_TRACKING_PASSWORD",
-    "MLFLOW_TRACKING_CLIENT_CERT_PATH",
-    "DATABRICKS_TOKEN",
-    "DATABRICKS_CLIENT_SECRET",
-    "MLOPS_ADMIN_TOKEN",
-)
-
-
 # Every variable with these prefixes: action inputs (act-based runners such as Gitea's and
 # Forgejo's give composite steps INPUT_*, a github-token input among them) and Azure's secret
 # task variables.
 SECRET_PREFIXES = ("INPUT_", "SECRET_")
-
-
-# Kept, but without userinfo or secret query values: a script may read where runs go.
-URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 def secret_variables(config: Config) -> list[str]:
