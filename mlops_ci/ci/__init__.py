@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
+from mlops_ci.credentials import redact_text
 from mlops_ci.errors import ConfigError, MlopsError
 from mlops_ci.records import FOLDER
 from mlops_ci.ui.printable import escape_controls
@@ -64,9 +65,9 @@ def mask_secret(name: str, value: str, env: Mapping[str, str] | None = None) -> 
 def warning_annotation(message: str, env: Mapping[str, str] | None = None) -> list[str]:
     env = _env(env)
     if in_github(env):
-        return [f"::warning title=mlops-ci::{_escape(message)}"]
+        return [f"::warning title=mlops-ci::{_escape(message, env)}"]
     if in_azure(env):
-        return [vso("task.logissue", {"type": "warning"}, message)]
+        return [_azure_issue({"type": "warning"}, message, env)]
     return []
 
 
@@ -132,12 +133,14 @@ def error_annotations(err: MlopsError, env: Mapping[str, str] | None = None) -> 
             match = _CONFIG_LINE.match(problem)
             if match:
                 line, message = match.groups()
-                out.append(f"::error file={file},line={line},title={title}::{_escape(message)}")
+                out.append(
+                    f"::error file={file},line={line},title={title}::{_escape(message, env)}"
+                )
             else:
-                out.append(f"::error file={file},title={title}::{_escape(problem)}")
+                out.append(f"::error file={file},title={title}::{_escape(problem, env)}")
         return out
     message = str(err) + (f" (hint: {err.hint})" if err.hint else "")
-    return [f"::error title={title}::{_escape(message)}"]
+    return [f"::error title={title}::{_escape(message, env)}"]
 
 
 def _azure_issues(err: MlopsError, env: Mapping[str, str]) -> list[str]:
@@ -149,10 +152,16 @@ def _azure_issues(err: MlopsError, env: Mapping[str, str]) -> list[str]:
             props = {"type": "error", "sourcepath": file}
             if match:
                 props["linenumber"] = match.group(1)
-            out.append(vso("task.logissue", props, match.group(2) if match else problem))
+            out.append(_azure_issue(props, match.group(2) if match else problem, env))
         return out
     message = str(err) + (f" (hint: {err.hint})" if err.hint else "")
-    return [vso("task.logissue", {"type": "error"}, message)]
+    return [_azure_issue({"type": "error"}, message, env)]
+
+
+def _azure_issue(properties: Mapping[str, str], message: str, env: Mapping[str, str]) -> str:
+    """An Azure annotation (``task.logissue``) of a message without credentials (the values
+    of ``env``'s secret variables, any URL's userinfo)."""
+    return vso("task.logissue", properties, redact_text(message, env))
 
 
 def _relative(path: Path, workspace: str | None) -> str:
@@ -162,8 +171,10 @@ def _relative(path: Path, workspace: str | None) -> str:
         return path.as_posix()
 
 
-def _escape(text: str) -> str:
-    """Workflow-command data escaping, as @actions/core does it; other control and bidi
-    characters (from user strings in a message) shown escaped, as everywhere we print."""
-    out = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+def _escape(text: str, env: Mapping[str, str]) -> str:
+    """A GitHub annotation's message: credentials masked (``redact_text``: the values of
+    ``env``'s secret variables, any URL's userinfo), then workflow-command data escaping, as
+    @actions/core does it; other control and bidi characters (from user strings in a message)
+    shown escaped, as everywhere we print."""
+    out = redact_text(text, env).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
     return escape_controls(out)

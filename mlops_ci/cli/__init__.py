@@ -5,7 +5,9 @@ reporting) and share their options and helpers through ``common``; this module i
 its entry point and the list of verbs.
 
 Every failure is an MlopsError caught in ``main`` and printed as one line (plus a hint), with
-the exit code of its class: 1 the gate said no, 2 bad input, 3 an outside service failed.
+the exit code of its class: 1 the gate said no, 2 bad input, 3 an outside service failed. Every
+line printed, the ``--debug`` traceback too, goes through ``ui.printable`` and so shows no
+credential (``credentials.redact_text``).
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except MlopsError as err:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         from mlops_ci.ci import error_annotations
 
         for command in error_annotations(err):
@@ -100,7 +102,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(err.exit_code)
     except Exception as err:  # a bug in mlops-ci, not the user's input
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         echo(f"internal error: {type(err).__name__}: {single_line(err)}", err=True)
         echo("hint: rerun with --debug for the traceback and report it", err=True)
         sys.exit(INTERNAL_ERROR)
+
+
+def _print_traceback() -> None:
+    """The traceback of the error being handled (``--debug``), as printable text: an error
+    message in it may quote a URL with its credentials."""
+    echo(traceback.format_exc().rstrip("\n"), err=True)

@@ -5,7 +5,10 @@ they are, an ESC starts a terminal escape sequence (recolour, retitle, hide what
 CR rewrites the line a reader sees, a right-to-left override (U+202E) reverses it, and a line
 that starts with ``::`` or holds ``##vso[`` is a GitHub or Azure Pipelines command. Control
 and bidirectional-formatting characters are shown escaped (``\\x1b``, ``\\u202e``), and such
-commands are broken, so what is printed is what a reader sees.
+commands are broken, so what is printed is what a reader sees. And no credential is printed:
+every URL loses its userinfo and secret query values, and the secret variables' values this
+process holds are shown as ``***`` (``credentials.redact_text``), whoever wrote the text (an
+error message of MLflow's, requests' or git's).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import re
 
 import click
+
+from mlops_ci.credentials import redact_text
 
 # C0 and C1 controls and DEL (but tab and newline, which `multi_line` keeps), and the
 # Unicode bidirectional formatting characters (Trojan Source, CVE-2021-42574).
@@ -35,15 +40,16 @@ def escape_controls(text: str) -> str:
 
 
 def multi_line(text: object) -> str:
-    """Text for the terminal that may span lines: controls escaped, CI commands broken (a
-    zero-width space after their first character)."""
-    out = _GITHUB_COMMAND.sub("\\1:\u200b:", escape_controls(str(text)))
+    """Text for the terminal that may span lines: credentials masked, controls escaped, CI
+    commands broken (a zero-width space after their first character)."""
+    out = _GITHUB_COMMAND.sub("\\1:\u200b:", escape_controls(redact_text(str(text))))
     return _AZURE_COMMAND.sub("#\u200b\\1", out)
 
 
 def single_line(text: object) -> str:
-    """One line for the terminal (an error message): newlines and tabs shown escaped too."""
-    line = _NEWLINES.sub(lambda m: "\\n" if m.group(0) == "\n" else "\\t", str(text))
+    """One line for the terminal (an error message): newlines and tabs shown escaped too
+    (after the credentials are masked, so a secret holding one is still found)."""
+    line = _NEWLINES.sub(lambda m: "\\n" if m.group(0) == "\n" else "\\t", redact_text(str(text)))
     return multi_line(line)
 
 
