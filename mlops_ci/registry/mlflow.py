@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops_ci.credentials import redact_urls
+from mlops_ci.credentials import redact_logs, redact_urls, safe_url
 from mlops_ci.errors import InputError, ServiceError
 from mlops_ci.model.files import load_user_model
 from mlops_ci.registry import (
@@ -63,6 +63,13 @@ class MlflowRegistry:
         # MLflow sets its loggers to INFO on import; its table-creation chatter is not ours.
         for noisy in ("mlflow", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        # What MLflow and the libraries under it log shows no credential: their messages quote
+        # the tracking URI as given (MLflow's own handler serves these four loggers).
+        redact_logs("mlflow", "alembic", "sqlalchemy.engine", "huey")
+        if safe_url(tracking_uri) != tracking_uri:
+            # A run's end prints "View run … at: URI…" to stdout (not through logging), the URI
+            # as given, credentials and all; MLflow's documented switch turns those lines off.
+            os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
 
         self.uri = tracking_uri
         self.artifact_location = artifact_location

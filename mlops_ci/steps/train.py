@@ -25,6 +25,7 @@ import yaml
 
 from mlops_ci import provenance
 from mlops_ci.config.types import Config, Scalar
+from mlops_ci.credentials import redact_text
 from mlops_ci.errors import InputError, TrainingError
 from mlops_ci.evaluation import predictions
 from mlops_ci.evaluation.data import load_evaluation
@@ -123,14 +124,17 @@ def train(
     try:
         return _train(config, registry, overrides, use_cache, env, progress, notify)
     except BaseException as err:
-        _record_failure(config, err)
+        _record_failure(config, err, env)
         raise
 
 
-def _record_failure(config: Config, err: BaseException) -> None:
+def _record_failure(config: Config, err: BaseException, env: Mapping[str, str] | None) -> None:
+    """train.json of a failed train: its error's first line, without credentials (an MLflow
+    error quotes the tracking URI as given, password and all)."""
     message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if isinstance(err, KeyboardInterrupt):
         message = "interrupted"
+    message = redact_text(message, env)
     record = {"status": FAILED, "run_id": None, "error": message[:500], "failed_at": time.time()}
     with contextlib.suppress(OSError):  # the original error matters more than its record
         write_json_atomic(JobFolder(config.root).train, record)
