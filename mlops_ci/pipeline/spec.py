@@ -11,6 +11,7 @@ from __future__ import annotations
 import graphlib
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
@@ -25,6 +26,9 @@ from mlops_ci.records import FOLDER
 PARAMS_FILE = "params.yaml"  # DVC's default params file, in the stage's wdir
 # Paths a stage may not write: mlops-ci's and git's own state.
 _RESERVED = (FOLDER, ".git")
+# A stage name, as the schema's pipeline.stages[].name has it: it names folders of the stage
+# cache and MLflow artifacts, so never a path (no / or \, no leading . as in ..).
+STAGE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 Where = Callable[[list[Any]], str]  # key path inside the stage -> "FILE:LINE: dotted.key"
 
@@ -150,6 +154,11 @@ def check(raw: list[RawStage], config: Config, source: str) -> Pipeline:
     for r in raw:
         if r.name in names:
             problems.append(f"{r.where(['name'])}: a second stage named '{r.name}'")
+        if not STAGE_NAME.fullmatch(r.name):
+            problems.append(
+                f"{r.where([])}: '{r.name}': stage names are 1 to 64 letters, digits, "
+                "_ . and - (not starting with . or -)"
+            )
         names.add(r.name)
         wdir = _inside(".", r.wdir)
         if wdir is None:

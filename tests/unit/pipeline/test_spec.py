@@ -10,7 +10,7 @@ import pytest
 from mlops_ci.config.types import load_config
 from mlops_ci.errors import ConfigError
 from mlops_ci.pipeline.run import load_pipeline
-from tests.support.stages import GOOD, problems, project
+from tests.support.stages import GOOD, HEAD, problems, project
 
 
 def test_a_dag_is_ordered_by_its_files_and_the_training_stage_found(tmp_path: Path) -> None:
@@ -98,4 +98,22 @@ def test_no_training_stage_an_unknown_param_and_train_command_beside_stages(
     assert caught.value.problems == [
         "mlops.yaml:4: train.command: the pipeline's training stage has the command; remove "
         "train.command (or the pipeline)"
+    ]
+
+
+def test_a_stage_name_that_is_a_path_is_refused_with_its_line(tmp_path: Path) -> None:
+    # mlops.yaml's schema holds stage names to a pattern; a dvc.yaml's names are checked here,
+    # since a name is a folder of the stage cache and of the MLflow artifacts.
+    project(tmp_path, GOOD)
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n"
+        "  ../../escape:\n"
+        "    cmd: python a.py\n"
+        "    deps: [raw.csv]\n"
+        "    outs: [out/model.joblib]\n"
+    )
+    (tmp_path / "mlops.yaml").write_text(HEAD + "pipeline: {dvc: dvc.yaml}\n")
+    assert problems(tmp_path) == [
+        "dvc.yaml:3: stages.../../escape: '../../escape': stage names are 1 to 64 letters, "
+        "digits, _ . and - (not starting with . or -)"
     ]
