@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from mlops_ci.config.types import Config
+from mlops_ci.errors import InputError
 from mlops_ci.pipeline.cache import StageCache
 from mlops_ci.pipeline.run import RAN, StageRun
+from mlops_ci.provenance import sha256_file
 from mlops_ci.records import JobFolder, write_json_atomic
 
 STAGES_ARTIFACT = "lineage/stages.json"  # the stages of the run: the lineage graph
@@ -62,6 +64,12 @@ def stage_artifacts(
             target = folder / "outs" / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(cache.blob(sha), target)
+            if sha256_file(target) != sha:  # never upload a blob edited in the cache
+                raise InputError(
+                    f"stage '{s.name}': .mlops/cache holds {rel} with another sha256 than the "
+                    "stage wrote; refusing to upload it",
+                    hint="delete .mlops/cache and rerun `mlops-ci train`",
+                )
         out[f"stages/{s.name}"] = folder
     return out
 
