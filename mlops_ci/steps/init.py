@@ -79,6 +79,8 @@ def with_dvc_stages(starter: str, dvc_file: Path, shown: str) -> str:
         f"# The stages of {shown} (written by `mlops-ci init --from-dvc`; or use the file in\n"
         f"# place with `pipeline: {{dvc: {shown}}}`). Each stage is cached by its command,\n"
         "# deps and params; the training stage is the one whose outs hold train.outputs.model.\n"
+        "# `mlops-ci train` writes mlops.lock (each stage's key and outs' sha256): commit it\n"
+        "# with the code, as dvc.lock; a stage's outs are restored only when it names them.\n"
         f"train:\n  outputs:\n    model: {model}{note}\n\n"
         + yaml.safe_dump({"pipeline": {"stages": stages}}, sort_keys=False, width=100)
         + "\n"
