@@ -212,6 +212,8 @@ def _paths(
             )
         elif out and rel == config.path.name:
             problems.append(f"{r.where(keys)}: '{path}' is the config itself")
+        elif out and rel == config.path.with_suffix(".lock").name:
+            problems.append(f"{r.where(keys)}: '{path}' is the lock file `mlops-ci train` writes")
         else:
             found.append(rel)
     return found

@@ -117,3 +117,11 @@ def test_a_stage_name_that_is_a_path_is_refused_with_its_line(tmp_path: Path) ->
         "dvc.yaml:3: stages.../../escape: '../../escape': stage names are 1 to 64 letters, "
         "digits, _ . and - (not starting with . or -)"
     ]
+
+
+def test_the_lock_file_cannot_be_an_out(tmp_path: Path) -> None:
+    found = problems(project(tmp_path, GOOD.replace("outs: [feat]", "outs: [feat, mlops.lock]")))
+    assert found == [
+        "mlops.yaml:17: pipeline.stages.1.outs.1: 'mlops.lock' is the lock file `mlops-ci train` "
+        "writes"
+    ]
