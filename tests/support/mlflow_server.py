@@ -1,9 +1,12 @@
-"""A real `mlflow server` on loopback (SQLite backend, local artifact root), and a fault proxy
-in front of it that can answer 5xx, lose answers or be slow."""
+"""A real `mlflow server` on loopback (SQLite backend, local artifact root; with MLflow's own
+basic authentication if asked), and a fault proxy in front of it that can answer 5xx, lose
+answers or be slow."""
 
 from __future__ import annotations
 
+import base64
 import http.client
+import json
 import os
 import re
 import signal
@@ -24,10 +27,32 @@ from tests.support.store import seed_store
 
 
 @contextmanager
-def mlflow_server(folder: Path) -> Iterator[str]:
-    """Start `mlflow server` (the full mlflow package) and stop it, with its workers, after."""
+def mlflow_server(folder: Path, admin: tuple[str, str] | None = None) -> Iterator[str]:
+    """Start `mlflow server` (the full mlflow package) and stop it, with its workers, after.
+    With ``admin`` (user, password), MLflow's own authentication (``--app-name basic-auth``):
+    every API call but /health needs a user; ``admin`` is its administrator (MLflow ships no
+    default password), and :func:`create_user` adds others."""
     port = free_port()
     seed_store(folder / "mlflow.db")
+    auth: list[str] = []
+    auth_env: dict[str, str] = {}
+    if admin is not None:
+        # MLflow's basic_auth.ini with our admin and its own user store beside the backend;
+        # the Flask secret signs the CSRF tokens of its login forms (it refuses to start
+        # without one).
+        (folder / "basic_auth.ini").write_text(
+            "[mlflow]\n"
+            "default_permission = READ\n"
+            f"database_uri = sqlite:///{folder / 'basic_auth.db'}\n"
+            f"admin_username = {admin[0]}\n"
+            f"admin_password = {admin[1]}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
+        auth = ["--app-name", "basic-auth"]
+        auth_env = {
+            "MLFLOW_AUTH_CONFIG_PATH": str(folder / "basic_auth.ini"),
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": os.urandom(16).hex(),
+        }
     log = open(folder / "mlflow-server.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [
@@ -35,6 +60,7 @@ def mlflow_server(folder: Path) -> Iterator[str]:
             "-m",
             "mlflow",
             "server",
+            *auth,
             "--backend-store-uri",
             f"sqlite:///{folder / 'mlflow.db'}",
             "--default-artifact-root",
@@ -55,6 +81,7 @@ def mlflow_server(folder: Path) -> Iterator[str]:
         env={
             **{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            **auth_env,
         },
     )
     url = f"http://127.0.0.1:{port}"
@@ -81,6 +108,22 @@ def mlflow_server(folder: Path) -> Iterator[str]:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
         log.close()
+
+
+def create_user(url: str, admin: tuple[str, str], user: tuple[str, str]) -> None:
+    """Add ``user`` (name, password) to a basic-auth server, as its ``admin``: through the API
+    an operator uses (POST users/create), the credentials in a Basic header."""
+    request = urllib.request.Request(
+        f"{url}/api/2.0/mlflow/users/create",
+        data=json.dumps({"username": user[0], "password": user[1]}).encode(),
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": "Basic " + base64.b64encode(":".join(admin).encode()).decode(),
+        },
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert answer.status == 200, answer.read()
 
 
 @dataclass
