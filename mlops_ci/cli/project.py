@@ -101,8 +101,11 @@ def train(config_path: Path | None, params: tuple[str, ...], no_cache: bool, dry
     skipped when its command, deps, params and environment are unchanged: its outs are then
     restored from .mlops/cache, or from the MLflow run that holds them on a fresh checkout.
 
+    The command runs the pull request's code: in a bubblewrap sandbox where bwrap works
+    (train.isolation: auto, required or off), which sees no process of mlops-ci and writes
+    only to the project and a TMPDIR of its own, and with no credential in its environment:
+
     \b
-    The command runs the pull request's code, so its environment has no credential:
     removed are GITHUB_TOKEN, GH_TOKEN, ACTIONS_RUNTIME_TOKEN, ACTIONS_ID_TOKEN_REQUEST_TOKEN,
     ACTIONS_ID_TOKEN_REQUEST_URL, SYSTEM_ACCESSTOKEN, AZURE_DEVOPS_EXT_PAT,
     MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD,
@@ -113,6 +116,7 @@ def train(config_path: Path | None, params: tuple[str, ...], no_cache: bool, dry
     MLFLOW_REGISTRY_URI stay without user:password@ and secret query values.
     """
     from mlops_ci.ci import emit_outputs
+    from mlops_ci.registry import TAG_ISOLATION
     from mlops_ci.steps.train import parse_overrides
     from mlops_ci.steps.train import train as train_step
     from mlops_ci.ui.progress import StepProgress
@@ -140,6 +144,8 @@ def train(config_path: Path | None, params: tuple[str, ...], no_cache: bool, dry
         echo(f"cache hit: inputs, params and environment unchanged; reusing run {result.run_id}")
     else:
         echo(f"{timings_line(result.timings)}; logged run {result.run_id}")
+        if TAG_ISOLATION in result.tags:
+            echo(f"training command: {result.tags[TAG_ISOLATION]}")
         if result.importance_note:
             echo(f"importance: {result.importance_note}")
     for name, value in sorted(result.metrics.items()):

@@ -40,6 +40,7 @@ class TrainConfig:
     cache: bool
     # train.outputs.metrics written in the file: the command must then write that file
     metrics_output_set: bool = True
+    isolation: str = "auto"  # auto | required | off: the sandbox of the command (sandbox.py)
 
 
 @dataclass(frozen=True)
@@ -328,6 +329,7 @@ def _build(file: Path, d: dict[str, Any], metrics_output_set: bool = True) -> Co
             metrics_output=train["outputs"]["metrics"],
             declared_metrics=tuple(train["metrics"]),
             timeout_minutes=float(train["timeout_minutes"]),
+            isolation=train["isolation"] or "off",  # a bare `off` is YAML 1.1's false
             cache=bool(train["cache"]),
             metrics_output_set=metrics_output_set,
         ),

@@ -1,11 +1,14 @@
 """The user's training command (or a pipeline stage's) in a child process: the environment
 it gets (none of the CI's, the registry's or mlops-ci's credentials: it is the pull request's
-code), its log, its time limit, and one line when it fails."""
+code), the sandbox it runs in (``sandbox``: train.isolation), its log, its time limit, and one
+line when it fails."""
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -17,6 +20,7 @@ from mlops_ci.config.types import Config, Scalar
 # (where runs go) are shared with what masks printed text.
 from mlops_ci.credentials import SECRET_VARIABLES, URI_VARIABLES, safe_url
 from mlops_ci.errors import InputError, TrainingError
+from mlops_ci.sandbox import isolation_for, launch
 
 PYTHON = "{python}"
 _LOG_TAIL_LINES = 5
@@ -75,13 +79,24 @@ def run_command(
     env = command_environment(env, secret_variables(config))
     env["MLOPS_PARAMS"] = json.dumps(params, sort_keys=True)
     env.update({f"MLOPS_PARAM_{k.upper()}": str(v) for k, v in params.items()})
+    workdir = cwd or config.root
+    if not _findable(argv[0], env, workdir):
+        raise TrainingError(
+            f"mlops.yaml: {what}: program '{argv[0]}' not found",
+            hint="check the command runs in the folder of mlops.yaml",
+        )
+    isolation = isolation_for(config.train.isolation)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("w", encoding="utf-8") as log:
+    with (
+        log_path.open("w", encoding="utf-8") as log,
+        launch(isolation, argv, env, workdir, config.root) as run,
+    ):
         try:
             done = subprocess.run(
-                argv,
-                cwd=cwd or config.root,
-                env=env,
+                run.argv,
+                cwd=workdir,
+                env=run.env,
+                pass_fds=run.pass_fds,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 timeout=config.train.timeout_minutes * 60,
@@ -105,3 +120,11 @@ def run_command(
             hint=f"full log: {log_path}",
         )
     return log_path
+
+
+def _findable(program: str, env: Mapping[str, str], cwd: Path) -> bool:
+    """Whether ``program`` names something to run, as execvp would look for it (in the sandbox
+    bwrap, not Python, would fail to find it, with a message of its own)."""
+    if os.sep in program:
+        return os.access(cwd / program, os.X_OK)
+    return shutil.which(program, path=env.get("PATH", os.defpath)) is not None

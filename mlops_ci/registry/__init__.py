@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 # Tags every step reads or writes; one place, so spellings cannot drift.
 TAG_CACHE_KEY = "mlops.cache_key"
+# How the training command was isolated ("isolated by bubblewrap (…)" or "not isolated: why").
+TAG_ISOLATION = "mlops.train.isolation"
 TAG_COMPLETE = "mlops.complete"
 TAG_MODEL_URI = "mlops.model_uri"
 TAG_VERDICT = "mlops.compare.verdict"

@@ -35,7 +35,7 @@ from mlops_ci.records import (
     read_train,
     write_text_atomic,
 )
-from mlops_ci.registry import ModelRegistry
+from mlops_ci.registry import TAG_ISOLATION, ModelRegistry
 from mlops_ci.report import charts
 from mlops_ci.report import markdown as md
 from mlops_ci.report.comparison import change_lines, cost_lines, feature_change_lines, why_lines
@@ -365,6 +365,7 @@ def _lineage(c: ComparisonResult, registration: RegisterResult | None, tags: dic
         ("triggered by", md.text(tags.get("mlops.ci.actor", "—"))),
         ("data fingerprint", _short(tags.get("mlops.data.fingerprint"))),
         ("environment lock", _short(tags.get("mlops.env.sha256"))),
+        ("training command", md.text(tags.get(TAG_ISOLATION, "—"))),
         ("MLflow run", md.code(c.candidate.run_id)),
         (
             "model version",

@@ -42,7 +42,8 @@ from mlops_ci.pipeline.run import RAN, StageRun, load_pipeline, run_stages
 from mlops_ci.pipeline.spec import Pipeline, Stage
 from mlops_ci.pipeline.usercommand import run_command
 from mlops_ci.records import FAILED, FINISHED, JobFolder, write_json_atomic, write_text_atomic
-from mlops_ci.registry import TAG_CACHE_KEY, ModelRegistry, NewRun, RunRecord
+from mlops_ci.registry import TAG_CACHE_KEY, TAG_ISOLATION, ModelRegistry, NewRun, RunRecord
+from mlops_ci.sandbox import isolation_for
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,8 @@ def _train(
     if pipeline is None or any(s.name == pipeline.training and s.state == RAN for s in stages):
         artifacts["logs"] = log  # a cached training stage has no log of this train
     tags = {**trace.tags(), TAG_CACHE_KEY: key, "mlops.model.name": config.model.name}
+    if pipeline is None or any(s.state == RAN for s in stages):  # a command of the PR's ran
+        tags[TAG_ISOLATION] = isolation_for(config.train.isolation).line
     logged_params = {k: str(v) for k, v in params.items()}
     if pipeline is not None:
         held = stage_artifacts(work / "stages", config.root, stages, trace.environment_sha256)
@@ -416,6 +419,8 @@ def _finish(
         "params": result.params,
         "data_fingerprint": result.data_fingerprint,
     }
+    if TAG_ISOLATION in run.tags:
+        record["isolation"] = run.tags[TAG_ISOLATION]
     if stages:
         record["stages"] = [stage_summary(s) for s in stages]
     write_json_atomic(JobFolder(config.root).train, record)
