@@ -168,14 +168,20 @@ def _named_by_folder(dist: metadata.Distribution) -> tuple[str, str] | None:
     return (name, version) if dash and version and "-" not in version else None
 
 
+# A repository's config may name programs git runs (core.fsmonitor, hooks): mlops-ci reads
+# the state of a repository the pull request's code may have written, so it runs none of them.
+_NO_REPOSITORY_CODE = ("-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null")
+
+
 def git_info(root: Path, env: Mapping[str, str]) -> GitInfo:
     """Git state of the work tree; CI variables win where a CI checkout is detached."""
 
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(
-                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False
-            )
+                ["git", *_NO_REPOSITORY_CODE, *args],
+                cwd=root, capture_output=True, text=True, timeout=10, check=False,
+            )  # fmt: skip
         except (OSError, subprocess.TimeoutExpired):
             return None
         return done.stdout.strip() if done.returncode == 0 else None

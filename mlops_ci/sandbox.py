@@ -1,6 +1,6 @@
 """The sandbox the pull request's code runs in: bubblewrap (``bwrap``), a new user, PID, IPC,
-UTS and cgroup namespace with a ``/proc`` of its own, the file system read-only but for the
-project folder and a private temporary folder.
+UTS and cgroup namespace with a ``/proc`` of its own and no capability, the file system
+read-only but for the project folder and a private temporary folder.
 
 Stripping credentials from the child's environment protects nothing while the parent that
 holds them is one ``/proc/<ppid>/environ`` read away, or while the child can append to the
@@ -8,6 +8,15 @@ runner's command files (``GITHUB_ENV``, ``GITHUB_PATH``). In the sandbox the chi
 process of the host (its PID namespace holds bwrap and itself), cannot ptrace mlops-ci,
 inherits no descriptor but its standard ones, and writes nowhere but its project (whose
 ``.mlops/`` and ``.git/`` stay read-only) and its ``TMPDIR``.
+
+Run as root, bwrap keeps every capability inside its user namespace, and a mount it made there
+can be remounted writable: so every capability is dropped (``--cap-drop ALL``) and no further
+user namespace may be made (``--disable-userns``). A read-only mount does not stop
+``connect()`` on a unix socket: ``/tmp``, ``/run`` and ``/var/tmp`` are empty in the sandbox
+(the Docker or podman socket, an ssh agent), but for what the command needs there (its project,
+the interpreter, mlops-ci's own folders), bound back read-only. A virtualenv, ``.git/`` or
+``.mlops/`` inside the project stays read-only: the next mlops-ci or git run would run what
+the command planted there.
 
 bwrap itself is PID 1 of that namespace and the child may read its ``/proc/1/environ`` and
 ``/proc/1/cmdline``: so bwrap is started from an empty environment, and the child's own
@@ -26,6 +35,7 @@ import functools
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -37,9 +47,12 @@ from mlops_ci.records import FOLDER
 BUBBLEWRAP = "bubblewrap"
 # The namespaces and mounts every sandbox gets (the network stays: training may fetch data).
 _BASE = (
-    "--unshare-all", "--share-net", "--die-with-parent", "--new-session",
+    "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+    "--disable-userns", "--cap-drop", "ALL", "--die-with-parent", "--new-session",
     "--ro-bind", "/", "/", "--dev", "/dev", "--tmpfs", "/dev/shm", "--proc", "/proc",
 )  # fmt: skip
+# Emptied in the sandbox: where sockets of the host live (and other users' files).
+_EMPTIED = ("/tmp", "/run", "/var/tmp")
 _PROBE_SECONDS = 20
 
 
@@ -119,12 +132,18 @@ def launch(
         yield Launch(list(argv), dict(env))
         return
     project = project.resolve()
+    (project / FOLDER).mkdir(exist_ok=True)  # read-only below: the command cannot plant it
     with tempfile.TemporaryDirectory(prefix="mlops-sandbox-") as tmp:
         child = {**env, "TMPDIR": tmp}
-        args = [*_BASE, "--bind", str(project), str(project), "--bind", tmp, tmp]
-        for guarded in (project / FOLDER, project / ".git"):
-            if guarded.exists():
-                args += ["--ro-bind", str(guarded), str(guarded)]
+        args = [*_BASE]
+        for emptied in _EMPTIED:
+            args += ["--tmpfs", emptied]
+        for needed in _needed(env):
+            if _under(needed, _EMPTIED):
+                args += ["--ro-bind", str(needed), str(needed)]
+        args += ["--bind", str(project), str(project), "--bind", tmp, tmp]
+        for guarded in _guarded(project, env):
+            args += ["--ro-bind", str(guarded), str(guarded)]
         args += ["--chdir", str(cwd.resolve())]
         for name, value in child.items():
             args += ["--setenv", name, value]
@@ -135,3 +154,34 @@ def launch(
             yield Launch([isolation.executable, "--args", str(fd), "--", *argv], {}, (fd,))
         finally:
             os.close(fd)
+
+
+def _needed(env: Mapping[str, str]) -> list[Path]:
+    """What the command needs to read wherever it lives: the interpreter and its prefixes,
+    every import path (mlops-ci's own folder among them) and the folders on PATH."""
+    import mlops_ci
+
+    found = [Path(sys.executable), Path(sys.prefix), Path(sys.base_prefix)]
+    found += [Path(entry) for entry in sys.path if entry]
+    found += [Path(mlops_ci.__file__).parent]
+    found += [Path(entry) for entry in env.get("PATH", "").split(os.pathsep) if entry]
+    real = {path.resolve() for path in found if path.is_absolute() and path.exists()}
+    return sorted(real | {path for path in found if path.is_absolute() and path.exists()})
+
+
+def _guarded(project: Path, env: Mapping[str, str]) -> list[Path]:
+    """What stays read-only inside the writable project: its records, its git repository and
+    any interpreter, import path or PATH folder that lives in it (a virtualenv in the
+    project: the next mlops-ci run would import what the command planted)."""
+    inside = [p for p in _needed(env) if p.is_dir() and p != project and _under(p, (project,))]
+    return sorted({project / FOLDER, *(p for p in [project / ".git"] if p.exists()), *inside})
+
+
+def _under(path: Path, roots: tuple[str | Path, ...]) -> bool:
+    return any(path == Path(root) or Path(root) in path.parents for root in roots)
+
+
+def planted_repository(project: Path, existed: bool) -> bool:
+    """Whether the command made a ``.git`` in the project where there was none: git would run
+    its hooks and ``core.fsmonitor`` in the next mlops-ci or git call there."""
+    return not existed and (project / ".git").exists()

@@ -20,7 +20,7 @@ from mlops_ci.config.types import Config, Scalar
 # (where runs go) are shared with what masks printed text.
 from mlops_ci.credentials import SECRET_VARIABLES, URI_VARIABLES, safe_url
 from mlops_ci.errors import InputError, TrainingError
-from mlops_ci.sandbox import isolation_for, launch
+from mlops_ci.sandbox import isolation_for, launch, planted_repository
 
 PYTHON = "{python}"
 _LOG_TAIL_LINES = 5
@@ -86,6 +86,7 @@ def run_command(
             hint="check the command runs in the folder of mlops.yaml",
         )
     isolation = isolation_for(config.train.isolation)
+    had_repository = (config.root / ".git").exists()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with (
         log_path.open("w", encoding="utf-8") as log,
@@ -97,6 +98,7 @@ def run_command(
                 cwd=workdir,
                 env=run.env,
                 pass_fds=run.pass_fds,
+                stdin=subprocess.DEVNULL if isolation.mechanism else None,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 timeout=config.train.timeout_minutes * 60,
@@ -112,6 +114,16 @@ def run_command(
                 f"mlops.yaml: {what}: still running after "
                 f"{config.train.timeout_minutes:g} minutes (train.timeout_minutes); stopped"
             ) from None
+    if isolation.mechanism and planted_repository(config.root, had_repository):
+        planted = config.root / ".git"
+        if planted.is_dir() and not planted.is_symlink():
+            shutil.rmtree(planted, ignore_errors=True)
+        else:
+            planted.unlink(missing_ok=True)
+        raise TrainingError(
+            f"mlops.yaml: {what} made a git repository (.git) in {config.root}; removed it",
+            hint="git runs a repository's hooks and fsmonitor: a training command may not make one",
+        )
     if done.returncode != 0:
         tail = log_path.read_text("utf-8", errors="replace").strip().splitlines()[-_LOG_TAIL_LINES:]
         last = tail[-1] if tail else "(no output)"

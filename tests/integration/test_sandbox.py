@@ -10,6 +10,7 @@ import json
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from mlops_ci.config.types import load_config
+from mlops_ci.errors import TrainingError
 from mlops_ci.pipeline.usercommand import run_command
 from mlops_ci.sandbox import probe
 from tests.support.attacker import plant
@@ -42,23 +44,55 @@ def test_in_the_sandbox_the_command_writes_only_its_project_and_holds_no_descrip
     runner_env.parent.mkdir()
     runner_env.write_text("")
     monkeypatch.setenv("GITHUB_ENV", str(runner_env))
-    config = load_config(project / "mlops.yaml")
-    required = dataclasses.replace(config.train, isolation="required")
+    venv_site = project / ".venv" / "site-packages"  # a virtualenv in the project (uv, poetry)
+    venv_site.mkdir(parents=True)
+    monkeypatch.syspath_prepend(str(venv_site))
+    listening = socket.socket(socket.AF_UNIX)
+    listening.bind(str(tmp_path / "host.sock"))
+    listening.listen(1)
+    (project / "socket.txt").write_text(str(tmp_path / "host.sock"))
     with (tmp_path / "held.txt").open("w") as held:  # a descriptor mlops-ci holds open
         os.set_inheritable(held.fileno(), True)
-        run_command(
-            dataclasses.replace(config, train=required), "{python} attack.py", {},
-            dict(os.environ), tmp_path / "attack.log",
-        )  # fmt: skip
+        attack(project, tmp_path, "{python} attack.py")
+    listening.close()
     found = json.loads((project / "findings.json").read_text())
+    assert found["remounted"] is False and found["connected"] is False, found
     assert found["fds"] == [], found
     assert found["appended"] == [] and runner_env.read_text() == "", found
     assert found["wrote"] == {
         ".mlops/planted.json": False,
         ".git/hooks/post-checkout": False,
+        ".venv/site-packages/zz-planted.pth": False,
         "planted.txt": True,
     }, found
     assert found["tmp"] == "ok"  # a private TMPDIR it may write
+
+
+def attack(project: Path, tmp_path: Path, command: str) -> None:
+    config = load_config(project / "mlops.yaml")
+    required = dataclasses.replace(config.train, isolation="required")
+    run_command(
+        dataclasses.replace(config, train=required), command, {}, dict(os.environ),
+        tmp_path / "attack.log",
+    )  # fmt: skip
+
+
+@needs_bwrap
+def test_a_git_repository_the_command_makes_in_the_project_is_refused_and_removed(
+    tmp_path: Path,
+) -> None:
+    # The project is a folder of a repository: a .git the command made there would be the
+    # repository the next `git status` of mlops-ci reads, and runs the hooks of.
+    repository = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repository)], check=True, timeout=30)
+    project = copy_example(repository / "iris")
+    (project / "plant.py").write_text(
+        "import pathlib; pathlib.Path('.git/hooks').mkdir(parents=True); "
+        "pathlib.Path('.git/HEAD').write_text('ref: refs/heads/main')"
+    )
+    with pytest.raises(TrainingError, match=r"made a git repository \(\.git\).*removed it"):
+        attack(project, tmp_path, "{python} plant.py")
+    assert not (project / ".git").exists()
 
 
 def train(tmp_path: Path, isolation: str) -> tuple[str, dict[str, Any], Path]:
@@ -66,6 +100,7 @@ def train(tmp_path: Path, isolation: str) -> tuple[str, dict[str, Any], Path]:
     own holding the secrets in its environment as a CI step does: its output, what the attack
     found, and the runner's GITHUB_ENV file."""
     project = copy_example(tmp_path / "iris")
+    (project / ".git").mkdir()  # the checkout's repository: read-only in the sandbox
     plant(project, [SECRET, PASSWORD], then_train=True)
     runner_env = tmp_path / "set_env"
     runner_env.write_text("")

@@ -6,9 +6,22 @@ from __future__ import annotations
 from pathlib import Path
 
 ATTACK = r"""
-import json, os, pathlib, sys
+import json, os, pathlib, socket, subprocess, sys
 
 found = {"environ": [], "cmdline": [], "fds": [], "appended": [], "wrote": {}}
+# As root, a sandbox that kept its capabilities lets the command make / writable again.
+found["remounted"] = subprocess.run(
+    ["mount", "-o", "remount,bind,rw", "/"], capture_output=True
+).returncode == 0
+sock = pathlib.Path("socket.txt")
+if sock.is_file():  # a unix socket of the host's (the Docker socket, an ssh agent)
+    client = socket.socket(socket.AF_UNIX)
+    try:
+        client.connect(sock.read_text().strip())
+        found["connected"] = True
+    except OSError:
+        found["connected"] = False
+    client.close()
 secrets = pathlib.Path("secrets.txt").read_text().split()
 for proc in pathlib.Path("/proc").iterdir():
     if not proc.name.isdigit() or proc.name == str(os.getpid()):
@@ -35,7 +48,10 @@ for name, value in os.environ.items():
             found["appended"].append(name)
         except OSError:
             pass
-for where in (".mlops/planted.json", ".git/hooks/post-checkout", "planted.txt"):
+for where in (
+    ".mlops/planted.json", ".git/hooks/post-checkout", ".venv/site-packages/zz-planted.pth",
+    "planted.txt",
+):
     try:
         pathlib.Path(where).parent.mkdir(parents=True, exist_ok=True)
         pathlib.Path(where).write_text("planted")

@@ -56,4 +56,6 @@ def test_bwrap_starts_from_an_empty_environment_and_no_value_is_in_its_argv(
     assert ["--ro-bind", guarded, guarded] == args[
         args.index(guarded) - 1 : args.index(guarded) + 2
     ]
-    assert "--unshare-all" in args and "--die-with-parent" in args and "--proc" in args
+    assert args[args.index("--cap-drop") : args.index("--cap-drop") + 2] == ["--cap-drop", "ALL"]
+    assert {"--unshare-user", "--unshare-pid", "--disable-userns", "--die-with-parent"} <= set(args)
+    assert args[args.index("/run") - 1 : args.index("/run") + 1] == ["--tmpfs", "/run"]
