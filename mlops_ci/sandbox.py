@@ -157,23 +157,29 @@ def launch(
 
 
 def _needed(env: Mapping[str, str]) -> list[Path]:
+    """The outermost of ``_folders``: one bind holds what lies under it."""
+    folders = _folders(env)
+    return [f for f in folders if not any(other in f.parents for other in folders)]
+
+
+def _folders(env: Mapping[str, str]) -> list[Path]:
     """What the command needs to read wherever it lives: the interpreter and its prefixes,
     every import path (mlops-ci's own folder among them) and the folders on PATH."""
     import mlops_ci
 
-    found = [Path(sys.executable), Path(sys.prefix), Path(sys.base_prefix)]
+    found = [Path(sys.executable).parent, Path(sys.prefix), Path(sys.base_prefix)]
     found += [Path(entry) for entry in sys.path if entry]
     found += [Path(mlops_ci.__file__).parent]
     found += [Path(entry) for entry in env.get("PATH", "").split(os.pathsep) if entry]
-    real = {path.resolve() for path in found if path.is_absolute() and path.exists()}
-    return sorted(real | {path for path in found if path.is_absolute() and path.exists()})
+    found = [path for path in found if path.is_absolute() and path.is_dir()]
+    return sorted({*found, *(path.resolve() for path in found)})
 
 
 def _guarded(project: Path, env: Mapping[str, str]) -> list[Path]:
     """What stays read-only inside the writable project: its records, its git repository and
     any interpreter, import path or PATH folder that lives in it (a virtualenv in the
     project: the next mlops-ci run would import what the command planted)."""
-    inside = [p for p in _needed(env) if p.is_dir() and p != project and _under(p, (project,))]
+    inside = [p for p in _folders(env) if p != project and _under(p, (project,))]
     return sorted({project / FOLDER, *(p for p in [project / ".git"] if p.exists()), *inside})
 
 

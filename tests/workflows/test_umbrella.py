@@ -70,9 +70,8 @@ def repo(tmp_path: Path) -> Iterator[tuple[UserRepo, GithubState]]:
             yaml.safe_dump(WORKFLOW, sort_keys=False)
         )
         (user.root / "envdump.py").write_text(  # the training command, as a PR could write it
-            "import json, os, pathlib, runpy\n"
-            "out = pathlib.Path(os.environ['STANDIN_ARTIFACTS'], 'train-env.json')\n"
-            "out.write_text(json.dumps(dict(os.environ)))\n"
+            "import json, os, runpy\n"  # the sandbox lets it write nothing outside its project
+            "print('ENVDUMP=' + json.dumps(dict(os.environ)), flush=True)\n"
             "runpy.run_path('train.py', run_name='__main__')\n"
         )
         config = user.root / "mlops.yaml"
@@ -98,7 +97,10 @@ def test_the_umbrella_runs_a_verb_refuses_others_and_keeps_tokens_from_training(
     assert steps["train"]["outcome"] == "success"
     run_id = steps["train"]["outputs"]["run-id"]
     assert len(run_id) == 32, steps["train"]
-    seen = json.loads((user.artifacts / "train-env.json").read_text())
+    # what the command printed is its log, an artifact of the run (act deletes its workspace)
+    (log,) = (user.work / "team-artifacts").rglob("train.log")
+    (dumped,) = [line for line in log.read_text().splitlines() if line.startswith("ENVDUMP=")]
+    seen = json.loads(dumped.removeprefix("ENVDUMP="))
     assert json.loads(seen["MLOPS_PARAMS"])["C"] == 0.5  # args reached the verb, one a line
     leaked = {k for k, v in seen.items() if TOKEN in v or v in RUNNER_SECRETS.values()}
     assert not leaked, leaked
