@@ -135,14 +135,15 @@ def launch(
     (project / FOLDER).mkdir(exist_ok=True)  # read-only below: the command cannot plant it
     with tempfile.TemporaryDirectory(prefix="mlops-sandbox-") as tmp:
         child = {**env, "TMPDIR": tmp}
+        folders = _folders(env)
         args = [*_BASE]
         for emptied in _EMPTIED:
             args += ["--tmpfs", emptied]
-        for needed in _needed(env):
-            if _under(needed, _EMPTIED):
+        for needed in _outermost(folders):
+            if any(needed.is_relative_to(emptied) for emptied in _EMPTIED):
                 args += ["--ro-bind", str(needed), str(needed)]
         args += ["--bind", str(project), str(project), "--bind", tmp, tmp]
-        for guarded in _guarded(project, env):
+        for guarded in _guarded(project, folders):
             args += ["--ro-bind", str(guarded), str(guarded)]
         args += ["--chdir", str(cwd.resolve())]
         for name, value in child.items():
@@ -156,9 +157,8 @@ def launch(
             os.close(fd)
 
 
-def _needed(env: Mapping[str, str]) -> list[Path]:
-    """The outermost of ``_folders``: one bind holds what lies under it."""
-    folders = _folders(env)
+def _outermost(folders: list[Path]) -> list[Path]:
+    """The outermost of ``folders``: one bind holds what lies under it."""
     return [f for f in folders if not any(other in f.parents for other in folders)]
 
 
@@ -175,16 +175,13 @@ def _folders(env: Mapping[str, str]) -> list[Path]:
     return sorted({*found, *(path.resolve() for path in found)})
 
 
-def _guarded(project: Path, env: Mapping[str, str]) -> list[Path]:
+def _guarded(project: Path, folders: list[Path]) -> list[Path]:
     """What stays read-only inside the writable project: its records, its git repository and
     any interpreter, import path or PATH folder that lives in it (a virtualenv in the
-    project: the next mlops-ci run would import what the command planted)."""
-    inside = [p for p in _folders(env) if p != project and _under(p, (project,))]
+    project: the next mlops-ci run would import what the command planted); ``folders`` are
+    ``_folders``."""
+    inside = [p for p in folders if p != project and p.is_relative_to(project)]
     return sorted({project / FOLDER, *(p for p in [project / ".git"] if p.exists()), *inside})
-
-
-def _under(path: Path, roots: tuple[str | Path, ...]) -> bool:
-    return any(path == Path(root) or Path(root) in path.parents for root in roots)
 
 
 def planted_repository(project: Path, existed: bool) -> bool:
