@@ -10,21 +10,71 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
-from mlops_ci.errors import TrainingError
+from mlops_ci.errors import InputError, TrainingError
 
 ONNX_SUFFIX = ".onnx"
+# Whose types a skops file may name and be loaded outside the sandbox: the frameworks'.
+ALLOWED_ROOTS = ("sklearn", "numpy", "scipy", "xgboost", "lightgbm", "catboost")
 
 
-def load_model_file(path: Path, task: str = "classification") -> Any:
-    """The model in ``path``, by its suffix; see the module docstring."""
+def allowed_type(name: str) -> bool:
+    """A class, or a numpy ufunc, of a framework on :data:`ALLOWED_ROOTS` (``builtins.eval``,
+    ``functools.partial``, ``numpy.load`` and a user's own class are not)."""
+    parts = name.split(".")
+    if parts[0] not in ALLOWED_ROOTS:
+        return False
+    import numpy as np
+
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            found: Any = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[cut:]:
+                found = getattr(found, attr)
+        except AttributeError:
+            return False
+        return isinstance(found, (type, np.ufunc))
+    return False
+
+
+def allowed_types(names: list[str]) -> list[str]:
+    return [n for n in names if allowed_type(n)]
+
+
+def skops_trusted(path: Path, unrestricted: bool) -> list[str]:
+    """The types to trust loading the skops file ``path``: those it names when ``unrestricted``
+    (the sandbox, or train.isolation: off), else those on the allow-list, or an InputError
+    naming the others."""
+    import skops.io
+
+    named = list(skops.io.get_untrusted_types(file=path))
+    if unrestricted:
+        return named
+    refused = [n for n in named if not allowed_type(n)]
+    if refused:
+        raise InputError(
+            f"{path.name}: names type(s) {', '.join(sorted(refused))}, which are not on the "
+            "allow-list of types loaded outside a sandbox",
+            hint="install bubblewrap so the model loads in the sandbox, or set "
+            "train.isolation: off if you trust this file",
+        )
+    return named
+
+
+def load_model_file(path: Path, task: str = "classification", unrestricted: bool = False) -> Any:
+    """The model in ``path``, by its suffix; see the module docstring. Only the model runner's
+    child calls this (``mlops_ci.model.worker``)."""
     suffix = path.suffix.lower()
     if suffix == ".skops":
         import skops.io
 
-        return skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))
+        return skops.io.load(path, trusted=skops_trusted(path, unrestricted))
     if suffix in (".json", ".ubj"):
         return _xgboost(path, task)
     if suffix == ".txt":
@@ -75,11 +125,30 @@ def _lightgbm(path: Path, task: str) -> Any:
     return model
 
 
-def load_user_model(path: Path, task: str) -> Any:
+def load_folder(folder: Path, unrestricted: bool = False) -> Any:
+    """The native model of an MLflow sklearn-flavor folder or a package folder (its
+    ``model.skops`` or ``model.pkl``), as MLflow's loader would read it but with the skops
+    allow-list of :func:`skops_trusted`."""
+    skops_file = folder / "model.skops"
+    if skops_file.is_file():
+        import skops.io
+
+        return skops.io.load(skops_file, trusted=skops_trusted(skops_file, unrestricted))
+    pickled = folder / "model.pkl"
+    if pickled.is_file():
+        import joblib
+
+        return joblib.load(pickled)
+    import mlflow.sklearn
+
+    return mlflow.sklearn.load_model(str(folder))
+
+
+def load_user_model(path: Path, task: str, unrestricted: bool = False) -> Any:
     """The training command's model file, refused with one line when it cannot be scored."""
     try:
-        model = load_model_file(path, task)
-    except TrainingError:
+        model = load_model_file(path, task, unrestricted)
+    except (TrainingError, InputError):
         raise
     except Exception as err:  # whatever the file holds, it is the user's output
         raise TrainingError(

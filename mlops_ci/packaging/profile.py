@@ -100,8 +100,37 @@ def measure(
     batch_sizes: tuple[int, ...],
     memory: Probe,
     size_bytes: int,
+    timed: dict[str, Any] | None = None,
 ) -> EngineProfile:
-    """Time ``predict`` on 1-row inputs and on each batch size; ``rows(n)`` makes an input."""
+    """Time ``predict`` on 1-row inputs and on each batch size; ``rows(n)`` makes an input.
+    ``timed``: figures the model runner measured beside the model (``timings``) instead."""
+    figures = timed if timed is not None else _timed(predict, rows, single_row_runs, batch_sizes)
+    throughput = {int(b): float(v) for b, v in figures["throughput"].items()}
+    return EngineProfile(
+        engine, float(figures["p50"]), float(figures["p95"]), float(figures["p99"]), throughput,
+        peak_rss_mb(memory), size_bytes,
+    )  # fmt: skip
+
+
+def timings(
+    predict: Callable[[Any], Any], features: Any, single_row_runs: int, batch_sizes: list[int]
+) -> dict[str, Any]:
+    """:func:`measure`'s timings of ``predict`` on rows cycled from ``features`` (a
+    DataFrame): what the model runner's child measures beside the model."""
+    base = features.reset_index(drop=True)
+
+    def rows(n: int) -> Any:
+        return base.iloc[np.arange(n) % len(base)].reset_index(drop=True)
+
+    return _timed(predict, rows, single_row_runs, tuple(batch_sizes))
+
+
+def _timed(
+    predict: Callable[[Any], Any],
+    rows: Callable[[int], Any],
+    single_row_runs: int,
+    batch_sizes: tuple[int, ...],
+) -> dict[str, Any]:
     one = rows(1)
     for _ in range(_WARMUP):
         predict(one)
@@ -112,7 +141,7 @@ def measure(
         samples.append((time.perf_counter_ns() - start) / 1e6)
     p50, p95, p99 = (float(v) for v in np.percentile(samples, [50, 95, 99]))
     throughput = {b: _throughput(predict, rows(b), b) for b in batch_sizes}
-    return EngineProfile(engine, p50, p95, p99, throughput, peak_rss_mb(memory), size_bytes)
+    return {"p50": p50, "p95": p95, "p99": p99, "throughput": throughput}
 
 
 def _throughput(predict: Callable[[Any], Any], batch: Any, size: int) -> float:
