@@ -51,7 +51,11 @@ def predict(model: Any, data: EvaluationData, label: str) -> np.ndarray[Any, Any
 
 
 def kind_of(model: Any) -> str:
-    """What scikit-learn says the model is; "" for what it cannot tell (an ONNX model)."""
+    """What scikit-learn says the model is; "" for what it cannot tell (an ONNX model). A
+    model in the model runner says it itself (``model_kind``, asked beside the model)."""
+    said = getattr(model, "model_kind", None)
+    if isinstance(said, str):
+        return said
     from sklearn.base import is_classifier, is_regressor
 
     try:

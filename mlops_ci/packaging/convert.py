@@ -99,7 +99,11 @@ def as_float32(features: Any) -> npt.NDArray[np.float32]:
 
 def is_classifier(model: Any) -> bool:
     """A classifier: it has predict_proba, or scikit-learn says so (LinearSVC, RidgeClassifier
-    and other classifiers without probabilities)."""
+    and other classifiers without probabilities). A model in the model runner says it itself
+    (``model_is_classifier``, asked beside the model)."""
+    said = getattr(model, "model_is_classifier", None)
+    if isinstance(said, bool):
+        return said
     if callable(getattr(model, "predict_proba", None)):
         return True
     try:
@@ -322,7 +326,12 @@ def onnx_outputs(sess: Any, feeds: dict[str, Any], names: list[str] | None = Non
 
 def native_outputs(model: Any, features: Any) -> Outputs:
     """Labels and probabilities of a classifier (labels alone, with no score columns, for one
-    without predict_proba), or a regressor's values."""
+    without predict_proba), or a regressor's values. A model in the model runner computes
+    them beside the model, in one call (``model_outputs``)."""
+    beside = getattr(model, "model_outputs", None)
+    if callable(beside):
+        labels, scores = beside(features)
+        return Outputs(labels, scores)
     if is_classifier(model):
         labels = np.asarray(model.predict(features))
         if not callable(getattr(model, "predict_proba", None)):

@@ -7,6 +7,7 @@ import logging
 import os
 import random
 import re
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -14,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from mlops_ci.credentials import redact_logs, redact_urls, safe_url
 from mlops_ci.errors import InputError, ServiceError
-from mlops_ci.model.files import load_user_model
 from mlops_ci.registry import (
     EVALUATION_ARTIFACT,
     TAG_CACHE_KEY,
@@ -24,8 +24,14 @@ from mlops_ci.registry import (
     RunRecord,
     VersionRecord,
 )
-from mlops_ci.registry.mlflowmodel import load_logged_model, log_model, model_signature
+from mlops_ci.registry.mlflowmodel import (
+    load_logged_model,
+    load_run_model,
+    log_model,
+    model_signature,
+)
 from mlops_ci.registry.tracking import URI_FORMS, redact, resolve_tracking_uri
+from mlops_ci.runner import ModelRunner
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -146,12 +152,18 @@ class MlflowRegistry:
 
     def log_run(self, run: NewRun) -> RunRecord:
         """One run with params, metrics, tags, artifacts and the model; complete or FAILED."""
+
+        # Load and check the user's model before the run starts, so a bad file records nothing;
+        # in the model runner's child, never here (this process holds the credentials).
+        with ModelRunner(run.isolation) as runner:
+            model = load_run_model(runner, run.model_file, run.task)
+            signature = model_signature(model, run.example_features)
+            evaluation = run.evaluate(model) if run.evaluate is not None else None
+            return self._logged(run, model, signature, evaluation)
+
+    def _logged(self, run: NewRun, model: Any, signature: Any, evaluation: str | None) -> RunRecord:
         import mlflow
 
-        # Load and check the user's model before the run starts, so a bad file records nothing.
-        model = load_user_model(run.model_file, run.task)
-        signature = model_signature(model, run.example_features)
-        evaluation = run.evaluate(model) if run.evaluate is not None else None
         exp_id = self._experiment_id(run.experiment, create=True)
         with mlflow.start_run(experiment_id=exp_id) as active:
             run_id = active.info.run_id
@@ -321,9 +333,14 @@ class MlflowRegistry:
     def delete_version(self, name: str, version: str) -> None:
         self._call(self.client.delete_model_version, name, version)
 
-    def load_model(self, uri: str) -> Any:
-        """The logged model: a scikit-learn estimator (or XGBoost/LightGBM's), or an OnnxModel."""
-        return self._transfer(load_logged_model, uri)
+    def load_model(self, uri: str, runner: ModelRunner) -> Any:
+        """The logged model (a local folder or any model URI): an OnnxModel, or the native
+        model loaded in ``runner``'s child (a RemoteModel)."""
+        local = Path(uri)
+        if (local / "MLmodel").is_file():
+            return load_logged_model(local, runner)
+        with tempfile.TemporaryDirectory(prefix="mlops-model-") as tmp:
+            return load_logged_model(self.download_model(uri, Path(tmp)), runner)
 
     def download_model(self, uri: str, dest: Path) -> Path:
         """The model's files (MLmodel, model.skops, ...) in ``dest``."""

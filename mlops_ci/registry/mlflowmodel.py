@@ -1,37 +1,63 @@
 """A model as MLflow logs and loads it: its flavor (sklearn, or onnx for a model of any
 framework that arrived as ONNX), its signature from a few evaluation rows, and the pinned
-requirements it will be served with."""
+requirements it will be served with.
+
+A native model is never loaded here: the model runner's child loads it
+(:mod:`mlops_ci.runner`), and saves MLflow's sklearn flavor of it into a folder this process
+then logs as it is (:class:`_Prebuilt`)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 from mlops_ci.errors import InputError
+from mlops_ci.model.files import ONNX_SUFFIX, load_user_model
 from mlops_ci.model.onnxmodel import TASK_PROP, OnnxModel
+from mlops_ci.runner import ModelRunner, RemoteModel
 
 
-def load_logged_model(uri: str) -> Any:
-    """A model logged by `train`, by its MLflow flavor (a local folder or any model URI)."""
+def load_logged_model(folder: Path, runner: ModelRunner) -> OnnxModel | RemoteModel:
+    """A model logged by `train`, downloaded to ``folder``, by its MLflow flavor: ONNX read
+    here (data), the native model loaded in the runner's child."""
     import mlflow.models
 
-    local = Path(uri)
-    flavors = (
-        mlflow.models.Model.load(str(local / "MLmodel")).flavors
-        if (local / "MLmodel").is_file()
-        else mlflow.models.get_model_info(uri).flavors
-    )
+    flavors = mlflow.models.Model.load(str(folder / "MLmodel")).flavors
     if "onnx" in flavors:
         import mlflow.onnx
 
-        proto = mlflow.onnx.load_model(uri)
-        return OnnxModel(proto.SerializeToString(), where=f"the ONNX model at {uri}")
-    import mlflow.sklearn
-
-    return mlflow.sklearn.load_model(uri)
+        proto = mlflow.onnx.load_model(str(folder))
+        return OnnxModel(proto.SerializeToString(), where=f"the ONNX model at {folder}")
+    return runner.load_folder(folder)
 
 
-def log_model(model: Any, signature: Any) -> str:
+def load_run_model(runner: ModelRunner, path: Path, task: str) -> OnnxModel | RemoteModel:
+    """The training command's model file: an ONNX graph read here (data, not code), any
+    other file loaded in the runner's child."""
+    if path.suffix.lower() == ONNX_SUFFIX:
+        return load_user_model(path, task)  # type: ignore[no-any-return]
+    return runner.load(path, task)
+
+
+class _Prebuilt:
+    """An MLflow flavor module whose ``save_model`` copies a folder the runner's child saved
+    (MLmodel, model.skops, requirements), keeping the MLmodel this run's logging made."""
+
+    __name__ = "mlflow.sklearn"
+
+    @staticmethod
+    def save_model(path: str, mlflow_model: Any, prebuilt: Path) -> None:
+        import mlflow.models
+
+        shutil.copytree(prebuilt, path, dirs_exist_ok=True)
+        saved = mlflow.models.Model.load(str(Path(path) / "MLmodel"))
+        mlflow_model.flavors = saved.flavors
+        mlflow_model.signature = saved.signature
+        mlflow_model.save(str(Path(path) / "MLmodel"))
+
+
+def log_model(model: OnnxModel | RemoteModel, signature: Any) -> str:
     """Log the model under the active run with its flavor; returns its model URI."""
     if isinstance(model, OnnxModel):
         import mlflow.onnx
@@ -45,14 +71,12 @@ def log_model(model: Any, signature: Any) -> str:
             proto, name="model", signature=signature, save_as_external_data=False
         )
         return str(info.model_uri)
-    import mlflow.sklearn
+    import mlflow.models
 
-    info = mlflow.sklearn.log_model(
-        model,
-        name="model",
-        signature=signature,
-        pip_requirements=_serving_requirements(model),
-        skops_trusted_types=_skops_types(model),
+    dest = model.runner.workspace("mlflow")
+    model.save_mlflow(dest / "model", signature, _serving_requirements(model))
+    info = mlflow.models.Model.log(
+        artifact_path=None, name="model", flavor=_Prebuilt, prebuilt=dest / "model"
     )
     return str(info.model_uri)
 
@@ -75,21 +99,12 @@ def model_signature(model: Any, example: Any) -> Any:
         ) from None
 
 
-def _skops_types(model: Any) -> list[str]:
-    """Types in the user's own freshly trained model that skops must be told to trust."""
-    import skops.io
-
-    return list(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
-
-
-def _serving_requirements(model: Any) -> list[str]:
+def _serving_requirements(model: RemoteModel) -> list[str]:
     """Pinned requirements of the logged model; passing them skips MLflow's slow inference."""
     from importlib import metadata
 
-    from mlops_ci.packaging.frameworks import distributions
-
     pins = []
-    for dist in ("scikit-learn", "numpy", "scipy", "pandas", "skops", *distributions(model)):
+    for dist in ("scikit-learn", "numpy", "scipy", "pandas", "skops", *model.distributions):
         try:
             pins.append(f"{dist}=={metadata.version(dist)}")
         except metadata.PackageNotFoundError:

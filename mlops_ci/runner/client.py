@@ -11,8 +11,8 @@ nothing else of the host's temporary folders.
 
 :class:`RemoteModel` is the model as the rest of mlops-ci sees it: ``predict``,
 ``predict_proba`` (when the model has it), ``classes_``, ``feature_names_in_``,
-``n_features_in_`` and what the worker said of it (``kind``, ``classifier``,
-``distributions``), so scoring, importance and the parity check keep their shape.
+``n_features_in_`` and what the worker said of it (``model_kind``, ``model_is_classifier``,
+``model_outputs``, ``distributions``), so scoring, importance and the parity check keep their shape.
 """
 
 from __future__ import annotations
@@ -228,8 +228,8 @@ class RemoteModel:
         self.handle = handle
         self.info = info
         self.source = source
-        self.kind: str = str(info.get("kind") or "")
-        self.classifier = bool(info.get("classifier"))
+        self.model_kind: str = str(info.get("kind") or "")
+        self.model_is_classifier = bool(info.get("classifier"))
         self.distributions: tuple[str, ...] = tuple(info.get("distributions") or ())
         self.type_name = str(info.get("type", "?"))
         if info.get("n_features") is not None:
@@ -257,7 +257,7 @@ class RemoteModel:
     def _predict_proba(self, x: Any) -> Any:
         return self._call("predict_proba", x)["y"]
 
-    def outputs(self, x: Any) -> tuple[Any, Any]:
+    def model_outputs(self, x: Any) -> tuple[Any, Any]:
         """``convert.native_outputs`` of the model, computed beside it: (labels, scores)."""
         answer = self._call("outputs", x)
         return answer["labels"], answer["scores"]

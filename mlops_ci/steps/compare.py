@@ -38,6 +38,7 @@ from mlops_ci.records import (
 )
 from mlops_ci.registry import EVALUATION_ARTIFACT, ModelRegistry, RunRecord
 from mlops_ci.report.comparison import markdown
+from mlops_ci.runner import ModelRunner
 
 
 def compare(
@@ -47,11 +48,26 @@ def compare(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> ComparisonResult:
     """Score both models on evaluate.data, apply gate.rules and the paired bootstrap;
-    ``progress`` hears (what, done, in all) of the long parts (importance, costs)."""
+    ``progress`` hears (what, done, in all) of the long parts (importance, costs). A model
+    that must be loaded is loaded in one model runner for the verb (``mlops_ci.runner``),
+    started only then: predictions train recorded need none."""
+    with ModelRunner(config.train.isolation) as runner:
+        return _compare(config, registry, runner, run_id, progress)
+
+
+def _compare(
+    config: Config,
+    registry: ModelRegistry,
+    runner: ModelRunner,
+    run_id: str | None,
+    progress: Callable[[str, int, int], None] | None,
+) -> ComparisonResult:
     run = registry.get_run(run_id or last_trained_run(config.root))
     _check_finished(run)
     data = load_evaluation(config)
-    cand = _scored(registry, run.run_id, _model_uri(run), data, f"candidate (run {run.run_id})")
+    cand = _scored(
+        registry, runner, run.run_id, _model_uri(run), data, f"candidate (run {run.run_id})"
+    )
     _check_task(config, cand.scored.kind, f"the candidate (run {run.run_id})")
     production_version = registry.get_version_by_alias(
         config.model.name, config.registry.production_alias
@@ -68,6 +84,7 @@ def compare(
         label = f"production ({config.model.name} v{production_version.version})"
         prod = _scored(
             registry,
+            runner,
             production_run.run_id if same and production_run else None,
             production_version.source,
             data,
@@ -82,7 +99,7 @@ def compare(
     if config.gate.cost_rules:
         models = {"candidate": cand} | ({"production": prod} if production_version else {})
         costs = _costs(
-            config, registry, lambda m: _load(registry, m, loaded), models, data,
+            config, registry, lambda m: _load(registry, runner, m, loaded), models, data,
             _said(progress, "cost"),
         )  # fmt: skip
     enc, encoded = Encoded.of(config.model.task, data.target.to_numpy(), *predictions)
@@ -142,7 +159,13 @@ def compare(
             said = _said(progress, f"importance of the {role}")
             try:  # the why explains the verdict; a model it cannot explain keeps its verdict
                 importance[role] = _importance(
-                    lambda m: _load(registry, m, loaded), model, data, settings, role, budget, said
+                    lambda m: _load(registry, runner, m, loaded),
+                    model,
+                    data,
+                    settings,
+                    role,
+                    budget,
+                    said,
                 )
             except InputError as err:
                 unexplained[role] = str(err)
@@ -190,7 +213,12 @@ class _Model:
 
 
 def _scored(
-    registry: ModelRegistry, run_id: str | None, uri: str, data: EvaluationData, label: str
+    registry: ModelRegistry,
+    runner: ModelRunner,
+    run_id: str | None,
+    uri: str,
+    data: EvaluationData,
+    label: str,
 ) -> _Model:
     """The model's predictions on ``data``: the run's own record when it scored exactly these
     rows at train time (no model to load), else the model loaded and scored now."""
@@ -198,7 +226,7 @@ def _scored(
         recorded = evalcache.cached(registry.read_artifact_text(run_id, EVALUATION_ARTIFACT), data)
         if recorded is not None:
             return _Model(recorded, "at train", uri, label)
-    model = registry.load_model(uri)
+    model = registry.load_model(uri, runner)
     return _Model(evalcache.scored(model, data, label), "now", uri, label, model)
 
 
@@ -276,12 +304,14 @@ def _recorded_importance(model: _Model, settings: Settings) -> Importance | None
     return None
 
 
-def _load(registry: ModelRegistry, model: _Model, loaded: dict[str, Any]) -> Any:
+def _load(
+    registry: ModelRegistry, runner: ModelRunner, model: _Model, loaded: dict[str, Any]
+) -> Any:
     """The model object: as scored here, else loaded from the registry once per compare."""
     if model.loaded is not None:
         return model.loaded
     if model.uri not in loaded:
-        loaded[model.uri] = registry.load_model(model.uri)
+        loaded[model.uri] = registry.load_model(model.uri, runner)
     return loaded[model.uri]
 
 

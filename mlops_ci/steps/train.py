@@ -255,6 +255,7 @@ def _train(
             example_features=example,
             task=config.model.task,
             evaluate=evaluate,
+            isolation=config.train.isolation,
         )
     )
     logged = time.monotonic() - logging_started
