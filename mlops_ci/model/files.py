@@ -19,11 +19,15 @@ from mlops_ci.errors import InputError, TrainingError
 ONNX_SUFFIX = ".onnx"
 # Whose types a skops file may name and be loaded outside the sandbox: the frameworks'.
 ALLOWED_ROOTS = ("sklearn", "numpy", "scipy", "xgboost", "lightgbm", "catboost")
+# Containers of the standard library that estimators hold (skops does not trust them itself).
+ALLOWED_NAMES = ("collections.OrderedDict", "collections.defaultdict", "collections.Counter")
 
 
 def allowed_type(name: str) -> bool:
     """A class, or a numpy ufunc, of a framework on :data:`ALLOWED_ROOTS` (``builtins.eval``,
     ``functools.partial``, ``numpy.load`` and a user's own class are not)."""
+    if name in ALLOWED_NAMES:
+        return True
     parts = name.split(".")
     if parts[0] not in ALLOWED_ROOTS:
         return False

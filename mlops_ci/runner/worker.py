@@ -64,27 +64,33 @@ class Worker:
         return {"onnx": converted.onnx, "layout": converted.layout}
 
     def save_mlflow(self, args: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-        """The model saved as MLflow's sklearn flavor in ``dest`` (skops), trusting only the
-        allow-listed types of its file (see ``files.allowed_types``)."""
+        """The model saved as MLflow's sklearn flavor in ``dest``: skops when every type it
+        holds is on the allow-list (``files.allowed_type``), so the MLmodel never tells a
+        loader to trust ``builtins.eval``; else a pickle, which claims no safety at all (and
+        mlops-ci loads only in this child)."""
         import mlflow.sklearn
+        import skops.io
         from mlflow.models import ModelSignature
 
-        from mlops_ci.model.files import allowed_types
+        from mlops_ci.model.files import allowed_type
 
         model = self.models[args["handle"]]
         signature = args.get("signature")
-        import skops.io
-
-        trusted = allowed_types(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
+        named = list(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
+        refused = [n for n in named if not allowed_type(n)]
         mlflow.sklearn.save_model(
             model,
             args["dest"],
             signature=ModelSignature.from_dict(signature) if signature else None,
             pip_requirements=args["pip_requirements"],
-            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
-            skops_trusted_types=trusted,
+            serialization_format=(
+                mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE
+                if refused
+                else mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS
+            ),
+            skops_trusted_types=None if refused else named,
         )
-        return {"trusted": trusted}
+        return {"trusted": [] if refused else named, "refused": refused}
 
     def measure(self, args: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
         """Latency and throughput timed here, beside the model (no pipe in the figures)."""

@@ -309,7 +309,9 @@ def test_compare_uses_the_predictions_train_recorded_only_for_the_same_rows(
     reg = registry_for(project)
     loads: list[str] = []
     real_load = reg.load_model
-    monkeypatch.setattr(reg, "load_model", lambda uri: loads.append(uri) or real_load(uri))
+    monkeypatch.setattr(
+        reg, "load_model", lambda uri, runner: loads.append(uri) or real_load(uri, runner)
+    )
 
     recorded = compare(config, reg)
     assert recorded.evaluation["scored"] == {"candidate": "at train", "production": "at train"}

@@ -15,6 +15,7 @@ from jsonschema import Draft202012Validator
 
 from mlops_ci.config.types import Config, load_config
 from mlops_ci.registry.mlflow import MlflowRegistry
+from mlops_ci.runner import ModelRunner
 from mlops_ci.serve.model import read_spec
 from mlops_ci.steps.batch_score import batch_score
 from mlops_ci.steps.compare import compare
@@ -45,7 +46,8 @@ def evaluation(config: Config) -> tuple[pd.DataFrame, pd.Series]:
 def native_predictions(reg: MlflowRegistry, config: Config, features: pd.DataFrame) -> Any:
     version = reg.get_version_by_alias(config.model.name, "candidate")
     assert version is not None
-    return np.asarray(reg.load_model(version.source).predict(features))
+    with ModelRunner(config.train.isolation) as runner:
+        return np.asarray(reg.load_model(version.source, runner).predict(features))
 
 
 def same(served: list[Any], expected: Any, regression: bool) -> bool:

@@ -124,7 +124,9 @@ class InMemoryRegistry:
         del self.versions[name][version]
         self.aliases[name] = {a: v for a, v in self.aliases.get(name, {}).items() if v != version}
 
-    def load_model(self, uri: str) -> Any:
+    def load_model(self, uri: str, runner: Any) -> Any:
+        """The test's own model object, in process: the fakes hold trusted test models (the
+        model runner is exercised against the real registry in tests/integration)."""
         import joblib
 
         if Path(uri).is_dir():  # a folder download_model wrote
