@@ -11,8 +11,18 @@ fair and repeatable rather than fast:
   p50/p95/p99 are taken over its calls and the figure is the median over ``rounds`` rounds;
 - the garbage collector is held off while timing (it runs between rounds);
 - throughput (rows/s) is timed on batches of ``batch_rows`` rows each round, median kept;
-- peak RSS is that of a fresh process loading the model and scoring a batch; size is the size
-  of the files that would be served.
+- peak RSS is that of a fresh process loading the model and scoring a batch (for a native
+  model, a fresh model runner's child); size is the size of the files that would be served.
+
+A native model is the model runner's ``RemoteModel`` (a model a training command wrote is
+never loaded in mlops-ci's process), so its latency and throughput here include the round
+trip to the runner's child: the rows encoded and decoded, the answer's arrays, the pipe
+(about a millisecond a single-row call on the machine this was written on, where a small
+scikit-learn model itself takes half of one). Both roles pay it alike when both are native,
+so the gate still compares like with like, though a relative rule sees the gap diluted by
+the shared overhead; when one side serves ONNX and the other the native model, the native
+side carries it alone. ``package``'s profile times the native model in the child instead
+(``Engine.timed``), where the pipe is not counted.
 """
 
 from __future__ import annotations

@@ -2,7 +2,10 @@
 
 ONNX (onnxruntime) and the native model are measured in the same run, so the speed-up is a
 ratio of figures taken side by side. Peak memory is the max RSS of a separate scoring
-process, so this process's own imports do not count.
+process, so this process's own imports do not count: for an ONNX graph (data, not code) a
+python child of mlops-ci's own; for a native model, which a training command wrote and which
+therefore runs only in the model runner's child, a fresh runner the caller passes in
+(:data:`NativeProbe`: packaging cannot start one, the runner imports packaging).
 """
 
 from __future__ import annotations
@@ -23,21 +26,20 @@ import numpy as np
 _WARMUP = 20
 _BATCH_SECONDS = 0.3  # time budget per batch size and engine
 
-# A scoring process: load the model, score one batch, print its own peak RSS in KiB. VmHWM
-# counts from exec, whereas ru_maxrss can still report the forking parent's size.
+# A scoring process for an ONNX graph: load it, score one batch (the feeds in an .npz, text
+# as fixed-width unicode), print its own peak RSS in KiB. VmHWM counts from exec, whereas
+# ru_maxrss can still report the forking parent's size.
 _MEMORY_PROBE = """
-import pickle, resource, sys
-kind, path, batch = sys.argv[1], sys.argv[2], sys.argv[3]
-with open(batch, "rb") as fh:
-    rows = pickle.load(fh)
-if kind == "onnx":
-    import onnxruntime as ort
-    s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    s.run(None, rows)
-else:
-    import joblib, warnings
-    warnings.simplefilter("ignore")
-    joblib.load(path).predict(rows)
+import resource, sys
+import numpy as np
+import onnxruntime as ort
+path, batch = sys.argv[1], sys.argv[2]
+with np.load(batch, allow_pickle=False) as saved:
+    names = [str(n) for n in saved["names"]]
+    feeds = {n: saved[f"arr_{i}"] for i, n in enumerate(names)}
+feeds = {n: a.astype(object) if a.dtype.kind == "U" else a for n, a in feeds.items()}
+s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+s.run(None, feeds)
 try:
     with open("/proc/self/status") as fh:
         print(next(int(l.split()[1]) for l in fh if l.startswith("VmHWM:")))
@@ -45,15 +47,38 @@ except (OSError, StopIteration):
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
+ONNX, NATIVE = "onnx", "native"
+
+# The peak RSS (MiB) of a fresh model runner's child that loads the native model's folder and
+# scores the rows (a DataFrame) once: what the caller, which may start a runner, passes in.
+NativeProbe = Callable[[Path, Any], float]
+
 
 @dataclass(frozen=True)
 class Probe:
-    """What the memory probe loads: ``kind`` onnx|native, the model file, a pickled batch
-    (onnxruntime feeds, or the DataFrame the native model takes)."""
+    """What the memory probe loads and scores. ``onnx``: the ONNX file and its feeds (an
+    .npz :func:`feeds_file` wrote), in a python child of mlops-ci's own. ``native``: the
+    native model's folder (MLflow's sklearn flavor) and the DataFrame ``rows``, measured by
+    ``measured_by`` in a fresh model runner's child: never loaded here."""
 
-    kind: str
+    kind: str  # onnx | native
     model: Path
-    batch: Path
+    batch: Path | None = None  # onnx: the feeds
+    rows: Any = field(default=None, compare=False, repr=False)  # native: the DataFrame
+    measured_by: NativeProbe | None = field(default=None, compare=False, repr=False)
+
+
+def feeds_file(stem: Path, feeds: dict[str, Any]) -> Path:
+    """onnxruntime feeds saved for the ONNX memory probe: numpy's .npz, no pickle (the arrays
+    by position, their names beside them; text as fixed-width unicode)."""
+    path = stem.with_suffix(".feeds.npz")
+    names = list(feeds)
+    arrays = [
+        np.asarray(a, dtype=str) if np.asarray(a).dtype == object else np.asarray(a)
+        for a in feeds.values()
+    ]
+    np.savez(path, *arrays, names=np.asarray(names, dtype=str))
+    return path
 
 
 @dataclass(frozen=True)
@@ -156,9 +181,17 @@ def _throughput(predict: Callable[[Any], Any], batch: Any, size: int) -> float:
 
 
 def peak_rss_mb(probe: Probe) -> float:
-    """Peak resident memory (MiB) of a fresh process that loads the model and scores a batch."""
+    """Peak resident memory (MiB) of a fresh process that loads the model and scores a batch:
+    the model runner's child for a native model (``probe.measured_by``), else a python child
+    running onnxruntime."""
+    if probe.kind == NATIVE:
+        if probe.measured_by is None:
+            raise RuntimeError("memory probe for native: no model runner to measure it in")
+        return probe.measured_by(probe.model, probe.rows)
+    if probe.batch is None:
+        raise RuntimeError(f"memory probe for {probe.kind}: no batch to score")
     done = subprocess.run(
-        [sys.executable, "-c", _MEMORY_PROBE, probe.kind, str(probe.model), str(probe.batch)],
+        [sys.executable, "-c", _MEMORY_PROBE, str(probe.model), str(probe.batch)],
         capture_output=True,
         text=True,
         timeout=300,

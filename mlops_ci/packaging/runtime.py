@@ -1,11 +1,15 @@
 """What a model is served with, decided once for `package` and `compare`: ONNX where the
 conversion is exact (parity on the evaluation rows), the native model where it is not, and
 each engine's callables for the profiler (single rows and batches cycled from those rows).
+
+A native model a training command wrote is never loaded here: it is the model runner's
+(``mlops_ci.runner``) ``RemoteModel``, converted, timed and scored beside the model in the
+runner's child, its memory measured in a fresh child the caller passes in. Only a user's ONNX
+graph (``OnnxModel``: data, not code) runs in this process.
 """
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +22,17 @@ from mlops_ci.errors import GateFailed, InputError
 from mlops_ci.model.features import FeatureSchema
 from mlops_ci.model.onnxmodel import OnnxModel
 from mlops_ci.packaging import convert
-from mlops_ci.packaging.profile import Probe, Profile, machine, measure, recommend
+from mlops_ci.packaging.profile import (
+    NATIVE,
+    ONNX,
+    NativeProbe,
+    Probe,
+    Profile,
+    feeds_file,
+    machine,
+    measure,
+    recommend,
+)
 
 ONNX_FILE = "model.onnx"
 
@@ -55,7 +69,11 @@ def _converted(
     """The ONNX model, its parity with the native one (refused when it fails), and a function
     scoring DataFrames through it (for the missing-value probe)."""
     opts = config.package.profile
-    converted = convert.convert_sklearn(native, features, config.package.target_opset)
+    to_onnx = getattr(native, "to_onnx", None)
+    if callable(to_onnx):  # a model in the model runner: skl2onnx runs in its child
+        converted = convert.Converted(*to_onnx(features, config.package.target_opset))
+    else:  # a user's ONNX graph (data): given mlops-ci's names here
+        converted = convert.convert_sklearn(native, features, config.package.target_opset)
     sess = convert.session(converted.onnx, opts.intra_op_threads, opts.graph_optimization_level)
     schema = FeatureSchema.of_frame(features)
 
@@ -87,7 +105,9 @@ def tolerance(config: Config) -> convert.Tolerance:
 @dataclass(frozen=True)
 class Engine:
     """One model as the profiler drives it: ``predict`` takes what ``rows(n)`` makes (n
-    evaluation rows, cycled) or ``row(i)`` makes (the i-th evaluation row alone)."""
+    evaluation rows, cycled) or ``row(i)`` makes (the i-th evaluation row alone).
+    ``timed(single_row_runs, batch_sizes)``, when set, measures latency and throughput
+    beside the model (the model runner's child), so the profile does not count the pipe."""
 
     name: str  # onnxruntime | sklearn
     predict: Callable[[Any], Any]
@@ -95,19 +115,25 @@ class Engine:
     row: Callable[[int], Any]
     probe: Probe
     size_bytes: int
+    timed: Callable[[int, tuple[int, ...]], dict[str, Any]] | None = None
 
 
 def native_engine(
-    native: Any, features: Any, work: Path, size_bytes: int, probe_rows: int = 1000
+    native: Any,
+    features: Any,
+    work: Path,
+    size_bytes: int,
+    probe_rows: int = 1000,
+    *,
+    folder: Path,
+    measured_by: NativeProbe,
 ) -> Engine:
-    """The native model on the evaluation rows; its pickle and the memory probe's batch of
-    ``probe_rows`` rows under ``work``."""
-    import joblib
-
+    """The native model on the evaluation rows. A model in the model runner (it has
+    ``timings``) is timed in the runner's child, and its memory probe is a fresh runner's child
+    (``measured_by``) loading ``folder``, the native model's files, and scoring ``probe_rows``
+    rows; nothing of it is written or loaded here. A user's ONNX graph (``OnnxModel``, data)
+    runs here; its probe is the ONNX probe of its own graph, with its feeds under ``work``."""
     base = features.reset_index(drop=True)
-    work.mkdir(parents=True, exist_ok=True)
-    pickled = work / "native.joblib"
-    joblib.dump(native, pickled)
 
     def frame(n: int) -> Any:  # n rows cycled from the evaluation data
         return base.iloc[np.arange(n) % len(base)].reset_index(drop=True)
@@ -116,8 +142,21 @@ def native_engine(
         return base.iloc[[i % len(base)]].reset_index(drop=True)
 
     predict = getattr(native, "predict_proba", native.predict)
-    probe = Probe("native", pickled, batch_file(work / "native", frame(probe_rows)))
-    return Engine("sklearn", predict, frame, row, probe, size_bytes)
+    if isinstance(native, OnnxModel):
+        work.mkdir(parents=True, exist_ok=True)
+        graph = work / "native.onnx"
+        graph.write_bytes(native.data)
+        probe = Probe(ONNX, graph, feeds_file(work / "native", native._feeds(frame(probe_rows))))
+    else:
+        probe = Probe(NATIVE, folder, rows=frame(probe_rows), measured_by=measured_by)
+    timings = getattr(native, "timings", None)
+    if not callable(timings):
+        return Engine("sklearn", predict, frame, row, probe, size_bytes)
+
+    def timed(single_row_runs: int, batch_sizes: tuple[int, ...]) -> dict[str, Any]:
+        return dict(timings(base, single_row_runs, batch_sizes))
+
+    return Engine("sklearn", predict, frame, row, probe, size_bytes, timed)
 
 
 def onnx_engine(
@@ -145,7 +184,7 @@ def onnx_engine(
         return convert.frame_feeds(layout, schema, base.iloc[[i % len(base)]])
 
     work.mkdir(parents=True, exist_ok=True)
-    probe = Probe("onnx", onnx_path, batch_file(work / "onnx", feeds(probe_rows)))
+    probe = Probe(ONNX, onnx_path, feeds_file(work / "onnx", feeds(probe_rows)))
     return Engine("onnxruntime", predict, feeds, row, probe, onnx_path.stat().st_size)
 
 
@@ -155,9 +194,12 @@ def profile(config: Config, native: Engine, onnx: Engine | None) -> Profile:
     opts = config.package.profile
 
     def timed(engine: Engine) -> Any:
+        beside = (
+            None if engine.timed is None else engine.timed(opts.single_row_runs, opts.batch_sizes)
+        )
         return measure(
             engine.name, engine.predict, engine.rows, opts.single_row_runs, opts.batch_sizes,
-            engine.probe, engine.size_bytes,
+            engine.probe, engine.size_bytes, timed=beside,
         )  # fmt: skip
 
     native_prof = timed(native)
@@ -169,13 +211,6 @@ def profile(config: Config, native: Engine, onnx: Engine | None) -> Profile:
     }
     onnx_prof = timed(onnx)
     return Profile(onnx_prof, native_prof, options, recommend(onnx_prof), machine())
-
-
-def batch_file(stem: Path, batch: Any) -> Path:
-    """The batch the memory probe scores (a DataFrame for the native model, feeds for ONNX)."""
-    path = stem.with_suffix(".batch.pickle")
-    path.write_bytes(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
-    return path
 
 
 def parity_message(parity: convert.Parity, index: Any) -> str:

@@ -39,6 +39,7 @@ from mlops_ci.records import (
 from mlops_ci.registry import EVALUATION_ARTIFACT, ModelRegistry, RunRecord
 from mlops_ci.report.comparison import markdown
 from mlops_ci.runner import ModelRunner
+from mlops_ci.steps.package import runner_peak_rss
 
 
 def compare(
@@ -238,7 +239,10 @@ def _costs(
     data: EvaluationData,
     progress: Progress | None,
 ) -> dict[str, Cost]:
-    """Both models' cost of serving, measured together (see ``mlops_ci.packaging.cost``)."""
+    """Both models' cost of serving, measured together (see ``mlops_ci.packaging.cost``). A
+    native model is the verb's runner's ``RemoteModel``: its calls cross the runner's pipe,
+    as both roles' do when both are native (the module says what that means for the gate);
+    its memory is measured in a fresh runner's child that loads its downloaded files."""
     with tempfile.TemporaryDirectory(prefix="mlops-cost-") as tmp:
         engines: dict[str, Engine] = {}
         notes: dict[str, tuple[str, str]] = {}
@@ -248,7 +252,7 @@ def _costs(
             files = registry.download_model(model.uri, work / "files")
             size = sum(p.stat().st_size for p in files.rglob("*") if p.is_file())
             features = model_frame(native, data.features, data.path, f"the {role}")
-            engines[role], notes[role] = _engine(config, native, features, work, size)
+            engines[role], notes[role] = _engine(config, native, features, work, size, files)
         figures = cost.measure(engines, config.gate.cost, progress)
     return {
         role: Cost(notes[role][0], notes[role][1], figures[role], int(figures[role].pop("calls")))
@@ -257,10 +261,12 @@ def _costs(
 
 
 def _engine(
-    config: Config, native: Any, features: Any, work: Path, size: int
+    config: Config, native: Any, features: Any, work: Path, size: int, files: Path
 ) -> tuple[Engine, tuple[str, str]]:
     """The model as its version would serve it: ONNX where package would convert it (same
-    decision, same parity check), else the native model; with the runtime's name and why."""
+    decision, same parity check; the conversion made in the runner's child), else the native
+    model, called through the runner, its memory probed in a fresh runner's child loading
+    ``files``; with the runtime's name and why."""
     probe_rows = config.gate.cost.batch_rows
     try:
         converted = runtime.try_onnx(
@@ -268,8 +274,11 @@ def _engine(
         )
     except (InputError, GateFailed) as err:  # package.onnx: true would refuse to package it
         converted = f"ONNX: not used — {str(err).removeprefix('ONNX ')}"
-    if isinstance(converted, str):  # only then the native model's pickle and probe batch
-        native_engine = runtime.native_engine(native, features, work, size, probe_rows)
+    if isinstance(converted, str):  # only then the native model's engine and probe
+        native_engine = runtime.native_engine(
+            native, features, work, size, probe_rows,
+            folder=files, measured_by=runner_peak_rss(config.train.isolation),
+        )  # fmt: skip
         return native_engine, (native_engine.name, converted)
     path = work / runtime.ONNX_FILE
     path.write_bytes(converted[0].onnx)

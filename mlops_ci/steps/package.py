@@ -2,12 +2,17 @@
 
 Order matters for "nothing partial": every check runs before the registry is written to,
 artifacts go up before tags, and the completion tag goes last.
+
+The native model is loaded once, in the verb's model runner (``mlops_ci.runner``): its
+outputs, the ONNX conversion, the parity check, the profile's timings, its class labels and
+frameworks are all asked of the runner's child; its memory is measured in a fresh child.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +26,12 @@ from mlops_ci.packaging import convert, runtime
 from mlops_ci.packaging.context import ContextSpec, write_context
 from mlops_ci.packaging.frameworks import distributions
 from mlops_ci.packaging.image import ImageResult, build_image, image_tag
-from mlops_ci.packaging.profile import Profile
+from mlops_ci.packaging.profile import NativeProbe, Profile
 from mlops_ci.packaging.runtime import ONNX_FILE
 from mlops_ci.provenance import sha256_file
 from mlops_ci.records import JobFolder, write_json_atomic
 from mlops_ci.registry import TAG_MODEL_SHA256, ModelRegistry, resolve_version
+from mlops_ci.runner import ModelRunner
 
 TAG_PREFIX = "mlops.package."
 
@@ -54,13 +60,17 @@ def package(
     version = resolve_version(registry, name, version_ref)
     run_id = version.run_id or ""
     data = load_evaluation(config)
-    with tempfile.TemporaryDirectory(prefix="mlops-package-") as tmp:
+    isolation = config.train.isolation
+    with (
+        ModelRunner(isolation) as runner,
+        tempfile.TemporaryDirectory(prefix="mlops-package-") as tmp,
+    ):
         work = Path(tmp)
         native_dir = registry.download_model(version.source, work / "native")
         recorded = version.tags.get(TAG_MODEL_SHA256)
         if recorded:  # versions registered by mlops-ci carry it; refuse an altered model
             verify_digest(native_dir, recorded, f"{name} v{version.version} model files")
-        native = registry.load_model(str(native_dir))
+        native = registry.load_model(str(native_dir), runner)
         features = model_frame(native, data.features, data.path, f"{name} v{version.version}'s")
         native_out = convert.native_outputs(native, features)
         native_size = sum(p.stat().st_size for p in native_dir.rglob("*") if p.is_file())
@@ -92,7 +102,15 @@ def package(
         probe_rows = max(config.package.profile.batch_sizes)
         profile = runtime.profile(
             config,
-            runtime.native_engine(native, features, work / "profile", native_size, probe_rows),
+            runtime.native_engine(
+                native,
+                features,
+                work / "profile",
+                native_size,
+                probe_rows,
+                folder=native_dir,
+                measured_by=runner_peak_rss(isolation),
+            ),
             runtime.onnx_engine(
                 model_files / ONNX_FILE, layout, features, config, work / "profile", probe_rows
             )
@@ -113,7 +131,7 @@ def package(
             schema=schema,
             layout=layout,
             classes=convert.class_labels(native),
-            frameworks=distributions(native),
+            frameworks=_frameworks(native),
         )
         folder = JobFolder(config.root).package_context(name, version.version)
         lock = (
@@ -122,7 +140,9 @@ def package(
             else None
         )
         context, model_sha = write_context(folder, spec, model_files, lock)
-        served = _served_parity(context, features, native_out, runtime.tolerance(config))
+        served = _served_parity(
+            context, features, native_out, runtime.tolerance(config), runner.load_folder
+        )
 
     _record_in_registry(
         registry,
@@ -157,6 +177,29 @@ def package(
     return result
 
 
+def runner_peak_rss(isolation: str) -> NativeProbe:
+    """The memory probe of a native model (``profile.Probe``): a fresh model runner's child,
+    so no other model and none of mlops-ci's own memory counts, loads the model's folder,
+    scores the rows once (``model_outputs``) and says its peak RSS (VmHWM), in MiB."""
+
+    def probe(folder: Path, rows: Any) -> float:
+        with ModelRunner(isolation) as fresh:
+            fresh.load_folder(folder).model_outputs(rows)
+            kib = fresh.request("peak_rss", {})["kib"]
+        return int(kib) / 1024
+
+    return probe
+
+
+def _frameworks(native: Any) -> tuple[str, ...]:
+    """Distributions the native model needs to be served: what the runner's child said of it
+    (``RemoteModel.distributions``), else asked of the model here (a user's ONNX graph)."""
+    said = getattr(native, "distributions", None)
+    if isinstance(said, tuple):
+        return tuple(str(d) for d in said)
+    return distributions(native)
+
+
 @dataclass(frozen=True)
 class Recorded:
     """What package writes on the version (tags) besides the artifacts."""
@@ -171,17 +214,28 @@ class Recorded:
 
 
 def _served_parity(
-    context: Path, features: Any, native_out: convert.Outputs, tol: convert.Tolerance
+    context: Path,
+    features: Any,
+    native_out: convert.Outputs,
+    tol: convert.Tolerance,
+    load_native: Callable[[Path], Any],
 ) -> convert.Parity:
     """The packaged files loaded as `serve` loads them and fed the evaluation rows as the
     request parsers hand them on (missing values included): their answers against the
-    native model's. Failing it is a defect of the package, never of the data."""
-    from mlops_ci.model.features import table_of_frame
+    native model's. Failing it is a defect of the package, never of the data. A packaged
+    native model is loaded by ``load_native`` (the model runner's child), never here, and fed
+    the frame serve's parsers make of the same table."""
+    from mlops_ci.model.features import native_frame, table_of_frame
     from mlops_ci.serve.model import LoadedModel, read_spec
 
-    model = LoadedModel(read_spec(context))
-    said = model.predict(table_of_frame(model.schema, features))
-    parity = convert.check_parity(native_out, convert.Outputs(said.labels, said.scores), tol)
+    spec = read_spec(context)
+    table = table_of_frame(spec.schema, features)
+    if spec.format == "onnx":
+        said = LoadedModel(spec).predict(table)
+        answer = convert.Outputs(said.labels, said.scores)
+    else:
+        answer = convert.native_outputs(load_native(spec.folder), native_frame(spec.schema, table))
+    parity = convert.check_parity(native_out, answer, tol)
     if not parity.passed:
         raise GateFailed(
             "the packaged model does not answer like the native model: "

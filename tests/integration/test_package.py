@@ -17,6 +17,7 @@ from mlops_ci.model.integrity import IntegrityError
 from mlops_ci.packaging import convert, image
 from mlops_ci.provenance import sha256_file
 from mlops_ci.registry.mlflow import MlflowRegistry
+from mlops_ci.runner import RemoteModel
 from mlops_ci.steps import package as package_module
 from mlops_ci.steps.compare import compare
 from mlops_ci.steps.package import package
@@ -91,17 +92,17 @@ def test_altered_onnx_graph_fails_parity_and_records_nothing(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config, reg = registered(project)
-    real = convert.convert_sklearn
+    real = RemoteModel.to_onnx  # the conversion made in the model runner's child
 
-    def altered(model: Any, features: Any, opset: int | None) -> convert.Converted:
-        converted = real(model, features, opset)
-        graph = onnx.load_from_string(converted.onnx)
+    def altered(model: RemoteModel, features: Any, opset: int | None) -> tuple[bytes, str]:
+        onnx_bytes, layout = real(model, features, opset)
+        graph = onnx.load_from_string(onnx_bytes)
         (linear,) = [n for n in graph.graph.node if n.op_type == "LinearClassifier"]
         (coefficients,) = [a for a in linear.attribute if a.name == "coefficients"]
         coefficients.floats[0] += 0.5  # one weight of the first class, nudged
-        return convert.Converted(bytes(graph.SerializeToString()), converted.layout)
+        return bytes(graph.SerializeToString()), layout
 
-    monkeypatch.setattr(convert, "convert_sklearn", altered)
+    monkeypatch.setattr(RemoteModel, "to_onnx", altered)
     with pytest.raises(
         GateFailed,
         match=r"ONNX parity failed: \d+ of 60 rows differ beyond \|native - onnx\| <= 0.001 "
@@ -167,6 +168,42 @@ def test_native_packaging_when_onnx_is_off(project: Path) -> None:
     assert "the native model is served" in (result.note or "")
     assert (Path(result.context) / "model" / "model.skops").is_file()
     assert "scikit-learn==" in (Path(result.context) / "requirements.txt").read_text()
+
+
+@pytest.mark.parametrize("onnx_mode", ["true", "false"])
+def test_the_native_model_is_loaded_only_in_the_model_runner(
+    project: Path, monkeypatch: pytest.MonkeyPatch, onnx_mode: str
+) -> None:
+    """Conversion, parity, the served check, the profile's timings and its memory probe all
+    ask the model runner's child: loading or pickling the model in mlops-ci's own process
+    fails the test, and no pickle is written."""
+    import joblib
+    import skops.io
+
+    from mlops_ci.model import files
+
+    config, reg = registered(project)
+    text = (project / "mlops.yaml").read_text().replace("  onnx: true", f"  onnx: {onnx_mode}")
+    (project / "mlops.yaml").write_text(text)
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a model file was loaded or pickled in mlops-ci's process")
+
+    for module, name in [(skops.io, "load"), (skops.io, "loads"), (joblib, "load"),
+                         (joblib, "dump"), (files, "load_folder")]:  # fmt: skip
+        monkeypatch.setattr(module, name, refused)
+    written: list[Path] = []
+    real_write = Path.write_bytes
+    monkeypatch.setattr(
+        Path, "write_bytes", lambda self, data: written.append(self) or real_write(self, data)
+    )
+    result = package(load_config(project), reg, "1", build=False)
+    assert result.format == ("onnx" if onnx_mode == "true" else "sklearn")
+    native = result.profile.native if onnx_mode == "true" else result.profile.serving
+    assert native is not None and native.engine == "sklearn"
+    assert 0 < native.p50_ms <= native.p95_ms and set(native.rows_per_s) == {1, 64}
+    assert native.peak_rss_mb > 10
+    assert not [p for p in written if p.suffix in (".pickle", ".pkl", ".joblib")], written
 
 
 def test_unknown_version_is_bad_input(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
