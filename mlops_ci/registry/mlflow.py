@@ -151,10 +151,9 @@ class MlflowRegistry:
         return _run_record(runs[0]) if runs else None
 
     def log_run(self, run: NewRun) -> RunRecord:
-        """One run with params, metrics, tags, artifacts and the model; complete or FAILED."""
-
-        # Load and check the user's model before the run starts, so a bad file records nothing;
-        # in the model runner's child, never here (this process holds the credentials).
+        """One run with params, metrics, tags, artifacts and the model; complete or FAILED.
+        The model is loaded and checked before the run starts (a bad file records nothing), in
+        the model runner's child, never here (this process holds the credentials)."""
         with ModelRunner(run.isolation) as runner:
             model = load_run_model(runner, run.model_file, run.task)
             signature = model_signature(model, run.example_features)
@@ -336,9 +335,8 @@ class MlflowRegistry:
     def load_model(self, uri: str, runner: ModelRunner) -> Any:
         """The logged model (a local folder or any model URI): an OnnxModel, or the native
         model loaded in ``runner``'s child (a RemoteModel)."""
-        local = Path(uri)
-        if (local / "MLmodel").is_file():
-            return load_logged_model(local, runner)
+        if (Path(uri) / "MLmodel").is_file():
+            return load_logged_model(Path(uri), runner)
         with tempfile.TemporaryDirectory(prefix="mlops-model-") as tmp:
             return load_logged_model(self.download_model(uri, Path(tmp)), runner)
 
