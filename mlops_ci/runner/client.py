@@ -185,6 +185,10 @@ class ModelRunner:
             )  # fmt: skip
         return RemoteModel(self, int(answer["handle"]), answer["info"], path)
 
+    def peak_rss_mb(self) -> float:
+        """The child's peak resident memory (VmHWM), in MiB: the memory probe of a model."""
+        return int(self.request("peak_rss", {})["kib"]) / 1024
+
     def workspace(self, name: str) -> Path:
         """A new folder the child may write (``save_mlflow``'s destination)."""
         with self._lock:

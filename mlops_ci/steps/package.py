@@ -185,8 +185,7 @@ def runner_peak_rss(isolation: str) -> NativeProbe:
     def probe(folder: Path, rows: Any) -> float:
         with ModelRunner(isolation) as fresh:
             fresh.load_folder(folder).model_outputs(rows)
-            kib = fresh.request("peak_rss", {})["kib"]
-        return int(kib) / 1024
+            return fresh.peak_rss_mb()
 
     return probe
 
