@@ -158,7 +158,8 @@ class MlflowRegistry:
             model = load_run_model(runner, run.model_file, run.task)
             signature = model_signature(model, run.example_features)
             evaluation = run.evaluate(model) if run.evaluate is not None else None
-            return self._logged(run, model, signature, evaluation)
+            logged: RunRecord = self._transfer(self._logged, run, model, signature, evaluation)
+            return logged
 
     def _logged(self, run: NewRun, model: Any, signature: Any, evaluation: str | None) -> RunRecord:
         import mlflow
@@ -392,7 +393,6 @@ class MlflowRegistry:
         self._call(self.client.log_batch, run_id, metrics=batch)
 
     # --- errors -------------------------------------------------------------------------------
-
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """One metadata call: against a server, all its attempts end within the deadline."""
         return self._mapped(self._run, fn, *args, **kwargs)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_ci.config.types import Config, DeployEnv
+from mlops_ci.credentials import redact_text
 from mlops_ci.errors import GateFailed, InputError, ServiceError
 from mlops_ci.records import JobFolder, append_line, write_json_atomic
 from mlops_ci.registry import ModelRegistry, VersionRecord, resolve_version
@@ -107,7 +108,9 @@ def deploy(
     try:
         target = target_for(config, env, registry, environ, targets)
     except TargetUnavailable as err:
-        result = DeployResult(**base, status="skipped", split={}, steps=[], note=str(err))
+        result = DeployResult(
+            **base, status="skipped", split={}, steps=[], note=redact_text(str(err))
+        )
     else:
         if target.routed:
             result = _rollout(config, env, version.version, base, progress, target)
