@@ -107,6 +107,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             service.input_log.close()
         if service.access is not None:
             service.access.flush()
+        service.close()  # the native versions' model runners
 
     app = ServingApp(
         title=f"mlops-ci: {service.name}",

@@ -1,12 +1,15 @@
 """A served model version: files checked against their manifest, then loaded once per process.
 
 ``package`` writes ``manifest.json`` beside the model files (and logs both to the run); serving
-refuses to load a folder whose files no longer match it. ONNX models run on onnxruntime, a
-native scikit-learn model (``package.onnx: false``) through MLflow's sklearn loader.
+refuses to load a folder whose files no longer match it. ONNX models run on onnxruntime, in
+this process (a graph is data, not code). A native scikit-learn model (``package.onnx: false``)
+is code a training command wrote: it is loaded and called only in a model runner's child
+(``mlops_ci.runner``, the sandbox of ``--isolation``), never here, where the admin token is.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,10 +18,17 @@ import numpy as np
 import numpy.typing as npt
 
 from mlops_ci.errors import InputError
-from mlops_ci.model.features import Feature, FeatureSchema, native_frame
+from mlops_ci.model.features import STRING, Feature, FeatureSchema, native_frame
 from mlops_ci.model.integrity import MANIFEST, digest, verify
 from mlops_ci.packaging import convert
 from mlops_ci.records import read_json
+from mlops_ci.runner.client import (
+    ModelFailed,
+    ModelRunner,
+    RemoteModel,
+    RunnerError,
+    ValuesRefused,
+)
 from mlops_ci.serve.payload import PayloadError
 
 ONNX_FILE = "model.onnx"
@@ -104,33 +114,28 @@ def read_spec(path: Path) -> ModelSpec:
     )
 
 
-def load_native(folder: Path) -> Any:
-    """The native model of a package folder (MLflow's sklearn flavor files), without MLflow:
-    the serving image does not install it. The files were checked against the manifest."""
-    skops_file = folder / "model.skops"
-    if skops_file.is_file():
-        import skops.io
-
-        return skops.io.load(skops_file, trusted=skops.io.get_untrusted_types(file=skops_file))
-    pickled = folder / "model.pkl"
-    if pickled.is_file():
-        import joblib
-
-        return joblib.load(pickled)
-    import mlflow.sklearn
-
-    return mlflow.sklearn.load_model(str(folder))
-
-
 class LoadedModel:
     """One version in memory: ``predict`` takes a float64 matrix [rows, features] (all-numeric
-    schemas) or a table of 1-D columns by name (numbers, object strings)."""
+    schemas) or a table of 1-D columns by name (numbers, object strings).
 
-    def __init__(self, spec: ModelSpec, intra_op_threads: int = 1) -> None:
+    A native model lives in a model runner's child: the runner given (shared, the caller
+    closes it) or one of its own, started here with ``isolation`` and stopped by ``close``."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        intra_op_threads: int = 1,
+        isolation: str = "auto",
+        runner: ModelRunner | None = None,
+    ) -> None:
         self.spec = spec
         self.schema = spec.schema  # built once: predict runs per request
         self._session: Any = None
-        self._native: Any = None
+        self._remote: RemoteModel | None = None
+        self._runner: ModelRunner | None = None
+        self._own_runner = False
+        self._lock = threading.Lock()  # the reload after a runner stopped
+        self._closed = False
         if spec.format == "onnx":
             self._session = convert.session(str(spec.folder / ONNX_FILE), intra_op_threads, "all")
             inputs = self._session.get_inputs()
@@ -147,12 +152,20 @@ class LoadedModel:
                     )
             self.output_names = [o.name for o in self._session.get_outputs()]
         else:
-            self._native = load_native(spec.folder)
-            self.n_features = len(spec.features) or int(getattr(self._native, "n_features_in_", 0))
+            self._own_runner = runner is None
+            self._runner = runner or ModelRunner(isolation)
+            try:
+                remote = self._remote = self._runner.load_folder(spec.folder)
+            except BaseException:
+                self.close()
+                raise
+            self.n_features = len(spec.features) or int(getattr(remote, "n_features_in_", 0))
             self.output_names = (
-                ["label", "probabilities"] if convert.is_classifier(self._native) else ["variable"]
+                ["label", "probabilities"] if convert.is_classifier(remote) else ["variable"]
             )
+            self._warm(remote)
         if spec.features and len(spec.features) != self.n_features:
+            self.close()
             raise InputError(
                 f"{spec.folder / MANIFEST}: lists {len(spec.features)} features, "
                 f"the model takes {self.n_features}"
@@ -161,6 +174,46 @@ class LoadedModel:
     @property
     def is_classifier(self) -> bool:
         return "probabilities" in self.output_names
+
+    @property
+    def in_runner(self) -> bool:
+        """Scored in a model runner's child: each call waits on a pipe (off the event loop)."""
+        return self._runner is not None
+
+    def close(self) -> None:
+        """Stop the model runner this version started (a shared one stays for its owner)."""
+        self._closed = True
+        self._remote = None
+        if self._runner is not None and self._own_runner:
+            self._runner.close()
+
+    def _warm(self, remote: RemoteModel) -> None:
+        """Score no rows once, so the imports of both sides are behind the first request
+        (about 0.5 s on it otherwise); most models refuse an empty table, which is fine."""
+        if not self.spec.features:
+            return
+        empty = {
+            f.name: np.empty(0, dtype=object if f.kind == STRING else np.float64)
+            for f in self.schema.features
+        }
+        try:
+            convert.native_outputs(remote, native_frame(self.schema, empty))
+        except (ValuesRefused, ModelFailed):
+            pass
+        except BaseException:
+            self.close()
+            raise
+
+    def _native(self) -> RemoteModel:
+        """The model in the runner; loaded again when the runner stopped under an earlier
+        request (that request failed; the next ones are served)."""
+        with self._lock:
+            if self._closed:
+                raise PayloadError(404, f"version '{self.spec.version}' is not loaded")
+            if self._remote is None:
+                assert self._runner is not None
+                self._remote = self._runner.load_folder(self.spec.folder)
+            return self._remote
 
     def predict(self, x: npt.NDArray[Any] | dict[str, Any]) -> Prediction:
         """Score a batch as the payload parsers give it: a matrix in schema order (float32
@@ -180,12 +233,18 @@ class LoadedModel:
             frame: Any = x
             if isinstance(x, dict) or spec.features:
                 frame = native_frame(self.schema, x)
+            remote = self._native()
             try:
-                out = convert.native_outputs(self._native, frame)
-            except ValueError as err:
+                out = convert.native_outputs(remote, frame)
+            except ValuesRefused as err:
                 # The pipeline refused values the schema allows (a scaler overflowing float32,
                 # a category it never saw): the request's values, answered as MLflow's scoring
                 # server does, with a 4xx naming the model's reason.
                 reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else "?"
                 raise PayloadError(422, f"the model cannot score these values: {reason}") from None
+            except RunnerError:
+                with self._lock:
+                    if self._remote is remote:
+                        self._remote = None  # its child is gone: the next request reloads
+                raise
         return Prediction(out.labels, out.scores)

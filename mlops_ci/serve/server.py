@@ -143,9 +143,13 @@ def run(
         "http": BoundedHttpToolsProtocol,
     }
     if workers == 1:
-        single = uvicorn.Server(uvicorn.Config(create_app(settings), **common))
-        with contextlib.suppress(KeyboardInterrupt):
-            single.run(sockets=[sock])
+        app = create_app(settings)
+        single = uvicorn.Server(uvicorn.Config(app, **common))
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                single.run(sockets=[sock])
+        finally:  # the lifespan's end closes them too, when the service started
+            app.state.service.close()
         if not single.started:  # uvicorn.run's exit 3: the startup failed, as logged above
             raise ServiceError("serve: the service did not start (its log says why)")
         return

@@ -37,6 +37,8 @@ class ServiceSettings:
     access_log: bool = True
     input_log: LogSettings | None = None
     state_file: Path | None = None  # shared by workers when there are several
+    # The sandbox of a native model's runner (auto | required | off, as train.isolation)
+    isolation: str = "auto"
 
 
 class Service:
@@ -44,7 +46,8 @@ class Service:
 
     Versions can be loaded and unloaded while serving (the admin endpoints, which a rollout
     drives); with several workers each change goes through the state file and every worker
-    applies it on its next request.
+    applies it on its next request. A native version's model runner stops when the version is
+    dropped, and every one when the service closes.
     """
 
     def __init__(self, settings: ServiceSettings) -> None:
@@ -52,8 +55,12 @@ class Service:
         self.models: dict[str, LoadedModel] = {}
         self.limits: dict[str, Limits] = {}
         self.name = settings.models[0].name
-        for spec in settings.models:
-            self._add(LoadedModel(spec, settings.intra_op_threads))
+        try:
+            for spec in settings.models:
+                self._add(self._loaded(spec))
+        except BaseException:
+            self.close()
+            raise
         self.router = Router(list(self.models), Split(settings.weights))
         self.shared = StateFile(settings.state_file) if settings.state_file else None
         self.metrics = ServiceMetrics(self.name)
@@ -62,7 +69,13 @@ class Service:
         self.access = AccessLog() if settings.access_log else None
         self.ids = RequestIds()
 
+    def _loaded(self, spec: ModelSpec) -> LoadedModel:
+        return LoadedModel(spec, self.settings.intra_op_threads, self.settings.isolation)
+
     def _add(self, model: LoadedModel) -> None:
+        replaced = self.models.get(model.spec.version)
+        if replaced is not None and replaced is not model:
+            replaced.close()
         self.models[model.spec.version] = model
         self.limits[model.spec.version] = Limits(
             model.n_features, model.spec.features, self.settings.max_batch_rows, model.schema
@@ -77,9 +90,9 @@ class Service:
             return
         for version, folder in state.models.items():
             if version not in self.models:
-                self._add(LoadedModel(read_spec(Path(folder)), self.settings.intra_op_threads))
+                self._add(self._loaded(read_spec(Path(folder))))
         for version in set(self.models) - set(state.models):
-            del self.models[version], self.limits[version]
+            self._drop(version)
         self.router.versions = set(self.models)
         self.router.split = Split(state.weights)
         self.metrics.set_shares(self.router.split.shares())
@@ -94,7 +107,7 @@ class Service:
         current = self.models.get(spec.version)
         if current is not None and current.spec.sha256 != spec.sha256:
             raise PayloadError(409, f"version {spec.version} is loaded with other files")
-        model = current or LoadedModel(spec, self.settings.intra_op_threads)
+        model = current or self._loaded(spec)
         self._add(model)
         self.router.versions = set(self.models)
         self._publish()
@@ -105,12 +118,22 @@ class Service:
             raise PayloadError(404, f"version '{echoed(version)}' is not loaded")
         if self.router.split.weights.get(version, 0) > 0:
             raise PayloadError(409, f"version '{version}' still takes traffic: set its weight to 0")
-        del self.models[version], self.limits[version]
+        self._drop(version)
         self.router.versions = set(self.models)
         self.router.split = Split(
             {v: w for v, w in self.router.split.weights.items() if v != version}
         )
         self._publish()
+
+    def _drop(self, version: str) -> None:
+        model = self.models.pop(version)
+        del self.limits[version]
+        model.close()
+
+    def close(self) -> None:
+        """Stop every version's model runner (the server is stopping)."""
+        for model in self.models.values():
+            model.close()
 
     def set_split(self, split: Split) -> None:
         self.router.split = split
@@ -129,7 +152,8 @@ class Service:
 
     def predict(self, version: str, x: Any) -> Awaitable[Prediction] | Prediction:
         model = self.models[version]
-        if batch_rows(x) > THREADPOOL_ROWS:
+        # A native model waits on its runner's pipe (and lock): never on the event loop.
+        if model.in_runner or batch_rows(x) > THREADPOOL_ROWS:
             return run_in_threadpool(model.predict, x)
         return model.predict(x)
 
@@ -172,4 +196,5 @@ def settings_from_env() -> ServiceSettings:
         access_log=raw["access_log"],
         input_log=log_settings,
         state_file=Path(raw["state_file"]) if raw.get("state_file") else None,
+        isolation=str(raw.get("isolation") or "auto"),
     )

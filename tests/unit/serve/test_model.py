@@ -1,0 +1,200 @@
+"""A native version as serve holds it: its model in a model runner (a fake one here), its
+refusals as 4xx answers, its runner stopped with it; the isolation serve and batch-score ask
+for; the serving image's command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mlops_ci.errors import InputError
+from mlops_ci.runner.client import RunnerError, ValuesRefused
+from mlops_ci.sandbox import Isolation
+from mlops_ci.serve import command
+from mlops_ci.serve import model as served
+from mlops_ci.serve.model import LoadedModel, ModelSpec
+from mlops_ci.serve.payload import PayloadError
+from mlops_ci.serve.service import Service, ServiceSettings, settings_from_env, settings_to_env
+
+
+class FakeRemote:
+    """A RemoteModel's face: a classifier of two features answering in one round trip."""
+
+    model_is_classifier = True
+    n_features_in_ = 2
+
+    def __init__(self, runner: FakeRunner) -> None:
+        self.runner = runner
+
+    def model_outputs(self, x: Any) -> tuple[Any, Any]:
+        self.runner.calls += len(x) > 0  # not the warm-up's empty table
+        if self.runner.refuse:
+            raise ValuesRefused("Found unknown categories ['z'] in column 0 during transform")
+        if self.runner.die:
+            self.runner.die = False
+            raise RunnerError("the model runner stopped (exit -9) during call")
+        rows = len(x)
+        return np.array(["a"] * rows, dtype=object), np.tile([0.75, 0.25], (rows, 1))
+
+
+class FakeRunner:
+    made: list[FakeRunner] = []
+
+    def __init__(self, isolation: str = "auto") -> None:
+        self.isolation = isolation
+        self.loaded: list[Path] = []
+        self.calls = 0
+        self.closed = False
+        self.refuse = False
+        self.die = False
+        FakeRunner.made.append(self)
+
+    def load_folder(self, folder: Path) -> FakeRemote:
+        self.loaded.append(folder)
+        if folder.name == "refused":
+            raise InputError("model.skops: names type(s) builtins.eval, which are not on the list")
+        return FakeRemote(self)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def runners(monkeypatch: pytest.MonkeyPatch) -> list[FakeRunner]:
+    FakeRunner.made = []
+    monkeypatch.setattr(served, "ModelRunner", FakeRunner)
+    return FakeRunner.made
+
+
+def native(tmp_path: Path, version: str = "1") -> ModelSpec:
+    return ModelSpec("m", version, "sklearn", tmp_path, ("x0", "x1"), f"sha-{version}")
+
+
+def test_a_native_model_is_loaded_and_scored_in_its_runner(
+    runners: list[FakeRunner], tmp_path: Path
+) -> None:
+    model = LoadedModel(native(tmp_path), isolation="required")
+    (runner,) = runners
+    assert runner.isolation == "required" and runner.loaded == [tmp_path]
+    assert model.in_runner and model.is_classifier and model.n_features == 2
+    said = model.predict(np.zeros((3, 2)))
+    assert said.labels is not None and list(said.labels) == ["a", "a", "a"]
+    assert said.scores.shape == (3, 2) and runner.calls == 1  # one round trip
+    model.close()
+    assert runner.closed
+    with pytest.raises(PayloadError) as gone:
+        model.predict(np.zeros((1, 2)))
+    assert gone.value.status == 404
+
+
+def test_values_the_model_refuses_are_a_422_naming_its_reason(
+    runners: list[FakeRunner], tmp_path: Path
+) -> None:
+    model = LoadedModel(native(tmp_path))
+    runners[0].refuse = True
+    with pytest.raises(PayloadError) as refused:
+        model.predict({"x0": np.array([1.0]), "x1": np.array([2.0])})
+    assert refused.value.status == 422
+    assert str(refused.value) == (
+        "the model cannot score these values: "
+        "Found unknown categories ['z'] in column 0 during transform"
+    )
+
+
+def test_a_runner_that_stopped_fails_its_request_and_the_next_one_reloads(
+    runners: list[FakeRunner], tmp_path: Path
+) -> None:
+    model = LoadedModel(native(tmp_path))
+    (runner,) = runners
+    runner.die = True
+    with pytest.raises(RunnerError):
+        model.predict(np.zeros((1, 2)))
+    assert model.predict(np.zeros((1, 2))).scores.shape == (1, 2)
+    assert runner.loaded == [tmp_path, tmp_path]
+
+
+def test_a_shared_runner_is_left_to_its_owner(runners: list[FakeRunner], tmp_path: Path) -> None:
+    shared = FakeRunner()
+    model = LoadedModel(native(tmp_path), runner=shared)  # type: ignore[arg-type]
+    model.close()
+    assert not shared.closed and runners == [shared]
+
+
+def test_a_model_its_runner_refuses_to_load_stops_that_runner(
+    runners: list[FakeRunner], tmp_path: Path
+) -> None:
+    with pytest.raises(InputError, match="builtins.eval"):
+        LoadedModel(native(tmp_path / "refused"))
+    assert runners[0].closed
+
+
+def test_the_service_stops_a_version_runner_when_it_drops_the_version(
+    runners: list[FakeRunner], tmp_path: Path
+) -> None:
+    settings = ServiceSettings(
+        [native(tmp_path / "a", "1"), native(tmp_path / "b", "2")],
+        {"1": 1.0, "2": 0.0},
+        isolation="off",
+    )
+    service = Service(settings)
+    first, second = runners
+    assert first.isolation == second.isolation == "off"
+    service.unload("2")
+    assert second.closed and not first.closed
+    service.close()
+    assert first.closed
+
+
+def test_native_versions_score_off_the_event_loop(
+    runners: list[FakeRunner], tmp_path: Path
+) -> None:
+    service = Service(ServiceSettings([native(tmp_path)], {"1": 1.0}))
+    answer = service.predict("1", np.zeros((1, 2)))
+    assert not isinstance(answer, served.Prediction)  # an awaitable of the thread pool
+    answer.close()  # type: ignore[union-attr]  # a coroutine, never awaited here
+    service.close()
+
+
+def test_workers_get_the_isolation_with_the_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    settings = ServiceSettings([native(tmp_path)], {"1": 1.0}, isolation="required")
+    monkeypatch.setenv("MLOPS_SERVE_SETTINGS", settings_to_env(settings))
+    assert settings_from_env().isolation == "required"
+
+
+def test_the_flag_wins_over_train_isolation_which_wins_over_auto() -> None:
+    class Train:
+        isolation = "off"
+
+    class Config:
+        train = Train()
+
+    assert command.runner_isolation("required", Config()) == "required"  # type: ignore[arg-type]
+    assert command.runner_isolation(None, Config()) == "off"  # type: ignore[arg-type]
+    assert command.runner_isolation(None, None) == "auto"
+
+
+def test_required_without_a_sandbox_is_refused_naming_where_it_was_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import mlops_ci.sandbox as sandbox
+
+    monkeypatch.setattr(sandbox, "probe", lambda: Isolation(None, "bwrap is not installed"))
+    with pytest.raises(InputError, match=r"^--isolation: required, but bwrap is not installed"):
+        command.checked_isolation("required", "required")
+    with pytest.raises(InputError, match=r"^mlops.yaml: train.isolation: required, but bwrap"):
+        command.checked_isolation("required", None)
+    assert command.checked_isolation("auto", None) == "not isolated: bwrap is not installed"
+    assert command.checked_isolation("off", "off") == "not isolated: train.isolation is off"
+
+
+def test_the_serving_image_starts_serve_with_isolation_off() -> None:
+    from mlops_ci.packaging.context import ContextSpec, dockerfile
+
+    spec = ContextSpec("m", "1", "run", "sklearn", "python:3.11-slim", 8080, None, None, wheel="w")
+    (cmd,) = [line for line in dockerfile(spec, "digest").splitlines() if line.startswith("CMD")]
+    assert cmd.endswith('"--isolation", "off"]') and '"serve"' in cmd
