@@ -3,6 +3,8 @@
 Runs in whichever process the engine chose (a pool worker, a Dask worker); the model is loaded
 once per process (``_model``) and reused for every task it runs. The path is Arrow and NumPy
 only (no pandas), so a worker starts quickly and a task costs little beyond the model itself.
+A native model is loaded in that process's one model runner (a child, in the sandbox of
+``Job.isolation``), never in the process itself; ``close_models`` stops it.
 Rows that did not parse, whose features are not finite numbers, or that the model cannot score
 go to the task's rejects file with the error; the other rows go to its part file. Both are
 written to a temporary name and renamed, rejects first: a part file that exists is a finished
@@ -15,7 +17,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache, reduce
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ class Job:
     threads: int = 1
     kinds: tuple[str, ...] = ()  # number | string per feature; empty: all numbers
     nullable: tuple[str, ...] = ()  # number columns the model scores when missing
+    isolation: str = "auto"  # the sandbox of a native model's runner (as train.isolation)
 
 
 @dataclass(frozen=True)
@@ -86,25 +89,45 @@ def rejects_path(parts: str | Path, index: int) -> Path:
     return Path(parts) / f"rejects-{index:06d}.parquet"
 
 
+_MODELS: dict[tuple[str, int, str], Any] = {}  # this process's loaded models
+_KEEP = 4
+
+
 def fresh_process() -> None:
-    """Forget models a forked worker inherited: each process builds its own session."""
-    _model.cache_clear()
+    """Forget models a forked worker inherited: each process builds its own session and
+    starts its own model runner (an inherited runner's pipes are its parent's: not closed)."""
+    _MODELS.clear()
     LOADS.clear()
 
 
-@lru_cache(maxsize=4)
-def _model(model_dir: str, threads: int) -> Any:
+def close_models() -> None:
+    """Stop the model runners of this process's native models (its job is done; a later job
+    loads them afresh). ONNX sessions hold no process: they stay for the next job."""
+    for key in [k for k, m in _MODELS.items() if m.in_runner]:
+        _MODELS.pop(key).close()
+        while key[0] in LOADS:
+            LOADS.remove(key[0])
+
+
+def _model(model_dir: str, threads: int, isolation: str = "auto") -> Any:
+    key = (model_dir, threads, isolation)
+    found = _MODELS.get(key)
+    if found is not None:
+        return found
     from mlops_ci.serve.model import LoadedModel, read_spec
 
+    while len(_MODELS) >= _KEEP:  # the oldest goes, its runner stopped
+        _MODELS.pop(next(iter(_MODELS))).close()
     LOADS.append(model_dir)
-    return LoadedModel(read_spec(Path(model_dir)), threads)
+    model = _MODELS[key] = LoadedModel(read_spec(Path(model_dir)), threads, isolation)
+    return model
 
 
 def score_task(task: Task, job: Job) -> TaskResult:
     started = time.perf_counter()
     data = read_task(task)
     table = data.table
-    model = _model(job.model_dir, job.threads)
+    model = _model(job.model_dir, job.threads, job.isolation)
     features = features_matrix(table, job.features, job.kinds, job.nullable)
     labels, scores = _predict(model, features)
     ok = features.ok

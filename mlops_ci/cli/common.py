@@ -62,6 +62,16 @@ MODEL_NAME_OPTION = click.option(
     "--model", default=None, help="Registered model name (default: model.name of mlops.yaml)."
 )
 
+ISOLATION_OPTION = click.option(
+    "--isolation",
+    type=click.Choice(["auto", "required", "off"]),
+    default=None,
+    help="The sandbox a native (scikit-learn) model is loaded and called in, as "
+    "train.isolation: auto (bubblewrap where it works), required (refuse without it) or off "
+    "(a plain child process; for a container that is itself the boundary). Default: "
+    "train.isolation of mlops.yaml, else auto. ONNX models run in this process.",
+)
+
 
 def timings_line(timings: dict[str, float]) -> str:
     """``trained in 2.9 s; evaluation 0.1 s; importance 8.7 s; logging 1.2 s``: each part of

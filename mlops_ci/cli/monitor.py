@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from mlops_ci.cli.common import CONFIG_OPTION, load, notify, open_registry
+from mlops_ci.cli.common import CONFIG_OPTION, ISOLATION_OPTION, load, notify, open_registry
 from mlops_ci.errors import MlopsError
 from mlops_ci.ui.printable import echo
 
@@ -143,6 +143,7 @@ def drift(config_path: Path | None, reference: str | None, current: str | None) 
     show_default=True,
     help="Share of rejected rows above which the job fails (exit 1).",
 )
+@ISOLATION_OPTION
 def batch_score(
     config_path: Path | None,
     model_ref: str | None,
@@ -155,11 +156,14 @@ def batch_score(
     chunk_rows: int | None,
     id_columns: tuple[str, ...],
     max_reject_rate: float,
+    isolation: str | None,
 ) -> None:
     """Score a large table in chunks with a packaged model, on this machine or on Dask.
 
     Rows that cannot be parsed or scored go to a rejects file with the error. An interrupted
-    job resumes: run the same command again and finished chunks are not scored twice.
+    job resumes: run the same command again and finished chunks are not scored twice. A
+    native (scikit-learn) model is loaded and called only in a child process of each scoring
+    process, in the sandbox of --isolation.
     """
     import os
 
@@ -175,11 +179,17 @@ def batch_score(
     from mlops_ci.steps.batch_score import batch_score as batch_step
     from mlops_ci.ui.progress import RowProgress
 
-    spec = _batch_model(config_path, model_ref, model_dir)
+    spec, config = _batch_model(config_path, model_ref, model_dir)
     echo(
         f"scoring {input_path} with {spec.name} v{spec.version} ({spec.format}), "
         f"engine {engine}, {workers} worker(s)"
     )
+    mode = isolation or "auto"
+    if spec.format != "onnx":
+        from mlops_ci.serve.command import checked_isolation, runner_isolation
+
+        mode = runner_isolation(isolation, config or _optional_config(config_path, isolation))
+        echo(f"native model runner: {checked_isolation(mode, isolation)}")
     with RowProgress("batch-score") as progress:
         result = batch_step(
             spec,
@@ -192,6 +202,7 @@ def batch_score(
             id_columns or None,
             max_reject_rate,
             progress,
+            mode,
         )
     if result.resumed:
         echo(f"resumed: {result.resumed} of {result.tasks} chunks were already scored")
@@ -202,13 +213,25 @@ def batch_score(
     echo(f"output: {result.output}" + (f"; rejects: {result.rejects}" if result.rejects else ""))
 
 
-def _batch_model(config_path: Path | None, ref: str | None, model_dir: Path | None) -> Any:
+def _optional_config(config_path: Path | None, given: str | None) -> Any:
+    """mlops.yaml for train.isolation, where --isolation is not given and there is one."""
+    from mlops_ci.config.file import find_config
+
+    if given or (config_path is None and not find_config(None).is_file()):
+        return None
+    return load(config_path)
+
+
+def _batch_model(
+    config_path: Path | None, ref: str | None, model_dir: Path | None
+) -> tuple[Any, Any]:
+    """The package to score with, and mlops.yaml when it was read to find it."""
     from mlops_ci.serve.model import read_spec
 
     if (ref is None) == (model_dir is None):
         raise MlopsError("give --model NAME@ALIAS (or NAME:VERSION) or --model-dir, one of them")
     if model_dir is not None:
-        return read_spec(model_dir)
+        return read_spec(model_dir), None
     from mlops_ci.records import JobFolder
     from mlops_ci.serve.server import Weighted, from_registry
 
@@ -224,4 +247,4 @@ def _batch_model(config_path: Path | None, ref: str | None, model_dir: Path | No
     name = name or config.model.name
     state = JobFolder(config.root).batch_state
     ((spec, _),) = from_registry(open_registry(config), name, [Weighted(version, None)], state)
-    return spec
+    return spec, config

@@ -8,6 +8,7 @@ import click
 
 from mlops_ci.cli.common import (
     CONFIG_OPTION,
+    ISOLATION_OPTION,
     MODEL_NAME_OPTION,
     VERSION_OPTION,
     load,
@@ -163,6 +164,7 @@ def package(config_path: Path | None, version: str, model: str | None, no_build:
     default=None,
     help="Folder for downloaded models and shared worker state (default: .mlops/serve).",
 )
+@ISOLATION_OPTION
 def serve(
     config_path: Path | None,
     model_dirs: tuple[str, ...],
@@ -175,13 +177,16 @@ def serve(
     collect: bool | None,
     log_dir: Path | None,
     state_dir: Path | None,
+    isolation: str | None,
 ) -> None:
     """Serve model versions over HTTP: KServe Open Inference Protocol v2 and /score.
 
     Endpoints: POST /score ({"inputs": [[...]]} or records by column), POST
     /v2/models/NAME/infer, GET /v2/health/ready, GET /metrics (Prometheus), and
     PUT /admin/traffic to change the split (Bearer token from $MLOPS_ADMIN_TOKEN). Several
-    versions share the endpoint by weight; the x-model-version header pins one.
+    versions share the endpoint by weight; the x-model-version header pins one. A native
+    (scikit-learn) model is loaded and called only in a child process, in the sandbox of
+    --isolation; an ONNX graph runs on onnxruntime in the worker.
     """
     from mlops_ci.extras import require
 
@@ -198,6 +203,7 @@ def serve(
         collect,
         log_dir,
         state_dir,
+        isolation,
     )
 
 

@@ -35,6 +35,7 @@ def start(
     collect: bool | None,
     log_dir: Path | None,
     state_dir: Path | None,
+    isolation: str | None = None,
 ) -> None:
     config = _optional_config(config_path, needed=bool(versions))
     serve_cfg = config.serve if config else serve_config()
@@ -46,7 +47,13 @@ def start(
     state = (state_dir or JobFolder(root).serve_state).resolve()
     chosen = _models(config, model, model_dirs, versions, state)
     settings = build_settings(
-        chosen, serve_cfg, monitor, collect, log_dir or root / monitor.log_dir, state
+        chosen,
+        serve_cfg,
+        monitor,
+        collect,
+        log_dir or root / monitor.log_dir,
+        state,
+        runner_isolation(isolation, config),
     )
     for spec in settings.models:
         share = settings.weights[spec.version] / sum(settings.weights.values())
@@ -54,6 +61,8 @@ def start(
             f"serving {spec.name} v{spec.version} ({spec.format}, sha256 {spec.sha256[:12]}, "
             f"{share:.0%} of traffic) from {spec.folder}"
         )
+    if any(spec.format != "onnx" for spec in settings.models):
+        echo(f"native model runner: {checked_isolation(settings.isolation, isolation)}")
     if settings.input_log:
         echo(f"input log: {settings.input_log.folder}")
     if not settings.admin_token:
@@ -72,6 +81,7 @@ def build_settings(
     collect: bool | None,
     log_dir: Path,
     state: Path,
+    isolation: str = "auto",
 ) -> ServiceSettings:
     weights = server.split_weights(chosen)
     specs = [spec for spec, _ in chosen]
@@ -100,7 +110,32 @@ def build_settings(
         access_log=serve_cfg.access_log,
         input_log=input_log,
         state_file=state / "service.json" if serve_cfg.workers > 1 else None,
+        isolation=isolation,
     )
+
+
+def runner_isolation(given: str | None, config: Config | None) -> str:
+    """The sandbox of a native model's runner: ``--isolation``, else ``train.isolation`` of
+    the mlops.yaml there is, else ``auto``."""
+    if given:
+        return given
+    return config.train.isolation if config else "auto"
+
+
+def checked_isolation(mode: str, given: str | None) -> str:
+    """The line saying how the runner's child is isolated; ``required`` where no sandbox
+    works is refused here (exit 2), before anything listens, naming where it was asked."""
+    from mlops_ci.sandbox import isolation_for
+
+    found = isolation_for("auto" if mode == "required" else mode)
+    if mode == "required" and found.mechanism is None:
+        where = "--isolation" if given else "mlops.yaml: train.isolation"
+        raise InputError(
+            f"{where}: required, but {found.why}",
+            hint="install bubblewrap (apt-get install bubblewrap), or serve with "
+            "--isolation auto; in a container that is itself the boundary, --isolation off",
+        )
+    return found.line
 
 
 def _optional_config(path: Path | None, needed: bool) -> Config | None:

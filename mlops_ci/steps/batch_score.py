@@ -5,6 +5,7 @@ worker processes or on Dask and each writes its own part file. Output to a folde
 parts; output to a ``.parquet`` or ``.csv`` file streams the parts into it at the end (with the
 rejects beside it as ``NAME.rejects.parquet``). A job that was interrupted resumes: finished
 parts are kept and their tasks skipped, as long as the input, cuts and model are unchanged.
+A native model is scored in one model runner per scoring process (``isolation``: its sandbox).
 """
 
 from __future__ import annotations
@@ -62,9 +63,12 @@ def batch_score(
     id_columns: tuple[str, ...] | None = None,
     max_reject_rate: float = 0.0,
     progress: Progress = lambda *_: None,
+    isolation: str = "auto",
 ) -> BatchResult:
     """Score ``input_path`` into ``output``. ``chunk_rows`` (rows per task) defaults to the size
-    an interrupted run of this job recorded, else to ``auto_chunk_rows`` for ``processes``."""
+    an interrupted run of this job recorded, else to ``auto_chunk_rows`` for ``processes``.
+    ``isolation`` (auto | required | off, as train.isolation) is the sandbox of a native
+    model's runners: this process's, and each worker's own."""
     single = output.suffix in (".parquet", ".csv")
     parts = output.with_name(output.name + ".parts") if single else output
     if chunk_rows is None:
@@ -73,7 +77,13 @@ def batch_score(
     ids = _id_columns(tasks[0], spec.features, id_columns)
     forget_reads()
     job = Job(
-        str(spec.folder), spec.features, ids, str(parts), kinds=spec.kinds, nullable=spec.nullable
+        str(spec.folder),
+        spec.features,
+        ids,
+        str(parts),
+        kinds=spec.kinds,
+        nullable=spec.nullable,
+        isolation=isolation,
     )
     remaining = _resume(tasks, job, spec, chunk_rows)
     result = BatchResult(str(output), None, engine, len(tasks), len(tasks) - len(remaining))
@@ -99,8 +109,12 @@ def batch_score(
         result.workers = run_dask(remaining, job, scheduler, processes, on_done)
     else:
         from mlops_ci.batch.engines import run_local
+        from mlops_ci.batch.score import close_models
 
-        run_local(remaining, job, processes, on_done)
+        try:
+            run_local(remaining, job, processes, on_done)
+        finally:
+            close_models()  # this process scored too: its model runner stops here
         forget_reads()
     result.seconds = time.perf_counter() - started
     _count_resumed(result, tasks, remaining, parts)

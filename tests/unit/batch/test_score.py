@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from mlops_ci.batch.score import features_matrix
 
@@ -69,3 +72,36 @@ def test_batch_text_gaps_follow_the_contract() -> None:
     assert strict.errors[1] == "colour: missing"
     lenient = features_matrix(table, ("colour", "size"), ("string", "number"), ("colour",))
     assert lenient.ok.all() and lenient.batch(slice(None))["colour"].tolist() == ["red", None, None]
+
+
+def test_a_process_loads_each_model_once_and_stops_its_native_runners_when_done(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mlops_ci.batch import score
+    from mlops_ci.serve import model as served
+
+    made: list[Any] = []
+
+    class Loaded:
+        def __init__(self, spec: str, threads: int, isolation: str) -> None:
+            self.in_runner = spec.endswith("native")
+            self.isolation = isolation
+            self.closed = False
+            made.append(self)
+
+        def close(self) -> None:
+            self.closed = True
+
+    monkeypatch.setattr(served, "LoadedModel", Loaded)
+    monkeypatch.setattr(served, "read_spec", str)
+    score.fresh_process()
+    native = score._model("/p/native", 1, "required")
+    assert score._model("/p/native", 1, "required") is native and native.isolation == "required"
+    onnx = score._model("/p/onnx", 1)
+    assert score.LOADS == ["/p/native", "/p/onnx"]
+    score.close_models()
+    assert native.closed and not onnx.closed  # an ONNX session holds no process
+    assert score.LOADS == ["/p/onnx"] and score._model("/p/onnx", 1) is onnx
+    assert score._model("/p/native", 1, "required") is not native  # a later job loads anew
+    score.close_models()
+    score.fresh_process()
