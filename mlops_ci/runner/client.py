@@ -81,14 +81,20 @@ class ModelRunner:
         return self._proc is not None
 
     def _start(self) -> None:
+        """The child: in the sandbox with a private folder (the only place it may write, where
+        the files to load are copied); without one, on the host's files as they are (so a
+        read-only container with no writable /tmp serves too). Its stderr is a memory file."""
         stack = ExitStack()
         try:
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mlops-runner-")))
+            folder = None
+            if self.isolation.mechanism is not None:
+                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mlops-")))
             env = {k: os.environ[k] for k in ALLOWED_VARIABLES if k in os.environ}
             env.setdefault("PATH", os.defpath)
             argv = [sys.executable, "-I", "-m", "mlops_ci.runner.worker"]
-            how = stack.enter_context(launch(self.isolation, argv, env, folder, folder))
-            stderr = stack.enter_context(tempfile.TemporaryFile(prefix="mlops-runner-"))  # noqa: SIM115
+            where = folder or Path.cwd()
+            how = stack.enter_context(launch(self.isolation, argv, env, where, where))
+            stderr = stack.enter_context(os.fdopen(os.memfd_create("mlops-runner-stderr"), "w+b"))
             proc = subprocess.Popen(
                 how.argv,
                 env=how.env,
@@ -123,6 +129,7 @@ class ModelRunner:
             if self._stack is not None:
                 self._stack.close()
             self._stack = self._proc = self._requests = self._answers = None
+            self._folder = self._stderr = None
 
     def _said(self) -> str:
         """The last line the child wrote to its standard error (why it stopped)."""
@@ -170,17 +177,19 @@ class ModelRunner:
         with self._lock:
             if self._proc is None:
                 self._start()
-            assert self._folder is not None
-            self._copies += 1
-            copy = self._folder / f"model-{self._copies}" / path.name
-            copy.parent.mkdir()
-            if folder:
-                shutil.copytree(path, copy, symlinks=False)
-            else:
-                shutil.copyfile(path, copy)
+            copy = path
+            if self._folder is not None and self.isolation.mechanism is not None:
+                # the sandbox sees only its own folder of the host's temporary ones
+                self._copies += 1
+                copy = self._folder / f"model-{self._copies}" / path.name
+                copy.parent.mkdir()
+                if folder:
+                    shutil.copytree(path, copy, symlinks=False)
+                else:
+                    shutil.copyfile(path, copy)
             answer = self.request(
                 "load",
-                {"path": str(copy), "task": task, "folder": folder,
+                {"path": str(copy.resolve()), "task": task, "folder": folder,
                  "unrestricted": self.unrestricted},
             )  # fmt: skip
         return RemoteModel(self, int(answer["handle"]), answer["info"], path)
@@ -194,7 +203,10 @@ class ModelRunner:
         with self._lock:
             if self._proc is None:
                 self._start()
-            assert self._folder is not None
+            assert self._stack is not None
+            if self._folder is None:  # no sandbox: a temporary folder of the host
+                made = tempfile.TemporaryDirectory(prefix="mlops-runner-")
+                self._folder = Path(self._stack.enter_context(made))
             self._copies += 1
             out = self._folder / f"out-{self._copies}-{name}"
             out.mkdir()
