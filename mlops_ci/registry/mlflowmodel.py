@@ -9,6 +9,7 @@ then logs as it is (:class:`_Prebuilt`)."""
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,9 @@ def load_run_model(runner: ModelRunner, path: Path, task: str) -> OnnxModel | Re
 
 
 class _Prebuilt:
-    """An MLflow flavor module whose ``save_model`` copies a folder the runner's child saved
-    (MLmodel, model.skops, requirements), keeping the MLmodel this run's logging made."""
+    """An MLflow flavor module whose ``save_model`` copies the folder the runner's child saved
+    (MLmodel, model.skops, requirements; written here from the bytes it sent, so regular
+    files of this process's own), keeping the MLmodel this run's logging made."""
 
     __name__ = "mlflow.sklearn"
 
@@ -73,11 +75,12 @@ def log_model(model: OnnxModel | RemoteModel, signature: Any) -> str:
         return str(info.model_uri)
     import mlflow.models
 
-    dest = model.runner.workspace("mlflow")
-    model.save_mlflow(dest / "model", signature, _serving_requirements(model))
-    info = mlflow.models.Model.log(
-        artifact_path=None, name="model", flavor=_Prebuilt, prebuilt=dest / "model"
-    )
+    with tempfile.TemporaryDirectory(prefix="mlops-mlflow-") as tmp:
+        dest = Path(tmp) / "model"
+        model.save_mlflow(dest, signature, _serving_requirements(model))
+        info = mlflow.models.Model.log(
+            artifact_path=None, name="model", flavor=_Prebuilt, prebuilt=dest
+        )
     return str(info.model_uri)
 
 

@@ -18,19 +18,19 @@ nothing else of the host's temporary folders.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 from contextlib import ExitStack, suppress
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 from mlops_ci.errors import InputError, MlopsError, TrainingError
 from mlops_ci.runner import wire
+from mlops_ci.runner.files import model_files, write_files
 from mlops_ci.sandbox import Isolation, isolation_for, launch
 
 # What the child's environment may hold: no credential, no MLflow or cloud variable.
@@ -50,91 +50,54 @@ class ValuesRefused(InputError):
     whose values they were (a request's: a 4xx)."""
 
 
-class ModelRunner:
-    """One child for a verb, started at the first load; ``close`` (or the ``with`` block's end)
-    stops it. Calls are serialised: a server may call from many threads."""
+class _Child:
+    """One worker process and its pipe; a model has one of its own, so a candidate's code
+    cannot reach the production model it is compared with."""
 
-    def __init__(self, isolation: Isolation | str = "auto") -> None:
-        self.isolation = isolation_for(isolation) if isinstance(isolation, str) else isolation
-        # Types of a skops file beyond the allow-list load only where the child is isolated,
-        # or where isolation was explicitly turned off.
-        self.unrestricted = self.isolation.mechanism is not None or (
-            isinstance(isolation, str) and isolation == "off"
-        )
+    def __init__(self, isolation: Isolation) -> None:
+        self.isolation = isolation
         self._lock = threading.RLock()
-        self._stack: ExitStack | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._requests: IO[bytes] | None = None
-        self._answers: IO[bytes] | None = None
-        self._stderr: IO[bytes] | None = None
-        self._folder: Path | None = None
-        self._copies = 0
-
-    def __enter__(self) -> ModelRunner:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def started(self) -> bool:
-        return self._proc is not None
+        self._stack = ExitStack()
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
 
     def _start(self) -> None:
-        """The child: in the sandbox with a private folder (the only place it may write, where
-        the files to load are copied); without one, on the host's files as they are (so a
-        read-only container with no writable /tmp serves too). Its stderr is a memory file."""
-        stack = ExitStack()
-        try:
-            folder = None
-            if self.isolation.mechanism is not None:
-                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mlops-")))
-            env = {k: os.environ[k] for k in ALLOWED_VARIABLES if k in os.environ}
-            env.setdefault("PATH", os.defpath)
-            argv = [sys.executable, "-I", "-m", "mlops_ci.runner.worker"]
-            where = folder or Path.cwd()
-            how = stack.enter_context(launch(self.isolation, argv, env, where, where))
-            stderr = stack.enter_context(os.fdopen(os.memfd_create("mlops-runner-stderr"), "w+b"))
-            proc = subprocess.Popen(
-                how.argv,
-                env=how.env,
-                cwd=folder,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                pass_fds=how.pass_fds,
-                close_fds=True,
-            )
-        except BaseException:
-            stack.close()
-            raise
-        stack.callback(self._stop, proc)
-        self._stack, self._proc, self._folder, self._stderr = stack, proc, folder, stderr
-        self._requests, self._answers = proc.stdin, proc.stdout
-
-    @staticmethod
-    def _stop(proc: subprocess.Popen[bytes]) -> None:
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                with suppress(OSError):
-                    stream.close()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        """In the sandbox, the child's cwd is a private folder it may write (mlops-ci never
+        reads it: files travel over the pipe); without one, no folder at all (a read-only
+        container serves too). Its stderr is a memory file."""
+        stack = self._stack
+        folder = None
+        if self.isolation.mechanism is not None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mlops-")))
+        env = {k: os.environ[k] for k in ALLOWED_VARIABLES if k in os.environ}
+        env.setdefault("PATH", os.defpath)
+        argv = [sys.executable, "-I", "-m", "mlops_ci.runner.worker"]
+        where = folder or Path.cwd()
+        how = stack.enter_context(launch(self.isolation, argv, env, where, where))
+        self._stderr = stack.enter_context(os.fdopen(os.memfd_create("mlops-runner-stderr"), "w+b"))
+        proc = subprocess.Popen(
+            how.argv,
+            env=how.env,
+            cwd=folder,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            pass_fds=how.pass_fds,
+            close_fds=True,
+        )
+        stack.callback(_stop, proc)
+        self._proc: subprocess.Popen[bytes] | None = proc
 
     def close(self) -> None:
         with self._lock:
-            if self._stack is not None:
-                self._stack.close()
-            self._stack = self._proc = self._requests = self._answers = None
-            self._folder = self._stderr = None
+            self._stack.close()
+            self._proc = None
 
     def _said(self) -> str:
         """The last line the child wrote to its standard error (why it stopped)."""
-        if self._stderr is None:
-            return ""
         self._stderr.seek(0, os.SEEK_END)
         size = self._stderr.tell()
         self._stderr.seek(max(0, size - _STDERR_TAIL))
@@ -144,29 +107,91 @@ class ModelRunner:
     def request(
         self, op: str, args: dict[str, Any], values: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        """One request and its answer; the worker's error raised here as the same kind."""
+        """One request and its answer; the worker's error raised here as the same kind. An
+        answer that is not a message this code wrote (the model writing on the pipe) ends
+        the child: what follows on the pipe cannot be trusted to answer this question."""
         with self._lock:
-            if self._proc is None:
-                self._start()
-            assert self._requests is not None and self._answers is not None and self._proc
+            proc = self._proc
+            if proc is None or proc.stdin is None or proc.stdout is None:
+                raise RunnerError(f"the model runner was stopped before {op}")
             try:
-                wire.send(self._requests, {"op": op, "args": args}, values or {})
-                header, answer = wire.receive(self._answers)
+                wire.send(proc.stdin, {"op": op, "args": args}, values or {})
+                header, answer = wire.receive(proc.stdout)
+                ok = header.get("ok")
             except (BrokenPipeError, EOFError, ConnectionError):
-                code = self._proc.poll()
-                said = self._said()
+                code, said = proc.poll(), self._said()
                 self.close()
                 raise RunnerError(
                     f"the model runner stopped (exit {code}) during {op}"
                     + (f": {said}" if said else "")
                 ) from None
-        if header.get("ok"):
+            except Exception as err:  # a forged or torn message: anything decode raises
+                self.close()
+                raise RunnerError(
+                    f"the model runner answered {op} with what is not a message of its own "
+                    f"({type(err).__name__}); stopped"
+                ) from None
+        if ok is True:
             return answer
         raise _raised(header)
 
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            with suppress(OSError):
+                stream.close()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _undumpable() -> None:
+    """Make this process's ``/proc/<pid>/environ`` and memory unreadable to a child of the
+    same user (PR_SET_DUMPABLE 0; a root or CAP_SYS_PTRACE child still reads them): where
+    there is no sandbox, the model's child is one ``/proc`` read away otherwise."""
+    import ctypes
+
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
+
+
+class ModelRunner:
+    """The model runner of a verb: each model loaded gets a child of its own (started at its
+    load, stopped by ``close`` or the ``with`` block's end). Calls to one model are
+    serialised: a server may call from many threads."""
+
+    def __init__(self, isolation: Isolation | str = "auto") -> None:
+        self.isolation = isolation_for(isolation) if isinstance(isolation, str) else isolation
+        explicit_off = isinstance(isolation, str) and isolation == "off"
+        # Types of a skops file beyond the allow-list load only where the child is isolated,
+        # or where isolation was explicitly turned off.
+        self.unrestricted = self.isolation.mechanism is not None or explicit_off
+        self._guard = self.isolation.mechanism is None and not explicit_off
+        self._lock = threading.Lock()
+        self._children: list[_Child] = []
+
+    def __enter__(self) -> ModelRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def started(self) -> bool:
+        return bool(self._children)
+
+    def close(self) -> None:
+        with self._lock:
+            children, self._children = self._children, []
+        for child in children:
+            child.close()
+
     def load(self, path: Path, task: str = "classification") -> RemoteModel:
         """A training command's model file (``.joblib``, ``.pkl``, ``.skops``, XGBoost's or
-        LightGBM's own file), loaded in the child."""
+        LightGBM's own file), loaded in a child of its own."""
         return self._load(path, task, folder=False)
 
     def load_folder(self, folder: Path) -> RemoteModel:
@@ -174,58 +199,32 @@ class ModelRunner:
         return self._load(folder, "", folder=True)
 
     def _load(self, path: Path, task: str, folder: bool) -> RemoteModel:
+        if self._guard:
+            _undumpable()
+        # In the sandbox the files travel over the pipe (the child sees none of the host's
+        # temporary folders, and writes where mlops-ci never reads); else it reads them.
+        sandboxed = self.isolation.mechanism is not None
+        files = model_files(path, folder) if sandboxed else None
+        child = _Child(self.isolation)
         with self._lock:
-            if self._proc is None:
-                self._start()
-            copy = path
-            if self._folder is not None and self.isolation.mechanism is not None:
-                # the sandbox sees only its own folder of the host's temporary ones
-                self._copies += 1
-                copy = self._folder / f"model-{self._copies}" / path.name
-                copy.parent.mkdir()
-                if folder:
-                    shutil.copytree(path, copy, symlinks=False)
-                else:
-                    shutil.copyfile(path, copy)
-            answer = self.request(
-                "load",
-                {"path": str(copy.resolve()), "task": task, "folder": folder,
-                 "unrestricted": self.unrestricted},
-            )  # fmt: skip
-        return RemoteModel(self, int(answer["handle"]), answer["info"], path)
-
-    def peak_rss_mb(self) -> float:
-        """The child's peak resident memory (VmHWM), in MiB: the memory probe of a model."""
-        return int(self.request("peak_rss", {})["kib"]) / 1024
-
-    def workspace(self, name: str) -> Path:
-        """A new folder the child may write (``save_mlflow``'s destination)."""
-        with self._lock:
-            if self._proc is None:
-                self._start()
-            assert self._stack is not None
-            if self._folder is None:  # no sandbox: a temporary folder of the host
-                made = tempfile.TemporaryDirectory(prefix="mlops-runner-")
-                self._folder = Path(self._stack.enter_context(made))
-            self._copies += 1
-            out = self._folder / f"out-{self._copies}-{name}"
-            out.mkdir()
-            return out
+            self._children.append(child)
+        args = {"path": None if sandboxed else str(path.resolve()), "name": path.name,
+                "task": task, "folder": folder, "unrestricted": self.unrestricted}  # fmt: skip
+        answer = child.request("load", args, {"files": files})
+        return RemoteModel(child, int(answer["handle"]), answer["info"], path)
 
 
 def _raised(header: dict[str, Any]) -> Exception:
-    from mlops_ci.runner import worker
-
     said, hint, kind = str(header.get("error", "?")), header.get("hint"), header.get("kind")
-    if kind == worker.TRAINING:
+    if kind == wire.TRAINING:
         return TrainingError(said, hint=hint)
-    if kind == worker.REFUSED:
+    if kind == wire.REFUSED:
         from mlops_ci.packaging.convert import ConversionRefused
 
         return ConversionRefused(said, hint=hint)
-    if kind == worker.INPUT:
+    if kind == wire.INPUT:
         return InputError(said, hint=hint)
-    if kind == worker.VALUES:
+    if kind == wire.VALUES:
         return ValuesRefused(said, hint=hint)
     return ModelFailed(
         f"{header.get('type', 'Error')}: {said}" if said else str(header.get("type"))
@@ -239,8 +238,8 @@ class ModelFailed(MlopsError):
 class RemoteModel:
     """A model loaded in the runner's child, with the face of a fitted scikit-learn model."""
 
-    def __init__(self, runner: ModelRunner, handle: int, info: dict[str, Any], source: Path):
-        self.runner = runner
+    def __init__(self, child: _Child, handle: int, info: dict[str, Any], source: Path):
+        self.child = child
         self.handle = handle
         self.info = info
         self.source = source
@@ -265,7 +264,7 @@ class RemoteModel:
         raise AttributeError(name)
 
     def _call(self, method: str, x: Any) -> dict[str, Any]:
-        return self.runner.request("call", {"handle": self.handle, "method": method}, {"x": x})
+        return self.child.request("call", {"handle": self.handle, "method": method}, {"x": x})
 
     def predict(self, x: Any) -> Any:
         return self._call("predict", x)["y"]
@@ -280,27 +279,36 @@ class RemoteModel:
 
     def to_onnx(self, features: Any, target_opset: int | None) -> tuple[bytes, str]:
         """skl2onnx's conversion, made in the child: the ONNX bytes and their input layout."""
-        answer = self.runner.request(
+        answer = self.child.request(
             "convert", {"handle": self.handle, "target_opset": target_opset},
             {"features": features},
         )  # fmt: skip
         return bytes(answer["onnx"]), str(answer["layout"])
 
     def save_mlflow(self, dest: Path, signature: Any, pip_requirements: list[str]) -> list[str]:
-        """MLflow's sklearn flavor of the model written in ``dest`` (a runner workspace); the
-        skops types it was told to trust."""
-        answer = self.runner.request(
+        """MLflow's sklearn flavor of the model, saved by the child and written in ``dest`` (a
+        folder of this process's: the files come over the pipe); the skops types trusted."""
+        answer = self.child.request(
             "save_mlflow",
-            {"handle": self.handle, "dest": str(dest), "pip_requirements": pip_requirements,
+            {"handle": self.handle, "pip_requirements": pip_requirements,
              "signature": signature.to_dict() if signature is not None else None},
         )  # fmt: skip
+        files = answer["files"]
+        if not isinstance(files, dict) or not all(isinstance(v, bytes) for v in files.values()):
+            raise RunnerError("the model runner answered save_mlflow without its files")
+        write_files(dest, files, "the model's MLflow folder")
         return [str(t) for t in answer["trusted"]]
+
+    def peak_rss_mb(self) -> float:
+        """The child's peak resident memory (VmHWM), in MiB: the memory probe of a model (a
+        child holds one model)."""
+        return int(self.child.request("peak_rss", {})["kib"]) / 1024
 
     def timings(
         self, features: Any, single_row_runs: int, batch_sizes: tuple[int, ...]
     ) -> dict[str, Any]:
         """Latency and throughput measured in the child, beside the model."""
-        return self.runner.request(
+        return self.child.request(
             "measure",
             {"handle": self.handle, "single_row_runs": single_row_runs,
              "batch_sizes": list(batch_sizes)},

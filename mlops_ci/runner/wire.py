@@ -17,6 +17,8 @@ from typing import IO, Any
 
 import numpy as np
 
+# The kinds of a worker's error: the parent raises the same kind on its side.
+INPUT, TRAINING, REFUSED, VALUES, FAILED = "input", "training", "refused", "values", "failed"
 _LENGTH = struct.Struct("<Q")
 # The header of one message is JSON; a larger one is not a message this code wrote.
 MAX_HEADER = 64 << 20
@@ -52,7 +54,10 @@ def read_message(source: IO[bytes]) -> tuple[dict[str, Any], list[bytes]]:
     (size,) = _LENGTH.unpack(_exactly(source, _LENGTH.size))
     if size > MAX_HEADER:
         raise WireError(f"a message header of {size} bytes")
-    header = json.loads(_exactly(source, size))
+    try:
+        header = json.loads(_exactly(source, size))
+    except ValueError:
+        raise WireError("a message header that is not JSON") from None
     if not isinstance(header, dict) or not isinstance(header.get("arrays"), int):
         raise WireError("a message without its array count")
     buffers = []
@@ -68,9 +73,9 @@ class Encoder:
     def __init__(self) -> None:
         self.arrays: list[np.ndarray[Any, Any]] = []
 
-    def _array(self, array: np.ndarray[Any, Any]) -> dict[str, Any]:
+    def _array(self, array: np.ndarray[Any, Any], name: str = "value") -> dict[str, Any]:
         if array.dtype.kind not in "biufcMmUS" or array.dtype.fields is not None:
-            raise WireError(f"an array of dtype {array.dtype} cannot be sent")
+            raise WireError(f"{name}: an array of dtype {array.dtype} cannot be sent")
         self.arrays.append(array)
         return {"t": "array", "a": len(self.arrays) - 1, "dtype": array.dtype.str,
                 "shape": list(array.shape)}  # fmt: skip
@@ -110,7 +115,7 @@ class Encoder:
             if value.dtype.kind == "O":
                 return {"t": "objects", "shape": list(value.shape),
                         "values": [_scalar(v, name) for v in value.ravel().tolist()]}  # fmt: skip
-            return self._array(value)
+            return self._array(value, name)
         return {"t": "scalar", "v": _scalar(value, name)}
 
     def _column(self, series: Any, name: str) -> dict[str, Any]:
@@ -195,13 +200,23 @@ def decode(meta: dict[str, Any], buffers: list[bytes]) -> Any:
     import pandas as pd
 
     if kind == "frame":
-        columns = [(c, _column(m, buffers)) for c, m in meta["columns"]]
+        columns = [(c, _frame_column(_column(m, buffers))) for c, m in meta["columns"]]
         frame = pd.DataFrame({i: v for i, (_, v) in enumerate(columns)})
         frame.columns = pd.Index([c for c, _ in columns], dtype=object if columns else None)
         return frame
     if kind == "series":
         return pd.Series(_column(meta["v"], buffers), name=meta["name"])
     raise WireError(f"an unknown value kind {kind!r} in a message")
+
+
+def _frame_column(values: Any) -> Any:
+    """An object array stays object in the frame (pandas 3 would infer its text as ``str``
+    and its None as NaN)."""
+    import pandas as pd
+
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        return pd.Series(values, dtype=object, copy=False)
+    return values
 
 
 def _column(meta: dict[str, Any], buffers: list[bytes]) -> Any:
@@ -227,5 +242,10 @@ def send(out: IO[bytes], header: dict[str, Any], values: dict[str, Any]) -> None
 def receive(source: IO[bytes]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The next message's header and its decoded values."""
     header, buffers = read_message(source)
-    meta = header.pop("values", {}) or {}
-    return header, {key: decode(m, buffers) for key, m in meta.items()}
+    try:
+        meta = header.pop("values", {}) or {}
+        return header, {key: decode(m, buffers) for key, m in meta.items()}
+    except WireError:
+        raise
+    except Exception as err:  # a malformed message: whatever decoding it raised, named once
+        raise WireError(f"a malformed message ({type(err).__name__}: {err})"[:300]) from None

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import traceback
 import warnings
 from pathlib import Path
 from typing import IO, Any
 
 from mlops_ci.runner import wire
+from mlops_ci.runner.wire import FAILED, INPUT, REFUSED, TRAINING, VALUES
 
-# How the parent tells errors apart: it raises the same kind of error on its side.
-INPUT, TRAINING, REFUSED, VALUES, FAILED = "input", "training", "refused", "values", "failed"
 OPERATIONS = ("load", "call", "convert", "save_mlflow", "measure", "peak_rss")
 
 
@@ -28,9 +28,23 @@ class Worker:
         self.models: dict[int, Any] = {}
 
     def load(self, args: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+        """The model from ``path`` (no sandbox), or from the ``files`` sent over the pipe,
+        written first into a private folder of the child's."""
         from mlops_ci.model.files import load_folder, load_user_model
 
-        path = Path(args["path"])
+        files = values.get("files")
+        if files is not None:
+            from mlops_ci.runner.files import write_files
+
+            here = Path(tempfile.mkdtemp(prefix="model-"))
+            if args["folder"]:
+                write_files(here / "model", files, "the model folder")
+                path = here / "model"
+            else:
+                write_files(here, files, "the model file")
+                path = here / str(args["name"])
+        else:
+            path = Path(args["path"])
         unrestricted = bool(args["unrestricted"])
         if args["folder"]:
             model = load_folder(path, unrestricted)
@@ -78,9 +92,10 @@ class Worker:
         signature = args.get("signature")
         named = list(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
         refused = [n for n in named if not allowed_type(n)]
+        dest = Path(tempfile.mkdtemp(prefix="mlflow-")) / "model"
         mlflow.sklearn.save_model(
             model,
-            args["dest"],
+            str(dest),
             signature=ModelSignature.from_dict(signature) if signature else None,
             pip_requirements=args["pip_requirements"],
             serialization_format=(
@@ -90,7 +105,10 @@ class Worker:
             ),
             skops_trusted_types=None if refused else named,
         )
-        return {"trusted": [] if refused else named, "refused": refused}
+        from mlops_ci.runner.files import read_files
+
+        files = read_files(dest)
+        return {"trusted": [] if refused else named, "refused": refused, "files": files}
 
     def measure(self, args: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
         """Latency and throughput timed here, beside the model (no pipe in the figures)."""

@@ -133,7 +133,7 @@ def checked_isolation(mode: str, given: str | None) -> str:
         raise InputError(
             f"{where}: required, but {found.why}",
             hint="install bubblewrap (apt-get install bubblewrap), or serve with "
-            "--isolation auto; in a container that is itself the boundary, --isolation off",
+            "--isolation auto (a plain child, this process undumpable first)",
         )
     return found.line
 

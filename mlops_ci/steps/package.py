@@ -184,8 +184,9 @@ def runner_peak_rss(isolation: str) -> NativeProbe:
 
     def probe(folder: Path, rows: Any) -> float:
         with ModelRunner(isolation) as fresh:
-            fresh.load_folder(folder).model_outputs(rows)
-            return fresh.peak_rss_mb()
+            model = fresh.load_folder(folder)
+            model.model_outputs(rows)
+            return model.peak_rss_mb()
 
     return probe
 

@@ -146,18 +146,19 @@ def make(state):
 # that follows it.
 PLANT_LINK = r"""
 def on_load():
-    main = _sys.modules.get("__main__")
-    if not hasattr(main, "Worker") or getattr(main.Worker, "_linked", False):
-        return
-    save = main.Worker.save_mlflow
+    import mlflow.sklearn as _flavor
 
-    def save_with_a_link(self, args, values):
-        out = save(self, args, values)
-        _os.symlink("/proc/self/environ", _os.path.join(args["dest"], LINK_NAME))
+    if getattr(_flavor, "_linked", False):
+        return
+    save = _flavor.save_model
+
+    def save_with_a_link(model, path, *args, **kwargs):
+        out = save(model, path, *args, **kwargs)
+        _os.symlink("/proc/self/environ", _os.path.join(str(path), LINK_NAME))
         return out
 
-    main.Worker.save_mlflow = save_with_a_link
-    main.Worker._linked = True
+    _flavor.save_model = save_with_a_link
+    _flavor._linked = True
 """
 
 # Every other LogisticRegression of the process (the production model compare loads beside

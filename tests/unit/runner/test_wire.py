@@ -103,12 +103,6 @@ def test_an_object_column_of_text_and_mixed_values_keeps_its_values() -> None:
     assert out["mixed"].tolist() == [1, "a", None, 2.5]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="weakness: an object column of text arrives as pandas' str dtype, its None as NaN "
-    "(wire.decode builds the frame from object arrays and pandas 3 infers str); the module "
-    "says a DataFrame keeps its dtypes",
-)
 def test_an_object_column_of_text_with_none_and_nan_keeps_its_dtype_and_none() -> None:
     frame = pd.DataFrame({"s": pd.Series(["x", None, np.nan], dtype=object)})
     out = round_trip(frame)
@@ -266,13 +260,6 @@ MALFORMED = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="weakness: wire.decode raises IndexError, ValueError, KeyError, TypeError or "
-    "AttributeError on a malformed message; the model's code runs in the child and can write "
-    "one on the runner's pipe, and ModelRunner.request lets these through, so the CLI says "
-    "'internal error' (exit 4) instead of the runner's one-line error",
-)
 @pytest.mark.parametrize("what", list(MALFORMED))
 def test_a_malformed_message_from_the_peer_is_a_wire_error(what: str) -> None:
     meta, buffers = MALFORMED[what]
