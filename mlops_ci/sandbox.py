@@ -54,6 +54,34 @@ _BASE = (
 # Emptied in the sandbox: where sockets of the host live (and other users' files).
 _EMPTIED = ("/tmp", "/run", "/var/tmp")
 _PROBE_SECONDS = 20
+# The environment of a process of mlops-ci's that needs none of its secrets (the model
+# runner's child, the memory probe): no credential, no MLflow or cloud variable.
+ALLOWED_VARIABLES = (
+    "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ",
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+)  # fmt: skip
+
+
+def python_argv() -> list[str]:
+    """This interpreter, started so that neither ``PYTHON*`` variables nor the current folder
+    decide what it imports (``-I``; ``-E`` where mlops-ci is installed in the user's site,
+    which ``-I`` leaves out: then the caller's cwd must be a folder of its own)."""
+    import site
+
+    import mlops_ci
+
+    user = site.getusersitepackages() if site.ENABLE_USER_SITE else None
+    here = Path(mlops_ci.__file__).resolve()
+    if user and here.is_relative_to(Path(user).resolve()):
+        return [sys.executable, "-E"]
+    return [sys.executable, "-I"]
+
+
+def allowed_environment() -> dict[str, str]:
+    """:data:`ALLOWED_VARIABLES` of this process's environment (PATH at least)."""
+    env = {k: os.environ[k] for k in ALLOWED_VARIABLES if k in os.environ}
+    env.setdefault("PATH", os.defpath)
+    return env
 
 
 @dataclass(frozen=True)

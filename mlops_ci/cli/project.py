@@ -187,6 +187,8 @@ def compare(config_path: Path | None, run_id: str | None) -> None:
     with StepProgress({"importance": "features", "cost": "rounds"}) as progress:
         result = compare_step(config, registry, run_id, progress)
     echo(markdown(result, config.evaluate.importance.top))
+    if result.evaluation.get("model_runner"):
+        echo(f"model runner: {result.evaluation['model_runner']}")
     reused = result.evaluation.get("importance_reused") or []
     for role, found in result.importance.items():
         if found.plan is not None:

@@ -47,6 +47,8 @@ def package(config_path: Path | None, version: str, model: str | None, no_build:
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, name=model))
     result = package_step(config, open_registry(config), version, build=not no_build)
     echo(f"packaged {result.name} v{result.version} as {result.format}")
+    if result.model_runner:
+        echo(f"native model runner: {result.model_runner}")
     if result.note:
         echo(f"note: {result.note}")
     if result.parity is not None:

@@ -14,7 +14,6 @@ import math
 import os
 import platform
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from mlops_ci.sandbox import allowed_environment, python_argv
 
 _WARMUP = 20
 _BATCH_SECONDS = 0.3  # time budget per batch size and engine
@@ -190,8 +191,12 @@ def peak_rss_mb(probe: Probe) -> float:
         return probe.measured_by(probe.model, probe.rows)
     if probe.batch is None:
         raise RuntimeError(f"memory probe for {probe.kind}: no batch to score")
+    # Isolated from the project (``python -c`` would import a numpy.py of the current folder)
+    # and from mlops-ci's secrets: it needs neither.
     done = subprocess.run(
-        [sys.executable, "-c", _MEMORY_PROBE, str(probe.model), str(probe.batch)],
+        [*python_argv(), "-c", _MEMORY_PROBE, str(probe.model), str(probe.batch)],
+        cwd=probe.batch.parent,
+        env=allowed_environment(),
         capture_output=True,
         text=True,
         timeout=300,

@@ -52,7 +52,7 @@ class _Prebuilt:
     def save_model(path: str, mlflow_model: Any, prebuilt: Path) -> None:
         import mlflow.models
 
-        shutil.copytree(prebuilt, path, dirs_exist_ok=True)
+        shutil.copytree(prebuilt, path, symlinks=True, dirs_exist_ok=True)
         saved = mlflow.models.Model.load(str(Path(path) / "MLmodel"))
         mlflow_model.flavors = saved.flavors
         mlflow_model.signature = saved.signature

@@ -34,8 +34,19 @@ def read_files(path: Path) -> dict[str, bytes]:
     return found
 
 
+# Where no model file lives: a link on the way to one (``outputs -> /proc/self``) would hand
+# this process's own environment or memory to the model.
+_SYSTEM = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
 def _regular(path: Path) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    real = path.resolve()
+    if any(real == top or real.is_relative_to(top) for top in _SYSTEM):
+        raise InputError(f"{path}: leads to {real}, not a model file")
+    try:  # O_NONBLOCK: a FIFO planted as a model file answers at once instead of hanging
+        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as err:
+        raise InputError(f"{path}: cannot be read: {err.strerror}") from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise InputError(f"{path}: not a regular file; a model is loaded from files only")
@@ -51,10 +62,15 @@ def write_files(dest: Path, files: dict[str, bytes], where: str) -> None:
     """``files`` (relative path → bytes) written under ``dest``; a path that would leave it
     (absolute, ``..``) is refused naming ``where``."""
     for name, data in files.items():
+        if not isinstance(name, str) or not isinstance(data, bytes) or "\0" in name:
+            raise FilesRefused(f"{where}: a file entry that is not a name and its bytes")
         rel = Path(name)
         if rel.is_absolute() or ".." in rel.parts or not rel.parts:
             raise FilesRefused(f"{where}: the file name {name!r} leaves its folder")
         target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "xb") as fh:
-            fh.write(data)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "xb") as fh:
+                fh.write(data)
+        except OSError as err:
+            raise FilesRefused(f"{where}: {name!r} cannot be written: {err.strerror}") from None

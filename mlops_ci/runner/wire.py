@@ -22,6 +22,7 @@ INPUT, TRAINING, REFUSED, VALUES, FAILED = "input", "training", "refused", "valu
 _LENGTH = struct.Struct("<Q")
 # The header of one message is JSON; a larger one is not a message this code wrote.
 MAX_HEADER = 64 << 20
+MAX_ARRAYS = 1 << 16
 
 
 class WireError(ValueError):
@@ -60,6 +61,8 @@ def read_message(source: IO[bytes]) -> tuple[dict[str, Any], list[bytes]]:
         raise WireError("a message header that is not JSON") from None
     if not isinstance(header, dict) or not isinstance(header.get("arrays"), int):
         raise WireError("a message without its array count")
+    if not 0 <= header["arrays"] <= MAX_ARRAYS:
+        raise WireError(f"a message of {header['arrays']} arrays")
     buffers = []
     for _ in range(header["arrays"]):
         (length,) = _LENGTH.unpack(_exactly(source, _LENGTH.size))
@@ -175,8 +178,25 @@ def _unscalar(value: Any) -> Any:
     raise WireError(f"an unknown scalar {value!r}")
 
 
+class _Buffers(list):  # type: ignore[type-arg]
+    """A message's buffers, each of which one array may take, once: a meta naming a buffer
+    twice would make a small message decode into a huge value."""
+
+    def __init__(self, buffers: list[bytes]) -> None:
+        super().__init__(buffers)
+        self.taken: set[int] = set()
+
+    def take(self, index: Any) -> bytes:
+        if not isinstance(index, int) or not 0 <= index < len(self) or index in self.taken:
+            raise WireError(f"an array names buffer {index!r}, absent or taken")
+        self.taken.add(index)
+        return bytes(self[index])
+
+
 def decode(meta: dict[str, Any], buffers: list[bytes]) -> Any:
     """The value ``meta`` describes, its arrays read from ``buffers`` (copies: writable)."""
+    if not isinstance(buffers, _Buffers):
+        buffers = _Buffers(buffers)
     kind = meta.get("t")
     if kind == "none":
         return None
@@ -186,7 +206,8 @@ def decode(meta: dict[str, Any], buffers: list[bytes]) -> Any:
         dtype = np.dtype(meta["dtype"])
         if dtype.kind not in "biufcMmUS" or dtype.fields is not None:
             raise WireError(f"an array of dtype {dtype} in a message")
-        return np.frombuffer(buffers[meta["a"]], dtype).reshape(meta["shape"]).copy()
+        data = buffers.take(meta["a"]) if isinstance(buffers, _Buffers) else buffers[meta["a"]]
+        return np.frombuffer(data, dtype).reshape(meta["shape"]).copy()
     if kind == "bytes":
         return bytes(decode(meta["v"], buffers))
     if kind == "objects":
@@ -244,7 +265,11 @@ def receive(source: IO[bytes]) -> tuple[dict[str, Any], dict[str, Any]]:
     header, buffers = read_message(source)
     try:
         meta = header.pop("values", {}) or {}
-        return header, {key: decode(m, buffers) for key, m in meta.items()}
+        taken = _Buffers(buffers)
+        values = {key: decode(m, taken) for key, m in meta.items()}
+        if len(taken.taken) != len(buffers):
+            raise WireError("a message with buffers no value takes")
+        return header, values
     except WireError:
         raise
     except Exception as err:  # a malformed message: whatever decoding it raised, named once

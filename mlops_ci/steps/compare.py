@@ -190,6 +190,7 @@ def _compare(
             **({"importance_failed": unexplained} if unexplained else {}),
             **({"importance_reused": reused} if reused else {}),
             **({"cost": _cost_record(config, costs)} if costs else {}),
+            **({"model_runner": runner.isolation.line} if runner.started else {}),
             "primary_metric": config.gate.primary_metric,
             **({"min_slice_rows": config.gate.min_slice_rows} if slice_scores else {}),
         },

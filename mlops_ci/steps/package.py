@@ -51,6 +51,7 @@ class PackageResult:
     image: ImageResult
     created_at: float
     served_parity: convert.Parity | None = None  # the packaged files, fed as serve feeds them
+    model_runner: str | None = None  # how the native model's child was isolated, when it ran
 
 
 def package(
@@ -71,6 +72,7 @@ def package(
         if recorded:  # versions registered by mlops-ci carry it; refuse an altered model
             verify_digest(native_dir, recorded, f"{name} v{version.version} model files")
         native = registry.load_model(str(native_dir), runner)
+        runner_line = runner.isolation.line if runner.started else None
         features = model_frame(native, data.features, data.path, f"{name} v{version.version}'s")
         native_out = convert.native_outputs(native, features)
         native_size = sum(p.stat().st_size for p in native_dir.rglob("*") if p.is_file())
@@ -172,6 +174,7 @@ def package(
         image,
         time.time(),
         served,
+        runner_line,
     )
     write_json_atomic(JobFolder(config.root).package, asdict(result))
     return result

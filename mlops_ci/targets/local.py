@@ -12,7 +12,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +23,7 @@ from mlops_ci.config.types import Config, DeployEnv
 from mlops_ci.errors import ServiceError
 from mlops_ci.procs import alive
 from mlops_ci.records import JobFolder, read_json, write_json_atomic
+from mlops_ci.sandbox import python_argv
 from mlops_ci.targets import probes
 from mlops_ci.targets.base import Stopped
 
@@ -75,7 +75,7 @@ class LocalTarget:
         token = secrets.token_urlsafe(24)
         log = self.folder / "serve.log"
         command = [
-            sys.executable, "-m", "mlops_ci", "serve",
+            *python_argv(), "-m", "mlops_ci", "serve",
             "-c", str(self.config.path),
             "--model-dir", str(package_folder),
             "--host", self.env.host, "--port", str(self.env.port),
@@ -86,7 +86,7 @@ class LocalTarget:
         with open(log, "ab") as out:
             popen = subprocess.Popen(
                 command,
-                cwd=self.config.root,
+                cwd=self.folder,  # not the project: nothing of it is imported (python_argv)
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
