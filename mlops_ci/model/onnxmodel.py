@@ -73,6 +73,7 @@ class OnnxModel:
         if self._session is None:
             import onnxruntime as ort
 
+            refuse_external_data(self.data, self.where)
             try:
                 self._session = ort.InferenceSession(self.data, providers=["CPUExecutionProvider"])
             except Exception as err:
@@ -269,3 +270,25 @@ def _rename_outputs(graph: Any, taken: set[str]) -> None:
     names = {o.name for o in graph.output} | {out for n in graph.node for out in n.output}
     for name in names & taken:
         rename_tensor(graph, name, f"user_{name}")
+
+
+def refuse_external_data(data: bytes | str, where: str) -> None:
+    """An ONNX graph is read in mlops-ci's process as data; a tensor whose bytes live in an
+    external file (``/proc/self/environ``, say) would be read from this process's files. The
+    onnxruntime installed here refuses such paths itself (1.32); older ones may not. Skipped
+    where the onnx package is absent (the serving image)."""
+    try:
+        import onnx
+        from onnx.external_data_helper import _get_all_tensors
+    except ImportError:
+        return
+    try:
+        proto = (
+            onnx.load_model_from_string(data)
+            if isinstance(data, bytes)
+            else onnx.load_model(data, load_external_data=False)
+        )
+    except Exception:  # not ONNX: onnxruntime says so in its own words
+        return
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in _get_all_tensors(proto)):
+        raise InputError(f"{where}: the ONNX graph keeps tensors in external files; embed them")

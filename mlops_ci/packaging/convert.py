@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from mlops_ci.errors import InputError
 from mlops_ci.model.features import STRING, FeatureSchema, string_values
+from mlops_ci.model.onnxmodel import refuse_external_data
 
 INPUT_NAME = "input"
 MATRIX, COLUMNS = "matrix", "columns"
@@ -307,6 +308,7 @@ def session(model: bytes | str, intra_op_threads: int, level: str) -> Any:
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_LEVELS[level])
+    refuse_external_data(model, "the ONNX model")
     try:
         return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     except Exception as err:  # a corrupt or hand-edited graph

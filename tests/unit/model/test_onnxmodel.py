@@ -94,3 +94,21 @@ def test_onnx_inputs_that_are_not_float_or_not_columns_are_named() -> None:
         standardize(per_column, ("a", "b"))
     with pytest.raises(InputError, match="not an ONNX model"):
         OnnxModel(b"not onnx", "classification")
+
+
+def test_an_onnx_graph_keeping_a_tensor_in_an_external_file_is_refused() -> None:
+    # the bytes of such a tensor would be read from a file of mlops-ci's (/proc/self/environ)
+    from onnx import TensorProto, helper
+
+    from mlops_ci.errors import InputError
+    from mlops_ci.model.onnxmodel import refuse_external_data
+
+    tensor = TensorProto(name="w", data_type=TensorProto.UINT8, dims=[16])
+    tensor.data_location = TensorProto.EXTERNAL
+    tensor.external_data.add(key="location", value="/proc/self/environ")
+    out = helper.make_tensor_value_info("y", TensorProto.UINT8, [16])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["w"], ["y"])], "g", [], [out], initializer=[tensor]
+    )
+    with pytest.raises(InputError, match="external files"):
+        refuse_external_data(helper.make_model(graph).SerializeToString(), "model.onnx")
