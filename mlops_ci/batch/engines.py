@@ -10,13 +10,14 @@ model once.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import importlib
 from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
 from mlops_ci.batch.plan import Task
-from mlops_ci.batch.score import Job, TaskResult, fresh_process, score_task
+from mlops_ci.batch.score import Job, TaskResult, close_models, fresh_process, score_task
 from mlops_ci.batch.workers import mp_context, start_method
 from mlops_ci.errors import InputError, ServiceError
 from mlops_ci.extras import install_hint
@@ -87,6 +88,8 @@ def run_dask(
             on_done(future.result())
         return addresses
     finally:
+        with contextlib.suppress(Exception):  # a worker gone: its runners went with it
+            client.run(close_models)  # each worker's model runners stop with the job
         client.close()
         if cluster is not None:
             cluster.close()

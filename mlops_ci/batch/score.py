@@ -14,6 +14,7 @@ task, which is how a job resumes.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -91,11 +92,14 @@ def rejects_path(parts: str | Path, index: int) -> Path:
 
 _MODELS: dict[tuple[str, int, str], Any] = {}  # this process's loaded models
 _KEEP = 4
+_MODELS_LOCK = threading.RLock()
 
 
 def fresh_process() -> None:
     """Forget models a forked worker inherited: each process builds its own session and
     starts its own model runner (an inherited runner's pipes are its parent's: not closed)."""
+    global _MODELS_LOCK
+    _MODELS_LOCK = threading.RLock()  # a lock held by another thread at the fork stays held
     _MODELS.clear()
     LOADS.clear()
 
@@ -103,24 +107,26 @@ def fresh_process() -> None:
 def close_models() -> None:
     """Stop the model runners of this process's native models (its job is done; a later job
     loads them afresh). ONNX sessions hold no process: they stay for the next job."""
-    for key in [k for k, m in _MODELS.items() if m.in_runner]:
-        _MODELS.pop(key).close()
-        while key[0] in LOADS:
-            LOADS.remove(key[0])
+    with _MODELS_LOCK:
+        for key in [k for k, m in _MODELS.items() if m.in_runner]:
+            _MODELS.pop(key).close()
+            while key[0] in LOADS:
+                LOADS.remove(key[0])
 
 
 def _model(model_dir: str, threads: int, isolation: str = "auto") -> Any:
     key = (model_dir, threads, isolation)
-    found = _MODELS.get(key)
-    if found is not None:
-        return found
-    from mlops_ci.serve.model import LoadedModel, read_spec
+    with _MODELS_LOCK:  # a Dask worker scores tasks in threads: one load, one runner
+        found = _MODELS.get(key)
+        if found is not None:
+            return found
+        from mlops_ci.serve.model import LoadedModel, read_spec
 
-    while len(_MODELS) >= _KEEP:  # the oldest goes, its runner stopped
-        _MODELS.pop(next(iter(_MODELS))).close()
-    LOADS.append(model_dir)
-    model = _MODELS[key] = LoadedModel(read_spec(Path(model_dir)), threads, isolation)
-    return model
+        while len(_MODELS) >= _KEEP:  # the oldest goes, its runner stopped
+            _MODELS.pop(next(iter(_MODELS))).close()
+        LOADS.append(model_dir)
+        model = _MODELS[key] = LoadedModel(read_spec(Path(model_dir)), threads, isolation)
+        return model
 
 
 def score_task(task: Task, job: Job) -> TaskResult:
