@@ -67,9 +67,9 @@ ISOLATION_OPTION = click.option(
     type=click.Choice(["auto", "required", "off"]),
     default=None,
     help="The sandbox a native (scikit-learn) model is loaded and called in, as "
-    "train.isolation: auto (bubblewrap where it works), required (refuse without it) or off "
-    "(a plain child process; for a container that is itself the boundary). Default: "
-    "train.isolation of mlops.yaml, else auto. ONNX models run in this process.",
+    "train.isolation: auto (bubblewrap where it works, else a plain child with this process "
+    "made undumpable), required (refuse without it) or off (a plain child, nothing changed). "
+    "Default: train.isolation of mlops.yaml, else auto. ONNX models run in this process.",
 )
 
 
