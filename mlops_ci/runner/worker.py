@@ -78,10 +78,11 @@ class Worker:
         return {"onnx": converted.onnx, "layout": converted.layout}
 
     def save_mlflow(self, args: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-        """The model saved as MLflow's sklearn flavor in ``dest``: skops when every type it
-        holds is on the allow-list (``files.allowed_type``), so the MLmodel never tells a
-        loader to trust ``builtins.eval``; else a pickle, which claims no safety at all (and
-        mlops-ci loads only in this child)."""
+        """The model saved as MLflow's sklearn flavor in a private folder, sent back as its
+        files (regular files only): skops when every type it holds is on the allow-list
+        (``files.allowed_type``), so the MLmodel never tells a loader to trust
+        ``builtins.eval``; else a pickle, which claims no safety at all (and mlops-ci loads
+        only in a child)."""
         import mlflow.sklearn
         import skops.io
         from mlflow.models import ModelSignature
