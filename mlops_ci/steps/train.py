@@ -16,7 +16,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,21 +183,23 @@ def _train(
                 f"mlops.yaml: train.outputs.{output}: '{stale}' is a folder; name the file the "
                 "training command writes"
             )
-        if pipeline is None:
-            stale.unlink(missing_ok=True)  # never pick up the last run's outputs
     timings: dict[str, float] = {}
+    written = {model_file: True, metrics_file: True}  # stages: their own records say
     if pipeline is None:
         command_started = time.monotonic()
-        log = run_command(config, config.train.command, params, env, work / "train.log")
+        with _set_aside(work / "previous", (model_file, metrics_file)):
+            log = run_command(config, config.train.command, params, env, work / "train.log")
+            written = {path: path.is_file() for path in written}
         timings["command"] = time.monotonic() - command_started
     else:
         log = JobFolder(config.root).stage_log(pipeline.training)
         timings.update({f"stage {s.name}": s.seconds for s in stages if s.state == RAN})
-    metrics = _read_metrics(config, metrics_file, pipeline)
-    if not model_file.is_file():
+    metrics = _read_metrics(config, metrics_file, pipeline, written[metrics_file])
+    if not written[model_file] or not model_file.is_file():
+        back = " (the file that was there is back in place)" if model_file.is_file() else ""
         raise TrainingError(
             f"mlops.yaml: train.outputs.model: the training command wrote no model at "
-            f"'{config.train.model_output}'",
+            f"'{config.train.model_output}'{back}",
             hint="save the fitted estimator there, e.g. joblib.dump(model, path)",
         )
 
@@ -349,7 +351,32 @@ def _run_stage(
     )  # fmt: skip
 
 
-def _read_metrics(config: Config, path: Path, pipeline: Pipeline | None = None) -> dict[str, float]:
+@contextlib.contextmanager
+def _set_aside(folder: Path, outputs: tuple[Path, ...]) -> Iterator[None]:
+    """The outputs a last run left, moved aside while the command runs (never picked up as
+    this run's), and put back where the command wrote none: a file that was not the last
+    run's output (a model handed over by a colleague) is never lost. The last set aside stays
+    in ``folder`` until the next run."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    moved: list[tuple[Path, Path]] = []
+    for i, path in enumerate(outputs):
+        if path.is_file() and not path.is_symlink():
+            kept = folder / f"{i}-{path.name}"
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(path, kept)
+            moved.append((path, kept))
+    try:
+        yield
+    finally:
+        for path, kept in moved:
+            if not path.exists():
+                shutil.move(kept, path)
+
+
+def _read_metrics(
+    config: Config, path: Path, pipeline: Pipeline | None = None, written: bool = True
+) -> dict[str, float]:
     """The command's own metrics. None of its own is fine (mlops-ci computes evaluate.metrics):
     an empty object always, no file at all when mlops.yaml names no train.outputs.metrics and
     declares no train.metrics. With stages, only a file a stage writes is read (another one
@@ -357,7 +384,7 @@ def _read_metrics(config: Config, path: Path, pipeline: Pipeline | None = None) 
     where = f"mlops.yaml: train.outputs.metrics: '{config.train.metrics_output}'"
     if pipeline is not None and pipeline.producer(config.train.metrics_output) is None:
         return {}
-    if not path.is_file():
+    if not written or not path.is_file():  # a file set back after the run is not its own
         if not config.train.metrics_output_set and not config.train.declared_metrics:
             return {}
         raise TrainingError(

@@ -45,3 +45,28 @@ def test_the_training_command_gets_no_credentials(project: Path, fake_registry: 
     assert seen["MLFLOW_TRACKING_URI"] == "https://mlflow.example:5000/?token=***&x=1"
     assert seen["AWS_ACCESS_KEY_ID"] == "data-access-stays"
     assert "MLOPS_PARAMS" in seen
+
+
+def test_a_command_that_writes_no_model_never_loses_the_file_that_was_there(
+    project: Path, fake_registry: Any
+) -> None:
+    """A model handed over by a colleague at train.outputs.model and a command that writes
+    nothing: train says so, and the file is where it was, byte for byte (it was deleted)."""
+    import pytest
+
+    from mlops_ci.errors import TrainingError
+    from mlops_ci.steps.train import train as train_step
+
+    (project / "nomodel.py").write_text(
+        "from pathlib import Path\nPath('outputs/metrics.json').write_text('{}')\n"
+    )
+    config_file = project / "mlops.yaml"
+    text = config_file.read_text().replace("{python} train.py", "{python} nomodel.py")
+    config_file.write_text(text.replace("    - {metric: cv_accuracy, min: 0.85}\n", ""))
+    config = load_config(project)
+    handed = config.resolve(config.train.model_output)
+    handed.parent.mkdir(parents=True, exist_ok=True)
+    handed.write_bytes(b"the only copy of a colleague's model")
+    with pytest.raises(TrainingError, match="wrote no model.*back in place"):
+        train_step(config, fake_registry)
+    assert handed.read_bytes() == b"the only copy of a colleague's model"
