@@ -107,18 +107,22 @@ class _Child:
             self._stack.close()
             self._proc = None
 
+    def _tail(self) -> bytes:
+        self._stderr.seek(max(0, os.fstat(self._stderr.fileno()).st_size - _STDERR_TAIL))
+        return self._stderr.read()
+
     def _said(self) -> str:
         """The last line the child wrote to its standard error (why it stopped)."""
-        self._stderr.seek(0, os.SEEK_END)
-        size = self._stderr.tell()
-        self._stderr.seek(max(0, size - _STDERR_TAIL))
-        tail = self._stderr.read()
-        if size > _STDERR_KEPT:  # a model that prints on every call: keep the tail only
+        lines = self._tail().decode("utf-8", "replace").strip().splitlines()
+        return lines[-1] if lines else ""
+
+    def _trim(self) -> None:
+        """A model that prints on every call: past ``_STDERR_KEPT`` bytes, keep the tail."""
+        if os.fstat(self._stderr.fileno()).st_size > _STDERR_KEPT:
+            tail = self._tail()
             self._stderr.truncate(0)
             self._stderr.write(tail)
             self._stderr.flush()
-        lines = tail.decode("utf-8", "replace").strip().splitlines()
-        return lines[-1] if lines else ""
 
     def request(
         self, op: str, args: dict[str, Any], values: dict[str, Any] | None = None
@@ -147,7 +151,7 @@ class _Child:
                     f"the model runner stopped (exit {code}) during {op}"
                     + (f": {said}" if said else "")
                 ) from None
-            self._said()  # keeps the stderr file short
+            self._trim()
         if ok is True:
             return answer
         if ok is False:
