@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from mlops_ci.config.types import Config
-from mlops_ci.errors import GateFailed
+from mlops_ci.errors import GateFailed, InputError
 from mlops_ci.evaluation.data import load_evaluation
 from mlops_ci.model.features import FeatureSchema, model_frame
 from mlops_ci.model.integrity import verify_digest
@@ -142,9 +141,7 @@ def package(
             else None
         )
         context, model_sha = write_context(folder, spec, model_files, lock)
-        served = _served_parity(
-            context, features, native_out, runtime.tolerance(config), runner.load_folder
-        )
+        served = _served_parity(context, features, native_out, runtime.tolerance(config), runner)
 
     _record_in_registry(
         registry,
@@ -221,23 +218,22 @@ def _served_parity(
     features: Any,
     native_out: convert.Outputs,
     tol: convert.Tolerance,
-    load_native: Callable[[Path], Any],
+    runner: ModelRunner,
 ) -> convert.Parity:
-    """The packaged files loaded as `serve` loads them and fed the evaluation rows as the
-    request parsers hand them on (missing values included): their answers against the
-    native model's. Failing it is a defect of the package, never of the data. A packaged
-    native model is loaded by ``load_native`` (the model runner's child), never here, and fed
-    the frame serve's parsers make of the same table."""
-    from mlops_ci.model.features import native_frame, table_of_frame
+    """The packaged files loaded as `serve` loads them (``LoadedModel``: a packaged native
+    model in ``runner``'s child, never here) and fed the evaluation rows as the request
+    parsers hand them on (missing values included): their answers against the native
+    model's. Failing it is a defect of the package, never of the data."""
+    from mlops_ci.model.features import table_of_frame
     from mlops_ci.serve.model import LoadedModel, read_spec
+    from mlops_ci.serve.payload import PayloadError
 
     spec = read_spec(context)
-    table = table_of_frame(spec.schema, features)
-    if spec.format == "onnx":
-        said = LoadedModel(spec).predict(table)
-        answer = convert.Outputs(said.labels, said.scores)
-    else:
-        answer = convert.native_outputs(load_native(spec.folder), native_frame(spec.schema, table))
+    try:
+        said = LoadedModel(spec, runner=runner).predict(table_of_frame(spec.schema, features))
+    except PayloadError as err:  # the model refused the rows it scored natively: named, exit 2
+        raise InputError(f"{context}: the packaged model refuses evaluate.data: {err}") from None
+    answer = convert.Outputs(said.labels, said.scores)
     parity = convert.check_parity(native_out, answer, tol)
     if not parity.passed:
         raise GateFailed(
