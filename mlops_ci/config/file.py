@@ -250,11 +250,6 @@ def _semantic_problems(data: dict[str, Any], node: yaml.Node | None, name: str) 
     if pipeline["stages"] and pipeline["dvc"] is not None:
         line = node_line(node, ["pipeline", "dvc"])
         problems.append(f"{name}:{line}: pipeline: give stages or dvc, not both")
-    if command is None and not pipeline["stages"] and pipeline["dvc"] is None:
-        line = node_line(node, ["train"])
-        problems.append(
-            f"{name}:{line}: train.command: required key is missing (or give pipeline.stages)"
-        )
     if command is not None and (pipeline["stages"] or pipeline["dvc"] is not None):
         line = node_line(node, ["train", "command"])
         problems.append(

@@ -3,7 +3,7 @@ against the JSON Schema shipped in the package (and filled it with the schema's 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ class ModelConfig:
     name: str
     flavor: str
     task: str
+    # model.code_paths: local modules the model imports, recorded with it (MLflow's code_paths)
+    code_paths: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class EvaluateConfig:
     target: str
     features: tuple[str, ...]
     metrics: tuple[str, ...]
+    # evaluate.dtypes: {column: category | bool}, the kinds a CSV cannot carry
+    dtypes: dict[str, str] = field(default_factory=dict)
     slices: tuple[str, ...] = ()
     slice_bins: int = 4
     slice_max: int = 20
@@ -320,7 +324,7 @@ def _build(file: Path, d: dict[str, Any], metrics_output_set: bool = True) -> Co
     package, profile = d["package"], d["package"]["profile"]
     return Config(
         path=file,
-        model=ModelConfig(**d["model"]),
+        model=ModelConfig(**{**d["model"], "code_paths": tuple(d["model"]["code_paths"])}),
         train=TrainConfig(
             command=train["command"] or "",
             inputs=tuple(train["inputs"]),
@@ -338,6 +342,7 @@ def _build(file: Path, d: dict[str, Any], metrics_output_set: bool = True) -> Co
             target=evaluate["target"],
             features=tuple(evaluate["features"]),
             metrics=tuple(evaluate["metrics"]),
+            dtypes=dict(evaluate["dtypes"]),
             slices=tuple(evaluate["slices"]),
             slice_bins=int(evaluate["slice_bins"]),
             slice_max=int(evaluate["slice_max"]),
