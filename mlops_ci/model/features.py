@@ -128,6 +128,13 @@ def trained_columns(model: Any) -> tuple[str, ...] | None:
     return tuple(str(n) for n in names)
 
 
+def fitted_dtypes(model: Any) -> dict[str, str]:
+    """The kinds a fitted model records of its columns beyond number and text ({column:
+    category | bool}); empty when it records none. Called beside the model (the runner's
+    child), its answer travels as ``RemoteModel.model_dtypes``."""
+    return {}
+
+
 def model_frame(model: Any, frame: Any, where: str, label: str = "the") -> Any:
     """The columns of ``frame`` the model was trained on, in its order, so a candidate with a
     new column and a production model without it are each scored with their own columns.

@@ -309,6 +309,11 @@ class RemoteModel:
                 d for d in KNOWN_DISTRIBUTIONS if isinstance(said, list) and d in said
             )
             self.type_name = str(info.get("type", "?"))[:200]
+            dtypes = info.get("dtypes") or {}
+            # {column: category | bool}: what the fitted model records beyond number and text
+            self.model_dtypes: dict[str, str] = {
+                str(k): str(v) for k, v in dict(dtypes).items() if v in ("category", "bool")
+            }
             if info.get("n_features") is not None:
                 self.n_features_in_ = int(info["n_features"])
             if info.get("columns") is not None:

@@ -129,7 +129,7 @@ def describe(model: Any) -> dict[str, Any]:
     import numpy as np
 
     from mlops_ci.evaluation.predictions import kind_of
-    from mlops_ci.model.features import trained_columns
+    from mlops_ci.model.features import fitted_dtypes, trained_columns
     from mlops_ci.packaging import convert
     from mlops_ci.packaging.frameworks import distributions
 
@@ -148,6 +148,7 @@ def describe(model: Any) -> dict[str, Any]:
         "columns": list(columns) if columns is not None else None,
         "n_features": int(n_features) if isinstance(n_features, (int, np.integer)) else None,
         "distributions": list(distributions(model)),
+        "dtypes": dict(fitted_dtypes(model)),
     }
 
 
