@@ -26,8 +26,7 @@ class ModelConfig:
     name: str
     flavor: str
     task: str
-    # model.code_paths: local modules the model imports, recorded with it (MLflow's code_paths)
-    code_paths: tuple[str, ...] = ()
+    code_paths: tuple[str, ...] = ()  # local modules the model imports (MLflow's code_paths)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@
   ``.skops``;
 - XGBoost's own ``.json``/``.ubj`` model file and LightGBM's own ``.txt`` file: loaded into the
   framework's scikit-learn estimator (``model.task`` says classifier or regressor);
+- an MLflow model folder (``model.flavor: pyfunc``): :class:`~mlops_ci.model.pyfunc.PyfuncModel`;
 - ``.onnx`` (``model.flavor: onnx``): an :class:`~mlops_ci.model.onnxmodel.OnnxModel`, scored with
   onnxruntime.
 """
@@ -74,6 +75,8 @@ def skops_trusted(path: Path, unrestricted: bool) -> list[str]:
 def load_model_file(path: Path, task: str = "classification", unrestricted: bool = False) -> Any:
     """The model in ``path``, by its suffix; see the module docstring. Only the model runner's
     child calls this (``mlops_ci.model.worker``)."""
+    if path.is_dir():  # an MLflow model folder (model.flavor: pyfunc)
+        return load_folder(path, unrestricted, task)
     suffix = path.suffix.lower()
     if suffix == ".skops":
         import skops.io
@@ -129,10 +132,24 @@ def _lightgbm(path: Path, task: str) -> Any:
     return model
 
 
-def load_folder(folder: Path, unrestricted: bool = False) -> Any:
-    """The native model of an MLflow sklearn-flavor folder or a package folder (its
-    ``model.skops`` or ``model.pkl``), as MLflow's loader would read it but with the skops
-    allow-list of :func:`skops_trusted`."""
+def load_folder(folder: Path, unrestricted: bool = False, task: str = "") -> Any:
+    """The native model of an MLflow model folder or a package folder: a pyfunc model
+    (:mod:`mlops_ci.model.pyfunc`), else the sklearn flavor's ``model.skops`` or ``model.pkl``,
+    read as MLflow's loader would but with the skops allow-list of :func:`skops_trusted`. The
+    folder's ``code/`` (MLflow's ``code_paths``) is put on the import path first."""
+    from mlops_ci.model.pyfunc import PyfuncModel, mlmodel_flavors
+
+    flavors = mlmodel_flavors(folder)
+    if "python_function" in flavors and "sklearn" not in flavors:
+        return PyfuncModel.load(folder, task)
+    conf = flavors.get("sklearn") or flavors.get("python_function") or {}
+    code = conf.get("code") if isinstance(conf, dict) else None
+    if isinstance(code, str) and code:
+        import sys
+
+        where = (folder / code).resolve()
+        if where.is_relative_to(folder.resolve()) and where.is_dir():
+            sys.path.insert(0, str(where))
     skops_file = folder / "model.skops"
     if skops_file.is_file():
         import skops.io
@@ -158,8 +175,12 @@ def load_user_model(path: Path, task: str, unrestricted: bool = False) -> Any:
         raise TrainingError(
             f"mlops.yaml: train.outputs.model: '{path.name}' cannot be loaded: "
             f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": "),
-            hint="save the fitted estimator with joblib.dump(model, path) or skops.io.dump, "
-            "or the framework's own file (XGBoost .json, LightGBM .txt, ONNX .onnx)",
+            hint=f"list the local module '{err.name}' in model.code_paths (e.g. code_paths: "
+            f"[{err.name}.py]), or install the library that has it"
+            if isinstance(err, ModuleNotFoundError)
+            else "save the fitted estimator with joblib.dump(model, path) or skops.io.dump, "
+            "the framework's own file (XGBoost .json, LightGBM .txt, ONNX .onnx), or an MLflow "
+            "pyfunc folder (model.flavor: pyfunc)",
         ) from None
     if not callable(getattr(model, "predict", None)):
         raise TrainingError(

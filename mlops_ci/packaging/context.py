@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 from mlops_ci import __version__
+from mlops_ci.model.environment import canonical
 from mlops_ci.model.features import FeatureSchema
 from mlops_ci.model.integrity import MANIFEST, digest, file_manifest
 from mlops_ci.packaging.wheel import build_wheel, wheel_name
@@ -61,22 +62,25 @@ class ContextSpec:
 
 
 def pinned_requirements(fmt: str, lock: str | None, frameworks: tuple[str, ...] = ()) -> list[str]:
-    """``name==version`` for the serving distributions: from the lock, else this environment
-    (unpinned where neither has it)."""
+    """``name==version`` for the serving distributions and what the native model needs
+    (``frameworks``: what loading it imported, a pyfunc folder's own requirements): from the
+    lock, else this environment (unpinned where neither has it)."""
     locked = {}
     for line in (lock or "").splitlines():
         name, sep, version = line.strip().partition("==")
         if sep:
-            locked[name.lower()] = version
+            locked[canonical(name)] = version
     lines = []
-    wanted = (
+    wanted: dict[str, str] = {}  # each distribution once, in this order
+    for dist in (
         *SERVING_REQUIREMENTS[fmt],
         *(frameworks if fmt == "sklearn" else ()),
         *SERVING_RUNTIME,
-    )
-    for dist in wanted:
-        if dist.lower() in locked:
-            lines.append(f"{dist}=={locked[dist.lower()]}")
+    ):
+        wanted.setdefault(canonical(dist), dist)
+    for dist in wanted.values():
+        if canonical(dist) in locked:
+            lines.append(f"{dist}=={locked[canonical(dist)]}")
             continue
         try:
             lines.append(f"{dist}=={metadata.version(dist)}  # not in the training lock")

@@ -71,6 +71,8 @@ class NewRun:
     evaluate: Callable[[Any], str | None] | None = None
     # train.isolation: the sandbox of the model runner that loads model_file (never here).
     isolation: str = "auto"
+    # model.code_paths, resolved: the local modules the model imports (into its code/ folder)
+    code_paths: tuple[Path, ...] = ()
 
 
 class ModelRegistry(Protocol):

@@ -155,7 +155,7 @@ class MlflowRegistry:
         The model is loaded and checked before the run starts (a bad file records nothing), in
         the model runner's child, never here (this process holds the credentials)."""
         with ModelRunner(run.isolation) as runner:
-            model = load_run_model(runner, run.model_file, run.task)
+            model = load_run_model(runner, run)
             signature = model_signature(model, run.example_features)
             evaluation = run.evaluate(model) if run.evaluate is not None else None
             logged: RunRecord = self._transfer(self._logged, run, model, signature, evaluation)

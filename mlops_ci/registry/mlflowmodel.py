@@ -16,6 +16,7 @@ from typing import Any
 from mlops_ci.errors import InputError
 from mlops_ci.model.files import ONNX_SUFFIX, load_user_model
 from mlops_ci.model.onnxmodel import TASK_PROP, OnnxModel
+from mlops_ci.registry import NewRun
 from mlops_ci.runner import ModelRunner, RemoteModel
 
 
@@ -33,12 +34,14 @@ def load_logged_model(folder: Path, runner: ModelRunner) -> OnnxModel | RemoteMo
     return runner.load_folder(folder)
 
 
-def load_run_model(runner: ModelRunner, path: Path, task: str) -> OnnxModel | RemoteModel:
-    """The training command's model file: an ONNX graph read here (data, not code), any
-    other file loaded in the runner's child."""
-    if path.suffix.lower() == ONNX_SUFFIX:
-        return load_user_model(path, task)  # type: ignore[no-any-return]
-    return runner.load(path, task)
+def load_run_model(runner: ModelRunner, run: NewRun) -> OnnxModel | RemoteModel:
+    """The training command's model: an ONNX graph read here (data, not code), any other
+    file or folder loaded in the runner's child with its ``model.code_paths`` (and a few
+    evaluation rows, which show a pyfunc model's answers)."""
+    path = run.model_file
+    if path.suffix.lower() == ONNX_SUFFIX and path.is_file():
+        return load_user_model(path, run.task)  # type: ignore[no-any-return]
+    return runner.load(path, run.task, run.code_paths, run.example_features)
 
 
 class _Prebuilt:
@@ -56,6 +59,8 @@ class _Prebuilt:
         saved = mlflow.models.Model.load(str(Path(path) / "MLmodel"))
         mlflow_model.flavors = saved.flavors
         mlflow_model.signature = saved.signature
+        mlflow_model.metadata = saved.metadata  # a pyfunc model's answers (model.pyfunc.META)
+        mlflow_model.saved_input_example_info = saved.saved_input_example_info
         mlflow_model.save(str(Path(path) / "MLmodel"))
 
 

@@ -33,14 +33,13 @@ import numpy as np
 
 from mlops_ci.errors import InputError, MlopsError, TrainingError
 from mlops_ci.runner import wire
-from mlops_ci.runner.files import model_files, write_files
+from mlops_ci.runner.files import code_files, model_files, write_files
 from mlops_ci.sandbox import Isolation, allowed_environment, isolation_for, launch, python_argv
 
 _STDERR_TAIL = 4000
 _STDERR_KEPT = 1 << 20  # past this, the child's stderr file keeps its tail only
-# What a model's child may say it needs installed beside scikit-learn (the serving image's
-# requirements.txt): nothing else, whatever it answers.
-KNOWN_DISTRIBUTIONS = ("xgboost", "xgboost-cpu", "lightgbm", "catboost")
+# At most this many distributions a model's child may say it needs.
+MAX_DISTRIBUTIONS = 64
 _log = logging.getLogger(__name__)
 
 
@@ -238,28 +237,49 @@ class ModelRunner:
         for child in children:
             child.close()
 
-    def load(self, path: Path, task: str = "classification") -> RemoteModel:
-        """A training command's model file (``.joblib``, ``.pkl``, ``.skops``, XGBoost's or
-        LightGBM's own file), loaded in a child of its own."""
-        return self._load(path, task, folder=False)
+    def load(
+        self,
+        path: Path,
+        task: str = "classification",
+        code_paths: tuple[Path, ...] = (),
+        example: Any = None,
+    ) -> RemoteModel:
+        """A training command's model (``.joblib``, ``.pkl``, ``.skops``, XGBoost's or
+        LightGBM's own file, or an MLflow pyfunc folder), loaded in a child of its own with the
+        local modules of ``code_paths`` importable there; ``example`` rows show a pyfunc
+        model's answers."""
+        return self._load(path, task, path.is_dir(), code_paths, example)
 
     def load_folder(self, folder: Path) -> RemoteModel:
-        """The native model of an MLflow sklearn-flavor folder or a package folder."""
-        return self._load(folder, "", folder=True)
+        """The native model of an MLflow model folder (sklearn or pyfunc flavor, its
+        ``code/`` importable) or a package folder."""
+        return self._load(folder, "", True)
 
-    def _load(self, path: Path, task: str, folder: bool) -> RemoteModel:
+    def _load(
+        self,
+        path: Path,
+        task: str,
+        folder: bool,
+        code_paths: tuple[Path, ...] = (),
+        example: Any = None,
+    ) -> RemoteModel:
         isolation = self.isolation
         if isolation.mechanism is None and self._asked != "off":
             _undumpable()
         # In the sandbox the files travel over the pipe (the child sees none of the host's
-        # temporary folders, and writes where mlops-ci never reads); else it reads them.
+        # temporary folders, and writes where mlops-ci never reads); else it reads them. The
+        # code always does: it lands in a folder of the child's own, never the project.
         sandboxed = isolation.mechanism is not None
-        files = model_files(path, folder) if sandboxed else None
+        values = {
+            "files": model_files(path, folder) if sandboxed else None,
+            "code": code_files(code_paths) if code_paths else None,
+            "example": example,
+        }
         child = _Child(isolation)
         try:
             args = {"path": None if sandboxed else str(path.resolve()), "name": path.name,
                     "task": task, "folder": folder, "unrestricted": self.unrestricted}  # fmt: skip
-            answer = child.request("load", args, {"files": files})
+            answer = child.request("load", args, values)
             handle = child.expect(answer, "handle", int, "load")
             info = child.expect(answer, "info", dict, "load")
             model = RemoteModel(child, handle, info, path)
@@ -288,6 +308,26 @@ def _raised(header: dict[str, Any]) -> Exception:
     )
 
 
+def installed(said: list[Any]) -> tuple[str, ...]:
+    """The names a model's child said it imports that are distributions installed here, by
+    their installed names (the child's word is a claim: nothing else goes further)."""
+    from importlib import metadata
+
+    from mlops_ci.model.environment import NAME
+
+    found: dict[str, str] = {}
+    for name in said[:MAX_DISTRIBUTIONS]:
+        if not isinstance(name, str) or not NAME.match(name):
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except (metadata.PackageNotFoundError, ValueError):
+            continue
+        real = str(dist.metadata["Name"] or name)
+        found.setdefault(real.lower(), real)
+    return tuple(sorted(found.values(), key=str.lower))
+
+
 class ModelFailed(MlopsError):
     """The model raised something other than a ValueError (its own failure, named)."""
 
@@ -303,11 +343,10 @@ class RemoteModel:
         try:
             self.model_kind: str = str(info.get("kind") or "")
             self.model_is_classifier = info.get("classifier") is True
-            said = info.get("distributions") or ()
-            # only known names reach the serving image's requirements.txt
-            self.distributions: tuple[str, ...] = tuple(
-                d for d in KNOWN_DISTRIBUTIONS if isinstance(said, list) and d in said
-            )
+            said = info.get("distributions") or []
+            # what the model imports: only distributions installed here reach the serving
+            # image's requirements.txt (pinned by mlops-ci, never as the child wrote them)
+            self.distributions: tuple[str, ...] = installed(said if isinstance(said, list) else [])
             self.type_name = str(info.get("type", "?"))[:200]
             dtypes = info.get("dtypes") or {}
             # {column: category | bool}: what the fitted model records beyond number and text

@@ -19,6 +19,23 @@ def model_files(path: Path, folder: bool) -> dict[str, bytes]:
     return read_files(path) if folder else {path.name: _regular(path)}
 
 
+def code_files(paths: tuple[Path, ...]) -> dict[str, bytes]:
+    """The files of ``model.code_paths`` (a module file, or a package folder) by the path
+    they take in the model's ``code/`` folder: each under its own name, as MLflow copies
+    them."""
+    found: dict[str, bytes] = {}
+    for path in paths:
+        if path.is_dir():
+            found.update({f"{path.name}/{k}": v for k, v in read_files(path).items() if _kept(k)})
+        else:
+            found[path.name] = _regular(path)
+    return found
+
+
+def _kept(name: str) -> bool:
+    return "__pycache__" not in name.split("/")
+
+
 def read_files(path: Path) -> dict[str, bytes]:
     """A folder's files by relative path, regular files only: a link or a device in it is
     refused, never followed (it could name this process's ``/proc/self/environ``)."""

@@ -26,17 +26,26 @@ OPERATIONS = ("load", "call", "convert", "save_mlflow", "measure", "peak_rss")
 class Worker:
     def __init__(self) -> None:
         self.models: dict[int, Any] = {}
+        self.code: dict[int, Path | None] = {}  # the model.code_paths a model was loaded with
 
     def load(self, args: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
         """The model from ``path`` (no sandbox), or from the ``files`` sent over the pipe,
-        written first into a private folder of the child's."""
+        written first into a private folder of the child's; the ``code`` it needs (its
+        ``model.code_paths``) always comes over the pipe, into a folder put on this child's
+        import path (MLflow's ``code_paths``: no PYTHONPATH). The ``example`` rows, when sent,
+        show a pyfunc model's answers (labels or class probabilities)."""
+        from mlops_ci.model import environment
         from mlops_ci.model.files import load_folder, load_user_model
+        from mlops_ci.model.pyfunc import PyfuncModel
+        from mlops_ci.runner.files import write_files
 
+        here = Path(tempfile.mkdtemp(prefix="model-"))
+        code = values.get("code")
+        if code:
+            write_files(here / "code", code, "model.code_paths")
+            sys.path.insert(0, str(here / "code"))
         files = values.get("files")
         if files is not None:
-            from mlops_ci.runner.files import write_files
-
-            here = Path(tempfile.mkdtemp(prefix="model-"))
             if args["folder"]:
                 write_files(here / "model", files, "the model folder")
                 path = here / "model"
@@ -46,13 +55,21 @@ class Worker:
         else:
             path = Path(args["path"])
         unrestricted = bool(args["unrestricted"])
+        before = environment.snapshot()
         if args["folder"]:
-            model = load_folder(path, unrestricted)
+            model = load_folder(path, unrestricted, str(args["task"]))
         else:
             model = load_user_model(path, args["task"], unrestricted)
+        needs = []
+        if isinstance(model, PyfuncModel):
+            example = values.get("example")
+            model.probe(example if example is not None else model.example())
+            needs = environment.folder_requirements(path)
+        needs += environment.imported_distributions(before)
         handle = len(self.models) + 1
         self.models[handle] = model
-        return {"handle": handle, "info": describe(model)}
+        self.code[handle] = here / "code" if code else None
+        return {"handle": handle, "info": describe(model, needs)}
 
     def call(self, args: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
@@ -70,8 +87,13 @@ class Worker:
         return {"y": np.asarray(getattr(model, method)(x))}
 
     def convert(self, args: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+        from mlops_ci.model.pyfunc import PyfuncModel
         from mlops_ci.packaging import convert
 
+        if isinstance(self.models[args["handle"]], PyfuncModel):
+            raise convert.ConversionRefused(
+                "an MLflow pyfunc model is Python code, which ONNX does not hold"
+            )
         converted = convert.convert_sklearn(
             self.models[args["handle"]], values["features"], args["target_opset"]
         )
@@ -82,7 +104,9 @@ class Worker:
         files (regular files only): skops when every type it holds is on the allow-list
         (``files.allowed_type``), so the MLmodel never tells a loader to trust
         ``builtins.eval``; else a pickle, which claims no safety at all (and mlops-ci loads
-        only in a child)."""
+        only in a child). The ``model.code_paths`` it was loaded with go into the folder's
+        ``code/`` (MLflow's ``code_paths``); a pyfunc model's folder is sent as it was written,
+        its MLmodel told what it answers (``model.pyfunc.META``)."""
         import mlflow.sklearn
         import skops.io
         from mlflow.models import ModelSignature
@@ -91,9 +115,17 @@ class Worker:
 
         model = self.models[args["handle"]]
         signature = args.get("signature")
+        dest = Path(tempfile.mkdtemp(prefix="mlflow-")) / "model"
+        from mlops_ci.model.pyfunc import PyfuncModel, save_copy
+
+        if isinstance(model, PyfuncModel):
+            save_copy(model, dest, ModelSignature.from_dict(signature) if signature else None)
+            from mlops_ci.runner.files import read_files
+
+            return {"trusted": [], "refused": [], "files": read_files(dest)}
         named = list(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
         refused = [n for n in named if not allowed_type(n)]
-        dest = Path(tempfile.mkdtemp(prefix="mlflow-")) / "model"
+        code = self.code.get(args["handle"])
         mlflow.sklearn.save_model(
             model,
             str(dest),
@@ -105,6 +137,7 @@ class Worker:
                 else mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS
             ),
             skops_trusted_types=None if refused else named,
+            code_paths=sorted(str(p) for p in code.iterdir()) if code is not None else None,
         )
         from mlops_ci.runner.files import read_files
 
@@ -124,11 +157,13 @@ class Worker:
             return {"kib": next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))}
 
 
-def describe(model: Any) -> dict[str, Any]:
-    """What the parent may know of the model without holding it (a dict of JSON values)."""
+def describe(model: Any, needs: list[str] | None = None) -> dict[str, Any]:
+    """What the parent may know of the model without holding it (a dict of JSON values);
+    ``needs``: the distributions loading it imported (``model.environment``)."""
     import numpy as np
 
     from mlops_ci.evaluation.predictions import kind_of
+    from mlops_ci.model.environment import prune
     from mlops_ci.model.features import fitted_dtypes, trained_columns
     from mlops_ci.packaging import convert
     from mlops_ci.packaging.frameworks import distributions
@@ -147,7 +182,7 @@ def describe(model: Any) -> dict[str, Any]:
         else [wire._scalar(c, "classes_") for c in np.asarray(classes).tolist()],
         "columns": list(columns) if columns is not None else None,
         "n_features": int(n_features) if isinstance(n_features, (int, np.integer)) else None,
-        "distributions": list(distributions(model)),
+        "distributions": prune(sorted({*distributions(model), *(needs or ())})),
         "dtypes": dict(fitted_dtypes(model)),
     }
 

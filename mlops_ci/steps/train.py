@@ -125,11 +125,11 @@ def train(
     try:
         return _train(config, registry, overrides, use_cache, env, progress, notify)
     except BaseException as err:
-        _record_failure(config, err, env)
+        record_failure(config, err, env)
         raise
 
 
-def _record_failure(config: Config, err: BaseException, env: Mapping[str, str] | None) -> None:
+def record_failure(config: Config, err: BaseException, env: Mapping[str, str] | None) -> None:
     """train.json of a failed train: its error's first line, without credentials (an MLflow
     error quotes the tracking URI as given, password and all)."""
     message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -172,31 +172,36 @@ def _train(
     if use_cache:
         hit = registry.find_cached_run(config.registry.experiment, key)
         if hit is not None:
-            return _finish(config, hit, True, key, trace, started, stages)
+            return finish(config, hit, True, key, trace, started, stages)
 
     work = JobFolder(config.root).train_work
     model_file = config.resolve(config.train.model_output)
     metrics_file = config.resolve(config.train.metrics_output)
     for output, stale in (("model", model_file), ("metrics", metrics_file)):
-        if stale.is_dir():
+        if stale.is_dir() and not (output == "model" and config.model.flavor == "pyfunc"):
             raise InputError(
                 f"mlops.yaml: train.outputs.{output}: '{stale}' is a folder; name the file the "
-                "training command writes"
+                "training command writes (a folder is model.flavor: pyfunc's)"
             )
+    if not config.train.command and pipeline is None:
+        raise InputError(
+            "mlops.yaml: train.command: nothing to run (no train.command, no pipeline)",
+            hint="give train.command, or hand a model over: `mlops-ci train --model PATH`",
+        )
     timings: dict[str, float] = {}
     written = {model_file: True, metrics_file: True}  # stages: their own records say
     if pipeline is None:
         command_started = time.monotonic()
         with _set_aside(work / "previous", (model_file, metrics_file)):
             log = run_command(config, config.train.command, params, env, work / "train.log")
-            written = {path: path.is_file() for path in written}
+            written = {path: _written(path) for path in written}
         timings["command"] = time.monotonic() - command_started
     else:
         log = JobFolder(config.root).stage_log(pipeline.training)
         timings.update({f"stage {s.name}": s.seconds for s in stages if s.state == RAN})
     metrics = _read_metrics(config, metrics_file, pipeline, written[metrics_file])
-    if not written[model_file] or not model_file.is_file():
-        back = " (the file that was there is back in place)" if model_file.is_file() else ""
+    if not written[model_file] or not _written(model_file):
+        back = " (the file that was there is back in place)" if model_file.exists() else ""
         raise TrainingError(
             f"mlops.yaml: train.outputs.model: the training command wrote no model at "
             f"'{config.train.model_output}'{back}",
@@ -227,7 +232,35 @@ def _train(
         tags.update({f"mlops.stage.{s.name}.outs": s.key for s in stages if s.holder is None})
         logged_params = {**stage_params(stages), **logged_params}
         metrics = {**metrics, **{f"stage.{s.name}.seconds": s.seconds for s in stages}}
+    record, note = log_model_run(
+        config, registry, model_file, logged_params, metrics, tags, artifacts, timings, progress
+    )
+    cache = StageCache(JobFolder(config.root).cache)
+    for s in stages:
+        if s.holder is None:  # this run holds its outs now: later trains need not upload them
+            cache.set_holder(s.name, s.key, record.run_id)
+    stages = [s if s.holder else dataclasses.replace(s, holder=record.run_id) for s in stages]
+    result = finish(config, record, False, key, trace, started, stages)
+    return dataclasses.replace(result, timings=timings, importance_note=note)
+
+
+def log_model_run(
+    config: Config,
+    registry: ModelRegistry,
+    model_file: Path,
+    params: dict[str, str],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    artifacts: dict[str, Path],
+    timings: dict[str, float],
+    progress: Callable[[str, int, int], None] | None,
+) -> tuple[RunRecord, str]:
+    """The model at ``model_file`` logged as a run with its evaluation on evaluate.data (when
+    it exists), scored while the runner's child holds it; returns the run and what the
+    importance budget lowered. ``timings`` gets the evaluation's, the importance's and the
+    logging's seconds."""
     example, evaluate = None, None
+    notes: list[str] = []
     data = config.resolve(config.evaluate.data)
     if data.is_file():
         rows = load_evaluation(config)
@@ -242,14 +275,12 @@ def _train(
                 notes.append(found.importance.plan.note)
             return found.text
 
-    notes: list[str] = []
     logging_started = time.monotonic()
-
     record = registry.log_run(
         NewRun(
             experiment=config.registry.experiment,
             artifact_location=config.registry.artifact_location,
-            params=logged_params,
+            params=params,
             metrics=metrics,
             tags=tags,
             model_file=model_file,
@@ -258,27 +289,41 @@ def _train(
             task=config.model.task,
             evaluate=evaluate,
             isolation=config.train.isolation,
+            code_paths=code_paths(config),
         )
     )
     logged = time.monotonic() - logging_started
     timings["logging"] = logged - timings.get("evaluation", 0.0) - timings.get("importance", 0.0)
-    cache = StageCache(JobFolder(config.root).cache)
-    for s in stages:
-        if s.holder is None:  # this run holds its outs now: later trains need not upload them
-            cache.set_holder(s.name, s.key, record.run_id)
-    stages = [s if s.holder else dataclasses.replace(s, holder=record.run_id) for s in stages]
-    result = _finish(config, record, False, key, trace, started, stages)
-    note = next((n for n in notes if n), "")
-    return dataclasses.replace(result, timings=timings, importance_note=note)
+    return record, next((n for n in notes if n), "")
+
+
+def code_paths(config: Config) -> tuple[Path, ...]:
+    """model.code_paths, resolved; one that does not exist is an error naming it."""
+    found = []
+    for i, entry in enumerate(config.model.code_paths):
+        path = config.resolve(entry)
+        if not path.exists():
+            raise InputError(
+                f"mlops.yaml: model.code_paths.{i}: '{entry}' does not exist",
+                hint="list the local modules the model imports, relative to mlops.yaml",
+            )
+        found.append(path)
+    return tuple(found)
+
+
+def _written(path: Path) -> bool:
+    """A model file, or a pyfunc model folder (its MLmodel), is there."""
+    return path.is_file() or (path / "MLmodel").is_file()
 
 
 def _inputs(config: Config, pipeline: Pipeline | None) -> tuple[str, ...]:
     """What the data fingerprint covers: train.inputs, and with stages every dep that no stage
     writes (the raw data and the code)."""
+    code = config.model.code_paths  # code the model imports: a change of it retrains
     if pipeline is None:
-        return config.train.inputs
+        return tuple(dict.fromkeys([*config.train.inputs, *code]))
     raw = [d for s in pipeline.stages for d in s.deps if pipeline.producer(d) is None]
-    return tuple(dict.fromkeys([*config.train.inputs, *raw]))
+    return tuple(dict.fromkeys([*config.train.inputs, *code, *raw]))
 
 
 def dry_run(
@@ -361,7 +406,7 @@ def _set_aside(folder: Path, outputs: tuple[Path, ...]) -> Iterator[None]:
         shutil.rmtree(folder)
     moved: list[tuple[Path, Path]] = []
     for i, path in enumerate(outputs):
-        if path.is_file() and not path.is_symlink():
+        if (path.is_file() or path.is_dir()) and not path.is_symlink():
             kept = folder / f"{i}-{path.name}"
             kept.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(path, kept)
@@ -415,7 +460,7 @@ def _read_metrics(
     return metrics
 
 
-def _finish(
+def finish(
     config: Config,
     run: RunRecord,
     cached: bool,

@@ -1,0 +1,118 @@
+"""train --model PATH: a model trained elsewhere (a model file or an MLflow model folder)
+recorded as the candidate run, with no command run.
+
+Its lineage says it was handed in, its sha256 and by whom; it is evaluated on evaluate.data
+and logged as a trained model is, through the model runner (it is code like any other). The
+same file handed in again with nothing else changed reuses its run (the cache key is its
+sha256, the code it imports, the environment and the evaluation settings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from mlops_ci import provenance
+from mlops_ci.config.types import Config
+from mlops_ci.errors import InputError
+from mlops_ci.model.integrity import digest, file_manifest
+from mlops_ci.records import JobFolder, write_json_atomic, write_text_atomic
+from mlops_ci.registry import TAG_CACHE_KEY, ModelRegistry
+from mlops_ci.steps.train import TrainResult, finish, log_model_run, record_failure
+
+TAG_HANDED_IN = "mlops.model.handed_in"
+TAG_HANDED_SHA256 = "mlops.model.sha256"
+TAG_HANDED_BY = "mlops.model.handed_in_by"
+TAG_HANDED_NAME = "mlops.model.source"
+
+
+def model_sha256(path: Path) -> str:
+    """sha256 of a model file, or of a model folder's file manifest."""
+    if path.is_dir():
+        return digest(file_manifest(path))
+    return provenance.sha256_file(path)
+
+
+def hand_in(
+    config: Config,
+    registry: ModelRegistry,
+    path: Path,
+    use_cache: bool = True,
+    env: Mapping[str, str] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> TrainResult:
+    """Record the model at ``path`` as a run of the experiment; see the module docstring. A
+    failure is recorded in .mlops/train.json as a failed train's is."""
+    env = dict(os.environ if env is None else env)
+    try:
+        return _hand_in(config, registry, path, use_cache, env, progress)
+    except BaseException as err:
+        record_failure(config, err, env)
+        raise
+
+
+def _hand_in(
+    config: Config,
+    registry: ModelRegistry,
+    path: Path,
+    use_cache: bool,
+    env: dict[str, str],
+    progress: Callable[[str, int, int], None] | None,
+) -> TrainResult:
+    started = time.monotonic()
+    shown = f"--model {path}"
+    if not path.exists():
+        raise InputError(f"{shown}: no such file or folder")
+    if path.is_dir() and not (path / "MLmodel").is_file():
+        raise InputError(
+            f"{shown}: a folder must be an MLflow model folder (it has no MLmodel file)",
+            hint="hand in a model file (.joblib, .pkl, .skops, .onnx, XGBoost .json, LightGBM "
+            ".txt) or the folder mlflow.pyfunc.save_model wrote",
+        )
+    if not path.is_dir() and not path.is_file():
+        raise InputError(f"{shown}: not a regular file or folder")
+    sha = model_sha256(path)
+    trace = provenance.collect(config.root, config.model.code_paths, env)
+    body = {
+        "handed_in": sha,
+        "flavor": config.model.flavor,
+        "task": config.model.task,
+        "code": trace.inputs.sha256,
+        "environment": trace.environment_sha256,
+    }
+    key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    if use_cache and config.train.cache:
+        hit = registry.find_cached_run(config.registry.experiment, key)
+        if hit is not None:
+            return finish(config, hit, True, key, trace, started)
+    work = JobFolder(config.root).train_work
+    lineage_dir = work / "lineage"
+    if lineage_dir.exists():
+        shutil.rmtree(lineage_dir)
+    write_json_atomic(lineage_dir / "inputs.manifest.json", trace.inputs.manifest)
+    artifacts = {
+        "lineage": lineage_dir,
+        "lineage/environment": write_text_atomic(
+            work / "requirements.lock", trace.environment_lock
+        ),
+    }
+    tags = {
+        **trace.tags(),
+        TAG_CACHE_KEY: key,
+        "mlops.model.name": config.model.name,
+        TAG_HANDED_IN: "true",
+        TAG_HANDED_SHA256: sha,
+        TAG_HANDED_BY: trace.ci.actor or "unknown",
+        TAG_HANDED_NAME: path.name,
+    }
+    timings: dict[str, float] = {}
+    record, note = log_model_run(
+        config, registry, path.resolve(), {}, {}, tags, artifacts, timings, progress
+    )
+    result = finish(config, record, False, key, trace, started)
+    return TrainResult(**{**result.__dict__, "timings": timings, "importance_note": note})
