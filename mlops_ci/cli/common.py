@@ -76,8 +76,9 @@ ISOLATION_OPTION = click.option(
 def timings_line(timings: dict[str, float]) -> str:
     """``trained in 2.9 s; evaluation 0.1 s; importance 8.7 s; logging 1.2 s``: each part of
     a train apart, so the user's command is not blamed for mlops-ci's own work."""
-    stages = sum(v for k, v in timings.items() if k.startswith("stage "))
-    parts = [f"trained in {timings.get('command', stages):.1f} s"]
+    stages = [v for k, v in timings.items() if k.startswith("stage ")]
+    ran = "command" in timings or stages  # a model handed in (train --model) ran nothing
+    parts = [f"trained in {timings.get('command', sum(stages)):.1f} s"] if ran else []
     parts += [
         f"{k} {timings[k]:.1f} s" for k in ("evaluation", "importance", "logging") if k in timings
     ]

@@ -91,7 +91,22 @@ def validate(config_path: Path | None) -> None:
     is_flag=True,
     help="Say which stages would run and why (changed deps, params, command); run nothing.",
 )
-def train(config_path: Path | None, params: tuple[str, ...], no_cache: bool, dry_run: bool) -> None:
+@click.option(
+    "--model",
+    "handed",
+    type=click.Path(path_type=Path),
+    metavar="PATH",
+    help="Record a model trained elsewhere (a model file, or an MLflow model folder) as the "
+    "candidate run, evaluated like a trained one; no command runs, and mlops.yaml needs no "
+    "train section. Lineage says it was handed in, its sha256 and by whom.",
+)
+def train(
+    config_path: Path | None,
+    params: tuple[str, ...],
+    no_cache: bool,
+    dry_run: bool,
+    handed: Path | None,
+) -> None:
     """Run the training command and record the run, params, metrics, model and lineage in MLflow.
 
     When code/data inputs, params and environment match an earlier successful run, that run
@@ -114,6 +129,8 @@ def train(config_path: Path | None, params: tuple[str, ...], no_cache: bool, dry
     the variable serve.admin_token_env names and every
     notify.webhooks[].secret_env; MLFLOW_TRACKING_URI and
     MLFLOW_REGISTRY_URI stay without user:password@ and secret query values.
+
+    With --model PATH a model trained elsewhere is recorded instead (see --model).
     """
     from mlops_ci.ci import emit_outputs
     from mlops_ci.registry import TAG_ISOLATION
@@ -121,6 +138,8 @@ def train(config_path: Path | None, params: tuple[str, ...], no_cache: bool, dry
     from mlops_ci.steps.train import train as train_step
     from mlops_ci.ui.progress import StepProgress
 
+    if handed is not None and (params or dry_run):
+        raise click.UsageError("--model records a model as it is: no --param or --dry-run")
     config = load(config_path)
     registry = open_registry(config)
     if dry_run:
@@ -130,19 +149,28 @@ def train(config_path: Path | None, params: tuple[str, ...], no_cache: bool, dry
             echo(f"{stage.name}: {stage.state} ({stage.why})")
         return
     with StepProgress({"importance": "features"}) as progress:
-        result = train_step(
-            config,
-            registry,
-            parse_overrides(params),
-            use_cache=not no_cache,
-            progress=progress,
-            notify=lambda line: echo(line, err=True),
-        )
+        if handed is not None:
+            from mlops_ci.steps.handin import hand_in
+
+            result = hand_in(config, registry, handed, not no_cache, progress=progress)
+        else:
+            result = train_step(
+                config,
+                registry,
+                parse_overrides(params),
+                use_cache=not no_cache,
+                progress=progress,
+                notify=lambda line: echo(line, err=True),
+            )
     for stage in result.stages:
         echo(f"stage {stage.name}: {stage.state} in {stage.seconds:.1f} s ({stage.why})")
     if result.cached:
         echo(f"cache hit: inputs, params and environment unchanged; reusing run {result.run_id}")
     else:
+        if handed is not None:
+            tags, sha = result.tags, result.tags.get("mlops.model.sha256", "")[:12]
+            by = tags.get("mlops.model.handed_in_by")
+            echo(f"handed in {tags.get('mlops.model.source')} (sha256 {sha}) by {by}")
         echo(f"{timings_line(result.timings)}; logged run {result.run_id}")
         if TAG_ISOLATION in result.tags:
             echo(f"training command: {result.tags[TAG_ISOLATION]}")

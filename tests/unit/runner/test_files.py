@@ -51,3 +51,16 @@ def test_an_entry_that_is_not_a_name_and_bytes_is_refused(tmp_path: Path) -> Non
         write_files(tmp_path, {"a": "text"}, "the folder")  # type: ignore[dict-item]
     with pytest.raises(FilesRefused, match="cannot be written"):
         write_files(tmp_path, {"a": b"1", "a/b": b"2"}, "the folder")
+
+
+def test_code_paths_travel_under_their_own_names_without_bytecode(tmp_path: Path) -> None:
+    from mlops_ci.runner.files import code_files
+
+    (tmp_path / "rules.py").write_text("X = 1\n")
+    (tmp_path / "lib" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "lib" / "__init__.py").write_text("")
+    (tmp_path / "lib" / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    assert code_files((tmp_path / "rules.py", tmp_path / "lib")) == {
+        "rules.py": b"X = 1\n",
+        "lib/__init__.py": b"",
+    }
