@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import posixpath
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -327,6 +328,7 @@ def _semantic_problems(data: dict[str, Any], node: yaml.Node | None, name: str) 
                 f"{name}:{line}: gate.rules.{i}.greater_is_better: needed to compare "
                 f"'{rule['metric']}' with production (not a known metric)"
             )
+    problems += _outputs_read(data, node, name)
     for env_name, env in data["deploy"].items():
         steps = env.get("rollout", {}).get("steps", [])
         mode = env.get("rollout", {}).get("mode", "canary")
@@ -339,6 +341,48 @@ def _semantic_problems(data: dict[str, Any], node: yaml.Node | None, name: str) 
                 f"got {steps[-1]:g}"
             )
     return problems
+
+
+def _outputs_read(data: dict[str, Any], node: yaml.Node | None, name: str) -> list[str]:
+    """train never deletes or overwrites a file that is not its own output: an output path
+    (train.outputs.model, train.outputs.metrics) that is, holds or lies inside a path read
+    (one of train.inputs, evaluate.data) is refused at the output's line."""
+    reads = [(["train", "inputs", i], p) for i, p in enumerate(data["train"]["inputs"])]
+    reads.append((["evaluate", "data"], data["evaluate"]["data"]))
+    problems = []
+    for key, output in data["train"]["outputs"].items():
+        out = _plain_path(output)
+        for keys, read in reads:
+            path = _plain_path(read)
+            if out == path:
+                how = "is also"
+            elif path == "." or out.startswith(path + "/"):
+                how = "is inside"
+            elif out == "." or path.startswith(out + "/"):
+                how = "holds"
+            else:
+                continue
+            at = ["train", "outputs", key]
+            line = node_line(node, at if _written(node, at) else keys)  # else the default's
+            problems.append(
+                f"{name}:{line}: train.outputs.{key}: '{output}' {how} {_dotted(keys)} "
+                f"'{read}' (line {node_line(node, keys)}): train never deletes or overwrites "
+                "a file that is not its own output; give the outputs paths of their own"
+            )
+    return problems
+
+
+def _written(node: yaml.Node | None, path: list[str]) -> bool:
+    """Whether the file itself holds the key at ``path`` (not the schema's default)."""
+    for part in path:
+        if not isinstance(node, yaml.MappingNode):
+            return False
+        node = next((v for k, v in node.value if k.value == part), None)
+    return node is not None
+
+
+def _plain_path(path: str) -> str:
+    return posixpath.normpath(path.replace("\\", "/"))
 
 
 def node_line(node: yaml.Node | None, path: list[Any], key_line: bool = False) -> int:

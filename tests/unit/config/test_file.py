@@ -268,3 +268,35 @@ def test_slice_all_needs_slices_and_an_evaluated_metric(tmp_path: Path) -> None:
     joined = "\n".join(err.value.problems)
     assert "slice: all needs a metric of evaluate.metrics" in joined
     assert "evaluate.slices names no column" in joined
+
+
+@pytest.mark.timeout(60)
+def test_an_output_that_is_or_holds_an_input_is_refused_at_its_line(tmp_path: Path) -> None:
+    text = VALID.replace(
+        "  command: python train.py\n",
+        "  command: python train.py\n  inputs: [data/, train.py]\n"
+        "  outputs: {model: data/model.joblib, metrics: ./train.py}\n",
+    )
+    rule = "train never deletes or overwrites a file that is not its own output"
+    assert problems(tmp_path, text) == [
+        "mlops.yaml:6: train.outputs.model: 'data/model.joblib' is inside train.inputs.0 "
+        f"'data/' (line 5): {rule}; give the outputs paths of their own",
+        "mlops.yaml:6: train.outputs.metrics: './train.py' is also train.inputs.1 'train.py' "
+        f"(line 5): {rule}; give the outputs paths of their own",
+    ]
+    # the default outputs/ is refused too, at the line of what it would overwrite
+    lines = problems(tmp_path, VALID.replace("  data: data/test.csv", "  data: outputs"))
+    assert [line.split(" (line")[0] for line in lines] == [
+        "mlops.yaml:6: train.outputs.model: 'outputs/model.joblib' is inside evaluate.data "
+        "'outputs'",
+        "mlops.yaml:6: train.outputs.metrics: 'outputs/metrics.json' is inside evaluate.data "
+        "'outputs'",
+    ]
+    holds = VALID.replace(
+        "  command: python train.py\n",
+        "  command: python train.py\n  outputs: {model: out}\n  inputs: [out/base.csv]\n",
+    )
+    (line,) = problems(tmp_path, holds)
+    assert line.startswith("mlops.yaml:5: train.outputs.model: 'out' holds train.inputs.0")
+    fine = VALID.replace("  command: python train.py\n", "  command: x\n  inputs: [data/a.csv]\n")
+    assert load_config(write(tmp_path, fine)).train.inputs == ("data/a.csv",)
