@@ -1,5 +1,6 @@
 """validate through the CLI: each problem on a line of its own and exit 2; the evaluation
-columns checked when the file is there; stage problems; a symlink loop."""
+columns checked when the file is there, and a missing file named; stage problems; a symlink
+loop."""
 
 from __future__ import annotations
 
@@ -43,7 +44,11 @@ def test_validate_checks_the_evaluation_columns_when_the_file_exists(
     config.write_text(config.read_text().replace("slices: [region]", "slices: [sepal_length]"))
     (project / "data" / "test.csv").unlink()
     config.write_text(config.read_text().replace("target: specie", "target: species"))
-    assert run_cli("validate", "-c", str(project)) == 0  # no file yet: nothing to check
+    assert run_cli("validate", "-c", str(project)) == 2  # no file, and no stage writes it
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: mlops.yaml:13: evaluate.data: 'data/test.csv' does not exist in "
+        f"{project.resolve()}, and no pipeline stage writes it"
+    ]
 
 
 def test_a_symlink_loop_is_a_config_error(tmp_path: Path) -> None:
