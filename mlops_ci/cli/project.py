@@ -48,6 +48,11 @@ def init(
 ) -> None:
     """Write a commented starter mlops.yaml, and with --ci the CI workflow templates.
 
+    The starter's gate has one rule (the primary metric not worse than production's) and its
+    commented keys show their defaults. Where it writes mlops.yaml it appends to .gitignore
+    the lines it lacks: .mlops/ (the job's records, the embedded registry) and the training
+    outputs' folder.
+
     With --from-dvc the starter takes its pipeline from an existing dvc.yaml (or keep that
     file as the source of truth instead: `pipeline: {dvc: dvc.yaml}` in mlops.yaml).
     """
@@ -58,6 +63,8 @@ def init(
         echo(f"wrote {path}")
     for path in result.kept:
         echo(f"kept {path} (exists; --force overwrites)")
+    if result.gitignore is not None:
+        echo(f"added {', '.join(result.ignored)} to {result.gitignore}")
     echo("next: edit mlops.yaml, then run `mlops-ci validate`")
 
 
@@ -67,7 +74,9 @@ def validate(config_path: Path | None) -> None:
     """Check mlops.yaml against its schema and its meaning; print every problem with its line.
 
     Beyond the schema: metrics that fit model.task, gate rules on known or declared metrics,
-    and, when evaluate.data exists, its target and feature columns.
+    outputs that would overwrite what is read (train.inputs, evaluate.data), the pipeline's
+    stages, the paths read before anything runs (evaluate.data unless a stage writes it, every
+    train.inputs entry) and, when evaluate.data exists, its target and feature columns.
     """
     from mlops_ci.steps.validate import validate as validate_step
 
@@ -276,4 +285,25 @@ def demo(folder: Path | None) -> None:
         echo(f"refused: {second.refused}")
     echo(f"\ncomparison: {JobFolder(result.project).comparison_md}")
     echo(f"registry:   {result.registry}")
-    echo(f"browse:     mlflow ui --backend-store-uri {result.registry}")
+    echo(f"versions:   mlops-ci versions -c {result.project}")
+    echo(f"browse:     {browse_hint(result.registry)}")
+
+
+def browse_hint(registry: str) -> str:
+    """How to browse ``registry`` in MLflow's UI. The UI (flask, the server) is in the full
+    mlflow package, not in the mlflow-skinny mlops-ci installs: then what to install first, at
+    the version of the installed mlflow-skinny (so pip changes nothing else)."""
+    from importlib import metadata, util
+
+    command = f"mlflow ui --backend-store-uri {registry}"
+    try:
+        metadata.version("mlflow")
+        if util.find_spec("flask") is not None:
+            return command
+    except metadata.PackageNotFoundError:
+        pass
+    try:
+        pin = f"mlflow=={metadata.version('mlflow-skinny')}"
+    except metadata.PackageNotFoundError:
+        pin = "mlflow"
+    return f"pip install '{pin}' (the UI is not in mlflow-skinny), then {command}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -11,8 +12,11 @@ import yaml
 
 from mlops_ci import __version__
 from mlops_ci.bundled import bundled
+from mlops_ci.config.file import schema, with_defaults
 from mlops_ci.errors import InputError, MlopsError
 from mlops_ci.pipeline.dvcfile import read_dvc, to_mlops
+from mlops_ci.pipeline.spec import normalised
+from mlops_ci.records import FOLDER
 
 # A DVC out named like one of these is taken for the model (the training stage's out).
 MODEL_SUFFIXES = {".joblib", ".pkl", ".pickle", ".skops", ".onnx", ".ubj"}
@@ -22,12 +26,16 @@ CI_TEMPLATES = {
     "github": ("templates/github", ".github/workflows"),
     "azure": ("templates/azure-pipelines", ".azure-pipelines"),
 }
+GITIGNORE = ".gitignore"
+IGNORE_HEADER = "# mlops-ci: its records and embedded MLflow registry, and what training writes"
 
 
 @dataclass(frozen=True)
 class InitResult:
     written: list[Path] = field(default_factory=list)
     kept: list[Path] = field(default_factory=list)  # existed already; --force overwrites
+    ignored: list[str] = field(default_factory=list)  # lines added to .gitignore
+    gitignore: Path | None = None  # the .gitignore those lines went to (None: none added)
 
 
 def init_project(
@@ -55,6 +63,10 @@ def init_project(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         result.written.append(path)
+    if folder / "mlops.yaml" in result.written:  # the lines follow the starter's own paths
+        added = merge_gitignore(folder / GITIGNORE, ignore_lines(starter))
+        if added:
+            result = dataclasses.replace(result, ignored=added, gitignore=folder / GITIGNORE)
     if not result.written:
         raise MlopsError(
             f"{', '.join(str(p) for p in result.kept)}: already exist"
@@ -62,6 +74,48 @@ def init_project(
             hint="pass --force to overwrite",
         )
     return result
+
+
+def ignore_lines(starter: str) -> list[str]:
+    """The .gitignore lines of a project with this mlops.yaml: mlops-ci's folder (the job's
+    records, the embedded registry and its artifacts) and train's outputs (their top folder,
+    anchored, unless an input or evaluate.data lives there too: then the files themselves)."""
+    filled = with_defaults(yaml.safe_load(starter), schema())
+    reads = [normalised(p) for p in [*filled["train"]["inputs"], filled["evaluate"]["data"]]]
+    lines = [f"{FOLDER}/"]
+    for output in filled["train"]["outputs"].values():
+        path = normalised(output)
+        if path is None:
+            continue  # outside the project: not this repository's to ignore
+        top = path.split("/")[0]
+        shared = path == top or any(r is not None and r.split("/")[0] == top for r in reads)
+        line = f"/{path}" if shared else f"/{top}/"
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
+def merge_gitignore(path: Path, lines: list[str]) -> list[str]:
+    """Append to ``path`` the ``lines`` it does not hold yet (``outputs``, ``/outputs/`` and
+    ``outputs/`` are one), never rewriting what is there; the lines added."""
+    try:
+        text = path.read_text("utf-8", errors="surrogateescape") if path.exists() else ""
+        have = {_pattern(line) for line in text.splitlines()}
+        added = [line for line in lines if _pattern(line) not in have]
+        if added:
+            gap = "" if not text or text.endswith("\n") else "\n"
+            with path.open("a", encoding="utf-8", errors="surrogateescape") as fh:
+                fh.write(gap + "\n".join([IGNORE_HEADER, *added]) + "\n")
+    except OSError as err:
+        raise InputError(
+            f"{path}: cannot be added to: {err.strerror or err}",
+            hint=f"add these lines to it yourself: {' '.join(lines)}",
+        ) from None
+    return added
+
+
+def _pattern(line: str) -> str:
+    return line.strip().strip("/")
 
 
 def with_dvc_stages(starter: str, dvc_file: Path, shown: str) -> str:
