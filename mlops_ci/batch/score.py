@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlops_ci.batch.plan import Slice, Task, read_task
+from mlops_ci.model.values import BOOL, CATEGORY, parse, refusal
 
 LOADS: list[str] = []  # model folders this process loaded (one entry per load)
 MISSING = ("", "nan", "none", "null", "<na>")
@@ -42,7 +43,7 @@ class Job:
     id_columns: tuple[str, ...]  # carried from input to output rows
     parts: str  # folder of part-NNNNNN.parquet and rejects-NNNNNN.parquet
     threads: int = 1
-    kinds: tuple[str, ...] = ()  # number | string per feature; empty: all numbers
+    kinds: tuple[str, ...] = ()  # number | string | bool | category per feature; (): numbers
     nullable: tuple[str, ...] = ()  # number columns the model scores when missing
     isolation: str = "auto"  # the sandbox of a native model's runner (as train.isolation)
 
@@ -62,11 +63,11 @@ class TaskResult:
 class Features:
     """The model's input for a slice, and which rows are fit to score."""
 
-    x: npt.NDArray[np.float64]  # [rows, features] as read; a value not fit (or text) is a zero
+    x: npt.NDArray[np.float64]  # [rows, features] as read (a bool 1.0/0.0); text is a zero
     ok: npt.NDArray[np.bool_]
     errors: npt.NDArray[np.object_]  # the first error of each rejected row, None elsewhere
     names: tuple[str, ...] = ()
-    text: dict[str, npt.NDArray[np.object_]] | None = None  # text columns, by name
+    text: dict[str, npt.NDArray[np.object_]] | None = None  # text and category columns
 
     def batch(self, rows: Any) -> Any:
         """The model's input for ``rows``: the matrix, or a table where a column is text."""
@@ -167,9 +168,10 @@ def features_matrix(
     nullable: tuple[str, ...] = (),
 ) -> Features:
     """[rows, features] numbers from an Arrow table as read (float64; ONNX graphs get them as
-    float32, see ``model/features.py``) and text columns as text; a row with a value that is
-    missing where the column may not be (null, an empty cell), not a number or beyond float32
-    is rejected with the first such column named."""
+    float32, see ``model/features.py``), bools as 1.0/0.0, text and category columns as their
+    values; a row with a value that is missing where the column may not be (null, an empty
+    cell), not a number, beyond float32, not true or false (a bool) or not text or a number (a
+    category) is rejected with the first such column named."""
     rows = table.num_rows
     result = Features(
         np.empty((rows, len(features)), np.float64),
@@ -183,6 +185,9 @@ def features_matrix(
             result.x[:, j] = 0.0
             text = _texts(column, name, result, name in nullable)
             result.text = {**(result.text or {}), name: text}
+            continue
+        if kinds and kinds[j] in (BOOL, CATEGORY):
+            _of_kind(column, kinds[j], name, j, result, name in nullable)
             continue
         values = _floats(column)
         with np.errstate(over="ignore"):
@@ -212,6 +217,25 @@ def _texts(
             result.reject(np.flatnonzero(null & result.ok), f"{name}: missing")
         values[null] = None
     return values
+
+
+def _of_kind(column: Any, kind: str, name: str, j: int, result: Features, nullable: bool) -> None:
+    """A bool column into the matrix (1.0/0.0), a category column's values beside it, as the
+    contract reads them (``model/values.py``); a value it refuses, or a missing one where the
+    column may not be, rejects the row."""
+    values = column.to_pylist()
+    parsed, bad = parse(kind, (), values)
+    missing = np.isnan(parsed) if kind == BOOL else np.array([v is None for v in parsed], bool)
+    for refused, says in ((bad, None), (missing & ~bad & (not nullable), "missing")):
+        rows = np.flatnonzero(refused & result.ok)
+        if len(rows):
+            messages = [f"{name}: {says or refusal(kind, values[i])}" for i in rows]
+            result.reject(rows, messages)
+    if kind == BOOL:
+        result.x[:, j] = np.where(bad, 0.0, parsed)
+    else:
+        result.x[:, j] = 0.0
+        result.text = {**(result.text or {}), name: parsed}
 
 
 def _floats(column: Any) -> npt.NDArray[np.float64]:

@@ -72,7 +72,11 @@ def check_columns(config: Config) -> list[str]:
             f"'{spec.target}' is not a column of {spec.data} "
             f"(columns: {', '.join(header[:20])}){guess}"
         )
-    for key, wanted in (("features", spec.features), ("slices", spec.slices)):
+    for key, wanted in (
+        ("features", spec.features),
+        ("slices", spec.slices),
+        ("dtypes", tuple(spec.dtypes)),
+    ):
         missing = [f for f in wanted if f not in header]
         if missing:
             problems.append(
@@ -83,8 +87,14 @@ def check_columns(config: Config) -> list[str]:
 
 
 def load_evaluation(config: Config, nrows: int | None = None) -> EvaluationData:
-    """Read evaluate.data; missing file, columns or rows are errors naming them."""
+    """Read evaluate.data; missing file, columns or rows are errors naming them. The columns of
+    ``evaluate.dtypes``, and a column of True/False with gaps, are given their kind by the
+    input contract (``model/features.py``) from the values ``read_csv`` read (a whole-number
+    category stays a number, as a model fitted on the file read so has it); a value a kind
+    does not take is an error naming its row."""
     import pandas as pd
+
+    from mlops_ci.model.features import read_kinds, typed_frame
 
     spec = config.evaluate
     path = config.resolve(spec.data)
@@ -120,12 +130,14 @@ def load_evaluation(config: Config, nrows: int | None = None) -> EvaluationData:
             f"{spec.data}:{empty[0] + 2}: column '{spec.target}' (the target) is empty"
             + (f" (and {len(empty) - 1} more rows)" if len(empty) > 1 else "")
         )
+    kinds = read_kinds(frame[features], spec.dtypes)
     for column in features:
-        _check_numbers(frame[column], column, spec.data)
+        if column not in kinds:
+            _check_numbers(frame[column], column, spec.data)
     return EvaluationData(
         path=spec.data,
         sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-        features=frame[features],
+        features=typed_frame(frame[features], kinds, spec.data),
         target=frame[spec.target],
         slices=frame[list(spec.slices)] if spec.slices else None,
     )

@@ -4,7 +4,9 @@ Per numeric feature: row, missing and out-of-range counts, min/max, a histogram 
 reference's quantile bins (exact, over every row) for the population stability index, and a
 uniform reservoir sample (``sample_size`` rows) for the Kolmogorov–Smirnov test. Per categorical
 feature: counts per category (at most ``MAX_CATEGORIES``, the rest as one "other") for PSI and
-the chi-squared test. The reference is read twice: once for its quantiles, once to count.
+the chi-squared test; a bool column of the reference counts True and False whatever spelling
+the current side has (the input log holds 1.0/0.0, a CSV True/False: ``model/values.py``).
+The reference is read twice: once for its quantiles, once to count.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+
+from mlops_ci.model.values import bool_value
 
 MAX_CATEGORIES = 1000
 OTHER = "__other__"
@@ -123,14 +127,22 @@ class CategoricalFeature:
         self.current: dict[str, int] = {}
         self.missing = [0, 0]
         self.rows = [0, 0]
+        self.boolean: bool | None = None  # a bool column: decided by the reference's first chunk
 
     def scan_reference(self, column: pd.Series) -> None:
+        if self.boolean is None:
+            present = column.dropna()
+            self.boolean = pd.api.types.is_bool_dtype(column) or (
+                not present.empty and all(isinstance(v, bool) for v in present.tolist())
+            )
         self._add(column, self.reference, 0)
 
     def add_current(self, column: pd.Series) -> None:
         self._add(column, self.current, 1)
 
     def _add(self, column: pd.Series, into: dict[str, int], side: int) -> None:
+        if self.boolean:
+            column = _bool_keys(column)
         self.rows[side] += len(column)
         self.missing[side] += int(column.isna().sum())
         for value, count in column.dropna().astype(str).value_counts().items():
@@ -157,6 +169,17 @@ class CategoricalFeature:
         if used.sum() < 2 or not ref.sum() or not cur.sum():
             return "chi2", None
         return "chi2", float(chi2_contingency(np.vstack([ref[used], cur[used]]))[1])
+
+
+def _bool_keys(column: pd.Series) -> pd.Series:
+    """A bool column's values as True/False (None where missing); a value the contract does
+    not take as a bool stays itself, counted as a category of its own."""
+    values = column.to_numpy(dtype=object, na_value=None)
+    keys = []
+    for value in values:
+        said = bool_value(value)
+        keys.append(value if said is None else None if said != said else str(said == 1.0))
+    return pd.Series(keys, dtype=object)
 
 
 def psi(reference: npt.NDArray[Any], current: npt.NDArray[Any]) -> float:

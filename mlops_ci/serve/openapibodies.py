@@ -7,23 +7,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops_ci.model.features import STRING, Feature, FeatureSchema
+from mlops_ci.model.features import BOOL, CATEGORY, STRING, Feature, FeatureSchema
 from mlops_ci.serve.payload import FLOAT32_MAX, SCORE_KEYS, V2_NUMERIC, Limits
 
 # The float32 edge written exactly (3.4028234663852886e+38 would be read as a larger decimal).
 F32_MAX = int(FLOAT32_MAX)
 NUMBER = {"type": "number", "minimum": -F32_MAX, "maximum": F32_MAX}  # finite, in float32
+TEXT: dict[str, Any] = {"type": "string", "minLength": 1}
+TRUTH: dict[str, Any] = {"anyOf": [{"type": "boolean"}, {"enum": [0, 1]}]}  # true/false, 1/0
 
 
 def _cell(feature: Feature | None) -> dict[str, Any]:
-    """One value: text (not empty: an empty text is a missing value), or a finite number in
-    the float32 range; null where the column may be missing."""
-    if feature is not None and feature.kind == STRING:
-        text = {"type": "string", "minLength": 1}
-        return {"anyOf": [text, {"type": "null"}]} if feature.nullable else text
+    """One value: text (not empty: an empty text is a missing value), a bool, a category's
+    value (text or a number), or a finite number in the float32 range; null where the column
+    may be missing."""
+    kind = feature.kind if feature is not None else None
+    cell: dict[str, Any] = {STRING: TEXT, BOOL: TRUTH}.get(kind or "", NUMBER)
+    if kind == CATEGORY:
+        cell = {"anyOf": [TEXT, NUMBER]}
+        if feature is not None and feature.categories:
+            cell["examples"] = list(feature.categories[:20])
     if feature is not None and feature.nullable:
-        return {"anyOf": [NUMBER, {"type": "null"}]}
-    return NUMBER
+        return {"anyOf": [cell, {"type": "null"}]}
+    return cell
 
 
 def _features(limits: Limits) -> list[Feature | None]:
@@ -167,8 +173,12 @@ def _column_tensor(feature: Feature, limits: Limits) -> dict[str, Any]:
     families: list[dict[str, Any]]
     if feature.kind == STRING:
         families = [{"datatype": {"const": "BYTES"}, "cell": _cell(feature)}]
-    else:
+    else:  # a bool: BOOL, or 0/1 of a numeric type; a category: BYTES or a number
         families = _typed_data()
+        if feature.kind == BOOL:
+            families = [{**f, "cell": {"enum": [0, 1]}} for f in families[:2]] + families[2:]
+        if feature.kind == CATEGORY:
+            families = [{"datatype": {"const": "BYTES"}, "cell": TEXT}, *families[:2]]
         if feature.nullable:
             for family in families:
                 family["cell"] = {"anyOf": [family["cell"], {"type": "null"}]}

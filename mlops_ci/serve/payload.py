@@ -12,9 +12,10 @@ error body. Accepted shapes:
   JSON header (the binary tensor extension tritonclient uses, ``Inference-Header-Content-Length``).
   Those are parsed in ``v2payload``, with the checks of a value kept here.
 
-A model whose schema is all numbers gets a float64 matrix; one with text columns a table of
-1-D columns by name (float64 numbers, object strings; a missing value as
-``model/features.py`` says).
+A model whose schema is all numbers (a bool is one: 1.0/0.0) gets a float64 matrix; one with
+text or category columns a table of 1-D columns by name (float64 numbers and bools, object
+strings and category values; a missing value as ``model/features.py`` says). What a bool or a
+category takes, and the words of a refusal, are ``model/values.py``'s, as on every other path.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from mlops_ci.model.features import STRING, Feature, FeatureSchema
+from mlops_ci.model.features import BOOL, CATEGORY, STRING, Feature, FeatureSchema
+from mlops_ci.model.values import bool_value, parse, refusal
 
 # v2 datatypes that can stand for a feature value, and their numpy types for binary data.
 V2_NUMERIC = {
@@ -81,6 +83,11 @@ class Limits:
     def mixed(self) -> bool:
         """Some column is text: requests become tables, not one float matrix."""
         return self.schema is not None and not self.schema.all_numeric
+
+    @cached_property
+    def booleans(self) -> frozenset[int]:
+        """Positions of the bool columns (true/false, taken as 1.0/0.0)."""
+        return frozenset(self.schema.booleans) if self.schema is not None else frozenset()
 
     @cached_property
     def nullable(self) -> tuple[int, ...]:
@@ -218,9 +225,13 @@ def _matrix(rows: list[Any], field: str, limits: Limits, names: tuple[str, ...] 
     # check is the float32 range, in this loop for a few values (numpy's fixed cost per call
     # is larger than theirs), by numpy for many.
     small = len(rows) * width <= SMALL_BATCH
+    booleans = limits.booleans
     for i, row in enumerate(rows):
         for j, value in enumerate(row):
             kind = type(value)
+            if booleans and j in booleans:  # a schema names the columns
+                row[j] = _bool(value, limits.features[j], i, limits, j)
+                continue
             if kind is float or kind is int:
                 if small and not -FLOAT32_MAX <= value <= FLOAT32_MAX:
                     raise PayloadError(422, f"'{field}' holds a number beyond the float32 range")
@@ -232,6 +243,19 @@ def _matrix(rows: list[Any], field: str, limits: Limits, names: tuple[str, ...] 
     if small:
         return np.array(rows, dtype=np.float64)  # None (a missing value) becomes NaN
     return finite(np.array(rows, dtype=np.float64), field, limits.nullable)
+
+
+def _bool(value: Any, where: str, row: int, limits: Limits, column: int) -> float:
+    """A bool column's value in a matrix row as 1.0/0.0 (NaN: missing, where it may be)."""
+    said = bool_value(value)
+    if said is None:
+        raise PayloadError(422, f"'{where}' in row {row}: {refusal(BOOL, value)}")
+    if said != said and column not in limits.nullable:
+        raise PayloadError(
+            422, f"'{where}' in row {row} is missing ({_kind(value)}); this model takes no "
+            "missing value in it",
+        )  # fmt: skip
+    return said
 
 
 def _check_widths(rows: list[Any], field: str, width: int, what: str) -> None:
@@ -257,10 +281,13 @@ def _table(rows: list[Any], field: str, limits: Limits) -> dict[str, npt.NDArray
 
 
 def column_values(
-    values: list[Any], feature: Feature, where: str, row_word: str
+    values: list[Any] | npt.NDArray[Any], feature: Feature, where: str, row_word: str
 ) -> npt.NDArray[Any]:
-    """One column's values checked against its kind: text, or finite float32 numbers (or
-    missing ones, null or NaN, where the model imputes them)."""
+    """One column's values checked against its kind: text, a bool (as 1.0/0.0), a category's
+    value (text or a number), or finite float32 numbers (or missing ones, null or NaN, where
+    the model imputes them)."""
+    if feature.kind in (BOOL, CATEGORY):
+        return _of_kind(values, feature, where, row_word)
     if feature.kind == STRING:
         for i, value in enumerate(values):
             if type(value) is str and value:
@@ -284,6 +311,26 @@ def column_values(
             raise PayloadError(422, f"{where} {row_word} {i} must be a number, got {_kind(value)}")
     column = np.array(values, dtype=np.float64).reshape(-1, 1)
     return finite(column, where.strip("'"), (0,) if feature.nullable else ())[:, 0]
+
+
+def _of_kind(
+    values: list[Any] | npt.NDArray[Any], feature: Feature, where: str, row_word: str
+) -> npt.NDArray[Any]:
+    """A bool or category column (``model/values.py`` says what each takes)."""
+    parsed, bad = parse(feature.kind, feature.categories, values)
+    if bad.any():
+        i = int(bad.nonzero()[0][0])
+        raise PayloadError(422, f"{where} {row_word} {i}: {refusal(feature.kind, values[i])}")
+    if not feature.nullable:
+        gaps = np.isnan(parsed) if feature.kind == BOOL else np.array([v is None for v in parsed])
+        if gaps.any():
+            i = int(gaps.nonzero()[0][0])
+            raise PayloadError(
+                422,
+                f"{where} {row_word} {i} is missing ({_kind(values[i])}); this model takes no "
+                "missing value in it",
+            )
+    return parsed
 
 
 def finite(

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mlops_ci.model.features import STRING, Feature, FeatureSchema
+from mlops_ci.model.features import BOOL, CATEGORY, NUMBER, STRING, Feature, FeatureSchema
 from mlops_ci.serve.payload import (
     V2_NUMERIC,
     Batch,
@@ -61,8 +61,9 @@ def parse_infer(body: bytes, header_length: int | None, limits: Limits) -> Infer
             assert limits.schema is not None
             raise PayloadError(
                 422,
-                f"this model has text columns ({', '.join(limits.schema.strings[:5])}): send one "
-                "tensor per column, named like it, with datatype BYTES for text",
+                f"this model has text or category columns "
+                f"({', '.join(limits.schema.not_numeric[:5])}): send one tensor per column, "
+                "named like it, with datatype BYTES for text",
             )
         return InferRequest(_tensor(inputs[0], binary, limits), request_id, outputs)
     return InferRequest(_named_tensors(inputs, binary, limits), request_id, outputs)
@@ -126,39 +127,52 @@ def _column_tensor(
         raise PayloadError(422, f"'{where}.shape' must be [rows] or [rows, 1] for one column")
     rows = shape[0]
     check_rows(rows, where, limits)
-    if feature.kind == STRING and datatype != "BYTES":
+    text = datatype == "BYTES" and feature.kind in (STRING, CATEGORY)
+    if feature.kind == STRING and not text:
         raise PayloadError(
             422, f"'{where}.datatype' must be BYTES: column '{feature.name}' is text"
         )
-    if feature.kind != STRING and (not isinstance(datatype, str) or datatype not in V2_NUMERIC):
-        raise PayloadError(
-            422,
-            f"'{where}.datatype' {datatype!r} is not a numeric type (FP32, FP64, INT64, ...): "
-            f"column '{feature.name}' is a number",
-        )
+    if not text and (
+        not isinstance(datatype, str)
+        or datatype not in V2_NUMERIC
+        or (feature.kind == CATEGORY and datatype == "BOOL")
+    ):
+        raise PayloadError(422, f"'{where}.datatype' {datatype!r} {_wanted(feature)}")
     params = tensor.get("parameters") or {}
     size = params.get("binary_data_size") if isinstance(params, dict) else None
     if size is not None:
         if type(size) is not int or size < 0 or size > len(binary):
             raise PayloadError(422, f"'{where}': binary_data_size is beyond the binary data")
         chunk = binary[:size]
-        if feature.kind == STRING:
+        if text:
             texts = list(_binary_strings(chunk, rows, where))
             return column_values(texts, feature, f"'{feature.name}'", "in row"), size
         missing_ok = (0,) if feature.nullable else ()
-        return _binary(chunk, size, rows, 1, str(datatype), missing_ok)[:, 0], size
+        column = _binary(chunk, size, rows, 1, str(datatype), missing_ok)[:, 0]
+        if feature.kind != NUMBER:  # 0/1 for a bool; a number for a category
+            column = column_values(column, feature, f"'{feature.name}'", "in row")
+        return column, size
     data = tensor.get("data")
     if not isinstance(data, list):
         raise PayloadError(422, f"'{where}.data' must be a list")
     _check_nesting(data, shape, where)
     flat = _flatten(data, rows, where)
-    if feature.kind != STRING:  # datatype is one of V2_NUMERIC, checked above
+    if not text:  # datatype is one of V2_NUMERIC, checked above
         datatype = str(datatype)
         if not all(fits(v, datatype) or v is None for v in flat):
             raise PayloadError(422, f"'{where}.data' must hold {_kind_of(datatype)}")
-        if datatype == "BOOL":
+        if datatype == "BOOL" and feature.kind == NUMBER:
             flat = [None if v is None else int(v) for v in flat]
     return column_values(flat, feature, f"'{feature.name}'", "in row"), 0
+
+
+def _wanted(feature: Feature) -> str:
+    """What a tensor's datatype must be for ``feature``'s column, said when it is not."""
+    if feature.kind == BOOL:
+        return f"is not BOOL or a numeric type: column '{feature.name}' is a bool"
+    if feature.kind == CATEGORY:
+        return f"is not BYTES or a numeric type (INT64, ...): column '{feature.name}' is a category"
+    return f"is not a numeric type (FP32, FP64, INT64, ...): column '{feature.name}' is a number"
 
 
 def _binary_strings(chunk: bytes, rows: int, where: str) -> npt.NDArray[Any]:

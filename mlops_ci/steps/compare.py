@@ -26,7 +26,7 @@ from mlops_ci.evaluation.importance import Importance, Progress, Settings, permu
 from mlops_ci.evaluation.rules import rule_checks, significance_check, slice_checks
 from mlops_ci.evaluation.slices import SliceScore, cut, score_slices
 from mlops_ci.metrics import Encoded, score
-from mlops_ci.model.features import model_frame
+from mlops_ci.model.features import model_frame, onnx_frame
 from mlops_ci.packaging import convert, cost, runtime
 from mlops_ci.packaging.cost import Cost
 from mlops_ci.packaging.runtime import Engine
@@ -270,8 +270,8 @@ def _engine(
     ``files``; with the runtime's name and why."""
     probe_rows = config.gate.cost.batch_rows
     try:
-        converted = runtime.try_onnx(
-            config, native, convert.native_outputs(native, features), features
+        converted = runtime.try_onnx(  # as package converts it: features.onnx_frame
+            config, native, convert.native_outputs(native, features), onnx_frame(features)
         )
     except (InputError, GateFailed) as err:  # package.onnx: true would refuse to package it
         converted = f"ONNX: not used — {str(err).removeprefix('ONNX ')}"
@@ -284,7 +284,7 @@ def _engine(
     path = work / runtime.ONNX_FILE
     path.write_bytes(converted[0].onnx)
     layout = converted[0].layout
-    engine = runtime.onnx_engine(path, layout, features, config, work, probe_rows)
+    engine = runtime.onnx_engine(path, layout, onnx_frame(features), config, work, probe_rows)
     return engine, ("onnxruntime", "")
 
 

@@ -69,6 +69,11 @@ _TRAINED = {
     "mlops.ci.run_url": "ci run",
     "mlops.ci.actor": "triggered by",
     "mlops.ci.pr": "pull request",
+    # a model trained elsewhere (train --model PATH)
+    "mlops.model.handed_in": "handed in",
+    "mlops.model.source": "handed-in file",
+    "mlops.model.sha256": "handed-in sha256",
+    "mlops.model.handed_in_by": "handed in by",
 }
 _ESSENTIAL = ("commit", "data fingerprint", "environment lock sha256")
 

@@ -19,7 +19,7 @@ from typing import Any
 from mlops_ci.config.types import Config
 from mlops_ci.errors import GateFailed, InputError
 from mlops_ci.evaluation.data import load_evaluation
-from mlops_ci.model.features import FeatureSchema, model_frame
+from mlops_ci.model.features import FeatureSchema, model_frame, onnx_frame, schema_frame
 from mlops_ci.model.integrity import verify_digest
 from mlops_ci.packaging import convert, runtime
 from mlops_ci.packaging.context import ContextSpec, write_context
@@ -79,7 +79,8 @@ def package(
         schema = FeatureSchema.of_frame(features)
         onnx_scorer = None
         parity, note, onnx_sha, layout = None, None, None, convert.MATRIX
-        converted = runtime.try_onnx(config, native, native_out, features)
+        # ONNX takes a bool as 0/1 and a category as its text (features.onnx_frame)
+        converted = runtime.try_onnx(config, native, native_out, onnx_frame(features))
         if isinstance(converted, tuple):
             converted_onnx, parity, onnx_scorer = converted
             layout = converted_onnx.layout
@@ -95,11 +96,13 @@ def package(
         nullable = convert.missing_ok(
             schema,
             features,
-            lambda rows: convert.native_outputs(native, rows),
-            onnx_scorer,
+            lambda rows: convert.native_outputs(native, schema_frame(schema, rows)),
+            None if onnx_scorer is None else lambda rows: onnx_scorer(onnx_frame(rows)),
             runtime.tolerance(config),
         )
         schema = schema.with_nullable(nullable)
+        if fmt == "onnx":  # the graph takes a category column as text
+            schema = schema.onnx_takes()
         probe_rows = max(config.package.profile.batch_sizes)
         profile = runtime.profile(
             config,
@@ -113,7 +116,12 @@ def package(
                 measured_by=runner_peak_rss(isolation),
             ),
             runtime.onnx_engine(
-                model_files / ONNX_FILE, layout, features, config, work / "profile", probe_rows
+                model_files / ONNX_FILE,
+                layout,
+                onnx_frame(features),
+                config,
+                work / "profile",
+                probe_rows,
             )
             if fmt == "onnx"
             else None,

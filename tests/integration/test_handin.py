@@ -80,6 +80,14 @@ def test_a_handed_in_model_is_recorded_with_its_lineage_and_left_untouched(
     again = cli(root, "train", "--model", str(handed))
     assert again.returncode == 0 and f"reusing run {run_id}" in again.stdout, again.stderr
 
+    # the chain goes on as for a trained model; the version's audit trail says who handed it in
+    for verb in (("compare",), ("register",)):
+        done = cli(root, *verb)
+        assert done.returncode == 0, done.stderr
+    trail = cli(root, "lineage", "1", "--format", "json")
+    assert trail.returncode == 0, trail.stderr
+    assert '"handed in by": "colleague"' in trail.stdout and sha in trail.stdout
+
 
 def test_bad_paths_and_a_missing_command_are_one_line_and_exit_2(
     project: tuple[Path, Path], tmp_path: Path

@@ -28,3 +28,26 @@ def v2_columns(*tensors: dict[str, object]) -> bytes:
     import orjson
 
     return orjson.dumps({"inputs": list(tensors)})
+
+
+# A bool and a category column beside a number (KINDS), and a number and a bool (NUMBER_BOOL).
+KINDS = FeatureSchema.from_list(
+    [
+        {"name": "x", "kind": "number"},
+        {"name": "flag", "kind": "bool"},
+        {"name": "colour", "kind": "category", "categories": ["red", "green"]},
+        {"name": "size", "kind": "category", "nullable": True, "categories": [1, 2, 3]},
+    ],
+    "test",
+)
+
+
+KINDS_LIMITS = Limits(4, KINDS.names, 10, KINDS)
+
+
+NUMBER_BOOL = FeatureSchema.from_list(
+    [{"name": "x", "kind": "number"}, {"name": "flag", "kind": "bool", "nullable": True}], "test"
+)
+
+
+NUMBER_BOOL_LIMITS = Limits(2, NUMBER_BOOL.names, 10, NUMBER_BOOL)

@@ -105,3 +105,37 @@ def test_a_process_loads_each_model_once_and_stops_its_native_runners_when_done(
     assert score._model("/p/native", 1, "required") is not native  # a later job loads anew
     score.close_models()
     score.fresh_process()
+
+
+@pytest.mark.timeout(60)
+def test_bool_and_category_columns_are_read_as_the_contract_says() -> None:
+    """CSV text as pandas writes a bool (True/False) and a category's text; Parquet typed."""
+    table = pa.table(
+        {
+            "flag": ["True", "false", "1", "maybe", "", "False"],
+            "colour": ["red", "blue", "", "red", "green", "red"],
+            "x": ["1", "2", "3", "4", "5", "6"],
+        }
+    )
+    got = features_matrix(table, ("flag", "colour", "x"), ("bool", "category", "number"))
+    assert got.ok.tolist() == [True, True, False, False, False, True]
+    assert got.errors.tolist() == [
+        None,
+        None,
+        "colour: missing",
+        "flag: 'maybe' is not true or false",
+        "flag: missing",
+        None,
+    ]
+    batch = got.batch(np.array([0, 1, 5]))
+    assert batch["flag"].tolist() == [1.0, 0.0, 0.0] and batch["colour"].tolist() == [
+        "red",
+        "blue",
+        "red",
+    ]
+    typed = pa.table({"flag": pa.array([True, None, False]), "size": pa.array([3, 1, None])})
+    lenient = features_matrix(typed, ("flag", "size"), ("bool", "category"), ("flag", "size"))
+    assert lenient.ok.all() and lenient.batch(slice(None))["size"].tolist() == [3, 1, None]
+    assert np.isnan(lenient.x[1, 0]) and lenient.x[[0, 2], 0].tolist() == [1.0, 0.0]
+    only_bools = features_matrix(pa.table({"flag": ["TRUE", "0"]}), ("flag",), ("bool",))
+    assert only_bools.text is None and only_bools.batch(slice(None)).tolist() == [[1.0], [0.0]]

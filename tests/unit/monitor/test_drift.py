@@ -19,3 +19,20 @@ def test_psi_and_the_reservoir() -> None:
         reservoir.add(np.arange(start, min(start + 7_000, 100_000), dtype=np.float64))
     assert len(reservoir.values) == 1000 and reservoir.seen == 100_000
     assert abs(reservoir.values.mean() - 50_000) < 3_000  # uniform over the stream
+
+
+@pytest.mark.timeout(60)
+def test_a_bool_column_counts_true_and_false_whatever_their_spelling() -> None:
+    """The reference CSV reads True/False; serve's input log holds the parsed 1.0/0.0."""
+    import pandas as pd
+
+    from mlops_ci.monitor.drift import CategoricalFeature
+
+    feature = CategoricalFeature("flag")
+    feature.scan_reference(pd.Series([True, False, True, None], dtype=object))
+    feature.add_current(pd.Series([1.0, 0.0, 1.0, float("nan")]))
+    assert feature.reference == feature.current == {"True": 2, "False": 1}
+    assert feature.missing == [1, 1] and feature.psi() == 0.0
+    text = CategoricalFeature("colour")  # a text column keeps its words
+    text.scan_reference(pd.Series(["1", "0"]))
+    assert text.boolean is False and text.reference == {"1": 1, "0": 1}

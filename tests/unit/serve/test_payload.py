@@ -7,12 +7,19 @@ import json
 import re
 
 import numpy as np
+import orjson
 import pytest
 
 from mlops_ci.model.features import FeatureSchema
 from mlops_ci.serve.payload import Limits, PayloadError, parse_score
 from mlops_ci.serve.v2payload import parse_infer
-from tests.support.payloads import LIMITS, MIXED_LIMITS, NULLABLE_TEXT
+from tests.support.payloads import (
+    KINDS_LIMITS,
+    LIMITS,
+    MIXED_LIMITS,
+    NULLABLE_TEXT,
+    NUMBER_BOOL_LIMITS,
+)
 from tests.support.payloads import v2_columns as v2
 
 
@@ -158,3 +165,104 @@ def test_a_missing_text_is_refused_or_taken_as_the_contract_says(missing: bytes)
     assert caught.value.status == 422
     table = parse_score(body, Limits(2, NULLABLE_TEXT.names, 10, NULLABLE_TEXT))
     assert isinstance(table, dict) and table["colour"].tolist() == [json.loads(missing)]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"inputs": [{"x": 1, "flag": true, "colour": "red", "size": 2},'
+        b' {"x": 2, "flag": false, "colour": "blue", "size": null}]}',
+        b'{"inputs": [[1, "True", "red", "2"], [2, 0, "blue", null]]}',
+        b'{"dataframe_split": {"columns": ["flag", "x", "colour", "size"],'
+        b' "data": [[true, 1, "red", 2.0], [false, 2, "blue", null]]}}',
+    ],
+)
+def test_bool_and_category_columns_take_json_true_false_text_and_numbers(body: bytes) -> None:
+    table = parse_score(body, KINDS_LIMITS)
+    assert isinstance(table, dict)
+    assert table["flag"].dtype == np.float64 and table["flag"].tolist() == [1.0, 0.0]
+    assert table["colour"].tolist() == ["red", "blue"]  # blue: unseen, the model's to score
+    assert table["size"].tolist() == [2, None]  # cast to the categories' type
+
+
+@pytest.mark.timeout(60)
+def test_a_number_and_a_bool_stay_one_float_matrix() -> None:
+    x = parse_score(b'{"inputs": [[1.5, true], [2, false], [3, null]]}', NUMBER_BOOL_LIMITS)
+    assert isinstance(x, np.ndarray) and x[:2].tolist() == [[1.5, 1.0], [2.0, 0.0]]
+    assert np.isnan(x[2, 1])  # nullable
+    records = parse_score(b'{"inputs": [{"flag": "FALSE", "x": 1}]}', NUMBER_BOOL_LIMITS)
+    assert isinstance(records, np.ndarray) and records.tolist() == [[1.0, 0.0]]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("body", "limits", "says"),
+    [
+        (b'{"inputs": [[1, "maybe"]]}', NUMBER_BOOL_LIMITS, "'flag' in row 0: 'maybe' is not true"),
+        (b'{"inputs": [[1, 2]]}', NUMBER_BOOL_LIMITS, "'flag' in row 0: 2 is not true or false"),
+        (b'{"inputs": [{"x": 1, "flag": "yes", "colour": "red", "size": 1}]}', KINDS_LIMITS,
+         "'flag' in row 0: 'yes' is not true or false"),
+        (b'{"inputs": [{"x": 1, "flag": null, "colour": "red", "size": 1}]}', KINDS_LIMITS,
+         "'flag' in row 0 is missing (null)"),
+        (b'{"inputs": [{"x": 1, "flag": true, "colour": true, "size": 1}]}', KINDS_LIMITS,
+         "'colour' in row 0: True is not a category (text or a number)"),
+        (b'{"inputs": [{"x": 1, "flag": true, "colour": "", "size": 1}]}', KINDS_LIMITS,
+         "'colour' in row 0 is missing (an empty string)"),
+        (b'{"inputs": [{"x": 1, "flag": true, "colour": [1], "size": 1}]}', KINDS_LIMITS,
+         "'colour' in row 0: a list is not a category"),
+    ],
+)  # fmt: skip
+def test_a_value_a_kind_does_not_take_is_a_422_naming_the_column(
+    body: bytes, limits: Limits, says: str
+) -> None:
+    with pytest.raises(PayloadError) as caught:
+        parse_score(body, limits)
+    assert caught.value.status == 422 and says in str(caught.value)
+
+
+@pytest.mark.timeout(60)
+def test_v2_takes_bool_as_BOOL_or_zero_one_and_a_category_as_BYTES_or_numbers() -> None:
+    def body(flag: dict[str, object], size: dict[str, object] | None = None) -> bytes:
+        return v2(
+            {"name": "x", "shape": [2], "datatype": "FP32", "data": [1, 2]},
+            {"name": "flag", "shape": [2, 1], **flag},
+            {"name": "colour", "shape": [2], "datatype": "BYTES", "data": ["green", "red"]},
+            {"name": "size", "shape": [2], **(size or {"datatype": "INT64", "data": [3, None]})},
+        )
+
+    table = parse_infer(body({"datatype": "BOOL", "data": [True, False]}), None, KINDS_LIMITS).x
+    assert isinstance(table, dict)
+    assert table["flag"].tolist() == [1.0, 0.0] and table["size"].tolist() == [3, None]
+    assert table["colour"].tolist() == ["green", "red"]
+    ints = parse_infer(body({"datatype": "INT8", "data": [0, 1]}), None, KINDS_LIMITS).x
+    assert isinstance(ints, dict) and ints["flag"].tolist() == [0.0, 1.0]
+    texts = {"datatype": "BYTES", "data": ["2", "1"]}  # a whole-number category sent as text
+    sized = parse_infer(body({"datatype": "BOOL", "data": [True, True]}, texts), None, KINDS_LIMITS)
+    assert isinstance(sized.x, dict) and sized.x["size"].tolist() == [2, 1]
+    # binary BOOL bytes, as tritonclient sends them
+    header = orjson.dumps(
+        {"inputs": [
+            {"name": "x", "shape": [2], "datatype": "FP64", "data": [1, 2]},
+            {"name": "flag", "shape": [2], "datatype": "BOOL",
+             "parameters": {"binary_data_size": 2}},
+            {"name": "colour", "shape": [2], "datatype": "BYTES", "data": ["red", "red"]},
+            {"name": "size", "shape": [2], "datatype": "FP64", "data": [1.0, 2.0]},
+        ]}
+    )  # fmt: skip
+    binary = parse_infer(header + bytes([1, 0]), len(header), KINDS_LIMITS).x
+    assert isinstance(binary, dict) and binary["flag"].tolist() == [1.0, 0.0]
+    for flag, says in (
+        ({"datatype": "INT64", "data": [2, 0]}, "'flag' in row 0: 2 is not true or false"),
+        ({"datatype": "BYTES", "data": ["true", "false"]}, "is not BOOL or a numeric type"),
+    ):
+        with pytest.raises(PayloadError, match=re.escape(says)):
+            parse_infer(body(flag), None, KINDS_LIMITS)
+    with pytest.raises(PayloadError, match="is not BYTES or a numeric type"):
+        parse_infer(body({"datatype": "BOOL", "data": [True, False]}, {"datatype": "BOOL",
+                                                                 "data": [True, False]}),
+                    None, KINDS_LIMITS)  # fmt: skip
+    one = orjson.dumps({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32",
+                                    "data": [1, 1, 1, 1]}]})  # fmt: skip
+    with pytest.raises(PayloadError, match=r"text or category columns \(colour, size\)"):
+        parse_infer(one, None, KINDS_LIMITS)

@@ -178,7 +178,10 @@ def test_v2_one_tensor_per_column_json_and_binary_bytes() -> None:
 @pytest.mark.parametrize(
     ("tensors", "says"),
     [
-        ([{"name": "input", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}], "text columns"),
+        (
+            [{"name": "input", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}],
+            "text or category columns",
+        ),
         ([{"name": "size", "shape": [1], "datatype": "FP32", "data": [1]}], "missing column(s)"),
         (
             [
