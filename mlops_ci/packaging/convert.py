@@ -10,6 +10,7 @@ the column, of shape [rows, 1]: float32 for numbers, string for text. Classifier
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -161,6 +162,22 @@ class ConversionRefused(InputError):
     """The converter cannot turn this model into ONNX (``package.onnx: auto`` falls back)."""
 
 
+class OnnxFailed(InputError):
+    """onnxruntime cannot load or run an ONNX graph here (``package.onnx: auto`` falls back
+    to the native model when the graph is one it converted)."""
+
+
+def runtime_reason(err: BaseException, width: int = 300) -> str:
+    """onnxruntime's error in one line without its code prefix and C++ source locations
+    (``[ONNXRuntimeError] : 1 : FAIL : ... /onnxruntime_src/...cc:235 onnxruntime::...``)."""
+    text = str(err).strip()
+    line = text.splitlines()[0] if text else type(err).__name__
+    line = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", line)
+    line = re.sub(r"\s*/\S*onnxruntime_src/\S+:\d+", "", line)
+    line = re.sub(r"\s*onnxruntime::[^\s(]*(\([^)]*\))?(::<lambda\(\)>)?", "", line)
+    return shortened(" ".join(line.split()), width)
+
+
 def first_line(err: BaseException, width: int = 300) -> str:
     """An exception's first line, cut at a word boundary (skl2onnx appends whole nodes)."""
     text = str(err).strip()
@@ -301,18 +318,21 @@ def table_feeds(schema: FeatureSchema, table: dict[str, Any]) -> dict[str, Any]:
     return feeds
 
 
-def session(model: bytes | str, intra_op_threads: int, level: str) -> Any:
-    """An onnxruntime CPU session with the configured options."""
+def session(model: bytes | str, intra_op_threads: int, level: str, quiet: bool = False) -> Any:
+    """An onnxruntime CPU session with the configured options; ``quiet``: onnxruntime logs
+    nothing of a failure (the caller says it, or falls back)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_LEVELS[level])
+    if quiet:
+        options.log_severity_level = 4  # fatal only
     refuse_external_data(model, "the ONNX model")
     try:
         return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    except Exception as err:  # a corrupt or hand-edited graph
-        raise InputError(f"the ONNX model cannot be loaded: {str(err).splitlines()[0]}") from None
+    except Exception as err:  # a corrupt or hand-edited graph, an operator it cannot set up
+        raise OnnxFailed(f"the ONNX model cannot be loaded: {runtime_reason(err)}") from None
 
 
 def onnx_outputs(sess: Any, feeds: dict[str, Any], names: list[str] | None = None) -> Outputs:

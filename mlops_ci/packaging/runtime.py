@@ -41,8 +41,8 @@ def try_onnx(
     config: Config, native: Any, native_out: convert.Outputs, features: Any
 ) -> tuple[convert.Converted, convert.Parity, Any] | str:
     """The ONNX model (with its parity and scorer), or why the native model is packaged
-    instead: ``package.onnx: false``, or under ``auto`` a refused conversion or failed
-    parity (``true`` raises those)."""
+    instead: ``package.onnx: false``, or under ``auto`` a refused conversion, a converted
+    graph onnxruntime cannot load or run here, or failed parity (``true`` raises those)."""
     mode = config.package
     if isinstance(native, OnnxModel):
         if not mode.converts:
@@ -56,7 +56,7 @@ def try_onnx(
         return "package.onnx is false: the native model is served as it is"
     try:
         return _converted(config, native, native_out, features)
-    except (convert.ConversionRefused, GateFailed) as err:
+    except (convert.ConversionRefused, convert.OnnxFailed, GateFailed) as err:
         if mode.onnx_required:
             raise
         why = str(err).removeprefix("ONNX ")
@@ -67,24 +67,23 @@ def _converted(
     config: Config, native: Any, native_out: convert.Outputs, features: Any
 ) -> tuple[convert.Converted, convert.Parity, Any]:
     """The ONNX model, its parity with the native one (refused when it fails), and a function
-    scoring DataFrames through it (for the missing-value probe)."""
+    scoring DataFrames through it (for the missing-value probe). The graph must load and run
+    here (``OnnxFailed`` else) with package's session options and with serve's."""
     opts = config.package.profile
     to_onnx = getattr(native, "to_onnx", None)
     if callable(to_onnx):  # a model in the model runner: skl2onnx runs in its child
         converted = convert.Converted(*to_onnx(features, config.package.target_opset))
     else:  # a user's ONNX graph (data): given mlops-ci's names here
         converted = convert.convert_sklearn(native, features, config.package.target_opset)
-    sess = convert.session(converted.onnx, opts.intra_op_threads, opts.graph_optimization_level)
     schema = FeatureSchema.of_frame(features)
+    sess, said = _runs(
+        converted, schema, features, opts.intra_op_threads, opts.graph_optimization_level
+    )
 
     def outputs(rows: Any) -> convert.Outputs:
         return convert.onnx_outputs(sess, convert.frame_feeds(converted.layout, schema, rows))
 
-    parity = convert.check_parity(
-        native_out,
-        convert.onnx_outputs(sess, convert.frame_feeds(converted.layout, schema, features)),
-        tolerance(config),
-    )
+    parity = convert.check_parity(native_out, said, tolerance(config))
     if not parity.passed:
         raise GateFailed(
             parity_message(parity, features.index),
@@ -93,6 +92,43 @@ def _converted(
             "package.onnx: false to serve the native model",
         )
     return converted, parity, outputs
+
+
+def _runs(
+    converted: convert.Converted, schema: FeatureSchema, features: Any, threads: int, level: str
+) -> tuple[Any, convert.Outputs]:
+    """A session of the converted graph and its outputs on ``features``, once it has loaded
+    and run here on every row and on one row alone, at ``level`` and at serve's level
+    (``all``); else ``OnnxFailed`` saying what failed (an operator onnxruntime cannot set up,
+    such as a text normaliser's locale missing here, or a shape it refuses)."""
+    found: tuple[Any, convert.Outputs] | None = None
+    for each in dict.fromkeys((level, "all")):
+        try:
+            sess = convert.session(converted.onnx, threads, each, quiet=True)
+        except convert.OnnxFailed as err:
+            raise _failed(
+                "load", str(err).removeprefix("the ONNX model cannot be loaded: ")
+            ) from None
+        try:
+            said = convert.onnx_outputs(
+                sess, convert.frame_feeds(converted.layout, schema, features)
+            )
+            one = convert.frame_feeds(converted.layout, schema, features.head(1))
+            convert.onnx_outputs(sess, one)
+        except InputError:
+            raise
+        except Exception as err:  # onnxruntime's own failure on these inputs
+            raise _failed("run", convert.runtime_reason(err)) from None
+        found = found or (sess, said)
+    assert found is not None
+    return found
+
+
+def _failed(what: str, why: str) -> convert.OnnxFailed:
+    return convert.OnnxFailed(
+        f"onnxruntime cannot {what} the converted model here: {why}",
+        hint="set package.onnx: auto (the default) or false to package the native model",
+    )
 
 
 def tolerance(config: Config) -> convert.Tolerance:
