@@ -9,6 +9,10 @@ regressor) and the columns it was fitted on, with the sha256 of the data they we
 reads now, and the record comes from this version of mlops-ci; otherwise it loads and scores
 the model, as before. Both models are still scored on the same rows: that is what the sha256
 says.
+
+A model answers one output per row (evaluate.target is one column): one predicting several
+(``MultiOutputClassifier``, a regressor fitted on a 2-D target) is refused in one line
+(:class:`MultipleOutputs`, exit 2) where its answers or its description first show it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,57 @@ from mlops_ci.evaluation.importance import Importance, Progress, Settings, permu
 from mlops_ci.model.features import model_frame, trained_columns
 
 
+class MultipleOutputs(InputError):
+    """The model predicts several outputs per row; mlops-ci scores, packages and serves one."""
+
+
+def several_outputs(who: str, count: int) -> MultipleOutputs:
+    return MultipleOutputs(
+        f"{who} predicts {count} outputs per row; mlops-ci evaluates, compares, packages and "
+        "serves a model that predicts one (evaluate.target)",
+        hint="fit one model per target column (a model.name each), or one combined target",
+    )
+
+
+def one_output(values: np.ndarray[Any, Any], who: str) -> np.ndarray[Any, Any]:
+    """A model's answer, a row per row, as one output per row: [rows] (a [rows, 1] column is
+    that column); refused (:class:`MultipleOutputs`) where a row holds several."""
+    if values.ndim == 2 and values.shape[1] == 1:
+        return values[:, 0]
+    if values.ndim > 1:
+        raise several_outputs(who, int(np.prod(values.shape[1:])))
+    return values
+
+
+def outputs_of(model: Any) -> int:
+    """How many outputs per row a fitted scikit-learn model says it predicts (the final step
+    of a pipeline): a classes_ array per output, ``n_outputs_``, the estimators of a
+    ``MultiOutputClassifier``/``MultiOutputRegressor`` or a chain; 1 when it says nothing."""
+    steps = getattr(model, "steps", None)
+    final = steps[-1][1] if isinstance(steps, list) and steps else model
+    try:
+        classes = getattr(final, "classes_", None)
+        if isinstance(classes, list) and all(isinstance(c, np.ndarray) for c in classes):
+            return max(len(classes), 1)
+        count = getattr(final, "n_outputs_", None)
+        if isinstance(count, (int, np.integer)) and count > 1:
+            return int(count)
+        from sklearn.multioutput import (
+            ClassifierChain,
+            MultiOutputClassifier,
+            MultiOutputRegressor,
+            RegressorChain,
+        )
+
+        wrappers = (MultiOutputClassifier, MultiOutputRegressor, ClassifierChain, RegressorChain)
+        fitted = getattr(final, "estimators_", None)
+        if isinstance(final, wrappers) and isinstance(fitted, list):
+            return max(len(fitted), 1)
+    except Exception:  # a property of the user's model that raises, or no scikit-learn
+        return 1
+    return 1
+
+
 @dataclass(frozen=True)
 class Scored:
     predictions: np.ndarray[Any, Any]
@@ -35,8 +90,9 @@ class Scored:
     importance: Importance | None = None  # permutation importance, when train recorded it
 
 
-def predict(model: Any, data: EvaluationData, label: str) -> np.ndarray[Any, Any]:
-    """The model's predictions on the evaluation rows, from the columns it was trained on."""
+def predict(model: Any, data: EvaluationData, label: str, where: str = "") -> np.ndarray[Any, Any]:
+    """The model's predictions on the evaluation rows, from the columns it was trained on; one
+    per row (``where``, naming what the model is, when its answer holds several)."""
     features = model_frame(model, data.features, data.path, f"the {label}")
     try:
         out = np.asarray(model.predict(features))
@@ -47,15 +103,22 @@ def predict(model: Any, data: EvaluationData, label: str) -> np.ndarray[Any, Any
         raise InputError(
             f"{data.path}: the {label} model returned {out.shape[0]} rows for {data.rows}"
         )
-    return out
+    return one_output(out, f"{where or data.path}: the {label} model")
 
 
 def kind_of(model: Any) -> str:
     """What scikit-learn says the model is; "" for what it cannot tell (an ONNX model). A
-    model in the model runner says it itself (``model_kind``, asked beside the model)."""
+    model in the model runner says it itself (``model_kind``, asked beside the model).
+
+    The runner's child asks it of every model it loads (describing it, before its classes):
+    a model that says it predicts several outputs per row (:func:`outputs_of`) is refused
+    there, on every verb, in one line."""
     said = getattr(model, "model_kind", None)
     if isinstance(said, str):
         return said
+    count = outputs_of(model)
+    if count > 1:
+        raise several_outputs(f"the model ({type(model).__name__})", count)
     from sklearn.base import is_classifier, is_regressor
 
     try:
@@ -66,8 +129,8 @@ def kind_of(model: Any) -> str:
         return ""
 
 
-def scored(model: Any, data: EvaluationData, label: str) -> Scored:
-    return Scored(predict(model, data, label), kind_of(model), trained_columns(model))
+def scored(model: Any, data: EvaluationData, label: str, where: str = "") -> Scored:
+    return Scored(predict(model, data, label, where), kind_of(model), trained_columns(model))
 
 
 @dataclass(frozen=True)
@@ -87,10 +150,13 @@ def record(
     progress: Progress | None = None,
 ) -> Evaluated:
     """The JSON train logs. With ``settings``, the model's permutation importance too (left
-    out if it fails)."""
+    out if it fails). A model predicting several outputs per row is refused (raised): no
+    verb after train could evaluate, package or serve it."""
     started = time.perf_counter()
     try:
-        result = scored(model, data, "trained")
+        result = scored(model, data, "trained", "mlops.yaml: train.outputs.model")
+    except MultipleOutputs:
+        raise
     except InputError:
         return Evaluated(None)
     predict_s = time.perf_counter() - started

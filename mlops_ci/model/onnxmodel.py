@@ -117,8 +117,10 @@ class OnnxModel:
 
     def predict(self, features: Any) -> npt.NDArray[Any]:
         out = self._run(features)
-        if self.task != "classification":
-            return np.asarray(out[self.outputs["scores"]], np.float64).reshape(-1)
+        if self.task != "classification":  # [rows], or [rows, outputs] where there are several
+            values = np.asarray(out[self.outputs["scores"]], np.float64)
+            values = values.reshape(len(values), -1)
+            return values[:, 0] if values.shape[1] == 1 else values
         if self.outputs.get("label"):
             return np.asarray(out[self.outputs["label"]]).reshape(-1)
         index = np.asarray(out[self.outputs["scores"]]).argmax(axis=1)

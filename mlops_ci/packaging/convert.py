@@ -5,7 +5,9 @@ An all-numeric model whose pipeline does not select columns by name takes one fl
 column order). Any other model takes one input per column (the ``columns`` layout), named like
 the column, of shape [rows, 1]: float32 for numbers, string for text. Classifiers return
 ``label`` and ``probabilities`` (no ZipMap, so outputs are plain tensors); regressors
-``variable``.
+``variable``. A classifier's label is always its own ``predict`` (a thresholded classifier's
+too: its conversion, whose label would be the arg-max, is refused), and the probability of a
+row is the predicted label's column of ``predict_proba`` (:func:`label_probability`).
 """
 
 from __future__ import annotations
@@ -139,6 +141,7 @@ def convert_sklearn(model: Any, features: Any, target_opset: int | None) -> Conv
 
     if isinstance(model, OnnxModel):
         return Converted(*standardize(model, tuple(str(c) for c in features.columns)))
+    refuse_thresholds(model)
     schema = FeatureSchema.of_frame(features)
     first_error: BaseException | None = None
     if schema.all_numeric:
@@ -165,6 +168,30 @@ class ConversionRefused(InputError):
 class OnnxFailed(InputError):
     """onnxruntime cannot load or run an ONNX graph here (``package.onnx: auto`` falls back
     to the native model when the graph is one it converted)."""
+
+
+def refuse_thresholds(model: Any) -> None:
+    """A thresholded classifier (scikit-learn's ``FixedThresholdClassifier``,
+    ``TunedThresholdClassifierCV``) predicts by its threshold, not by the largest probability;
+    skl2onnx converts the classifier inside and labels by the arg-max (or not at all), so
+    its graph would answer other labels, on few enough rows to pass parity's row share."""
+    try:
+        from sklearn.model_selection._classification_threshold import BaseThresholdClassifier
+    except ImportError:  # a scikit-learn without them (< 1.5), or none at all
+        return
+    from mlops_ci.packaging.frameworks import estimators
+
+    for est in estimators(model):
+        if isinstance(est, BaseThresholdClassifier):
+            threshold = getattr(est, "best_threshold_", getattr(est, "threshold", "?"))
+            shown = f"{threshold:.4g}" if isinstance(threshold, float) else str(threshold)
+            named = type(est).__name__ + ("" if est is model else f" (in {_describe(model)})")
+            raise ConversionRefused(
+                f"ONNX conversion of {named} refused: "
+                f"it predicts by its threshold ({shown}), the converted graph by the largest "
+                "probability",
+                hint="set package.onnx: auto (the default) or false to package the native model",
+            )
 
 
 def runtime_reason(err: BaseException, width: int = 300) -> str:
@@ -347,22 +374,49 @@ def onnx_outputs(sess: Any, feeds: dict[str, Any], names: list[str] | None = Non
 
 
 def native_outputs(model: Any, features: Any) -> Outputs:
-    """Labels and probabilities of a classifier (labels alone, with no score columns, for one
-    without predict_proba), or a regressor's values. A model in the model runner computes
-    them beside the model, in one call (``model_outputs``)."""
+    """Labels (the model's own ``predict``) and probabilities of a classifier (labels alone,
+    with no score columns, for one without predict_proba), or a regressor's values, one per
+    row (a model answering several per row is refused: ``MultipleOutputs``). A model in the
+    model runner computes them beside the model, in one call (``model_outputs``)."""
     beside = getattr(model, "model_outputs", None)
     if callable(beside):
         labels, scores = beside(features)
         return Outputs(labels, scores)
+    from mlops_ci.evaluation.predictions import one_output
+
+    who = f"the model ({type(model).__name__})"
     if is_classifier(model):
-        labels = np.asarray(model.predict(features))
+        labels = one_output(np.asarray(model.predict(features)), who)
         if not callable(getattr(model, "predict_proba", None)):
             return Outputs(labels, np.zeros((len(labels), 0)))
         # C order: some estimators (HistGradientBoosting) return a transposed view, which
         # the JSON encoder of the answer refuses
         return Outputs(labels, np.ascontiguousarray(model.predict_proba(features), np.float64))
-    values = np.asarray(model.predict(features), np.float64)
-    return Outputs(None, np.ascontiguousarray(values.reshape(len(values), -1)))
+    values = one_output(np.asarray(model.predict(features), np.float64), who)
+    return Outputs(None, np.ascontiguousarray(values.reshape(len(values), 1)))
+
+
+def label_probability(
+    labels: npt.NDArray[Any], scores: npt.NDArray[np.float64], classes: tuple[str, ...]
+) -> npt.NDArray[np.float64]:
+    """The probability of each row's predicted label: its column of the probabilities, found
+    by name in ``classes`` (the model's classes_, in the order of its columns, as text). A
+    thresholded classifier's label is not the row's most probable class, so the row's largest
+    probability is not its label's. Without classes, an integer label in range is the column
+    (an ONNX graph's arg-max index); a label found nowhere gets NaN."""
+    rows, width = scores.shape
+    labels = np.asarray(labels)
+    if labels.dtype == object:  # text from onnxruntime: fixed-width text sorts 5x faster
+        labels = labels.astype(str)
+    found, index = np.unique(labels, return_inverse=True)  # a few distinct labels, named once
+    if classes:
+        columns = {name: j for j, name in enumerate(classes)}
+    else:
+        columns = {str(j): j for j in range(width)}
+    where = np.array([columns.get(str(name), -1) for name in found], np.intp)[index.reshape(-1)]
+    where[where >= width] = -1
+    out = scores[np.arange(rows), np.maximum(where, 0)] if width else np.zeros(rows)
+    return np.where(where >= 0, out, np.nan)
 
 
 def missing_ok(

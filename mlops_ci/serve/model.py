@@ -114,6 +114,19 @@ def read_spec(path: Path) -> ModelSpec:
     )
 
 
+def _one_output(session: Any, spec: ModelSpec) -> None:
+    """A graph whose values hold several outputs per row (a package of a multi-output
+    regressor, made before package refused them) is refused at its load: batch-score would
+    keep the first alone, and nothing evaluated the others."""
+    from mlops_ci.evaluation.predictions import several_outputs
+
+    for output in session.get_outputs():
+        shape = output.shape
+        wide = len(shape) == 2 and isinstance(shape[1], int) and shape[1] > 1
+        if output.name == "variable" and wide:
+            raise several_outputs(f"{spec.folder / ONNX_FILE}: the model", shape[1])
+
+
 class LoadedModel:
     """One version in memory: ``predict`` takes a float64 matrix [rows, features] (all-numeric
     schemas) or a table of 1-D columns by name (numbers, object strings).
@@ -151,6 +164,7 @@ class LoadedModel:
                         f"{', '.join(sorted(missing))} of its manifest"
                     )
             self.output_names = [o.name for o in self._session.get_outputs()]
+            _one_output(self._session, spec)
         else:
             self._own_runner = runner is None
             self._runner = runner or ModelRunner(isolation)

@@ -143,8 +143,7 @@ def test_bool_and_category_columns_answer_like_the_fitted_model_on_every_path(
     }
 
     records = [
-        {"x": float(r.x), "colour": str(r.colour), "flag": bool(r.flag)}
-        for r in rows.itertuples()
+        {"x": float(r.x), "colour": str(r.colour), "flag": bool(r.flag)} for r in rows.itertuples()
     ]
     v2 = {
         "inputs": [

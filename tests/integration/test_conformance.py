@@ -339,9 +339,11 @@ def test_every_path_answers_like_the_native_model(name: str, tmp_path: Path) -> 
     assert result.rejected == 0 and result.scored == len(frame)
     scored = pd.read_parquet(out)
     if want_labels is not None:
-        # batch-score writes the label and its probability (the row's largest)
+        # batch-score writes the label and its probability (that label's column, which is
+        # not the row's largest where predict is not the arg-max: SVC's, a threshold's)
         batch_labels = [str(v) for v in scored["prediction"]]
-        top = want.max(axis=1, keepdims=True)
+        column = [list(map(str, native.classes_)).index(label) for label in want_labels]
+        top = want[np.arange(len(want)), column].reshape(-1, 1)
         results["batch-score"] = gap(
             batch_labels,
             scored["probability"].to_numpy().reshape(-1, 1),

@@ -77,3 +77,57 @@ def test_conversion_errors_name_the_refused_step_and_end_on_a_word() -> None:
     ).fit(frame, [0, 1, 0, 1])
     with pytest.raises(convert.ConversionRefused, match=r"of SimpleImputer \(in Pipeline"):
         convert.convert_sklearn(encoded, frame, None)
+
+
+def test_the_probability_of_a_row_is_its_predicted_labels_column() -> None:
+    scores = np.array([[0.2, 0.8], [0.6, 0.4], [0.65, 0.35]])
+    labels = np.array(["yes", "no", "yes"], dtype=object)  # a threshold of 0.3 chose row 2
+    chosen = convert.label_probability(labels, scores, ("no", "yes"))
+    assert chosen.tolist() == [0.8, 0.6, 0.35]
+    assert convert.label_probability(np.array([1, 0, 1]), scores, ("0", "1")).tolist() == [
+        0.8,
+        0.6,
+        0.35,
+    ]
+    # without classes an integer label is its column (an ONNX graph's arg-max index)
+    assert convert.label_probability(np.array([1, 0, 1]), scores, ())[:2].tolist() == [0.8, 0.6]
+    unknown = convert.label_probability(np.array(["yes", "maybe", "2"]), scores, ("no", "yes"))
+    assert unknown[0] == 0.8 and np.isnan(unknown[1:]).all()
+
+
+def test_a_thresholded_classifier_is_labelled_by_its_predict_and_never_converted() -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClassifierCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    y = Y_CLASS.map({0: "no", 1: "yes"})
+    fixed = FixedThresholdClassifier(LogisticRegression(), threshold=0.3).fit(X, y)
+    native = convert.native_outputs(fixed, X)
+    assert native.labels is not None and native.labels.tolist() == fixed.predict(X).tolist()
+    moved = native.labels != fixed.classes_[native.scores.argmax(axis=1)]
+    assert moved.any()  # rows the threshold labels otherwise than the largest probability
+    with pytest.raises(convert.ConversionRefused) as err:
+        convert.convert_sklearn(fixed, X, None)
+    assert str(err.value) == (
+        "ONNX conversion of FixedThresholdClassifier refused: it predicts by its threshold "
+        "(0.3), the converted graph by the largest probability"
+    )
+    tuned = make_pipeline(StandardScaler(), TunedThresholdClassifierCV(LogisticRegression(), cv=3))
+    tuned.fit(X, Y_CLASS)  # skl2onnx has a converter for it, which labels by the arg-max
+    with pytest.raises(
+        convert.ConversionRefused, match=r"TunedThresholdClassifierCV \(in Pipeline"
+    ):
+        convert.convert_sklearn(tuned, X, None)
+
+
+def test_native_outputs_refuse_a_model_answering_several_outputs_per_row() -> None:
+    from sklearn.linear_model import LinearRegression
+
+    from mlops_ci.evaluation.predictions import MultipleOutputs
+
+    two = LinearRegression().fit(X, pd.DataFrame({"p": Y_VALUE, "q": -Y_VALUE}))
+    with pytest.raises(MultipleOutputs, match=r"^the model \(LinearRegression\) predicts 2 "):
+        convert.native_outputs(two, X)
+    one = LinearRegression().fit(X, Y_VALUE.to_frame())  # a column: one output per row
+    assert convert.native_outputs(one, X).scores.shape == (len(X), 1)

@@ -199,3 +199,32 @@ def test_the_serving_image_starts_serve_with_the_default_isolation() -> None:
     spec = ContextSpec("m", "1", "run", "sklearn", "python:3.11-slim", 8080, None, None, wheel="w")
     (cmd,) = [line for line in dockerfile(spec, "digest").splitlines() if line.startswith("CMD")]
     assert '"serve"' in cmd and "--isolation" not in cmd
+
+
+def test_an_onnx_package_answering_several_values_per_row_is_refused_at_its_load(
+    tmp_path: Path,
+) -> None:
+    """A package of a multi-output regressor (made before package refused them): batch-score
+    would keep its first value alone."""
+    from onnx import TensorProto, helper
+
+    from mlops_ci.evaluation.predictions import MultipleOutputs
+
+    def package_of(width: int) -> ModelSpec:
+        graph = helper.make_graph(
+            [helper.make_node("Identity", ["input"], ["variable"])],
+            "g",
+            [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, width])],
+            [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, width])],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        folder = tmp_path / f"w{width}"
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(model.SerializeToString())
+        features = tuple(f"x{i}" for i in range(width))
+        return ModelSpec("m", "1", "onnx", folder, features, "sha")
+
+    assert LoadedModel(package_of(1)).predict(np.ones((2, 1))).scores.shape == (2, 1)
+    with pytest.raises(MultipleOutputs, match=r"model.onnx: the model predicts 2 outputs per row"):
+        LoadedModel(package_of(2))
