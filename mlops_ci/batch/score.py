@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlops_ci.batch.plan import Slice, Task, read_task
-from mlops_ci.model.values import BOOL, CATEGORY, parse, refusal
+from mlops_ci.model.values import BOOL, CATEGORY, as_read_csv, parse, refusal
 from mlops_ci.packaging import convert
 
 LOADS: list[str] = []  # model folders this process loaded (one entry per load)
@@ -225,6 +225,8 @@ def _of_kind(column: Any, kind: str, name: str, j: int, result: Features, nullab
     contract reads them (``model/values.py``); a value it refuses, or a missing one where the
     column may not be, rejects the row."""
     values = column.to_pylist()
+    if kind == CATEGORY and pa.types.is_string(column.type):  # CSV text: as compare reads it
+        values = as_read_csv(values)
     parsed, bad = parse(kind, (), values)
     missing = np.isnan(parsed) if kind == BOOL else np.array([v is None for v in parsed], bool)
     for refused, says in ((bad, None), (missing & ~bad & (not nullable), "missing")):

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 BOOL, CATEGORY = "bool", "category"
 TRUE, FALSE = ("true", "1"), ("false", "0")  # the words a bool column takes, in any case
 _INTEGER = re.compile(r"[+-]?\d+")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 def is_missing(value: Any) -> bool:
@@ -72,6 +73,18 @@ def category_value(value: Any, cast: type | None = None) -> Any:
 
 
 REFUSED = object()  # category_value: not a value a category takes
+
+
+def as_read_csv(texts: list[Any]) -> list[Any]:
+    """A category column of CSV text as ``read_csv`` types a column (compare reads
+    evaluate.data so): whole numbers where every value is one, numbers where every value is
+    one, else the text; missing values (None, empty) stay missing."""
+    present = [t.strip() for t in texts if isinstance(t, str) and t]
+    if present and all(_INTEGER.fullmatch(t) for t in present):
+        return [int(t) if isinstance(t, str) and t else t for t in texts]
+    if present and all(_NUMBER.fullmatch(t) for t in present):
+        return [float(t) if isinstance(t, str) and t else t for t in texts]
+    return texts
 
 
 def cast_of(categories: tuple[Any, ...]) -> type | None:

@@ -35,7 +35,7 @@ from tests.support.serve_helpers import serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
-FEATURES = ["x", "colour", "flag"]
+FEATURES = ["x", "colour", "flag", "size"]
 COLOURS = ["red", "green", "blue", "dark blue"]  # the model's order, not sorted
 TRAIN_PY = """\
 import json, os, shutil
@@ -46,7 +46,8 @@ json.dump({"fitted": 1}, open("outputs/metrics.json", "w"))
 
 
 def dataset(rows: int, seed: int) -> pd.DataFrame:
-    """A number, a category column (its categories in COLOURS' order) and a bool column."""
+    """A number, a category column of text (its categories in COLOURS' order), a bool column
+    and a category column of whole numbers."""
     rng = np.random.default_rng(seed)
     colour = rng.choice(COLOURS, rows)
     frame = pd.DataFrame(
@@ -54,9 +55,11 @@ def dataset(rows: int, seed: int) -> pd.DataFrame:
             "x": rng.normal(size=rows),
             "colour": pd.Categorical(colour, categories=COLOURS),
             "flag": rng.random(rows) < 0.4,
+            "size": pd.Categorical(rng.choice([3, 1, 2], rows), categories=[3, 1, 2]),
         }
     )
     signal = frame["x"] + np.where(colour == "red", 1.2, 0) - np.where(frame["flag"], 0.9, 0)
+    signal += np.where(frame["size"] == 2, 0.8, 0)
     frame["target"] = np.where(signal + rng.normal(size=rows) * 0.3 > 0, "yes", "no")
     return frame
 
@@ -127,7 +130,7 @@ def test_bool_and_category_columns_answer_like_the_fitted_model_on_every_path(
     data = load_evaluation(config)
     with ModelRunner(config.train.isolation) as runner:
         remote = runner.load(root / "outputs" / "model.joblib")
-        assert remote.model_dtypes.get("colour") == "category"
+        assert {remote.model_dtypes.get(c) for c in ("colour", "size")} == {"category"}
         said = convert.native_outputs(remote, model_frame(remote, data.features, data.path))
     assert said.labels is not None
     assert gap(list(said.labels), said.scores, want_labels, want) < 1e-12
@@ -140,10 +143,12 @@ def test_bool_and_category_columns_answer_like_the_fitted_model_on_every_path(
         "x": "number",
         "colour": "category",
         "flag": "bool",
+        "size": "category",
     }
 
     records = [
-        {"x": float(r.x), "colour": str(r.colour), "flag": bool(r.flag)} for r in rows.itertuples()
+        {"x": float(r.x), "colour": str(r.colour), "flag": bool(r.flag), "size": int(r.size)}
+        for r in rows.itertuples()
     ]
     v2 = {
         "inputs": [
@@ -152,6 +157,8 @@ def test_bool_and_category_columns_answer_like_the_fitted_model_on_every_path(
              "data": [str(c) for c in rows.colour]},
             {"name": "flag", "shape": [len(rows), 1], "datatype": "BOOL",
              "data": [bool(f) for f in rows.flag]},
+            {"name": "size", "shape": [len(rows)], "datatype": "INT64",
+             "data": [int(v) for v in rows["size"]]},
         ]
     }  # fmt: skip
     with serving("--model-dir", packaged.context, cwd=root) as srv:
@@ -172,7 +179,7 @@ def test_bool_and_category_columns_answer_like_the_fitted_model_on_every_path(
         assert "flag" in refused.json()["error"] and "true or false" in refused.json()["error"]
         unseen = [{**records[0], "colour": "purple"}]  # scored as the model scores it itself
         alone = pd.DataFrame([{**records[0], "colour": np.nan}]).astype(
-            {"colour": pd.CategoricalDtype(COLOURS)}
+            {"colour": pd.CategoricalDtype(COLOURS), "size": rows["size"].dtype}
         )
         answer = httpx.post(f"{srv.url}/score", json={"inputs": unseen}, timeout=30)
         assert answer.status_code == 200, answer.text

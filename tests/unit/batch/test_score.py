@@ -137,5 +137,7 @@ def test_bool_and_category_columns_are_read_as_the_contract_says() -> None:
     lenient = features_matrix(typed, ("flag", "size"), ("bool", "category"), ("flag", "size"))
     assert lenient.ok.all() and lenient.batch(slice(None))["size"].tolist() == [3, 1, None]
     assert np.isnan(lenient.x[1, 0]) and lenient.x[[0, 2], 0].tolist() == [1.0, 0.0]
+    codes = features_matrix(pa.table({"size": ["3", "1", "2"]}), ("size",), ("category",))
+    assert codes.batch(slice(None))["size"].tolist() == [3, 1, 2]  # as compare's read_csv
     only_bools = features_matrix(pa.table({"flag": ["TRUE", "0"]}), ("flag",), ("bool",))
     assert only_bools.text is None and only_bools.batch(slice(None)).tolist() == [[1.0], [0.0]]

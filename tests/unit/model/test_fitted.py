@@ -79,7 +79,9 @@ def test_xgboost_records_categories_and_bools() -> None:
 def test_catboost_records_its_cat_features() -> None:
     catboost = pytest.importorskip("catboost")
     data, y = frame()
-    model = catboost.CatBoostClassifier(iterations=3, verbose=0, cat_features=["colour"])
+    model = catboost.CatBoostClassifier(
+        iterations=3, verbose=0, cat_features=["colour"], allow_writing_files=False
+    )
     model.fit(data[["x", "colour", "flag"]], y)
     assert recorded(model) == {"colour": ("category", ())}
 

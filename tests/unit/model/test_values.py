@@ -72,3 +72,12 @@ def test_a_refusal_says_the_value_and_what_the_kind_takes() -> None:
     assert refusal("bool", 2) == "2 is not true or false"
     assert refusal("category", [1]) == "a list is not a category (text or a number)"
     assert refusal("category", True) == "True is not a category (text or a number)"
+
+
+def test_csv_text_of_a_category_is_typed_as_read_csv_types_a_column() -> None:
+    from mlops_ci.model.values import as_read_csv
+
+    assert as_read_csv(["3", "", None, " 1"]) == [3, "", None, 1]
+    assert as_read_csv(["2.5", "1"]) == [2.5, 1.0]
+    assert as_read_csv(["01", "A1"]) == ["01", "A1"]  # one word: the column stays text
+    assert as_read_csv(["nan", "1"]) == ["nan", "1"]  # keep_default_na=False: "nan" is text
