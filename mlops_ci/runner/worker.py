@@ -34,6 +34,7 @@ class Worker:
         ``model.code_paths``) always comes over the pipe, into a folder put on this child's
         import path (MLflow's ``code_paths``: no PYTHONPATH). The ``example`` rows, when sent,
         show a pyfunc model's answers (labels or class probabilities)."""
+        from mlops_ci.evaluation.predictions import outputs_of, several_outputs
         from mlops_ci.model import environment
         from mlops_ci.model.files import load_folder, load_user_model
         from mlops_ci.model.pyfunc import PyfuncModel
@@ -60,6 +61,10 @@ class Worker:
             model = load_folder(path, unrestricted, str(args["task"]))
         else:
             model = load_user_model(path, args["task"], unrestricted)
+        count = outputs_of(model)
+        if count > 1:  # refused here, before anything is asked of it, on every verb
+            who = "the model" if args["folder"] else "mlops.yaml: train.outputs.model"
+            raise several_outputs(f"{who} ({path.name}, a {type(model).__name__})", count)
         needs = []
         if isinstance(model, PyfuncModel):
             example = values.get("example")

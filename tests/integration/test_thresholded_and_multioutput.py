@@ -168,7 +168,7 @@ def test_serve_answers_the_models_labels_and_probabilities(thresholded: Threshol
 @pytest.mark.parametrize(
     ("kind", "said"),
     [
-        ("multi_classifier", "the model (MultiOutputClassifier) predicts 2 outputs per row"),
+        ("multi_classifier", "outputs.model (model.joblib, a MultiOutputClassifier) predicts 2"),
         ("multi_values", "train.outputs.model: the trained model predicts 2 outputs per row"),
     ],
 )
