@@ -176,6 +176,7 @@ def record(
                 "mlops_ci": __version__,
                 "sha256": data.sha256,
                 "features": [str(c) for c in data.features.columns],
+                "dtypes": _dtypes(data),  # evaluate.dtypes changes what the model is given
                 "kind": result.kind,
                 "columns": list(result.columns) if result.columns is not None else None,
                 "predictions": values.tolist(),
@@ -186,6 +187,10 @@ def record(
     except (TypeError, ValueError):  # values JSON cannot hold: compare scores the model itself
         return Evaluated(None, computed, predict_s)
     return Evaluated(text, computed, predict_s)
+
+
+def _dtypes(data: EvaluationData) -> list[str]:
+    return [str(d) for d in data.features.dtypes]
 
 
 def cached(text: str | None, data: EvaluationData) -> Scored | None:
@@ -199,6 +204,7 @@ def cached(text: str | None, data: EvaluationData) -> Scored | None:
             doc["mlops_ci"] == __version__
             and doc["sha256"] == data.sha256
             and doc["features"] == [str(c) for c in data.features.columns]
+            and doc.get("dtypes") == _dtypes(data)
             and len(doc["predictions"]) == data.rows
         )
         if not fits:

@@ -353,6 +353,12 @@ class RemoteModel:
             self.model_dtypes: dict[str, str] = {
                 str(k): str(v) for k, v in dict(dtypes).items() if v in ("category", "bool")
             }
+            # a category column's categories, in the order the model was fitted with them
+            self.model_categories: dict[str, list[Any]] = {
+                str(k): [wire._unscalar(c) for c in v]
+                for k, v in dict(info.get("categories") or {}).items()
+                if str(k) in self.model_dtypes and isinstance(v, list)
+            }
             if info.get("n_features") is not None:
                 self.n_features_in_ = int(info["n_features"])
             if info.get("columns") is not None:

@@ -169,7 +169,7 @@ def describe(model: Any, needs: list[str] | None = None) -> dict[str, Any]:
 
     from mlops_ci.evaluation.predictions import kind_of
     from mlops_ci.model.environment import prune
-    from mlops_ci.model.features import fitted_dtypes, trained_columns
+    from mlops_ci.model.features import fitted_categories, fitted_dtypes, trained_columns
     from mlops_ci.packaging import convert
     from mlops_ci.packaging.frameworks import distributions
 
@@ -189,6 +189,10 @@ def describe(model: Any, needs: list[str] | None = None) -> dict[str, Any]:
         "n_features": int(n_features) if isinstance(n_features, (int, np.integer)) else None,
         "distributions": prune(sorted({*distributions(model), *(needs or ())})),
         "dtypes": dict(fitted_dtypes(model)),
+        "categories": {
+            str(name): [wire._scalar(c, "categories") for c in found]
+            for name, found in fitted_categories(model).items()
+        },
     }
 
 

@@ -48,13 +48,17 @@ class ModelSpec:
     layout: str = convert.MATRIX  # ONNX inputs: one float tensor or one per column
     classes: tuple[str, ...] = ()  # labels in the order of the probabilities
     nullable: tuple[str, ...] = ()  # columns that may be missing (features.py)
+    # a category column's categories, in the model's order, per feature (() for the others)
+    categories: tuple[tuple[Any, ...], ...] = ()
 
     @property
     def schema(self) -> FeatureSchema:
         kinds = self.kinds or ("number",) * len(self.features)
+        categories = self.categories or ((),) * len(self.features)
         return FeatureSchema(
             tuple(
-                Feature(n, k, n in self.nullable) for n, k in zip(self.features, kinds, strict=True)
+                Feature(n, k, n in self.nullable, c)
+                for n, k, c in zip(self.features, kinds, categories, strict=True)
             )
         )
 
@@ -111,6 +115,7 @@ def read_spec(path: Path) -> ModelSpec:
         layout=layout,
         classes=tuple(str(c) for c in record.get("classes") or ()),
         nullable=schema.nullable,
+        categories=tuple(f.categories for f in schema.features),
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from mlops_ci.model.features import BOOL, CATEGORY, STRING, Feature
 from mlops_ci.serve.model import LoadedModel, Prediction
 from mlops_ci.serve.payload import InferRequest, PayloadError, echoed
 from mlops_ci.serve.service import Service
@@ -98,9 +99,21 @@ def input_metadata(model: LoadedModel) -> list[dict[str, Any]]:
     if spec.schema.all_numeric and (spec.layout == "matrix" or spec.format != "onnx"):
         return [{"name": "input", "datatype": "FP32", "shape": [-1, model.n_features]}]
     return [
-        {"name": f.name, "datatype": "BYTES" if f.kind == "string" else "FP32", "shape": [-1, 1]}
-        for f in spec.schema.features
+        {"name": f.name, "datatype": _datatype(f), "shape": [-1, 1]} for f in spec.schema.features
     ]
+
+
+def _datatype(feature: Feature) -> str:
+    """The v2 datatype a column's tensor takes: text (and a category of text) BYTES, a bool
+    BOOL, numbers (and a category of numbers) FP32."""
+    if feature.kind == BOOL:
+        return "BOOL"
+    if feature.kind == CATEGORY:
+        numeric = feature.categories and all(
+            isinstance(c, (int, float)) and not isinstance(c, bool) for c in feature.categories
+        )
+        return "FP32" if numeric else "BYTES"
+    return "BYTES" if feature.kind == STRING else "FP32"
 
 
 def readiness(service: Service, name: str, version: str | None) -> dict[str, Any]:

@@ -314,9 +314,14 @@ def _probe_rows(config: Config, count: int, columns: tuple[str, ...]) -> list[An
 
     if count == 0:
         return []
+    import pandas as pd
+
     features = load_evaluation(config).features
     rows: list[Any] = (
-        features[list(columns)].astype(object).to_dict("records")
+        [  # a missing value is JSON's null (pandas' NA has no JSON form)
+            {k: None if pd.isna(v) else v for k, v in record.items()}
+            for record in features[list(columns)].astype(object).to_dict("records")
+        ]
         if columns and set(columns) <= set(features.columns)
         else features.to_numpy(dtype=float).tolist()
     )
