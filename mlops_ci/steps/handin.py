@@ -4,11 +4,12 @@ recorded as the candidate run, with no command run.
 Its lineage says it was handed in, its sha256 and by whom; it is evaluated on evaluate.data
 and logged as a trained model is, through the model runner (it is code like any other). The
 same file handed in again with nothing else changed reuses its run (the cache key is its
-sha256, the code it imports, the environment and the evaluation settings).
+sha256, the code it imports, the environment, the evaluation data and its settings).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -78,12 +79,16 @@ def _hand_in(
         raise InputError(f"{shown}: not a regular file or folder")
     sha = model_sha256(path)
     trace = provenance.collect(config.root, config.model.code_paths, env)
+    data = config.resolve(config.evaluate.data)
     body = {
         "handed_in": sha,
         "flavor": config.model.flavor,
         "task": config.model.task,
         "code": trace.inputs.sha256,
         "environment": trace.environment_sha256,
+        # what the run records of the model is its evaluation: new rows or settings, new run
+        "evaluate": dataclasses.asdict(config.evaluate),
+        "evaluation_data": provenance.sha256_file(data) if data.is_file() else None,
     }
     key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     if use_cache and config.train.cache:
