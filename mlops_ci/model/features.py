@@ -239,16 +239,30 @@ def model_frame(model: Any, frame: Any, where: str, label: str = "the") -> Any:
     A column the model needs and the data lacks, or a value its kind does not take, is an error
     naming it."""
     names = trained_columns(model)
+    kinds = fitted_features(model)
     if names is not None and tuple(str(c) for c in frame.columns) != names:
-        missing = [n for n in names if n not in frame.columns]
+        own = _as_renamed(names, [str(c) for c in frame.columns])
+        missing = [n for n in names if n not in frame.columns and n not in own]
         if missing:
             raise InputError(
                 f"{where}: {label} model was trained on column(s) {', '.join(missing)}, which "
                 "the data does not have; it cannot be scored on it",
                 hint="evaluate.data must hold every column either model was trained on",
             )
-        frame = frame[list(names)]
-    return typed_frame(frame, fitted_features(model), where)
+        frame = frame[[own.get(n, n) for n in names]]
+        kinds = {own.get(n, n): replace(f, name=own.get(n, n)) for n, f in kinds.items()}
+    return typed_frame(frame, kinds, where)
+
+
+def _as_renamed(names: tuple[str, ...], columns: list[str]) -> dict[str, str]:
+    """{the model's name: the data's} for the columns a framework renamed when it fitted them
+    (LightGBM writes a space as ``_``: ``x 2`` is ``x_2`` in its ``feature_names_in_``); only
+    where one data column alone fits, so the data's own names reach the package and serve."""
+    renamed: dict[str, list[str]] = {}
+    for column in columns:
+        if " " in column:
+            renamed.setdefault(column.replace(" ", "_"), []).append(column)
+    return {n: renamed[n][0] for n in names if n not in columns and len(renamed.get(n, ())) == 1}
 
 
 def read_kinds(frame: Any, declared: dict[str, str]) -> dict[str, Feature]:

@@ -37,7 +37,6 @@ import pandas as pd
 import pytest
 
 from mlops_ci.config.types import load_config
-from mlops_ci.errors import InputError
 from mlops_ci.registry.mlflow import MlflowRegistry
 from mlops_ci.serve.model import read_spec
 from mlops_ci.steps.compare import compare
@@ -336,12 +335,6 @@ def requirements(packaged: PackageResult) -> dict[str, str]:
 
 
 TABLE: list[str] = []
-LIGHTGBM_NAMES = pytest.mark.xfail(
-    strict=True,
-    raises=InputError,
-    reason="features.trained_columns takes a bare LightGBM estimator's feature_names_in_, "
-    "LightGBM's own names (a space made '_'): train refuses evaluate.data for lacking 'x_2'",
-)
 
 
 def check(name: str, tmp_path: Path) -> None:
@@ -420,7 +413,7 @@ def check(name: str, tmp_path: Path) -> None:
 
 
 def cases(*names: str) -> list[Any]:
-    return [pytest.param(n, marks=LIGHTGBM_NAMES) if "'x 2'" in n else n for n in names]
+    return list(names)
 
 
 # Two classes: two scopes for pytest-xdist's --dist loadscope, which keeps a module's test
