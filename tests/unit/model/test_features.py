@@ -152,3 +152,17 @@ def test_a_csv_read_frame_gets_the_kinds_its_model_records_and_scores_as_fitted(
     declared = {"flag": Feature("flag", "bool")}  # evaluate.dtypes (LightGBM records no bool)
     with pytest.raises(InputError, match=r"data.csv:8: column 'flag': 'maybe' is not true or fa"):
         typed_frame(read, declared, "data.csv")
+
+
+def test_a_column_lightgbm_renamed_is_found_by_the_datas_own_name() -> None:
+    from mlops_ci.model.features import model_frame
+
+    class Renamed:  # LightGBM's feature_names_in_ writes a space as "_"
+        feature_names_in_ = np.array(["x_2", "a"], dtype=object)
+
+    frame = pd.DataFrame({"a": [1.0], "x 2": [2.0], "extra": [3.0]})
+    assert list(model_frame(Renamed(), frame, "evaluate.data").columns) == ["x 2", "a"]
+    both = pd.DataFrame({"a b_c": [1.0], "a_b c": [2.0]})  # a_b_c fits either: refused
+    Renamed.feature_names_in_ = np.array(["a_b_c"], dtype=object)
+    with pytest.raises(InputError, match="a_b_c"):
+        model_frame(Renamed(), both, "evaluate.data")
