@@ -122,8 +122,6 @@ def dockerfile(spec: ContextSpec, model_digest: str) -> str:
 #   docker build -t IMAGE .
 FROM {spec.base_image}
 
-LABEL {label_lines}
-
 ENV PYTHONDONTWRITEBYTECODE=1 \\
     PYTHONUNBUFFERED=1 \\
     PIP_DISABLE_PIP_VERSION_CHECK=1 \\
@@ -142,14 +140,19 @@ RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin mlops \\
     elif command -v apk >/dev/null; then apk add --no-cache haproxy; fi
 
 WORKDIR /opt/app
-COPY requirements.txt {spec.wheel} ./
+# The largest layer, and the same for every version whose requirements.txt is the same (the
+# engine's build cache reuses it); nothing that differs by version comes before it.
+COPY requirements.txt ./
+RUN pip install --no-cache-dir -r requirements.txt
 # The wheel of the mlops-ci that packaged this model; its dependencies are requirements.txt.
-RUN pip install --no-cache-dir -r requirements.txt \\
- && pip install --no-cache-dir --no-deps {spec.wheel} \\
- && rm {spec.wheel}
+COPY {spec.wheel} ./
+RUN pip install --no-cache-dir --no-deps {spec.wheel} && rm {spec.wheel}
 
 # Read-only for the serving user; `mlops-ci serve` checks manifest.json before loading.
 COPY model/ {MODEL_DIR}/
+
+# Last: the labels name the version, and a step after them would be built again for each one.
+LABEL {label_lines}
 
 USER 10001
 EXPOSE {spec.port}

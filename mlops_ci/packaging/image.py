@@ -6,6 +6,7 @@ Without a reachable engine the result says so and nothing pretends to have been 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ class ImageResult:
     status: str  # built | pushed | skipped
     reason: str | None = None
     image_id: str | None = None
+    seconds: float | None = None  # how long the build (and the push) took
 
 
 def image_tag(config: Config, name: str, version: str) -> str:
@@ -49,6 +51,7 @@ def build_image(context: Path, tag: str, push: bool) -> ImageResult:
         return ImageResult(tag, "skipped", f"no Docker engine reachable at {where} ({why})")
     from docker.errors import APIError, BuildError
 
+    started = time.monotonic()
     try:
         image, _logs = client.images.build(path=str(context), tag=tag, rm=True, pull=False)
     except BuildError as err:
@@ -63,9 +66,9 @@ def build_image(context: Path, tag: str, push: bool) -> ImageResult:
             f"the Docker engine refused to build {tag}: {err.explanation or err}"
         ) from None
     if not push:
-        return ImageResult(tag, "built", image_id=image.id)
+        return ImageResult(tag, "built", image_id=image.id, seconds=time.monotonic() - started)
     repository, _, version = tag.rpartition(":")
     for line in client.images.push(repository, tag=version, stream=True, decode=True):
         if "error" in line:
             raise ServiceError(f"docker push of {tag} failed: {line['error']}")
-    return ImageResult(tag, "pushed", image_id=image.id)
+    return ImageResult(tag, "pushed", image_id=image.id, seconds=time.monotonic() - started)
