@@ -23,6 +23,21 @@ _RENAMED = {"mlflow": "mlflow-skinny"}
 _REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*(?:[<>=!~;].*)?$")
 
 
+def loaders(path: Path) -> None:
+    """Import what mlops-ci's own loaders import, so that a :func:`snapshot` taken after it
+    sees only what the model brings: skops (whose type list imports every scikit-learn module,
+    and with them pytest, rich and more) and joblib always, MLflow's pyfunc for a pyfunc
+    folder (its requirement is said apart)."""
+    import joblib  # noqa: F401
+    import skops.io  # noqa: F401
+
+    if path.is_dir():
+        from mlops_ci.model.pyfunc import is_pyfunc_folder
+
+        if is_pyfunc_folder(path):
+            import mlflow.pyfunc  # noqa: F401
+
+
 def snapshot() -> set[str]:
     """The top-level modules imported so far."""
     return {name.partition(".")[0] for name in list(sys.modules)}

@@ -24,6 +24,8 @@ from mlops_ci.provenance import sha256_file
 from mlops_ci.records import write_json_atomic, write_text_atomic
 
 MODEL_DIR = "/opt/model"
+# What serving needs whatever the model: a requirements file, and an image layer, of its own.
+SERVING_FILE = "serving-requirements.txt"
 FRONT_STATE_DIR = "/var/lib/mlops-ci/front"
 # Distributions the serving process imports: always, then by model format.
 SERVING_RUNTIME = (
@@ -39,7 +41,8 @@ SERVING_RUNTIME = (
 )
 SERVING_REQUIREMENTS = {
     "onnx": ("onnxruntime", "numpy"),
-    "sklearn": ("scikit-learn", "numpy", "scipy", "joblib", "skops", "pandas"),
+    # cloudpickle: what MLflow pickles a model skops cannot hold with (model.pkl)
+    "sklearn": ("scikit-learn", "numpy", "scipy", "joblib", "skops", "pandas", "cloudpickle"),
 }
 
 
@@ -140,8 +143,11 @@ RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin mlops \\
     elif command -v apk >/dev/null; then apk add --no-cache haproxy; fi
 
 WORKDIR /opt/app
-# The largest layer, and the same for every version whose requirements.txt is the same (the
-# engine's build cache reuses it); nothing that differs by version comes before it.
+# The largest layers: first what serving needs whatever the model (the engine's build cache
+# shares it between versions and models), then what this model needs beside it (a no-op
+# without); nothing that differs by version comes before them.
+COPY {SERVING_FILE} ./
+RUN pip install --no-cache-dir -r {SERVING_FILE}
 COPY requirements.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
 # The wheel of the mlops-ci that packaged this model; its dependencies are requirements.txt.
@@ -194,7 +200,11 @@ def write_context(
         "\n".join(pinned_requirements(spec.format, lock, spec.frameworks)) + "\n",
     )
     write_text_atomic(
-        folder / ".dockerignore", f"*\n!Dockerfile\n!requirements.txt\n!model/\n!{wheel.name}\n"
+        folder / SERVING_FILE, "\n".join(pinned_requirements(spec.format, lock)) + "\n"
+    )
+    write_text_atomic(
+        folder / ".dockerignore",
+        f"*\n!Dockerfile\n!requirements.txt\n!{SERVING_FILE}\n!model/\n!{wheel.name}\n",
     )
     write_text_atomic(folder / "Dockerfile", dockerfile(spec, model_digest))
     return folder, model_digest

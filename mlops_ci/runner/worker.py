@@ -56,6 +56,7 @@ class Worker:
         else:
             path = Path(args["path"])
         unrestricted = bool(args["unrestricted"])
+        environment.loaders(path)  # what loading imports of its own is not the model's need
         before = environment.snapshot()
         if args["folder"]:
             model = load_folder(path, unrestricted, str(args["task"]))
@@ -69,7 +70,7 @@ class Worker:
         if isinstance(model, PyfuncModel):
             example = values.get("example")
             model.probe(example if example is not None else model.example())
-            needs = environment.folder_requirements(path)
+            needs = ["mlflow-skinny", *environment.folder_requirements(path)]
         needs += environment.imported_distributions(before)
         handle = len(self.models) + 1
         self.models[handle] = model
