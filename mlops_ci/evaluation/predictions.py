@@ -63,6 +63,8 @@ def outputs_of(model: Any) -> int:
         classes = getattr(final, "classes_", None)
         if isinstance(classes, list) and all(isinstance(c, np.ndarray) for c in classes):
             return max(len(classes), 1)
+        if isinstance(classes, np.ndarray) and classes.ndim == 1:
+            return 1  # one label per row (MLPClassifier's n_outputs_ counts its output units)
         count = getattr(final, "n_outputs_", None)
         if isinstance(count, (int, np.integer)) and count > 1:
             return int(count)

@@ -24,13 +24,16 @@ _REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*(?
 
 
 def loaders(path: Path) -> None:
-    """Import what mlops-ci's own loaders import, so that a :func:`snapshot` taken after it
-    sees only what the model brings: skops (whose type list imports every scikit-learn module,
-    and with them pytest, rich and more) and joblib always, MLflow's pyfunc for a pyfunc
-    folder (its requirement is said apart)."""
+    """Import what mlops-ci's own loader of ``path`` imports, so that a :func:`snapshot`
+    taken after it sees only what the model brings: skops for a skops file (its type list
+    imports every scikit-learn module, and with them pytest, rich and more), MLflow's pyfunc
+    for a pyfunc folder (its requirement is said apart), joblib for the rest. Only what that
+    loader needs: a child that unpickles a joblib file does not pay for skops (seconds)."""
     import joblib  # noqa: F401
-    import skops.io  # noqa: F401
 
+    skops = path.suffix.lower() == ".skops" or (path.is_dir() and (path / "model.skops").is_file())
+    if skops:
+        import skops.io  # noqa: F401
     if path.is_dir():
         from mlops_ci.model.pyfunc import is_pyfunc_folder
 

@@ -196,7 +196,8 @@ def project(tmp_path: Path, case: Case) -> Path:
     (root / "mlops.yaml").write_text(
         f"""version: 1
 model: {json.dumps(model)}
-{train_section}evaluate: {{data: data/test.csv, target: target, metrics: [{metric}]{dtypes}}}
+{train_section}evaluate:
+  {{data: data/test.csv, target: target, metrics: [{metric}], importance: {{enabled: false}}{dtypes}}}
 registry: {{tracking_uri: "sqlite:///.mlops/mlflow.db"}}
 package:
   profile: {{single_row_runs: 10, batch_sizes: [1, 32]}}

@@ -86,3 +86,15 @@ def test_a_fitted_model_saying_it_predicts_several_outputs_is_refused_by_kind_of
     assert kind_of(RandomForestRegressor(3, random_state=0).fit(X, Y_VALUE)) == "regression"
     # a plain regressor fitted on two columns says nothing: its answers show it (predict)
     assert outputs_of(LinearRegression().fit(X, values)) == 1
+
+
+def test_an_mlp_classifier_predicts_one_label_per_row_whatever_its_output_units() -> None:
+    from sklearn.neural_network import MLPClassifier
+
+    from mlops_ci.evaluation.predictions import outputs_of
+
+    x = np.arange(60, dtype=float).reshape(20, 3)
+    y = np.array(["a", "b", "c", "d"] * 5)
+    model = MLPClassifier(hidden_layer_sizes=(4,), max_iter=5).fit(x, y)
+    assert model.n_outputs_ == 4  # its output units, one per class
+    assert outputs_of(model) == 1
