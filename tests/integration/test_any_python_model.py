@@ -197,7 +197,8 @@ def project(tmp_path: Path, case: Case) -> Path:
         f"""version: 1
 model: {json.dumps(model)}
 {train_section}evaluate:
-  {{data: data/test.csv, target: target, metrics: [{metric}], importance: {{enabled: false}}{dtypes}}}
+  {{data: data/test.csv, target: target, metrics: [{metric}],
+    importance: {{enabled: false}}{dtypes}}}
 registry: {{tracking_uri: "sqlite:///.mlops/mlflow.db"}}
 package:
   profile: {{single_row_runs: 10, batch_sizes: [1, 32]}}
