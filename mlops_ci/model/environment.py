@@ -31,8 +31,8 @@ def loaders(path: Path) -> None:
     loader needs: a child that unpickles a joblib file does not pay for skops (seconds)."""
     import joblib  # noqa: F401
 
-    skops = path.suffix.lower() == ".skops" or (path.is_dir() and (path / "model.skops").is_file())
-    if skops:
+    by_skops = path.suffix.lower() == ".skops" or (path / "model.skops").is_file()
+    if by_skops:
         import skops.io  # noqa: F401
     if path.is_dir():
         from mlops_ci.model.pyfunc import is_pyfunc_folder
