@@ -86,7 +86,6 @@ def pyfunc(task: str) -> Case:
 
 CASES: dict[str, Case] = {
     "pyfunc classifier (mylib pre/post, frame of probabilities)": pyfunc("classification"),
-    "pyfunc regressor (mylib, a Series)": pyfunc("regression"),
     "Pipeline with custom.py's transformer (code_paths)": Case(
         "classification",
         "sklearn",

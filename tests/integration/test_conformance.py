@@ -112,7 +112,7 @@ def ordinal_text() -> Any:
 def zoo() -> dict[str, tuple[str, Callable[[], Any]]]:
     """name -> (task, a function building the unfitted model)."""
     from lightgbm import LGBMClassifier, LGBMRegressor
-    from sklearn import ensemble, linear_model, neighbors, neural_network, svm
+    from sklearn import ensemble, linear_model, neural_network, svm
     from sklearn.pipeline import make_pipeline
     from xgboost import XGBClassifier, XGBRegressor
 
@@ -125,10 +125,6 @@ def zoo() -> dict[str, tuple[str, Callable[[], Any]]]:
         "RandomForestClassifier": (
             c,
             pipe(ensemble.RandomForestClassifier(30, max_depth=6, random_state=0), False),
-        ),
-        "GradientBoostingClassifier": (
-            c,
-            pipe(ensemble.GradientBoostingClassifier(n_estimators=20, random_state=0), False),
         ),
         "HistGradientBoostingClassifier (ColumnTransformer)": (
             c,
@@ -144,16 +140,11 @@ def zoo() -> dict[str, tuple[str, Callable[[], Any]]]:
             ),
         ),
         "SVC(probability=True)": (c, pipe(svm.SVC(probability=True, random_state=0))),
-        "KNeighborsClassifier": (c, pipe(neighbors.KNeighborsClassifier(5))),
         "MLPClassifier": (
             c,
             pipe(
                 neural_network.MLPClassifier(hidden_layer_sizes=(16,), max_iter=300, random_state=0)
             ),
-        ),
-        "LogisticRegression (integer labels)": (
-            c,
-            pipe(linear_model.LogisticRegression(max_iter=500)),
         ),
         "XGBClassifier (missing values, integer labels)": (
             c,
@@ -169,16 +160,6 @@ def zoo() -> dict[str, tuple[str, Callable[[], Any]]]:
         "RandomForestRegressor": (
             r,
             pipe(ensemble.RandomForestRegressor(30, max_depth=6, random_state=0), False),
-        ),
-        "HistGradientBoostingRegressor (ColumnTransformer)": (
-            r,
-            pipe(ensemble.HistGradientBoostingRegressor(max_iter=30, random_state=0), False),
-        ),
-        "MLPRegressor": (
-            r,
-            pipe(
-                neural_network.MLPRegressor(hidden_layer_sizes=(16,), max_iter=300, random_state=0)
-            ),
         ),
         "XGBRegressor (missing values)": (
             r,
