@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mlops_ci.credentials import safe_url
 from mlops_ci.errors import InputError
-from mlops_ci.records import FOLDER
+from mlops_ci.records import FOLDER, write_json_atomic, write_text_atomic
 
 # Folders never part of a fingerprint: tool state, caches and VCS internals.
 _SKIP_DIRS = {
@@ -65,6 +65,18 @@ class Lineage:
     inputs: Fingerprint
     environment_lock: str  # "name==version" lines, sorted
     environment_sha256: str
+
+    def write_artifacts(self, work: Path) -> dict[str, Path]:
+        """The run's lineage artifacts, written afresh under ``work``: ``lineage/`` (the inputs'
+        manifest; a pipeline's graph joins it) and ``lineage/environment`` (the lock)."""
+        import shutil
+
+        folder = work / "lineage"
+        if folder.exists():
+            shutil.rmtree(folder)
+        write_json_atomic(folder / "inputs.manifest.json", self.inputs.manifest)
+        lock = write_text_atomic(work / "requirements.lock", self.environment_lock)
+        return {"lineage": folder, "lineage/environment": lock}
 
     def tags(self) -> dict[str, str]:
         """MLflow tags: mlops.* for the toolkit, mlflow.source.* so MLflow's UI shows git too."""

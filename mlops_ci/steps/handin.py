@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,7 +21,7 @@ from mlops_ci import provenance
 from mlops_ci.config.types import Config
 from mlops_ci.errors import InputError
 from mlops_ci.model.integrity import digest, file_manifest
-from mlops_ci.records import JobFolder, write_json_atomic, write_text_atomic
+from mlops_ci.records import JobFolder
 from mlops_ci.registry import TAG_CACHE_KEY, ModelRegistry
 from mlops_ci.steps.train import TrainResult, finish, log_model_run, record_failure
 
@@ -95,17 +94,7 @@ def _hand_in(
         hit = registry.find_cached_run(config.registry.experiment, key)
         if hit is not None:
             return finish(config, hit, True, key, trace, started)
-    work = JobFolder(config.root).train_work
-    lineage_dir = work / "lineage"
-    if lineage_dir.exists():
-        shutil.rmtree(lineage_dir)
-    write_json_atomic(lineage_dir / "inputs.manifest.json", trace.inputs.manifest)
-    artifacts = {
-        "lineage": lineage_dir,
-        "lineage/environment": write_text_atomic(
-            work / "requirements.lock", trace.environment_lock
-        ),
-    }
+    artifacts = trace.write_artifacts(JobFolder(config.root).train_work)
     tags = {
         **trace.tags(),
         TAG_CACHE_KEY: key,

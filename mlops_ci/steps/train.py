@@ -41,7 +41,7 @@ from mlops_ci.pipeline.records import (
 from mlops_ci.pipeline.run import RAN, StageRun, load_pipeline, run_stages
 from mlops_ci.pipeline.spec import Pipeline, Stage
 from mlops_ci.pipeline.usercommand import run_command
-from mlops_ci.records import FAILED, FINISHED, JobFolder, write_json_atomic, write_text_atomic
+from mlops_ci.records import FAILED, FINISHED, JobFolder, write_json_atomic
 from mlops_ci.registry import TAG_CACHE_KEY, TAG_ISOLATION, ModelRegistry, NewRun, RunRecord
 from mlops_ci.sandbox import isolation_for
 
@@ -208,16 +208,8 @@ def _train(
             hint="save the fitted estimator there, e.g. joblib.dump(model, path)",
         )
 
-    lineage_dir = work / "lineage"  # one folder: the inputs' manifest (and the stages' graph)
-    if lineage_dir.exists():
-        shutil.rmtree(lineage_dir)
-    write_json_atomic(lineage_dir / "inputs.manifest.json", trace.inputs.manifest)
-    artifacts = {
-        "lineage": lineage_dir,
-        "lineage/environment": write_text_atomic(
-            work / "requirements.lock", trace.environment_lock
-        ),
-    }
+    artifacts = trace.write_artifacts(work)
+    lineage_dir = artifacts["lineage"]  # the inputs' manifest (and the stages' graph)
     if pipeline is None or any(s.name == pipeline.training and s.state == RAN for s in stages):
         artifacts["logs"] = log  # a cached training stage has no log of this train
     tags = {**trace.tags(), TAG_CACHE_KEY: key, "mlops.model.name": config.model.name}
