@@ -4,7 +4,8 @@ Everything yields pandas DataFrames of at most ``chunk_rows`` rows, so a reader 
 rows holds one chunk at a time. A path may be a file or a folder of files; an input-log folder
 (``inputs-*.jsonl`` / ``inputs-*.parquet``) yields its rows' ``inputs`` as columns and the
 logged prediction as ``PREDICTION``; the segment a running server still appends to is read up
-to its last complete line, so drift sees every row already on disk.
+to its last complete line, so drift sees every row already on disk. A JSON line that is not a
+JSON object (torn by a killed writer or a full disk) is skipped and counted (``lines.py``).
 """
 
 from __future__ import annotations
@@ -13,17 +14,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pandas as pd
 
 from mlops_ci.errors import InputError
 from mlops_ci.extras import require
 from mlops_ci.monitor.files import OPEN_SEGMENT, files_of
+from mlops_ci.monitor.lines import SkippedLines, json_lines
 
 PREDICTION = "__prediction__"
 
 
-def chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+def chunks(
+    path: Path, chunk_rows: int, skipped: SkippedLines | None = None
+) -> Iterator[pd.DataFrame]:
+    """The rows of ``path`` in frames; JSON lines that are not objects are counted in
+    ``skipped`` (a caller that reports them passes one)."""
+    skipped = SkippedLines() if skipped is None else skipped
     for file in files_of(path):
         try:
             if file.suffix == ".csv":
@@ -31,8 +37,8 @@ def chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
             elif file.suffix == ".parquet":
                 yield from _parquet(file, chunk_rows)
             else:  # .jsonl, or a segment serve is still writing: its complete lines
-                yield from _jsonl(file, chunk_rows, file.name.endswith(OPEN_SEGMENT))
-        except (ValueError, OSError, orjson.JSONDecodeError) as err:
+                yield from _jsonl(file, chunk_rows, skipped, file.name.endswith(OPEN_SEGMENT))
+        except (ValueError, OSError) as err:
             if isinstance(err, InputError):
                 raise
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
@@ -48,17 +54,15 @@ def _parquet(file: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         yield _flatten_log(frame) if "inputs" in frame.columns else frame
 
 
-def _jsonl(file: Path, chunk_rows: int, complete_only: bool = False) -> Iterator[pd.DataFrame]:
+def _jsonl(
+    file: Path, chunk_rows: int, skipped: SkippedLines, complete_only: bool
+) -> Iterator[pd.DataFrame]:
     rows: list[Any] = []
-    with open(file, "rb") as fh:
-        for line in fh:
-            if complete_only and not line.endswith(b"\n"):
-                break  # the writer is appending this one right now
-            if line.strip():
-                rows.append(orjson.loads(line))
-            if len(rows) >= chunk_rows:
-                yield _log_frame(rows)
-                rows = []
+    for record in json_lines(file, skipped, complete_only):
+        rows.append(record)
+        if len(rows) >= chunk_rows:
+            yield _log_frame(rows)
+            rows = []
     if rows:
         yield _log_frame(rows)
 

@@ -22,6 +22,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
@@ -39,7 +40,13 @@ from mlops_ci.serve.payload import (
 from mlops_ci.serve.protocol import set_read_timeout, within
 from mlops_ci.serve.router import parse_split
 from mlops_ci.serve.service import Service, ServiceSettings, settings_from_env
-from mlops_ci.serve.v2 import check_name, infer_response, model_metadata, readiness
+from mlops_ci.serve.v2 import (
+    check_name,
+    infer_response,
+    model_metadata,
+    readiness,
+    server_readiness,
+)
 from mlops_ci.serve.v2payload import parse_infer
 
 REQUEST_ID_CHARS = 128  # a longer x-request-id is cut: access-log lines stay under PIPE_BUF
@@ -278,6 +285,10 @@ async def _read_body(request: Request, limit: int, timeout: float = 30.0) -> byt
         raise PayloadError(
             408, f"the request body did not arrive within {timeout:g} s (serve.read_timeout_s)"
         ) from None
+    except ClientDisconnect:  # nobody to answer: 499 in the access log and metrics, as nginx
+        raise PayloadError(
+            499, "the client closed the connection before its body arrived"
+        ) from None
     return b"".join(chunks)
 
 
@@ -330,7 +341,7 @@ def _metadata_routes(app: FastAPI, service: Service) -> None:
 
     @app.get("/v2/health/ready")
     async def ready() -> Response:
-        return json_response({"ready": True})
+        return json_response(server_readiness(service))
 
     for path, build in (
         ("/v2/models/{name}", model_metadata),

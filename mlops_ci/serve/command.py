@@ -67,10 +67,15 @@ def start(
         echo(f"input log: {settings.input_log.folder}")
     if not settings.admin_token:
         echo(f"admin endpoints off: set {serve_cfg.admin_token_env} to change the split")
+    from mlops_ci.serve.connections import budget
     from mlops_ci.serve.protocol import bind
 
+    limits = budget()  # an open-file limit too small to serve is exit 2, before listening
     sock = bind(serve_cfg.host, serve_cfg.port)  # before saying so: a taken port is exit 2
-    echo(f"listening on http://{serve_cfg.host}:{serve_cfg.port} ({serve_cfg.workers} worker(s))")
+    echo(
+        f"listening on http://{serve_cfg.host}:{serve_cfg.port} ({serve_cfg.workers} "
+        f"worker(s), {limits.connections:,} connections each at most)"
+    )
     server.run(settings, sock, serve_cfg.workers, serve_cfg.graceful_timeout_s, state)
 
 

@@ -10,6 +10,13 @@ when the next logger starts. A killed server loses at most the rows answered in 
 ``flush_seconds`` (not yet written); with ``durable`` a request is answered only once its rows
 are fsynced (requests arriving together share one write), so it loses none it answered.
 
+A full disk (or any failed write) costs the rows of that write, never the segment: the writer
+remembers where the last whole line ends, cuts a failed write back to it (and where even that
+fails, starts its next write on a new line, so the torn bytes are one line readers skip), and
+finishes a segment only ending in a newline. The rows it could not write are counted
+(``rows_dropped``, ``mlops_input_log_dropped_rows_total``, the detail of /v2/health/ready) and
+the server log says when writing stops and when it resumes, once each, not per request.
+
 The writer is woken only when a batch is due (``flush_rows`` queued, a durable request, every
 ``flush_seconds``), not by each request: woken per request, it took the GIL and a context switch
 from the event loop every time, and serve answered 0.68x the bare app's requests at 8
@@ -18,12 +25,14 @@ connections with the log on (`benchmarks/serve_wrk.py --input-log`).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +41,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from mlops_ci.monitor.lines import SkippedLines, json_lines
 from mlops_ci.procs import alive
 
 OPEN_SUFFIX = ".jsonl.open"
@@ -53,7 +63,9 @@ class LogSettings:
 class InputLog:
     """Batched, crash-safe append of scored rows; ``submit`` never blocks the request."""
 
-    def __init__(self, settings: LogSettings) -> None:
+    def __init__(
+        self, settings: LogSettings, on_dropped: Callable[[int], None] | None = None
+    ) -> None:
         self.settings = settings
         self._items: deque[tuple[Any, ...]] = deque()  # appended by requests, taken by the writer
         self._queued_rows = 0  # since the writer was last woken (the requests' thread only)
@@ -61,15 +73,37 @@ class InputLog:
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="mlops-input-log", daemon=True)
         self._segment: Path | None = None
-        self._handle: Any = None
+        self._fd: int | None = None
         self._seq = 0
+        self._end = 0  # where the open segment's last whole line ends: a failed write's cut
+        self._torn = False  # bytes after _end that could not be cut off
+        self._on_dropped = on_dropped  # the metric's counter
+        self._failing_since: float | None = None  # the failure episode, for the server log
+        self._episode_rows = 0
         self.rows_written = 0
-        self.failed: str | None = None
+        self.rows_dropped = 0
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
 
     def start(self) -> None:
-        self.settings.folder.mkdir(parents=True, exist_ok=True)
-        recover_orphans(self.settings.folder, self.settings.format)
+        try:
+            self.settings.folder.mkdir(parents=True, exist_ok=True)
+            recover_orphans(self.settings.folder, self.settings.format)
+        except OSError as err:  # a full disk: the service starts; each write is tried and counted
+            log.error("input log: %s: %s", self.settings.folder, err)
         self._thread.start()
+
+    def status(self) -> dict[str, Any]:
+        """What /v2/health/ready says of the log: ``ok`` or ``failing`` (the last write failed),
+        rows written and dropped by this worker, and the last error with its time (UTC)."""
+        at = self.last_error_at
+        return {
+            "state": "ok" if self._failing_since is None else "failing",
+            "rows_written": self.rows_written,
+            "rows_dropped": self.rows_dropped,
+            "last_error": self.last_error,
+            "last_error_at": None if at is None else _utc(at),
+        }
 
     def submit(
         self, version: str, request_id: str, x: Any, labels: Any, scores: Any
@@ -142,37 +176,142 @@ class InputLog:
         return lines
 
     def _write(self, lines: list[bytes]) -> str | None:
-        """Append and fsync; None, or why the rows could not be written."""
+        """Append and fsync; None, or why the rows could not be written (they are counted)."""
         if not lines:
             return None
         try:
-            if self._handle is None:
+            if self._fd is None:
                 self._open()
-            self._handle.write(b"".join(lines))
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-            self.rows_written += len(lines)
-            if self._handle.tell() >= self.settings.rotate_bytes:
-                self._finish()
-        except OSError as err:  # a full disk must not take the service down
-            self.failed = f"{type(err).__name__}: {err}"
-            log.error("input log: cannot write %d rows: %s", len(lines), self.failed)
-            return self.failed
+            self._append(b"".join(lines))
+        except _Failed as failed:
+            self.rows_written += failed.kept
+            return self._dropped(len(lines) - failed.kept, failed.error)
+        except OSError as err:  # the segment could not be opened, or a torn end not closed
+            return self._dropped(len(lines), err)
+        self.rows_written += len(lines)
+        if self._failing_since is not None:
+            log.warning(
+                "input log: writing again, %d rows dropped in %.0f s before",
+                self._episode_rows,
+                time.time() - self._failing_since,
+            )
+            self._failing_since = None
+        if self._end >= self.settings.rotate_bytes:
+            self._finish()
         return None
+
+    def _append(self, data: bytes) -> None:
+        """Write ``data`` (whole lines) at the end of the segment and fsync it, or leave the
+        segment ending at its last whole line and raise _Failed."""
+        fd = self._fd
+        assert fd is not None
+        if self._torn:
+            self._close_torn_end(fd)
+        written = 0
+        try:
+            while written < len(data):
+                wrote = _write_some(fd, memoryview(data)[written:])
+                if not wrote:  # never for a file; a loop that could not end if it were
+                    raise OSError(errno.ENOSPC, "a write of no bytes")
+                written += wrote
+            os.fsync(fd)
+        except OSError as err:
+            try:
+                _cut(fd, self._end)
+            except OSError:  # the whole lines that reached the file stay; the rest is torn
+                whole = data.rfind(b"\n", 0, written) + 1
+                self._end += whole
+                self._torn = whole < written
+                raise _Failed(err, data.count(b"\n", 0, whole)) from None
+            raise _Failed(err, 0) from None
+        self._end += len(data)
+
+    def _close_torn_end(self, fd: int) -> None:
+        """Cut the torn bytes a failed write left; where that still fails, end them with a
+        newline: one bad line that readers skip and count, nothing glued to it."""
+        try:
+            _cut(fd, self._end)
+        except OSError:
+            _write_some(fd, b"\n")
+            self._end = os.fstat(fd).st_size
+        self._torn = False
+
+    def _dropped(self, rows: int, err: OSError) -> str:
+        self.rows_dropped += rows
+        if self._on_dropped is not None:
+            self._on_dropped(rows)
+        self.last_error = f"{type(err).__name__}: {err}"
+        self.last_error_at = time.time()
+        if self._failing_since is None:  # once per episode, not per batch
+            self._failing_since, self._episode_rows = self.last_error_at, 0
+            log.error(
+                "input log: cannot write %d rows to %s: %s; serving on, counting the rows not "
+                "logged (mlops_input_log_dropped_rows_total) until a write succeeds",
+                rows,
+                self._segment or self.settings.folder,
+                self.last_error,
+            )
+        self._episode_rows += rows
+        return self.last_error
 
     def _open(self) -> None:
         self._seq += 1
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         name = f"inputs-{stamp}-{os.getpid()}-{self._seq:04d}{OPEN_SUFFIX}"
-        self._segment = self.settings.folder / name
-        self._handle = open(self._segment, "ab")  # noqa: SIM115 - kept open across batches
+        segment = self.settings.folder / name
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+        self._fd = os.open(segment, flags, 0o666)  # unbuffered: nothing left over to flush
+        self._segment, self._end, self._torn = segment, 0, False
 
     def _finish(self) -> None:
-        if self._handle is None or self._segment is None:
+        """Close the open segment and finish it: only ending in a whole line (else it stays
+        open, and the next logger's start cuts it back and finishes it), never empty."""
+        fd, segment = self._fd, self._segment
+        if fd is None or segment is None:
             return
-        self._handle.close()
-        finish_segment(self._segment, self.settings.format)
-        self._handle, self._segment = None, None
+        self._fd, self._segment = None, None
+        try:
+            if self._torn:
+                self._close_torn_end(fd)
+        except OSError as err:
+            log.error("input log: %s left open, its last line torn: %s", segment, err)
+            _close_quietly(fd)
+            return
+        _close_quietly(fd)
+        try:
+            if self._end == 0:
+                segment.unlink()
+            else:
+                finish_segment(segment, self.settings.format)
+        except OSError as err:  # the rows stay readable where they are
+            log.error("input log: cannot finish %s: %s", segment, err)
+
+
+class _Failed(Exception):
+    """A write that failed after ``kept`` of its rows reached the segment whole."""
+
+    def __init__(self, error: OSError, kept: int) -> None:
+        super().__init__(str(error))
+        self.error, self.kept = error, kept
+
+
+def _write_some(fd: int, data: memoryview | bytes) -> int:
+    """os.write: a short count is possible, the caller loops (a seam for tests' full disks)."""
+    return os.write(fd, data)
+
+
+def _cut(fd: int, size: int) -> None:
+    """Truncate the segment back to ``size`` bytes (a seam for tests' failing truncates)."""
+    os.ftruncate(fd, size)
+
+
+def _close_quietly(fd: int) -> None:
+    with contextlib.suppress(OSError):  # a failed close: nothing more to do with the fd
+        os.close(fd)
+
+
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def finish_segment(segment: Path, fmt: str) -> Path:
@@ -184,44 +323,52 @@ def finish_segment(segment: Path, fmt: str) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    records = [orjson.loads(line) for line in done.read_bytes().splitlines() if line]
+    skipped = SkippedLines()
+    records = list(json_lines(done, skipped))
+    if skipped.count:
+        log.warning("input log: %s", skipped.summary())
     target = done.with_suffix(".parquet")
     tmp = target.with_name(f".{target.name}.tmp")
-    pq.write_table(pa.Table.from_pylist(records), tmp)
-    os.replace(tmp, target)
+    try:
+        pq.write_table(pa.Table.from_pylist(records), tmp)
+        os.replace(tmp, target)
+    except OSError:  # a full disk: the .jsonl stays, readable as it is
+        tmp.unlink(missing_ok=True)
+        raise
     done.unlink()
     return target
 
 
 def recover_orphans(folder: Path, fmt: str) -> list[Path]:
-    """Finish segments whose writer process is gone, cut back to their last whole line."""
+    """Finish segments whose writer process is gone, cut back to their last whole line; one
+    that cannot be (a full disk) is left for the next start."""
     recovered = []
     for segment in sorted(folder.glob(f"*{OPEN_SUFFIX}")):
         pid = _writer_pid(segment)
         if pid is not None and pid != os.getpid() and alive(pid):
             continue
-        data = segment.read_bytes()
-        whole = data[: data.rfind(b"\n") + 1]
-        if len(whole) != len(data):
-            with open(segment, "r+b") as fh:
-                fh.truncate(len(whole))
-        if whole:
-            recovered.append(finish_segment(segment, fmt))
-        else:
-            segment.unlink()
+        try:
+            data = segment.read_bytes()
+            whole = data[: data.rfind(b"\n") + 1]
+            if len(whole) != len(data):
+                with open(segment, "r+b") as fh:
+                    fh.truncate(len(whole))
+            if whole:
+                recovered.append(finish_segment(segment, fmt))
+            else:
+                segment.unlink()
+        except OSError as err:
+            log.error("input log: cannot recover %s: %s", segment, err)
     return recovered
 
 
-def read_records(folder: Path) -> Iterator[dict[str, Any]]:
+def read_records(folder: Path, skipped: SkippedLines | None = None) -> Iterator[dict[str, Any]]:
     """Every record on disk, oldest file first: finished files, and the complete lines of a
-    segment still being written."""
+    segment still being written; a line that is not a JSON object is counted in ``skipped``."""
+    skipped = SkippedLines() if skipped is None else skipped
     for path in sorted(folder.glob("inputs-*")):
         if path.suffix == ".jsonl" or path.name.endswith(OPEN_SUFFIX):
-            with open(path, "rb") as fh:
-                for line in fh:
-                    if not line.endswith(b"\n"):
-                        break  # a line being appended right now
-                    yield orjson.loads(line)
+            yield from json_lines(path, skipped, complete_only=True)
         elif path.suffix == ".parquet":
             import pyarrow.parquet as pq
 

@@ -7,6 +7,7 @@ makes every worker write its values to files that ``/metrics`` sums.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import (
@@ -25,7 +26,8 @@ LATENCY_BUCKETS = (
 
 
 class ServiceMetrics:
-    """Requests, errors, latency and rows per version and endpoint; the traffic weights."""
+    """Requests, errors, latency and rows per version and endpoint; the traffic weights; the
+    rows the input log could not write."""
 
     content_type = CONTENT_TYPE_LATEST
 
@@ -60,6 +62,13 @@ class ServiceMetrics:
             registry=self.registry,
             multiprocess_mode="mostrecent",
         )
+        self.input_log_dropped = Counter(
+            "mlops_input_log_dropped_rows",
+            "Scored rows the input log could not write (a full disk, an I/O error); the "
+            "requests were answered.",
+            ["model"],
+            registry=self.registry,
+        )
 
     def observe(self, version: str, endpoint: str, code: int, seconds: float, rows: int) -> None:
         key = (version, endpoint, code)
@@ -81,6 +90,12 @@ class ServiceMetrics:
             return requests, self.errors.labels(self.model, version, endpoint, status), None, None
         latency = self.latency.labels(self.model, version, endpoint)
         return requests, None, latency, self.rows.labels(self.model, version)
+
+    def count_input_log_drops(self) -> Callable[[int], None]:
+        """The input log's counter of dropped rows, shown from 0 on (only where there is a
+        log): an alert on its rate needs the series before the first failure."""
+        child = self.input_log_dropped.labels(self.model)  # the series exists at 0 from here
+        return child.inc
 
     def set_shares(self, shares: dict[str, float]) -> None:
         for version, share in shares.items():

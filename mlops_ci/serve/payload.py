@@ -20,7 +20,6 @@ category takes, and the words of a refusal, are ``model/values.py``'s, as on eve
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -113,8 +112,11 @@ def batch_rows(x: Batch) -> int:
 
 
 def parse_json(body: bytes) -> Any:
+    """Every JSON body the service reads (``/score``, v2, the admin API): its nesting checked
+    before any parser sees it, its integers beyond float32 refused exactly."""
     if not body:
         raise PayloadError(400, "empty request body: send a JSON object")
+    check_depth(body)
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as err:
@@ -124,21 +126,63 @@ def parse_json(body: bytes) -> Any:
     return doc
 
 
+# A request nests 5 levels at most (a v2 tensor's nested data in an object in a list in the
+# body); deeper is refused before parsing: a parser or a walk that recurses never sees it.
+MAX_JSON_DEPTH = 32
+_STRUCTURE = bytes(range(256)).translate(None, b'"[]{}')  # every byte but these five
+_OPEN = np.zeros(256, dtype=np.int8)
+_OPEN[[ord("["), ord("{")]] = 1
+_OPEN[[ord("]"), ord("}")]] = -1
+
+
+def check_depth(body: bytes) -> None:
+    """Refuse JSON nested deeper than ``MAX_JSON_DEPTH``: one linear pass over the bytes,
+    counting ``[`` and ``{`` outside strings (escapes honoured), in C and numpy, no recursion.
+
+    Exact for valid JSON; for invalid JSON the parser's refusal follows anyway."""
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return  # a single-row request: no deeper than it has brackets
+    marks = _unescaped(body).translate(None, _STRUCTURE)  # only " [ ] { } are left
+    codes = np.frombuffer(marks, dtype=np.uint8)
+    step = _OPEN[codes]
+    quotes = codes == ord('"')
+    if quotes.any():
+        step[np.cumsum(quotes) % 2 == 1] = 0  # inside a string (and its opening quote)
+    if int(np.cumsum(step, dtype=np.int64).max()) > MAX_JSON_DEPTH:
+        raise PayloadError(
+            400,
+            f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels (the limit); "
+            "a request needs 5 at most",
+        )
+
+
 # orjson reads an integer beyond 64 bits as a float64, and one just past the float32 range
-# rounds onto its edge; 39+ digits (>= 1e38) are read again exactly, rarely, to refuse those.
+# rounds onto its edge; 39+ digits (>= 1e38) are read again exactly from the body's text,
+# rarely, to refuse those.
 _LONG_DIGITS = re.compile(rb"\d{39}")
+_STRING = re.compile(rb'"[^"]*"')  # once escapes are gone, a string holds no quote
+_LONG_INTEGER = re.compile(rb"(?<![\w.+-])-?\d{39,}(?![\w.])")  # not a float's part
+
+
+def _unescaped(body: bytes) -> bytes:
+    """``body`` without its escapes, so the quotes left delimit strings: an escape is a
+    backslash and the byte after it; pairs go first (left to right, as a string is read),
+    then an escaped quote."""
+    if b"\\" not in body:
+        return body
+    return body.replace(b"\\\\", b"").replace(b'\\"', b"")
 
 
 def _check_long_integers(body: bytes) -> None:
-    stack = [json.loads(body)]
-    while stack:
-        value = stack.pop()
-        if type(value) is int and not -FLOAT32_MAX <= value <= FLOAT32_MAX:
-            raise PayloadError(422, f"the number {str(value)[:12]}... is beyond the float32 range")
-        if isinstance(value, list):
-            stack.extend(value)
-        elif isinstance(value, dict):
-            stack.extend(value.values())
+    """Integers of 39+ digits outside strings, compared exactly with the float32 range: a
+    scan of the text (no second parse, no recursion), after ``parse_json`` parsed it."""
+    for found in _LONG_INTEGER.finditer(_STRING.sub(b'""', _unescaped(body))):
+        digits = found.group()
+        # JSON has no leading zeros: 40 digits or more are >= 1e39, past FLOAT32_MAX (3.4e38)
+        if len(digits.lstrip(b"-")) > 39 or not -FLOAT32_MAX <= int(digits) <= FLOAT32_MAX:
+            raise PayloadError(
+                422, f"the number {digits[:12].decode()}... is beyond the float32 range"
+            )
 
 
 def parse_score(body: bytes, limits: Limits) -> Batch:

@@ -132,7 +132,7 @@ def run(
     from uvicorn.supervisors import Multiprocess
 
     from mlops_ci.serve.app import create_app
-    from mlops_ci.serve.protocol import BoundedHttpToolsProtocol
+    from mlops_ci.serve.connections import LimitedHttpToolsProtocol, budget
     from mlops_ci.serve.service import settings_to_env
 
     common: dict[str, Any] = {
@@ -140,7 +140,8 @@ def run(
         "log_config": log_config(),
         "timeout_graceful_shutdown": graceful_timeout_s,
         "server_header": False,
-        "http": BoundedHttpToolsProtocol,
+        "http": LimitedHttpToolsProtocol,  # connections within the open-file limit
+        "backlog": budget().backlog,  # accepted in one go: it must fit in that limit too
     }
     if workers == 1:
         app = create_app(settings)

@@ -65,7 +65,11 @@ class Service:
         self.shared = StateFile(settings.state_file) if settings.state_file else None
         self.metrics = ServiceMetrics(self.name)
         self.metrics.set_shares(self.router.split.shares())
-        self.input_log = InputLog(settings.input_log) if settings.input_log else None
+        self.input_log = (
+            InputLog(settings.input_log, self.metrics.count_input_log_drops())
+            if settings.input_log
+            else None
+        )
         self.access = AccessLog() if settings.access_log else None
         self.ids = RequestIds()
 

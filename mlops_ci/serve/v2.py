@@ -116,6 +116,16 @@ def _datatype(feature: Feature) -> str:
     return "BYTES" if feature.kind == STRING else "FP32"
 
 
+def server_readiness(service: Service) -> dict[str, Any]:
+    """``{"ready": true}`` (the v2 body; KServe's and Triton's clients read only ``ready`` and
+    the 200), and the input log's state beside it: a log that cannot write does not make a
+    model that answers unready, but a health check should see it."""
+    body: dict[str, Any] = {"ready": True}
+    if service.input_log is not None:
+        body["input_log"] = service.input_log.status()
+    return body
+
+
 def readiness(service: Service, name: str, version: str | None) -> dict[str, Any]:
     version_of(service, name, version)
     return {"name": name, "ready": True}

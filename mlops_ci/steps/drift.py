@@ -3,13 +3,15 @@
 Per feature: the population stability index (every row), a two-sample test on bounded samples
 (Kolmogorov–Smirnov for numbers, chi-squared for categories), missing-value and range changes;
 and prediction drift when the current data is the serve input log (its predictions against the
-reference's target). Both sides are streamed in chunks. Writes .mlops/drift.json and drift.md.
+reference's target). Both sides are streamed in chunks. A JSON line that is not a JSON object
+(one torn by a full disk) is skipped, counted and named in the result, not the end of its file.
+Writes .mlops/drift.json and drift.md.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import pandas as pd
 from mlops_ci.config.types import Config, DriftConfig
 from mlops_ci.errors import InputError
 from mlops_ci.monitor.drift import CategoricalFeature, NumericFeature
+from mlops_ci.monitor.lines import SkippedLines
 from mlops_ci.monitor.sources import PREDICTION, chunks
 from mlops_ci.records import JobFolder, write_json_atomic, write_text_atomic
 from mlops_ci.report import charts
@@ -52,6 +55,9 @@ class DriftResult:
     drifted_share: float
     settings: dict[str, Any]
     seconds: float
+    skipped_lines: int = 0  # JSON lines that are not objects, on either side
+    skipped_at: list[str] = field(default_factory=list)  # FILE:LINE of the first few
+    skipped_summary: str | None = None  # the line the report shows
 
     @property
     def drifted(self) -> list[FeatureDrift]:
@@ -69,8 +75,9 @@ def drift(config: Config, reference: str | None = None, current: str | None = No
     cur_text = current or settings.current or config.monitor.log_dir
     cur_path = config.resolve(cur_text)
     started = time.perf_counter()
+    skipped = SkippedLines()  # counted on the reference's first full pass and on the current
     features, target = _plan(config, ref_path, settings)
-    for chunk in chunks(ref_path, settings.chunk_rows):  # pass 1: ranges, samples, categories
+    for chunk in chunks(ref_path, settings.chunk_rows, skipped):  # pass 1: ranges, samples, ...
         for f in features:
             f.scan_reference(_column(chunk, f.name, ref_path))
         if target is not None and config.evaluate.target in chunk.columns:
@@ -83,7 +90,7 @@ def drift(config: Config, reference: str | None = None, current: str | None = No
             for f in numeric:
                 f.count_reference(chunk[f.name])
     seen_prediction = False
-    for chunk in chunks(cur_path, settings.chunk_rows):
+    for chunk in chunks(cur_path, settings.chunk_rows, skipped):
         for f in features:
             f.add_current(_column(chunk, f.name, cur_path))
         if target is not None and PREDICTION in chunk.columns:
@@ -106,6 +113,9 @@ def drift(config: Config, reference: str | None = None, current: str | None = No
         share,
         asdict(settings),
         time.perf_counter() - started,
+        skipped.count,
+        skipped.places,
+        skipped.summary(),
     )
     _write(config, result)
     return result
@@ -203,6 +213,7 @@ def markdown(result: DriftResult, top: int = 8) -> str:
         "flagged by "
         f"{s['test']} (PSI ≥ {s['psi_threshold']:g}, p < {s['p_value']:g}).",
         "",
+        *([f"⚠️ {md.text(result.skipped_summary)}", ""] if result.skipped_summary else []),
         "| feature | PSI | test | p-value | missing ref → cur | outside ref range | drift |",
         "|---|---:|---|---:|---|---:|---|",
     ]

@@ -1,25 +1,32 @@
 """The network edge of a real `mlops-ci serve`: heads too large, too many or too slow, bodies
-too slow, echoed values cut, and a taken port refused before anything says it listens."""
+too slow, echoed values cut, a taken port refused before anything says it listens, bodies of any
+depth or encoding answered without a 5xx, and connections kept within the open-file limit."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
+import resource
 import select
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from mlops_ci.serve.connections import budget
 from mlops_ci.serve.protocol import MAX_HEAD_BYTES, MAX_HEADERS
 from tests.integration.conftest import Packaged
-from tests.support.serve_helpers import ServeProcess, free_port, serving
+from tests.support.serve_helpers import ADMIN_TOKEN, ServeProcess, free_port, serving
 from tests.support.store import copy_example
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -155,3 +162,216 @@ def test_a_taken_port_is_exit_2_naming_it_and_nothing_says_listening(
         in (done.stderr)
     )
     assert "Traceback" not in done.stderr
+
+
+def _deep(depth: int, leaf: bytes) -> bytes:
+    return b"[" * depth + leaf + b"]" * depth
+
+
+BIG = b"340282346638528859811704183484516925441"  # one past float32's largest
+BRACKETS = '\\"[{' * 5_000 + "\\\\"  # escaped quotes and a backslash among brackets
+SCORE_BODIES = [
+    *(b'{"inputs": ' + _deep(depth, BIG) + b"}" for depth in (10, 1_000, 100_000)),
+    b'{"inputs": [[5.1, 3.5, 1.4, ' + BIG + b"]]}",
+    b'{"inputs": [[5.1, 3.5, 1.4, 0.2]], "note": "' + BRACKETS.encode() + b'"}',
+    b'{"inputs": [[5.1, 3.5, 1.4, 0.2]], "note": "\xff\xfe[[["}',  # invalid UTF-8
+    b'{"inputs": [[5.1, 3.5, 1.4, 0.2]], "note": "\\ud800"}',  # a lone surrogate
+    b"\xff" * 100,
+]
+
+
+def _tensor(data: bytes) -> bytes:
+    return b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64", "data": ' + (
+        data + b"}]}"
+    )
+
+
+INFER_BODIES = [
+    *(_tensor(_deep(depth, BIG)) for depth in (10, 1_000, 100_000)),
+    _tensor(b"[5.1, 3.5, 1.4, " + BIG + b"]"),
+    _tensor(b'[5.1, 3.5, 1.4, 0.2], "id": "' + BRACKETS.encode() + b'"'),
+    _tensor(b'[5.1, 3.5, 1.4, 0.2], "id": "\xc3\x28"'),
+]
+
+
+def test_no_body_gets_a_5xx_however_deep_long_or_broken(srv: ServeProcess) -> None:
+    """Bodies nested 10, 1,000 and 100,000 deep holding an integer past float32, strings full
+    of brackets and escapes, invalid UTF-8: a 4xx with a JSON error (or 200 where valid), on
+    /score, v2 (JSON and the binary extension's header) and the admin API; never a 5xx, nor
+    for a body the client cut off (it was a 500 logged with a traceback)."""
+    infer = f"{srv.url}/v2/models/iris-classifier/infer"
+    binary = [
+        (body, {"inference-header-content-length": str(len(body))})
+        for body in (_tensor(_deep(1_000, b"1")), _tensor(b"[1]").replace(b"[1]", b"[[[["))
+    ]
+    admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    cases = [
+        *((f"{srv.url}/score", body, {}) for body in SCORE_BODIES),
+        *((infer, body, {}) for body in INFER_BODIES),
+        *((infer, body + b"\0" * 32, headers) for body, headers in binary),
+        (f"{srv.url}/admin/traffic", b'{"weights": ' + _deep(100_000, b"1") + b"}", admin),
+    ]
+    answers = []
+    with httpx.Client(timeout=20) as client:
+        for url, body, headers in cases:
+            method = "PUT" if "admin" in url else "POST"
+            got = client.request(method, url, content=body, headers=headers)
+            answers.append((url.rsplit("/", 1)[-1], len(body), got.status_code, got.json()))
+    for where, size, status, doc in answers:
+        assert status == 200 or (400 <= status < 500 and doc["error"]), (where, size, doc)
+    statuses = [status for *_, status, _ in answers]
+    deep = [status for _, size, status, _ in answers if size > 1_000]
+    assert statuses.count(200) == 2 and 400 in deep, answers  # the valid bodies, answered
+    refusals = " ".join(doc.get("error", "") for *_, doc in answers)
+    assert "nested deeper than 32 levels" in refusals and "beyond the float32 range" in refusals
+    with _connect(srv) as gone:  # a body cut off by the client: nobody to answer, no 5xx
+        gone.sendall(b"POST /score HTTP/1.1\r\nHost: t\r\ncontent-length: 100\r\n\r\n{")
+        time.sleep(0.2)
+    assert httpx.get(f"{srv.url}/v2/health/ready").status_code == 200
+    srv.stop()
+    log = srv.log()
+    assert "Traceback" not in log and "failed" not in log and '"status":499' in log, log[-2000:]
+
+
+OPEN_FILES = 1024  # the server's limit: `ulimit -n 1024`
+
+
+@contextmanager
+def _open_files(soft: int) -> Iterator[None]:
+    """This process's soft open-file limit at ``soft`` meanwhile (a child started then keeps
+    it); back to what it was after."""
+    was, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (was, hard))
+
+
+class _Prober(threading.Thread):
+    """Health asked every 50 ms on a new connection, each answer's status and seconds kept."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.stop = url, threading.Event()
+        self.answers: list[tuple[int | str, float]] = []
+
+    def run(self) -> None:
+        for path in itertools.cycle(["/v2/health/ready", "/v2/health/live"]):
+            if self.stop.is_set():
+                return
+            started = time.monotonic()
+            try:
+                status: int | str = httpx.get(self.url + path, timeout=3).status_code
+            except httpx.HTTPError as err:
+                status = type(err).__name__
+            self.answers.append((status, time.monotonic() - started))
+            time.sleep(0.05)
+
+
+def _early_answer(sock: socket.socket) -> bytes | None:
+    """The status line the server sent before the request was complete (b"" for a close
+    without one), None when it is still waiting for the rest."""
+    sock.setblocking(False)
+    try:
+        data = sock.recv(64, socket.MSG_PEEK)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+    finally:
+        sock.setblocking(True)
+    return data.split(b"\r\n", 1)[0][:12]
+
+
+def _status(sock: socket.socket) -> int:
+    """The status of the response that comes (not waiting for a keep-alive's close)."""
+    data = b""
+    while b"\r\n" not in data and (chunk := sock.recv(4096)):
+        data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    sock.setblocking(False)
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def test_idle_connections_past_the_open_file_limit_never_stop_health(
+    packaged: Packaged, tmp_path: Path
+) -> None:
+    """Under `ulimit -n 1024`, 1,100 idle connections took every descriptor and health failed
+    for 30 s. Now the oldest idle ones are closed near the bound, health answers within 1 s
+    throughout, and with every connection busy a new one is answered 503 in JSON."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 4096:
+        pytest.skip(f"this test opens 1,900 sockets; the open-file hard limit is {hard}")
+    bound = budget(OPEN_FILES).connections
+    with contextlib.ExitStack() as stack:
+        with _open_files(OPEN_FILES):
+            srv = stack.enter_context(
+                serving("--model-dir", str(packaged.v1), "--no-collect", cwd=tmp_path)
+            )
+        stack.enter_context(_open_files(hard if hard != resource.RLIM_INFINITY else 65536))
+        assert f"{bound:,} connections each at most" in srv.log()
+        prober = _Prober(srv.url)
+        prober.start()
+        time.sleep(0.2)
+        idle = [stack.enter_context(_connect(srv)) for _ in range(1_100)]
+        time.sleep(1)
+        descriptors = len(os.listdir(f"/proc/{srv.process.pid}/fd"))
+        prober.stop.set()
+        prober.join(10)
+        slow = [answer for answer in prober.answers if answer[0] != 200 or answer[1] >= 1]
+        assert len(prober.answers) >= 10 and not slow, (slow, len(prober.answers))
+        assert descriptors < OPEN_FILES - 64, descriptors
+        closed = [_closed_by_server(sock) for sock in idle]
+        assert sum(closed) >= len(idle) - bound, sum(closed)
+        assert closed[0] and not closed[-1]  # least recently used first
+        for sock in idle:
+            sock.close()
+        _wait_for(srv, "room again")
+
+        # Every connection busy (a body on its way): nothing idle to close, so a new one is
+        # refused with a JSON 503 rather than taking the last descriptors.
+        head = (
+            b"POST /score HTTP/1.1\r\nHost: t\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n" % len(ROW)
+        )
+        busy = []
+        for i in range(bound + 60):
+            sock = stack.enter_context(_connect(srv))
+            sock.sendall(head + ROW[:-1])
+            busy.append(sock)
+            if i % 100 == 99:
+                time.sleep(0.05)  # the server reads the heads: those are not idle
+        time.sleep(0.3)
+        refused = httpx.get(f"{srv.url}/v2/health/ready", timeout=3)
+        assert refused.status_code == 503, refused.text
+        assert f"holds {bound} connections at most" in refused.json()["error"]
+        early = [_early_answer(sock) for sock in busy]  # before their bodies were complete
+        waiting = [sock for sock, answer in zip(busy, early, strict=True) if answer is None]
+        for sock in waiting:
+            sock.sendall(ROW[-1:])  # the rest of the body: the request completes
+        answers = [_status(sock) for sock in waiting]
+        assert answers == [200] * bound, (len(answers), set(answers))  # none in flight lost
+        assert {a for a in early if a} == {b"HTTP/1.1 503"}, set(early)
+        for sock in busy:
+            sock.close()
+        _wait_for(srv, "room again", count=2)
+        assert httpx.get(f"{srv.url}/v2/health/ready", timeout=3).status_code == 200
+    log = srv.log()
+    assert log.count(f"near this process's bound of {bound}") == 2, log[-3000:]  # once each
+    assert "Traceback" not in log
+
+
+def _wait_for(srv: ServeProcess, text: str, count: int = 1, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while srv.log().count(text) < count:
+        assert time.monotonic() < deadline, f"no {text!r} in the log:\n{srv.log()[-2000:]}"
+        time.sleep(0.05)

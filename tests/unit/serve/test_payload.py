@@ -4,14 +4,23 @@ refusal names its problem."""
 from __future__ import annotations
 
 import json
+import random
 import re
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 import pytest
 
 from mlops_ci.model.features import FeatureSchema
-from mlops_ci.serve.payload import Limits, PayloadError, parse_score
+from mlops_ci.serve.payload import (
+    MAX_JSON_DEPTH,
+    Limits,
+    PayloadError,
+    check_depth,
+    parse_json,
+    parse_score,
+)
 from mlops_ci.serve.v2payload import parse_infer
 from tests.support.payloads import (
     KINDS_LIMITS,
@@ -266,3 +275,118 @@ def test_v2_takes_bool_as_BOOL_or_zero_one_and_a_category_as_BYTES_or_numbers() 
                                     "data": [1, 1, 1, 1]}]})  # fmt: skip
     with pytest.raises(PayloadError, match=r"text or category columns \(colour, size\)"):
         parse_infer(one, None, KINDS_LIMITS)
+
+
+def _matrix(body: bytes) -> npt.NDArray[np.float64]:
+    x = parse_score(body, LIMITS)
+    assert isinstance(x, np.ndarray)
+    return x
+
+
+def _nested(depth: int, leaf: bytes = b"1" * 39) -> bytes:
+    return b"[" * depth + leaf + b"]" * depth
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 1_000, 100_000])
+def test_a_body_nested_past_the_limit_is_a_400_naming_it_before_any_parse(depth: int) -> None:
+    """1,000 deep with a 39-digit integer was a 500 (a second, recursive parse of it)."""
+    for parse in (
+        lambda b: parse_score(b'{"inputs": ' + b + b"}", LIMITS),
+        lambda b: parse_infer(v2({"name": "x", "shape": [1, 2], "data": "@"}).replace(
+            b'"@"', b), None, LIMITS),
+        lambda b: parse_json(b),
+    ):  # fmt: skip
+        with pytest.raises(PayloadError) as caught:
+            parse(_nested(depth))
+        assert caught.value.status == 400
+        assert f"nested deeper than {MAX_JSON_DEPTH} levels" in str(caught.value)
+    header = b'{"inputs": [{"name": "x", "parameters": ' + _nested(depth, b"{}") + b"}]}"
+    with pytest.raises(PayloadError, match="nested deeper"):  # the binary extension's header
+        parse_infer(header + b"\0" * 8, len(header), LIMITS)
+
+
+def test_the_deepest_allowed_body_is_parsed_and_refused_for_its_shape_only() -> None:
+    with pytest.raises(PayloadError) as caught:
+        parse_score(b'{"inputs": ' + _nested(MAX_JSON_DEPTH - 1) + b"}", LIMITS)
+    assert caught.value.status == 422 and "has 1 values" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 1000,
+        "{" * 1000 + '\\"' + "[" * 1000,  # an escaped quote does not end the string
+        "\\\\" + "]" * 50,  # an escaped backslash does not escape the quote after it
+        "\\u005b" * 1000,
+    ],
+)
+def test_brackets_inside_strings_do_not_count(text: str) -> None:
+    body = b'{"inputs": [[1, 2]], "note": "' + text.encode() + b'"}'
+    assert json.loads(body)["note"]  # the body is valid JSON
+    assert _matrix(body).tolist() == [[1.0, 2.0]]
+
+
+def test_the_depth_scan_agrees_with_the_parsed_depth_of_random_documents() -> None:
+    rng = random.Random(40)
+    leaves: list[object] = [1, 'a"[{', "\\", 'x\\"]', None, 2.5, "}}]]"]
+
+    def document(depth: int) -> object:
+        """``depth`` deep down one branch, shallow ones beside it, leaves full of marks."""
+        if depth == 0:
+            return rng.choice(leaves)
+        side = min(2, depth - 1)
+        values = [document(depth - 1)] + [document(rng.randint(0, side)) for _ in range(2)]
+        rng.shuffle(values)
+        if rng.random() < 0.5:
+            return values
+        return {f'k[{i}"\\': value for i, value in enumerate(values)}
+
+    def depth_of(value: object) -> int:
+        if isinstance(value, list):
+            return 1 + max(map(depth_of, value), default=0)
+        if isinstance(value, dict):
+            return 1 + max(map(depth_of, value.values()), default=0)
+        return 0
+
+    seen = set()
+    for _ in range(400):
+        doc = document(rng.randint(1, 40))
+        deep = depth_of(doc) > MAX_JSON_DEPTH
+        seen.add(deep)
+        body = json.dumps(doc).encode()
+        if deep:
+            with pytest.raises(PayloadError, match="nested deeper"):
+                check_depth(body)
+        else:
+            check_depth(body)
+    assert seen == {True, False}
+
+
+@pytest.mark.parametrize(
+    ("number", "refused"),
+    [
+        (b"340282346638528859811704183484516925441", True),  # one past float32's largest
+        (b"-340282346638528859811704183484516925441", True),
+        (b"340282346638528859811704183484516925440", False),  # its largest, exactly
+        (b"1" + b"0" * 39, True),  # 40 digits
+        (b"340282346638528859811704183484516925441.5", False),  # a float: read as one
+        (b"1e-0000000000000000000000000000000000000005", False),  # digits of an exponent
+    ],
+)
+def test_long_integers_are_compared_exactly_without_a_second_parse(
+    number: bytes, refused: bool
+) -> None:
+    body = b'{"inputs": [[1, ' + number + b"]]}"
+    if refused:
+        with pytest.raises(PayloadError) as caught:
+            parse_score(body, LIMITS)
+        assert caught.value.status == 422 and "beyond the float32 range" in str(caught.value)
+    else:
+        assert _matrix(body).shape == (1, 2)
+
+
+def test_long_digits_inside_a_string_are_text() -> None:
+    body = b'{"inputs": [[1, 2]], "id": "x\\"' + b"9" * 60 + b'"}'
+    assert _matrix(body).tolist() == [[1.0, 2.0]]
+    with pytest.raises(PayloadError, match="invalid JSON"):  # beyond float64: orjson refuses
+        parse_score(b'{"inputs": [[1, ' + b"9" * 5000 + b"]]}", LIMITS)

@@ -100,3 +100,22 @@ def test_bad_input_is_named(
     assert code == 2 and "column 'sepal_width' is missing" in capsys.readouterr().err
     assert run_cli("drift", "-c", str(config.root), "--current", str(tmp_path / "nope")) == 2
     assert "nope: no such file or folder" in capsys.readouterr().err
+
+
+def test_a_torn_line_costs_itself_not_its_segment(config: Config, tmp_path: Path) -> None:
+    """A segment with a line a full disk tore mid-file: drift reads every other row, says the
+    line it skipped (report and record), and does not stop at exit 2."""
+    rows = same_distribution(config, 11, rows=300).drop(columns=["species"])
+    log = tmp_path / "inputs"
+    log.mkdir()
+    segment = log / "inputs-20260101T000000-1-0001.jsonl"
+    lines = [json.dumps({"ts": 0, "version": "1", "inputs": r}) for r in rows.to_dict("records")]
+    lines.insert(100, lines[100][:37] + lines[101])  # half a line, the next batch glued to it
+    segment.write_text("\n".join(lines) + "\n")
+    result = drift(config, current=str(log))
+    assert result.current_rows == 300 and result.verdict == STABLE
+    assert result.skipped_lines == 1 and result.skipped_at == [f"{segment}:101"]
+    record = json.loads((config.root / ".mlops" / "drift.json").read_text())
+    assert record["skipped_lines"] == 1 and record["skipped_at"] == [f"{segment}:101"]
+    report = (config.root / ".mlops" / "drift.md").read_text()
+    assert f"skipped 1 line that is not a valid JSON object in {segment}:101" in report
