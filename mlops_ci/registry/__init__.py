@@ -22,6 +22,9 @@ TAG_CACHE_KEY = "mlops.cache_key"
 # How the training command was isolated ("isolated by bubblewrap (…)" or "not isolated: why").
 TAG_ISOLATION = "mlops.train.isolation"
 TAG_COMPLETE = "mlops.complete"
+# The train (its journal in .mlops/train.json) that made a run: found by it even when the answer
+# to the run's creation was lost.
+TAG_TRAIN_ID = "mlops.train.id"
 TAG_MODEL_URI = "mlops.model_uri"
 TAG_VERDICT = "mlops.compare.verdict"
 # MLflow's rule for an alias (mlflow.utils.validation), checked before a request carries one.
@@ -56,7 +59,8 @@ class VersionRecord:
 
 @dataclass(frozen=True)
 class NewRun:
-    """Everything train records in one run; the adapter writes it all or marks the run failed."""
+    """Everything train records in one run; the adapter writes it all and ends the run
+    FINISHED, or leaves it for its caller to end FAILED or KILLED."""
 
     experiment: str
     artifact_location: str
@@ -73,11 +77,15 @@ class NewRun:
     isolation: str = "auto"
     # model.code_paths, resolved: the local modules the model imports (into its code/ folder)
     code_paths: tuple[Path, ...] = ()
+    # The RUNNING run (start_run) to log into; None: the adapter makes one once the model loaded.
+    run_id: str | None = None
 
 
 class ModelRegistry(Protocol):
     def find_cached_run(self, experiment: str, cache_key: str) -> RunRecord | None: ...
     def find_run_with_tag(self, experiment: str, key: str, value: str) -> RunRecord | None: ...
+    def start_run(self, experiment: str, tags: dict[str, str]) -> str: ...
+    def end_runs(self, experiment: str, key: str, value: str, status: str) -> list[str]: ...
     def log_run(self, run: NewRun) -> RunRecord: ...
     def get_run(self, run_id: str) -> RunRecord: ...
     def get_version_by_alias(self, name: str, alias: str) -> VersionRecord | None: ...

@@ -64,8 +64,9 @@ class _Prebuilt:
         mlflow_model.save(str(Path(path) / "MLmodel"))
 
 
-def log_model(model: OnnxModel | RemoteModel, signature: Any) -> str:
-    """Log the model under the active run with its flavor; returns its model URI."""
+def log_model(model: OnnxModel | RemoteModel, signature: Any, run_id: str, model_id: str) -> str:
+    """Log the model with its flavor as the logged model ``model_id`` (made beforehand in the
+    run's experiment) of run ``run_id``, no active run involved; returns its model URI."""
     if isinstance(model, OnnxModel):
         import mlflow.onnx
         import onnx
@@ -75,7 +76,12 @@ def log_model(model: OnnxModel | RemoteModel, signature: Any) -> str:
             proto, {**{p.key: p.value for p in proto.metadata_props}, TASK_PROP: model.task}
         )
         info = mlflow.onnx.log_model(
-            proto, name="model", signature=signature, save_as_external_data=False
+            proto,
+            name="model",
+            signature=signature,
+            save_as_external_data=False,
+            run_id=run_id,
+            model_id=model_id,
         )
         return str(info.model_uri)
     import mlflow.models
@@ -84,7 +90,12 @@ def log_model(model: OnnxModel | RemoteModel, signature: Any) -> str:
         dest = Path(tmp) / "model"
         model.save_mlflow(dest, signature, _serving_requirements(model))
         info = mlflow.models.Model.log(
-            artifact_path=None, name="model", flavor=_Prebuilt, prebuilt=dest
+            artifact_path=None,
+            name="model",
+            flavor=_Prebuilt,
+            prebuilt=dest,
+            run_id=run_id,
+            model_id=model_id,
         )
     return str(info.model_uri)
 

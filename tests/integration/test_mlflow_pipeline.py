@@ -134,7 +134,10 @@ def test_failing_training_command_records_nothing_complete(
     assert "train.command '{python} train.py' exited with code 1: out of data" in err
     reg = registry_for(project)
     experiment = reg.client.get_experiment_by_name("iris-classifier")
-    assert experiment is None or not reg.client.search_runs([experiment.experiment_id])
+    assert experiment is not None  # the train's run, made before its command ran, ended FAILED
+    runs = reg.client.search_runs([experiment.experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert "mlops.complete" not in runs[0].data.tags
 
 
 def test_compare_and_register_refuse_the_run_before_a_failed_train(
@@ -225,7 +228,7 @@ def test_missing_metrics_file_accepted_only_when_the_key_is_not_set(
     assert "wrote no metrics file" in capsys.readouterr().err
 
 
-def test_unloadable_model_file_is_named_and_records_nothing(
+def test_unloadable_model_file_is_named_and_records_nothing_complete(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (project / "train.py").write_text(
@@ -238,7 +241,10 @@ def test_unloadable_model_file_is_named_and_records_nothing(
     assert "train.outputs.model: 'model.joblib' cannot be loaded" in capsys.readouterr().err
     reg = registry_for(project)
     experiment = reg.client.get_experiment_by_name("iris-classifier")
-    assert experiment is None or not reg.client.search_runs([experiment.experiment_id])
+    assert experiment is not None  # the train's run, made before its command ran, ended FAILED
+    runs = reg.client.search_runs([experiment.experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert "mlops.complete" not in runs[0].data.tags
 
 
 def test_unreachable_server_is_exit_3_without_credentials(

@@ -109,3 +109,23 @@ def test_an_undefined_azure_macro_is_unset_and_a_bad_uri_is_bad_input(
     err = capsys.readouterr().err
     assert "MLFLOW_TRACKING_URI: 'bogus://***@host/'" in err and "SECRET" not in err
     assert len(err.strip().splitlines()) == 1, err
+
+
+def test_each_registry_reads_its_own_artifacts_when_two_are_open(tmp_path: Path) -> None:
+    """MLflow keeps one global tracking URI: the registry opened last sets it, so a read by URI
+    alone would look for the first registry's run in the second one's store."""
+    from tests.support.store import seed_store
+
+    for db in ("a.db", "b.db"):
+        seed_store(tmp_path / db)
+    first = MlflowRegistry(f"sqlite:///{tmp_path / 'a.db'}", str(tmp_path / "a-artifacts"))
+    run = first.client.create_run(first.client.create_experiment("e")).info.run_id
+    (tmp_path / "note").mkdir()
+    (tmp_path / "note" / "text.txt").write_text("first's")
+    first.log_artifacts(run, tmp_path / "note", "notes")
+    MlflowRegistry(f"sqlite:///{tmp_path / 'b.db'}", str(tmp_path / "b-artifacts"))
+
+    assert first.read_artifact_text(run, "notes/text.txt") == "first's"
+    assert first.read_artifact_text(run, "notes/absent.txt") is None
+    got = first.download_model(f"runs:/{run}/notes", tmp_path / "got")
+    assert (Path(got) / "text.txt").read_text() == "first's"
