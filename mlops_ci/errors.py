@@ -49,3 +49,17 @@ class ServiceError(MlopsError):
     """An outside service (MLflow server, GitHub, a webhook) failed after retries."""
 
     exit_code = 3
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGINT reached a verb that ends its work cleanly (train ends its command's
+    process group and records the kill): exit 128 + the signal, as a shell reports it. A
+    BaseException, so that no ``except Exception`` on the way swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        self.exit_code = 128 + signum
+        super().__init__(f"terminated by {self.name}")

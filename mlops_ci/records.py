@@ -11,9 +11,12 @@ registry stays the source of truth: a record names what a step did on this disk,
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,9 @@ from typing import Any
 from mlops_ci.errors import InputError
 
 FOLDER = ".mlops"
-FINISHED, FAILED = "finished", "failed"  # train.json's status
+# train.json's status: a journal, written "running" before the command starts and its outcome
+# after; "killed" when SIGTERM/SIGINT ended it, or when a later verb found it dead (see TrainLock).
+FINISHED, FAILED, RUNNING, KILLED = "finished", "failed", "running", "killed"
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,11 @@ class JobFolder:
     @property
     def train(self) -> Path:
         return self.folder / "train.json"
+
+    @property
+    def train_lock(self) -> Path:
+        """Held (flock) by a train for its whole life: a live train from a dead one."""
+        return self.folder / "train.lock"
 
     @property
     def comparison(self) -> Path:
@@ -175,13 +185,81 @@ class RegisterResult:
     existing: bool  # the run already had a version; nothing new was created
 
 
+def try_lock(path: Path, holder: str) -> int | None:
+    """An exclusive ``flock`` on ``path`` (made if missing), taken without waiting, with
+    ``holder`` written in the file for whoever finds it taken: its descriptor (closing it, or
+    the holder's death, releases the lock), or None while another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, holder.encode("utf-8", "replace"), 0)
+    return fd
+
+
+class TrainLock:
+    """The exclusive ``flock`` a train holds on ``.mlops/train.lock`` while it lives (and a
+    verb settling a dead train's record, for that moment). The kernel drops it when the
+    holder dies, however it dies, so a record in state running whose lock is free is a dead
+    train's: no pid check, no confusion with a reused pid. The file says who holds it."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = JobFolder(root).train_lock
+        self._fd: int | None = None
+
+    def acquire(self, holder: str) -> bool:
+        """Take the lock without waiting; False when another holds it."""
+        self._fd = try_lock(self.path, holder)
+        return self._fd is not None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the last descriptor drops the lock
+            self._fd = None
+
+    def held(self) -> bool:
+        """Whether a live process holds the lock now (this object not counting)."""
+        if self._fd is not None or not self.path.is_file():
+            return False
+        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def holder(self) -> str:
+        """Who holds (or last held) the lock, as it wrote it."""
+        with contextlib.suppress(OSError):
+            return self.path.read_text("utf-8", errors="replace").strip() or "unknown"
+        return "unknown"
+
+
 def read_train(root: Path) -> dict[str, Any] | None:
-    """train.json: ``status`` (finished or failed), ``run_id``, and what the run did."""
+    """train.json: ``status`` (running, finished, failed or killed), ``run_id``, and what the
+    run did, or who ran it and when."""
     return read_object(JobFolder(root).train)
 
 
+def describe_train(record: dict[str, Any]) -> str:
+    """``pid 4242 on ci-7, started 2024-05-01 10:02:11 UTC``: which train a record names."""
+    started = record.get("started_at")
+    when = ""
+    if isinstance(started, (int, float)):
+        when = time.strftime(", started %Y-%m-%d %H:%M:%S UTC", time.gmtime(started))
+    run = f", run {record['run_id']}" if record.get("run_id") else ""
+    return f"pid {record.get('pid', '?')} on {record.get('hostname', '?')}{when}{run}"
+
+
 def last_trained_run(root: Path, default: str | None = None) -> str:
-    """The run of this checkout's last successful `train`; refused when the last train failed.
+    """The run of this checkout's last successful `train`; refused when the last train failed,
+    was killed, died, or is running now (never the run of the train before it).
 
     ``default`` is taken only when this checkout has no train record at all.
     """
@@ -193,7 +271,23 @@ def last_trained_run(root: Path, default: str | None = None) -> str:
             "no run given and no .mlops/train.json found",
             hint="run `mlops-ci train` first or pass --run RUN_ID",
         )
-    if record.get("status") == FAILED:
+    status = record.get("status")
+    lock = TrainLock(root)
+    if status == RUNNING and lock.held():
+        raise InputError(
+            f"a `mlops-ci train` is running in this checkout now ({describe_train(record)}; "
+            f"{lock.path.name} held by {lock.holder()}): its run is not ready, and the run "
+            "before it is not this train's",
+            hint="wait for it to finish and rerun, or pass --run RUN_ID explicitly",
+        )
+    if status in (RUNNING, KILLED):
+        why = record.get("error") or "it died before recording an outcome"
+        raise InputError(
+            f"the last `mlops-ci train` was killed ({describe_train(record)}: {why}); "
+            "refusing to act on the run of an earlier train",
+            hint="rerun `mlops-ci train`, or pass --run RUN_ID explicitly",
+        )
+    if status == FAILED:
         raise InputError(
             f"the last `mlops-ci train` failed ({record.get('error', 'no reason recorded')}); "
             "refusing to act on the run of an earlier train",

@@ -62,6 +62,65 @@ ALLOWED_VARIABLES = (
 )  # fmt: skip
 
 
+# The supervisor of the training command (``supervised``): a tiny single-threaded Python
+# process between mlops-ci and the command. It starts the command in a session (so a process
+# group) of its own, and kills that whole group when the command ends (what it left running in
+# the background), when it is told to end (SIGTERM, SIGINT, SIGHUP: mlops-ci's timeout, or
+# mlops-ci itself ended by a signal) and when mlops-ci dies, even by SIGKILL: the kernel sends it
+# SIGTERM then (PR_SET_PDEATHSIG). Its exit status is the command's; a command killed by a
+# signal makes it die by the same signal. It imports nothing but the standard library's core.
+_SUPERVISOR = r"""
+import ctypes, os, signal, sys
+parent, argv = int(sys.argv[1]), sys.argv[3:]
+ENDS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+child = 0
+def end(signum, frame):
+    if child > 0:
+        for kill in (os.kill, os.killpg):
+            try:
+                kill(child, signal.SIGKILL)
+            except OSError:
+                pass
+    os._exit(128 + signum)
+for s in ENDS:
+    signal.signal(s, end)
+signal.pthread_sigmask(signal.SIG_BLOCK, ENDS)
+ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+if os.getppid() != parent:
+    os._exit(128 + signal.SIGTERM)
+child = os.fork()
+if child == 0:
+    os.setsid()
+    for s in ENDS:
+        signal.signal(s, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, ENDS)
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as err:
+        os.write(2, ("%s: %s\n" % (argv[0], err.strerror)).encode())
+    os._exit(127)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, ENDS)
+os.waitid(os.P_PID, child, os.WEXITED | os.WNOWAIT)
+try:
+    os.killpg(child, signal.SIGKILL)
+except OSError:
+    pass
+code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+if code < 0:
+    signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+    code = 128 - code
+os._exit(code)
+"""
+
+
+def supervised(argv: list[str]) -> list[str]:
+    """``argv`` under the supervisor (see ``_SUPERVISOR``): its process group ends with it,
+    with a SIGTERM to the supervisor, and with this process, however this process dies. Call
+    it from the thread that starts the process (the kernel ties PR_SET_PDEATHSIG to it)."""
+    return [sys.executable, "-I", "-S", "-c", _SUPERVISOR, str(os.getpid()), "--", *argv]
+
+
 def python_argv() -> list[str]:
     """This interpreter, started so that neither ``PYTHON*`` variables nor the current folder
     decide what it imports (``-I``; ``-E`` where mlops-ci is installed in the user's site,

@@ -26,7 +26,7 @@ from mlops_ci.cli.project import compare, demo, init, train, validate
 from mlops_ci.cli.registry import delete_version, lineage, promote, register, tag, versions
 from mlops_ci.cli.reporting import report
 from mlops_ci.cli.serving import front, package, serve
-from mlops_ci.errors import ConfigError, MlopsError
+from mlops_ci.errors import ConfigError, MlopsError, Terminated
 from mlops_ci.ui.printable import echo, single_line
 
 INTERNAL_ERROR = 4
@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         echo("aborted", err=True)
         sys.exit(130)
+    except Terminated as err:  # SIGTERM/SIGINT to a verb that ends cleanly (cli.signals)
+        echo(f"error: {err}; stopped", err=True)
+        sys.exit(err.exit_code)
     except click.ClickException as err:
         shown = io.StringIO()
         err.show(file=shown)  # usage and "Error: ...", which may quote what was typed

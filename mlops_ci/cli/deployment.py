@@ -48,6 +48,11 @@ def deploy(
     roll back at the first unhealthy one (exit 1); the environment's alias moves only at a
     healthy 100 %. Docker runs each version in its own container behind a front on the
     environment's port, so a version change drops no request.
+
+    One deploy per environment at a time (a second is refused, exit 2). A deploy killed on the
+    way is settled by the next deploy, status or rollback: finished if its version took all
+    traffic and is healthy, else reverted. SIGTERM or SIGINT puts the split back and records a
+    rollback (exit 143 or 130).
     """
     import os
 
@@ -162,7 +167,9 @@ def rollback(config_path: Path | None, env_name: str, by: str | None, reason: st
     from mlops_ci.steps.rollback import rollback as rollback_step
 
     config = load(config_path)
-    result = rollback_step(config, open_registry(config), env_name, actor(by), reason)
+    result = rollback_step(
+        config, open_registry(config), env_name, actor(by), reason, progress=echo
+    )
     echo(
         f"{result.name} {result.env}: v{result.from_version} -> v{result.to_version} "
         f"(by {result.by}: {result.reason})"
@@ -200,11 +207,13 @@ def undeploy(config_path: Path | None, env_name: str, by: str | None, reason: st
 @click.command()
 @CONFIG_OPTION
 def status(config_path: Path | None) -> None:
-    """Show what runs where: per environment its alias, version, state and live split."""
+    """Show what runs where: per environment its alias, version, state and live split.
+
+    A deploy a killed process left is settled first (finished or reverted, and said)."""
     from mlops_ci.steps.status import status as status_step
 
     config = load(config_path)
-    for env in status_step(config, open_registry(config)):
+    for env in status_step(config, open_registry(config), progress=echo):  # says what it settled
         version = f"v{env.version}" if env.version else "nothing"
         line = f"{env.env:<12} {env.target:<11} {env.alias}: {version}"
         if env.state:
@@ -215,4 +224,6 @@ def status(config_path: Path | None) -> None:
             line += " live split " + ", ".join(f"v{v} {w:g}%" for v, w in env.live_split.items())
         if env.url:
             line += f" {env.url}"
+        if env.deploying:
+            line += f" — a deploy is running (pid {env.deploying})"
         echo(line)

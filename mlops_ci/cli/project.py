@@ -142,6 +142,7 @@ def train(
     With --model PATH a model trained elsewhere is recorded instead (see --model).
     """
     from mlops_ci.ci import emit_outputs
+    from mlops_ci.cli.signals import terminated_by_signals
     from mlops_ci.registry import TAG_ISOLATION
     from mlops_ci.steps.train import parse_overrides
     from mlops_ci.steps.train import train as train_step
@@ -157,11 +158,14 @@ def train(
         for stage in plan(config, registry, parse_overrides(params), use_cache=not no_cache):
             echo(f"{stage.name}: {stage.state} ({stage.why})")
         return
-    with StepProgress({"importance": "features"}) as progress:
+    with terminated_by_signals(), StepProgress({"importance": "features"}) as progress:
         if handed is not None:
             from mlops_ci.steps.handin import hand_in
 
-            result = hand_in(config, registry, handed, not no_cache, progress=progress)
+            result = hand_in(
+                config, registry, handed, not no_cache, progress=progress,
+                notify=lambda line: echo(line, err=True),
+            )  # fmt: skip
         else:
             result = train_step(
                 config,

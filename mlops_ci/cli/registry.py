@@ -13,6 +13,7 @@ from mlops_ci.cli.common import (
     load,
     notify,
     open_registry,
+    warn,
     who_and_why,
 )
 from mlops_ci.ui.printable import echo
@@ -70,11 +71,36 @@ def promote(
 
     config = load(config_path)
     result = promote_step(config, open_registry(config), version, actor(by), reason, force=force)
-    before = f"v{result.previous}" if result.previous else "nothing"
-    echo(
-        f"{result.name}: alias '{result.alias}' {before} -> v{result.version} "
-        f"(by {result.by}: {result.reason})"
-    )
+    if result.unchanged:
+        echo(
+            f"{result.name}: v{result.version} already holds alias '{result.alias}' (promoted by "
+            f"{result.by} at {result.at}: {result.reason}); nothing moved"
+        )
+    else:
+        before = f"v{result.previous}" if result.previous else "nothing"
+        echo(
+            f"{result.name}: alias '{result.alias}' {before} -> v{result.version} "
+            f"(by {result.by}: {result.reason})"
+        )
+    for line in result.recorded:  # records this promote wrote for earlier ones, or its own
+        echo(f"recorded: {line}")
+    if result.unchanged:
+        return
+    if result.answer_lost:
+        echo(
+            f"the alias write's answer was lost; read back, '{result.alias}' names "
+            f"v{result.version}: promoted"
+        )
+    if result.overtaken_by is not None:
+        warn(
+            f"v{result.version} held '{result.alias}' only until a concurrent promotion moved "
+            f"it to v{result.overtaken_by or '?'}"
+        )
+    if result.unrecorded:
+        warn(
+            f"the alias moved, but its records were not all written ({result.unrecorded}); "
+            "the next promote writes them"
+        )
     notify(
         config,
         "model.promoted",

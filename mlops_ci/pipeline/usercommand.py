@@ -1,7 +1,9 @@
 """The user's training command (or a pipeline stage's) in a child process: the environment
 it gets (none of the CI's, the registry's or mlops-ci's credentials: it is the pull request's
 code), the sandbox it runs in (``sandbox``: train.isolation), its log, its time limit, and one
-line when it fails."""
+line when it fails. It runs under a supervisor (``sandbox.supervised``) in a process group of
+its own, which ends with it, on a timeout, when mlops-ci is told to end, and when mlops-ci dies
+(even by SIGKILL): nothing of it outlives the train."""
 
 from __future__ import annotations
 
@@ -20,10 +22,11 @@ from mlops_ci.config.types import Config, Scalar
 # (where runs go) are shared with what masks printed text.
 from mlops_ci.credentials import SECRET_VARIABLES, URI_VARIABLES, safe_url
 from mlops_ci.errors import InputError, TrainingError
-from mlops_ci.sandbox import isolation_for, launch, planted_repository
+from mlops_ci.sandbox import isolation_for, launch, planted_repository, supervised
 
 PYTHON = "{python}"
 _LOG_TAIL_LINES = 5
+_END_GRACE_S = 5.0  # how long the supervisor has to end the command's group when told to
 
 
 # Every variable with these prefixes: action inputs (act-based runners such as Gitea's and
@@ -92,28 +95,24 @@ def run_command(
         log_path.open("w", encoding="utf-8") as log,
         launch(isolation, argv, env, workdir, config.root) as run,
     ):
+        process = subprocess.Popen(
+            supervised(run.argv),
+            cwd=workdir,
+            env=run.env,
+            pass_fds=run.pass_fds,
+            stdin=subprocess.DEVNULL if isolation.mechanism else None,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
-            done = subprocess.run(
-                run.argv,
-                cwd=workdir,
-                env=run.env,
-                pass_fds=run.pass_fds,
-                stdin=subprocess.DEVNULL if isolation.mechanism else None,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                timeout=config.train.timeout_minutes * 60,
-                check=False,
-            )
-        except FileNotFoundError:
-            raise TrainingError(
-                f"mlops.yaml: {what}: program '{argv[0]}' not found",
-                hint="check the command runs in the folder of mlops.yaml",
-            ) from None
+            returncode = process.wait(timeout=config.train.timeout_minutes * 60)
         except subprocess.TimeoutExpired:
             raise TrainingError(
                 f"mlops.yaml: {what}: still running after "
                 f"{config.train.timeout_minutes:g} minutes (train.timeout_minutes); stopped"
             ) from None
+        finally:  # a timeout, or this process told to end (SIGTERM, SIGINT): its group ends
+            end_command(process)
     if isolation.mechanism and planted_repository(config.root, had_repository):
         planted = config.root / ".git"
         if planted.is_dir() and not planted.is_symlink():
@@ -124,14 +123,26 @@ def run_command(
             f"mlops.yaml: {what} made a git repository (.git) in {config.root}; removed it",
             hint="git runs a repository's hooks and fsmonitor: a training command may not make one",
         )
-    if done.returncode != 0:
+    if returncode != 0:
         tail = log_path.read_text("utf-8", errors="replace").strip().splitlines()[-_LOG_TAIL_LINES:]
         last = tail[-1] if tail else "(no output)"
         raise TrainingError(
-            f"mlops.yaml: {what} '{command}' exited with code {done.returncode}: {last}",
+            f"mlops.yaml: {what} '{command}' exited with code {returncode}: {last}",
             hint=f"full log: {log_path}",
         )
     return log_path
+
+
+def end_command(process: subprocess.Popen[bytes]) -> None:
+    """The command's supervisor, told to end it with its whole process group (SIGTERM: it
+    kills the group with SIGKILL), then reaped; killed itself if it does not end in time."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(_END_GRACE_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _findable(program: str, env: Mapping[str, str], cwd: Path) -> bool:

@@ -32,13 +32,13 @@ from mlops_ci.packaging.cost import Cost
 from mlops_ci.packaging.runtime import Engine
 from mlops_ci.records import (
     JobFolder,
-    last_trained_run,
     write_json_atomic,
     write_text_atomic,
 )
 from mlops_ci.registry import EVALUATION_ARTIFACT, ModelRegistry, RunRecord
 from mlops_ci.report.comparison import markdown
 from mlops_ci.runner import ModelRunner
+from mlops_ci.steps.journal import trained_run
 from mlops_ci.steps.package import runner_peak_rss
 
 
@@ -63,7 +63,7 @@ def _compare(
     run_id: str | None,
     progress: Callable[[str, int, int], None] | None,
 ) -> ComparisonResult:
-    run = registry.get_run(run_id or last_trained_run(config.root))
+    run = registry.get_run(run_id or trained_run(config, registry, "compare"))
     _check_finished(run)
     data = load_evaluation(config)
     cand = _scored(

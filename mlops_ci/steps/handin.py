@@ -23,7 +23,8 @@ from mlops_ci.errors import InputError
 from mlops_ci.model.integrity import digest, file_manifest
 from mlops_ci.records import JobFolder
 from mlops_ci.registry import TAG_CACHE_KEY, ModelRegistry
-from mlops_ci.steps.train import TrainResult, finish, log_model_run, record_failure
+from mlops_ci.steps.journal import TrainJournal
+from mlops_ci.steps.train import TrainResult, finish, log_model_run
 
 TAG_HANDED_IN = "mlops.model.handed_in"
 TAG_HANDED_SHA256 = "mlops.model.sha256"
@@ -45,15 +46,18 @@ def hand_in(
     use_cache: bool = True,
     env: Mapping[str, str] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Record the model at ``path`` as a run of the experiment; see the module docstring. A
-    failure is recorded in .mlops/train.json as a failed train's is."""
+    """Record the model at ``path`` as a run of the experiment; see the module docstring.
+    .mlops/train.json is its journal as a train's is (``steps.journal``); ``notify`` hears
+    what it settled of a dead train before it."""
     env = dict(os.environ if env is None else env)
-    try:
-        return _hand_in(config, registry, path, use_cache, env, progress)
-    except BaseException as err:
-        record_failure(config, err, env)
-        raise
+    with TrainJournal(config, registry, env, notify) as journal:
+        try:
+            return _hand_in(config, registry, path, use_cache, env, progress, journal)
+        except BaseException as err:
+            journal.failed(err)
+            raise
 
 
 def _hand_in(
@@ -63,6 +67,7 @@ def _hand_in(
     use_cache: bool,
     env: dict[str, str],
     progress: Callable[[str, int, int], None] | None,
+    journal: TrainJournal,
 ) -> TrainResult:
     started = time.monotonic()
     shown = f"--model {path}"
@@ -93,7 +98,7 @@ def _hand_in(
     if use_cache and config.train.cache:
         hit = registry.find_cached_run(config.registry.experiment, key)
         if hit is not None:
-            return finish(config, hit, True, key, trace, started)
+            return finish(config, hit, True, key, trace, started, journal=journal)
     artifacts = trace.write_artifacts(JobFolder(config.root).train_work)
     tags = {
         **trace.tags(),
@@ -106,7 +111,7 @@ def _hand_in(
     }
     timings: dict[str, float] = {}
     record, note = log_model_run(
-        config, registry, path.resolve(), {}, {}, tags, artifacts, timings, progress
+        config, registry, path.resolve(), {}, {}, tags, artifacts, timings, progress, journal
     )
-    result = finish(config, record, False, key, trace, started)
+    result = finish(config, record, False, key, trace, started, journal=journal)
     return TrainResult(**{**result.__dict__, "timings": timings, "importance_note": note})

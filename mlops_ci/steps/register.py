@@ -17,7 +17,6 @@ from mlops_ci.model.integrity import digest, file_manifest
 from mlops_ci.provenance import who
 from mlops_ci.records import (
     RegisterResult,
-    last_trained_run,
     write_registration,
 )
 from mlops_ci.registry import (
@@ -27,6 +26,7 @@ from mlops_ci.registry import (
     ModelRegistry,
     RunRecord,
 )
+from mlops_ci.steps.journal import trained_run
 
 _LINEAGE_PREFIXES = ("mlops.git.", "mlops.ci.", "mlops.data.", "mlops.env.", "mlflow.source.git.")
 
@@ -42,17 +42,21 @@ def register(
     """
     comparison = read_comparison(config.root)
     if run_id is None:
-        run_id = last_trained_run(config.root, comparison.candidate.run_id if comparison else None)
+        default = comparison.candidate.run_id if comparison else None
+        run_id = trained_run(config, registry, "register", default)
     verdict = _verdict_for(comparison, run_id, force)
     run = registry.get_run(run_id)
     name = config.model.name
     alias = config.registry.candidate_alias
 
     existing = registry.find_versions_by_run(name, run_id)
-    if existing:
-        version = max(existing, key=lambda v: int(v.version))
-        if version.tags.get(TAG_COMPLETE) != "true":  # an earlier call died before finishing
-            registry.set_version_tags(name, version.version, _tags(run, comparison, verdict, force))
+    if existing:  # made by an earlier call, which may have died before the alias or the record
+        # the first, as the adapter keeps it when a retried create made a copy
+        version = min(existing, key=lambda v: int(v.version))
+        if version.tags.get(TAG_COMPLETE) != "true":  # created without mlops-ci's tags
+            sha = version.tags.get(TAG_MODEL_SHA256) or model_digest(registry, run)
+            tags = {TAG_MODEL_SHA256: sha, **_tags(run, comparison, verdict, force)}
+            registry.set_version_tags(name, version.version, tags)  # complete written last
         registry.set_alias(name, alias, version.version)
         result = RegisterResult(name, version.version, run_id, verdict, force, alias, existing=True)
         return _saved(config, result)

@@ -27,6 +27,8 @@ from mlops_ci.metrics import METRICS
 from mlops_ci.pipeline.records import STAGES_ARTIFACT
 from mlops_ci.records import (
     FAILED,
+    KILLED,
+    RUNNING,
     JobFolder,
     RegisterResult,
     read_deploy,
@@ -118,9 +120,10 @@ def stale_note(config: Config, comparison: ComparisonResult) -> str | None:
     if record is None:
         return None
     compared = comparison.candidate.run_id
-    if record.get("status") == FAILED:
+    if record.get("status") in (FAILED, KILLED, RUNNING):  # running: died, or runs now
+        ended = "failed" if record["status"] == FAILED else "did not finish"
         return (
-            f"The last `mlops-ci train` failed ({md.text(record.get('error', 'no reason'))}); "
+            f"The last `mlops-ci train` {ended} ({md.text(record.get('error', 'no outcome'))}); "
             f"this report shows the comparison of run {md.code(compared)}, from before it."
         )
     last = record.get("run_id")

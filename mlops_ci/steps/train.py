@@ -25,7 +25,6 @@ import yaml
 
 from mlops_ci import provenance
 from mlops_ci.config.types import Config, Scalar
-from mlops_ci.credentials import redact_text
 from mlops_ci.errors import InputError, TrainingError
 from mlops_ci.evaluation import predictions
 from mlops_ci.evaluation.data import load_evaluation
@@ -41,9 +40,10 @@ from mlops_ci.pipeline.records import (
 from mlops_ci.pipeline.run import RAN, StageRun, load_pipeline, run_stages
 from mlops_ci.pipeline.spec import Pipeline, Stage
 from mlops_ci.pipeline.usercommand import run_command
-from mlops_ci.records import FAILED, FINISHED, JobFolder, write_json_atomic
+from mlops_ci.records import FINISHED, JobFolder, write_json_atomic
 from mlops_ci.registry import TAG_CACHE_KEY, TAG_ISOLATION, ModelRegistry, NewRun, RunRecord
 from mlops_ci.sandbox import isolation_for
+from mlops_ci.steps.journal import TrainJournal
 
 
 @dataclass(frozen=True)
@@ -118,27 +118,18 @@ def train(
 ) -> TrainResult:
     """Train (or reuse a cached run) and record it in MLflow with its lineage.
 
-    A failure is recorded in .mlops/train.json too, so that compare and register refuse to act
-    on the run of an earlier, successful train. ``progress`` hears (what, done, in all) of the
-    permutation importance; ``notify`` a line as each pipeline stage starts to run.
+    .mlops/train.json is its journal (``steps.journal``): running before anything runs, then
+    finished, failed or killed, so that compare and register never act on the run of an
+    earlier train. ``progress`` hears (what, done, in all) of the permutation importance;
+    ``notify`` a line as each pipeline stage starts to run, and what this train settled of a
+    dead train before it.
     """
-    try:
-        return _train(config, registry, overrides, use_cache, env, progress, notify)
-    except BaseException as err:
-        record_failure(config, err, env)
-        raise
-
-
-def record_failure(config: Config, err: BaseException, env: Mapping[str, str] | None) -> None:
-    """train.json of a failed train: its error's first line, without credentials (an MLflow
-    error quotes the tracking URI as given, password and all)."""
-    message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    if isinstance(err, KeyboardInterrupt):
-        message = "interrupted"
-    message = redact_text(message, env)
-    record = {"status": FAILED, "run_id": None, "error": message[:500], "failed_at": time.time()}
-    with contextlib.suppress(OSError):  # the original error matters more than its record
-        write_json_atomic(JobFolder(config.root).train, record)
+    with TrainJournal(config, registry, env, notify) as journal:
+        try:
+            return _train(config, registry, overrides, use_cache, env, progress, notify, journal)
+        except BaseException as err:
+            journal.failed(err)
+            raise
 
 
 def _train(
@@ -149,6 +140,7 @@ def _train(
     env: Mapping[str, str] | None,
     progress: Callable[[str, int, int], None] | None,
     notify: Callable[[str], None] | None,
+    journal: TrainJournal,
 ) -> TrainResult:
     env = dict(os.environ if env is None else env)
     started = time.monotonic()
@@ -172,7 +164,7 @@ def _train(
     if use_cache:
         hit = registry.find_cached_run(config.registry.experiment, key)
         if hit is not None:
-            return finish(config, hit, True, key, trace, started, stages)
+            return finish(config, hit, True, key, trace, started, stages, journal)
 
     work = JobFolder(config.root).train_work
     model_file = config.resolve(config.train.model_output)
@@ -190,7 +182,9 @@ def _train(
         )
     timings: dict[str, float] = {}
     written = {model_file: True, metrics_file: True}  # stages: their own records say
+    tags = {**trace.tags(), TAG_CACHE_KEY: key, "mlops.model.name": config.model.name}
     if pipeline is None:
+        journal.start_run(tags)  # RUNNING while the command runs: a kill ends it KILLED
         command_started = time.monotonic()
         with _set_aside(work / "previous", (model_file, metrics_file)):
             log = run_command(config, config.train.command, params, env, work / "train.log")
@@ -212,7 +206,6 @@ def _train(
     lineage_dir = artifacts["lineage"]  # the inputs' manifest (and the stages' graph)
     if pipeline is None or any(s.name == pipeline.training and s.state == RAN for s in stages):
         artifacts["logs"] = log  # a cached training stage has no log of this train
-    tags = {**trace.tags(), TAG_CACHE_KEY: key, "mlops.model.name": config.model.name}
     if pipeline is None or any(s.state == RAN for s in stages):  # a command of the PR's ran
         tags[TAG_ISOLATION] = isolation_for(config.train.isolation).line
     logged_params = {k: str(v) for k, v in params.items()}
@@ -225,14 +218,15 @@ def _train(
         logged_params = {**stage_params(stages), **logged_params}
         metrics = {**metrics, **{f"stage.{s.name}.seconds": s.seconds for s in stages}}
     record, note = log_model_run(
-        config, registry, model_file, logged_params, metrics, tags, artifacts, timings, progress
-    )
+        config, registry, model_file, logged_params, metrics, tags, artifacts, timings, progress,
+        journal,
+    )  # fmt: skip
     cache = StageCache(JobFolder(config.root).cache)
     for s in stages:
         if s.holder is None:  # this run holds its outs now: later trains need not upload them
             cache.set_holder(s.name, s.key, record.run_id)
     stages = [s if s.holder else dataclasses.replace(s, holder=record.run_id) for s in stages]
-    result = finish(config, record, False, key, trace, started, stages)
+    result = finish(config, record, False, key, trace, started, stages, journal)
     return dataclasses.replace(result, timings=timings, importance_note=note)
 
 
@@ -246,11 +240,12 @@ def log_model_run(
     artifacts: dict[str, Path],
     timings: dict[str, float],
     progress: Callable[[str, int, int], None] | None,
+    journal: TrainJournal,
 ) -> tuple[RunRecord, str]:
-    """The model at ``model_file`` logged as a run with its evaluation on evaluate.data (when
-    it exists), scored while the runner's child holds it; returns the run and what the
-    importance budget lowered. ``timings`` gets the evaluation's, the importance's and the
-    logging's seconds."""
+    """The model at ``model_file`` logged as the journal's run (made now if the train has
+    none yet) with its evaluation on evaluate.data (when it exists), scored while the
+    runner's child holds it; returns the run and what the importance budget lowered.
+    ``timings`` gets the evaluation's, the importance's and the logging's seconds."""
     example, evaluate = None, None
     notes: list[str] = []
     data = config.resolve(config.evaluate.data)
@@ -268,6 +263,7 @@ def log_model_run(
             return found.text
 
     logging_started = time.monotonic()
+    run_id = journal.start_run(tags)
     record = registry.log_run(
         NewRun(
             experiment=config.registry.experiment,
@@ -282,6 +278,7 @@ def log_model_run(
             evaluate=evaluate,
             isolation=config.train.isolation,
             code_paths=code_paths(config),
+            run_id=run_id,
         )
     )
     logged = time.monotonic() - logging_started
@@ -460,8 +457,10 @@ def finish(
     trace: provenance.Lineage,
     started: float,
     stages: list[StageRun] | None = None,
+    journal: TrainJournal | None = None,
 ) -> TrainResult:
-    """The result of a trained or reused run, also saved as .mlops/train.json."""
+    """The result of a trained or reused run, also saved as .mlops/train.json (the journal's
+    outcome: which train, on which host, started and finished when)."""
     result = TrainResult(
         run_id=run.run_id,
         cached=cached,
@@ -484,6 +483,10 @@ def finish(
         "params": result.params,
         "data_fingerprint": result.data_fingerprint,
     }
+    if journal is not None:
+        held = ("train_id", "pid", "hostname", "started_at")
+        record.update({k: journal.record[k] for k in held if k in journal.record})
+        record["finished_at"] = time.time()
     if TAG_ISOLATION in run.tags:
         record["isolation"] = run.tags[TAG_ISOLATION]
     if stages:

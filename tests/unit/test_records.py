@@ -13,8 +13,11 @@ from mlops_ci.errors import InputError
 from mlops_ci.records import (
     FAILED,
     FOLDER,
+    KILLED,
+    RUNNING,
     JobFolder,
     RegisterResult,
+    TrainLock,
     append_line,
     last_trained_run,
     read_deploy,
@@ -65,6 +68,30 @@ def test_last_trained_run_follows_train_json(tmp_path: Path) -> None:
     write_json_atomic(job.train, {"status": FAILED, "run_id": None, "error": "out of data"})
     with pytest.raises(InputError, match="failed \\(out of data\\)"):
         last_trained_run(tmp_path, default="abc")  # a failed train is never papered over
+
+
+def test_the_train_lock_tells_a_live_train_from_a_dead_one(tmp_path: Path) -> None:
+    """The flock, not a pid: held while its holder lives (any descriptor of it), free once
+    it is closed, as the kernel closes a killed process's descriptors."""
+    job = JobFolder(tmp_path)
+    record = {"status": RUNNING, "pid": 4242, "hostname": "ci-7", "run_id": "r2"}
+    write_json_atomic(job.train, record)
+    train = TrainLock(tmp_path)
+    assert train.acquire("mlops-ci train, pid 4242 on ci-7")
+    other = TrainLock(tmp_path)
+    assert other.held() and not other.acquire("mlops-ci compare") and not train.held()
+    assert other.holder() == "mlops-ci train, pid 4242 on ci-7"
+    with pytest.raises(
+        InputError, match=r"running in this checkout now \(pid 4242 on ci-7, run r2"
+    ):
+        last_trained_run(tmp_path, default="abc")
+    train.release()
+    assert not other.held()
+    with pytest.raises(InputError, match=r"was killed \(pid 4242 .*died before recording"):
+        last_trained_run(tmp_path)  # running, its lock free: a dead train, not yet settled
+    write_json_atomic(job.train, {**record, "status": KILLED, "error": "terminated by SIGTERM"})
+    with pytest.raises(InputError, match="was killed .*terminated by SIGTERM.*earlier train"):
+        last_trained_run(tmp_path, default="abc")
 
 
 def test_registration_round_trips_and_a_corrupt_record_names_its_file(tmp_path: Path) -> None:

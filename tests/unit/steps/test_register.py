@@ -3,14 +3,19 @@ the run a forced register takes."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from mlops_ci.config.types import Config
 from mlops_ci.errors import InputError
+from mlops_ci.records import read_registration
+from mlops_ci.registry import TAG_COMPLETE, TAG_MODEL_SHA256
 from mlops_ci.steps.compare import compare
 from mlops_ci.steps.register import register
 from tests.support.fakes import InMemoryRegistry
-from tests.support.runs import candidate_run, in_production, record_train
+from tests.support.promotions import Interrupting, Killed, kill
+from tests.support.runs import candidate_run, fit, in_production, record_train
 
 
 def test_register_needs_a_comparison_unless_forced(
@@ -66,3 +71,37 @@ def test_forced_register_after_a_failed_comparison_of_the_same_run_says_fail(
     compare(config, fake_registry)
     forced = register(config, fake_registry, force=True)
     assert (forced.run_id, forced.verdict, forced.forced) == (worse.run_id, "fail", True)
+
+
+def test_a_register_killed_at_any_call_is_finished_by_the_next_one(config: Config) -> None:
+    """Killed before each of its registry calls in turn (each tag write one call), then run
+    again: one version for the run, complete with its digest, the alias on it, register.json
+    naming it."""
+    model = fit(config.root, 1.0)
+    probe = InMemoryRegistry()
+    counted = Interrupting(probe)
+    register(config, counted, probe.add_run(model).run_id, force=True)
+    assert "create_version" in counted.calls and counted.calls[-1] == "set_alias"
+    for point in range(len(counted.calls)):
+        reg = InMemoryRegistry()
+        run = reg.add_run(model)
+        with contextlib.suppress(Killed):
+            register(config, Interrupting(reg, {point: kill}), run.run_id, force=True)
+            raise AssertionError(f"not killed at call {point}")
+        again = register(config, reg, run.run_id, force=True)
+        (version,) = reg.find_versions_by_run(config.model.name, run.run_id)
+        assert again.version == version.version, point
+        assert version.tags[TAG_COMPLETE] == "true" and len(version.tags[TAG_MODEL_SHA256]) == 64
+        assert reg.aliases[config.model.name]["candidate"] == version.version
+        assert read_registration(config.root) == again
+
+
+def test_a_version_made_without_mlops_tags_is_completed_with_its_digest(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
+    run = candidate_run(fake_registry, config.root)
+    bare = fake_registry.create_version(config.model.name, run, {}, "")  # by hand, say
+    done = register(config, fake_registry, run.run_id, force=True)
+    tags = fake_registry.get_version(config.model.name, bare.version).tags
+    assert done.existing and done.version == bare.version
+    assert tags[TAG_COMPLETE] == "true" and len(tags[TAG_MODEL_SHA256]) == 64
