@@ -8,61 +8,39 @@ p99 against the current version) over a window and rolling back to the previous 
 first unhealthy step; the environment's alias moves only once 100 % is healthy. ``kubernetes``
 renders the manifests for the first step's split and applies or writes them. Every attempt is
 recorded on the version (tags and a JSON artifact) and in ``.mlops/deploy.json``.
+
+A deploy is a transaction (``deploy_journal``): it holds the environment's lock, settles what
+a killed deploy left (``deploy_settle``), writes its intent and each traffic change to the
+journal before acting, and closes it with the outcome. SIGTERM or SIGINT during the rollout
+puts the split back, records a rollback and exits 143 or 130.
 """
 
 from __future__ import annotations
 
-import json
-import tempfile
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from mlops_ci.config.types import Config, DeployEnv
 from mlops_ci.credentials import redact_text
 from mlops_ci.errors import GateFailed, InputError, ServiceError
-from mlops_ci.records import JobFolder, append_line, write_json_atomic
 from mlops_ci.registry import ModelRegistry, VersionRecord, resolve_version
-from mlops_ci.steps.gates import Approval, Gate, check_gates, now_iso
-from mlops_ci.targets import TARGETS, Targets, rollout, target_for
+from mlops_ci.steps.deploy_journal import (
+    PLANNING,
+    Interrupted,
+    Journal,
+    interruptible,
+    locked,
+)
+from mlops_ci.steps.deploy_record import DeployResult, record
+from mlops_ci.steps.deploy_settle import finish_at_full, revert, settle
+from mlops_ci.steps.gates import check_gates, now_iso
+from mlops_ci.targets import TARGETS, Targets, target_for
 from mlops_ci.targets.base import ManifestTarget, RoutedTarget, TargetUnavailable
+from mlops_ci.targets.judging import Progress, StepRecord, died, judge_step, probe_rows
 
-Progress = Callable[[str], None]
+__all__ = ["SERVING_STATES", "DeployResult", "StepRecord", "deploy", "environment"]
 SERVING_STATES = ("serving", "ab")
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    percent: float
-    weights: dict[str, float]
-    passed: bool
-    judged: bool
-    reasons: tuple[str, ...]
-    new: rollout.VersionWindow
-    current: rollout.VersionWindow | None
-
-
-@dataclass(frozen=True)
-class DeployResult:
-    name: str
-    version: str
-    env: str
-    target: str
-    status: str  # serving | ab | rolled_back | unchanged | written | applied | skipped
-    previous: str | None
-    split: dict[str, float]
-    steps: list[StepRecord]
-    gates: list[Gate]
-    approval: Approval | None
-    by: str
-    at: str
-    url: str | None = None
-    alias: str | None = None  # the alias moved to the version, when it was
-    note: str | None = None
-    manifests: str | None = None
-    plan: list[str] = field(default_factory=list)
 
 
 def deploy(
@@ -77,8 +55,26 @@ def deploy(
     targets: Targets = TARGETS,
 ) -> DeployResult:
     env = environment(config, env_name)
+    with locked(config.root, env.name, "deploy to"):
+        settled = settle(config, registry, env, targets, progress, "deploy")
+        version = resolve_version(registry, config.model.name, version_ref)
+        if settled and settled.status == "serving" and settled.version == version.version:
+            return settled  # the killed deploy was of this version: it is done now
+        return _deploy(config, registry, version, env, by, environ, progress, dry_run, targets)
+
+
+def _deploy(
+    config: Config,
+    registry: ModelRegistry,
+    version: VersionRecord,
+    env: DeployEnv,
+    by: str,
+    environ: Mapping[str, str],
+    progress: Progress,
+    dry_run: bool,
+    targets: Targets,
+) -> DeployResult:
     name = config.model.name
-    version = resolve_version(registry, name, version_ref)
     if version.tags.get("mlops.package.complete") != "true":
         raise InputError(
             f"{name} v{version.version} is not packaged",
@@ -111,13 +107,113 @@ def deploy(
         result = DeployResult(
             **base, status="skipped", split={}, steps=[], note=redact_text(str(err))
         )
-    else:
-        if target.routed:
-            result = _rollout(config, env, version.version, base, progress, target)
-        else:
-            result = _manifests(env, version, previous, base, target, dry_run)
-    _record(config, registry, result, previous)
+        record(config, registry, result, previous)
+        return result
+    journal = Journal(config.root, env.name)
+    journal.begin(
+        name=name,
+        version=version.version,
+        env=env.name,
+        target=env.target,
+        previous=base["previous"],
+        back_to=None,
+        by=by,
+        plan=list(env.rollout.steps),
+    )
+    if not target.routed:
+        journal.update(phase="applying")
+        result = _manifests(env, version, previous, base, target, dry_run)
+        return _close(config, registry, journal, result, previous)
+    run = _Rollout(config, env, version.version, base, target, journal, progress)
+    with interruptible() as signals:
+        try:
+            result = _rollout(run)
+        except Exception as err:
+            # a signal's Interrupted, or what it became in a library that caught it
+            stop = err if isinstance(err, Interrupted) else signals.interrupted()
+            if stop is None:
+                _failed(run, err)
+                raise
+            with signals.deferred():
+                _interrupted(registry, run, stop, previous)
+            raise stop from None
+        with signals.deferred():
+            _close(config, registry, journal, result, previous)
+        signals.raise_pending(
+            f"deploy of {name} v{version.version} to {env.name}: a signal came while its "
+            f"outcome ({result.status}) was recorded; recorded in full, then stopped"
+        )
     return result
+
+
+def _close(
+    config: Config,
+    registry: ModelRegistry,
+    journal: Journal,
+    result: DeployResult,
+    previous: VersionRecord | None,
+) -> DeployResult:
+    """The outcome: the records first, then the journal closed (a kill between the two
+    leaves a journal the next verb settles from what the endpoint serves)."""
+    journal.update(phase="recording", outcome=result.status, split=result.split)
+    record(config, registry, result, previous)
+    journal.close(result.status)
+    return result
+
+
+def _failed(run: _Rollout, err: Exception) -> None:
+    """An error ended the rollout (a version that never became ready, an endpoint that would
+    not answer): this deploy is alive, so it puts back what it touched — the version it started
+    from alone at 100 %, the new one unloaded (the endpoint stopped if nothing served before) —
+    and closes its journal ``failed``; the error is then raised. Only a split it cannot put
+    back is left running in the journal, with the error, for the next verb to settle."""
+    journal = run.journal
+    error = redact_text(str(err)).splitlines()[0][:300] if str(err) else type(err).__name__
+    phase = journal.data.get("phase")
+    if phase == PLANNING:
+        journal.close("failed", error=error)
+        return
+    back_to = journal.data.get("back_to")
+    journal.update(phase="reverting", error=error)
+    try:
+        split = revert(run.target, run.new, back_to)
+    except (ServiceError, OSError) as again:
+        journal.update(revert_error=redact_text(str(again)).splitlines()[0][:300])
+        return
+    journal.close("failed", split=split, resolved="reverted", failed_in=phase)
+
+
+def _interrupted(
+    registry: ModelRegistry, run: _Rollout, stop: Interrupted, previous: VersionRecord | None
+) -> None:
+    """SIGTERM or SIGINT during the rollout: the version the rollout started from back at
+    100 % (the endpoint stopped if there was none), recorded as a rollback; ``stop``'s
+    message says what was done. A split that cannot be put back is left to the next verb,
+    which settles the journal."""
+    journal, new, env = run.journal, run.new, run.env.name
+    back_to, phase = journal.data.get("back_to"), journal.data.get("phase")
+    journal.update(phase="reverting", interrupted=stop.signal)
+    try:
+        if phase == PLANNING:  # nothing was touched yet: nothing to put back
+            running = run.target.running()
+            split = run.target.traffic()["weights"] if running else {}
+        else:
+            run.progress(f"{stop.signal}: putting v{back_to or '-'} back at 100 %")
+            split = revert(run.target, new, back_to)
+    except (ServiceError, OSError) as err:
+        why = redact_text(str(err)).splitlines()[0][:200]
+        stop.args = (
+            f"deploy of v{new} to {env} stopped by {stop.signal}; its split could not be put "
+            f"back ({why}): the next deploy, status or rollback settles it",
+        )
+        return
+    back = f"v{back_to} back at 100 %" if back_to else "the endpoint stopped"
+    note = f"stopped by {stop.signal} during the rollout ({phase}): {back}"
+    if phase == PLANNING:
+        note = f"stopped by {stop.signal} before any traffic moved"
+    result = run.result("rolled_back", split, note=note, interrupted=stop.signal)
+    _close(run.config, registry, journal, result, previous)
+    stop.args = (f"deploy of v{new} to {env} {note}",)
 
 
 def environment(config: Config, env_name: str) -> DeployEnv:
@@ -131,201 +227,126 @@ def environment(config: Config, env_name: str) -> DeployEnv:
 # --- the targets that route by weight: local, docker -----------------------------------
 
 
-def _rollout(
-    config: Config,
-    env: DeployEnv,
-    new: str,
-    base: dict[str, Any],
-    progress: Progress,
-    target: RoutedTarget,
-) -> DeployResult:
-    """Start the endpoint with ``new`` alone, or load it beside the version serving now and
-    move the split through the rollout steps, judging each; the same for every target that
-    routes by weight (the local process, the docker front). An endpoint that dies during the
-    rollout is restarted with the version it served before, and the deploy is rolled back."""
-    rows = _probe_rows(config, env.rollout.probe_requests, target.columns(new))
+@dataclass
+class _Rollout:
+    """One rollout on a routed endpoint: what it deploys, where, and what it judged so far."""
+
+    config: Config
+    env: DeployEnv
+    new: str
+    base: dict[str, Any]
+    target: RoutedTarget
+    journal: Journal
+    progress: Progress
+    steps: list[StepRecord] = field(default_factory=list)
+    rows: list[Any] = field(default_factory=list)
+
+    def result(self, status: str, split: dict[str, float], **more: Any) -> DeployResult:
+        return DeployResult(
+            **self.base, status=status, split=split, steps=self.steps, url=self.target.url, **more
+        )
+
+    def judge(self, current: str | None, percent: float, split: dict[str, float]) -> bool:
+        """One step, journaled before the split moves and after it was judged."""
+        self.journal.update(phase="moving", step=percent, split=split)
+        step = judge_step(
+            self.target, self.env, self.new, current, percent, split, self.rows, self.progress
+        )
+        self.steps.append(step)
+        self.journal.update(phase="judged", judged=[[s.percent, s.passed] for s in self.steps])
+        return step.passed
+
+
+def _rollout(run: _Rollout) -> DeployResult:
+    """Start the endpoint with the new version alone, or load it beside the version serving
+    now and move the split through the rollout steps, judging each; the same for every target
+    that routes by weight (the local process, the docker front). An endpoint that dies during
+    the rollout is restarted with the version it served before, and the deploy rolled back."""
+    env, new, target, journal, progress = run.env, run.new, run.target, run.journal, run.progress
+    # the probe rows, of the package's columns: it is fetched (and checked) before traffic moves
+    run.rows = probe_rows(run.config, env.rollout.probe_requests, target.columns(new))
     if not target.running():
         progress(f"starting the {env.target} endpoint of {env.name} on {target.url} with v{new}")
+        journal.update(phase="starting", split={new: 100.0})
         target.start(new)
-        return _first(env, new, base, progress, target, rows)
-
+        return _first(run)
     traffic = target.traffic()
     weights = traffic["weights"]
-    if weights.get(new, 0) > 0 and len([w for w in weights.values() if w > 0]) == 1:
-        return DeployResult(
-            **base,
-            status="unchanged",
-            split=weights,
-            steps=[],
-            url=target.url,
-            note=f"v{new} already takes all traffic",
-        )
+    if [v for v, w in weights.items() if w > 0] == [new]:
+        return _at_full(run, weights)
     others = [v for v in weights if v != new and weights[v] > 0]
     if not others:  # an endpoint that serves nothing now: the new version alone
         progress(f"{target.url} serves no version now: loading v{new} alone")
+        journal.update(phase="loading", split={new: 100.0})
         target.load(new)
-        return _first(env, new, base, progress, target, rows)
+        return _first(run)
     current = max(others, key=lambda v: weights[v])
     progress(f"loading v{new} next to v{current} at 0 %")
-    steps: list[StepRecord] = []
+    journal.update(phase="loading", back_to=current, split=weights)
     plan = env.rollout.steps[:1] if env.rollout.mode == "ab" else env.rollout.steps
     try:
         target.load(new)
         for percent in plan:
-            split = {current: 100.0 - percent, new: percent}
-            step = _judge_step(target, env, new, current, percent, split, rows, progress)
-            steps.append(step)
-            if not step.passed:
+            if not run.judge(current, percent, {current: 100.0 - percent, new: percent}):
                 progress(f"step {percent:g} % unhealthy: rolling back to v{current} at 100 %")
+                journal.update(phase="reverting", split={current: 100.0})
                 target.set_split({current: 100.0})
                 target.unload(new)
-                return DeployResult(
-                    **base,
-                    status="rolled_back",
-                    split={current: 100.0},
-                    steps=steps,
-                    url=target.url,
-                )
+                return run.result("rolled_back", {current: 100.0})
     except (ServiceError, OSError) as err:
-        why = _died(target, err)
+        why = died(target, err)
         progress(
             f"the {env.target} endpoint died during the rollout ({why}): restarting v{current}"
         )
+        journal.update(phase="restarting", split={current: 100.0})
         target.start(current)
-        return DeployResult(
-            **base,
-            status="rolled_back",
-            split={current: 100.0},
-            steps=steps,
-            url=target.url,
+        return run.result(
+            "rolled_back",
+            {current: 100.0},
             note=f"the serving process died during the rollout ({why}); v{current} restarted alone",
         )
     if env.rollout.mode == "ab":
-        return DeployResult(
-            **base,
-            status="ab",
-            split=steps[-1].weights,
-            steps=steps,
-            url=target.url,
-            note="A/B split held; alias unchanged",
-        )
+        return run.result("ab", run.steps[-1].weights, note="A/B split held; alias unchanged")
     for stale in set(traffic["versions"]) - {current, new}:
         target.unload(stale)  # keep only the previous version, at 0 %, for a quick rollback
-    return DeployResult(
-        **base,
-        status="serving",
-        split={current: 0.0, new: 100.0},
-        steps=steps,
-        url=target.url,
-        alias=env.alias,
+    return run.result("serving", {current: 0.0, new: 100.0}, alias=env.alias)
+
+
+def _at_full(run: _Rollout, weights: dict[str, float]) -> DeployResult:
+    """The version already takes all traffic: unchanged if the alias names it too; else
+    (a deploy killed in its 100 % window) judged at 100 % to finish it, or put back."""
+    aliased = run.base["previous"]
+    if aliased == run.new:
+        return run.result("unchanged", weights, note=f"v{run.new} already takes all traffic")
+    run.progress(
+        f"v{run.new} takes all traffic but alias '{run.env.alias}' names v{aliased or '-'}: "
+        f"judging v{run.new} at 100 % to finish its deploy"
     )
+    run.journal.update(phase="moving", step=100.0, back_to=aliased, split=weights)
+    done = finish_at_full(run.config, run.env, run.target, run.new, aliased, run.progress)
+    run.steps.extend(done.steps)
+    if done.status == "serving":
+        note = f"finished: v{run.new} took all traffic while alias '{run.env.alias}' did not"
+        return run.result("serving", done.split, alias=run.env.alias, note=note)
+    return run.result("rolled_back", done.split, note=f"v{run.new} was unhealthy at 100 %")
 
 
-def _died(target: RoutedTarget, err: Exception, grace: float = 3.0) -> str:
-    """Why the endpoint stopped answering, when it is dead; a live endpoint that refused a
-    call re-raises the error, which says which. A killed process resets its connections
-    before it is gone from the process table, so a dying one is given ``grace`` seconds."""
-    deadline = time.monotonic() + grace
-    while target.running():
-        if time.monotonic() >= deadline:
-            raise err
-        time.sleep(0.05)
-    return str(err).splitlines()[0][:200]
-
-
-def _first(
-    env: DeployEnv,
-    new: str,
-    base: dict[str, Any],
-    progress: Progress,
-    target: RoutedTarget,
-    rows: list[Any],
-) -> DeployResult:
+def _first(run: _Rollout) -> DeployResult:
     """Judge a version that takes all traffic from the start; stop the endpoint if unhealthy
     (or if it died while judged)."""
     try:
-        step = _judge_step(target, env, new, None, 100.0, {new: 100.0}, rows, progress)
+        passed = run.judge(None, 100.0, {run.new: 100.0})
     except (ServiceError, OSError) as err:
-        why = _died(target, err)
-        target.stop()
-        return DeployResult(
-            **base,
-            status="rolled_back",
-            split={},
-            steps=[],
-            url=target.url,
-            note=f"the serving process died while the first version was judged ({why})",
-        )
-    if not step.passed:
-        target.stop()
-        return DeployResult(
-            **base,
-            status="rolled_back",
-            split={},
-            steps=[step],
-            url=target.url,
-            note="the first version was unhealthy; stopped",
-        )
-    return DeployResult(
-        **base, status="serving", split={new: 100.0}, steps=[step], url=target.url, alias=env.alias
-    )
-
-
-def _judge_step(
-    target: RoutedTarget,
-    env: DeployEnv,
-    new: str,
-    current: str | None,
-    percent: float,
-    split: dict[str, float],
-    rows: list[Any],
-    progress: Progress,
-) -> StepRecord:
-    rules = env.rollout
-    target.set_split(split)
-    progress(
-        f"step {percent:g} %: split {_split_text(split)}; judging for {rules.window_seconds:g}s"
-    )
-    started = time.monotonic()
-    before = rollout.parse_metrics(target.metrics_text())
-    target.probe(new, rows)
-    if current is not None:
-        target.probe(current, rows[: max(1, len(rows) // 2)])
-    time.sleep(max(0.0, rules.window_seconds - (time.monotonic() - started)))
-    after = rollout.parse_metrics(target.metrics_text())
-    new_window = rollout.window(new, before, after)
-    current_window = rollout.window(current, before, after) if current is not None else None
-    health = rollout.judge(new_window, current_window, rules)
-    progress(
-        f"step {percent:g} %: v{new} {new_window.requests} requests, "
-        f"5xx {new_window.error_rate:.1%}, p99 {_ms(new_window.p99_ms)}"
-        + (f"; v{current} p99 {_ms(current_window.p99_ms)}" if current_window else "")
-        + (" — healthy" if health.passed else f" — unhealthy: {'; '.join(health.reasons)}")
-    )
-    return StepRecord(
-        percent, split, health.passed, health.judged, health.reasons, new_window, current_window
-    )
-
-
-def _probe_rows(config: Config, count: int, columns: tuple[str, ...]) -> list[Any]:
-    """``count`` rows of evaluate.data for probe requests: records of the served columns
-    (text columns stay text), or plain rows where the package names no columns."""
-    from mlops_ci.evaluation.data import load_evaluation
-
-    if count == 0:
-        return []
-    import pandas as pd
-
-    features = load_evaluation(config).features
-    rows: list[Any] = (
-        [  # a missing value is JSON's null (pandas' NA has no JSON form)
-            {k: None if pd.isna(v) else v for k, v in record.items()}
-            for record in features[list(columns)].astype(object).to_dict("records")
-        ]
-        if columns and set(columns) <= set(features.columns)
-        else features.to_numpy(dtype=float).tolist()
-    )
-    return [rows[i % len(rows)] for i in range(count)]
+        why = died(run.target, err)
+        run.journal.update(phase="reverting", split={})
+        run.target.stop()
+        note = f"the serving process died while the first version was judged ({why})"
+        return run.result("rolled_back", {}, note=note)
+    if not passed:
+        run.journal.update(phase="reverting", split={})
+        run.target.stop()
+        return run.result("rolled_back", {}, note="the first version was unhealthy; stopped")
+    return run.result("serving", {run.new: 100.0}, alias=run.env.alias)
 
 
 # --- the targets that render manifests: kubernetes ----------------------------------------
@@ -352,52 +373,3 @@ def _manifests(
         note=done.note,
         alias=env.alias if done.complete else None,
     )
-
-
-# --- records ----------------------------------------------------------------------------
-
-
-def _record(
-    config: Config, registry: ModelRegistry, result: DeployResult, previous: VersionRecord | None
-) -> None:
-    """On the version (tags + a JSON artifact on its run), the alias, and .mlops/deploy.json."""
-    prefix = f"mlops.deploy.{result.env}."
-    registry.set_version_tags(
-        result.name,
-        result.version,
-        {
-            prefix + "status": result.status,
-            prefix + "target": result.target,
-            prefix + "split": _split_text(result.split),
-            prefix + "by": result.by,
-            prefix + "at": result.at,
-            prefix + "url": result.url or result.manifests or "",
-            prefix + "previous": result.previous or "",
-        },
-    )
-    if result.alias:
-        registry.set_alias(result.name, result.alias, result.version)
-        if previous is not None and previous.version != result.version:
-            registry.set_version_tags(
-                result.name,
-                previous.version,
-                {prefix + "status": "replaced", prefix + "at": result.at},
-            )
-    record = asdict(result)
-    run_id = registry.get_version(result.name, result.version).run_id
-    if run_id:
-        with tempfile.TemporaryDirectory() as tmp:
-            stamp = result.at.replace(":", "").replace("-", "")
-            (Path(tmp) / f"{result.env}-{stamp}.json").write_text(json.dumps(record, indent=2))
-            registry.log_artifacts(run_id, Path(tmp), "deployments")
-    job = JobFolder(config.root)
-    write_json_atomic(job.deploy, record)
-    append_line(job.deploy_audit, record)
-
-
-def _split_text(split: Mapping[str, float]) -> str:
-    return ", ".join(f"v{v} {w:g}%" for v, w in split.items()) or "none"
-
-
-def _ms(value: float | None) -> str:
-    return "n/a" if value is None else f"≤{value:g} ms"

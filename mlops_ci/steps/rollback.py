@@ -4,7 +4,9 @@ The previous version is the one the last deployment replaced (``mlops.deploy.ENV
 on the version the alias names). Locally and on docker it is usually still loaded at 0 %, so
 the switch is one split change; otherwise it is loaded (its container started) first. A rollout
 that never finished (its deploy was killed mid-canary: another version still takes traffic
-beside the alias's) is rolled back by putting the alias's version back at 100 %.
+beside the alias's) is rolled back by putting the alias's version back at 100 %; one whose
+journal says so (``deploy_journal``) is settled by reverting it, and recorded as this rollback.
+A rollback holds the environment's deploy lock: refused while a deploy runs.
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ from mlops_ci.config.types import Config, DeployEnv
 from mlops_ci.errors import InputError
 from mlops_ci.registry import ModelRegistry
 from mlops_ci.steps.deploy import environment
+from mlops_ci.steps.deploy_journal import locked
+from mlops_ci.steps.deploy_record import DeployResult
+from mlops_ci.steps.deploy_settle import settle
 from mlops_ci.steps.gates import now_iso
 from mlops_ci.targets import TARGETS, Targets, routed_target, target_for
 from mlops_ci.targets.base import RoutedTarget
+from mlops_ci.targets.judging import Progress
 
 
 @dataclass(frozen=True)
@@ -38,9 +44,25 @@ def rollback(
     by: str,
     reason: str,
     targets: Targets = TARGETS,
+    progress: Progress = lambda _: None,
 ) -> RollbackResult:
     env = environment(config, env_name)
-    name = config.model.name
+    with locked(config.root, env.name, "rollback of"):
+        settled = settle(config, registry, env, targets, progress, "rollback", finish=False)
+        if settled is not None and settled.status == "rolled_back":
+            return _killed_deploy(config, registry, settled, by, reason)
+        return _rollback(config, registry, env, by, reason, targets)
+
+
+def _rollback(
+    config: Config,
+    registry: ModelRegistry,
+    env: DeployEnv,
+    by: str,
+    reason: str,
+    targets: Targets,
+) -> RollbackResult:
+    name, env_name = config.model.name, env.name
     current = registry.get_version_by_alias(name, env.alias)
     if current is None:
         raise InputError(f"{name} has no alias '{env.alias}': nothing deployed to {env_name}")
@@ -132,4 +154,23 @@ def _finish_interrupted(
         )
     return RollbackResult(
         config.model.name, env_name, ", ".join(others), alias_version, by, reason, at
+    )
+
+
+def _killed_deploy(
+    config: Config, registry: ModelRegistry, settled: DeployResult, by: str, reason: str
+) -> RollbackResult:
+    """A deploy a killed process left, reverted by this rollback: who and why on its version."""
+    prefix = f"mlops.deploy.{settled.env}."
+    registry.set_version_tags(
+        config.model.name,
+        settled.version,
+        {
+            prefix + "rolled_back.by": by,
+            prefix + "rolled_back.reason": f"{reason} (a deploy a killed process left)",
+        },
+    )
+    back = next(iter(settled.split), "none")
+    return RollbackResult(
+        config.model.name, settled.env, settled.version, back, by, reason, settled.at
     )

@@ -6,6 +6,8 @@ the deploy step applied (from the manifests it wrote), or, without a kubeconfig,
 file to ``kubectl delete -f``. No alias moves: the registry still says what was approved for
 the environment, and the next `deploy` starts it again. The versions that served are tagged
 ``mlops.deploy.ENV.status=undeployed`` with who, why and when, and the audit log gets a line.
+It holds the environment's deploy lock (refused while a deploy runs) and closes the journal of a
+deploy a killed process left: what that deploy started is stopped with the rest.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from mlops_ci.errors import ServiceError
 from mlops_ci.records import JobFolder, append_line
 from mlops_ci.registry import ModelRegistry
 from mlops_ci.steps.deploy import environment
+from mlops_ci.steps.deploy_journal import Journal, locked
 from mlops_ci.steps.gates import now_iso
 from mlops_ci.targets import TARGETS, Targets, target_for
 from mlops_ci.targets.base import TargetUnavailable
@@ -51,10 +54,15 @@ def undeploy(
     env = environment(config, env_name)
     name = config.model.name
     aliased = registry.get_version_by_alias(name, env.alias)
-    try:
-        done = target_for(config, env, registry, environ, targets).undeploy()
-    except TargetUnavailable as err:
-        raise ServiceError(f"no {err.what} to stop {env.name} on: {err.why}") from None
+    with locked(config.root, env.name, "undeploy of"):
+        try:
+            done = target_for(config, env, registry, environ, targets).undeploy()
+        except TargetUnavailable as err:
+            raise ServiceError(f"no {err.what} to stop {env.name} on: {err.why}") from None
+        journal = Journal(config.root, env.name)
+        dead = journal.dead()
+        if dead is not None:  # what a killed deploy left is stopped with the rest
+            journal.settled(dead, "undeployed", "undeploy")
     stopped, versions, note = done.stopped, done.versions, done.note
     if not versions and aliased is not None:
         versions = [aliased.version]

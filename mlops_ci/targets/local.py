@@ -8,6 +8,7 @@ rollout; a first deployment starts the process with the version alone.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -22,7 +23,7 @@ from typing import Any
 from mlops_ci.config.types import Config, DeployEnv
 from mlops_ci.errors import ServiceError
 from mlops_ci.procs import alive
-from mlops_ci.records import JobFolder, read_json, write_json_atomic
+from mlops_ci.records import JobFolder, read_json
 from mlops_ci.sandbox import python_argv
 from mlops_ci.targets import probes
 from mlops_ci.targets.base import Stopped
@@ -187,7 +188,19 @@ def port_free(host: str, port: int) -> bool:
 
 
 def _write_private(path: Path, proc: Process) -> None:
-    write_json_atomic(
-        path, {"pid": proc.pid, "url": proc.url, "token": proc.token, "log": proc.log}
-    )
-    os.chmod(path, 0o600)  # it holds the admin token
+    """service.json holds the admin token: created 0600 (whatever the umask), written whole
+    to a temporary file beside it and renamed over it, so no moment shows it to others."""
+    data = {"pid": proc.pid, "url": proc.url, "token": proc.token, "log": proc.log}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # exactly: a umask may have taken the owner's bits too
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(data, indent=2) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

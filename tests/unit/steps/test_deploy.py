@@ -1,9 +1,12 @@
 """The rollout of deploy, rollback, undeploy and status, driven through an in-memory target;
-the registry of targets against the config's schema."""
+a deploy killed or signalled on the way and what the next verb makes of it; the registry of
+targets against the config's schema."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import signal
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,10 +15,11 @@ import pytest
 from mlops_ci.config.file import schema
 from mlops_ci.config.types import Config, DeployEnv
 from mlops_ci.errors import InputError
-from mlops_ci.records import read_deploy
+from mlops_ci.records import JobFolder, read_deploy, read_object
 from mlops_ci.registry import ModelRegistry
 from mlops_ci.steps.approve import approve
 from mlops_ci.steps.deploy import deploy
+from mlops_ci.steps.deploy_journal import Interrupted
 from mlops_ci.steps.rollback import rollback
 from mlops_ci.steps.status import status
 from mlops_ci.steps.undeploy import undeploy
@@ -190,3 +194,273 @@ def test_a_registry_without_the_environments_target_names_it(config: Config) -> 
 def test_the_registry_has_a_target_for_every_value_the_schema_allows() -> None:
     environment: dict[str, Any] = schema()["properties"]["deploy"]["additionalProperties"]
     assert sorted(TARGETS) == sorted(environment["properties"]["target"]["enum"])
+
+
+# --- a deploy killed on the way, settled by the next verb --------------------------------
+
+
+class Killed(BaseException):
+    """The deploy process stopping dead where it stands (as kill -9 leaves it: no handler
+    runs, the journal stays 'running', the kernel drops its lock)."""
+
+
+def killed_at(split: dict[str, float]) -> Any:
+    def on_split(weights: dict[str, float]) -> None:
+        if weights == split:
+            raise Killed
+
+    return on_split
+
+
+def killed_deploy(
+    config: Config, split: dict[str, float]
+) -> tuple[Config, InMemoryRegistry, FakeTarget]:
+    """v1 serving, then a deploy of v2 that dies once it has set ``split``."""
+    config = quick(config)
+    registry = packaged(config)
+    target = FakeTarget(serving={"1": 100.0}, on_split=killed_at(split))
+    with pytest.raises(Killed):
+        deploy(config, registry, "2", ENV, "ci", {}, targets=fake_targets(target))
+    assert target.weights == split
+    target.on_split = None
+    return config, registry, target
+
+
+def journal(config: Config) -> dict[str, Any]:
+    found = read_object(JobFolder(config.root).deploy_state(ENV) / "journal.json")
+    assert found is not None
+    return found
+
+
+def audit(config: Config) -> list[dict[str, Any]]:
+    lines = JobFolder(config.root).deploy_audit.read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_a_deploy_killed_mid_canary_is_reverted_by_status_which_records_it(
+    config: Config,
+) -> None:
+    config, registry, target = killed_deploy(config, {"1": 50.0, "2": 50.0})
+    left = journal(config)
+    assert (left["state"], left["step"], left["version"], left["back_to"]) == (
+        "running",
+        50.0,
+        "2",
+        "1",
+    )
+    assert not JobFolder(config.root).deploy.exists(), "the dead deploy recorded nothing"
+
+    (row,) = [r for r in status(config, registry, fake_targets(target)) if r.env == ENV]
+    assert row.settled is not None and "status reverted the deploy a killed process left" in (
+        row.settled
+    )
+    assert "at step 50 %" in row.settled and "v1 back at 100 %" in row.settled
+    assert target.weights == {"1": 100.0} and target.unloaded == ["2"]
+    assert (row.version, row.live_split) == ("1", {"1": 100.0})
+    record = read_deploy(config.root)
+    assert record is not None
+    assert (record["version"], record["status"], record["resolved"]) == (
+        "2",
+        "rolled_back",
+        "reverted",
+    )
+    assert audit(config)[-1]["resolved"] == "reverted"
+    assert (
+        tag(config, registry, "2", "status") == "rolled_back" and aliased(config, registry) == "1"
+    )
+    assert (journal(config)["state"], journal(config)["resolved"]) == ("killed", "reverted")
+    (again,) = [r for r in status(config, registry, fake_targets(target)) if r.env == ENV]
+    assert again.settled is None and len(audit(config)) == 1, "settled once"
+
+
+def test_a_deploy_killed_in_its_100_percent_window_is_finished_by_the_next_deploy(
+    config: Config,
+) -> None:
+    config, registry, target = killed_deploy(config, {"1": 0.0, "2": 100.0})
+    assert aliased(config, registry) == "1"
+
+    lines: list[str] = []
+    result = deploy(
+        config, registry, "2", ENV, "ci", {}, progress=lines.append, targets=fake_targets(target)
+    )
+    assert result.status == "serving" and result.resolved == "finished", "not 'unchanged'"
+    assert "deploy finished the deploy a killed process left at 100 %" in (result.note or "")
+    assert any("finished the deploy a killed process left at 100 %" in line for line in lines)
+    assert [(s.percent, s.passed) for s in result.steps] == [(100.0, True)], "judged first"
+    assert aliased(config, registry) == "2" and result.previous == "1"
+    assert tag(config, registry, "2", "status") == "serving"
+    assert tag(config, registry, "1", "status") == "replaced"
+    assert read_deploy(config.root)["resolved"] == "finished"  # type: ignore[index]
+    assert audit(config)[-1]["resolved"] == "finished" and len(audit(config)) == 1
+
+
+def test_rollback_reverts_a_deploy_killed_at_100_percent_rather_than_finish_it(
+    config: Config,
+) -> None:
+    config, registry, target = killed_deploy(config, {"1": 0.0, "2": 100.0})
+    back = rollback(config, registry, ENV, "bob", "the deploy died", fake_targets(target))
+    assert (back.from_version, back.to_version) == ("2", "1")
+    assert target.weights == {"1": 100.0} and aliased(config, registry) == "1"
+    assert tag(config, registry, "2", "status") == "rolled_back"
+    assert tag(config, registry, "2", "rolled_back.by") == "bob"
+    assert read_deploy(config.root)["resolved"] == "reverted"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(("alias", "expected"), [("1", "serving"), ("2", "unchanged")])
+def test_unchanged_means_the_alias_and_the_split_both_name_the_version(
+    config: Config, alias: str, expected: str
+) -> None:
+    """v2 at 100 % with the alias on v1 (no journal to say why) is finished, not unchanged."""
+    config = quick(config)
+    registry = packaged(config, serving=alias)
+    target = FakeTarget(serving={"1": 0.0, "2": 100.0})
+    result = deploy(config, registry, "2", ENV, "ci", {}, targets=fake_targets(target))
+    assert result.status == expected and aliased(config, registry) == "2"
+    assert len(result.steps) == (1 if expected == "serving" else 0)
+
+
+def test_a_deploy_killed_before_it_touched_the_endpoint_leaves_the_split_alone(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = quick(config)
+    registry = packaged(config)
+    target = FakeTarget(serving={"1": 80.0, "3": 20.0})  # an A/B split someone holds
+
+    def die(version: str) -> tuple[str, ...]:
+        raise Killed
+
+    monkeypatch.setattr(target, "columns", die)
+    with pytest.raises(Killed):
+        deploy(config, registry, "2", ENV, "ci", {}, targets=fake_targets(target))
+    monkeypatch.undo()
+    (row,) = [r for r in status(config, registry, fake_targets(target)) if r.env == ENV]
+    assert target.weights == {"1": 80.0, "3": 20.0} and target.splits == []
+    assert (journal(config)["state"], journal(config)["resolved"]) == ("killed", "abandoned")
+    assert audit(config)[-1]["resolved"] == "abandoned" and row.settled is None
+
+
+def test_a_second_deploy_rollback_or_undeploy_is_refused_while_one_runs(config: Config) -> None:
+    config = quick(config)
+    registry = packaged(config)
+    target = FakeTarget(serving={"1": 100.0})
+    seen: list[Any] = []
+
+    def meanwhile(weights: dict[str, float]) -> None:
+        if seen:
+            return
+        for verb in (
+            lambda: deploy(config, registry, "2", ENV, "ci", {}, targets=fake_targets(target)),
+            lambda: rollback(config, registry, ENV, "bob", "why", fake_targets(target)),
+            lambda: undeploy(config, registry, ENV, "bob", "why", {}, fake_targets(target)),
+        ):
+            with pytest.raises(InputError) as refused:
+                verb()
+            seen.append(str(refused.value))
+        seen.extend(r for r in status(config, registry, fake_targets(target)) if r.env == ENV)
+
+    target.on_split = meanwhile
+    assert deploy(config, registry, "2", ENV, "ci", {}, targets=fake_targets(target)).status == (
+        "serving"
+    )
+    import os
+
+    for message in seen[:3]:
+        assert f"a deploy of v2 to {ENV} is running (pid {os.getpid()}" in message
+    assert seen[3].deploying == str(os.getpid()) and seen[3].settled is None
+    assert target.running() and aliased(config, registry) == "2"
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_or_sigint_mid_canary_puts_the_split_back_and_records_it(
+    config: Config, signum: signal.Signals, code: int
+) -> None:
+    config = quick(config)
+    registry = packaged(config)
+    kept = signal.getsignal(signum)
+
+    def signalled(weights: dict[str, float]) -> None:
+        if weights == {"1": 50.0, "2": 50.0}:
+            signal.raise_signal(signum)
+
+    target = FakeTarget(serving={"1": 100.0}, on_split=signalled)
+    with pytest.raises(Interrupted) as stopped:
+        deploy(config, registry, "2", ENV, "ci", {}, targets=fake_targets(target))
+    assert stopped.value.exit_code == code and stopped.value.signal == signum.name
+    assert f"stopped by {signum.name}" in str(stopped.value) and "v1 back at 100 %" in str(
+        stopped.value
+    )
+    assert target.weights == {"1": 100.0} and target.unloaded == ["2"]
+    record = read_deploy(config.root)
+    assert record is not None
+    assert (record["status"], record["interrupted"]) == ("rolled_back", signum.name)
+    assert [s["percent"] for s in record["steps"]] == [10.0], "the step it stopped in: unjudged"
+    assert audit(config)[-1]["interrupted"] == signum.name
+    assert (
+        tag(config, registry, "2", "status") == "rolled_back" and aliased(config, registry) == "1"
+    )
+    assert journal(config)["state"] == "rolled_back"
+    assert signal.getsignal(signum) is kept, "the handler is put back"
+
+
+def test_a_signal_while_the_outcome_is_recorded_waits_for_the_records(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = quick(config)
+    registry = packaged(config)
+    set_alias = registry.set_alias
+
+    def signalled(name: str, alias: str, version: str) -> None:
+        signal.raise_signal(signal.SIGTERM)
+        set_alias(name, alias, version)
+
+    monkeypatch.setattr(registry, "set_alias", signalled)
+    target = FakeTarget(serving={"1": 100.0})
+    with pytest.raises(Interrupted, match="recorded in full") as stopped:
+        deploy(config, registry, "2", ENV, "ci", {}, targets=fake_targets(target))
+    assert stopped.value.exit_code == 143
+    assert aliased(config, registry) == "2" and target.weights == {"1": 0.0, "2": 100.0}
+    assert read_deploy(config.root)["status"] == "serving"  # type: ignore[index]
+    assert journal(config)["state"] == "serving"
+
+
+class NeverReady(FakeTarget):
+    """Version ``bad`` never becomes ready: loading it fails, as a tampered image does."""
+
+    def __init__(self, bad: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bad = bad
+
+    def load(self, version: str) -> None:
+        super().load(version)
+        if version == self.bad:
+            from mlops_ci.errors import ServiceError
+
+            raise ServiceError(f"v{version} did not become ready")
+
+
+def test_a_deploy_that_fails_puts_back_what_it_touched_and_a_rollback_is_still_a_rollback(
+    config: Config,
+) -> None:
+    """The failing deploy is alive: it puts the split back and closes its journal itself, so
+    the next rollback rolls back the deployment before it, not the deploy that failed."""
+    from mlops_ci.errors import ServiceError
+
+    config = quick(config)
+    registry = packaged(config)
+    target = NeverReady("1", serving={"1": 100.0})
+    targets = fake_targets(target)
+    assert deploy(config, registry, "2", ENV, "ci", {}, targets=targets).status == "serving"
+    target.unload("1")  # v1 to be loaded again, and never ready
+    approve(config, registry, "1", ENV, "alice", "back to v1")
+    with pytest.raises(ServiceError, match="did not become ready"):
+        deploy(config, registry, "1", ENV, "ci", {}, targets=targets)
+    assert target.weights == {"2": 100.0}, "the version that failed is unloaded"
+    left = journal(config)
+    assert (left["state"], left["resolved"], left["failed_in"]) == ("failed", "reverted", "loading")
+    assert "did not become ready" in left["error"]
+    assert aliased(config, registry) == "2"
+
+    target.bad = ""
+    back = rollback(config, registry, ENV, "bob", "p99 up", targets)
+    assert (back.from_version, back.to_version) == ("2", "1")
+    assert target.weights == {"1": 100.0, "2": 0.0} and aliased(config, registry) == "1"

@@ -1,6 +1,10 @@
-"""The local target: a busy port is named before anything starts."""
+"""The local target: a busy port is named before anything starts; the file holding its admin
+token is never readable by others."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 
@@ -21,3 +25,39 @@ def test_a_busy_port_is_named_not_left_to_uvicorn(config: Config) -> None:
         env = env_of(config, "staging", port=port, host="127.0.0.1")
         with pytest.raises(ServiceError, match=f"port {port} on 127.0.0.1 is in use"):
             LocalTarget(config, env).start("1", config.root)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+def test_service_json_is_never_readable_by_others_not_even_for_a_moment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, umask: int
+) -> None:
+    """The admin token's file is created 0600: its mode is checked at the rename that makes it
+    visible (not fixed afterwards by a chmod), whatever the umask."""
+    import os
+    import stat
+
+    from mlops_ci.targets.local import Process, _write_private
+
+    seen: list[int] = []
+    real_replace = os.replace
+
+    def replace(src: str | Path, dst: str | Path) -> None:
+        seen.append(stat.S_IMODE(os.stat(src).st_mode))
+        real_replace(src, dst)
+
+    def no_chmod(*args: object) -> None:
+        raise AssertionError("a chmod after the file exists leaves a moment it is readable")
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "chmod", no_chmod)
+    path = tmp_path / "deploy" / "qa" / "service.json"
+    old = os.umask(umask)
+    try:
+        _write_private(path, Process(42, "http://127.0.0.1:1", "s3cret-token", "serve.log"))
+        _write_private(path, Process(43, "http://127.0.0.1:1", "other-token", "serve.log"))
+    finally:
+        os.umask(old)
+    assert seen == [0o600, 0o600]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert json.loads(path.read_text())["token"] == "other-token"
+    assert [p.name for p in path.parent.iterdir()] == ["service.json"], "no temporary file left"
