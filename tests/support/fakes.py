@@ -49,16 +49,39 @@ class InMemoryRegistry:
 
     # port ---------------------------------------------------------------------------------
     def find_cached_run(self, experiment: str, cache_key: str) -> RunRecord | None:
-        hits = [r for r in self.runs.values() if r.tags.get("mlops.cache_key") == cache_key]
-        return hits[-1] if hits else None
+        return self.find_run_with_tag(experiment, "mlops.cache_key", cache_key)
 
     def find_run_with_tag(self, experiment: str, key: str, value: str) -> RunRecord | None:
-        hits = [r for r in self.runs.values() if r.tags.get(key) == value]
+        hits = [
+            r
+            for r in self.runs.values()
+            if r.tags.get(key) == value and r.status == "FINISHED" and r.tags.get(TAG_COMPLETE)
+        ]
         return hits[-1] if hits else None
+
+    def start_run(self, experiment: str, tags: dict[str, str]) -> str:
+        run_id = f"run{next(self._ids)}"
+        self.runs[run_id] = RunRecord(run_id, "RUNNING", {}, {}, dict(tags))
+        return run_id
+
+    def end_runs(self, experiment: str, key: str, value: str, status: str) -> list[str]:
+        ended = [
+            r.run_id
+            for r in self.runs.values()
+            if r.status == "RUNNING" and r.tags.get(key) == value
+        ]
+        for run_id in ended:
+            self.runs[run_id] = dataclasses.replace(self.runs[run_id], status=status)
+        return ended
 
     def log_run(self, run: NewRun) -> RunRecord:
         model = load_model_file(run.model_file, run.task)
         record = self.add_run(model, run.metrics, **run.tags)
+        if run.run_id is not None:  # logged into the run start_run made
+            del self.runs[record.run_id]
+            started = self.runs[run.run_id].tags
+            record = dataclasses.replace(record, run_id=run.run_id, tags={**started, **record.tags})
+            self.runs[run.run_id] = record
         record.params.update(run.params)
         for folder, path in run.artifacts.items():
             if path.is_dir():

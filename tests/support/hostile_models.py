@@ -79,7 +79,9 @@ def attack(phase):
     named += [e for hits in found["environ"].values() for e in hits]
     for entry in named:
         key, _, value = entry.partition("=")
-        if key in COMMAND_FILES:
+        # only the test's own runner files: unsandboxed, /proc shows the processes of every
+        # test running beside this one (an act job's GITHUB_ENV), which are not the target
+        if key in COMMAND_FILES and _os.path.dirname(value) in HOMES:
             targets.add(value)
     for path in sorted(targets):
         try:
@@ -253,6 +255,7 @@ class Target:
         constants = {
             "PORT": self.port,
             "FILES": list(self.files),
+            "HOMES": sorted({str(Path(f).parent) for f in self.files}),
             "MARKER": self.marker,
             "NAMES": list(SECRET_NAMES),
             "COMMAND_FILES": list(COMMAND_FILES),

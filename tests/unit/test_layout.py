@@ -31,6 +31,13 @@ PROCESS_MODULES = (
     "tests.support.azure_server",
     "tests.support.loopback",
 )
+# uvicorn's settings and state objects start nothing: a protocol can be unit-tested on them.
+DATA_ONLY = {
+    "uvicorn.config",
+    "uvicorn.config.Config",
+    "uvicorn.server",
+    "uvicorn.server.ServerState",
+}
 PROCESS_CALLS = {
     "Popen",
     "ProcessPoolExecutor",
@@ -88,7 +95,8 @@ def process_starts(path: Path) -> list[str]:
     found = [
         name
         for name in sorted(imported(tree))
-        if any(name == m or name.startswith(m + ".") for m in PROCESS_MODULES)
+        if name not in DATA_ONLY
+        and any(name == m or name.startswith(m + ".") for m in PROCESS_MODULES)
     ]
     for node in ast.walk(tree):
         called = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", None)
