@@ -114,22 +114,15 @@ CASES: dict[str, Case] = {
     "handed in: HistGradientBoostingClassifier (train --model)": Case(
         "classification", "sklearn", {}, None
     ),
-    "LGBMClassifier on bool and category columns (evaluate.dtypes)": Case(
+    # one chain for both (CI time): the kinds, and LightGBM's own name for 'x 2' (x_2)
+    "LGBMClassifier on bool and category columns (evaluate.dtypes) and 'x 2'": Case(
         "classification",
         "sklearn",
         {"train.py": "train_kinds.py"},
         "{python} train.py",
-        features=("x1", "a|b", "1st", "colour", "member"),
+        features=("x1", "x 2", "a|b", "1st", "colour", "member"),
         dtypes={"colour": "category", "member": "bool"},
         requires=("lightgbm",),
-    ),
-    "LGBMClassifier on a column named 'x 2' (LightGBM's own name: x_2)": Case(
-        "classification",
-        "sklearn",
-        {"train.py": "train_kinds.py"},
-        "{python} train.py",
-        features=("x1", "x 2", "colour", "member"),
-        dtypes={"colour": "category", "member": "bool"},
     ),
     "FixedThresholdClassifier(threshold=0.3), yes/no": Case(
         "classification",
@@ -347,6 +340,8 @@ def check(name: str, tmp_path: Path) -> None:
     handed_bytes = handed.read_bytes() if handed else b""
     reg, run_id, packaged = run_chain(root, case, handed)
     assert packaged.served_parity is not None and packaged.served_parity.passed
+    if case.tuned_threshold:
+        threshold_is_said(root, reg, packaged)
     if packaged.format != "onnx":  # auto fell back to the native model: it says why
         assert packaged.note and packaged.note.startswith("ONNX: not used — "), packaged.note
     tol = packaged.served_parity.tolerance
@@ -365,9 +360,11 @@ def check(name: str, tmp_path: Path) -> None:
     typed = features.astype(case.dtypes)  # as the training command read it
     want_labels, want, classes = reference(root, case, handed, typed)
     classifier = want_labels is not None
-    if case.tuned_threshold:  # rows whose label is not the likelier class exist
-        likelier = [classes[i] for i in want.argmax(axis=1)]
-        assert want_labels is not None and want_labels != likelier
+    moved = np.zeros(len(frame), bool)  # rows whose label is not the likelier class
+    if case.tuned_threshold:  # the threshold decides these rows, not the arg-max
+        assert want_labels is not None
+        moved = np.array(want_labels) != np.array(classes)[want.argmax(axis=1)]
+        assert moved.sum() >= 10, moved.sum()
 
     # Elsewhere: the package's model folder and the rows to score, the project moved away.
     away = tmp_path / "away"
@@ -380,6 +377,9 @@ def check(name: str, tmp_path: Path) -> None:
     with serving("--model-dir", str(away / "model"), cwd=work, env=env) as srv:
         for path, (labels, scores) in served_answers(srv.url, features, classifier).items():
             results[path] = gap(labels, scores, want_labels, want, tol.atol, tol.rtol)
+        if case.tuned_threshold:  # the probabilities' columns, named
+            body = httpx.post(f"{srv.url}/score", json={"inputs": json_rows(features.head(3))})
+            assert body.json()["classes"] == classes == ["no", "yes"], body.text
     assert "Traceback" not in srv.log(), srv.log()[-3000:]
 
     out = work / "scored.parquet"
@@ -396,6 +396,8 @@ def check(name: str, tmp_path: Path) -> None:
         results["batch-score"] = gap(
             got, probability, want_labels, mine.reshape(-1, 1), tol.atol, tol.rtol
         )
+        if moved.any():  # not the row's largest probability
+            assert not np.allclose(probability[moved, 0], want.max(axis=1)[moved])
     else:
         values = scored["prediction"].to_numpy().reshape(-1, 1)
         results["batch-score"] = gap(None, values, None, want, tol.atol, tol.rtol)
@@ -411,6 +413,22 @@ def check(name: str, tmp_path: Path) -> None:
     print("\n" + line)
     for path, (rows, diff) in results.items():
         assert rows == 0, f"{name}: {path} differs from the model itself on {rows} rows ({diff})"
+        if case.tuned_threshold and path != "v2":  # the native model's own float64 answers
+            assert diff <= 1e-12, f"{name}: {path} is {diff} from the model itself"
+
+
+def threshold_is_said(root: Path, reg: MlflowRegistry, packaged: PackageResult) -> None:
+    """skl2onnx would label a tuned threshold's rows by the arg-max: the conversion is refused,
+    the native model served, and the note saying so is in package.json (what report reads)
+    and on the version."""
+    assert packaged.format == "sklearn", packaged.note
+    assert packaged.note is not None and "FixedThresholdClassifier" in packaged.note
+    assert "threshold (0.3)" in packaged.note
+    assert packaged.served_parity is not None and packaged.served_parity.differing_rows == 0
+    record = json.loads((root / ".mlops" / "package.json").read_text())
+    assert record["note"] == packaged.note
+    tags = reg.get_version("any-model", packaged.version).tags
+    assert tags["mlops.package.note"] == packaged.note
 
 
 def cases(*names: str) -> list[Any]:

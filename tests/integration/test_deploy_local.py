@@ -3,6 +3,12 @@ registry, and a bounded load running while the split moves."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -10,13 +16,14 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from onnx import TensorProto, helper
 
 from mlops_ci.config.types import Config, load_config
-from mlops_ci.errors import GateFailed
+from mlops_ci.errors import GateFailed, InputError
 from mlops_ci.model.integrity import MANIFEST, digest, file_manifest
 from mlops_ci.records import write_json_atomic
 from mlops_ci.registry.mlflow import MlflowRegistry
@@ -38,6 +45,19 @@ pytestmark = pytest.mark.slow
 ROW = [5.1, 3.5, 1.4, 0.2]
 
 
+# environments of their own (a short rollout) for the deploys killed or signalled on the way and
+# for undeploy: they share the story's trained versions rather than training their own
+KILLED_ENVS = (
+    "kill-canary",
+    "kill-full",
+    "term-canary",
+    "serve-killed",
+    "rollback-killed",
+    "undeploy",
+)
+SHORT = "{steps: [25, 100], window_seconds: 0.8, probe_requests: 10, min_requests: 5}"
+
+
 def deploy_yaml(staging: int, production: int) -> str:
     rollout = "{steps: [25, 100], window_seconds: 1.5, probe_requests: 20, min_requests: 10}"
     return (
@@ -46,6 +66,9 @@ def deploy_yaml(staging: int, production: int) -> str:
         f"  staging: {{target: local, port: {staging}, rollout: {rollout}}}\n"
         f"  production: {{target: local, port: {production}, approval: required,\n"
         f"               rollout: {rollout}}}\n"
+    ) + "".join(
+        f"  {env}: {{target: local, port: {free_port()}, rollout: {SHORT}}}\n"
+        for env in KILLED_ENVS
     )
 
 
@@ -268,97 +291,78 @@ def qa_project(
 
 
 def test_undeploy_stops_the_local_process_records_who_and_why_and_keeps_the_alias(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    story: Story,
 ) -> None:
     from mlops_ci.steps.undeploy import undeploy
 
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    rollout = "{steps: [100], window_seconds: 0.5, probe_requests: 5, min_requests: 5}"
-    config, reg, (version,), port = qa_project(tmp_path, rollout, [1.0])
-    target = LocalTarget(config, config.deploy["qa"])
-    try:
-        assert deploy(config, reg, version, "qa", "ci-bot", {}).status == "serving"
-        pid = target.process().pid  # type: ignore[union-attr]
-        result = undeploy(config, reg, "qa", "oncall", "end of the trial", {})
-        assert result.status == "undeployed" and result.versions == [version]
-        assert result.stopped == [f"`mlops-ci serve` process {pid} on http://127.0.0.1:{port}"]
-        assert target.process() is None
-        with pytest.raises(httpx.ConnectError):
-            httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2)
-        tags = reg.get_version(config.model.name, version).tags
-        assert tags["mlops.deploy.qa.status"] == "undeployed"
-        assert tags["mlops.deploy.qa.undeployed.by"] == "oncall"
-        assert tags["mlops.deploy.qa.undeployed.reason"] == "end of the trial"
-        assert reg.get_version_by_alias(config.model.name, "qa").version == version  # type: ignore[union-attr]
-        again = undeploy(config, reg, "qa", "oncall", "twice", {})
-        assert again.status == "nothing" and not again.tagged
-        assert reg.get_version(config.model.name, version).tags[
-            "mlops.deploy.qa.undeployed.reason"
-        ] == ("end of the trial")
-    finally:
-        target.stop()
+    config, reg, env, version = story.config, story.reg, "undeploy", story.good[0]
+    target = LocalTarget(config, config.deploy[env])
+    assert deploy(config, reg, version, env, "ci-bot", {}).status == "serving"
+    pid = target.process().pid  # type: ignore[union-attr]
+    result = undeploy(config, reg, env, "oncall", "end of the trial", {})
+    assert result.status == "undeployed" and result.versions == [version]
+    assert result.stopped == [f"`mlops-ci serve` process {pid} on {target.url}"]
+    assert target.process() is None
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{target.url}/v2/health/ready", timeout=2)
+    tags = reg.get_version(config.model.name, version).tags
+    assert tags[f"mlops.deploy.{env}.status"] == "undeployed"
+    assert tags[f"mlops.deploy.{env}.undeployed.by"] == "oncall"
+    assert tags[f"mlops.deploy.{env}.undeployed.reason"] == "end of the trial"
+    assert reg.get_version_by_alias(config.model.name, env).version == version  # type: ignore[union-attr]
+    again = undeploy(config, reg, env, "oncall", "twice", {})
+    assert again.status == "nothing" and not again.tagged
+    assert reg.get_version(config.model.name, version).tags[
+        f"mlops.deploy.{env}.undeployed.reason"
+    ] == ("end of the trial")
 
 
 def test_a_serving_process_killed_mid_canary_is_restarted_with_the_previous_version(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    story: Story,
 ) -> None:
     """kill -9 of `mlops-ci serve` during a canary step: the deploy sees the dead endpoint,
     restarts it with the version it served, records a rollback (exit 1 in the CLI) and the
     alias stays."""
-    import os
-    import signal
+    config, reg, env, (v1, v2) = story.config, story.reg, "serve-killed", story.good
+    target = LocalTarget(config, config.deploy[env])
+    assert deploy(config, reg, v1, env, "ci-bot", {}).status == "serving"
+    killed: list[int] = []
 
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    rollout = "{steps: [25, 100], window_seconds: 1, probe_requests: 10, min_requests: 5}"
-    config, reg, versions, _ = qa_project(tmp_path, rollout, [1.0, 0.5])
-    project = config.root
-    v1, v2 = versions
-    target = LocalTarget(config, config.deploy["qa"])
-    try:
-        assert deploy(config, reg, v1, "qa", "ci-bot", {}).status == "serving"
-        killed: list[int] = []
+    def kill_at_the_first_step(line: str) -> None:
+        if line.startswith("step 25 %") and not killed:
+            proc = target.process()
+            assert proc is not None
+            os.kill(proc.pid, signal.SIGKILL)
+            killed.append(proc.pid)
 
-        def kill_at_the_first_step(line: str) -> None:
-            if line.startswith("step 25 %") and not killed:
-                proc = target.process()
-                assert proc is not None
-                os.kill(proc.pid, signal.SIGKILL)
-                killed.append(proc.pid)
-
-        result = deploy(config, reg, v2, "qa", "ci-bot", {}, progress=kill_at_the_first_step)
-        assert killed and result.status == "rolled_back" and result.split == {v1: 100.0}
-        assert "died during the rollout" in (result.note or "")
-        proc = target.process()
-        assert proc is not None and proc.pid != killed[0]
-        answer = httpx.post(f"{result.url}/score", json={"inputs": [ROW]})
-        assert answer.status_code == 200 and answer.json()["model_version"] == v1
-        assert reg.get_version_by_alias(config.model.name, "qa").version == v1  # type: ignore[union-attr]
-        tags = reg.get_version(config.model.name, v2).tags
-        assert tags["mlops.deploy.qa.status"] == "rolled_back"
-        audit = (project / ".mlops" / "deploy-audit.jsonl").read_text().splitlines()
-        assert '"status": "rolled_back"' in audit[-1]
-        (row,) = [r for r in status(config, reg) if r.env == "qa"]
-        assert row.state == "serving" and row.running is True and list(row.live_split or {}) == [v1]
-        os.kill(proc.pid, signal.SIGKILL)  # now nothing serves what the registry says serves
-        deadline = time.monotonic() + 10
-        while target.process() is not None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        (row,) = [r for r in status(config, reg) if r.env == "qa"]
-        assert row.state == "serving" and row.running is False and row.live_split is None
-    finally:
-        target.stop()
+    result = deploy(config, reg, v2, env, "ci-bot", {}, progress=kill_at_the_first_step)
+    assert killed and result.status == "rolled_back" and result.split == {v1: 100.0}
+    assert "died during the rollout" in (result.note or "")
+    proc = target.process()
+    assert proc is not None and proc.pid != killed[0]
+    answer = httpx.post(f"{result.url}/score", json={"inputs": [ROW]})
+    assert answer.status_code == 200 and answer.json()["model_version"] == v1
+    assert reg.get_version_by_alias(config.model.name, env).version == v1  # type: ignore[union-attr]
+    tags = reg.get_version(config.model.name, v2).tags
+    assert tags[f"mlops.deploy.{env}.status"] == "rolled_back"
+    audit = (config.root / ".mlops" / "deploy-audit.jsonl").read_text().splitlines()
+    assert '"status": "rolled_back"' in audit[-1] and f'"env": "{env}"' in audit[-1]
+    (row,) = [r for r in status(config, reg) if r.env == env]
+    assert row.state == "serving" and row.running is True and list(row.live_split or {}) == [v1]
+    os.kill(proc.pid, signal.SIGKILL)  # now nothing serves what the registry says serves
+    deadline = time.monotonic() + 10
+    while target.process() is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (row,) = [r for r in status(config, reg) if r.env == env]
+    assert row.state == "serving" and row.running is False and row.live_split is None
 
 
-def test_rollback_after_a_deploy_killed_mid_canary(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_rollback_after_a_deploy_killed_mid_canary(story: Story) -> None:
     """The deploy itself dies at the 25 % step (as kill -9 of the CLI would leave it): v2
     still takes a quarter of the traffic and v1, the alias's version, replaced nothing, so
     there is no 'previous' to go back to; rollback puts v1 back at 100 % and records it."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    rollout = "{steps: [25, 100], window_seconds: 1, probe_requests: 10, min_requests: 5}"
-    config, reg, (v1, v2), _ = qa_project(tmp_path, rollout, [1.0, 0.5])
-    target = LocalTarget(config, config.deploy["qa"])
+    config, reg, env, (v1, v2) = story.config, story.reg, "rollback-killed", story.good
+    target = LocalTarget(config, config.deploy[env])
 
     class Killed(BaseException):
         """The deploy process stopping dead where it stands."""
@@ -367,18 +371,174 @@ def test_rollback_after_a_deploy_killed_mid_canary(
         if line.startswith("step 25 %"):
             raise Killed
 
-    try:
-        assert deploy(config, reg, v1, "qa", "ci-bot", {}).status == "serving"
-        with pytest.raises(Killed):
-            deploy(config, reg, v2, "qa", "ci-bot", {}, progress=die_at_the_first_step)
-        assert target.traffic()["weights"] == {v1: 75.0, v2: 25.0}
-        back = rollback(config, reg, "qa", "oncall", "the deploy died")
-        assert (back.from_version, back.to_version) == (v2, v1)
-        traffic = target.traffic()
-        assert traffic["weights"] == {v1: 100.0} and v2 not in traffic["versions"]
-        assert reg.get_version_by_alias(config.model.name, "qa").version == v1  # type: ignore[union-attr]
-        tags = reg.get_version(config.model.name, v2).tags
-        assert tags["mlops.deploy.qa.status"] == "rolled_back"
-        assert tags["mlops.deploy.qa.rolled_back.by"] == "oncall"
-    finally:
-        target.stop()
+    assert deploy(config, reg, v1, env, "ci-bot", {}).status == "serving"
+    with pytest.raises(Killed):
+        deploy(config, reg, v2, env, "ci-bot", {}, progress=die_at_the_first_step)
+    assert target.traffic()["weights"] == {v1: 75.0, v2: 25.0}
+    back = rollback(config, reg, env, "oncall", "the deploy died")
+    assert (back.from_version, back.to_version) == (v2, v1)
+    traffic = target.traffic()
+    assert traffic["weights"] == {v1: 100.0} and v2 not in traffic["versions"]
+    assert reg.get_version_by_alias(config.model.name, env).version == v1  # type: ignore[union-attr]
+    tags = reg.get_version(config.model.name, v2).tags
+    assert tags[f"mlops.deploy.{env}.status"] == "rolled_back"
+    assert tags[f"mlops.deploy.{env}.rolled_back.by"] == "oncall"
+
+
+# --- a real `mlops-ci deploy` killed or signalled mid-rollout, then the next verb ---------
+
+
+def mlops_ci(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mlops_ci", *args, "-c", str(project / "mlops.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def deploy_until(
+    project: Path, version: str, env: str, marker: str, sig: int, meanwhile: Any = None
+) -> tuple[int, str, int]:
+    """`mlops-ci deploy` in a process of its own, sent ``sig`` as soon as it prints a line
+    starting with ``marker`` (after calling ``meanwhile(pid)``): (exit code, output, pid)."""
+    argv = ["deploy", "--version", version, "--env", env, "-c", str(project / "mlops.yaml")]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlops_ci", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith(marker):
+            if meanwhile is not None:
+                meanwhile(proc.pid)
+            proc.send_signal(sig)
+            break
+    rest, _ = proc.communicate(timeout=60)
+    output = "".join(lines) + rest
+    assert any(line.startswith(marker) for line in lines), output
+    return proc.returncode, output, proc.pid
+
+
+def serving_v1_alone(story: Story, env: str) -> LocalTarget:
+    """``env``'s endpoint serving v1 alone, its alias on v1."""
+    v1 = story.good[0]
+    target = LocalTarget(story.config, story.config.deploy[env])
+    first = mlops_ci(story.config.root, "deploy", "--version", v1, "--env", env)
+    assert first.returncode == 0, first.stderr
+    assert target.traffic()["weights"] == {v1: 100.0}
+    mode = stat.S_IMODE((target.folder / "service.json").stat().st_mode)
+    assert mode == 0o600, f"service.json (the admin token) is {oct(mode)}"
+    return target
+
+
+def records(story: Story, env: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(deploy.json, the audit log's last line, the journal) of ``env``."""
+    root = story.config.root / ".mlops"
+    audit = json.loads((root / "deploy-audit.jsonl").read_text().splitlines()[-1])
+    journal = json.loads((root / "deploy" / env / "journal.json").read_text())
+    return json.loads((root / "deploy.json").read_text()), audit, journal
+
+
+def alias_of(story: Story, env: str) -> str | None:
+    found = story.reg.get_version_by_alias(story.config.model.name, env)
+    return found.version if found else None
+
+
+@pytest.mark.timeout(240)
+def test_a_deploy_killed_mid_canary_is_named_and_reverted_by_status(story: Story) -> None:
+    env, (v1, v2) = "kill-canary", story.good
+    target = serving_v1_alone(story, env)
+    code, output, pid = deploy_until(story.config.root, v2, env, "step 25 %: split", signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    assert target.traffic()["weights"] == {v1: 75.0, v2: 25.0}, "what the dead deploy left"
+
+    shown = mlops_ci(story.config.root, "status")
+    assert shown.returncode == 0, shown.stderr
+    said = f"status reverted the deploy a killed process left at step 25 % (pid {pid}"
+    assert said in shown.stdout and f"v{v1} back at 100 %" in shown.stdout
+    traffic = target.traffic()
+    assert traffic["weights"] == {v1: 100.0} and v2 not in traffic["versions"]
+    assert alias_of(story, env) == v1
+    deployed, audit, journal = records(story, env)
+    for record in (deployed, audit):
+        assert (record["env"], record["version"], record["status"], record["resolved"]) == (
+            env,
+            v2,
+            "rolled_back",
+            "reverted",
+        )
+        assert record["split"] == {v1: 100.0}
+    assert (journal["state"], journal["resolved"], journal["pid"]) == ("killed", "reverted", pid)
+    tags = story.reg.get_version(story.config.model.name, v2).tags
+    assert tags[f"mlops.deploy.{env}.status"] == "rolled_back"
+    answer = httpx.post(f"{target.url}/score", json={"inputs": [ROW]})
+    assert answer.status_code == 200 and answer.json()["model_version"] == v1
+
+
+@pytest.mark.timeout(240)
+def test_a_deploy_killed_in_the_100_percent_window_is_finished_by_the_next_deploy(
+    story: Story,
+) -> None:
+    env, (v1, v2) = "kill-full", story.good
+    target = serving_v1_alone(story, env)
+    code, _, pid = deploy_until(story.config.root, v2, env, "step 100 %: split", signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    assert target.traffic()["weights"] == {v1: 0.0, v2: 100.0} and alias_of(story, env) == v1
+
+    again = mlops_ci(story.config.root, "deploy", "--version", v2, "--env", env)
+    assert again.returncode == 0, again.stderr
+    assert f"finished the deploy a killed process left at 100 % (pid {pid}" in again.stdout
+    assert "unchanged" not in again.stdout
+    assert alias_of(story, env) == v2, "the alias moved"
+    assert target.traffic()["weights"] == {v1: 0.0, v2: 100.0}
+    deployed, audit, journal = records(story, env)
+    for record in (deployed, audit):
+        assert (record["version"], record["status"], record["resolved"]) == (
+            v2,
+            "serving",
+            "finished",
+        )
+        assert record["alias"] == env and record["previous"] == v1
+    assert (journal["state"], journal["resolved"]) == ("killed", "finished")
+    name = story.config.model.name
+    assert story.reg.get_version(name, v2).tags[f"mlops.deploy.{env}.status"] == "serving"
+    assert story.reg.get_version(name, v1).tags[f"mlops.deploy.{env}.status"] == "replaced"
+
+
+@pytest.mark.timeout(240)
+def test_sigterm_mid_canary_reverts_records_and_exits_143_and_a_second_deploy_waits_its_turn(
+    story: Story,
+) -> None:
+    env, (v1, v2) = "term-canary", story.good
+    target = serving_v1_alone(story, env)
+    refused: list[str] = []
+
+    def second_deploy(pid: int) -> None:
+        with pytest.raises(InputError) as err:
+            deploy(story.config, story.reg, v2, env, "someone-else", {})
+        refused.append(str(err.value))
+
+    code, output, pid = deploy_until(
+        story.config.root, v2, env, "step 25 %: split", signal.SIGTERM, second_deploy
+    )
+    assert refused and f"a deploy of v{v2} to {env} is running (pid {pid}," in refused[0]
+    assert code == 143, output
+    assert f"stopped by SIGTERM during the rollout (moving): v{v1} back at 100 %" in output
+    assert "Traceback" not in output
+    traffic = target.traffic()
+    assert traffic["weights"] == {v1: 100.0} and v2 not in traffic["versions"]
+    assert alias_of(story, env) == v1
+    deployed, audit, journal = records(story, env)
+    for record in (deployed, audit):
+        assert (record["version"], record["status"], record["interrupted"]) == (
+            v2,
+            "rolled_back",
+            "SIGTERM",
+        )
+    assert (journal["state"], journal["interrupted"]) == ("rolled_back", "SIGTERM")

@@ -24,6 +24,8 @@ from mlops_ci.steps.package import package
 from mlops_ci.steps.register import register
 from mlops_ci.steps.train import train
 from tests.support.helpers import run_cli
+from tests.support.snapshot import relocated
+from tests.support.store import copy_example
 
 pytestmark = pytest.mark.slow
 
@@ -41,11 +43,42 @@ def registered(project: Path, **params: Any) -> tuple[Config, MlflowRegistry]:
     return config, reg
 
 
+@pytest.fixture(scope="module")
+def registered_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example's own model registered as v1, once for the module (each test a copy)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        project = copy_example(tmp_path_factory.mktemp("registered") / "iris")
+        registered(project)
+    return project
+
+
+@pytest.fixture
+def project(registered_once: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the registered example of this test's own (its store names the copy)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return relocated(registered_once, tmp_path / "iris")
+
+
+def opened(project: Path) -> tuple[Config, MlflowRegistry]:
+    config = load_config(project)
+    return config, MlflowRegistry.for_config(config)
+
+
 @pytest.mark.parametrize(
     "params", [{}, {"model": "forest", "n_estimators": 50}], ids=["logistic", "forest"]
 )
-def test_conversion_parity_profile_and_context(project: Path, params: dict[str, Any]) -> None:
-    config, reg = registered(project, **params)
+def test_conversion_parity_profile_and_context(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
+    params: dict[str, Any],
+) -> None:  # fmt: skip
+    if params:
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        project = copy_example(tmp_path / "iris")
+        config, reg = registered(project, **params)
+    else:
+        project = request.getfixturevalue("project")
+        config, reg = opened(project)
     result = package(config, reg, "@candidate", build=False)
     assert result.format == "onnx" and result.note is None
     assert result.parity is not None and result.parity.passed
@@ -91,7 +124,7 @@ def test_conversion_parity_profile_and_context(project: Path, params: dict[str, 
 def test_altered_onnx_graph_fails_parity_and_records_nothing(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config, reg = registered(project)
+    config, reg = opened(project)
     real = RemoteModel.to_onnx  # the conversion made in the model runner's child
 
     def altered(model: RemoteModel, features: Any, opset: int | None) -> tuple[bytes, str]:
@@ -150,7 +183,7 @@ def test_default_tolerance_is_relative_for_values_of_any_magnitude() -> None:
 def test_tampered_model_artifact_is_refused(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config, reg = registered(project)
+    config, reg = opened(project)
     (stored,) = (project / ".mlops" / "artifacts" / "models").glob("m-*/artifacts/model.skops")
     stored.write_bytes(stored.read_bytes() + b"\0")
     with pytest.raises(IntegrityError, match="sha256 .* is not the recorded"):
@@ -160,7 +193,7 @@ def test_tampered_model_artifact_is_refused(
 
 
 def test_native_packaging_when_onnx_is_off(project: Path) -> None:
-    config, reg = registered(project)
+    config, reg = opened(project)
     text = (project / "mlops.yaml").read_text().replace("  onnx: true", "  onnx: false")
     (project / "mlops.yaml").write_text(text)
     result = package(load_config(project), reg, "1", build=False)
@@ -182,7 +215,7 @@ def test_the_native_model_is_loaded_only_in_the_model_runner(
 
     from mlops_ci.model import files
 
-    config, reg = registered(project)
+    config, reg = opened(project)
     text = (project / "mlops.yaml").read_text().replace("  onnx: true", f"  onnx: {onnx_mode}")
     (project / "mlops.yaml").write_text(text)
 
@@ -207,7 +240,6 @@ def test_the_native_model_is_loaded_only_in_the_model_runner(
 
 
 def test_unknown_version_is_bad_input(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    registered(project)
     assert run_cli("package", "-c", str(project), "--version", "7", "--no-build") == 2
     assert "has no version '7'" in capsys.readouterr().err
 
@@ -265,7 +297,7 @@ def test_real_docker_build(project: Path) -> None:
     client, why = image.engine()
     if client is None:
         pytest.skip(f"no Docker engine here: {why}")
-    config, reg = registered(project)
+    config, reg = opened(project)
     result = package(config, reg, "1", build=True)
     assert result.image.status == "built" and result.image.image_id
     built = client.images.get(result.image.tag)

@@ -4,6 +4,8 @@ against a real MLflow SQLite store and a real `mlops-ci serve` process."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,10 @@ from jsonschema import Draft202012Validator
 from mlops_ci.config.types import Config, load_config
 from mlops_ci.registry.mlflow import MlflowRegistry
 from mlops_ci.runner import ModelRunner
-from mlops_ci.serve.model import read_spec
+from mlops_ci.serve.model import ModelSpec, read_spec
 from mlops_ci.steps.batch_score import batch_score
 from mlops_ci.steps.compare import compare
-from mlops_ci.steps.package import package
+from mlops_ci.steps.package import PackageResult, package
 from mlops_ci.steps.register import register
 from mlops_ci.steps.train import train
 from tests.support.serve_helpers import assert_conforms, schemathesis, serving
@@ -74,14 +76,20 @@ def v2_columns(features: pd.DataFrame, binary: bool) -> list[Any]:
     return inputs
 
 
-@pytest.mark.parametrize("example", EXAMPLES)
-def test_example_trains_compares_registers_packages_serves_and_batch_scores(
-    example: str, tmp_path: Path
-) -> None:
-    import tritonclient.http as triton
+@dataclass(frozen=True)
+class Chain:
+    """An example trained, compared, registered and packaged (ONNX, parity passed)."""
 
+    config: Config
+    reg: MlflowRegistry
+    packaged: PackageResult
+    spec: ModelSpec
+    features: pd.DataFrame  # the evaluation rows
+    expected: Any  # the native model's predictions of them
+
+
+def chain_of(tmp_path: Path, example: str) -> Chain:
     config = project_for(tmp_path, example)
-    regression = config.model.task == "regression"
     reg = MlflowRegistry.for_config(config)
     run = train(config, reg)
     assert compare(config, reg, run.run_id).verdict == "no-baseline"
@@ -91,7 +99,35 @@ def test_example_trains_compares_registers_packages_serves_and_batch_scores(
     spec = read_spec(Path(packaged.context))
     features, _ = evaluation(config)
     assert spec.features == tuple(features.columns)
-    expected = native_predictions(reg, config, features)
+    return Chain(config, reg, packaged, spec, features, native_predictions(reg, config, features))
+
+
+@pytest.fixture(scope="module")
+def chains(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Chain]]:
+    """Each example's chain, made once for the module by the first test asking for it (the
+    breast-cancer one serves the input-log test too)."""
+    made: dict[str, Chain] = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+        def chain(example: str) -> Chain:
+            if example not in made:
+                made[example] = chain_of(tmp_path_factory.mktemp(example), example)
+            return made[example]
+
+        yield chain
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_example_trains_compares_registers_packages_serves_and_batch_scores(
+    example: str, tmp_path: Path, chains: Callable[[str], Chain]
+) -> None:
+    import tritonclient.http as triton
+
+    made = chains(example)
+    config, reg, packaged, spec = made.config, made.reg, made.packaged, made.spec
+    features, expected = made.features, made.expected
+    regression = config.model.task == "regression"
 
     rows = features.head(8)
     with serving("--model-dir", packaged.context, cwd=config.root) as srv:
@@ -184,20 +220,21 @@ def test_native_pipeline_with_a_text_column_serves_dataframe_input(tmp_path: Pat
     assert "Traceback" not in srv.log()
 
 
-def test_text_column_reaches_the_input_log_and_drift(tmp_path: Path) -> None:
+def test_text_column_reaches_the_input_log_and_drift(
+    tmp_path: Path, chains: Callable[[str], Chain]
+) -> None:
+    """The breast-cancer example's package served with the input log on (a project of its
+    own: the settings and the log), then drift against the training data."""
     from mlops_ci.serve.inputlog import read_records
     from mlops_ci.steps.drift import drift
 
+    packaged = chains("breast-cancer").packaged
     config = project_for(tmp_path, "breast-cancer")
     config.path.write_text(
         config.path.read_text()
         + "monitor:\n  collect: true\n  flush_seconds: 0.1\n  drift: {reference: data/train.csv}\n"
     )
     config = load_config(config.root)
-    reg = MlflowRegistry.for_config(config)
-    run = train(config, reg)
-    compare(config, reg, run.run_id)
-    packaged = package(config, reg, register(config, reg, run.run_id).version, build=False)
     features, _ = evaluation(config)
     with serving("--model-dir", packaged.context, "-c", str(config.root), cwd=config.root) as srv:
         for start in range(0, len(features), 40):

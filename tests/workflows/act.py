@@ -8,6 +8,12 @@ exact pinned commit the templates use: ``actions/setup-python`` exposes the test
 and from a folder. ``actions/checkout`` act skips (the workspace is a copy of the repository).
 The GitHub API is the tests' fake server (``GITHUB_API_URL``) with a ``ghs_`` token.
 
+Two things every act run would repeat are made once per test process: the action's
+repository (``action_checkout``: the files git tracks, as GitHub serves a tag; act copies the
+whole repository for each step that uses one of its actions, and this checkout's caches are
+most of it) and uv on the runner's PATH (``runner_tools``: the setup action would download it
+with pip in every run; that path is tested in tests/actions/test_setup_install.py).
+
 act's ``--json`` log is read back: step outputs (``set-output`` records, by the top-level step
 id), the job summary (act gives each step its own ``GITHUB_STEP_SUMMARY`` and logs it),
 annotations and each job's result.
@@ -15,15 +21,18 @@ annotations and each job's result.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -41,6 +50,48 @@ TEMPLATES = ROOT / "templates" / "github"
 ACT_TIMEOUT_S = 600
 # The repository field of the event payloads (act names the repository from the git remote).
 REPOSITORY = {"full_name": "acme/iris", "name": "iris", "owner": {"login": "acme"}}
+
+
+def _scratch(prefix: str) -> Path:
+    """A folder of this test process's, removed when it ends."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+@cache
+def action_checkout() -> Path:
+    """The files of this checkout that git tracks or would (``git ls-files``, without what
+    .gitignore names: .git, .mypy_cache, site/, build output), copied once per process: what
+    GitHub serves for the tag. This checkout itself where it is not a git repository."""
+    try:
+        listed = subprocess.run(
+            ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others",
+             "--exclude-standard"],
+            capture_output=True, check=True, timeout=60,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return ROOT
+    copy = _scratch("mlops-ci-action-") / "mlops-ci"
+    for name in filter(None, listed.decode().split("\0")):
+        source = ROOT / name
+        if source.is_file() or source.is_symlink():  # a tracked file deleted here is absent
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy / name, follow_symlinks=False)
+    return copy
+
+
+@cache
+def runner_tools() -> Path | None:
+    """A folder with uv in its bin/, installed once per process for the runner's PATH; None
+    where pip cannot install it (the setup action then tries itself, and falls back to pip)."""
+    tools = _scratch("mlops-ci-runner-tools-")
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "--target", str(tools), "uv"],
+        capture_output=True, timeout=300, check=False,
+    )  # fmt: skip
+    return tools / "bin" if done.returncode == 0 and (tools / "bin" / "uv").is_file() else None
 
 
 def _composite(name: str, inputs: dict[str, Any], outputs: dict[str, str], run: str) -> dict:  # type: ignore[type-arg]
@@ -242,7 +293,7 @@ class UserRepo:
 
     def _pins(self) -> list[str]:
         """``--local-repository`` for every action the templates and actions pin."""
-        pins = {f"mlops-ci/mlops-ci@v{__version__}={ROOT}"}
+        pins = {f"mlops-ci/mlops-ci@v{__version__}={action_checkout()}"}
         texts = [
             p.read_text() for p in [*TEMPLATES.glob("*.yml"), *ROOT.glob("actions/*/action.yml")]
         ]
@@ -297,6 +348,9 @@ class UserRepo:
         # every mlops-ci call in the venv setup made with uv (which writes no .pyc) would
         # compile mlflow again, about 5 s a call.
         runner_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        tools = runner_tools()
+        if tools is not None:
+            runner_env["PATH"] = os.pathsep.join([str(tools), runner_env.get("PATH", "")])
         done = subprocess.run(
             argv,
             cwd=self.root,

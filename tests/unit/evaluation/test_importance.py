@@ -62,18 +62,20 @@ def _wide(columns: int = 30, rows: int = 100) -> Any:
 
 
 def test_importance_keeps_to_its_budget_and_says_what_it_lowered() -> None:
-    """30 features x 5 repeats x 10 ms is 1.5 s: a 0.5 s budget takes 1 repeat; a 0.1 s budget
-    shuffles neighbouring features in groups. Unbounded, every feature with 5 repeats."""
+    """30 features x 5 repeats x 10 ms is 1.5 s: a 0.8 s budget takes fewer repeats (one is 0.3 s:
+    room for a loaded machine, where a call once took 18 ms); a 0.1 s budget shuffles
+    neighbouring features in groups. Unbounded, every feature with 5 repeats."""
     data = _wide()
     full = permutation(Slow(), data, Settings("classification", "accuracy", 5, 2000, 0, 0), "c")
     assert full.plan is not None and full.plan.note == "" and full.plan.repeats == 5
     assert full.plan.seconds > 1.5 and len(full.means) == 30
     assert max(full.means, key=full.means.__getitem__) == "x0"
 
-    fewer = permutation(Slow(), data, Settings("classification", "accuracy", 5, 2000, 0, 0.5), "c")
-    assert fewer.plan is not None and fewer.plan.repeats == 1 and len(fewer.means) == 30
-    assert "1 repeat(s) instead of 5" in fewer.plan.note and "max_seconds 0.5 s" in fewer.plan.note
-    assert fewer.plan.seconds < 1.0 < fewer.plan.estimate_s
+    fewer = permutation(Slow(), data, Settings("classification", "accuracy", 5, 2000, 0, 0.8), "c")
+    assert fewer.plan is not None and 1 <= fewer.plan.repeats < 5 and len(fewer.means) == 30
+    assert f"{fewer.plan.repeats} repeat(s) instead of 5" in fewer.plan.note
+    assert "max_seconds 0.8 s" in fewer.plan.note
+    assert fewer.plan.seconds < full.plan.seconds * 0.7 and fewer.plan.estimate_s > 0.8
     assert max(fewer.means, key=fewer.means.__getitem__) == "x0"
 
     grouped = permutation(
@@ -81,7 +83,8 @@ def test_importance_keeps_to_its_budget_and_says_what_it_lowered() -> None:
     )
     assert grouped.plan is not None and grouped.plan.groups < 30
     assert f"in {grouped.plan.groups} groups" in grouped.plan.note
-    assert len(grouped.means) == grouped.plan.groups and grouped.plan.seconds < 0.6
+    assert len(grouped.means) == grouped.plan.groups
+    assert grouped.plan.seconds < full.plan.seconds / 2
     first = max(grouped.means, key=grouped.means.__getitem__)
     assert first.startswith("x0 … ") and first.endswith(" features)")
 
