@@ -28,7 +28,9 @@ from mlops_ci.ui.printable import echo
     help="Run to register (default: the run of the last `mlops-ci train` in this checkout).",
 )
 @click.option(
-    "--force", is_flag=True, help="Register even without a passing comparison (recorded)."
+    "--force",
+    is_flag=True,
+    help="Register even without a passing comparison (recorded); never a run that did not finish.",
 )
 def register(config_path: Path | None, run_id: str | None, force: bool) -> None:
     """Register the compared run as a new model version with lineage tags; alias it `candidate`."""

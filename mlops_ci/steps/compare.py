@@ -38,7 +38,7 @@ from mlops_ci.records import (
 from mlops_ci.registry import EVALUATION_ARTIFACT, ModelRegistry, RunRecord
 from mlops_ci.report.comparison import markdown
 from mlops_ci.runner import ModelRunner
-from mlops_ci.steps.journal import trained_run
+from mlops_ci.steps.journal import check_finished, trained_run
 from mlops_ci.steps.package import runner_peak_rss
 
 
@@ -64,7 +64,7 @@ def _compare(
     progress: Callable[[str, int, int], None] | None,
 ) -> ComparisonResult:
     run = registry.get_run(run_id or trained_run(config, registry, "compare"))
-    _check_finished(run)
+    check_finished(run, "compared")
     data = load_evaluation(config)
     cand = _scored(
         registry, runner, run.run_id, _model_uri(run), data, f"candidate (run {run.run_id})"
@@ -399,15 +399,6 @@ def _check_task(config: Config, kind: str, label: str) -> None:
         f"{'classifier' if kind == 'classification' else 'regressor'}",
         hint=f"set model.task: {kind} and evaluate.metrics to {kind} metrics",
     )
-
-
-def _check_finished(run: RunRecord) -> None:
-    if run.status != "FINISHED":
-        raise InputError(
-            f"run '{run.run_id}' is {run.status}, not FINISHED: a failed or unfinished training "
-            "run is never compared",
-            hint="rerun `mlops-ci train`",
-        )
 
 
 def _model_uri(run: RunRecord) -> str:

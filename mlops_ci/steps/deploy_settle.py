@@ -3,8 +3,10 @@
 A deploy a killed process left (its journal ``running``, its lock free) is settled by the next
 verb that takes the environment's lock — ``deploy``, ``status``, ``rollback`` — from what the
 endpoint serves now, not from what the journal hoped: the version going in alone at 100 % and
-healthy over a window is finished (the alias moves, the records are written); anything else
-is reverted to the alias's version at 100 % (the version going in unloaded). Either way the
+healthy over a window is finished (the alias moves, the records are written) — unless the dead
+deploy had turned against it (a failed step, a signal, an error, already reverting); anything
+else is reverted to the version it started from at 100 % (the version going in unloaded, the
+alias back on the old version if the dead deploy had moved it). Either way the
 version's tags, ``.mlops/deploy.json`` and the audit log say which (``resolved``), and the
 journal is closed. ``rollback`` only ever reverts.
 
@@ -95,7 +97,13 @@ def settle(
         return None
     name, new = config.model.name, str(dead["version"])
     aliased = registry.get_version_by_alias(name, env.alias)
-    back_to = aliased.version if aliased else dead.get("back_to")
+    # the version to go back to: the alias's, unless the dead deploy had moved it already
+    # (killed while recording), then the one it started from
+    if aliased is not None and aliased.version != new:
+        back_to: str | None = aliased.version
+    else:
+        back_to = _text(dead.get("back_to")) or _text(dead.get("previous"))
+        back_to = None if back_to == new else back_to
     who = f"pid {dead.get('pid')}, by {dead.get('by')} at {dead.get('started_at')}"
     ended, left_by = "was killed", "a killed process"
     if dead.get("error"):  # an error ended it after it touched the endpoint
@@ -122,12 +130,14 @@ def settle(
     steps: list[StepRecord] = []
     if dead.get("outcome") == "ab" and weights == dead.get("split"):
         status, split = "ab", weights  # killed while recording the A/B split it holds
-    elif finish and [v for v, w in weights.items() if w > 0] == [new]:
+    elif finish and _decided_for(dead) and [v for v, w in weights.items() if w > 0] == [new]:
         outcome = finish_at_full(config, env, target, new, back_to, progress)
         status, split, steps = outcome.status, outcome.split, outcome.steps
     else:
         status, split = "rolled_back", revert(target, new, back_to)
     resolved = "finished" if status == "serving" else "reverted"
+    if resolved == "reverted" and aliased is not None and aliased.version == new and back_to:
+        registry.set_alias(name, env.alias, back_to)  # it had moved before the kill: back too
     note = (
         f"{verb} finished the deploy {left_by} left at 100 % ({who})"
         if resolved == "finished"
@@ -157,6 +167,24 @@ def settle(
     record(config, registry, result, previous)
     journal.settled(dead, resolved, verb)
     return result
+
+
+def _decided_for(dead: dict[str, Any]) -> bool:
+    """Whether the dead deploy had not turned against its version: it was not reverting or
+    restarting, no signal or error had ended it, its outcome (if it had one) was serving and
+    every step it judged passed. Only then may a version alone at 100 % be finished."""
+    if dead.get("phase") in ("reverting", "restarting"):
+        return False
+    if dead.get("interrupted") or dead.get("error") or dead.get("outcome") not in (None, "serving"):
+        return False
+    judged = dead.get("judged") or []
+    return isinstance(judged, list) and all(
+        isinstance(step, list) and len(step) == 2 and step[1] is True for step in judged
+    )
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value is not None and value != "" else None
 
 
 def _previous(

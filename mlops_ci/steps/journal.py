@@ -38,7 +38,7 @@ from mlops_ci.records import (
     read_train,
     write_json_atomic,
 )
-from mlops_ci.registry import TAG_TRAIN_ID, ModelRegistry
+from mlops_ci.registry import TAG_TRAIN_ID, ModelRegistry, RunRecord
 
 # MLflow's run status for a train that failed, and for one that was killed.
 _RUN_STATUS = {FAILED: "FAILED", KILLED: "KILLED"}
@@ -188,6 +188,17 @@ def trained_run(
     register never act on the run of a train before one that died, failed or runs now."""
     settle(config, registry, verb)
     return last_trained_run(config.root, default)
+
+
+def check_finished(run: RunRecord, done: str) -> None:
+    """Refuse a run that did not finish (killed, failed, or still running): its model may be
+    partial, and no verdict or version may rest on it."""
+    if run.status != "FINISHED":
+        raise InputError(
+            f"run '{run.run_id}' is {run.status}, not FINISHED: a failed, killed or unfinished "
+            f"training run is never {done}",
+            hint="rerun `mlops-ci train`",
+        )
 
 
 def _unsettled(record: dict[str, Any]) -> bool:

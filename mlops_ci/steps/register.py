@@ -26,7 +26,7 @@ from mlops_ci.registry import (
     ModelRegistry,
     RunRecord,
 )
-from mlops_ci.steps.journal import trained_run
+from mlops_ci.steps.journal import check_finished, trained_run
 
 _LINEAGE_PREFIXES = ("mlops.git.", "mlops.ci.", "mlops.data.", "mlops.env.", "mlflow.source.git.")
 
@@ -61,6 +61,7 @@ def register(
         result = RegisterResult(name, version.version, run_id, verdict, force, alias, existing=True)
         return _saved(config, result)
 
+    check_finished(run, "registered")  # even with force: a killed run's model may be partial
     description = f"Registered by mlops-ci from run {run_id} (verdict: {verdict})."
     tags = _tags(run, comparison, verdict, force)
     tags[TAG_MODEL_SHA256] = model_digest(registry, run)

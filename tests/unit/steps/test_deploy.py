@@ -15,7 +15,7 @@ import pytest
 from mlops_ci.config.file import schema
 from mlops_ci.config.types import Config, DeployEnv
 from mlops_ci.errors import InputError
-from mlops_ci.records import JobFolder, read_deploy, read_object
+from mlops_ci.records import JobFolder, read_deploy, read_object, write_json_atomic
 from mlops_ci.registry import ModelRegistry
 from mlops_ci.steps.approve import approve
 from mlops_ci.steps.deploy import deploy
@@ -304,6 +304,65 @@ def test_rollback_reverts_a_deploy_killed_at_100_percent_rather_than_finish_it(
     assert tag(config, registry, "2", "status") == "rolled_back"
     assert tag(config, registry, "2", "rolled_back.by") == "bob"
     assert read_deploy(config.root)["resolved"] == "reverted"  # type: ignore[index]
+
+
+def rewrite_journal(config: Config, **fields: Any) -> None:
+    """The journal as a deploy killed later on its way would have left it."""
+    path = JobFolder(config.root).deploy_state(ENV) / "journal.json"
+    write_json_atomic(path, {**journal(config), **fields})
+
+
+FAILED_AT_100 = [[10.0, True], [50.0, True], [100.0, False]]
+
+
+@pytest.mark.parametrize(
+    "left",
+    [
+        {"phase": "reverting", "judged": FAILED_AT_100},
+        {"phase": "judged", "judged": FAILED_AT_100},
+        {"phase": "reverting", "interrupted": "SIGTERM"},
+        {"phase": "recording", "outcome": "rolled_back"},
+    ],
+    ids=["reverting", "a failed step", "signalled", "its outcome a rollback"],
+)
+def test_a_deploy_killed_after_it_turned_against_its_version_is_reverted_not_finished(
+    config: Config, left: dict[str, Any]
+) -> None:
+    """v2 alone at 100 % (and healthy now) is finished only where the dead deploy had not
+    decided against it: killed while putting v1 back after a failed step or a SIGTERM, v1
+    goes back."""
+    config, registry, target = killed_deploy(config, {"1": 0.0, "2": 100.0})
+    rewrite_journal(config, **left)
+    (row,) = [r for r in status(config, registry, fake_targets(target)) if r.env == ENV]
+    assert row.settled is not None and "status reverted the deploy" in row.settled
+    assert target.weights == {"1": 100.0} and aliased(config, registry) == "1"
+    assert read_deploy(config.root)["resolved"] == "reverted"  # type: ignore[index]
+    assert tag(config, registry, "2", "status") == "rolled_back"
+
+
+def test_a_deploy_killed_after_it_moved_the_alias_goes_back_to_where_it_started(
+    config: Config,
+) -> None:
+    """Killed while recording, the alias already on v2: v2, unhealthy now, is reverted to v1
+    (the version the deploy started from, not the alias's) and the alias goes back with it;
+    a rollback does the same."""
+    for verb in ("status", "rollback"):
+        cfg, registry, target = killed_deploy(config, {"1": 0.0, "2": 100.0})
+        registry.set_alias(cfg.model.name, cfg.deploy[ENV].alias, "2")  # record() had moved it
+        judged = [[10.0, True], [50.0, True], [100.0, True]]
+        rewrite_journal(cfg, phase="recording", outcome="serving", judged=judged)
+        if verb == "status":
+            target.unhealthy_at = 100.0
+            (row,) = [r for r in status(cfg, registry, fake_targets(target)) if r.env == ENV]
+            assert row.settled is not None and "v1 back at 100 %" in row.settled, row.settled
+        else:
+            back = rollback(cfg, registry, ENV, "bob", "the deploy died", fake_targets(target))
+            assert (back.from_version, back.to_version) == ("2", "1")
+        assert target.weights == {"1": 100.0} and "2" in target.unloaded, verb
+        assert aliased(cfg, registry) == "1", verb
+        assert read_deploy(cfg.root)["resolved"] == "reverted"  # type: ignore[index]
+        JobFolder(cfg.root).deploy.unlink()
+        (JobFolder(cfg.root).deploy_state(ENV) / "journal.json").unlink()
 
 
 @pytest.mark.parametrize(("alias", "expected"), [("1", "serving"), ("2", "unchanged")])

@@ -105,3 +105,18 @@ def test_a_version_made_without_mlops_tags_is_completed_with_its_digest(
     tags = fake_registry.get_version(config.model.name, bare.version).tags
     assert done.existing and done.version == bare.version
     assert tags[TAG_COMPLETE] == "true" and len(tags[TAG_MODEL_SHA256]) == 64
+
+
+@pytest.mark.parametrize("state", ["KILLED", "FAILED", "RUNNING"])
+def test_a_run_that_did_not_finish_is_never_registered_even_forced(
+    config: Config, fake_registry: InMemoryRegistry, state: str
+) -> None:
+    """A train killed after it logged its model and before it ended its run (the next verb
+    marks the run KILLED): its model may be partial, so not even --force registers it."""
+    import dataclasses
+
+    run = candidate_run(fake_registry, config.root)
+    fake_registry.runs[run.run_id] = dataclasses.replace(run, status=state)
+    with pytest.raises(InputError, match=f"is {state}, not FINISHED"):
+        register(config, fake_registry, run.run_id, force=True)
+    assert fake_registry.find_versions_by_run(config.model.name, run.run_id) == []
