@@ -26,7 +26,7 @@ from typing import Any
 
 from mlops_ci.config.types import Config
 from mlops_ci.credentials import redact_text
-from mlops_ci.errors import InputError, MlopsError, Terminated
+from mlops_ci.errors import InputError, MlopsError, ServiceError, Terminated
 from mlops_ci.records import (
     FAILED,
     KILLED,
@@ -79,6 +79,13 @@ class TrainJournal:
             settled = settle(self.config, self.registry, "train", locked=True)
             if settled and self.said is not None:
                 self.said(f"settled: {settled}")
+            left = read_train(self.config.root)
+            if left is not None and left.get("run_open"):  # this record would lose its id
+                raise ServiceError(
+                    f"the MLflow run of the last train ({describe_train(left)}) could not be "
+                    f"ended: {settled}",
+                    hint="the registry failed; train again once it answers",
+                )
             self.record = {
                 "status": RUNNING,
                 "train_id": uuid.uuid4().hex,

@@ -133,3 +133,24 @@ def test_a_run_whose_creation_was_lost_is_found_by_its_tag_and_ended_by_the_next
     record = read_train(config.root) or {}
     assert (record["run_id"], record["run_open"]) == (run_id, False)
     assert registry.runs[run_id].status == "FAILED"
+
+
+def test_a_train_does_not_start_over_a_dead_trains_run_the_registry_could_not_end(
+    config: Config,
+) -> None:
+    """Ending the dead train's run fails (the registry answers 503): a new train would write
+    its own record over the only one naming that run, so it stops (exit 3) and leaves the
+    record, which the next verb settles once the registry answers."""
+    registry = Unanswering()
+    registry.start_run = super(Unanswering, registry).start_run  # type: ignore[method-assign]
+    dead = dead_train(config, registry)
+    with pytest.raises(ServiceError) as refused, TrainJournal(config, registry):
+        pytest.fail("the train started")
+    assert refused.value.exit_code == 3 and "could not be ended" in str(refused.value)
+    assert "HTTP 503" in str(refused.value) and not TrainLock(config.root).held()
+    record = read_train(config.root) or {}
+    assert (record["train_id"], record["status"], record["run_open"]) == ("t-dead", "killed", True)
+    registry.down = False
+    with TrainJournal(config, registry):
+        pass
+    assert registry.runs[dead["run_id"]].status == "KILLED"
