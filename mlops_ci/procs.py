@@ -1,4 +1,5 @@
-"""Whether a process id names a live process (the input log's and the local target's owners)."""
+"""Whether a process id names a live process (the input log's and the local target's owners),
+and when it started (a pid the kernel gave to another process since is not the same one)."""
 
 from __future__ import annotations
 
@@ -20,3 +21,13 @@ def alive(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def started(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (/proc/PID/stat, field 22); None where
+    it is gone or /proc does not say. With the pid, it names one process: pids are reused."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[-1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None

@@ -22,7 +22,7 @@ from typing import Any
 
 from mlops_ci.config.types import Config, DeployEnv
 from mlops_ci.errors import ServiceError
-from mlops_ci.procs import alive
+from mlops_ci.procs import alive, started
 from mlops_ci.records import JobFolder, read_json
 from mlops_ci.sandbox import python_argv
 from mlops_ci.targets import probes
@@ -37,6 +37,7 @@ class Process:
     url: str
     token: str
     log: str
+    started: int | None = None  # procs.started: the pid's start, told apart from a reuse
 
 
 class LocalTarget:
@@ -56,9 +57,12 @@ class LocalTarget:
     def process(self) -> Process | None:
         """The environment's serving process when it is alive, else None."""
         record = read_json(self.state_path)
-        if not isinstance(record, dict) or not alive(int(record.get("pid", 0))):
+        if not isinstance(record, dict) or not isinstance(record.get("pid"), int):
             return None
-        return Process(int(record["pid"]), record["url"], record["token"], record["log"])
+        pid, when = record["pid"], record.get("started")
+        if not alive(pid) or (isinstance(when, int) and started(pid) not in (when, None)):
+            return None  # gone, or its pid now names another process
+        return Process(pid, record["url"], record["token"], record["log"], when)
 
     @property
     def url(self) -> str:
@@ -94,7 +98,7 @@ class LocalTarget:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # outlives this command; stopped by `stop`
             )
-        proc = Process(popen.pid, self.url, token, str(log))
+        proc = Process(popen.pid, self.url, token, str(log), started(popen.pid))
         _write_private(self.state_path, proc)
         self._wait_ready(popen, log)
         return proc
@@ -190,7 +194,13 @@ def port_free(host: str, port: int) -> bool:
 def _write_private(path: Path, proc: Process) -> None:
     """service.json holds the admin token: created 0600 (whatever the umask), written whole
     to a temporary file beside it and renamed over it, so no moment shows it to others."""
-    data = {"pid": proc.pid, "url": proc.url, "token": proc.token, "log": proc.log}
+    data = {
+        "pid": proc.pid,
+        "started": proc.started,
+        "url": proc.url,
+        "token": proc.token,
+        "log": proc.log,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)

@@ -61,3 +61,29 @@ def test_service_json_is_never_readable_by_others_not_even_for_a_moment(
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert json.loads(path.read_text())["token"] == "other-token"
     assert [p.name for p in path.parent.iterdir()] == ["service.json"], "no temporary file left"
+
+
+def test_a_pid_the_kernel_gave_to_another_process_is_not_the_serving_process(
+    config: Config,
+) -> None:
+    """service.json names a pid and when it started: a pid alive now but started at another
+    time (the serving process died, its pid reused) is not the endpoint, so the next verb
+    starts one instead of asking a stranger for its traffic. A record without the start time
+    (written before it was kept) is trusted on the pid alone; a corrupt pid is no process."""
+    import os
+
+    from mlops_ci.procs import started
+    from mlops_ci.targets.local import LocalTarget, Process, _write_private
+
+    target = LocalTarget(config, env_of(config, "staging", port=1, host="127.0.0.1"))
+    me, when = os.getpid(), started(os.getpid())
+    assert when is not None and when > 0
+    _write_private(target.state_path, Process(me, "http://127.0.0.1:1", "t", "serve.log", when))
+    assert target.process() == Process(me, "http://127.0.0.1:1", "t", "serve.log", when)
+    _write_private(target.state_path, Process(me, "http://127.0.0.1:1", "t", "log", when - 1))
+    assert target.process() is None and not target.running()
+    _write_private(target.state_path, Process(me, "http://127.0.0.1:1", "t", "log"))
+    assert target.process() is not None
+    record = json.loads(target.state_path.read_text())
+    target.state_path.write_text(json.dumps({**record, "pid": "not a pid"}))
+    assert target.process() is None
