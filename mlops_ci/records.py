@@ -257,6 +257,9 @@ def describe_train(record: dict[str, Any]) -> str:
     return f"pid {record.get('pid', '?')} on {record.get('hostname', '?')}{when}{run}"
 
 
+SETTLING = "settling a dead train"  # in the train lock's holder while a verb settles a record
+
+
 def last_trained_run(root: Path, default: str | None = None) -> str:
     """The run of this checkout's last successful `train`; refused when the last train failed,
     was killed, died, or is running now (never the run of the train before it).
@@ -273,7 +276,8 @@ def last_trained_run(root: Path, default: str | None = None) -> str:
         )
     status = record.get("status")
     lock = TrainLock(root)
-    if status == RUNNING and lock.held():
+    # held by a verb settling the dead train's record (its holder says so), the train is dead
+    if status == RUNNING and lock.held() and SETTLING not in lock.holder():
         raise InputError(
             f"a `mlops-ci train` is running in this checkout now ({describe_train(record)}; "
             f"{lock.path.name} held by {lock.holder()}): its run is not ready, and the run "

@@ -31,6 +31,7 @@ from mlops_ci.records import (
     FAILED,
     KILLED,
     RUNNING,
+    SETTLING,
     JobFolder,
     TrainLock,
     describe_train,
@@ -163,7 +164,7 @@ def settle(config: Config, registry: ModelRegistry, verb: str, locked: bool = Fa
     if record is None or not _unsettled(record):
         return None
     lock = TrainLock(config.root)
-    if not locked and not lock.acquire(f"{who(verb)}, settling a dead train"):
+    if not locked and not lock.acquire(f"{who(verb)}, {SETTLING}"):
         return None
     try:
         record = read_train(config.root)  # again, under the lock

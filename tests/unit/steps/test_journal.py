@@ -71,6 +71,21 @@ def test_a_live_train_is_refused_by_its_pid_and_its_record_left_alone(
     assert {r.status for r in fake_registry.runs.values()} == {"RUNNING"}
 
 
+def test_a_dead_train_being_settled_by_another_verb_is_named_dead_not_running(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
+    """Two compares at once: the first holds the lock while it settles the dead train's
+    record; the second reads the record still running, and the holder says it is a settler."""
+    dead_train(config, fake_registry)
+    settler = TrainLock(config.root)
+    assert settler.acquire("mlops-ci compare, pid 4243 on ci-7, settling a dead train")
+    try:
+        with pytest.raises(InputError, match=r"the last `mlops-ci train` was killed \(pid 4242"):
+            trained_run(config, fake_registry, "compare")
+    finally:
+        settler.release()
+
+
 @pytest.mark.parametrize(
     ("error", "ended"),
     [
