@@ -128,6 +128,7 @@ def _deploy(
     with interruptible() as signals:
         try:
             result = _rollout(run)
+            signals.hold()  # in the try: a signal before it is one during the rollout
         except Exception as err:
             # a signal's Interrupted, or what it became in a library that caught it
             stop = err if isinstance(err, Interrupted) else signals.interrupted()
@@ -137,8 +138,10 @@ def _deploy(
             with signals.deferred():
                 _interrupted(registry, run, stop, previous)
             raise stop from None
-        with signals.deferred():
+        try:
             _close(config, registry, journal, result, previous)
+        finally:
+            signals.release()
         signals.raise_pending(
             f"deploy of {name} v{version.version} to {env.name}: a signal came while its "
             f"outcome ({result.status}) was recorded; recorded in full, then stopped"

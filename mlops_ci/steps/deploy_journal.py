@@ -158,11 +158,19 @@ class Signals:
 
     @contextmanager
     def deferred(self) -> Iterator[None]:
-        self._deferring += 1
+        self.hold()
         try:
             yield
         finally:
-            self._deferring -= 1
+            self.release()
+
+    def hold(self) -> None:
+        """Hold signals back from now (``release`` ends it): where a ``with`` would leave a
+        gap of a few instructions between a call returning and the block starting."""
+        self._deferring += 1
+
+    def release(self) -> None:
+        self._deferring -= 1
 
     def interrupted(self) -> Interrupted | None:
         """The signal caught, as an error (a library may have swallowed the one raised)."""
