@@ -120,6 +120,14 @@ def unfinished_intent(version: VersionRecord, alias: str) -> Intent | None:
     return found
 
 
+def forget_intent(registry: ModelRegistry, name: str, alias: str, version: str) -> None:
+    """A verb other than promote (deploy, rollback) moved ``alias`` to ``version``: an intent a
+    failed or killed promote left there must not be taken, by the next promote, for that
+    promote having landed (it would record a promotion by someone who never made it)."""
+    if unfinished_intent(registry.get_version(name, version), alias) is not None:
+        registry.set_version_tags(name, version, {intent_key(alias): ""})
+
+
 @dataclass(frozen=True)
 class Stint:
     """A version's current promotion, as its tags record it."""

@@ -365,6 +365,30 @@ def test_a_deploy_killed_after_it_moved_the_alias_goes_back_to_where_it_started(
         (JobFolder(cfg.root).deploy_state(ENV) / "journal.json").unlink()
 
 
+def test_a_failed_promotes_intent_is_not_taken_for_a_promotion_once_a_deploy_moves_the_alias(
+    config: Config,
+) -> None:
+    """A promote of v2 whose alias write never landed leaves its intent on v2; a deploy then
+    moves the production alias to v2. The next promote must not record v2 as promoted by the
+    promote that failed: the deploy forgets the intent when it moves the alias."""
+    from mlops_ci.steps.promote import promote
+    from mlops_ci.steps.promotion_records import Intent, intent_key
+
+    config = quick(config)
+    registry = packaged(config)
+    alias = config.registry.production_alias
+    assert config.deploy[ENV].alias == alias
+    failed = Intent.new("ghost", "never landed", False, None, alias, "2026-01-01T00:00:00Z")
+    registry.set_version_tags(config.model.name, "2", failed.intent_tags(alias))
+    target = FakeTarget(serving={"1": 100.0})
+    result = deploy(config, registry, "2", ENV, "ci", {}, targets=fake_targets(target))
+    assert result.status == "serving" and aliased(config, registry) == "2"
+    assert registry.get_version(config.model.name, "2").tags[intent_key(alias)] == ""
+    promote(config, registry, "1", "oncall", "back to v1", force=True)
+    tags = registry.get_version(config.model.name, "2").tags
+    assert tags.get(f"mlops.promoted.{alias}.by") != "ghost", tags
+
+
 @pytest.mark.parametrize(("alias", "expected"), [("1", "serving"), ("2", "unchanged")])
 def test_unchanged_means_the_alias_and_the_split_both_name_the_version(
     config: Config, alias: str, expected: str
