@@ -162,8 +162,30 @@ def _read_text(file: Path) -> str:
 
 class _Loader(yaml.SafeLoader):
     """PyYAML's safe loader, refusing at their line what no mlops.yaml value can be: integers
-    of more than 30 digits (Python refuses 4,300), non-finite numbers (.nan, .inf), and tagged
-    values PyYAML cannot build (``!!int abc``)."""
+    of more than 30 digits (Python refuses 4,300), non-finite numbers (.nan, .inf), tagged
+    values PyYAML cannot build (``!!int abc``), and a key given twice in one mapping (PyYAML
+    keeps the last silently: a rollout's second ``steps`` would quietly replace the first)."""
+
+
+def _construct_map(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # ``<<``: explicit keys override it
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.get(key)
+        except TypeError:  # unhashable: construct_mapping names it
+            continue
+        if first is not None:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"key '{str(key)[:60]}' is given twice in one mapping (first on line {first})",
+                key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=True)
 
 
 def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
@@ -437,4 +459,5 @@ def with_defaults(data: Any, sub: dict[str, Any]) -> Any:
 
 
 _Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)

@@ -176,6 +176,9 @@ def test_gate_rules_on_run_metrics_must_be_declared_when_train_metrics_is(
         (VALID.encode() + b"registry: {experiment: " + b"e" * 10_000 + b"}\n", "is too long"),
         (VALID.replace("train:\n", "train:\n  params: {1.5: 2}\n").encode(), "'1.5' param names"),
         (VALID.replace("train:\n", "train:\n  params: {a-b: 2}\n").encode(), "'a-b' param names"),
+        (VALID.encode() + b"model: {name: other}\n", "mlops.yaml:8: key 'model' is given twice"),
+        (VALID.replace("label\n", "label\n  target: y\n").encode(), "(first on line 7)"),
+        (VALID.encode() + b"x: {a: 1, a: 2}\n", "mlops.yaml:8: key 'a' is given twice"),
     ],
 )
 def test_malformed_files_are_one_line_each_never_a_crash(
