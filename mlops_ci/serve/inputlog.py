@@ -136,7 +136,13 @@ class InputLog:
             waiting: list[Future[None]] = []
             while self._items:
                 item = self._items.popleft()
-                lines.extend(self._lines(item))
+                try:
+                    lines.extend(self._lines(item))
+                except Exception as err:  # a value no log line can hold: its rows, not the log
+                    why = self._dropped(len(item[5]), err)
+                    if item[-1] is not None:
+                        item[-1].set_exception(OSError(why))
+                    continue
                 if item[-1] is not None:
                     waiting.append(item[-1])
             self._commit(lines, waiting)
@@ -145,8 +151,14 @@ class InputLog:
                 return
 
     def _commit(self, lines: list[bytes], waiting: list[Future[None]]) -> None:
-        """Write and fsync ``lines``; then tell the requests waiting on them."""
-        error = self._write(lines)
+        """Write and fsync ``lines``; then tell the requests waiting on them. Whatever goes
+        wrong costs these rows (counted), never the writer thread: a dead writer would let the
+        queue grow, health say ok and durable requests wait for ever."""
+        try:
+            error = self._write(lines)
+        except Exception as err:
+            log.exception("input log: writing %d rows failed", len(lines))
+            error = self._dropped(len(lines), err)
         for done in waiting:
             if error is None:
                 done.set_result(None)
@@ -236,7 +248,7 @@ class InputLog:
             self._end = os.fstat(fd).st_size
         self._torn = False
 
-    def _dropped(self, rows: int, err: OSError) -> str:
+    def _dropped(self, rows: int, err: BaseException) -> str:
         self.rows_dropped += rows
         if self._on_dropped is not None:
             self._on_dropped(rows)
@@ -335,6 +347,10 @@ def finish_segment(segment: Path, fmt: str) -> Path:
     except OSError:  # a full disk: the .jsonl stays, readable as it is
         tmp.unlink(missing_ok=True)
         raise
+    except Exception as err:  # rows Arrow cannot put in one table (a column of mixed types)
+        tmp.unlink(missing_ok=True)
+        log.warning("input log: %s kept as JSON lines, not parquet: %s", done.name, err)
+        return done
     done.unlink()
     return target
 

@@ -250,3 +250,38 @@ def _parses(line: bytes) -> bool:
         return isinstance(orjson.loads(line), dict)
     except orjson.JSONDecodeError:
         return False
+
+
+@pytest.mark.timeout(30)
+def test_rows_no_log_line_can_hold_cost_their_rows_not_the_writer(tmp_path: Path) -> None:
+    """A value orjson cannot encode (here a column of Python objects) is that request's rows,
+    counted dropped and its durable waiter told; the writer thread lives on and writes the
+    next request (it died before: the queue grew, health said ok, durable requests hung)."""
+    log, metrics = durable_log(tmp_path)
+    try:
+        bad = np.array([[object(), 1.0]], dtype=object)
+        done = log.submit("1", "bad", bad, np.array(["p"]), np.ones((1, 2)))
+        assert done is not None
+        with pytest.raises(OSError, match="Type is not JSON serializable"):
+            done.result(timeout=10)
+        assert send(log, "good", 3)
+        assert (log.rows_dropped, log.rows_written, dropped_metric(metrics)) == (1, 3, 1.0)
+    finally:
+        log.close()
+    assert [r["request_id"] for r in read_records(tmp_path)] == ["good"] * 3
+
+
+def test_a_parquet_segment_arrow_cannot_hold_stays_json_lines(tmp_path: Path) -> None:
+    """One column a number in some rows and text in others (an A/B split of two versions):
+    Arrow refuses the table, so the segment is finished as JSON lines, readable, instead of
+    raising out of the writer (and out of the next start's recovery, a crash loop)."""
+    rows = [
+        {"ts": 1, "request_id": "r", "model": "m", "version": v, "inputs": {"a": 1},
+         "prediction": p, "scores": []}
+        for v, p in (("1", 0), ("2", "yes"))
+    ]  # fmt: skip
+    segment = tmp_path / "inputs-20260101T000000-999999999-0001.jsonl.open"
+    segment.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    done = finish_segment(segment, "parquet")
+    assert done.suffix == ".jsonl" and not list(tmp_path.glob("*.parquet")), done
+    assert [r["prediction"] for r in read_records(tmp_path)] == [0, "yes"]
