@@ -113,11 +113,16 @@ class LimitedHttpToolsProtocol(BoundedHttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.active_at = 0.0  # when it last began a request (or connected): LRU order
+        self.active_at = 0.0  # when it last began or answered a request (or connected): LRU
+        self.receiving = False  # a request's head has begun arriving and is not complete
 
     @property
     def idle(self) -> bool:
-        """No request in flight: closing it loses nothing (``shutdown`` closes it)."""
+        """No request in flight, arriving or waiting behind another: closing it loses nothing
+        (``shutdown`` closes it). uvicorn makes a request's cycle only once its head is whole,
+        so a head arriving in pieces is told by ``receiving``."""
+        if self.receiving or self.pipeline:
+            return False
         return self.cycle is None or self.cycle.response_complete
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -135,6 +140,15 @@ class LimitedHttpToolsProtocol(BoundedHttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.active_at = self.loop.time()
+        self.receiving = True
+
+    def on_headers_complete(self) -> None:
+        self.receiving = False  # its cycle now says whether it is answered
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self.active_at = self.loop.time()  # a client just answered is the likeliest to send
 
     def _make_room(self, limits: Budget) -> None:
         """Close idle connections down to ``limits.low``, least recently used first. One

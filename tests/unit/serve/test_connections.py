@@ -127,3 +127,19 @@ def test_the_episode_ends_when_connections_fall_well_below(
     for protocol in protocols:
         protocol.connection_lost(None)
     assert not _Episode.on and "room again: 2 idle connections were closed" in caplog.text
+
+
+def test_a_connection_whose_request_head_is_arriving_is_not_idle(connect: Any) -> None:
+    """A keep-alive client whose next request head came in part (large headers, a slow link):
+    uvicorn has no cycle for it yet, and the answered one says complete. Closing it would lose
+    the request with no answer, so it is not idle; nor is one with a request waiting behind
+    another (pipelined). The one least recently used that is truly idle goes instead."""
+    older = [connect(age=100 - i) for i in range(9)]
+    arriving, queued = older[0], older[1]
+    arriving.cycle = SimpleNamespace(response_complete=True)  # type: ignore[assignment]
+    arriving.on_message_begin()
+    arriving.active_at = arriving.loop.time() - 200  # the least recently used of all
+    queued.pipeline.appendleft((SimpleNamespace(), None))  # type: ignore[arg-type]
+    assert not arriving.idle and not queued.idle and older[2].idle
+    connect(age=0)  # 10 open > near (9): two idle ones close, not these two
+    assert _closed(older) == [False, False, True, True] + [False] * 5
