@@ -23,6 +23,21 @@ def files_of(path: Path) -> list[Path]:
             if p.is_file() and (p.suffix in TABLE_SUFFIXES or p.name.endswith(OPEN_SEGMENT))
         )
         if found:
-            return found
+            names = {p.name for p in found}
+            return [p for p in found if not (set(successors(p.name)) & names)]
         raise InputError(f"{path}: no .csv, .parquet or .jsonl files in this folder")
     raise InputError(f"{path}: no such file or folder")
+
+
+def successors(name: str) -> tuple[str, ...]:
+    """What serve makes of an input-log file once it is done with it: an open segment is
+    renamed ``.jsonl``, and that is converted to ``.parquet`` (``monitor.format``). A folder
+    listed while both names exist holds the rows once: the later name is read."""
+    if not name.startswith("inputs-"):
+        return ()
+    if name.endswith(OPEN_SEGMENT):
+        stem = name[: -len(OPEN_SEGMENT)]
+        return (stem + ".jsonl", stem + ".parquet")
+    if name.endswith(".jsonl"):
+        return (name[: -len(".jsonl")] + ".parquet",)
+    return ()

@@ -18,7 +18,7 @@ import pandas as pd
 
 from mlops_ci.errors import InputError
 from mlops_ci.extras import require
-from mlops_ci.monitor.files import OPEN_SEGMENT, files_of
+from mlops_ci.monitor.files import OPEN_SEGMENT, files_of, successors
 from mlops_ci.monitor.lines import SkippedLines, json_lines
 
 PREDICTION = "__prediction__"
@@ -30,7 +30,10 @@ def chunks(
     """The rows of ``path`` in frames; JSON lines that are not objects are counted in
     ``skipped`` (a caller that reports them passes one)."""
     skipped = SkippedLines() if skipped is None else skipped
-    for file in files_of(path):
+    for listed in files_of(path):
+        file = _current(listed)
+        if file is None:
+            continue  # an empty segment serve removed since the folder was listed
         try:
             if file.suffix == ".csv":
                 yield from pd.read_csv(file, chunksize=chunk_rows)
@@ -43,6 +46,18 @@ def chunks(
                 raise
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise InputError(f"{file}: cannot be read as a table: {first}") from None
+
+
+def _current(file: Path) -> Path | None:
+    """``file``, or what serve finished it into since the folder was listed (reading the files
+    before it can take a while, and the open segment rotates meanwhile); None when it is gone
+    without one."""
+    if file.exists():
+        return file
+    for name in successors(file.name):
+        if file.with_name(name).exists():
+            return file.with_name(name)
+    return None if successors(file.name) else file  # not a log file: its error says so
 
 
 def _parquet(file: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
