@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import logging
 import os
 import threading
@@ -273,6 +274,7 @@ class InputLog:
         segment = self.settings.folder / name
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
         self._fd = os.open(segment, flags, 0o666)  # unbuffered: nothing left over to flush
+        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: never held
         self._segment, self._end, self._torn = segment, 0, False
 
     def _finish(self) -> None:
@@ -363,6 +365,8 @@ def recover_orphans(folder: Path, fmt: str) -> list[Path]:
         pid = _writer_pid(segment)
         if pid is not None and pid != os.getpid() and alive(pid):
             continue
+        if _written_now(segment):
+            continue  # its writer lives, in a PID namespace of its own (another container)
         try:
             data = segment.read_bytes()
             whole = data[: data.rfind(b"\n") + 1]
@@ -389,6 +393,25 @@ def read_records(folder: Path, skipped: SkippedLines | None = None) -> Iterator[
             import pyarrow.parquet as pq
 
             yield from pq.read_table(path).to_pylist()
+
+
+def _written_now(segment: Path) -> bool:
+    """Whether a writer holds the segment's lock (serve takes it on the segment it opens, and
+    the kernel drops it with the process): a pid alone may name another process, or none, in
+    a writer's own PID namespace."""
+    try:
+        fd = os.open(segment, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # closing drops a lock taken here
+    return False
 
 
 def _writer_pid(segment: Path) -> int | None:

@@ -285,3 +285,22 @@ def test_a_parquet_segment_arrow_cannot_hold_stays_json_lines(tmp_path: Path) ->
     done = finish_segment(segment, "parquet")
     assert done.suffix == ".jsonl" and not list(tmp_path.glob("*.parquet")), done
     assert [r["prediction"] for r in read_records(tmp_path)] == [0, "yes"]
+
+
+def test_a_segment_another_namespaces_writer_holds_is_not_recovered(tmp_path: Path) -> None:
+    """Two containers share the log folder: the other's segment names a pid that means nothing
+    here (dead, or this very process), but its writer holds the segment's lock, so it is left
+    alone; once the lock is dropped (the writer died), it is recovered."""
+    import fcntl
+
+    segment = tmp_path / f"inputs-20260101T000000-{os.getpid()}-0001.jsonl.open"
+    segment.write_bytes(b'{"ts": 1}\n{"ts": 2')
+    writer = os.open(segment, os.O_WRONLY | os.O_APPEND)
+    fcntl.flock(writer, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        assert recover_orphans(tmp_path, "jsonl") == []
+        assert segment.read_bytes().endswith(b'{"ts": 2'), "not cut while its writer appends"
+    finally:
+        os.close(writer)
+    (recovered,) = recover_orphans(tmp_path, "jsonl")
+    assert recovered.read_bytes() == b'{"ts": 1}\n'
