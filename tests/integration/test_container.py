@@ -48,10 +48,19 @@ def client() -> Any:
     return found
 
 
+def with_package(text: str, lines: str) -> str:
+    """``text`` with ``lines`` as its package section: the example's own (iris's, its file's
+    last section) is replaced, as a key given twice is refused."""
+    head, found, _ = text.partition("\npackage:\n")
+    return head + ("\n" if found else "") + "package:\n" + lines
+
+
 def packaged(tmp_path: Path, example: str, tag: str) -> tuple[Path, Any]:
     project = copy_example(tmp_path / example, example)
     config_file = project / "mlops.yaml"
-    config_file.write_text(config_file.read_text() + f"package:\n  image: '{tag}'\n" + FAST_PROFILE)
+    config_file.write_text(
+        with_package(config_file.read_text(), f"  image: '{tag}'\n" + FAST_PROFILE)
+    )
     config = load_config(project)
     reg = MlflowRegistry.for_config(config)
     run = train(config, reg)
@@ -223,9 +232,9 @@ def test_docker_deploys_under_load_fail_no_request_and_a_broken_image_never_take
     project = copy_example(tmp_path / "iris", "iris")
     rollout = "{steps: [50, 100], window_seconds: 1.5, probe_requests: 20, min_requests: 10}"
     (project / "mlops.yaml").write_text(
-        (project / "mlops.yaml").read_text()
-        + f"package:\n  image: '{repo}:{{version}}'\n"
-        + FAST_PROFILE
+        with_package(
+            (project / "mlops.yaml").read_text(), f"  image: '{repo}:{{version}}'\n" + FAST_PROFILE
+        )
         + f"deploy:\n  {env}: {{target: docker, port: {port}, rollout: {rollout}}}\n"
     )
     config = load_config(project)
