@@ -34,7 +34,7 @@ from mlops_ci.steps.train import train
 from mlops_ci.steps.undeploy import undeploy
 from mlops_ci.targets.docker import DockerTarget
 from tests.support.serve_helpers import free_port, serving
-from tests.support.store import copy_example
+from tests.support.store import copy_example, with_package
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 FAST_PROFILE = "  profile: {single_row_runs: 20, batch_sizes: [1, 64]}\n"
@@ -46,13 +46,6 @@ def client() -> Any:
     if found is None:
         pytest.skip(f"no Docker engine here: {why}")
     return found
-
-
-def with_package(text: str, lines: str) -> str:
-    """``text`` with ``lines`` as its package section: the example's own (iris's, its file's
-    last section) is replaced, as a key given twice is refused."""
-    head, found, _ = text.partition("\npackage:\n")
-    return head + ("\n" if found else "") + "package:\n" + lines
 
 
 def packaged(tmp_path: Path, example: str, tag: str) -> tuple[Path, Any]:
@@ -114,8 +107,20 @@ def test_the_image_builds_from_its_context_and_answers_as_serve_does(
         requirements = (context / "requirements.txt").read_text()
         assert "mlops-ci" not in requirements and "mlflow" not in requirements
         assert "scikit-learn" not in requirements and "onnxruntime==" in requirements
-        labels = client.images.get(tag).labels
+        built = client.images.get(tag)
+        labels = built.labels
         assert labels["io.mlops-ci.model.name"] == config.model.name
+        manifest = (context / "model" / "manifest.json").read_bytes()
+        assert labels["io.mlops-ci.model.sha256"] == json.loads(manifest)["sha256"]
+        assert labels["io.mlops-ci.model.version"] == json.loads(manifest)["version"]
+        image_config = built.attrs["Config"]
+        assert image_config["User"] == "10001", "serves as a non-root user"
+        assert list(image_config["ExposedPorts"]) == [f"{config.package.port}/tcp"]
+        assert image_config["Cmd"][:2] == ["mlops-ci", "serve"]
+        # (HEALTHCHECK is in the Dockerfile; podman's Docker-compatible inspect omits it)
+        # the packaged files, byte for byte: the manifest the container checks at start
+        cat = client.containers.run(tag, ["cat", "/opt/model/manifest.json"], remove=True)
+        assert cat == manifest
         data = pd.read_csv(config.resolve(config.evaluate.data))
         rows = data.drop(columns=[config.evaluate.target]).head(5)
         inputs = [

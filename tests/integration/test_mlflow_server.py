@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mlops_ci.config.types import load_config
-from mlops_ci.registry import TAG_COMPLETE, TAG_MODEL_SHA256
+from mlops_ci.config.types import Config, load_config
+from mlops_ci.registry import TAG_COMPLETE, TAG_MODEL_SHA256, TAG_MODEL_URI
 from mlops_ci.registry.mlflow import MlflowRegistry
 from mlops_ci.steps.train import train
 from tests.support.mlflow_server import Fault, fault_proxy, mlflow_server
@@ -76,10 +76,29 @@ def test_train_compare_register_promote_report_against_a_server(team_project: Pa
     assert version.tags["mlops.promoted.production.reason"] == "first"
 
 
+def model_runs(config: Config, reg: MlflowRegistry, count: int, tmp: Path) -> list[str]:
+    """One trained run and ``count - 1`` finished runs holding a copy of its model files (a
+    ``runs:/`` model, as a model logged elsewhere is): the race is between registers, and
+    register reads a run's model files, not how they were trained."""
+    trained = reg.get_run(train(config, reg).run_id)
+    folder = reg.download_model(trained.model_uri or "", tmp / "model")
+    found = reg.client.get_experiment_by_name(config.registry.experiment)
+    assert found is not None
+    runs = [trained.run_id]
+    for _ in range(count - 1):
+        run_id = reg.client.create_run(found.experiment_id).info.run_id
+        reg.client.log_artifacts(run_id, str(folder), "model")
+        reg.client.set_tag(run_id, TAG_MODEL_URI, f"runs:/{run_id}/model")
+        reg.client.set_tag(run_id, TAG_COMPLETE, "true")
+        reg.client.set_terminated(run_id)
+        runs.append(run_id)
+    return runs
+
+
 def test_eight_concurrent_registers_get_eight_complete_versions(team_project: Path) -> None:
     config = load_config(team_project)
     reg = MlflowRegistry.for_config(config)
-    runs = [train(config, reg, overrides={"C": 0.1 + i / 10}).run_id for i in range(8)]
+    runs = model_runs(config, reg, 8, team_project.parent)
     with ThreadPoolExecutor(8) as pool:  # eight processes started at once
         done = list(pool.map(lambda r: cli(team_project, "register", "--run", r, "--force"), runs))
     assert [d.returncode for d in done] == [0] * 8, [d.stderr for d in done]

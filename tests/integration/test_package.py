@@ -292,34 +292,5 @@ def test_without_an_engine_the_build_is_skipped_with_its_reason(
     )
 
 
-@pytest.mark.docker
-def test_real_docker_build(project: Path) -> None:
-    client, why = image.engine()
-    if client is None:
-        pytest.skip(f"no Docker engine here: {why}")
-    config, reg = opened(project)
-    result = package(config, reg, "1", build=True)
-    assert result.image.status == "built" and result.image.image_id
-    built = client.images.get(result.image.tag)
-    try:
-        assert built.id == result.image.image_id  # the image the result names
-        labels = built.labels
-        assert labels["io.mlops-ci.model.sha256"] == result.model_sha256
-        assert labels["io.mlops-ci.model.name"] == config.model.name
-        assert labels["io.mlops-ci.model.version"] == "1"
-        image_config = built.attrs["Config"]
-        assert image_config["User"] == "10001", "serves as a non-root user"
-        assert list(image_config["ExposedPorts"]) == [f"{config.package.port}/tcp"]
-        # (HEALTHCHECK is in the Dockerfile; podman's Docker-compatible inspect omits it)
-        assert image_config["Cmd"][:2] == ["mlops-ci", "serve"]
-        # the packaged files, byte for byte: the manifest the container checks at start
-        manifest = client.containers.run(
-            result.image.tag, ["cat", "/opt/model/manifest.json"], remove=True
-        )
-        assert manifest == (Path(result.context) / "model" / "manifest.json").read_bytes()
-    finally:
-        client.images.remove(result.image.tag, force=True)
-
-
 def test_package_module_is_importable_without_skl2onnx_at_top_level() -> None:
     assert "skl2onnx" not in package_module.__dict__

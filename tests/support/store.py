@@ -40,3 +40,10 @@ def copy_example(dest: Path, name: str = demo.EXAMPLE) -> Path:
     project = demo.copy_example(dest, name)
     seed_store(project / ".mlops" / "mlflow.db")
     return project
+
+
+def with_package(text: str, lines: str) -> str:
+    """An example's mlops.yaml ``text`` with ``lines`` as its package section: the example's
+    own (iris's is its file's last section) is replaced, as a key given twice is refused."""
+    head, found, _ = text.partition("\npackage:\n")
+    return head + ("\n" if found else "") + "package:\n" + lines

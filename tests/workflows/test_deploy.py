@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 
 from tests.support.github_server import GithubState
 from tests.support.serve_helpers import free_port
+from tests.support.store import with_package
 from tests.workflows.act import REPOSITORY, UserRepo
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -29,8 +30,7 @@ def test_a_release_deploys_the_candidate_once_the_environment_is_approved(
     port = free_port()
     config = user.root / "mlops.yaml"
     config.write_text(
-        config.read_text()
-        + "package:\n  profile: {single_row_runs: 20, batch_sizes: [1, 64]}\n"
+        with_package(config.read_text(), "  profile: {single_row_runs: 20, batch_sizes: [1, 64]}\n")
         + f"deploy:\n  production: {{target: local, port: {port}, approval: required, "
         + "rollout: {steps: [100], window_seconds: 0.5, probe_requests: 5, min_requests: 5}}\n"
     )
