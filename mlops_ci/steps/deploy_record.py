@@ -16,7 +16,7 @@ from mlops_ci.config.types import Config
 from mlops_ci.records import JobFolder, append_line, write_json_atomic
 from mlops_ci.registry import ModelRegistry, VersionRecord
 from mlops_ci.steps.gates import Approval, Gate
-from mlops_ci.steps.promotion_records import forget_intent
+from mlops_ci.steps.promotion_records import move_alias
 from mlops_ci.targets.judging import StepRecord, split_text
 
 
@@ -63,10 +63,9 @@ def record(
         },
     )
     if result.alias:
-        registry.set_alias(result.name, result.alias, result.version)
-        moved = previous is None or previous.version != result.version
-        if moved and result.alias == config.registry.production_alias:
-            forget_intent(registry, result.name, result.alias, result.version)
+        was = previous.version if previous is not None else None
+        production = config.registry.production_alias
+        move_alias(registry, result.name, result.alias, result.version, production, was)
         if previous is not None and previous.version != result.version:
             registry.set_version_tags(
                 result.name,

@@ -26,7 +26,7 @@ from mlops_ci.registry import ModelRegistry, VersionRecord
 from mlops_ci.steps.deploy_journal import PLANNING, Journal
 from mlops_ci.steps.deploy_record import DeployResult, record
 from mlops_ci.steps.gates import now_iso
-from mlops_ci.steps.promotion_records import forget_intent
+from mlops_ci.steps.promotion_records import move_alias
 from mlops_ci.targets import Targets, target_for
 from mlops_ci.targets.base import RoutedTarget
 from mlops_ci.targets.judging import Progress, StepRecord, judge_step, probe_rows, split_text
@@ -138,9 +138,8 @@ def settle(
         status, split = "rolled_back", revert(target, new, back_to)
     resolved = "finished" if status == "serving" else "reverted"
     if resolved == "reverted" and aliased is not None and aliased.version == new and back_to:
-        registry.set_alias(name, env.alias, back_to)  # it had moved before the kill: back too
-        if env.alias == config.registry.production_alias:
-            forget_intent(registry, name, env.alias, back_to)
+        # it had moved before the kill: back too
+        move_alias(registry, name, env.alias, back_to, config.registry.production_alias, new)
     note = (
         f"{verb} finished the deploy {left_by} left at 100 % ({who})"
         if resolved == "finished"

@@ -120,10 +120,21 @@ def unfinished_intent(version: VersionRecord, alias: str) -> Intent | None:
     return found
 
 
-def forget_intent(registry: ModelRegistry, name: str, alias: str, version: str) -> None:
-    """A verb other than promote (deploy, rollback) moved ``alias`` to ``version``: an intent a
-    failed or killed promote left there must not be taken, by the next promote, for that
-    promote having landed (it would record a promotion by someone who never made it)."""
+def move_alias(
+    registry: ModelRegistry,
+    name: str,
+    alias: str,
+    version: str,
+    production_alias: str,
+    was: str | None,
+) -> None:
+    """A verb other than promote (deploy, rollback) points ``alias`` at ``version`` (it named
+    ``was``). Where that moves the production alias, an intent a failed or killed promote left
+    on ``version`` is cleared: the next promote would take it for that promote having landed
+    (a promotion by someone who never made it)."""
+    registry.set_alias(name, alias, version)
+    if alias != production_alias or was == version:
+        return
     if unfinished_intent(registry.get_version(name, version), alias) is not None:
         registry.set_version_tags(name, version, {intent_key(alias): ""})
 

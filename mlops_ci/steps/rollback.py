@@ -21,7 +21,7 @@ from mlops_ci.steps.deploy_journal import locked
 from mlops_ci.steps.deploy_record import DeployResult
 from mlops_ci.steps.deploy_settle import settle
 from mlops_ci.steps.gates import now_iso
-from mlops_ci.steps.promotion_records import forget_intent
+from mlops_ci.steps.promotion_records import move_alias
 from mlops_ci.targets import TARGETS, Targets, routed_target, target_for
 from mlops_ci.targets.base import RoutedTarget
 from mlops_ci.targets.judging import Progress
@@ -94,9 +94,8 @@ def _rollback(
         },
     )
     registry.set_version_tags(name, previous, {prefix + "status": "serving", prefix + "at": at})
-    registry.set_alias(name, env.alias, previous)
-    if env.alias == config.registry.production_alias:
-        forget_intent(registry, name, env.alias, previous)
+    production = config.registry.production_alias
+    move_alias(registry, name, env.alias, previous, production, current.version)
     return RollbackResult(name, env_name, current.version, previous, by, reason, at)
 
 
