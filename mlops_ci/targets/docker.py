@@ -38,12 +38,31 @@ LABEL_MODEL = "io.mlops-ci.model.name"
 LABEL_VERSION = "io.mlops-ci.model.version"
 LABEL_ENV = "io.mlops-ci.environment"
 LABEL_ROLE = "io.mlops-ci.role"  # front | version
+REMOVE_TRIES = 5
 READY_TIMEOUT_S = 120.0
 DRAIN_TIMEOUT_S = 60.0
 
 
 def base_name(model: str, env: DeployEnv) -> str:
     return f"mlops-ci-{model}-{env.name}"
+
+
+def remove(container: Any) -> None:
+    """Force-remove ``container``, one already gone included. Podman refuses a forced removal
+    that races the container's own exit ("could not be stopped … container state improper");
+    the next try finds it stopped and removes it."""
+    from docker.errors import APIError, NotFound
+
+    for attempt in range(REMOVE_TRIES):
+        try:
+            container.remove(force=True)
+            return
+        except NotFound:
+            return
+        except APIError as err:
+            if "state improper" not in str(err) or attempt == REMOVE_TRIES - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def edge_name(model: str, env: DeployEnv) -> str:
@@ -161,10 +180,10 @@ class DockerTarget:
     def start(self, version: str, image: str) -> None:
         """A first deployment: the network, the front (from ``image``), then the version alone."""
         for stale in self.containers("front"):  # a front that exited: its routes are kept
-            stale.remove(force=True)
+            remove(stale)
         for legacy in self.containers():  # one container on the port, from before the front
             if LABEL_ROLE not in legacy.labels:
-                legacy.remove(force=True)
+                remove(legacy)
         versions = self._network(self.base, internal=not self.env.egress)
         self._network(edge_name(self.model, self.env), internal=False)
         token = secrets.token_urlsafe(24)
@@ -184,7 +203,7 @@ class DockerTarget:
                 front.reload()
                 if front.status in ("exited", "dead") or time.monotonic() > deadline:
                     tail = front.logs(tail=3).decode(errors="replace").strip()
-                    front.remove(force=True)
+                    remove(front)
                     raise ServiceError(
                         f"docker: the front of {self.env.name} did not start: {tail or 'no log'}"
                     ) from None
@@ -217,7 +236,7 @@ class DockerTarget:
         one that never is gets removed (the others serve on)."""
         name = f"{self.base}-v{version}"
         for old in self.client.containers.list(all=True, filters={"name": f"^{name}$"}):
-            old.remove(force=True)  # a leftover of an earlier attempt
+            remove(old)  # a leftover of an earlier attempt
         try:
             container = self.client.containers.run(**run_spec(self.model, version, image, self.env))
         except Exception as err:
@@ -230,7 +249,7 @@ class DockerTarget:
         if why:
             self._forget(version)
             tail = container.logs(tail=2).decode(errors="replace").strip().replace("\n", " / ")
-            container.remove(force=True)
+            remove(container)
             raise ServiceError(
                 f"docker: {image} did not become ready ({why}): {tail or 'no log'}",
                 hint="what served before serves on",
@@ -253,7 +272,7 @@ class DockerTarget:
         for container in self.containers("version"):
             if container.labels.get(LABEL_VERSION) == version:
                 container.stop(timeout=30)
-                container.remove(force=True)
+                remove(container)
         return self.traffic()
 
     def stop(self) -> bool:
@@ -261,7 +280,7 @@ class DockerTarget:
         self._cached_token = ""
         found = self.containers()
         for container in found:
-            container.remove(force=True)
+            remove(container)
         from docker.errors import NotFound
 
         with contextlib.suppress(NotFound):
