@@ -138,6 +138,14 @@ def package(config_path: Path | None, version: str, model: str | None, no_build:
     help="A registered, packaged version to serve, e.g. --version @production=90 "
     "--version @candidate=10.",
 )
+@click.option(
+    "--shadow",
+    metavar="N|@ALIAS|DIR[=PERCENT]",
+    default=None,
+    help="A version that scores a share of requests (default 100 %) after the served version "
+    "answered them, unseen by clients: its outputs go to the input log beside the "
+    "primary's, for `mlops-ci quality`. E.g. --shadow @candidate=25.",
+)
 @MODEL_NAME_OPTION
 @click.option("--host", default=None, help="Address to listen on (default: serve.host).")
 @click.option(
@@ -180,6 +188,7 @@ def serve(
     log_dir: Path | None,
     state_dir: Path | None,
     isolation: str | None,
+    shadow: str | None,
 ) -> None:
     """Serve model versions over HTTP: KServe Open Inference Protocol v2 and /score.
 
@@ -188,7 +197,8 @@ def serve(
     PUT /admin/traffic to change the split (Bearer token from $MLOPS_ADMIN_TOKEN). Several
     versions share the endpoint by weight; the x-model-version header pins one. A native
     (scikit-learn) model is loaded and called only in a child process, in the sandbox of
-    --isolation; an ONNX graph runs on onnxruntime in the worker.
+    --isolation; an ONNX graph runs on onnxruntime in the worker. --shadow adds a version
+    that scores requests after they were answered (PUT/DELETE /admin/shadow change it live).
     """
     from mlops_ci.extras import require
 
@@ -206,6 +216,7 @@ def serve(
         log_dir,
         state_dir,
         isolation,
+        shadow,
     )
 
 

@@ -10,35 +10,33 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
+from functools import partial
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
 from mlops_ci import __version__
-from mlops_ci.errors import MlopsError
+from mlops_ci.serve.admin import admin_routes
+from mlops_ci.serve.bodies import int_header, json_response, read_body
 from mlops_ci.serve.model import Prediction
 from mlops_ci.serve.openapi import openapi_document
 from mlops_ci.serve.payload import (
+    Limits,
     PayloadError,
     batch_rows,
-    parse_json,
     parse_score,
 )
-from mlops_ci.serve.protocol import set_read_timeout, within
-from mlops_ci.serve.router import parse_split
+from mlops_ci.serve.protocol import set_read_timeout
 from mlops_ci.serve.service import Service, ServiceSettings, settings_from_env
 from mlops_ci.serve.v2 import (
     check_name,
@@ -51,15 +49,6 @@ from mlops_ci.serve.v2payload import parse_infer
 
 REQUEST_ID_CHARS = 128  # a longer x-request-id is cut: access-log lines stay under PIPE_BUF
 log = logging.getLogger("mlops_ci.serve")
-
-
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY),
-        status_code=status,
-        media_type="application/json",
-        headers=headers,
-    )
 
 
 class ServingApp(FastAPI):
@@ -136,7 +125,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     _error_handlers(app)
     _scoring_routes(app, service)
     _metadata_routes(app, service)
-    _admin_routes(app, service)
+    admin_routes(app, service)
     return app
 
 
@@ -150,7 +139,8 @@ def _scoring_routes(app: ServingApp, service: Service) -> None:
     async def score(request: Request, body: bytes, request_id: str) -> tuple[str, int, Response]:
         version = service.router.route(request.headers.get("x-model-version"))
         request.state.version = version  # an error from here on is this version's
-        x = parse_score(body, service.limits[version])
+        limits = service.limits[version]
+        x = parse_score(body, limits)
         prediction = await _maybe_await(service.predict(version, x))
         await _log_inputs(service, version, request_id, x, prediction)
         data: dict[str, Any] = {"model_name": service.name, "model_version": version}
@@ -165,7 +155,9 @@ def _scoring_routes(app: ServingApp, service: Service) -> None:
             data["predictions"] = (
                 prediction.scores[:, 0] if prediction.scores.shape[1] == 1 else (prediction.scores)
             )
-        return version, batch_rows(x), json_response(data, headers=_headers(version, request_id))
+        response = json_response(data, headers=_headers(version, request_id))
+        _shadowed(service, response, version, limits, request_id, x, partial(parse_score, body))
+        return version, batch_rows(x), response
 
     def infer_for(pinned_by_path: bool) -> Handler:
         async def infer(
@@ -179,16 +171,20 @@ def _scoring_routes(app: ServingApp, service: Service) -> None:
             )
             version = service.router.route(pinned)
             request.state.version = version
-            header = request.headers.get("inference-header-content-length")
-            parsed = parse_infer(body, _int_header(header), service.limits[version])
+            header = int_header(request.headers.get("inference-header-content-length"))
+            limits = service.limits[version]
+            parsed = parse_infer(body, header, limits)
+            logged_id = parsed.id or request_id
             prediction = await _maybe_await(service.predict(version, parsed.x))
-            await _log_inputs(service, version, parsed.id or request_id, parsed.x, prediction)
+            await _log_inputs(service, version, logged_id, parsed.x, prediction)
             data = infer_response(service, version, parsed, prediction)
-            return (
-                version,
-                batch_rows(parsed.x),
-                json_response(data, headers=_headers(version, request_id)),
-            )
+            response = json_response(data, headers=_headers(version, request_id))
+
+            def reparse(shadow_limits: Limits) -> Any:
+                return parse_infer(body, header, shadow_limits).x
+
+            _shadowed(service, response, version, limits, logged_id, parsed.x, reparse)
+            return version, batch_rows(parsed.x), response
 
         return infer
 
@@ -208,7 +204,7 @@ def _post(app: ServingApp, service: Service, path: str, endpoint: str, handler: 
         try:
             service.sync()
             _check_content_type(request)
-            body = await _read_body(request, limit, timeout)
+            body = await read_body(request, limit, timeout)
             version, rows, response = await handler(request, body, request_id)
         except PayloadError as err:
             headers = {"x-request-id": request_id}
@@ -263,42 +259,26 @@ def _check_content_type(request: Request) -> None:
     raise PayloadError(415, f"Content-Type '{given[:60]}' is not supported: send {accepted}")
 
 
-async def _read_body(request: Request, limit: int, timeout: float = 30.0) -> bytes:
-    """The body, at most ``limit`` bytes, all arrived within ``timeout`` seconds (a slow
-    client holds no slot for ever: 408)."""
-    declared = _int_header(request.headers.get("content-length"))
-    if declared is not None and declared > limit:
-        raise PayloadError(413, f"request body of {declared} bytes is over the {limit}-byte limit")
-    chunks: list[bytes] = []
+def _shadowed(
+    service: Service,
+    response: Response,
+    version: str,
+    limits: Limits,
+    request_id: str,
+    x: Any,
+    reparse: Callable[[Limits], Any],
+) -> None:
+    """When the shadow takes this request, queue its rows for it once the answer is sent (a
+    background task that only appends to the shadow's queue: the connection's next request
+    does not wait on the shadow's scoring)."""
+    shadow = service.shadow.chosen(version)
+    if shadow is None:
+        return
 
-    async def read() -> None:
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadError(413, f"request body is over the {limit}-byte limit")
-            chunks.append(chunk)
+    async def queue() -> None:
+        service.shadow.offer(shadow, limits, request_id, x, reparse)
 
-    try:
-        await within(timeout, read())
-    except asyncio.TimeoutError:
-        raise PayloadError(
-            408, f"the request body did not arrive within {timeout:g} s (serve.read_timeout_s)"
-        ) from None
-    except ClientDisconnect:  # nobody to answer: 499 in the access log and metrics, as nginx
-        raise PayloadError(
-            499, "the client closed the connection before its body arrived"
-        ) from None
-    return b"".join(chunks)
-
-
-def _int_header(value: str | None) -> int | None:
-    if value is None:
-        return None
-    # str.isdigit accepts '²' and other digits int() refuses: only ASCII 0-9, bounded.
-    if not value.isascii() or not value.isdigit() or len(value) > 12:
-        raise PayloadError(400, f"header value '{value[:40]}' must be a whole number")
-    return int(value)
+    response.background = BackgroundTask(queue)
 
 
 async def _maybe_await(value: Awaitable[Prediction] | Prediction) -> Prediction:
@@ -371,80 +351,6 @@ def _described(service: Service, build: Describe) -> Callable[[Request], Awaitab
             return json_response({"error": str(err)}, err.status)
 
     return endpoint
-
-
-# --- admin: the traffic split -------------------------------------------------------------
-
-
-AdminHandler = Callable[[Request, Any], dict[str, Any]]
-
-
-def _admin_routes(app: FastAPI, service: Service) -> None:
-    """The traffic split and the loaded versions, behind a bearer token."""
-
-    def current(request: Request, doc: Any) -> dict[str, Any]:
-        service.sync()
-        split = service.router.split
-        return {
-            "model_name": service.name,
-            "weights": split.weights,
-            "shares": split.shares(),
-            "versions": {v: m.spec.sha256 for v, m in service.models.items()},
-        }
-
-    def put_traffic(request: Request, doc: Any) -> dict[str, Any]:
-        service.sync()
-        weights = doc.get("weights") if isinstance(doc, dict) else None
-        split = parse_split(weights, set(service.models))
-        service.set_split(split)
-        log.info("traffic split set to %s", split.weights)
-        return current(request, doc)
-
-    def load(request: Request, doc: Any) -> dict[str, Any]:
-        service.sync()
-        path = doc.get("path") if isinstance(doc, dict) else None
-        if not isinstance(path, str) or not path:
-            raise PayloadError(422, 'send {"path": "PACKAGE_FOLDER"}')
-        if len(path) > 4096 or "\0" in path:
-            raise PayloadError(422, "'path' must be a folder path (at most 4,096 characters)")
-        try:
-            model = service.load(Path(path))
-        except MlopsError as err:
-            raise PayloadError(422, str(err)) from None
-        except OSError as err:  # a name too long for this filesystem, a folder it cannot read
-            raise PayloadError(422, f"'path' cannot be read: {err.strerror or err}") from None
-        log.info("loaded %s v%s from %s", service.name, model.spec.version, path)
-        return current(request, doc)
-
-    def unload(request: Request, doc: Any) -> dict[str, Any]:
-        service.sync()
-        service.unload(request.path_params["version"])
-        return current(request, doc)
-
-    _admin(app, service, "/admin/traffic", {"GET": current, "PUT": put_traffic})
-    _admin(app, service, "/admin/models", {"POST": load})
-    _admin(app, service, "/admin/models/{version}", {"DELETE": unload})
-
-
-def _admin(app: FastAPI, service: Service, path: str, handlers: dict[str, AdminHandler]) -> None:
-    """One route per path, so a 405 lists every method the path takes in ``Allow``."""
-    token = service.settings.admin_token
-
-    async def endpoint(request: Request) -> Response:
-        try:
-            if not token:
-                raise PayloadError(403, "admin endpoints are off: start serve with an admin token")
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                raise PayloadError(401, "admin endpoints need 'Authorization: Bearer TOKEN'")
-            method = request.method
-            body = await _read_body(request, 64 * 1024) if method in ("PUT", "POST") else b""
-            doc = parse_json(body) if body else None
-            return json_response(handlers[method](request, doc))
-        except PayloadError as err:
-            return json_response({"error": str(err)}, err.status)
-
-    app.add_api_route(path, endpoint, methods=list(handlers))
 
 
 def _error_handlers(app: FastAPI) -> None:

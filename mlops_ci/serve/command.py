@@ -23,6 +23,7 @@ from mlops_ci.serve import server
 from mlops_ci.serve.inputlog import LogSettings
 from mlops_ci.serve.model import ModelSpec
 from mlops_ci.serve.service import ServiceSettings
+from mlops_ci.serve.shadow import Shadow
 from mlops_ci.ui.printable import echo
 
 
@@ -36,8 +37,11 @@ def start(
     log_dir: Path | None,
     state_dir: Path | None,
     isolation: str | None = None,
+    shadow: str | None = None,
 ) -> None:
-    config = _optional_config(config_path, needed=bool(versions))
+    shadow_ref = server.parse_weighted(shadow, "--shadow") if shadow else None
+    from_registry = shadow_ref is not None and server.is_registry_ref(shadow_ref.ref)
+    config = _optional_config(config_path, needed=bool(versions) or from_registry)
     serve_cfg = config.serve if config else serve_config()
     serve_cfg = dataclasses.replace(
         serve_cfg, **{k: v for k, v in overrides.items() if v is not None}
@@ -46,6 +50,7 @@ def start(
     root = config.root if config else Path.cwd()
     state = (state_dir or JobFolder(root).serve_state).resolve()
     chosen = _models(config, model, model_dirs, versions, state)
+    shadowed = _shadow(config, model, shadow_ref, state) if shadow_ref else None
     settings = build_settings(
         chosen,
         serve_cfg,
@@ -54,12 +59,18 @@ def start(
         log_dir or root / monitor.log_dir,
         state,
         runner_isolation(isolation, config),
+        shadowed,
     )
     for spec in settings.models:
         share = settings.weights[spec.version] / sum(settings.weights.values())
+        role = (
+            f"shadow of {settings.shadow.percent:g} % of requests"
+            if settings.shadow and settings.shadow.version == spec.version
+            else f"{share:.0%} of traffic"
+        )
         echo(
             f"serving {spec.name} v{spec.version} ({spec.format}, sha256 {spec.sha256[:12]}, "
-            f"{share:.0%} of traffic) from {spec.folder}"
+            f"{role}) from {spec.folder}"
         )
     if any(spec.format != "onnx" for spec in settings.models):
         echo(f"native model runner: {checked_isolation(settings.isolation, isolation)}")
@@ -87,9 +98,22 @@ def build_settings(
     log_dir: Path,
     state: Path,
     isolation: str = "auto",
+    shadow: tuple[ModelSpec, float] | None = None,
 ) -> ServiceSettings:
+    """The service's settings; ``shadow`` (a version and the percent of requests it scores
+    unseen) is loaded beside the others at weight 0."""
     weights = server.split_weights(chosen)
     specs = [spec for spec, _ in chosen]
+    if shadow is not None:
+        spec, percent = shadow
+        if spec.version in weights:
+            raise InputError(
+                f"--shadow: v{spec.version} is already served; a shadow is another version"
+            )
+        if spec.name != specs[0].name:
+            raise InputError(f"--shadow: one endpoint serves one model; got {spec.name}")
+        specs.append(spec)
+        weights[spec.version] = 0.0
     input_log = None
     if monitor.collect if collect is None else collect:
         if monitor.format == "parquet":
@@ -116,7 +140,25 @@ def build_settings(
         input_log=input_log,
         state_file=state / "service.json" if serve_cfg.workers > 1 else None,
         isolation=isolation,
+        shadow=Shadow(shadow[0].version, shadow[1]) if shadow else None,
     )
+
+
+def _shadow(
+    config: Config | None, model: str | None, ref: server.Weighted, state: Path
+) -> tuple[ModelSpec, float]:
+    """The shadow's package (a registered version, or a package folder) and its percent."""
+    percent = 100.0 if ref.weight is None else ref.weight
+    if not 0 < percent <= 100:
+        raise InputError(f"--shadow '{ref.ref}={ref.weight:g}': the percent must be in (0, 100]")
+    if server.is_registry_ref(ref.ref):
+        assert config is not None
+        from mlops_ci.registry import open_registry
+
+        registry = open_registry(config)
+        found = server.from_registry(registry, model or config.model.name, [ref], state)
+        return found[0][0], percent
+    return server.from_dirs([ref])[0][0], percent
 
 
 def runner_isolation(given: str | None, config: Config | None) -> str:

@@ -112,12 +112,19 @@ class InputLog:
         """Queue the rows; with ``durable`` a future that completes once they are on disk (or
         fails with the write's error), else None."""
         done: Future[None] | None = Future() if self.settings.durable else None
-        self._items.append((time.time(), version, request_id, x, labels, scores, done))
+        self._items.append((time.time(), version, request_id, x, labels, scores, False, done))
         self._queued_rows += len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
         if done is not None or self._queued_rows >= self.settings.flush_rows:
             self._queued_rows = 0
             self._wake.set()
         return done
+
+    def submit_shadow(
+        self, version: str, request_id: str, x: Any, labels: Any, scores: Any
+    ) -> None:
+        """Queue a shadow version's rows (from the shadow's thread): written with the next
+        batch, marked ``"shadow": true``; never waited for, never waking the writer."""
+        self._items.append((time.time(), version, request_id, x, labels, scores, True, None))
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued and finish the open segment."""
@@ -167,7 +174,7 @@ class InputLog:
                 done.set_exception(OSError(error))
 
     def _lines(self, item: tuple[Any, ...]) -> list[bytes]:
-        ts, version, request_id, x, labels, scores, _done = item
+        ts, version, request_id, x, labels, scores, shadow, _done = item
         if isinstance(x, dict):  # a table: text columns kept as text
             names = tuple(x)
             values = list(zip(*(_plain_column(col) for col in x.values()), strict=True))
@@ -179,12 +186,15 @@ class InputLog:
             record = {
                 "ts": ts,
                 "request_id": request_id,
+                "row": i,
                 "model": self.settings.model,
                 "version": version,
                 "inputs": dict(zip(names, row, strict=True)),
                 "prediction": None if labels is None else _plain(labels[i]),
                 "scores": scores[i].tolist(),
             }
+            if shadow:
+                record["shadow"] = True
             lines.append(orjson.dumps(record) + b"\n")
         return lines
 
@@ -344,7 +354,10 @@ def finish_segment(segment: Path, fmt: str) -> Path:
     target = done.with_suffix(".parquet")
     tmp = target.with_name(f".{target.name}.tmp")
     try:
-        pq.write_table(pa.Table.from_pylist(records), tmp)
+        # Every key of every record is a column (from_pylist would keep the first row's keys
+        # only and lose ``shadow``, which only a shadow version's rows carry).
+        keys = dict.fromkeys(key for record in records for key in record)
+        pq.write_table(pa.Table.from_pydict({k: [r.get(k) for r in records] for k in keys}), tmp)
         os.replace(tmp, target)
     except OSError:  # a full disk: the .jsonl stays, readable as it is
         tmp.unlink(missing_ok=True)

@@ -69,6 +69,40 @@ class ServiceMetrics:
             ["model"],
             registry=self.registry,
         )
+        self.shadow_rows = Counter(
+            "mlops_shadow_rows",
+            "Rows a shadow version scored after the primary answered them.",
+            ["model", "version"],
+            registry=self.registry,
+        )
+        self.shadow_dropped = Counter(
+            "mlops_shadow_dropped",
+            "Rows a shadow version did not score because its queue was full (overload).",
+            ["model", "version"],
+            registry=self.registry,
+        )
+        self.shadow_errors = Counter(
+            "mlops_shadow_errors",
+            "Rows a shadow version refused (another input contract) or failed on; the "
+            "requests were answered by the primary.",
+            ["model", "version", "reason"],
+            registry=self.registry,
+        )
+
+    def shadow(self, version: str, outcome: str, rows: int) -> None:
+        """Rows of a shadow version: ``scored``, ``dropped`` (its queue was full), or
+        ``refused``/``failed`` (its own error; the client was answered by the primary)."""
+        if outcome == "scored":
+            self.shadow_rows.labels(self.model, version).inc(rows)
+        elif outcome == "dropped":
+            self.shadow_dropped.labels(self.model, version).inc(rows)
+        else:
+            self.shadow_errors.labels(self.model, version, outcome).inc(rows)
+
+    def count_shadow(self, version: str) -> None:
+        """The shadow's series from 0 on: an alert on the rate of drops needs the series."""
+        self.shadow_rows.labels(self.model, version)
+        self.shadow_dropped.labels(self.model, version)
 
     def observe(self, version: str, endpoint: str, code: int, seconds: float, rows: int) -> None:
         key = (version, endpoint, code)

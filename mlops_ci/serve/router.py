@@ -20,6 +20,7 @@ import orjson
 
 from mlops_ci.records import write_text_atomic
 from mlops_ci.serve.payload import PayloadError, echoed
+from mlops_ci.serve.shadow import Shadow
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class SharedState:
 
     weights: dict[str, float]
     models: dict[str, str]  # version -> package folder
+    shadow: Shadow | None = None
 
 
 class StateFile:
@@ -99,7 +101,12 @@ class StateFile:
         self._mtime = 0
 
     def write(self, state: SharedState) -> None:
-        data = {"weights": state.weights, "models": state.models}
+        shadow = state.shadow
+        data = {
+            "weights": state.weights,
+            "models": state.models,
+            "shadow": None if shadow is None else [shadow.version, shadow.percent],
+        }
         write_text_atomic(self.path, orjson.dumps(data).decode())
         self._mtime = os.stat(self.path).st_mtime_ns
 
@@ -117,7 +124,9 @@ class StateFile:
         except (OSError, orjson.JSONDecodeError):
             return None  # keep the state in force; the writer replaces the file whole
         self._mtime = mtime
+        shadow = data.get("shadow")
         return SharedState(
             {str(k): float(v) for k, v in data["weights"].items()},
             {str(k): str(v) for k, v in data["models"].items()},
+            None if not shadow else Shadow(str(shadow[0]), float(shadow[1])),
         )

@@ -45,6 +45,11 @@ def parse_weighted(text: str, option: str) -> Weighted:
     return Weighted(ref, value)
 
 
+def is_registry_ref(ref: str) -> bool:
+    """``N`` or ``@ALIAS`` names a registered version; anything else is a package folder."""
+    return ref.startswith("@") or ref.isdigit()
+
+
 def from_dirs(dirs: list[Weighted]) -> list[tuple[ModelSpec, float | None]]:
     return [(read_spec(Path(d.ref)), d.weight) for d in dirs]
 
@@ -159,7 +164,9 @@ def run(
     if settings.state_file is None:
         raise InputError("several workers need a shared state file (settings.state_file)")
     models = {spec.version: str(spec.folder) for spec in settings.models}
-    StateFile(settings.state_file).write(SharedState(dict(settings.weights), models))
+    StateFile(settings.state_file).write(
+        SharedState(dict(settings.weights), models, settings.shadow)
+    )
     prom = state_dir / "prometheus"
     shutil.rmtree(prom, ignore_errors=True)
     prom.mkdir(parents=True)

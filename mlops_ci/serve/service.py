@@ -19,6 +19,7 @@ from mlops_ci.serve.metrics import ServiceMetrics
 from mlops_ci.serve.model import LoadedModel, ModelSpec, Prediction, read_spec
 from mlops_ci.serve.payload import Limits, PayloadError, batch_rows, echoed
 from mlops_ci.serve.router import Router, SharedState, Split, StateFile
+from mlops_ci.serve.shadow import Shadow, ShadowScorer
 
 THREADPOOL_ROWS = 256  # larger batches score off the event loop
 
@@ -39,6 +40,7 @@ class ServiceSettings:
     state_file: Path | None = None  # shared by workers when there are several
     # The sandbox of a native model's runner (auto | required | off, as train.isolation)
     isolation: str = "auto"
+    shadow: Shadow | None = None  # a loaded version scoring a share of requests unseen
 
 
 class Service:
@@ -72,6 +74,11 @@ class Service:
         )
         self.access = AccessLog() if settings.access_log else None
         self.ids = RequestIds()
+        if settings.shadow is not None and settings.shadow.version not in self.models:
+            raise ValueError(f"the shadow version {settings.shadow.version} is not loaded")
+        self.shadow = ShadowScorer(self, settings.shadow)
+        if settings.shadow is not None:
+            self.metrics.count_shadow(settings.shadow.version)
 
     def _loaded(self, spec: ModelSpec) -> LoadedModel:
         return LoadedModel(spec, self.settings.intra_op_threads, self.settings.isolation)
@@ -100,6 +107,7 @@ class Service:
         self.router.versions = set(self.models)
         self.router.split = Split(state.weights)
         self.metrics.set_shares(self.router.split.shares())
+        self.shadow.set(state.shadow)
 
     def load(self, folder: Path) -> LoadedModel:
         """Load a package folder as a new version taking no traffic yet."""
@@ -122,6 +130,8 @@ class Service:
             raise PayloadError(404, f"version '{echoed(version)}' is not loaded")
         if self.router.split.weights.get(version, 0) > 0:
             raise PayloadError(409, f"version '{version}' still takes traffic: set its weight to 0")
+        if self.shadow.shadow is not None and self.shadow.shadow.version == version:
+            raise PayloadError(409, f"version '{version}' is the shadow: remove the shadow first")
         self._drop(version)
         self.router.versions = set(self.models)
         self.router.split = Split(
@@ -135,9 +145,40 @@ class Service:
         model.close()
 
     def close(self) -> None:
-        """Stop every version's model runner (the server is stopping)."""
+        """Stop the shadow's thread and every version's model runner (the server is
+        stopping)."""
+        shadow = getattr(self, "shadow", None)  # a version that failed to load: none yet
+        if shadow is not None:
+            shadow.close()
         for model in self.models.values():
             model.close()
+
+    def set_shadow(self, shadow: Shadow | None) -> None:
+        """Start, change or stop shadowing (the admin endpoint); every worker follows."""
+        self.shadow.set(shadow)
+        if shadow is not None:
+            self.metrics.count_shadow(shadow.version)
+        self._publish()
+
+    # --- what the shadow's thread asks (``ShadowHost``) --------------------------------------
+
+    def shadow_predict(self, version: str, x: Any) -> Prediction:
+        model = self.models.get(version)
+        if model is None:
+            raise PayloadError(404, f"version '{version}' is no longer loaded")
+        return model.predict(x)
+
+    def shadow_limits(self, version: str) -> Limits | None:
+        return self.limits.get(version)
+
+    def shadow_logged(
+        self, version: str, request_id: str, x: Any, labels: Any, scores: Any
+    ) -> None:
+        if self.input_log is not None:
+            self.input_log.submit_shadow(version, request_id, x, labels, scores)
+
+    def shadow_counted(self, version: str, outcome: str, rows: int) -> None:
+        self.metrics.shadow(version, outcome, rows)
 
     def set_split(self, split: Split) -> None:
         self.router.split = split
@@ -152,6 +193,7 @@ class Service:
         return SharedState(
             dict(self.router.split.weights),
             {v: str(m.spec.folder) for v, m in self.models.items()},
+            self.shadow.shadow,
         )
 
     def predict(self, version: str, x: Any) -> Awaitable[Prediction] | Prediction:
@@ -201,4 +243,5 @@ def settings_from_env() -> ServiceSettings:
         input_log=log_settings,
         state_file=Path(raw["state_file"]) if raw.get("state_file") else None,
         isolation=str(raw.get("isolation") or "auto"),
+        shadow=Shadow(**raw["shadow"]) if raw.get("shadow") else None,
     )
