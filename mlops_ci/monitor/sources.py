@@ -6,6 +6,8 @@ rows holds one chunk at a time. A path may be a file or a folder of files; an in
 logged prediction as ``PREDICTION``; the segment a running server still appends to is read up
 to its last complete line, so drift sees every row already on disk. A JSON line that is not a
 JSON object (torn by a killed writer or a full disk) is skipped and counted (``lines.py``).
+A record a shadow version wrote (``"shadow": true``: a second model scoring the same request)
+is left out: each row's inputs count once, and the predictions read are the serving version's.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mlops_ci.errors import InputError
@@ -66,7 +69,13 @@ def _parquet(file: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
 
     for batch in pq.ParquetFile(file).iter_batches(batch_size=chunk_rows):
         frame = batch.to_pandas()
-        yield _flatten_log(frame) if "inputs" in frame.columns else frame
+        if "inputs" not in frame.columns:
+            yield frame
+            continue
+        if "shadow" in frame.columns:
+            frame = frame[~frame["shadow"].map(_is_true)]
+        if len(frame):
+            yield _flatten_log(frame)
 
 
 def _jsonl(
@@ -74,6 +83,8 @@ def _jsonl(
 ) -> Iterator[pd.DataFrame]:
     rows: list[Any] = []
     for record in json_lines(file, skipped, complete_only):
+        if _is_true(record.get("shadow")) and isinstance(record.get("inputs"), dict):
+            continue  # a shadow version's record of a row the serving version logged too
         rows.append(record)
         if len(rows) >= chunk_rows:
             yield _log_frame(rows)
@@ -96,3 +107,8 @@ def _flatten_log(frame: pd.DataFrame) -> pd.DataFrame:
     if "prediction" in frame.columns:
         out[PREDICTION] = frame["prediction"].to_numpy()
     return out
+
+
+def _is_true(value: Any) -> bool:
+    """A record's ``shadow`` flag: only ``true`` is a shadow's (absent, null, false are not)."""
+    return value is True or (isinstance(value, np.bool_) and bool(value))
