@@ -38,6 +38,8 @@ EVENTS = (
     "model.rolled_back",
     "drift.checked",
     "drift.detected",
+    "model.quality.checked",
+    "model.quality.degraded",
 )
 
 

@@ -83,6 +83,14 @@ class JobFolder:
         return self.folder / "drift.md"
 
     @property
+    def quality(self) -> Path:
+        return self.folder / "quality.json"
+
+    @property
+    def quality_md(self) -> Path:
+        return self.folder / "quality.md"
+
+    @property
     def report(self) -> Path:
         return self.folder / "report.md"
 

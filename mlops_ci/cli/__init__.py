@@ -21,7 +21,7 @@ import click
 from mlops_ci import __version__
 from mlops_ci.cli.common import defer_gc, mask_secrets
 from mlops_ci.cli.deployment import approve, deploy, rollback, status, undeploy
-from mlops_ci.cli.monitor import batch_score, drift
+from mlops_ci.cli.monitor import batch_score, drift, quality
 from mlops_ci.cli.project import compare, demo, init, train, validate
 from mlops_ci.cli.registry import delete_version, lineage, promote, register, tag, versions
 from mlops_ci.cli.reporting import report
@@ -67,6 +67,7 @@ cli.add_command(rollback)
 cli.add_command(undeploy)
 cli.add_command(status)
 cli.add_command(drift)
+cli.add_command(quality)
 cli.add_command(batch_score)
 cli.add_command(report)
 

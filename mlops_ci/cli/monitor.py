@@ -1,4 +1,4 @@
-"""The monitoring verbs: drift, batch-score."""
+"""The monitoring verbs: drift, quality, batch-score."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ from typing import Any
 
 import click
 
-from mlops_ci.cli.common import CONFIG_OPTION, ISOLATION_OPTION, load, notify, open_registry
+from mlops_ci.cli.common import (
+    CONFIG_OPTION,
+    ISOLATION_OPTION,
+    load,
+    notify,
+    open_registry,
+    warn,
+)
 from mlops_ci.errors import MlopsError
 from mlops_ci.ui.printable import echo
 
@@ -73,6 +80,134 @@ def drift(config_path: Path | None, reference: str | None, current: str | None) 
     if result.verdict == DRIFTED:
         names = ", ".join(f.name for f in result.drifted)
         raise GateFailed(f"data drift in {names}; see .mlops/drift.md")
+
+
+@click.command()
+@CONFIG_OPTION
+@click.option(
+    "--labels",
+    default=None,
+    metavar="FILE",
+    help="The true answers that arrived later: a CSV, Parquet or JSON Lines file (or a folder "
+    "of them) with the columns request_id, row (optional: the row within the request, from 0) "
+    "and the target column of evaluate.target (default: monitor.quality.labels).",
+)
+@click.option(
+    "--current",
+    default=None,
+    metavar="LOG",
+    help="The serve input log folder to join them to (default: monitor.log_dir).",
+)
+@click.option(
+    "--every",
+    default=None,
+    metavar="DURATION",
+    help="Also compute the metrics per period of this length, by each row's logged time "
+    "(30m, 1h, 1d, ...; default: monitor.quality.every).",
+)
+@click.option(
+    "--production",
+    "production_version",
+    default=None,
+    metavar="VERSION",
+    help="The version to treat as production (default: the version that answered the "
+    "labelled requests; with several, the one behind registry.production_alias).",
+)
+@click.option(
+    "--candidate",
+    default=None,
+    metavar="VERSION",
+    help="The shadow version to judge against production (default: the shadow version "
+    "with the most labelled rows).",
+)
+def quality(
+    config_path: Path | None,
+    labels: str | None,
+    current: str | None,
+    every: str | None,
+    production_version: str | None,
+    candidate: str | None,
+) -> None:
+    """Judge the served model on real requests, with labels that arrive later.
+
+    Joins the labels to the serve input log by request id and row, and computes each
+    version's evaluate.metrics there with the same code as compare, over the whole window and
+    per period. A shadow version (serve --shadow) that scored the same labelled rows is judged
+    against production as compare judges a candidate: the gate's rules and the paired
+    bootstrap (verdict pass, fail, or inconclusive on too few rows). Writes
+    .mlops/quality.{json,md}; exit 1 and the event model.quality.degraded when production's
+    live metrics break a min/max rule of gate.rules.
+    """
+    from mlops_ci.ci import emit_outputs, write_summary
+    from mlops_ci.errors import GateFailed
+    from mlops_ci.report.quality import markdown
+    from mlops_ci.steps.quality import quality as quality_step
+
+    config = load(config_path)
+    # Paths given here are the caller's (relative to the working folder); mlops.yaml's are
+    # relative to mlops.yaml.
+    result = quality_step(
+        config,
+        str(Path(labels).resolve()) if labels else None,
+        str(Path(current).resolve()) if current else None,
+        every,
+        production_version,
+        candidate,
+        lambda: _production_version(config),
+    )
+    record = result.record
+    text = markdown(record)
+    echo(text)
+    write_summary(text)
+    health = record["production_health"] or {}
+    comparison = record["comparison"] or {}
+    emit_outputs(
+        {
+            "quality-verdict": result.verdict,
+            "production-health": str(health.get("verdict", "none")),
+            "production": str(health.get("version", "")),
+            "candidate": str(comparison.get("candidate", "")),
+        }
+    )
+    failed = [c["name"] for c in health.get("checks", []) if c["status"] == "fail"]
+    notify(
+        config,
+        "model.quality.degraded" if result.degraded else "model.quality.checked",
+        f"{config.model.name}/quality",
+        {
+            "model": config.model.name,
+            "version": health.get("version"),
+            "verdict": health.get("verdict"),
+            "rows": health.get("rows", 0),
+            "metrics": health.get("metrics", {}),
+            "failed": failed,
+            "comparison": {k: comparison.get(k) for k in ("candidate", "verdict", "rows")},
+            "current": record["current"],
+            "labels": record["labels"],
+        },
+    )
+    if health.get("verdict") == "too-few-rows":
+        echo(
+            f"warning: {health['rows']} labelled rows of production (< monitor.quality.min_rows):"
+            " its bounds are not judged",
+            err=True,
+        )
+    if result.degraded:
+        raise GateFailed(
+            f"live quality of {config.model.name} v{health['version']} breaks the gate: "
+            f"{', '.join(failed)}; see .mlops/quality.md"
+        )
+
+
+def _production_version(config: Any) -> str | None:
+    """The version registry.production_alias names, None when the registry cannot say."""
+    alias = config.registry.production_alias
+    try:
+        found = open_registry(config).get_version_by_alias(config.model.name, alias)
+    except MlopsError as err:
+        warn(f"the registry could not say which version is @{alias}: {err}")
+        return None
+    return None if found is None else str(found.version)
 
 
 @click.command("batch-score")

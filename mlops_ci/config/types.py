@@ -9,14 +9,9 @@ from typing import Any
 
 import yaml
 
-from mlops_ci.config.file import (
-    find_config,
-    node_line,
-    read_checked,
-    schema,
-    with_defaults,
-)
+from mlops_ci.config.file import find_config, node_line, read_checked, schema, with_defaults
 from mlops_ci.metrics import COST_METRICS
+from mlops_ci.monitor.quality import QualityConfig
 
 Scalar = str | int | float | bool
 
@@ -214,6 +209,7 @@ class MonitorConfig:
     rotate_mb: float
     drift: DriftConfig
     durable: bool = False  # answer only once the rows are on disk
+    quality: QualityConfig = QualityConfig()
 
 
 @dataclass(frozen=True)
@@ -480,6 +476,7 @@ def monitor_config(monitor: dict[str, Any] | None = None) -> MonitorConfig:
         rotate_mb=float(m["rotate_mb"]),
         drift=_drift(m["drift"]),
         durable=bool(m["durable"]),
+        quality=QualityConfig(**m["quality"]),
     )
 
 

@@ -15,6 +15,7 @@ STEPS: tuple[str, ...] = (
     "package",
     "deploy",
     "drift",
+    "quality",
     "report",
 )
 

@@ -51,6 +51,7 @@ def test_every_step_action_is_a_known_step() -> None:
         "package",
         "deploy",
         "drift",
+        "quality",
         "report",
     }
     assert names - {"setup"} <= set(STEPS)
