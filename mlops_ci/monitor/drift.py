@@ -6,13 +6,16 @@ uniform reservoir sample (``sample_size`` rows) for the Kolmogorov–Smirnov tes
 feature: counts per category (at most ``MAX_CATEGORIES``, the rest as one "other") for PSI and
 the chi-squared test; a bool column of the reference counts True and False whatever spelling
 the current side has (the input log holds 1.0/0.0, a CSV True/False: ``model/values.py``).
-The reference is read twice: once for its quantiles, once to count.
+The reference is read twice: once for its quantiles, once to count (values computed on the
+first pass, such as a model's predictions, wait in a temporary file: :class:`Spill`). Free
+text has its own sketches: ``monitor/text.py``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -159,16 +162,27 @@ class CategoricalFeature:
 
     def psi(self) -> float:
         ref, cur, _ = self.aligned()
-        return psi(ref, cur) if ref.sum() and cur.sum() else 0.0
+        return counts_psi(ref, cur)
 
     def test(self) -> tuple[str, float | None]:
-        from scipy.stats import chi2_contingency
-
         ref, cur, _ = self.aligned()
-        used = (ref + cur) > 0
-        if used.sum() < 2 or not ref.sum() or not cur.sum():
-            return "chi2", None
-        return "chi2", float(chi2_contingency(np.vstack([ref[used], cur[used]]))[1])
+        return "chi2", chi2(ref, cur)
+
+
+def counts_psi(reference: npt.NDArray[Any], current: npt.NDArray[Any]) -> float:
+    """:func:`psi` of two count vectors, 0 where either side counted nothing."""
+    return psi(reference, current) if reference.sum() and current.sum() else 0.0
+
+
+def chi2(reference: npt.NDArray[np.int64], current: npt.NDArray[np.int64]) -> float | None:
+    """The chi-squared test's p-value of two count vectors over the same bins (bins empty on
+    both sides left out); None with fewer than two bins or an empty side."""
+    from scipy.stats import chi2_contingency
+
+    used = (reference + current) > 0
+    if used.sum() < 2 or not reference.sum() or not current.sum():
+        return None
+    return float(chi2_contingency(np.vstack([reference[used], current[used]]))[1])
 
 
 def _bool_keys(column: pd.Series) -> pd.Series:
@@ -201,3 +215,23 @@ def _observe(side: NumericSide, values: npt.NDArray[np.float64], missing: int) -
     if len(values):
         side.minimum = min(side.minimum, float(values.min()))
         side.maximum = max(side.maximum, float(values.max()))
+
+
+class Spill:
+    """Numeric values written to a file (a temporary one) in chunks and read back in them:
+    values the reference's first pass computes are needed again by its second (the histogram
+    on the bins), held in memory by neither."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self._sizes: list[int] = []
+
+    def add(self, values: npt.NDArray[Any]) -> None:
+        numbers = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(np.float64)
+        self._file.write(numbers.tobytes())
+        self._sizes.append(len(numbers))
+
+    def read(self) -> Iterator[npt.NDArray[np.float64]]:
+        self._file.seek(0)
+        for size in self._sizes:
+            yield np.frombuffer(self._file.read(size * 8), dtype=np.float64)
