@@ -1,7 +1,9 @@
 """report: one markdown story of the job — verdict first, metrics, chart, checks, lineage.
 
 Built from the job's records under .mlops/ and the run's tags in the registry; the same text
-goes to the job summary and, with a hidden marker, to the sticky pull-request comment.
+goes to the job summary and, with a hidden marker, to the sticky pull-request comment. The
+registered version's aliases are read from the registry as they are now (a promotion since
+register moved them), and a drift check of the model (.mlops/drift.json) has a section.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from mlops_ci import __version__
 from mlops_ci.config.types import Config
-from mlops_ci.errors import InputError
+from mlops_ci.errors import InputError, MlopsError
 from mlops_ci.evaluation import delta
 from mlops_ci.evaluation.comparison import (
     FAIL,
@@ -32,6 +34,7 @@ from mlops_ci.records import (
     JobFolder,
     RegisterResult,
     read_deploy,
+    read_object,
     read_package,
     read_registration,
     read_train,
@@ -41,6 +44,7 @@ from mlops_ci.registry import TAG_ISOLATION, ModelRegistry
 from mlops_ci.report import charts
 from mlops_ci.report import markdown as md
 from mlops_ci.report.comparison import change_lines, cost_lines, feature_change_lines, why_lines
+from mlops_ci.steps import drift as drift_step
 
 # A link target the report writes as a link: http(s), and no character that could end it.
 _SAFE_URL = re.compile(r"^https?://[A-Za-z0-9._~:/?#@!$&'*+,;=%-]+$")
@@ -107,6 +111,8 @@ def report(config: Config, registry: ModelRegistry | None, workflow: str) -> Rep
         stale_note(config, comparison),
         why,
         stages,
+        _aliases_now(registry, registration),
+        _drift(config, comparison.model),
     )
     path = write_text_atomic(JobFolder(config.root).report, text)
     return Report(
@@ -145,9 +151,13 @@ def render(
     stale: str | None = None,
     why: str = "",
     stages: str = "",
+    aliases: tuple[str, ...] | None = None,
+    drifted: str = "",
 ) -> str:
+    """The report; ``aliases``: the registered version's aliases now (None: not known, the
+    alias register set is named as of then); ``drifted``: the drift section."""
     sections = [
-        _headline(comparison, registration),
+        _headline(comparison, registration, aliases),
         f"> ⚠️ {stale}" if stale else "",  # built from safe parts by stale_note
         "\n".join(change_lines(comparison.changes)) if comparison.production else "",
         "\n".join(feature_change_lines(comparison.evaluation.get("feature_change"))).strip(),
@@ -158,6 +168,7 @@ def render(
         why,
         _package(packaged) if packaged else "",
         _deploy(deployed) if deployed else "",
+        drifted,
         _lineage(comparison, registration, tags),
         stages,
         f"<sub>mlops-ci {__version__} · evaluation {md.code(comparison.evaluation['data'])} "
@@ -167,7 +178,43 @@ def render(
     return "\n\n".join(s for s in sections if s) + "\n"
 
 
-def _headline(c: ComparisonResult, registration: RegisterResult | None) -> str:
+def _aliases_now(
+    registry: ModelRegistry | None, registration: RegisterResult | None
+) -> tuple[str, ...] | None:
+    """The registered version's aliases as the registry has them now; None when it cannot say."""
+    if registry is None or registration is None:
+        return None
+    try:
+        return registry.get_version(registration.name, registration.version).aliases
+    except MlopsError:  # deleted since, or the registry did not answer: as of register
+        return None
+
+
+def _drift(config: Config, model: str) -> str:
+    """The drift section, from .mlops/drift.json when it is this model's."""
+    record = read_object(JobFolder(config.root).drift)
+    if record is None or record.get("model", model) != model:
+        return ""
+    try:
+        return drift_step.markdown(record, config.evaluate.importance.top, level="###").strip()
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        return f"### ⚠️ Data drift\n\n.mlops/drift.json cannot be shown ({md.text(repr(err))})."
+
+
+def _alias_text(registration: RegisterResult, aliases: tuple[str, ...] | None) -> str:
+    if aliases is None:  # not known now: the one register set, said as of then
+        return f"alias {md.code(registration.alias)} when registered"
+    if not aliases:
+        return "no alias now"
+    names = ", ".join(md.code(a) for a in sorted(aliases))
+    return f"{'aliases' if len(aliases) > 1 else 'alias'} {names}"
+
+
+def _headline(
+    c: ComparisonResult,
+    registration: RegisterResult | None,
+    aliases: tuple[str, ...] | None = None,
+) -> str:
     lines = [f"## {_ICON[c.verdict]} {md.code(c.model)}: candidate {_HEADLINE[c.verdict]}"]
     failed = [check for check in c.checks if check.status == FAIL]
     if failed:
@@ -177,7 +224,7 @@ def _headline(c: ComparisonResult, registration: RegisterResult | None) -> str:
         lines += [
             "",
             f"Registered as **{md.text(registration.name)} v{md.text(registration.version)}** "
-            f"(alias {md.code(registration.alias)}{', forced' if registration.forced else ''}).",
+            f"({_alias_text(registration, aliases)}{', forced' if registration.forced else ''}).",
         ]
     elif c.verdict == FAIL:
         lines += ["", "Not registered."]

@@ -203,3 +203,61 @@ def test_a_refused_regression_has_one_sign_per_gap(tmp_path: Path) -> None:
     # what changed, next to the verdict
     top = text.split("| metric |")[0]
     assert "- param `max_depth`: `8` → `2`" in top and "- param `n_estimators`: `300` → `3`" in top
+
+
+def test_the_registered_version_is_named_with_its_aliases_as_they_are_now(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
+    """register set `candidate`; a promotion since moved `production` to the version and the
+    next register moved `candidate` on: the report says what the registry says now."""
+    run = candidate_run(fake_registry, config.root)
+    compare(config, fake_registry, run.run_id)
+    register(config, fake_registry)
+    fake_registry.set_alias("iris-classifier", "production", "1")  # promoted
+    both = report(config, fake_registry, "pr").markdown
+    assert "Registered as **iris-classifier v1** (aliases `candidate`, `production`)." in both
+    later = fake_registry.create_version("iris-classifier", candidate_run(fake_registry,
+                                         config.root), {}, "")  # fmt: skip
+    fake_registry.set_alias("iris-classifier", "candidate", later.version)
+    now = report(config, fake_registry, "pr").markdown
+    assert "Registered as **iris-classifier v1** (alias `production`)." in now
+    assert "`candidate`" not in now
+    unknown = report(config, None, "pr").markdown  # no registry to ask: as of register
+    assert "Registered as **iris-classifier v1** (alias `candidate` when registered)." in unknown
+
+
+def test_the_report_has_the_models_drift_check(
+    config: Config, fake_registry: InMemoryRegistry, tmp_path: Path
+) -> None:
+    import json
+
+    import pandas as pd
+
+    from mlops_ci.steps.drift import drift
+
+    in_production(fake_registry, config)
+    run = candidate_run(fake_registry, config.root)
+    compare(config, fake_registry, run.run_id)
+    assert "Data drift" not in report(config, fake_registry, "pr").markdown
+    train = pd.read_csv(config.root / "data" / "train.csv")
+    rows = train.sample(500, replace=True, random_state=0).drop(columns=["species"])
+    rows["petal_length"] += rows["petal_length"].std()
+    log = tmp_path / "log"
+    log.mkdir()
+    model = fake_registry.models["models:/m-run1"]
+    with open(log / "inputs-20260101T000000-1-0001.jsonl", "w") as fh:
+        for record, label in zip(rows.to_dict("records"), model.predict(rows), strict=True):
+            fh.write(json.dumps({"version": "1", "inputs": record, "prediction": label}) + "\n")
+    drift(config, current=str(log), registry=fake_registry)
+    text = report(config, fake_registry, "pr").markdown
+    section = text.split("### 🌊 Data drift: **drift** — 1 of 4 features drifted")[1]
+    assert "| petal_length | " in section.split("\n| sepal")[0]  # the worst first
+    line = next(x for x in section.splitlines() if x.startswith("- Prediction drift: PSI 0.4"))
+    assert line.endswith(
+        "🌊 drifted (reported, not counted): logged predictions against production "
+        "(iris-classifier v1)'s predictions on the reference rows (scored now)"
+    ), line
+    drift_json = config.root / ".mlops" / "drift.json"
+    record = json.loads(drift_json.read_text())
+    drift_json.write_text(json.dumps({**record, "model": "another-model"}))
+    assert "Data drift" not in report(config, fake_registry, "pr").markdown
