@@ -132,6 +132,28 @@ def _comparison(record: dict[str, Any], c: dict[str, Any]) -> list[str]:
             )
     if c.get("checks"):
         lines += ["", *_checks(c["checks"])]
+    return lines + _slices(c, record["primary_metric"])
+
+
+def _slices(c: dict[str, Any], metric: str) -> list[str]:
+    """The primary metric of both versions in each slice of the paired rows."""
+    found = [s for s in c.get("slices") or [] if metric in s["candidate"]]
+    if not found:
+        return []
+    gib = METRICS[metric].greater_is_better
+    lines = [
+        "",
+        f"#### Slices ({md.text(metric)}; slices under {c['min_slice_rows']} rows are not judged)",
+        "",
+        "| slice | rows | candidate | production | Δ (candidate − production) |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for s in found:
+        cand, prod = s["candidate"][metric], s["production"][metric]
+        lines.append(
+            f"| {md.cell(md.text(s['name']))} | {s['rows']:,} | {delta.number(cand)} | "
+            f"{delta.number(prod)} | {delta.cell(cand - prod, gib)} |"
+        )
     return lines
 
 
