@@ -108,14 +108,13 @@ def quality(
         for v, a in sorted(joined.versions.items())
     }
     notes = _notes(task, joined)
-    comparison = None
     cand = _candidate(joined, candidate)
     prod = production
-    if cand is not None:
-        prod = prod or _most(_primaries_paired_with(joined, cand), production_alias)
-        comparison = _compare(config, joined, prod, cand, notes) if prod else None
-    elif prod is None:
+    if prod is None and cand is not None:
+        prod = _most(_primaries_paired_with(joined, cand), production_alias)
+    if prod is None:
         prod = _most(Counter(joined.primary.values()), production_alias)
+    comparison = _compare(config, joined, prod, cand, notes) if cand and prod else None
     record: dict[str, Any] = {
         "model": config.model.name,
         "task": task,
