@@ -258,3 +258,28 @@ def test_several_primaries_ask_the_registry_which_is_production(tmp_path: Path) 
     assert record["comparison"] is None
     record = quality(config, labels="labels.csv", production_alias=lambda: None).record
     assert record["production_health"]["version"] == "1"  # the most rows
+
+
+def test_a_shadow_without_primaries_beside_it_is_inconclusive_not_unreported(
+    tmp_path: Path,
+) -> None:
+    config = project(tmp_path)
+    log = tmp_path / "log"
+    log.mkdir()
+    rows = [("a", "2", True), ("b", "1", False)]  # a's primary record never reached the log
+    (log / "inputs-1.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {"ts": START, "request_id": r, "row": 0, "version": v, "prediction": "x"}
+                | ({"shadow": True} if shadow else {})
+            )
+            + "\n"
+            for r, v, shadow in rows
+        )
+    )
+    (tmp_path / "labels.csv").write_text("request_id,species\na,x\nb,x\n")
+    record = quality(config, labels="labels.csv").record
+    assert record["production_health"]["version"] == "1"
+    comparison = record["comparison"]
+    assert comparison["candidate"] == "2" and comparison["production"] == "1"
+    assert comparison["verdict"] == "inconclusive" and comparison["rows"] == 0
