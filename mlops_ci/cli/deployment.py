@@ -78,6 +78,11 @@ def deploy(
         echo(f"note: {result.note}")
     if result.alias:
         echo(f"alias '{result.alias}' -> v{result.version}")
+    if result.shadow:
+        echo(
+            f"shadow: v{result.shadow['version']} scores {result.shadow['percent']:g} % of "
+            "requests unseen (input log; `mlops-ci quality` judges it)"
+        )
     emit_outputs({"deploy-status": result.status, "url": where, "model_version": result.version})
     notify(
         config,

@@ -279,6 +279,13 @@ def _semantic_problems(data: dict[str, Any], node: yaml.Node | None, name: str) 
             f"{name}:{line}: train.command: the pipeline's training stage has the command; "
             "remove train.command (or the pipeline)"
         )
+    for env_name, env in data["deploy"].items():
+        if env.get("shadow") and env["target"] != "local":
+            line = node_line(node, ["deploy", env_name, "shadow"])
+            problems.append(
+                f"{name}:{line}: deploy.{env_name}.shadow: the {env['target']} target cannot "
+                "mirror requests yet (only target: local; or `mlops-ci serve --shadow`)"
+            )
     evaluated = data["evaluate"]["metrics"]
     task = data["model"]["task"]
     for i, metric in enumerate(evaluated):

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from mlops_ci.config.deployenv import DeployEnv as DeployEnv  # re-exported: its old home
+from mlops_ci.config.deployenv import deploy_env
 from mlops_ci.config.file import find_config, node_line, read_checked, schema, with_defaults
 from mlops_ci.metrics import COST_METRICS
 from mlops_ci.monitor.quality import QualityConfig
@@ -230,47 +232,6 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True)
-class RolloutConfig:
-    mode: str  # canary | ab
-    steps: tuple[float, ...]
-    window_seconds: float
-    probe_requests: int
-    min_requests: int
-    max_error_rate: float
-    max_p99_ratio: float
-    max_p99_ms: float
-
-
-@dataclass(frozen=True)
-class KubernetesConfig:
-    namespace: str
-    serving: str  # deployment | kserve
-    replicas: int
-    max_replicas: int
-    target_cpu_percent: int
-    output_dir: str
-
-
-@dataclass(frozen=True)
-class DeployEnv:
-    """One deployment environment of mlops.yaml's ``deploy`` map."""
-
-    name: str
-    target: str  # local | docker | kubernetes
-    host: str
-    port: int
-    approval: str  # required | none
-    require_comparison: bool
-    require_pr_review: bool
-    github_environment: str
-    alias: str
-    rollout: RolloutConfig
-    kubernetes: KubernetesConfig
-    restart_policy: str
-    egress: bool = False  # docker: the version network is internal unless set
-
-
-@dataclass(frozen=True)
 class Config:
     """A validated mlops.yaml; ``root`` is its folder, against which relative paths resolve."""
 
@@ -380,7 +341,7 @@ def _build(file: Path, d: dict[str, Any], metrics_output_set: bool = True) -> Co
         serve=serve_config(d["serve"]),
         monitor=monitor_config(d["monitor"]),
         deploy={
-            name: _deploy_env(name, env, registry["production_alias"])
+            name: deploy_env(name, env, registry["production_alias"])
             for name, env in with_defaults(d["deploy"], schema()["properties"]["deploy"]).items()
         },
         notify=_notify(d["notify"]),
@@ -410,41 +371,6 @@ def _notify(n: dict[str, Any]) -> NotifyConfig:
         dispatch_events=tuple(n["repository_dispatch"]["events"]),
         dispatch_repository=n["repository_dispatch"]["repository"],
         fail_on_error=bool(n["fail_on_error"]),
-    )
-
-
-def _deploy_env(name: str, e: dict[str, Any], production_alias: str) -> DeployEnv:
-    r, k = e["rollout"], e["kubernetes"]
-    return DeployEnv(
-        name=name,
-        target=e["target"],
-        host=e["host"],
-        port=int(e["port"]),
-        approval=e["approval"],
-        require_comparison=bool(e["require_comparison"]),
-        require_pr_review=bool(e["require_pr_review"]),
-        github_environment=e["github_environment"] or name,
-        alias=e["alias"] or (production_alias if name == "production" else name),
-        rollout=RolloutConfig(
-            mode=r["mode"],
-            steps=tuple(float(v) for v in r["steps"]),
-            window_seconds=float(r["window_seconds"]),
-            probe_requests=int(r["probe_requests"]),
-            min_requests=int(r["min_requests"]),
-            max_error_rate=float(r["max_error_rate"]),
-            max_p99_ratio=float(r["max_p99_ratio"]),
-            max_p99_ms=float(r["max_p99_ms"]),
-        ),
-        kubernetes=KubernetesConfig(
-            namespace=k["namespace"],
-            serving=k["serving"],
-            replicas=int(k["replicas"]),
-            max_replicas=int(k["max_replicas"]),
-            target_cpu_percent=int(k["target_cpu_percent"]),
-            output_dir=k["output_dir"],
-        ),
-        restart_policy=e["docker"]["restart_policy"],
-        egress=bool(e["egress"]),
     )
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from mlops_ci.config.types import Config, DeployEnv
 from mlops_ci.credentials import redact_text
 from mlops_ci.errors import GateFailed, InputError, ServiceError
+from mlops_ci.records import JobFolder, read_json
 from mlops_ci.registry import ModelRegistry, VersionRecord, resolve_version
 from mlops_ci.steps.deploy_journal import (
     PLANNING,
@@ -34,7 +35,8 @@ from mlops_ci.steps.deploy_journal import (
 )
 from mlops_ci.steps.deploy_record import DeployResult, record
 from mlops_ci.steps.deploy_settle import finish_at_full, revert, settle
-from mlops_ci.steps.gates import check_gates, now_iso
+from mlops_ci.steps.deploy_shadow import apply_shadow
+from mlops_ci.steps.gates import check_gates, live_gate, now_iso
 from mlops_ci.targets import TARGETS, Targets, target_for
 from mlops_ci.targets.base import ManifestTarget, RoutedTarget, TargetUnavailable
 from mlops_ci.targets.judging import Progress, StepRecord, died, judge_step, probe_rows
@@ -81,6 +83,11 @@ def _deploy(
             hint=f"run `mlops-ci package --version {version.version}` first",
         )
     gates, approval = check_gates(version, env, environ)
+    previous = registry.get_version_by_alias(name, env.alias)
+    if env.require_live_rows is not None:
+        live = read_json(JobFolder(config.root).quality)
+        serving = previous.version if previous else None
+        gates.append(live_gate(live, version.version, serving, env.require_live_rows))
     failed = [g for g in gates if not g.passed]
     if failed:
         raise GateFailed(
@@ -89,7 +96,6 @@ def _deploy(
         )
     if approval is not None and approval.source != "mlops-ci approve":
         registry.set_version_tags(name, version.version, approval.tags(env.name))
-    previous = registry.get_version_by_alias(name, env.alias)
     base: dict[str, Any] = {
         "name": name,
         "version": version.version,
@@ -127,7 +133,7 @@ def _deploy(
     run = _Rollout(config, env, version.version, base, target, journal, progress)
     with interruptible() as signals:
         try:
-            result = _rollout(run)
+            result = apply_shadow(config, registry, env, target, _rollout(run))
             signals.hold()  # in the try: a signal before it is one during the rollout
         except Exception as err:
             # a signal's Interrupted, or what it became in a library that caught it

@@ -11,6 +11,7 @@ import json
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mlops_ci.config.types import Config
 from mlops_ci.records import JobFolder, append_line, write_json_atomic
@@ -42,6 +43,7 @@ class DeployResult:
     # a deploy a killed process left, settled by a later verb: finished | reverted | abandoned
     resolved: str | None = None
     interrupted: str | None = None  # the signal that ended this deploy (SIGTERM, SIGINT)
+    shadow: dict[str, Any] | None = None  # {"version", "percent"} left scoring unseen
 
 
 def record(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from mlops_ci.config.types import DeployEnv
 from mlops_ci.registry import TAG_VERDICT, VersionRecord
@@ -97,6 +98,33 @@ def pr_review_gate(environ: Mapping[str, str]) -> Gate:
     if approvers:
         return Gate("pr-review", True, f"#{pr} approved by {', '.join(approvers)}")
     return Gate("pr-review", False, f"#{pr} has no approving review")
+
+
+def live_gate(record: Any, version: str, serving: str | None, min_rows: int) -> Gate:
+    """deploy.ENV.require_live: `quality`'s live comparison (.mlops/quality.json) judged
+    ``version`` as the shadow of the version serving now, passing, on ``min_rows`` or more
+    paired labelled rows. A comparison against another version than serves now is stale."""
+    comparison = record.get("comparison") if isinstance(record, dict) else None
+    if not isinstance(comparison, dict) or not comparison:
+        why = "no live comparison (.mlops/quality.json): serve it as the shadow, then run "
+        return Gate("live", False, why + "`mlops-ci quality --labels FILE`")
+    judged, against = str(comparison.get("candidate")), str(comparison.get("production"))
+    rows, verdict = comparison.get("rows"), comparison.get("verdict")
+    rows = rows if isinstance(rows, int) else 0
+    if judged != version:
+        return Gate("live", False, f"the live comparison judged v{judged}, not v{version}")
+    if serving is not None and against != serving:
+        return Gate(
+            "live",
+            False,
+            f"stale: the live comparison was against v{against}; v{serving} serves now",
+        )
+    detail = f"v{version} against v{against} on {rows:,} labelled rows: {verdict}"
+    if verdict != "pass":
+        return Gate("live", False, detail)
+    if rows < min_rows:
+        return Gate("live", False, f"{detail}, but {min_rows:,} rows are required")
+    return Gate("live", True, detail)
 
 
 def check_gates(

@@ -106,7 +106,14 @@ class RoutedTarget(DeployTarget, Protocol):
         """Load ``version`` beside the versions served, at 0 %."""
         ...
 
-    def unload(self, version: str) -> None: ...
+    def unload(self, version: str) -> None:
+        """Take ``version`` out (it must take no traffic); one that is the shadow stops being
+        it first."""
+        ...
+
+    def set_shadow(self, version: str | None, percent: float = 100.0) -> None:
+        """Let ``version`` (loaded) score ``percent`` % of requests unseen; None: no shadow."""
+        ...
 
     def set_split(self, weights: dict[str, float]) -> None:
         """Route by ``weights`` (version -> percent); a loaded version not named gets 0 %."""

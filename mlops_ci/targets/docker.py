@@ -255,6 +255,12 @@ class DockerTarget:
                 hint="what served before serves on",
             )
 
+    def set_shadow(self, version: str | None, percent: float = 100.0) -> None:
+        """The front (HAProxy) mirrors no requests: no shadow here (the config refuses
+        deploy.ENV.shadow for this target; clearing one is a no-op)."""
+        if version is not None:
+            raise ServiceError("docker: the front cannot mirror requests to a shadow version")
+
     def metrics_text(self) -> str:
         return probes.metrics_text(self.url)
 

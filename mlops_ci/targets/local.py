@@ -157,7 +157,15 @@ class LocalTarget:
         return self._admin("POST", "/admin/models", {"path": str(package_folder)})
 
     def unload(self, version: str) -> dict[str, Any]:
+        shadow = self._admin("GET", "/admin/shadow").get("shadow")
+        if shadow and shadow.get("version") == version:
+            self.set_shadow(None)
         return self._admin("DELETE", f"/admin/models/{version}")
+
+    def set_shadow(self, version: str | None, percent: float = 100.0) -> dict[str, Any]:
+        if version is None:
+            return self._admin("DELETE", "/admin/shadow")
+        return self._admin("PUT", "/admin/shadow", {"version": version, "percent": percent})
 
     def set_split(self, weights: dict[str, float]) -> dict[str, Any]:
         return self._admin("PUT", "/admin/traffic", {"weights": weights})

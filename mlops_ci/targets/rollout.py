@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mlops_ci.config.types import RolloutConfig
+from mlops_ci.config.deployenv import RolloutConfig
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ class FakeTarget:
         self.splits: list[dict[str, float]] = []
         self.probed: list[tuple[str, int]] = []
         self.stops = 0
+        self.shadow: tuple[str, float] | None = None
+        self.shadows: list[tuple[str, float] | None] = []
         self._answered: dict[str, int] = {}
         self._failed: dict[str, int] = {}
 
@@ -72,6 +74,14 @@ class FakeTarget:
     def unload(self, version: str) -> None:
         self.unloaded.append(version)
         self._serving().pop(version, None)
+        if self.shadow is not None and self.shadow[0] == version:
+            self.shadow = None
+
+    def set_shadow(self, version: str | None, percent: float = 100.0) -> None:
+        if version is not None and version not in self._serving():
+            raise ServiceError(f"fake target: shadow v{version} is not loaded")
+        self.shadow = None if version is None else (version, percent)
+        self.shadows.append(self.shadow)
 
     def set_split(self, weights: dict[str, float]) -> None:
         serving = self._serving()

@@ -303,3 +303,21 @@ def test_an_output_that_is_or_holds_an_input_is_refused_at_its_line(tmp_path: Pa
     assert line.startswith("mlops.yaml:5: train.outputs.model: 'out' holds train.inputs.0")
     fine = VALID.replace("  command: python train.py\n", "  command: x\n  inputs: [data/a.csv]\n")
     assert load_config(write(tmp_path, fine)).train.inputs == ("data/a.csv",)
+
+
+@pytest.mark.timeout(60)
+def test_a_shadow_and_a_live_requirement_per_environment(tmp_path: Path) -> None:
+    local = VALID + (
+        "deploy:\n  production:\n    target: local\n"
+        "    shadow: {version: '@candidate', percent: 25}\n    require_live: {min_rows: 500}\n"
+    )
+    env = load_config(write(tmp_path, local)).deploy["production"]
+    assert env.shadow is not None and (env.shadow.version, env.shadow.percent) == ("@candidate", 25)
+    assert env.require_live_rows == 500
+    docker = local.replace("target: local", "target: docker")
+    assert problems(tmp_path, docker) == [
+        "mlops.yaml:11: deploy.production.shadow: the docker target cannot mirror requests yet "
+        "(only target: local; or `mlops-ci serve --shadow`)"
+    ]
+    assert "percent" in problems(tmp_path, local.replace("percent: 25", "percent: 0"))[0]
+    assert "version" in problems(tmp_path, local.replace("'@candidate'", "'latest'"))[0]
