@@ -39,13 +39,13 @@ def quick(config: Config, steps: tuple[float, ...] = (10.0, 50.0, 100.0)) -> Con
     return dataclasses.replace(config, deploy=deploy_envs)
 
 
-def packaged(config: Config, serving: str | None = "1") -> InMemoryRegistry:
+def packaged(config: Config, serving: str | None = "1", versions: int = 2) -> InMemoryRegistry:
     """Versions 1 and 2, packaged and compared, 2 approved for production; ``serving`` holds
     the production alias."""
     from sklearn.dummy import DummyClassifier
 
     registry = InMemoryRegistry()
-    for _ in range(2):
+    for _ in range(versions):
         registry.create_version(
             config.model.name,
             registry.add_run(DummyClassifier()),

@@ -24,15 +24,7 @@ def shadowed(config: Config, version: str = "@candidate", percent: float = 25.0)
 
 def three_versions(config: Config, candidate: str | None) -> InMemoryRegistry:
     """v1 in production, v2 approved for it, v3 packaged; ``candidate`` holds that alias."""
-    from sklearn.dummy import DummyClassifier
-
-    registry = packaged(config)
-    registry.create_version(
-        config.model.name,
-        registry.add_run(DummyClassifier()),
-        {"mlops.compare.verdict": "pass", "mlops.package.complete": "true"},
-        "",
-    )
+    registry = packaged(config, versions=3)
     if candidate is not None:
         registry.set_alias(config.model.name, "candidate", candidate)
     return registry
