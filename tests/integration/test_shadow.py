@@ -4,6 +4,7 @@ admin API changes the shadow live on every worker."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -112,3 +113,59 @@ def test_a_shadow_scores_every_request_unseen_and_logs_it_beside_the_primary(
         assert record["prediction"] == labels_v2[row]
         assert np.allclose(record["scores"], proba_v2[row], atol=1e-6)
         assert primary[rid, j]["prediction"] == labels_v1[row]
+
+
+@pytest.mark.timeout(300)
+def test_quality_judges_a_real_shadow_on_labelled_live_requests(
+    packaged: Packaged, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both versions served by a real `mlops-ci serve --shadow`; labels arrive later. The truth
+    here is v1's answer (so v2 is worse exactly where the two disagree): quality's figures are
+    the offline metrics of the same rows, and the paired bootstrap refuses v2."""
+    from mlops_ci.metrics import Encoded, score
+    from tests.integration.test_serve import project_with
+    from tests.support.helpers import run_cli
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    low = packaged.test_rows.min().to_numpy()
+    high = packaged.test_rows.max().to_numpy()
+    rng = np.random.default_rng(11)
+    sent: dict[tuple[str, int], list[float]] = {}
+    log_dir = tmp_path / "inputs"
+    args = ["--model-dir", str(packaged.v1), "--shadow", f"{packaged.v2}=100"]
+    with (
+        serving(*args, "--collect", "--log-dir", str(log_dir), cwd=tmp_path) as srv,
+        httpx.Client(base_url=srv.url, timeout=30) as client,
+    ):
+        for i in range(200):
+            rows = rng.uniform(low, high, size=(int(rng.integers(1, 4)), 4)).round(2).tolist()
+            answer = client.post("/score", json={"inputs": rows}, headers={"x-request-id": f"q{i}"})
+            assert answer.status_code == 200 and answer.headers["x-model-version"] == "1"
+            sent |= {(f"q{i}", j): row for j, row in enumerate(rows)}
+    keys = sorted(sent)
+    x = [sent[k] for k in keys]
+    truth, _ = expected_onnx(packaged.v1, x)
+    v2_labels, _ = expected_onnx(packaged.v2, x)
+    disagree = sum(a != b for a, b in zip(truth, v2_labels, strict=True))
+    assert disagree >= 20, "the two versions must differ on enough rows to tell them apart"
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "request_id,row,species\n"
+        + "".join(f"{r},{j},{t}\n" for (r, j), t in zip(keys, truth, strict=True))
+    )
+    project = project_with(packaged, tmp_path, "")
+    code = run_cli(
+        "quality", "-c", str(project), "--labels", str(labels), "--current", str(log_dir)
+    )
+    assert code == 0  # production (v1) holds the gate's bounds on its own answers
+    record = json.loads((project / ".mlops" / "quality.json").read_text())
+    for version, predicted in (("1", truth), ("2", v2_labels)):
+        enc, (pred,) = Encoded.of("classification", np.array(truth), np.array(predicted))
+        live = record["versions"][version]
+        assert live["rows"] == len(keys)
+        for metric in ("f1_macro", "accuracy"):
+            assert abs(live["metrics"][metric] - score(metric, enc, pred)) <= 1e-9
+    comparison = record["comparison"]
+    assert (comparison["production"], comparison["candidate"]) == ("1", "2")
+    assert comparison["rows"] == len(keys) and comparison["verdict"] == "fail"
+    assert comparison["significance"]["ci_high"] < 0  # significantly worse, by the interval
