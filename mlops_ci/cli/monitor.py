@@ -156,6 +156,7 @@ def quality(
         lambda: _production_version(config),
     )
     record = result.record
+    _record_live(config, record)
     text = markdown(record)
     echo(text)
     write_summary(text)
@@ -197,6 +198,22 @@ def quality(
             f"live quality of {config.model.name} v{health['version']} breaks the gate: "
             f"{', '.join(failed)}; see .mlops/quality.md"
         )
+
+
+def _record_live(config: Any, record: dict[str, Any]) -> None:
+    """The live figures on each version in the registry (for `lineage`); a registry that
+    cannot be reached costs only that, said as a warning."""
+    from mlops_ci.steps.live_tags import record_live
+
+    if not record.get("versions"):
+        return
+    try:
+        absent = record_live(open_registry(config), config.model.name, record)
+    except MlopsError as err:
+        warn(f"the live figures were not recorded on the versions: {err}")
+        return
+    if absent:
+        warn(f"not in the registry, so not tagged with their live figures: v{', v'.join(absent)}")
 
 
 def _production_version(config: Any) -> str | None:

@@ -25,6 +25,7 @@ from mlops_ci.registry import (
 )
 from mlops_ci.report import markdown as md
 from mlops_ci.steps.deploy import SERVING_STATES
+from mlops_ci.steps.live_tags import LIVE
 
 MANIFEST_ARTIFACT = "lineage/inputs.manifest.json"
 
@@ -51,6 +52,7 @@ class AuditTrail:
     events: list[Event]
     serving: dict[str, str]  # environment -> status (serving / ab) and where
     missing: list[str] = field(default_factory=list)
+    live: dict[str, str] = field(default_factory=dict)  # `quality`'s figures on live requests
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,6 +126,7 @@ def lineage(config: Config, registry: ModelRegistry, ref: str) -> AuditTrail:
         events=events,
         serving=serving,
         missing=missing,
+        live={k.removeprefix(LIVE): v for k, v in sorted(tags.items()) if k.startswith(LIVE)},
     )
 
 
@@ -236,6 +239,7 @@ def markdown(t: AuditTrail) -> str:
         lines += ["", "</details>"]
     lines += ["", "### How it compared", "", "| | |", "|---|---|"]
     lines += [f"| {_c(k)} | {_c(v)} |" for k, v in t.compared.items()]
+    lines += _live_lines(t)
     lines += ["", "### History", "", "| when (UTC) | what | by | detail |", "|---|---|---|---|"]
     lines += [f"| {_c(e.at)} | {_c(e.what)} | {_c(e.by)} | {_c(e.detail)} |" for e in t.events]
     lines += ["", "### Serving now", ""]
@@ -245,6 +249,29 @@ def markdown(t: AuditTrail) -> str:
     if t.missing:
         lines += ["", "### Not recorded", ""] + [f"- {md.text(m)}" for m in t.missing]
     return "\n".join(lines) + "\n"
+
+
+_LIVE_FACTS = {
+    "rows": "labelled rows",
+    "at": "measured at",
+    "verdict": "live comparison",
+    "against": "against version",
+    "interval": "interval",
+    "health": "against the gate's bounds",
+}
+
+
+def _live_lines(t: AuditTrail) -> list[str]:
+    """Each metric offline (the comparison) next to live (`quality`), then the live facts."""
+    if not t.live:
+        return []
+    metrics = [k for k in t.live if k not in _LIVE_FACTS]
+    lines = ["", "### On live requests (`mlops-ci quality`)", ""]
+    lines += ["| metric | offline | live |", "|---|---|---|"]
+    lines += [f"| {_c(m)} | {_c(t.compared.get(m, '–'))} | {_c(t.live[m])} |" for m in metrics]
+    facts = [(label, t.live[key]) for key, label in _LIVE_FACTS.items() if key in t.live]
+    lines += [""] + [f"- {md.text(label)}: {md.text(value)}" for label, value in facts]
+    return lines
 
 
 def _c(value: object) -> str:
