@@ -12,7 +12,7 @@ const path = require('path');
 const tl = require('azure-pipelines-task-lib/task');
 
 const VERBS = new Set(['validate', 'train', 'compare', 'register', 'promote', 'package', 'deploy',
-  'approve', 'rollback', 'undeploy', 'status', 'drift', 'batch-score', 'report']);
+  'approve', 'rollback', 'undeploy', 'status', 'drift', 'quality', 'batch-score', 'report']);
 
 function input(name, fallback = '') {
   const value = tl.getInput(name, false);
