@@ -201,3 +201,36 @@ def period_chart(record: dict[str, Any]) -> list[str]:
         *(f"    line [{', '.join(charts.number(x) for x in line)}]" for line in series),
         "```",
     ]
+
+
+def live_section(record: dict[str, Any], offline: dict[str, dict[str, float]]) -> str:
+    """The pull request's report section: each version's primary metric offline (``offline``:
+    version -> the comparison's metrics) beside live, the verdicts, and the chart per period."""
+    metric = record["primary_metric"]
+    health, comparison = record.get("production_health"), record.get("comparison")
+    lines = [f"### {_title(record, health, comparison).removeprefix('## ')}", "", _sources(record)]
+    versions: dict[str, Any] = record["versions"]
+    if versions:
+        name = md.cell(md.text(metric))
+        lines += [
+            "",
+            f"| version | role | {name} offline | {name} live | labelled rows |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for version, found in versions.items():
+            role = _role(version, health, comparison, found)
+            before = _number((offline.get(version) or {}).get(metric))
+            now = _number(found["metrics"].get(metric))
+            lines.append(
+                f"| v{md.cell(md.text(version))} | {role} | {before} | {now} | {found['rows']:,} |"
+            )
+    if comparison and comparison.get("significance"):
+        sig = comparison["significance"]
+        lines += [
+            "",
+            f"Live {md.text(sig['metric'])} difference, shadow − production: "
+            f"{sig['difference']:+.4f}, {sig['confidence']:.0%} interval "
+            f"[{sig['ci_low']:+.4f}, {sig['ci_high']:+.4f}] on {comparison['rows']:,} paired rows.",
+        ]
+    chart = period_chart(record)
+    return "\n".join(lines + (["", *chart] if chart else []))

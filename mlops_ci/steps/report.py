@@ -3,7 +3,8 @@
 Built from the job's records under .mlops/ and the run's tags in the registry; the same text
 goes to the job summary and, with a hidden marker, to the sticky pull-request comment. The
 registered version's aliases are read from the registry as they are now (a promotion since
-register moved them), and a drift check of the model (.mlops/drift.json) has a section.
+register moved them), and a drift check of the model (.mlops/drift.json) has a section, as
+has live quality (.mlops/quality.json: the primary metric offline beside live, per period).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from mlops_ci.registry import TAG_ISOLATION, ModelRegistry
 from mlops_ci.report import charts
 from mlops_ci.report import markdown as md
 from mlops_ci.report.comparison import change_lines, cost_lines, feature_change_lines, why_lines
+from mlops_ci.report.quality import live_section
 from mlops_ci.steps import drift as drift_step
 
 # A link target the report writes as a link: http(s), and no character that could end it.
@@ -113,6 +115,7 @@ def report(config: Config, registry: ModelRegistry | None, workflow: str) -> Rep
         stages,
         _aliases_now(registry, registration),
         _drift(config, comparison.model),
+        _live(config, comparison, registration),
     )
     path = write_text_atomic(JobFolder(config.root).report, text)
     return Report(
@@ -153,9 +156,11 @@ def render(
     stages: str = "",
     aliases: tuple[str, ...] | None = None,
     drifted: str = "",
+    live: str = "",
 ) -> str:
     """The report; ``aliases``: the registered version's aliases now (None: not known, the
-    alias register set is named as of then); ``drifted``: the drift section."""
+    alias register set is named as of then); ``drifted``: the drift section; ``live``: the
+    live quality section."""
     sections = [
         _headline(comparison, registration, aliases),
         f"> ⚠️ {stale}" if stale else "",  # built from safe parts by stale_note
@@ -169,6 +174,7 @@ def render(
         _package(packaged) if packaged else "",
         _deploy(deployed) if deployed else "",
         drifted,
+        live,
         _lineage(comparison, registration, tags),
         stages,
         f"<sub>mlops-ci {__version__} · evaluation {md.code(comparison.evaluation['data'])} "
@@ -199,6 +205,23 @@ def _drift(config: Config, model: str) -> str:
         return drift_step.markdown(record, config.evaluate.importance.top, level="###").strip()
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         return f"### ⚠️ Data drift\n\n.mlops/drift.json cannot be shown ({md.text(repr(err))})."
+
+
+def _live(config: Config, c: ComparisonResult, registration: RegisterResult | None) -> str:
+    """The live quality section, from .mlops/quality.json when it is this model's: the
+    primary metric offline (this comparison's, by version) beside live."""
+    record = read_object(JobFolder(config.root).quality)
+    if record is None or record.get("model") != c.model:
+        return ""
+    offline = {}
+    if c.production is not None and c.production.version:
+        offline[c.production.version] = c.production.metrics
+    if registration is not None:
+        offline[registration.version] = c.candidate.metrics
+    try:
+        return live_section(record, offline)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        return f"### ⚠️ Live quality\n\n.mlops/quality.json cannot be shown ({md.text(repr(err))})."
 
 
 def _alias_text(registration: RegisterResult, aliases: tuple[str, ...] | None) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mlops_ci.config.types import Config
+from mlops_ci.evaluation import delta
 from mlops_ci.steps.compare import compare
 from mlops_ci.steps.register import register
 from mlops_ci.steps.report import GITHUB_COMMENT_LIMIT, Report, marker_for, report
@@ -261,3 +262,45 @@ def test_the_report_has_the_models_drift_check(
     record = json.loads(drift_json.read_text())
     drift_json.write_text(json.dumps({**record, "model": "another-model"}))
     assert "Data drift" not in report(config, fake_registry, "pr").markdown
+
+
+def test_the_report_shows_live_quality_beside_the_offline_figures(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
+    import json
+
+    in_production(fake_registry, config)
+    run = candidate_run(fake_registry, config.root)
+    compared = compare(config, fake_registry, run.run_id)
+    assert "Live quality" not in report(config, fake_registry, "pr").markdown
+    assert compared.production is not None
+    offline = compared.production.metrics["f1_macro"]
+    periods = [
+        {"start": f"2026-12-07T0{h}:00:00Z", "end": f"2026-12-07T0{h + 1}:00:00Z",
+         "versions": {"1": {"rows": 50, "metrics": {"f1_macro": 0.9 - h / 100}},
+                      "2": {"rows": 50, "metrics": {"f1_macro": 0.8}}}}
+        for h in range(3)
+    ]  # fmt: skip
+    record = {
+        "model": config.model.name, "labels": "labels.csv", "labels_read": 300,
+        "current": ".mlops/inputs", "every": "1h", "primary_metric": "f1_macro",
+        "versions": {"1": {"rows": 150, "primary_rows": 150, "shadow_rows": 0,
+                           "metrics": {"f1_macro": 0.89}},
+                     "2": {"rows": 150, "primary_rows": 0, "shadow_rows": 150,
+                           "metrics": {"f1_macro": 0.8}}},
+        "comparison": {"production": "1", "candidate": "2", "verdict": "fail", "rows": 150,
+                       "significance": {"metric": "f1_macro", "difference": -0.09,
+                                        "ci_low": -0.12, "ci_high": -0.05, "confidence": 0.95}},
+        "production_health": {"version": "1", "verdict": "healthy", "checks": []},
+        "periods": periods,
+    }  # fmt: skip
+    quality_json = config.root / ".mlops" / "quality.json"
+    quality_json.write_text(json.dumps(record))
+    text = report(config, fake_registry, "pr").markdown
+    section = text.split("### Live quality of `iris-classifier`: production v1 ✅ **healthy**")[1]
+    assert f"| v1 | production | {delta.number(offline)} | 0.8900 | 150 |" in section
+    assert "| v2 | candidate (shadow) | — | 0.8000 | 150 |" in section
+    assert "[-0.1200, -0.0500] on 150 paired rows" in section
+    assert "```mermaid\nxychart-beta" in section and "line [0.9, 0.89, 0.88]" in section
+    quality_json.write_text(json.dumps({**record, "model": "another-model"}))
+    assert "Live quality" not in report(config, fake_registry, "pr").markdown
