@@ -201,6 +201,7 @@ def _post(app: ServingApp, service: Service, path: str, endpoint: str, handler: 
         started = time.perf_counter()
         request_id = request.headers.get("x-request-id", "")[:REQUEST_ID_CHARS] or service.ids.new()
         version, rows = "-", 0
+        service.inflight += 1  # the shadow waits while it is above 0
         try:
             service.sync()
             _check_content_type(request)
@@ -214,6 +215,8 @@ def _post(app: ServingApp, service: Service, path: str, endpoint: str, handler: 
         except Exception:  # a bug: logged with its traceback, answered without one
             log.exception("%s %s failed", request.method, request.scope["path"])
             response = json_response({"error": "internal error"}, 500, {"x-request-id": request_id})
+        finally:
+            service.inflight -= 1
         elapsed = time.perf_counter() - started
         version = getattr(request.state, "version", version)
         service.metrics.observe(version, endpoint, response.status_code, elapsed, rows)

@@ -74,6 +74,7 @@ class Service:
         )
         self.access = AccessLog() if settings.access_log else None
         self.ids = RequestIds()
+        self.inflight = 0  # scoring requests being answered (the event loop's count)
         if settings.shadow is not None and settings.shadow.version not in self.models:
             raise ValueError(f"the shadow version {settings.shadow.version} is not loaded")
         self.shadow = ShadowScorer(self, settings.shadow)
@@ -179,6 +180,9 @@ class Service:
 
     def shadow_counted(self, version: str, outcome: str, rows: int) -> None:
         self.metrics.shadow(version, outcome, rows)
+
+    def shadow_busy(self) -> bool:
+        return self.inflight > 0
 
     def set_split(self, split: Split) -> None:
         self.router.split = split

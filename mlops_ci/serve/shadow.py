@@ -5,11 +5,17 @@ A request chosen for the shadow is answered by its primary version as if there w
 the answer is sent (a Starlette background task that only queues) the request's rows wait here
 for one thread that scores them with the shadow version and hands its outputs to the input log
 under the same ``request_id`` and row index, marked ``"shadow": true`` (``quality`` pairs the
-two). The thread runs at a lower CPU priority than the event loop, so on a busy machine the
-primary gets the core. The queue holds at most ``MAX_QUEUED_ROWS`` rows: beyond that a
-request's shadow work is dropped and its rows counted (``mlops_shadow_dropped_total``), never
-queued without bound. A request the shadow refuses (its input contract differs from the
-primary's) or fails on is counted in ``mlops_shadow_errors_total``; the client never sees it.
+two).
+
+The shadow takes only what the primary leaves: it scores while the worker has no request in
+flight (it waits while one is), at a lower CPU priority than the event loop, and what queued
+meanwhile is scored together, in one model call of at most ``BATCH_ROWS`` rows, each request
+then logged with its own rows. So at half load it keeps up in the gaps, and at saturation —
+when there are no gaps — its queue fills: it holds at most ``MAX_QUEUED_ROWS`` rows, and
+beyond that a request's shadow work is dropped and its rows counted
+(``mlops_shadow_dropped_total``), never queued without bound and never paid for by clients.
+A request the shadow refuses (its input contract differs from the primary's) or fails on is
+counted in ``mlops_shadow_errors_total``; the client never sees it.
 
 The rows are parsed once, for the primary; the shadow reuses them when its input contract is
 the primary's, else parses the body again with its own limits, in its thread.
@@ -22,15 +28,20 @@ import logging
 import os
 import random
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+
 from mlops_ci.serve.payload import Limits, PayloadError, batch_rows
 
 MAX_QUEUED_ROWS = 4096  # about a second of single-row requests at full rate
+BATCH_ROWS = 256  # rows of queued requests scored in one model call
 SHADOW_NICE = 10  # the thread's niceness above the process's: the primary comes first
+YIELD_S = 0.0005  # how long the shadow sleeps while a primary request is in flight
 log = logging.getLogger("mlops_ci.serve")
 
 
@@ -69,6 +80,10 @@ class ShadowHost(Protocol):
     ) -> None: ...
 
     def shadow_counted(self, version: str, outcome: str, rows: int) -> None: ...
+
+    def shadow_busy(self) -> bool:
+        """Whether a client's request is in flight in this worker (the shadow waits)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -160,12 +175,56 @@ class ShadowScorer:
             self._wake.wait()
             self._wake.clear()
             while self._jobs and not self._stopping:
-                job = self._jobs.popleft()
+                while self.host.shadow_busy() and not self._stopping:
+                    time.sleep(YIELD_S)  # the primary first: the shadow uses the gaps
+                jobs = self._take()
                 try:
-                    self._score(job)
+                    self._score_together(jobs)
                 finally:
                     with self._lock:
-                        self._queued_rows -= job.rows
+                        self._queued_rows -= sum(job.rows for job in jobs)
+
+    def _take(self) -> list[_Job]:
+        """The next job, and those queued behind it that can share its model call (the same
+        version, rows parsed for its contract) up to ``BATCH_ROWS`` rows."""
+        jobs = [self._jobs.popleft()]
+        rows = jobs[0].rows
+        if jobs[0].reparse is not None:
+            return jobs
+        while self._jobs:
+            after = self._jobs[0]
+            if after.version != jobs[0].version or after.reparse is not None:
+                break
+            if rows + after.rows > BATCH_ROWS or not _joinable(jobs[0].x, after.x):
+                break
+            jobs.append(self._jobs.popleft())
+            rows += after.rows
+        return jobs
+
+    def _score_together(self, jobs: list[_Job]) -> None:
+        """One model call for ``jobs``, each logged with its own rows; where the call fails,
+        each job alone (one bad request costs only its own rows)."""
+        if len(jobs) == 1:
+            self._score(jobs[0])
+            return
+        version = jobs[0].version
+        shadow = self.shadow
+        if shadow is None or shadow.version != version:
+            return
+        try:
+            prediction = self.host.shadow_predict(version, _joined([job.x for job in jobs]))
+        except Exception:
+            for job in jobs:
+                self._score(job)
+            return
+        start = 0
+        for job in jobs:
+            end = start + job.rows
+            labels = None if prediction.labels is None else prediction.labels[start:end]
+            scores = prediction.scores[start:end]
+            self.host.shadow_logged(version, job.request_id, job.x, labels, scores)
+            start = end
+        self.host.shadow_counted(version, "scored", start)
 
     def _score(self, job: _Job) -> None:
         shadow = self.shadow
@@ -190,6 +249,27 @@ class ShadowScorer:
             job.version, job.request_id, x, prediction.labels, prediction.scores
         )
         self.host.shadow_counted(job.version, "scored", job.rows)
+
+
+def _joinable(a: Any, b: Any) -> bool:
+    """Whether two requests' parsed rows can be stacked into one model input."""
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return a.ndim == b.ndim == 2 and a.shape[1] == b.shape[1] and a.dtype == b.dtype
+    if isinstance(a, dict) and isinstance(b, dict) and list(a) == list(b):
+        return all(
+            isinstance(a[k], np.ndarray)
+            and isinstance(b[k], np.ndarray)
+            and a[k].dtype == b[k].dtype
+            for k in a
+        )
+    return False
+
+
+def _joined(xs: list[Any]) -> Any:
+    """The rows of several requests as one input, in order (``_joinable`` said they stack)."""
+    if isinstance(xs[0], dict):
+        return {k: np.concatenate([x[k] for x in xs]) for k in xs[0]}
+    return np.concatenate(xs)
 
 
 def _same_contract(a: Limits, b: Limits) -> bool:

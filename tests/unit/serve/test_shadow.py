@@ -1,5 +1,6 @@
-"""The shadow's queue: it scores what it is offered off the request's path, drops and counts what
-does not fit, re-parses a body its contract differs on, and never lets its errors out."""
+"""The shadow's queue: it scores what it is offered off the request's path, only while no primary
+request is in flight, several requests in one model call; drops and counts what does not fit,
+re-parses a body its contract differs on, and never lets its errors out."""
 
 from __future__ import annotations
 
@@ -29,11 +30,17 @@ class Host:
         self.logged: list[tuple[str, str, Any, Any]] = []
         self.counted: Counter[str] = Counter()
         self.fail_on: str | None = None
+        self.busy = False  # a primary request in flight
+        self.calls: list[int] = []  # rows of each model call
+
+    def shadow_busy(self) -> bool:
+        return self.busy
 
     def shadow_predict(self, version: str, x: Any) -> Prediction:
+        self.calls.append(len(x))
         if self.gate is not None:
             assert self.gate.wait(10)
-        if self.fail_on is not None and x[0][0] == self.fail_on:
+        if self.fail_on is not None and any(row[0] == self.fail_on for row in x):
             raise RuntimeError("the shadow's own bug")
         values = np.asarray(x, dtype=np.float64)
         return Prediction(None, values.sum(axis=1, keepdims=True))
@@ -164,3 +171,46 @@ def test_parse_shadow_names_what_is_wrong() -> None:
             parse_shadow({"version": "2", "percent": percent}, {"1", "2"})
     with pytest.raises(PayloadError, match="send"):
         parse_shadow(["2"], {"2"})
+
+
+@pytest.mark.timeout(30)
+def test_the_shadow_waits_for_the_primary_then_scores_what_queued_in_one_call() -> None:
+    host = Host()
+    host.busy = True
+    scorer = ShadowScorer(host, Shadow("2"))
+    try:
+        for i in range(10):
+            scorer.offer(Shadow("2"), LIMITS, f"r{i}", np.array([[i, 0.0], [i, 1.0]]), never)
+        time.sleep(0.2)
+        assert host.calls == [] and scorer.queued_rows() == 20, "not while a request is in flight"
+        host.busy = False
+        settled(scorer)
+    finally:
+        scorer.close()
+    assert host.calls == [20] and host.counted == {"scored": 20}
+    assert [r for _, r, _, _ in host.logged] == [f"r{i}" for i in range(10)]
+    for i, (_, _, x, scores) in enumerate(host.logged):  # each request its own rows, in order
+        assert x.tolist() == [[i, 0.0], [i, 1.0]] and scores.tolist() == [[float(i)], [i + 1.0]]
+
+
+@pytest.mark.timeout(30)
+def test_a_batch_the_model_refuses_is_scored_request_by_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(shadow_module, "BATCH_ROWS", 4)
+    host = Host()
+    host.busy = True
+    host.fail_on = "boom"
+    scorer = ShadowScorer(host, Shadow("2"))
+    try:
+        for i, first in enumerate(["1", "boom", "3", "4", "5"]):
+            scorer.offer(
+                Shadow("2"), LIMITS, f"r{i}", np.array([[first, "0"]], dtype=object), never
+            )
+        host.busy = False
+        settled(scorer)
+    finally:
+        scorer.close()
+    assert host.calls[:1] == [4] and sorted(host.calls[1:]) == [1, 1, 1, 1, 1]
+    assert [r for _, r, _, _ in host.logged] == ["r0", "r2", "r3", "r4"]
+    assert host.counted == {"scored": 4, "failed": 1}
