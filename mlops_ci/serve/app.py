@@ -99,6 +99,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             service.router.split.weights,
         )
         yield
+        service.shadow.close()  # before the log: what it scores until then is written
         if service.input_log is not None:
             service.input_log.close()
         if service.access is not None:
@@ -156,7 +157,8 @@ def _scoring_routes(app: ServingApp, service: Service) -> None:
                 prediction.scores[:, 0] if prediction.scores.shape[1] == 1 else (prediction.scores)
             )
         response = json_response(data, headers=_headers(version, request_id))
-        _shadowed(service, response, version, limits, request_id, x, partial(parse_score, body))
+        reparse = partial(parse_score, body)
+        _shadowed(service, response, version, limits, request_id, x, reparse, len(body))
         return version, batch_rows(x), response
 
     def infer_for(pinned_by_path: bool) -> Handler:
@@ -183,7 +185,7 @@ def _scoring_routes(app: ServingApp, service: Service) -> None:
             def reparse(shadow_limits: Limits) -> Any:
                 return parse_infer(body, header, shadow_limits).x
 
-            _shadowed(service, response, version, limits, logged_id, parsed.x, reparse)
+            _shadowed(service, response, version, limits, logged_id, parsed.x, reparse, len(body))
             return version, batch_rows(parsed.x), response
 
         return infer
@@ -201,7 +203,6 @@ def _post(app: ServingApp, service: Service, path: str, endpoint: str, handler: 
         started = time.perf_counter()
         request_id = request.headers.get("x-request-id", "")[:REQUEST_ID_CHARS] or service.ids.new()
         version, rows = "-", 0
-        service.inflight += 1  # the shadow waits while it is above 0
         try:
             service.sync()
             _check_content_type(request)
@@ -215,8 +216,6 @@ def _post(app: ServingApp, service: Service, path: str, endpoint: str, handler: 
         except Exception:  # a bug: logged with its traceback, answered without one
             log.exception("%s %s failed", request.method, request.scope["path"])
             response = json_response({"error": "internal error"}, 500, {"x-request-id": request_id})
-        finally:
-            service.inflight -= 1
         elapsed = time.perf_counter() - started
         version = getattr(request.state, "version", version)
         service.metrics.observe(version, endpoint, response.status_code, elapsed, rows)
@@ -270,6 +269,7 @@ def _shadowed(
     request_id: str,
     x: Any,
     reparse: Callable[[Limits], Any],
+    size: int,
 ) -> None:
     """When the shadow takes this request, queue its rows for it once the answer is sent (a
     background task that only appends to the shadow's queue: the connection's next request
@@ -279,7 +279,7 @@ def _shadowed(
         return
 
     async def queue() -> None:
-        service.shadow.offer(shadow, limits, request_id, x, reparse)
+        service.shadow.offer(shadow, limits, request_id, x, reparse, size)
 
     response.background = BackgroundTask(queue)
 
@@ -298,7 +298,10 @@ async def _log_inputs(
     """Queue the rows for the input log; with monitor.durable, wait until they are on disk."""
     if service.input_log is None:
         return
-    done = service.input_log.submit(version, request_id, x, prediction.labels, prediction.scores)
+    names = service.limits[version].features
+    done = service.input_log.submit(
+        version, request_id, x, prediction.labels, prediction.scores, names
+    )
     if done is not None:
         try:
             await asyncio.wrap_future(done)

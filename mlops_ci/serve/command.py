@@ -76,6 +76,12 @@ def start(
         echo(f"native model runner: {checked_isolation(settings.isolation, isolation)}")
     if settings.input_log:
         echo(f"input log: {settings.input_log.folder}")
+    elif settings.shadow:
+        echo(
+            "warning: --shadow without the input log (--collect, monitor.collect): the shadow's "
+            "answers are counted in /metrics but kept nowhere for `mlops-ci quality`",
+            err=True,
+        )
     if not settings.admin_token:
         echo(f"admin endpoints off: set {serve_cfg.admin_token_env} to change the split")
     from mlops_ci.serve.connections import budget

@@ -46,6 +46,9 @@ from mlops_ci.monitor.lines import SkippedLines, json_lines
 from mlops_ci.procs import alive
 
 OPEN_SUFFIX = ".jsonl.open"
+# Lines serialised between hand-overs of the GIL: a batch of 512 held it for ~1.5 ms, and a
+# request arriving then waited for it (Python takes the GIL back only every 5 ms).
+YIELD_LINES = 16
 log = logging.getLogger("mlops_ci.serve")
 
 
@@ -107,12 +110,20 @@ class InputLog:
         }
 
     def submit(
-        self, version: str, request_id: str, x: Any, labels: Any, scores: Any
+        self,
+        version: str,
+        request_id: str,
+        x: Any,
+        labels: Any,
+        scores: Any,
+        names: tuple[str, ...] = (),
     ) -> Future[None] | None:
         """Queue the rows; with ``durable`` a future that completes once they are on disk (or
         fails with the write's error), else None."""
         done: Future[None] | None = Future() if self.settings.durable else None
-        self._items.append((time.time(), version, request_id, x, labels, scores, False, done))
+        self._items.append(
+            (time.time(), version, request_id, x, labels, scores, False, names, done)
+        )
         self._queued_rows += len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
         if done is not None or self._queued_rows >= self.settings.flush_rows:
             self._queued_rows = 0
@@ -120,11 +131,17 @@ class InputLog:
         return done
 
     def submit_shadow(
-        self, version: str, request_id: str, x: Any, labels: Any, scores: Any
+        self,
+        version: str,
+        request_id: str,
+        x: Any,
+        labels: Any,
+        scores: Any,
+        names: tuple[str, ...] = (),
     ) -> None:
         """Queue a shadow version's rows (from the shadow's thread): written with the next
         batch, marked ``"shadow": true``; never waited for, never waking the writer."""
-        self._items.append((time.time(), version, request_id, x, labels, scores, True, None))
+        self._items.append((time.time(), version, request_id, x, labels, scores, True, names, None))
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued and finish the open segment."""
@@ -142,7 +159,11 @@ class InputLog:
             stopping = self._stopping
             lines: list[bytes] = []
             waiting: list[Future[None]] = []
+            yielded = 0
             while self._items:
+                if len(lines) - yielded >= YIELD_LINES:
+                    time.sleep(0)  # hand the GIL to the event loop: a request waits for no batch
+                    yielded = len(lines)
                 item = self._items.popleft()
                 try:
                     lines.extend(self._lines(item))
@@ -174,12 +195,13 @@ class InputLog:
                 done.set_exception(OSError(error))
 
     def _lines(self, item: tuple[Any, ...]) -> list[bytes]:
-        ts, version, request_id, x, labels, scores, shadow, _done = item
+        ts, version, request_id, x, labels, scores, shadow, given, _done = item
         if isinstance(x, dict):  # a table: text columns kept as text
             names = tuple(x)
             values = list(zip(*(_plain_column(col) for col in x.values()), strict=True))
         else:
-            names = self.settings.features or tuple(f"f{i}" for i in range(x.shape[1]))
+            # the version's own column order (a canary's or a shadow's may differ)
+            names = given or self.settings.features or tuple(f"f{i}" for i in range(x.shape[1]))
             values = _plain_column(x)
         lines = []
         for i, row in enumerate(values):

@@ -74,7 +74,6 @@ class Service:
         )
         self.access = AccessLog() if settings.access_log else None
         self.ids = RequestIds()
-        self.inflight = 0  # scoring requests being answered (the event loop's count)
         if settings.shadow is not None and settings.shadow.version not in self.models:
             raise ValueError(f"the shadow version {settings.shadow.version} is not loaded")
         self.shadow = ShadowScorer(self, settings.shadow)
@@ -103,12 +102,12 @@ class Service:
         for version, folder in state.models.items():
             if version not in self.models:
                 self._add(self._loaded(read_spec(Path(folder))))
+        self.shadow.set(state.shadow)  # before a version it named is dropped
         for version in set(self.models) - set(state.models):
             self._drop(version)
         self.router.versions = set(self.models)
         self.router.split = Split(state.weights)
         self.metrics.set_shares(self.router.split.shares())
-        self.shadow.set(state.shadow)
 
     def load(self, folder: Path) -> LoadedModel:
         """Load a package folder as a new version taking no traffic yet."""
@@ -176,13 +175,12 @@ class Service:
         self, version: str, request_id: str, x: Any, labels: Any, scores: Any
     ) -> None:
         if self.input_log is not None:
-            self.input_log.submit_shadow(version, request_id, x, labels, scores)
+            limits = self.limits.get(version)
+            names = limits.features if limits is not None else ()
+            self.input_log.submit_shadow(version, request_id, x, labels, scores, names)
 
     def shadow_counted(self, version: str, outcome: str, rows: int) -> None:
         self.metrics.shadow(version, outcome, rows)
-
-    def shadow_busy(self) -> bool:
-        return self.inflight > 0
 
     def set_split(self, split: Split) -> None:
         self.router.split = split

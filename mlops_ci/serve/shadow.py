@@ -7,13 +7,16 @@ for one thread that scores them with the shadow version and hands its outputs to
 under the same ``request_id`` and row index, marked ``"shadow": true`` (``quality`` pairs the
 two).
 
-The shadow takes only what the primary leaves: it scores while the worker has no request in
-flight (it waits while one is), at a lower CPU priority than the event loop, and what queued
-meanwhile is scored together, in one model call of at most ``BATCH_ROWS`` rows, each request
-then logged with its own rows. So at half load it keeps up in the gaps, and at saturation —
-when there are no gaps — its queue fills: it holds at most ``MAX_QUEUED_ROWS`` rows, and
-beyond that a request's shadow work is dropped and its rows counted
-(``mlops_shadow_dropped_total``), never queued without bound and never paid for by clients.
+The shadow gives way to the primary: its thread is not woken per request (that took the GIL
+from the event loop each time) but every ``WAKE_S`` or once ``WAKE_ROWS`` rows wait; it runs
+at a lower CPU priority than the event loop (an ONNX shadow; a native one scores in its model
+runner's process); what queued is scored together, in model calls of at most ``BATCH_ROWS``
+rows, each request then logged with its own rows; and it hands the GIL back between requests.
+So below saturation it keeps up in the gaps, and at saturation its queue fills: it holds at
+most ``MAX_QUEUED_ROWS`` rows and ``MAX_QUEUED_BYTES`` of request bodies (a request larger
+than that is taken when nothing waits), and beyond that a request's shadow work is dropped and
+its rows counted (``mlops_shadow_dropped_total``), never queued without bound and never paid
+for by clients.
 A request the shadow refuses (its input contract differs from the primary's) or fails on is
 counted in ``mlops_shadow_errors_total``; the client never sees it.
 
@@ -39,9 +42,11 @@ import numpy as np
 from mlops_ci.serve.payload import Limits, PayloadError, batch_rows
 
 MAX_QUEUED_ROWS = 4096  # about a second of single-row requests at full rate
+MAX_QUEUED_BYTES = 64 * 1024 * 1024  # of the queued requests' bodies
 BATCH_ROWS = 256  # rows of queued requests scored in one model call
 SHADOW_NICE = 10  # the thread's niceness above the process's: the primary comes first
-YIELD_S = 0.0005  # how long the shadow sleeps while a primary request is in flight
+WAKE_ROWS = 64  # queued rows that wake the thread at once
+WAKE_S = 0.02  # else it looks every 20 ms
 log = logging.getLogger("mlops_ci.serve")
 
 
@@ -81,10 +86,6 @@ class ShadowHost(Protocol):
 
     def shadow_counted(self, version: str, outcome: str, rows: int) -> None: ...
 
-    def shadow_busy(self) -> bool:
-        """Whether a client's request is in flight in this worker (the shadow waits)."""
-        ...
-
 
 @dataclass(frozen=True)
 class _Job:
@@ -93,6 +94,7 @@ class _Job:
     x: Any
     rows: int
     reparse: Callable[[Limits], Any] | None  # the body parsed with the shadow's limits
+    size: int = 0  # the body's bytes
 
 
 class ShadowScorer:
@@ -103,6 +105,7 @@ class ShadowScorer:
         self.shadow = shadow
         self._jobs: deque[_Job] = deque()
         self._queued_rows = 0
+        self._queued_bytes = 0
         self._lock = threading.Lock()  # the row count: requests add, the thread takes
         self._wake = threading.Event()
         self._stopping = False
@@ -129,26 +132,32 @@ class ShadowScorer:
         request_id: str,
         x: Any,
         reparse: Callable[[Limits], Any],
+        size: int = 0,
     ) -> None:
-        """Queue a request's rows for ``shadow`` (called once its answer is sent); dropped and
-        counted when the queue is full."""
+        """Queue a request's rows for ``shadow`` (called once its answer is sent; ``size``: its
+        body's bytes); dropped and counted when the queue is full."""
         rows = batch_rows(x)
         with self._lock:
-            if self._queued_rows + rows > MAX_QUEUED_ROWS:
-                full = True
-            else:
-                full = False
+            empty = not self._queued_rows
+            over = (
+                self._queued_rows + rows > MAX_QUEUED_ROWS
+                or self._queued_bytes + size > MAX_QUEUED_BYTES
+            )
+            full = over and not empty  # a large request alone is taken: no backlog to add to
+            if not full:
                 self._queued_rows += rows
+                self._queued_bytes += size
         if full:
             self.host.shadow_counted(shadow.version, "dropped", rows)
             return
         limits = self.host.shadow_limits(shadow.version)
         same = limits is not None and _same_contract(limits, primary_limits)
-        self._jobs.append(_Job(shadow.version, request_id, x, rows, None if same else reparse))
+        job = _Job(shadow.version, request_id, x, rows, None if same else reparse, size)
+        self._jobs.append(job)
         if self._thread is None:
             self._start()
-        if not self._wake.is_set():
-            self._wake.set()
+        if self._queued_rows >= WAKE_ROWS and not self._wake.is_set():
+            self._wake.set()  # else the thread's timer: no wake-up (and GIL hand-off) per request
 
     def queued_rows(self) -> int:
         return self._queued_rows
@@ -172,17 +181,17 @@ class ShadowScorer:
         with contextlib.suppress(OSError, AttributeError):  # best effort: Linux threads
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SHADOW_NICE)
         while not self._stopping:
-            self._wake.wait()
+            self._wake.wait(WAKE_S)
             self._wake.clear()
             while self._jobs and not self._stopping:
-                while self.host.shadow_busy() and not self._stopping:
-                    time.sleep(YIELD_S)  # the primary first: the shadow uses the gaps
                 jobs = self._take()
                 try:
                     self._score_together(jobs)
                 finally:
                     with self._lock:
                         self._queued_rows -= sum(job.rows for job in jobs)
+                        self._queued_bytes -= sum(job.size for job in jobs)
+                time.sleep(0)  # the GIL to the event loop between batches
 
     def _take(self) -> list[_Job]:
         """The next job, and those queued behind it that can share its model call (the same
@@ -224,6 +233,7 @@ class ShadowScorer:
             scores = prediction.scores[start:end]
             self.host.shadow_logged(version, job.request_id, job.x, labels, scores)
             start = end
+            time.sleep(0)  # the GIL to the event loop between requests
         self.host.shadow_counted(version, "scored", start)
 
     def _score(self, job: _Job) -> None:

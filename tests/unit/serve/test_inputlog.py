@@ -304,3 +304,40 @@ def test_a_segment_another_namespaces_writer_holds_is_not_recovered(tmp_path: Pa
         os.close(writer)
     (recovered,) = recover_orphans(tmp_path, "jsonl")
     assert recovered.read_bytes() == b'{"ts": 1}\n'
+
+
+@pytest.mark.timeout(30)
+def test_a_shadow_row_is_marked_indexed_and_named_in_its_own_column_order(tmp_path: Path) -> None:
+    settings = LogSettings(tmp_path, "m", ("a", "b"), flush_rows=100, flush_seconds=5)
+    log = InputLog(settings)
+    log.start()
+    x = np.array([[1.0, 2.0], [3.0, 4.0]])
+    log.submit("1", "req", x, np.array(["p", "q"]), np.eye(2))
+    log.submit_shadow("2", "req", x[:, ::-1], np.array(["q", "q"]), np.eye(2), ("b", "a"))
+    log.close()
+    records = list(read_records(tmp_path))
+    primary = [r for r in records if not r.get("shadow")]
+    shadow = [r for r in records if r.get("shadow") is True]
+    assert [(r["request_id"], r["row"], r["version"]) for r in primary] == [
+        ("req", 0, "1"),
+        ("req", 1, "1"),
+    ]
+    assert [(r["row"], r["version"], r["prediction"]) for r in shadow] == [
+        (0, "2", "q"),
+        (1, "2", "q"),
+    ]
+    assert [r["inputs"] for r in shadow] == [r["inputs"] for r in primary]  # by name, not place
+
+
+@pytest.mark.timeout(30)
+def test_a_parquet_segment_keeps_the_shadow_mark_of_rows_after_the_first(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    settings = LogSettings(tmp_path, "m", ("a",), format="parquet", flush_seconds=5)
+    log = InputLog(settings)
+    log.start()
+    log.submit("1", "r", np.array([[1.0]]), np.array(["p"]), np.eye(1))
+    log.submit_shadow("2", "r", np.array([[1.0]]), np.array(["q"]), np.eye(1))
+    log.close()
+    (segment,) = tmp_path.glob("*.parquet")
+    records = list(read_records(tmp_path))
+    assert [(r["version"], r.get("shadow")) for r in records] == [("1", None), ("2", True)]

@@ -1,6 +1,6 @@
-"""The shadow's queue: it scores what it is offered off the request's path, only while no primary
-request is in flight, several requests in one model call; drops and counts what does not fit,
-re-parses a body its contract differs on, and never lets its errors out."""
+"""The shadow's queue: it scores what it is offered off the request's path, several requests in
+one model call; drops and counts what does not fit (rows or bytes), re-parses a body its
+contract differs on, and never lets its errors out."""
 
 from __future__ import annotations
 
@@ -30,11 +30,7 @@ class Host:
         self.logged: list[tuple[str, str, Any, Any]] = []
         self.counted: Counter[str] = Counter()
         self.fail_on: str | None = None
-        self.busy = False  # a primary request in flight
         self.calls: list[int] = []  # rows of each model call
-
-    def shadow_busy(self) -> bool:
-        return self.busy
 
     def shadow_predict(self, version: str, x: Any) -> Prediction:
         self.calls.append(len(x))
@@ -174,16 +170,18 @@ def test_parse_shadow_names_what_is_wrong() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_the_shadow_waits_for_the_primary_then_scores_what_queued_in_one_call() -> None:
+def test_what_queued_is_scored_in_one_call_each_request_logged_with_its_rows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(shadow_module, "WAKE_S", 60.0)  # woken by the rows alone
+    monkeypatch.setattr(shadow_module, "WAKE_ROWS", 20)
     host = Host()
-    host.busy = True
     scorer = ShadowScorer(host, Shadow("2"))
     try:
         for i in range(10):
             scorer.offer(Shadow("2"), LIMITS, f"r{i}", np.array([[i, 0.0], [i, 1.0]]), never)
-        time.sleep(0.2)
-        assert host.calls == [] and scorer.queued_rows() == 20, "not while a request is in flight"
-        host.busy = False
+            if i < 9:
+                assert host.calls == [], "not woken per request"
         settled(scorer)
     finally:
         scorer.close()
@@ -191,6 +189,30 @@ def test_the_shadow_waits_for_the_primary_then_scores_what_queued_in_one_call() 
     assert [r for _, r, _, _ in host.logged] == [f"r{i}" for i in range(10)]
     for i, (_, _, x, scores) in enumerate(host.logged):  # each request its own rows, in order
         assert x.tolist() == [[i, 0.0], [i, 1.0]] and scores.tolist() == [[float(i)], [i + 1.0]]
+
+
+@pytest.mark.timeout(30)
+def test_the_byte_bound_drops_but_a_large_request_alone_is_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(shadow_module, "MAX_QUEUED_ROWS", 10)
+    monkeypatch.setattr(shadow_module, "MAX_QUEUED_BYTES", 1000)
+    gate = threading.Event()
+    host = Host(gate=gate)
+    scorer = ShadowScorer(host, Shadow("2"))
+    try:
+        scorer.offer(Shadow("2"), LIMITS, "big", np.zeros((50, 2)), never, size=5000)
+        scorer.offer(Shadow("2"), LIMITS, "behind", np.zeros((1, 2)), never, size=10)
+        gate.set()
+        settled(scorer)
+        scorer.offer(Shadow("2"), LIMITS, "a", np.zeros((1, 2)), never, size=600)
+        scorer.offer(Shadow("2"), LIMITS, "b", np.zeros((1, 2)), never, size=600)
+        settled(scorer)
+    finally:
+        scorer.close()
+    logged = [r for _, r, _, _ in host.logged]
+    assert logged[0] == "big" and "behind" not in logged, "nothing queues behind a large one"
+    assert "a" in logged and host.counted["dropped"] >= 1
 
 
 @pytest.mark.timeout(30)
