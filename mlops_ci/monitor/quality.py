@@ -179,7 +179,7 @@ def _answer(record: dict[str, Any], task: str) -> Any:
 def join(logged: list[Logged], labels: LabelSet) -> Joined:
     """The log's rows keyed by (request_id, row), joined to the labels (see the module)."""
     counts: Counter[str] = Counter()
-    keyed = _keyed(logged, counts)
+    keyed = _keyed(logged, counts)  # a doubtful key's labels are left unmatched
     primaries: dict[Key, list[Logged]] = defaultdict(list)
     shadow_of: dict[Key, dict[str, Logged]] = defaultdict(dict)
     rows_of: dict[str, set[int]] = defaultdict(set)  # request -> its rows, by any version
@@ -221,7 +221,9 @@ COUNTS = (
 
 def _keyed(logged: list[Logged], counts: Counter[str]) -> dict[tuple[str, bool, Key], Logged]:
     """Each record under (version, shadow, (request, row)); a record without a row is row 0
-    only in a one-row request of its version; a key met twice is unjoinable (each time)."""
+    only in a one-row request of its version; a key met twice is unjoinable (each time), and
+    so is every other record of that (request, row): which request the label is of is not
+    known (a client reused its request id), so no version's answer there is judged."""
     per_request: Counter[tuple[str, bool, str]] = Counter(
         (r.version, r.shadow, r.request_id) for r in logged
     )
@@ -237,10 +239,15 @@ def _keyed(logged: list[Logged], counts: Counter[str]) -> dict[tuple[str, bool, 
         name = (r.version, r.shadow, (r.request_id, row))
         seen[name] += 1
         keyed[name] = r
+    doubtful: set[Key] = set()
     for name, times in seen.items():
         if times > 1:
             del keyed[name]
             counts["unjoinable_rows"] += times
+            doubtful.add(name[2])
+    for name in [n for n in keyed if n[2] in doubtful]:
+        del keyed[name]
+        counts["unjoinable_rows"] += 1
     return keyed
 
 

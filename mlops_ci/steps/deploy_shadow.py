@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mlops_ci.config.types import Config, DeployEnv
-from mlops_ci.errors import InputError, ServiceError
+from mlops_ci.errors import MlopsError
 from mlops_ci.registry import ModelRegistry, resolve_version
 from mlops_ci.steps.deploy_record import DeployResult
 from mlops_ci.targets.base import RoutedTarget
@@ -35,7 +35,7 @@ def apply_shadow(
     served = sorted(v for v, w in result.split.items() if w > 0)
     try:
         version = resolve_version(registry, config.model.name, wanted.version).version
-    except InputError as err:
+    except MlopsError as err:  # no such alias yet, or a registry that did not answer
         return _without(target, result, f"no shadow: {wanted.version}: {err}")
     if version in served:
         return _without(target, result, f"no shadow: {wanted.version} is v{version}, served")
@@ -43,7 +43,7 @@ def apply_shadow(
         if version not in target.traffic()["versions"]:
             target.load(version)
         target.set_shadow(version, wanted.percent)
-    except (InputError, ServiceError, OSError) as err:
+    except (MlopsError, OSError) as err:
         why = str(err).splitlines()[0][:200]
         return _without(target, result, f"shadow v{version} not started: {why}")
     shadow = {"version": version, "percent": wanted.percent}
@@ -53,7 +53,7 @@ def apply_shadow(
 def _without(target: RoutedTarget, result: DeployResult, why: str) -> DeployResult:
     try:
         target.set_shadow(None)
-    except (ServiceError, OSError) as err:
+    except (MlopsError, OSError) as err:
         why += f" (an earlier shadow could not be removed: {str(err).splitlines()[0][:120]})"
     note = f"{result.note}; {why}" if result.note else why
     return replace(result, note=note)

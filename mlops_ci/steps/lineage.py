@@ -126,7 +126,7 @@ def lineage(config: Config, registry: ModelRegistry, ref: str) -> AuditTrail:
         events=events,
         serving=serving,
         missing=missing,
-        live={k.removeprefix(LIVE): v for k, v in sorted(tags.items()) if k.startswith(LIVE)},
+        live={k.removeprefix(LIVE): v for k, v in sorted(tags.items()) if k.startswith(LIVE) and v},
     )
 
 

@@ -4,7 +4,8 @@ tags) so `lineage` shows them next to the offline ones the comparison recorded.
 Per version that answered or shadowed labelled requests: each metric, the labelled rows and
 when; the shadow also gets the live comparison's verdict, the version it was judged against
 and the paired bootstrap's interval; production its health against the gate's bounds. A later
-`quality` run replaces them (the figures are of the latest window, and say when).
+`quality` run replaces them (the figures are of the latest window, and say when), emptying
+those it does not set.
 """
 
 from __future__ import annotations
@@ -44,14 +45,17 @@ def live_tags(record: dict[str, Any]) -> dict[str, dict[str, str]]:
 
 
 def record_live(registry: ModelRegistry, name: str, record: dict[str, Any]) -> list[str]:
-    """Tag each version the record measured; the versions the registry does not hold (served
-    from a package folder of another registry) are returned, not tagged."""
+    """Tag each version the record measured, emptying the ``mlops.live.*`` tags an earlier run
+    left that this one does not set (a verdict of a version no longer the shadow, a metric no
+    longer evaluated: MLflow tags are set, not removed, here); the versions the registry does
+    not hold (served from a package folder of another registry) are returned, not tagged."""
     absent = []
     for version, tags in live_tags(record).items():
         try:
-            registry.get_version(name, version)
+            found = registry.get_version(name, version)
         except InputError:
             absent.append(version)
             continue
-        registry.set_version_tags(name, version, tags)
+        stale = {k: "" for k, v in found.tags.items() if k.startswith(LIVE) and v and k not in tags}
+        registry.set_version_tags(name, version, {**stale, **tags})
     return absent

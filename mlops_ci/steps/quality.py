@@ -114,6 +114,12 @@ def quality(
         prod = _most(_primaries_paired_with(joined, cand), production_alias)
     if prod is None:
         prod = _most(Counter(joined.primary.values()), production_alias)
+    mismatch = [n for n in notes if prod is not None and n.startswith(f"version {prod}:")]
+    if mismatch:  # judged, it would read as a degraded model and start a retraining
+        raise InputError(
+            f"{labels_path}: {mismatch[0]} (production, v{prod})",
+            hint=f"write the labels of {config.evaluate.target} as the model answers them",
+        )
     comparison = _compare(config, joined, prod, cand, notes) if cand and prod else None
     record: dict[str, Any] = {
         "model": config.model.name,
@@ -145,8 +151,17 @@ def _metrics(task: str, names: tuple[str, ...], truth: list[Any], predicted: lis
     """evaluate.metrics of one version's rows, as compare computes them."""
     if not truth:
         return {}
-    enc, (pred,) = Encoded.of(task, np.asarray(truth), np.asarray(predicted))
+    enc, (pred,) = Encoded.of(task, _values(truth), _values(predicted))
     return {m: score(m, enc, pred) for m in names}
+
+
+def _values(values: list[Any]) -> npt.NDArray[Any]:
+    """Labels or answers as they came, each its own type: one array type for the window would
+    turn 1 into "1.0" beside a 1.0 (or True into "1"), so a class would depend on its
+    neighbours (compare reads one column of one type; here the rows come from many requests)."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
 
 
 def _notes(task: str, joined: live.Joined) -> list[str]:
@@ -156,8 +171,8 @@ def _notes(task: str, joined: live.Joined) -> list[str]:
         return []
     out = []
     for version, a in sorted(joined.versions.items()):
-        truth = {str(v) for v in np.asarray(a.truth).astype(str)}
-        said = {str(v) for v in np.asarray(a.predicted).astype(str)}
+        truth = {str(v) for v in _values(a.truth).astype(str)}
+        said = {str(v) for v in _values(a.predicted).astype(str)}
         if truth and said and not truth & said:
             out.append(
                 f"version {version}: the labels ({', '.join(sorted(truth)[:3])}) and its "
@@ -225,12 +240,12 @@ def _compare(
         why = f"{rows} labelled row(s) scored by both versions"
         return out | {"verdict": INCONCLUSIVE, "reason": why, "checks": [], "metrics": {}}
     p, c = joined.versions[production], joined.versions[candidate]
-    truth = np.asarray([p.truth[i] for i in prod_at])
+    truth = _values([p.truth[i] for i in prod_at])
     enc, (cand, prod) = Encoded.of(
         config.model.task,
         truth,
-        np.asarray([c.predicted[i] for i in cand_at]),
-        np.asarray([p.predicted[i] for i in prod_at]),
+        _values([c.predicted[i] for i in cand_at]),
+        _values([p.predicted[i] for i in prod_at]),
     )
     names = config.evaluate.metrics
     cand_score = ModelScore("candidate", None, candidate, {m: score(m, enc, cand) for m in names})

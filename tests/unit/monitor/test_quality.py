@@ -158,3 +158,18 @@ def test_periods_are_aligned_to_their_length() -> None:
     for bad in ("1x", "0h", "h", "1.5h"):
         with pytest.raises(InputError, match=rf"^--every: '{bad}' is not a duration"):
             period_seconds(bad)
+
+
+def test_a_reused_request_id_makes_every_answer_of_that_row_unjoinable() -> None:
+    from mlops_ci.monitor.labels import LabelSet
+    from mlops_ci.monitor.quality import Logged, join
+
+    def logged(version: str, shadow: bool, answer: str) -> Logged:
+        return Logged(version, shadow, "dup", 0, 0.0, answer, ())
+
+    # two requests under one id, both answered by v1; v2 shadowed only one of them
+    records = [logged("1", False, "a"), logged("1", False, "b"), logged("2", True, "b")]
+    labels = LabelSet("species", {("dup", 0): ("b", "labels.csv:2")})
+    joined = join(records, labels)
+    assert joined.versions == {}, "the label may be of the request v2 did not see"
+    assert joined.counts["unjoinable_rows"] == 3 and joined.counts["unmatched_labels"] == 1

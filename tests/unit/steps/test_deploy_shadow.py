@@ -5,6 +5,7 @@ version that was the shadow takes it out of shadowing first."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -95,3 +96,25 @@ def test_require_live_refuses_until_quality_passed_the_version_against_what_serv
     result = deploy(config, registry, "2", ENV, "ci", {}, targets=fake_targets(target))
     assert result.status == "serving"
     assert [g.name for g in result.gates if g.passed][-1] == "live"
+
+
+@pytest.mark.timeout(60)
+def test_a_registry_that_does_not_answer_for_the_shadow_leaves_the_deploy_as_it_is(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlops_ci.errors import ServiceError
+
+    config = shadowed(quick(config))
+    registry = three_versions(config, candidate="3")
+    asked = registry.get_version_by_alias
+
+    def flaky(name: str, alias: str) -> Any:
+        if alias == "candidate":
+            raise ServiceError("MLflow at http://mlflow.invalid answered HTTP 503 to every try")
+        return asked(name, alias)
+
+    monkeypatch.setattr(registry, "get_version_by_alias", flaky)
+    target = FakeTarget(serving={"1": 100.0})
+    result = deploy(config, registry, "2", ENV, "ci", {}, targets=fake_targets(target))
+    assert result.status == "serving" and target.weights == {"1": 0.0, "2": 100.0}
+    assert result.shadow is None and result.note and "answered HTTP 503" in result.note

@@ -63,3 +63,20 @@ def test_lineage_shows_live_figures_beside_the_offline_ones(config: Config) -> N
     assert "| f1_macro | 0.96 | 0.548912 |" in page
     assert "| accuracy | – | 0.654 |" in page  # no offline figure recorded for it
     assert "- live comparison: fail" in page and "- against version: 1" in page
+
+
+def test_a_later_run_empties_what_it_no_longer_says(config: Config) -> None:
+    from sklearn.dummy import DummyClassifier
+
+    registry = InMemoryRegistry()
+    name = config.model.name
+    for _ in range(2):
+        registry.create_version(name, registry.add_run(DummyClassifier()), {}, "")
+    record_live(registry, name, RECORD)
+    later = {**RECORD, "comparison": None, "production_health": {"version": "2", "verdict": "ok"}}
+    later["versions"] = {"2": {"rows": 10, "metrics": {"accuracy": 0.5}}}
+    record_live(registry, name, later)
+    trail = lineage(config, registry, "2")
+    assert trail.live["health"] == "ok" and trail.live["accuracy"] == "0.5"
+    for gone in ("verdict", "against", "interval", "f1_macro"):
+        assert gone not in trail.live, gone

@@ -283,3 +283,37 @@ def test_a_shadow_without_primaries_beside_it_is_inconclusive_not_unreported(
     comparison = record["comparison"]
     assert comparison["candidate"] == "2" and comparison["production"] == "1"
     assert comparison["verdict"] == "inconclusive" and comparison["rows"] == 0
+
+
+def _one_version(tmp_path: Path, predictions: list[Any], labels: list[Any]) -> Config:
+    """v1 answered ``predictions`` (one row each); ``labels`` came later, as JSON lines."""
+    config = project(tmp_path)
+    log = tmp_path / "log"
+    log.mkdir()
+    lines = [
+        {"ts": START, "request_id": f"r{i}", "row": 0, "version": "1", "prediction": p}
+        for i, p in enumerate(predictions)
+    ]
+    (log / "inputs-1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    rows = [{"request_id": f"r{i}", "row": 0, "species": v} for i, v in enumerate(labels)]
+    (tmp_path / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return config
+
+
+@pytest.mark.timeout(60)
+def test_each_label_keeps_its_own_type_whatever_else_is_in_the_window(tmp_path: Path) -> None:
+    config = _one_version(tmp_path, [1, 0, 1, 1], [1, 0, 1.0, 1])
+    record = quality(config, str(tmp_path / "labels.jsonl")).record
+    # 1.0 is another class than 1 (as compare reads a column), and only that row is wrong:
+    # one array type for the window made every 1 a "1.0" and the accuracy 0.25
+    assert record["versions"]["1"]["metrics"]["accuracy"] == pytest.approx(0.75)
+
+
+@pytest.mark.timeout(60)
+def test_labels_that_share_no_value_with_productions_answers_are_refused_not_judged(
+    tmp_path: Path,
+) -> None:
+    config = _one_version(tmp_path, [1.0, 0.0, 1.0], ["yes", "no", "yes"])
+    with pytest.raises(InputError, match=r"labels.jsonl: version 1: the labels .* share no value"):
+        quality(config, str(tmp_path / "labels.jsonl"))
+    assert not (tmp_path / ".mlops" / "quality.json").exists()
