@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -157,8 +156,7 @@ def _scoring_routes(app: ServingApp, service: Service) -> None:
                 prediction.scores[:, 0] if prediction.scores.shape[1] == 1 else (prediction.scores)
             )
         response = json_response(data, headers=_headers(version, request_id))
-        reparse = partial(parse_score, body)
-        _shadowed(service, response, version, limits, request_id, x, reparse, len(body))
+        _shadowed(service, response, version, limits, request_id, x, body, "score", None)
         return version, batch_rows(x), response
 
     def infer_for(pinned_by_path: bool) -> Handler:
@@ -181,11 +179,9 @@ def _scoring_routes(app: ServingApp, service: Service) -> None:
             await _log_inputs(service, version, logged_id, parsed.x, prediction)
             data = infer_response(service, version, parsed, prediction)
             response = json_response(data, headers=_headers(version, request_id))
-
-            def reparse(shadow_limits: Limits) -> Any:
-                return parse_infer(body, header, shadow_limits).x
-
-            _shadowed(service, response, version, limits, logged_id, parsed.x, reparse, len(body))
+            _shadowed(
+                service, response, version, limits, logged_id, parsed.x, body, "infer", header
+            )
             return version, batch_rows(parsed.x), response
 
         return infer
@@ -268,8 +264,9 @@ def _shadowed(
     limits: Limits,
     request_id: str,
     x: Any,
-    reparse: Callable[[Limits], Any],
-    size: int,
+    body: bytes,
+    kind: str,
+    header: int | None,
 ) -> None:
     """When the shadow takes this request, queue its rows for it once the answer is sent (a
     background task that only appends to the shadow's queue: the connection's next request
@@ -279,7 +276,7 @@ def _shadowed(
         return
 
     async def queue() -> None:
-        service.shadow.offer(shadow, limits, request_id, x, reparse, size)
+        service.shadow.offer(shadow, limits, request_id, x, body, kind, header)
 
     response.background = BackgroundTask(queue)
 

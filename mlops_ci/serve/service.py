@@ -20,6 +20,7 @@ from mlops_ci.serve.model import LoadedModel, ModelSpec, Prediction, read_spec
 from mlops_ci.serve.payload import Limits, PayloadError, batch_rows, echoed
 from mlops_ci.serve.router import Router, SharedState, Split, StateFile
 from mlops_ci.serve.shadow import Shadow, ShadowScorer
+from mlops_ci.serve.shadowproc import ShadowProcess
 
 THREADPOOL_ROWS = 256  # larger batches score off the event loop
 
@@ -162,25 +163,24 @@ class Service:
 
     # --- what the shadow's thread asks (``ShadowHost``) --------------------------------------
 
-    def shadow_predict(self, version: str, x: Any) -> Prediction:
-        model = self.models.get(version)
-        if model is None:
-            raise PayloadError(404, f"version '{version}' is no longer loaded")
-        return model.predict(x)
-
     def shadow_limits(self, version: str) -> Limits | None:
         return self.limits.get(version)
 
-    def shadow_logged(
-        self, version: str, request_id: str, x: Any, labels: Any, scores: Any
-    ) -> None:
-        if self.input_log is not None:
-            limits = self.limits.get(version)
-            names = limits.features if limits is not None else ()
-            self.input_log.submit_shadow(version, request_id, x, labels, scores, names)
+    def shadow_process(self, version: str) -> ShadowProcess:
+        """The shadow's own process, loading ``version``'s package (``shadowproc``)."""
+        model = self.models.get(version)
+        if model is None:
+            raise RuntimeError(f"version {version} is no longer loaded")
+        s = self.settings
+        return ShadowProcess(
+            model.spec, s.input_log, s.intra_op_threads, s.isolation, s.max_batch_rows
+        )
 
     def shadow_counted(self, version: str, outcome: str, rows: int) -> None:
         self.metrics.shadow(version, outcome, rows)
+
+    def shadow_log_dropped(self, rows: int) -> None:
+        self.metrics.input_log_dropped.labels(self.name).inc(rows)
 
     def set_split(self, split: Split) -> None:
         self.router.split = split

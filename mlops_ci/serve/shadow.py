@@ -3,50 +3,39 @@ answers them, and only the input log hears it.
 
 A request chosen for the shadow is answered by its primary version as if there were none; once
 the answer is sent (a Starlette background task that only queues) the request's rows wait here
-for one thread that scores them with the shadow version and hands its outputs to the input log
+for one thread that hands them, several requests at a time, to the shadow's own process
+(``shadowproc``): it scores them with the shadow version and writes its outputs to the input log
 under the same ``request_id`` and row index, marked ``"shadow": true`` (``quality`` pairs the
-two).
-
-The shadow gives way to the primary: its thread is not woken per request (that took the GIL
-from the event loop each time) but every ``WAKE_S`` or once ``WAKE_ROWS`` rows wait; it runs
-at a lower CPU priority than the event loop (an ONNX shadow; a native one scores in its model
-runner's process); what queued is scored together, in model calls of at most ``BATCH_ROWS``
-rows, each request then logged with its own rows; and it hands the GIL back between requests.
-So below saturation it keeps up in the gaps, and at saturation its queue fills: it holds at
-most ``MAX_QUEUED_ROWS`` rows and ``MAX_QUEUED_BYTES`` of request bodies (a request larger
-than that is taken when nothing waits), and beyond that a request's shadow work is dropped and
-its rows counted (``mlops_shadow_dropped_total``), never queued without bound and never paid
-for by clients.
-A request the shadow refuses (its input contract differs from the primary's) or fails on is
-counted in ``mlops_shadow_errors_total``; the client never sees it.
-
-The rows are parsed once, for the primary; the shadow reuses them when its input contract is
-the primary's, else parses the body again with its own limits, in its thread.
+two). That process runs at the lowest CPU priority and holds no GIL of the worker's, so it takes
+only the CPU the requests leave: below saturation it keeps up, at saturation the queue here
+fills. The queue holds at most ``MAX_QUEUED_ROWS`` rows and ``MAX_QUEUED_BYTES`` of request
+bodies (a larger request is taken when nothing waits); beyond that a request's shadow work is
+dropped and its rows counted (``mlops_shadow_dropped_total``), never queued without bound and
+never paid for by clients. Rows the shadow refuses (its input contract differs from the
+primary's: the body is parsed again, in its process, with its own limits) or fails on are
+counted in ``mlops_shadow_errors_total``; the client never sees them. The thread is woken every
+``WAKE_S`` or once ``WAKE_ROWS`` rows wait, not per request (a wake-up takes the GIL from the
+event loop). A process that cannot start or dies is started again after ``RETRY_S``; meanwhile
+the rows count as failed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-import numpy as np
 
 from mlops_ci.serve.payload import Limits, PayloadError, batch_rows
 
 MAX_QUEUED_ROWS = 4096  # about a second of single-row requests at full rate
 MAX_QUEUED_BYTES = 64 * 1024 * 1024  # of the queued requests' bodies
-BATCH_ROWS = 256  # rows of queued requests scored in one model call
-SHADOW_NICE = 10  # the thread's niceness above the process's: the primary comes first
 WAKE_ROWS = 64  # queued rows that wake the thread at once
 WAKE_S = 0.02  # else it looks every 20 ms
+RETRY_S = 5.0  # before starting a shadow process that failed again
 log = logging.getLogger("mlops_ci.serve")
 
 
@@ -72,33 +61,41 @@ def parse_shadow(value: Any, loaded: set[str]) -> Shadow:
     return Shadow(version, float(percent))
 
 
-class ShadowHost(Protocol):
-    """What the shadow needs of the service: its versions' models and limits, the input log,
-    and counters."""
+class ShadowWorker(Protocol):
+    """The shadow's process, as the queue uses it (``shadowproc.ShadowProcess``)."""
 
-    def shadow_predict(self, version: str, x: Any) -> Any: ...
+    def score(self, jobs: list[tuple[Any, ...]]) -> tuple[dict[str, int], int]: ...
+
+    def close(self) -> None: ...
+
+
+class ShadowHost(Protocol):
+    """What the shadow needs of the service: a version's limits, its process, counters."""
 
     def shadow_limits(self, version: str) -> Limits | None: ...
 
-    def shadow_logged(
-        self, version: str, request_id: str, x: Any, labels: Any, scores: Any
-    ) -> None: ...
+    def shadow_process(self, version: str) -> ShadowWorker: ...
 
     def shadow_counted(self, version: str, outcome: str, rows: int) -> None: ...
+
+    def shadow_log_dropped(self, rows: int) -> None: ...
 
 
 @dataclass(frozen=True)
 class _Job:
     version: str
     request_id: str
-    x: Any
+    x: Any  # the rows parsed for the primary; None: parse ``body`` with the shadow's limits
     rows: int
-    reparse: Callable[[Limits], Any] | None  # the body parsed with the shadow's limits
-    size: int = 0  # the body's bytes
+    body: bytes | None
+    kind: str  # score | infer
+    header: int | None  # the v2 binary extension's JSON length
+    size: int  # the body's bytes, against MAX_QUEUED_BYTES
 
 
 class ShadowScorer:
-    """The queue of requests the shadow still has to score, and the thread that scores them."""
+    """The queue of requests the shadow still has to score, and the thread that hands them to
+    the shadow's process."""
 
     def __init__(self, host: ShadowHost, shadow: Shadow | None = None) -> None:
         self.host = host
@@ -106,11 +103,15 @@ class ShadowScorer:
         self._jobs: deque[_Job] = deque()
         self._queued_rows = 0
         self._queued_bytes = 0
-        self._lock = threading.Lock()  # the row count: requests add, the thread takes
+        self._lock = threading.Lock()  # the counts: requests add, the thread takes
         self._wake = threading.Event()
-        self._stopping = False
+        self._stopping = False  # drain what is queued, then stop
+        self._abandon = False  # stop now
         self._random = random.Random()
         self._thread: threading.Thread | None = None
+        self._process: ShadowWorker | None = None
+        self._process_version: str | None = None
+        self._retry_at = 0.0
 
     def set(self, shadow: Shadow | None) -> None:
         """Change or remove the shadow; what is queued for a removed one is not scored."""
@@ -131,19 +132,19 @@ class ShadowScorer:
         primary_limits: Limits,
         request_id: str,
         x: Any,
-        reparse: Callable[[Limits], Any],
-        size: int = 0,
+        body: bytes,
+        kind: str = "score",
+        header: int | None = None,
     ) -> None:
-        """Queue a request's rows for ``shadow`` (called once its answer is sent; ``size``: its
-        body's bytes); dropped and counted when the queue is full."""
-        rows = batch_rows(x)
+        """Queue a request's rows for ``shadow`` (called once its answer is sent); dropped and
+        counted when the queue is full."""
+        rows, size = batch_rows(x), len(body)
         with self._lock:
-            empty = not self._queued_rows
             over = (
                 self._queued_rows + rows > MAX_QUEUED_ROWS
                 or self._queued_bytes + size > MAX_QUEUED_BYTES
             )
-            full = over and not empty  # a large request alone is taken: no backlog to add to
+            full = over and bool(self._queued_rows)  # a large request alone is taken
             if not full:
                 self._queued_rows += rows
                 self._queued_bytes += size
@@ -152,134 +153,105 @@ class ShadowScorer:
             return
         limits = self.host.shadow_limits(shadow.version)
         same = limits is not None and _same_contract(limits, primary_limits)
-        job = _Job(shadow.version, request_id, x, rows, None if same else reparse, size)
+        job = _Job(
+            shadow.version,
+            request_id,
+            x if same else None,
+            rows,
+            None if same else body,
+            kind,
+            header,
+            size,
+        )
         self._jobs.append(job)
         if self._thread is None:
-            self._start()
+            self._thread = threading.Thread(target=self._run, name="mlops-shadow", daemon=True)
+            self._thread.start()
         if self._queued_rows >= WAKE_ROWS and not self._wake.is_set():
-            self._wake.set()  # else the thread's timer: no wake-up (and GIL hand-off) per request
+            self._wake.set()
 
     def queued_rows(self) -> int:
         return self._queued_rows
 
-    def _start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="mlops-shadow", daemon=True)
-        self._thread.start()
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop the thread; rows still queued are not scored (they were never answered by the
-        shadow, and the log says how many)."""
+    def close(self, timeout: float = 10.0) -> None:
+        """Score what is queued (for at most ``timeout`` seconds), then stop the thread and the
+        shadow's process; rows left then are not scored (the log says how many)."""
         self._stopping = True
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+            self._abandon = True
+            self._thread.join(timeout)
         left = sum(job.rows for job in self._jobs)
         if left:
             log.info("shadow: %d queued rows not scored at shutdown", left)
+        self._stop_process()
 
     def _run(self) -> None:
-        with contextlib.suppress(OSError, AttributeError):  # best effort: Linux threads
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SHADOW_NICE)
-        while not self._stopping:
-            self._wake.wait(WAKE_S)
-            self._wake.clear()
-            while self._jobs and not self._stopping:
-                jobs = self._take()
-                try:
-                    self._score_together(jobs)
-                finally:
-                    with self._lock:
-                        self._queued_rows -= sum(job.rows for job in jobs)
-                        self._queued_bytes -= sum(job.size for job in jobs)
-                time.sleep(0)  # the GIL to the event loop between batches
+        try:
+            while not (self._stopping and not self._jobs) and not self._abandon:
+                self._wake.wait(WAKE_S)
+                self._wake.clear()
+                while self._jobs and not self._abandon:
+                    jobs = self._take()
+                    try:
+                        self._send(jobs)
+                    finally:
+                        with self._lock:
+                            self._queued_rows -= sum(job.rows for job in jobs)
+                            self._queued_bytes -= sum(job.size for job in jobs)
+        finally:
+            # by this thread: the process dies with the thread that started it (its log
+            # written first when told to stop; a SIGTERM from the kernel would cut it short)
+            self._stop_process()
 
     def _take(self) -> list[_Job]:
-        """The next job, and those queued behind it that can share its model call (the same
-        version, rows parsed for its contract) up to ``BATCH_ROWS`` rows."""
+        """What is queued for the version of the first job, in order."""
         jobs = [self._jobs.popleft()]
-        rows = jobs[0].rows
-        if jobs[0].reparse is not None:
-            return jobs
-        while self._jobs:
-            after = self._jobs[0]
-            if after.version != jobs[0].version or after.reparse is not None:
-                break
-            if rows + after.rows > BATCH_ROWS or not _joinable(jobs[0].x, after.x):
-                break
+        while self._jobs and self._jobs[0].version == jobs[0].version:
             jobs.append(self._jobs.popleft())
-            rows += after.rows
         return jobs
 
-    def _score_together(self, jobs: list[_Job]) -> None:
-        """One model call for ``jobs``, each logged with its own rows; where the call fails,
-        each job alone (one bad request costs only its own rows)."""
-        if len(jobs) == 1:
-            self._score(jobs[0])
-            return
+    def _send(self, jobs: list[_Job]) -> None:
         version = jobs[0].version
         shadow = self.shadow
         if shadow is None or shadow.version != version:
-            return
+            return  # removed or changed since these were queued
+        rows = sum(job.rows for job in jobs)
         try:
-            prediction = self.host.shadow_predict(version, _joined([job.x for job in jobs]))
-        except Exception:
-            for job in jobs:
-                self._score(job)
+            process = self._process_for(version)
+            counts, dropped = process.score(
+                [(j.request_id, j.rows, j.x, j.body, j.kind, j.header) for j in jobs]
+            )
+        except Exception as err:  # it could not start, or it died: the client never knows
+            if time.monotonic() >= self._retry_at:
+                log.error("shadow v%s: %s (rows counted as failed)", version, err)
+            self._stop_process()
+            self._retry_at = max(self._retry_at, time.monotonic() + RETRY_S)
+            self.host.shadow_counted(version, "failed", rows)
             return
-        start = 0
-        for job in jobs:
-            end = start + job.rows
-            labels = None if prediction.labels is None else prediction.labels[start:end]
-            scores = prediction.scores[start:end]
-            self.host.shadow_logged(version, job.request_id, job.x, labels, scores)
-            start = end
-            time.sleep(0)  # the GIL to the event loop between requests
-        self.host.shadow_counted(version, "scored", start)
+        for outcome, counted in counts.items():
+            self.host.shadow_counted(version, outcome, counted)
+        if dropped:
+            self.host.shadow_log_dropped(dropped)
 
-    def _score(self, job: _Job) -> None:
-        shadow = self.shadow
-        if shadow is None or shadow.version != job.version:
-            return  # removed or changed since the request was queued
-        try:
-            x = job.x
-            if job.reparse is not None:
-                limits = self.host.shadow_limits(job.version)
-                if limits is None:
-                    return  # unloaded since
-                x = job.reparse(limits)
-            prediction = self.host.shadow_predict(job.version, x)
-        except PayloadError:
-            self.host.shadow_counted(job.version, "refused", job.rows)
-            return
-        except Exception:  # the shadow's own failure never reaches a client
-            log.exception("shadow v%s failed on request %s", job.version, job.request_id)
-            self.host.shadow_counted(job.version, "failed", job.rows)
-            return
-        self.host.shadow_logged(
-            job.version, job.request_id, x, prediction.labels, prediction.scores
-        )
-        self.host.shadow_counted(job.version, "scored", job.rows)
+    def _process_for(self, version: str) -> ShadowWorker:
+        if self._process is not None and self._process_version == version:
+            return self._process
+        self._stop_process()
+        if time.monotonic() < self._retry_at:
+            raise RuntimeError("its process failed a moment ago")
+        self._process = self.host.shadow_process(version)
+        self._process_version = version
+        return self._process
 
-
-def _joinable(a: Any, b: Any) -> bool:
-    """Whether two requests' parsed rows can be stacked into one model input."""
-    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
-        return a.ndim == b.ndim == 2 and a.shape[1] == b.shape[1] and a.dtype == b.dtype
-    if isinstance(a, dict) and isinstance(b, dict) and list(a) == list(b):
-        return all(
-            isinstance(a[k], np.ndarray)
-            and isinstance(b[k], np.ndarray)
-            and a[k].dtype == b[k].dtype
-            for k in a
-        )
-    return False
-
-
-def _joined(xs: list[Any]) -> Any:
-    """The rows of several requests as one input, in order (``_joinable`` said they stack)."""
-    if isinstance(xs[0], dict):
-        return {k: np.concatenate([x[k] for x in xs]) for k in xs[0]}
-    return np.concatenate(xs)
+    def _stop_process(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            try:
+                process.close()
+            except Exception as err:
+                log.warning("shadow: stopping its process: %s", err)
 
 
 def _same_contract(a: Limits, b: Limits) -> bool:
