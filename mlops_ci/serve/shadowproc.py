@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+_NOT_PASSED = ("MLOPS_SERVE_ADMIN_TOKEN", "MLOPS_SERVE_SETTINGS")  # the worker's, not its own
 START_TIMEOUT_S = 120.0  # loading a native model in its sandboxed runner included
 BATCH_ROWS = 256  # rows of several requests scored in one model call
 
@@ -51,6 +52,7 @@ class ShadowProcess:
             [sys.executable, "-m", "mlops_ci.serve.shadowproc", str(theirs.fileno())],
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
+            env={k: v for k, v in os.environ.items() if k not in _NOT_PASSED},
         )
         theirs.close()
         self.conn = Connection(ours.detach())
