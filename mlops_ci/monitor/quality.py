@@ -97,8 +97,17 @@ class Joined:
     counts: dict[str, int]
 
 
-def read_log(path: Path, task: str, slices: tuple[str, ...], skipped: SkippedLines) -> list[Logged]:
-    """Every record of the input log at ``path`` (its folder, or one file)."""
+def read_log(
+    path: Path,
+    task: str,
+    slices: tuple[str, ...],
+    skipped: SkippedLines,
+    labelled: set[str] | None = None,
+    counts: Counter[str] | None = None,
+) -> list[Logged]:
+    """The records of the input log at ``path`` (its folder, or one file); with ``labelled``,
+    only those of the requests a label names (memory grows with the labels, not the log),
+    the primary rows of the others counted in ``counts`` as ``unlabelled_rows``."""
     out: list[Logged] = []
     for listed in files_of(path):
         file = _current(listed)
@@ -108,8 +117,10 @@ def read_log(path: Path, task: str, slices: tuple[str, ...], skipped: SkippedLin
             found = _logged(record, task, slices)
             if found is None:
                 skipped.add(file, number)  # not a record serve writes
-            else:
+            elif labelled is None or found.request_id in labelled:
                 out.append(found)
+            elif counts is not None and not found.shadow:
+                counts["unlabelled_rows"] += 1
     return out
 
 

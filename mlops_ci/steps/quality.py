@@ -95,8 +95,11 @@ def quality(
     task = config.model.task
     found = read_labels(labels_path, config.evaluate.target, task)
     skipped = SkippedLines()
-    logged = live.read_log(log_path, task, config.evaluate.slices, skipped)
+    unread: Counter[str] = Counter()  # rows of requests no label names: counted, not kept
+    wanted = {request for request, _ in found.labels}
+    logged = live.read_log(log_path, task, config.evaluate.slices, skipped, wanted, unread)
     joined = live.join(logged, found)
+    joined.counts["unlabelled_rows"] += unread["unlabelled_rows"]
     metrics = config.evaluate.metrics
     versions = {
         v: {

@@ -173,3 +173,24 @@ def test_a_reused_request_id_makes_every_answer_of_that_row_unjoinable() -> None
     joined = join(records, labels)
     assert joined.versions == {}, "the label may be of the request v2 did not see"
     assert joined.counts["unjoinable_rows"] == 3 and joined.counts["unmatched_labels"] == 1
+
+
+def test_the_log_is_read_for_the_labelled_requests_only(tmp_path: Path) -> None:
+    import json
+    from collections import Counter
+
+    from mlops_ci.monitor.lines import SkippedLines
+    from mlops_ci.monitor.quality import read_log
+
+    records = [
+        {"request_id": f"r{i}", "row": 0, "version": "1", "prediction": "a", "shadow": shadow}
+        for i in range(1000)
+        for shadow in (False, True)
+    ]
+    (tmp_path / "inputs-1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    counts: Counter[str] = Counter()
+    kept = read_log(tmp_path, "classification", (), SkippedLines(), {"r3", "r7"}, counts)
+    assert sorted((r.request_id, r.shadow) for r in kept) == [
+        ("r3", False), ("r3", True), ("r7", False), ("r7", True),
+    ]  # fmt: skip
+    assert counts == {"unlabelled_rows": 998}  # each unlabelled row once, not per version
