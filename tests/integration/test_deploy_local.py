@@ -56,19 +56,27 @@ KILLED_ENVS = (
     "undeploy",
 )
 SHORT = "{steps: [25, 100], window_seconds: 0.8, probe_requests: 10, min_requests: 5}"
+SHADOWED = {"shadowed": "{version: '1', percent: 100}"}  # v1 is packaged for real
 
 
 def deploy_yaml(staging: int, production: int) -> str:
     rollout = "{steps: [25, 100], window_seconds: 1.5, probe_requests: 20, min_requests: 10}"
     return (
-        "  profile: {single_row_runs: 20, batch_sizes: [1]}\n"
-        "deploy:\n"
-        f"  staging: {{target: local, port: {staging}, rollout: {rollout}}}\n"
-        f"  production: {{target: local, port: {production}, approval: required,\n"
-        f"               rollout: {rollout}}}\n"
-    ) + "".join(
-        f"  {env}: {{target: local, port: {free_port()}, rollout: {SHORT}}}\n"
-        for env in KILLED_ENVS
+        (
+            "  profile: {single_row_runs: 20, batch_sizes: [1]}\n"
+            "deploy:\n"
+            f"  staging: {{target: local, port: {staging}, rollout: {rollout}}}\n"
+            f"  production: {{target: local, port: {production}, approval: required,\n"
+            f"               rollout: {rollout}}}\n"
+        )
+        + "".join(
+            f"  {env}: {{target: local, port: {free_port()}, rollout: {SHORT}}}\n"
+            for env in KILLED_ENVS
+        )
+        + "".join(
+            f"  {env}: {{target: local, port: {free_port()}, rollout: {SHORT}, shadow: {shadow}}}\n"
+            for env, shadow in SHADOWED.items()
+        )
     )
 
 
@@ -542,3 +550,38 @@ def test_sigterm_mid_canary_reverts_records_and_exits_143_and_a_second_deploy_wa
             "SIGTERM",
         )
     assert (journal["state"], journal["interrupted"]) == ("rolled_back", "SIGTERM")
+
+
+@pytest.mark.timeout(240)
+def test_a_deploy_leaves_its_shadow_scoring_every_request(story: Story) -> None:
+    assert story.good == ["1", "2"]
+    config, reg = story.config, story.reg
+    approve(config, reg, "2", "shadowed", "alice", "shadow test")
+    result = deploy(config, reg, "2", "shadowed", "ci", {})
+    assert result.status == "serving" and result.shadow == {"version": "1", "percent": 100.0}
+    target = LocalTarget(config, config.deploy["shadowed"])
+    traffic = target.traffic()
+    assert traffic["weights"] == {"2": 100.0} and set(traffic["versions"]) == {"1", "2"}
+    assert traffic["shadow"]["version"] == "1" and traffic["shadow"]["percent"] == 100.0
+    assert shadow_rows(target.url, "1", "mlops_shadow_rows_total") == 20
+    target.unload("1")  # the shadow's version: its shadowing ends first, then it goes
+    traffic = target.traffic()
+    assert set(traffic["versions"]) == {"2"} and traffic["shadow"] is None
+
+
+def shadow_rows(url: str, version: str, metric: str) -> float:
+    """Send 20 single-row requests (all answered 200 by v2), then wait until the shadow's
+    ``metric`` reaches 20 rows (its process starts with its first rows), at most 60 s."""
+    with httpx.Client(base_url=url, timeout=10) as client:
+        for _ in range(20):
+            answer = client.post("/score", json={"inputs": [ROW]})
+            assert answer.status_code == 200 and answer.headers["x-model-version"] == "2"
+        deadline, counted = time.monotonic() + 60, 0.0
+        while counted < 20 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            counted = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in client.get("/metrics").text.splitlines()
+                if line.startswith(metric + "{") and f'version="{version}"' in line
+            )
+    return counted
