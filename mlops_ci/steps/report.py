@@ -198,7 +198,10 @@ def _aliases_now(
 
 def _drift(config: Config, model: str) -> str:
     """The drift section, from .mlops/drift.json when it is this model's."""
-    record = read_object(JobFolder(config.root).drift)
+    try:
+        record = read_object(JobFolder(config.root).drift)
+    except InputError as err:  # not JSON: this section says so, the report goes on
+        return f"### ⚠️ Data drift\n\n{md.text(str(err))}"
     if record is None or record.get("model", model) != model:
         return ""
     try:
@@ -210,7 +213,10 @@ def _drift(config: Config, model: str) -> str:
 def _live(config: Config, c: ComparisonResult, registration: RegisterResult | None) -> str:
     """The live quality section, from .mlops/quality.json when it is this model's: the
     primary metric offline (this comparison's, by version) beside live."""
-    record = read_object(JobFolder(config.root).quality)
+    try:
+        record = read_object(JobFolder(config.root).quality)
+    except InputError as err:  # not JSON: this section says so, the report goes on
+        return f"### ⚠️ Live quality\n\n{md.text(str(err))}"
     if record is None or record.get("model") != c.model:
         return ""
     offline = {}

@@ -304,3 +304,17 @@ def test_the_report_shows_live_quality_beside_the_offline_figures(
     assert "```mermaid\nxychart-beta" in section and "line [0.9, 0.89, 0.88]" in section
     quality_json.write_text(json.dumps({**record, "model": "another-model"}))
     assert "Live quality" not in report(config, fake_registry, "pr").markdown
+
+
+def test_a_drift_or_quality_record_that_is_not_json_costs_its_section_only(
+    config: Config, fake_registry: InMemoryRegistry
+) -> None:
+    in_production(fake_registry, config)
+    run = candidate_run(fake_registry, config.root)
+    compare(config, fake_registry, run.run_id)
+    (config.root / ".mlops" / "drift.json").write_text('{"verdict": "dri')
+    (config.root / ".mlops" / "quality.json").write_text("")
+    text = report(config, fake_registry, "pr").markdown
+    assert "### ⚠️ Data drift" in text and "drift.json: not valid JSON" in text
+    assert "### ⚠️ Live quality" in text and "quality.json: not valid JSON" in text
+    assert "| f1_macro |" in text  # the rest of the report is there
