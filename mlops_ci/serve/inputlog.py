@@ -117,31 +117,21 @@ class InputLog:
         labels: Any,
         scores: Any,
         names: tuple[str, ...] = (),
+        shadow: bool = False,
     ) -> Future[None] | None:
-        """Queue the rows; with ``durable`` a future that completes once they are on disk (or
-        fails with the write's error), else None."""
-        done: Future[None] | None = Future() if self.settings.durable else None
+        """Queue the rows (``names``: the version's columns; ``shadow``: a shadow version's
+        rows, marked ``"shadow": true``); with ``durable`` a future that completes once they
+        are on disk (or fails with the write's error), else None — never for a shadow's rows,
+        which no client waits for."""
+        done: Future[None] | None = Future() if self.settings.durable and not shadow else None
         self._items.append(
-            (time.time(), version, request_id, x, labels, scores, False, names, done)
+            (time.time(), version, request_id, x, labels, scores, shadow, names, done)
         )
         self._queued_rows += len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
         if done is not None or self._queued_rows >= self.settings.flush_rows:
             self._queued_rows = 0
             self._wake.set()
         return done
-
-    def submit_shadow(
-        self,
-        version: str,
-        request_id: str,
-        x: Any,
-        labels: Any,
-        scores: Any,
-        names: tuple[str, ...] = (),
-    ) -> None:
-        """Queue a shadow version's rows (from the shadow's thread): written with the next
-        batch, marked ``"shadow": true``; never waited for, never waking the writer."""
-        self._items.append((time.time(), version, request_id, x, labels, scores, True, names, None))
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued and finish the open segment."""

@@ -191,8 +191,14 @@ class _Shadow:
         if self.log is None:
             return
         labels = None if prediction.labels is None else prediction.labels[start:end]
-        self.log.submit_shadow(
-            self.version, request_id, x, labels, prediction.scores[start:end], self.limits.features
+        self.log.submit(
+            self.version,
+            request_id,
+            x,
+            labels,
+            prediction.scores[start:end],
+            self.limits.features,
+            shadow=True,
         )
 
     def log_dropped(self) -> int:

@@ -7,6 +7,7 @@ answers as production does."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ def serve_traffic(project: Path, folder: Path, shadow: Any) -> dict[str, Any]:
         frame = rows[FEATURES]
         for version, model, submit in (
             ("1", production, log.submit),
-            ("2", shadow, log.submit_shadow),
+            ("2", shadow, functools.partial(log.submit, shadow=True)),
         ):
             submit(version, f"req-{i}", x, model.predict(frame), model.predict_proba(frame))
         truth |= {(f"req-{i}", j): str(s) for j, s in enumerate(rows["species"])}

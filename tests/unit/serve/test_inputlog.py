@@ -313,7 +313,7 @@ def test_a_shadow_row_is_marked_indexed_and_named_in_its_own_column_order(tmp_pa
     log.start()
     x = np.array([[1.0, 2.0], [3.0, 4.0]])
     log.submit("1", "req", x, np.array(["p", "q"]), np.eye(2))
-    log.submit_shadow("2", "req", x[:, ::-1], np.array(["q", "q"]), np.eye(2), ("b", "a"))
+    log.submit("2", "req", x[:, ::-1], np.array(["q", "q"]), np.eye(2), ("b", "a"), shadow=True)
     log.close()
     records = list(read_records(tmp_path))
     primary = [r for r in records if not r.get("shadow")]
@@ -336,7 +336,7 @@ def test_a_parquet_segment_keeps_the_shadow_mark_of_rows_after_the_first(tmp_pat
     log = InputLog(settings)
     log.start()
     log.submit("1", "r", np.array([[1.0]]), np.array(["p"]), np.eye(1))
-    log.submit_shadow("2", "r", np.array([[1.0]]), np.array(["q"]), np.eye(1))
+    log.submit("2", "r", np.array([[1.0]]), np.array(["q"]), np.eye(1), shadow=True)
     log.close()
     (segment,) = tmp_path.glob("*.parquet")
     records = list(read_records(tmp_path))

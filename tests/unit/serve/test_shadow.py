@@ -42,8 +42,9 @@ class Log:
         self.lines: list[tuple[str, Any, Any]] = []
         self.rows_dropped = 0
 
-    def submit_shadow(self, version: str, request_id: str, x: Any, labels: Any, scores: Any,
-                      names: tuple[str, ...]) -> None:  # fmt: skip
+    def submit(self, version: str, request_id: str, x: Any, labels: Any, scores: Any,
+               names: tuple[str, ...], shadow: bool) -> None:  # fmt: skip
+        assert shadow
         self.lines.append((request_id, x, scores))
 
 
