@@ -258,7 +258,10 @@ def test_docker_deploys_under_load_fail_no_request_and_a_broken_image_never_take
     target = DockerTarget(config.model.name, config.deploy[env], client)
     try:
         first = deploy(config, reg, v1, env, "ci-bot", {})
-        assert first.status == "serving" and first.url == f"http://127.0.0.1:{port}"
+        assert first.status == "serving" and first.url == f"http://127.0.0.1:{port}", (
+            first.note,
+            first.steps,
+        )
         with Load(first.url) as load:
             time.sleep(1)
             load.mark(f"deploy v{v2}")
