@@ -158,6 +158,23 @@ def package(config_path: Path | None, version: str, model: str | None, no_build:
     "--threads", type=click.IntRange(min=0), default=None, help="onnxruntime threads per worker."
 )
 @click.option(
+    "--max-batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    envvar="MLOPS_SERVE_MAX_BATCH_SIZE",
+    help="Adaptive batching: requests arriving together are scored in one model call of up "
+    "to N rows, each answered with its own rows; an idle model scores a request at once. "
+    "1 turns it off (default: serve.batching, off).",
+)
+@click.option(
+    "--max-delay-ms",
+    type=click.FloatRange(min=0, max=1000),
+    default=None,
+    envvar="MLOPS_SERVE_MAX_DELAY_MS",
+    help="With batching: the longest a batch waits for requests whose bodies are still "
+    "arriving (default: serve.batching.max_delay_ms, 2).",
+)
+@click.option(
     "--collect/--no-collect",
     default=None,
     help="Log every scored row for drift detection (default: monitor.collect).",
@@ -184,6 +201,8 @@ def serve(
     port: int | None,
     workers: int | None,
     threads: int | None,
+    max_batch_size: int | None,
+    max_delay_ms: float | None,
     collect: bool | None,
     log_dir: Path | None,
     state_dir: Path | None,
@@ -211,7 +230,14 @@ def serve(
         list(model_dirs),
         list(versions),
         model,
-        {"host": host, "port": port, "workers": workers, "intra_op_threads": threads},
+        {
+            "host": host,
+            "port": port,
+            "workers": workers,
+            "intra_op_threads": threads,
+            "max_batch_size": max_batch_size,
+            "max_delay_ms": max_delay_ms,
+        },
         collect,
         log_dir,
         state_dir,

@@ -172,6 +172,15 @@ class PackageConfig:
 
 
 @dataclass(frozen=True)
+class Batching:
+    """serve.batching: the most rows one model call takes, and the longest a batch waits for
+    requests whose bodies are still arriving (``mlops_ci.serve.batching``)."""
+
+    max_batch_size: int
+    max_delay_ms: float = 2.0
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     host: str
     port: int
@@ -183,6 +192,7 @@ class ServeConfig:
     admin_token_env: str
     access_log: bool
     read_timeout_s: float = 30.0
+    batching: Batching | None = None
 
 
 @dataclass(frozen=True)
@@ -388,7 +398,15 @@ def serve_config(serve: dict[str, Any] | None = None) -> ServeConfig:
         admin_token_env=s["admin_token_env"],
         access_log=bool(s["access_log"]),
         read_timeout_s=float(s["read_timeout_s"]),
+        batching=batching(s.get("batching")),
     )
+
+
+def batching(b: dict[str, Any] | None) -> Batching | None:
+    """serve.batching, or None (off); a max_batch_size of 1 is off too (flags say so)."""
+    if not b or int(b["max_batch_size"]) < 2:
+        return None
+    return Batching(int(b["max_batch_size"]), float(b["max_delay_ms"]))
 
 
 def monitor_config(monitor: dict[str, Any] | None = None) -> MonitorConfig:

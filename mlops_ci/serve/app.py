@@ -202,7 +202,11 @@ def _post(app: ServingApp, service: Service, path: str, endpoint: str, handler: 
         try:
             service.sync()
             _check_content_type(request)
-            body = await read_body(request, limit, timeout)
+            service.reading += 1  # a batch may wait for this body (serve.batching)
+            try:
+                body = await read_body(request, limit, timeout)
+            finally:
+                service.reading -= 1
             version, rows, response = await handler(request, body, request_id)
         except PayloadError as err:
             headers = {"x-request-id": request_id}

@@ -9,6 +9,7 @@ from typing import Any
 
 from mlops_ci.config.file import find_config
 from mlops_ci.config.types import (
+    Batching,
     Config,
     MonitorConfig,
     ServeConfig,
@@ -44,8 +45,9 @@ def start(
     config = _optional_config(config_path, needed=bool(versions) or from_registry)
     serve_cfg = config.serve if config else serve_config()
     serve_cfg = dataclasses.replace(
-        serve_cfg, **{k: v for k, v in overrides.items() if v is not None}
+        serve_cfg, **{k: v for k, v in overrides.items() if v is not None and k not in BATCHING}
     )
+    serve_cfg = dataclasses.replace(serve_cfg, batching=batching_over(serve_cfg, overrides))
     monitor = config.monitor if config else monitor_config()
     root = config.root if config else Path.cwd()
     state = (state_dir or JobFolder(root).serve_state).resolve()
@@ -74,6 +76,12 @@ def start(
         )
     if any(spec.format != "onnx" for spec in settings.models):
         echo(f"native model runner: {checked_isolation(settings.isolation, isolation)}")
+    if settings.batching:
+        b = settings.batching
+        echo(
+            f"adaptive batching: up to {b.max_batch_size} rows per model call, waiting at most "
+            f"{b.max_delay_ms:g} ms for requests still arriving (an idle model scores at once)"
+        )
     if settings.input_log:
         echo(f"input log: {settings.input_log.folder}")
     elif settings.shadow:
@@ -94,6 +102,29 @@ def start(
         f"worker(s), {limits.connections:,} connections each at most)"
     )
     server.run(settings, sock, serve_cfg.workers, serve_cfg.graceful_timeout_s, state)
+
+
+BATCHING = ("max_batch_size", "max_delay_ms")
+
+
+def batching_over(serve_cfg: ServeConfig, overrides: dict[str, Any]) -> Batching | None:
+    """serve.batching with --max-batch-size / --max-delay-ms over it: a size of 1 turns it
+    off, a delay alone changes the configured batching's delay (refused when it is off)."""
+    size, delay = overrides.get("max_batch_size"), overrides.get("max_delay_ms")
+    current = serve_cfg.batching
+    if size is not None and size < 2:
+        return None
+    if size is None and current is None:
+        if delay is not None:
+            raise InputError(
+                "--max-delay-ms: batching is off; turn it on with --max-batch-size N "
+                "(N >= 2) or serve.batching in mlops.yaml"
+            )
+        return None
+    return Batching(
+        size if size is not None else current.max_batch_size,  # type: ignore[union-attr]
+        float(delay) if delay is not None else (current.max_delay_ms if current else 2.0),
+    )
 
 
 def build_settings(
@@ -147,6 +178,7 @@ def build_settings(
         state_file=state / "service.json" if serve_cfg.workers > 1 else None,
         isolation=isolation,
         shadow=Shadow(shadow[0].version, shadow[1]) if shadow else None,
+        batching=serve_cfg.batching,
     )
 
 

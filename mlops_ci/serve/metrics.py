@@ -24,6 +24,10 @@ LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 )  # fmt: skip
 
+# Adaptive batching: rows per model call, and a request's wait in its version's queue.
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+QUEUE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+
 
 class ServiceMetrics:
     """Requests, errors, latency and rows per version and endpoint; the traffic weights; the
@@ -69,6 +73,20 @@ class ServiceMetrics:
             ["model"],
             registry=self.registry,
         )
+        self.batch_size = Histogram(
+            "mlops_batch_size",
+            "Rows per model call (serve.batching: the rows of the requests scored together).",
+            ["model", "version"],
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_queue = Histogram(
+            "mlops_batch_queue_seconds",
+            "Time a request waited for its version's model call (serve.batching).",
+            ["model", "version"],
+            buckets=QUEUE_BUCKETS,
+            registry=self.registry,
+        )
         self.shadow_rows = Counter(
             "mlops_shadow_rows",
             "Rows a shadow version scored after the primary answered them.",
@@ -88,6 +106,19 @@ class ServiceMetrics:
             ["model", "version", "reason"],
             registry=self.registry,
         )
+
+    def batch_observer(self, version: str) -> Callable[[int, list[float]], None]:
+        """What a version's batcher reports after each model call: its rows, and how long
+        each request in it waited in the queue (0 for a request scored at once)."""
+        size = self.batch_size.labels(self.model, version)
+        queue = self.batch_queue.labels(self.model, version)
+
+        def observe(rows: int, waits: list[float]) -> None:
+            size.observe(rows)
+            for wait in waits:
+                queue.observe(wait)
+
+        return observe
 
     def shadow(self, version: str, outcome: str, rows: int) -> None:
         """Rows of a shadow version: ``scored``, ``dropped`` (its queue was full), or

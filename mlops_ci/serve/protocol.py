@@ -27,6 +27,14 @@ T = TypeVar("T")
 MAX_HEAD_BYTES = 32 * 1024  # request line and headers together (nginx: 4 x 8 KB buffers)
 MAX_HEADERS = 100
 _timeouts = {"head_s": 30.0}
+_tasks: list[set[Any]] = [set()]  # uvicorn's request tasks of this process's connections
+
+
+def requests_in_flight() -> int:
+    """This worker's requests not yet answered (uvicorn's set of request tasks, which every
+    connection of the process shares); 0 before the first connection, or under another
+    server. Adaptive batching asks it: alone, a request is scored at once."""
+    return len(_tasks[0])
 
 
 def set_read_timeout(seconds: float) -> None:
@@ -44,6 +52,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        _tasks[0] = self.tasks
         self._in_head = True  # between requests a new head may start at any byte
         self._head_bytes = 0  # what arrived since the head began (httptools buffers a part)
         self._header_bytes = 0  # the exact size of the complete headers seen

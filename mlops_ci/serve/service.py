@@ -4,6 +4,7 @@ worker processes as JSON in the environment). ``app`` puts HTTP routes in front 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Awaitable
 from dataclasses import asdict, dataclass, replace
@@ -13,16 +14,20 @@ from typing import Any
 import orjson
 from starlette.concurrency import run_in_threadpool
 
+from mlops_ci.config.types import Batching
 from mlops_ci.serve.accesslog import AccessLog, RequestIds
+from mlops_ci.serve.batching import Batcher, calibrate
 from mlops_ci.serve.inputlog import InputLog, LogSettings
 from mlops_ci.serve.metrics import ServiceMetrics
 from mlops_ci.serve.model import LoadedModel, ModelSpec, Prediction, read_spec
 from mlops_ci.serve.payload import Limits, PayloadError, batch_rows, echoed
+from mlops_ci.serve.protocol import requests_in_flight
 from mlops_ci.serve.router import Router, SharedState, Split, StateFile
 from mlops_ci.serve.shadow import Shadow, ShadowScorer
 from mlops_ci.serve.shadowproc import ShadowProcess
 
 THREADPOOL_ROWS = 256  # larger batches score off the event loop
+log = logging.getLogger("mlops_ci.serve")
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class ServiceSettings:
     # The sandbox of a native model's runner (auto | required | off, as train.isolation)
     isolation: str = "auto"
     shadow: Shadow | None = None  # a loaded version scoring a share of requests unseen
+    batching: Batching | None = None  # serve.batching: off when None
 
 
 class Service:
@@ -57,7 +63,11 @@ class Service:
         self.settings = settings
         self.models: dict[str, LoadedModel] = {}
         self.limits: dict[str, Limits] = {}
+        self.batchers: dict[str, Batcher] = {}
+        self.unbatched: dict[str, str] = {}  # batching on, but not for these versions: why
+        self.reading = 0  # requests whose body is still arriving (a batch may wait for them)
         self.name = settings.models[0].name
+        self.metrics = ServiceMetrics(self.name)
         try:
             for spec in settings.models:
                 self._add(self._loaded(spec))
@@ -66,7 +76,6 @@ class Service:
             raise
         self.router = Router(list(self.models), Split(settings.weights))
         self.shared = StateFile(settings.state_file) if settings.state_file else None
-        self.metrics = ServiceMetrics(self.name)
         self.metrics.set_shares(self.router.split.shares())
         self.input_log = (
             InputLog(settings.input_log, self.metrics.count_input_log_drops())
@@ -88,10 +97,25 @@ class Service:
         replaced = self.models.get(model.spec.version)
         if replaced is not None and replaced is not model:
             replaced.close()
-        self.models[model.spec.version] = model
-        self.limits[model.spec.version] = Limits(
+        version = model.spec.version
+        self.models[version] = model
+        self.limits[version] = Limits(
             model.n_features, model.spec.features, self.settings.max_batch_rows, model.schema
         )
+        why = calibrate(model, self.limits[version])  # batched or not: the same answers
+        batching = self.settings.batching
+        if batching is not None and version not in self.batchers:
+            if why is not None:
+                self.unbatched[version] = why
+                log.warning("v%s is served unbatched: %s", version, why)
+                return
+            self.batchers[version] = Batcher(
+                lambda x: self._call(version, x),
+                batching,
+                self.metrics.batch_observer(version),
+                requests_in_flight,
+                lambda: self.reading,
+            )
 
     def sync(self) -> None:
         """Apply a change another worker made (a no-op most calls: a clock check)."""
@@ -143,6 +167,8 @@ class Service:
     def _drop(self, version: str) -> None:
         model = self.models.pop(version)
         del self.limits[version]
+        self.batchers.pop(version, None)
+        self.unbatched.pop(version, None)
         model.close()
 
     def close(self) -> None:
@@ -199,7 +225,17 @@ class Service:
         )
 
     def predict(self, version: str, x: Any) -> Awaitable[Prediction] | Prediction:
-        model = self.models[version]
+        """The version's answer to ``x``: through its batcher when batching is on (the rows
+        of requests arriving together scored in one call), else one call of its own."""
+        batcher = self.batchers.get(version)
+        if batcher is not None:
+            return batcher.predict(x)
+        return self._call(version, x)
+
+    def _call(self, version: str, x: Any) -> Awaitable[Prediction] | Prediction:
+        model = self.models.get(version)
+        if model is None:  # unloaded while the request waited for its batch
+            raise PayloadError(503, f"version '{version}' was unloaded; send the request again")
         # A native model waits on its runner's pipe (and lock): never on the event loop.
         if model.in_runner or batch_rows(x) > THREADPOOL_ROWS:
             return run_in_threadpool(model.predict, x)
@@ -246,4 +282,5 @@ def settings_from_env() -> ServiceSettings:
         state_file=Path(raw["state_file"]) if raw.get("state_file") else None,
         isolation=str(raw.get("isolation") or "auto"),
         shadow=Shadow(**raw["shadow"]) if raw.get("shadow") else None,
+        batching=Batching(**raw["batching"]) if raw.get("batching") else None,
     )

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
-import numpy as np
+from mlops_ci.serve.batching import calibrate, signature, stacked
 
 _NOT_PASSED = ("MLOPS_SERVE_ADMIN_TOKEN", "MLOPS_SERVE_SETTINGS")  # the worker's, not its own
 START_TIMEOUT_S = 120.0  # loading a native model in its sandboxed runner included
@@ -131,6 +131,7 @@ class _Shadow:
         self.model = LoadedModel(spec, threads, isolation)
         self.version = spec.version
         self.limits = Limits(self.model.n_features, spec.features, max_rows, self.model.schema)
+        calibrate(self.model, self.limits)  # a row's answer whatever rows share its call
         self.log = InputLog(log) if log is not None else None
         if self.log is not None:
             self.log.start()
@@ -142,7 +143,7 @@ class _Shadow:
         parsed = list(self._parsed(jobs, counts))
         for group in _groups(parsed):
             try:
-                prediction = self.model.predict(_joined([x for _, x, _ in group]))
+                prediction = self.model.predict(stacked([x for _, x, _ in group]))
             except Exception:
                 for one in group:  # one bad request costs its own rows only
                     self._one(one, counts)
@@ -220,32 +221,14 @@ def _groups(parsed: list[tuple[str, Any, int]]) -> Iterator[list[tuple[str, Any,
     group: list[tuple[str, Any, int]] = []
     rows = 0
     for item in parsed:
-        if group and (rows + item[2] > BATCH_ROWS or not _joinable(group[0][1], item[1])):
+        key = signature(item[1])
+        if group and (rows + item[2] > BATCH_ROWS or key is None or key != signature(group[0][1])):
             yield group
             group, rows = [], 0
         group.append(item)
         rows += item[2]
     if group:
         yield group
-
-
-def _joinable(a: Any, b: Any) -> bool:
-    """Whether two requests' parsed rows can be stacked into one model input."""
-    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
-        return a.ndim == b.ndim == 2 and a.shape[1] == b.shape[1] and a.dtype == b.dtype
-    if isinstance(a, dict) and isinstance(b, dict) and list(a) == list(b):
-        arrays = all(isinstance(x[k], np.ndarray) for x in (a, b) for k in a)
-        return arrays and all(a[k].dtype == b[k].dtype for k in a)
-    return False
-
-
-def _joined(xs: list[Any]) -> Any:
-    """The rows of several requests as one input, in order (``_joinable`` said they stack)."""
-    if len(xs) == 1:
-        return xs[0]
-    if isinstance(xs[0], dict):
-        return {k: np.concatenate([x[k] for x in xs]) for k in xs[0]}
-    return np.concatenate(xs)
 
 
 if __name__ == "__main__":
