@@ -257,24 +257,26 @@ class Batcher:
         if not batch:
             return
         now = time.perf_counter()
-        waits = [now - w.since for w in batch]
+        await self._call_split([(w, now - w.since) for w in batch])
+
+    async def _call_split(self, batch: list[tuple[_Waiting, float]]) -> None:
+        """One call for the batch; where it fails, each half again (bisection): a request
+        whose values the model refuses gets its error alone, and the others still share
+        calls (a stream with a bad row in every batch is not scored a row at a time)."""
         try:
-            prediction = await _result(self.call(stacked([w.x for w in batch])))
+            prediction = await _result(self.call(stacked([w.x for w, _ in batch])))
         except Exception as err:
             if len(batch) == 1:
-                _settle(batch[0].future, error=err)
+                _settle(batch[0][0].future, error=err)
                 return
-            # One request's values may be what the model refused: each alone, its own answer.
-            for w, wait in zip(batch, waits, strict=True):
-                try:
-                    _settle(w.future, await _result(self.call(w.x)))
-                except Exception as alone:
-                    _settle(w.future, error=alone)
-                self.observe(w.rows, [wait])
+            half = len(batch) // 2
+            await self._call_split(batch[:half])
+            await self._call_split(batch[half:])
             return
-        for w, part in zip(batch, parts(prediction, [w.rows for w in batch]), strict=True):
+        sizes = [w.rows for w, _ in batch]
+        for (w, _), part in zip(batch, parts(prediction, sizes), strict=True):
             _settle(w.future, part)
-        self.observe(sum(w.rows for w in batch), waits)
+        self.observe(sum(sizes), [wait for _, wait in batch])
 
 
 def _settle(

@@ -3,8 +3,10 @@
 Each model is fitted here on generated data with numbers, text, awkward column names and
 missing values (numbers and text), then taken through the real chain: `train` (recording it in
 MLflow on SQLite), `compare`, `register`, `package` with the default ``package.onnx: auto``,
-a real `mlops-ci serve` process (``/score`` records with nulls, v2 named JSON tensors) and
-`batch-score` of the evaluation CSV. Every answer is held against the native model scoring
+a real `mlops-ci serve` process (``/score`` records with nulls, v2 named JSON tensors; adaptive
+batching on: each row also sent as its own request, one at a time and then all at once with
+bad requests among them, the answers equal bit for bit for ONNX) and `batch-score` of the
+evaluation CSV. Every answer is held against the native model scoring
 the evaluation data as compare reads it: labels equal, probabilities/values within the
 tolerance package checked. The table (model x path, format, max |diff|) is printed; run with
 ``pytest tests/integration/test_conformance.py -s`` to see it.
@@ -30,6 +32,7 @@ from mlops_ci.steps.compare import compare
 from mlops_ci.steps.package import package
 from mlops_ci.steps.register import register
 from mlops_ci.steps.train import train
+from tests.support.batching import Request, batched_calls, post_all
 from tests.support.serve_helpers import serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -247,6 +250,37 @@ def gap(
     return int(bad.sum()), float(diff.max())
 
 
+def batched_gap(
+    url: str, features: pd.DataFrame, fmt: str, tol: Any, log: Callable[[], str]
+) -> tuple[int, float]:
+    """Every row its own request, with a bad request (text in a number column) every 7th:
+    sent one at a time (each scored alone, as with batching off) and all at once (stacked
+    into shared model calls). (rows whose answers differ, max |diff|): ONNX bit for bit
+    (the status and the JSON body equal), a native model within the parity tolerance."""
+    bodies: list[Request] = []
+    for i, record in enumerate(json_rows(features)):
+        body = {"inputs": [{**record, "x 2": "ten"} if i % 7 == 3 else record]}
+        bodies.append(("/score", body, {}))
+    alone = post_all(url, bodies, at_once=False)
+    calls, rows = batched_calls(url, "1")
+    together = post_all(url, bodies, at_once=True)
+    calls, rows = (a - b for a, b in zip(batched_calls(url, "1"), (calls, rows), strict=True))
+    if "served unbatched" not in log():
+        assert calls and rows / calls > 1.5, f"no batches formed: {calls} calls, {rows} rows"
+    differ, worst = 0, 0.0
+    for i, ((status, body, _), (status2, body2, _)) in enumerate(zip(alone, together, strict=True)):
+        assert status == status2 == (422 if i % 7 == 3 else 200), (i, body, body2)
+        if status != 200 or fmt == "onnx":
+            differ += body != body2
+            continue
+        a = np.asarray(body.get("probabilities", body["predictions"]), np.float64)
+        b = np.asarray(body2.get("probabilities", body2["predictions"]), np.float64)
+        worst = max(worst, float(np.abs(a - b).max()))
+        far = (np.abs(a - b) > tol.atol + tol.rtol * np.abs(a)).any()
+        differ += bool(far) or body["predictions"] != body2["predictions"]
+    return differ, worst
+
+
 TABLE: list[str] = []
 CASES = zoo()
 
@@ -276,7 +310,7 @@ def test_every_path_answers_like_the_native_model(name: str, tmp_path: Path) -> 
     tol = packaged.served_parity.tolerance
     results: dict[str, tuple[int, float]] = {}
 
-    with serving("--model-dir", packaged.context, cwd=root) as srv:
+    with serving("--model-dir", packaged.context, "--max-batch-size", "16", cwd=root) as srv:
         answer = httpx.post(f"{srv.url}/score", json={"inputs": json_rows(features)}, timeout=30)
         assert answer.status_code == 200, answer.text + srv.log()[-3000:]
         body = answer.json()
@@ -292,6 +326,8 @@ def test_every_path_answers_like_the_native_model(name: str, tmp_path: Path) -> 
         v2_scores = np.asarray(outputs.get("probabilities", outputs.get("variable")))
         v2_labels = [str(v) for v in outputs["label"]] if want_labels is not None else None
         results["v2"] = gap(v2_labels, v2_scores, want_labels, want, tol.atol, tol.rtol)
+
+        results["batched"] = batched_gap(srv.url, features, packaged.format, tol, srv.log)
 
         # A missing value where the evaluation data has none is refused alike on every path.
         holed = json_rows(features.head(1))

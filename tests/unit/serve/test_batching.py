@@ -126,18 +126,21 @@ def test_inputs_of_another_shape_are_not_stacked_with_each_other() -> None:
     assert signature({"a": np.zeros(2)}) != signature({"b": np.zeros(2)})
 
 
-def test_a_refused_call_is_retried_one_request_at_a_time_so_only_the_bad_one_fails() -> None:
+def test_a_refused_call_is_bisected_so_only_the_bad_request_fails() -> None:
     model = Model()
-    b, _ = batcher(model)
+    b, seen = batcher(model)
 
     async def many() -> list[Any]:
-        asks = [b.predict(rows_of(v)) for v in (1.0, -1.0, 3.0)]
+        asks = [b.predict(rows_of(v)) for v in (1.0, 2.0, 3.0, 4.0, -1.0, 6.0, 7.0, 8.0)]
         return await asyncio.gather(*asks, return_exceptions=True)
 
-    good, bad, other = asyncio.run(many())
+    answers = asyncio.run(many())
+    bad = answers.pop(4)
     assert isinstance(bad, PayloadError) and bad.status == 422
-    assert good.scores.tolist() == [[2.0]] and other.scores.tolist() == [[4.0]]
-    assert model.calls == [3, 1, 1, 1]
+    assert [a.scores[0, 0] for a in answers] == [2.0, 3.0, 4.0, 5.0, 7.0, 8.0, 9.0]
+    # 8 -> 4 (fine) + 4 (refused) -> 2 (refused) + 2 (fine) -> 1 (refused) + 1 (fine)
+    assert model.calls == [8, 4, 4, 2, 1, 1, 2]
+    assert [rows for rows, _ in seen] == [4, 1, 2]  # the calls that answered
 
 
 def test_requests_arriving_while_a_call_runs_join_the_next_call() -> None:
