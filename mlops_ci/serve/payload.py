@@ -121,7 +121,7 @@ def parse_json(body: bytes) -> Any:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as err:
         raise PayloadError(400, f"invalid JSON: {err}") from None
-    if _LONG_DIGITS.search(body):
+    if body.translate(_DIGITS_AS_ZERO).find(_39_DIGITS) >= 0:  # in C: a regex took 15 µs/KB
         _check_long_integers(body)
     return doc
 
@@ -159,7 +159,8 @@ def check_depth(body: bytes) -> None:
 # orjson reads an integer beyond 64 bits as a float64, and one just past the float32 range
 # rounds onto its edge; 39+ digits (>= 1e38) are read again exactly from the body's text,
 # rarely, to refuse those.
-_LONG_DIGITS = re.compile(rb"\d{39}")
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_39_DIGITS = b"0" * 39
 _STRING = re.compile(rb'"[^"]*"')  # once escapes are gone, a string holds no quote
 _LONG_INTEGER = re.compile(rb"(?<![\w.+-])-?\d{39,}(?![\w.])")  # not a float's part
 
@@ -194,6 +195,9 @@ def parse_score(body: bytes, limits: Limits) -> Batch:
     if len(given) > 1:
         raise PayloadError(400, f"send one of {', '.join(given)}, not {len(given)}")
     if "inputs" in doc:
+        fast = _number_rows(doc["inputs"], body, limits)
+        if fast is not None:
+            return fast
         return _rows_or_records(doc["inputs"], "inputs", limits)
     if "dataframe_records" in doc:
         return _rows_or_records(doc["dataframe_records"], "dataframe_records", limits)
@@ -207,6 +211,35 @@ def parse_score(body: bytes, limits: Limits) -> Batch:
         "missing field 'inputs': send {\"inputs\": [[f1, f2, ...], ...]} or "
         '{"inputs": [{"column": value, ...}]}',
     )
+
+
+def _number_rows(rows: Any, body: bytes, limits: Limits) -> Batch | None:
+    """Rows of plain numbers for an all-number model, converted by numpy in one call: or
+    None, and the checks value by value say what is wrong. Plain: the body has no true,
+    false or null anywhere (numpy would read a bool as 1), and numpy made a 2-D array of
+    floats or integers (a string, an object, a ragged row or an integer past 64 bits is not)."""
+    if (
+        limits.mixed
+        or limits.booleans
+        or not isinstance(rows, list)
+        or not rows
+        or not isinstance(rows[0], list)
+        or b"true" in body
+        or b"false" in body
+        or b"null" in body
+    ):
+        return None
+    check_rows(len(rows), "inputs", limits)
+    try:
+        values = np.array(rows)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if values.ndim != 2 or values.shape[1] != limits.n_features or values.dtype.kind not in "fi":
+        return None
+    values = values.astype(np.float64, copy=False)  # JSON numbers are finite: range only
+    if values.size and (values.max() > FLOAT32_MAX or values.min() < -FLOAT32_MAX):
+        raise PayloadError(422, "'inputs' holds a number beyond the float32 range")
+    return values
 
 
 def _rows_or_records(rows: Any, field: str, limits: Limits) -> Batch:

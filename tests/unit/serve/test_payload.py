@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -390,3 +391,41 @@ def test_long_digits_inside_a_string_are_text() -> None:
     assert _matrix(body).tolist() == [[1.0, 2.0]]
     with pytest.raises(PayloadError, match="invalid JSON"):  # beyond float64: orjson refuses
         parse_score(b'{"inputs": [[1, ' + b"9" * 5000 + b"]]}", LIMITS)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [[1, 2.5, -3, 4e10]],
+        [[0.1, 0.2, 0.3, 0.4], [5, 6, 7, 8]],
+        [[2**62, -(2**63), 1, 1]],  # int64 edges
+        [[2**64, 1, 1, 1]],  # past 64 bits: numpy makes objects
+        [[3.5e38, 1, 1, 1]],  # beyond float32
+        [[1, 2, 3]],  # too narrow
+        [[1, 2, 3, 4], [1, 2, 3]],  # ragged
+        [[1, "2", 3, 4]],  # a string
+        [[1, True, 3, 4]],  # a bool reads as 1 in numpy
+        [[1, None, 3, 4]],  # null
+        [[1, {"a": 1}, 3, 4]],
+        [[1, [2], 3, 4]],
+    ],
+)
+def test_plain_number_rows_read_in_one_numpy_call_answer_as_value_by_value(rows: list) -> None:
+    """``parse_score``'s one numpy call for plain rows gives the array, or the refusal, that
+    the value-by-value checks give (they answer whatever it does not take)."""
+    from mlops_ci.serve.payload import _rows_or_records
+
+    limits = Limits(4, ("a", "b", "c", "d"), 100, FeatureSchema.numeric(("a", "b", "c", "d")))
+    body = json.dumps({"inputs": rows}).encode()  # json writes integers past 64 bits
+
+    def outcome(parse: Any) -> Any:
+        try:
+            got = parse()
+        except PayloadError as err:
+            return err.status, str(err)
+        return np.asarray(got).dtype.str, np.asarray(got).tobytes()
+
+    fast = outcome(lambda: parse_score(body, limits))
+    slow = outcome(lambda: _rows_or_records(orjson.loads(body)["inputs"], "inputs", limits))
+    assert fast == slow
