@@ -175,6 +175,7 @@ class Batcher:
         self.waiting: deque[_Waiting] = deque()
         self.busy = False  # a call runs, or a drain is scheduled
         self._joined: asyncio.Event | None = None
+        self._drainer: asyncio.Future[None] | None = None  # held: the loop keeps tasks weakly
 
     async def predict(self, x: Any) -> Prediction:
         rows = batch_rows(x)
@@ -190,7 +191,7 @@ class Batcher:
         if not self.busy:
             self.busy = True
             # After the requests already runnable in this turn have joined.
-            asyncio.ensure_future(self._drain())
+            self._drainer = asyncio.ensure_future(self._drain())
         return await future
 
     async def _alone(self, x: Any, rows: int) -> Prediction:
@@ -205,7 +206,7 @@ class Batcher:
             self.busy = False
             if self.waiting:  # they joined while a native call ran in its thread
                 self.busy = True
-                asyncio.ensure_future(self._drain())
+                self._drainer = asyncio.ensure_future(self._drain())
         self.observe(rows, [0.0])
         return prediction
 
