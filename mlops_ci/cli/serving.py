@@ -161,7 +161,7 @@ def package(config_path: Path | None, version: str, model: str | None, no_build:
     "--max-batch-size",
     type=click.IntRange(min=1),
     default=None,
-    envvar="MLOPS_SERVE_MAX_BATCH_SIZE",
+    envvar="MLOPS_SERVE_MAX_BATCH_SIZE",  # config.types.BATCH_SIZE_ENV (not imported: startup)
     help="Adaptive batching: requests arriving together are scored in one model call of up "
     "to N rows, each answered with its own rows; an idle model scores a request at once. "
     "1 turns it off (default: serve.batching, off).",
@@ -170,7 +170,7 @@ def package(config_path: Path | None, version: str, model: str | None, no_build:
     "--max-delay-ms",
     type=click.FloatRange(min=0, max=1000),
     default=None,
-    envvar="MLOPS_SERVE_MAX_DELAY_MS",
+    envvar="MLOPS_SERVE_MAX_DELAY_MS",  # config.types.BATCH_DELAY_ENV
     help="With batching: the longest a batch waits for requests whose bodies are still "
     "arriving (default: serve.batching.max_delay_ms, 2).",
 )

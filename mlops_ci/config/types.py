@@ -179,6 +179,17 @@ class Batching:
     max_batch_size: int
     max_delay_ms: float = 2.0
 
+    def env(self) -> dict[str, str]:
+        """The variables `mlops-ci serve` reads for it (its flags' ``envvar``): how an image
+        built with serve.batching carries it to every container that runs it."""
+        return {
+            BATCH_SIZE_ENV: str(self.max_batch_size),
+            BATCH_DELAY_ENV: f"{self.max_delay_ms:g}",
+        }
+
+
+BATCH_SIZE_ENV, BATCH_DELAY_ENV = "MLOPS_SERVE_MAX_BATCH_SIZE", "MLOPS_SERVE_MAX_DELAY_MS"
+
 
 @dataclass(frozen=True)
 class ServeConfig:

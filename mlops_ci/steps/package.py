@@ -141,6 +141,7 @@ def package(
             layout=layout,
             classes=convert.class_labels(native),
             frameworks=_frameworks(native),
+            serve_env=tuple(config.serve.batching.env().items()) if config.serve.batching else (),
         )
         folder = JobFolder(config.root).package_context(name, version.version)
         lock = (

@@ -255,3 +255,42 @@ def test_calibrate_on_onnxruntimes_linear_classifier_pairs_its_lone_rows(tmp_pat
     together = model.predict(rows).scores
     alone = np.concatenate([model.predict(rows[i : i + 1]).scores for i in range(40)])
     assert together.tobytes() == alone.tobytes()
+
+
+def test_an_image_built_with_serve_batching_carries_it_in_the_variables_serve_reads() -> None:
+    from click.testing import CliRunner
+
+    from mlops_ci.cli.serving import serve
+    from mlops_ci.packaging.context import ContextSpec, dockerfile
+
+    env = Batching(16, 0.5).env()
+    spec = ContextSpec("m", "1", "r", "onnx", "python:3.11-slim", 8080, None, None, wheel="w",
+                       serve_env=tuple(env.items()))  # fmt: skip
+    text = dockerfile(spec, "digest")
+    assert "MLOPS_SERVE_MAX_BATCH_SIZE=16" in text and "MLOPS_SERVE_MAX_DELAY_MS=0.5" in text
+    options = {o.name: o for o in serve.params}
+    assert {options["max_batch_size"].envvar, options["max_delay_ms"].envvar} == set(env)
+    assert "MLOPS_SERVE" not in dockerfile(
+        ContextSpec("m", "1", "r", "onnx", "b", 1, None, None, wheel="w"), "d"
+    )
+    assert CliRunner().invoke(serve, ["--help"]).exit_code == 0
+
+
+def test_flags_over_serve_batching() -> None:
+    from dataclasses import replace
+
+    from mlops_ci.config.types import serve_config
+    from mlops_ci.errors import InputError
+    from mlops_ci.serve.command import batching_over
+
+    off = serve_config()
+    on = replace(off, batching=Batching(32, 2.0))
+    assert off.batching is None  # the default
+    assert serve_config({"batching": {}}).batching == Batching(32, 2.0)  # the schema's defaults
+    assert serve_config({"batching": {"max_batch_size": 1}}).batching is None
+    assert batching_over(off, {"max_batch_size": 8}) == Batching(8, 2.0)
+    assert batching_over(on, {"max_delay_ms": 0.0}) == Batching(32, 0.0)
+    assert batching_over(on, {"max_batch_size": 1}) is None  # 1 turns it off
+    assert batching_over(on, {}) == on.batching
+    with pytest.raises(InputError, match="--max-delay-ms: batching is off"):
+        batching_over(off, {"max_delay_ms": 5.0})
