@@ -163,20 +163,22 @@ def _scoring_routes(app: ServingApp, service: Service) -> None:
         async def infer(
             request: Request, body: bytes, request_id: str
         ) -> tuple[str, int, Response]:
-            check_name(service, request.path_params["name"])
-            pinned = (
-                request.path_params["version"]
-                if pinned_by_path
-                else request.headers.get("x-model-version")
-            )
+            params, headers = request.path_params, request.headers
+            if params["name"] != service.name:
+                check_name(service, params["name"])  # its 404
+            pinned = params["version"] if pinned_by_path else headers.get("x-model-version")
             version = service.router.route(pinned)
             request.state.version = version
-            header = int_header(request.headers.get("inference-header-content-length"))
+            length = headers.get("inference-header-content-length")
+            header = None if length is None else int_header(length)
             limits = service.limits[version]
             parsed = parse_infer(body, header, limits)
             logged_id = parsed.id or request_id
-            prediction = await _maybe_await(service.predict(version, parsed.x))
-            await _log_inputs(service, version, logged_id, parsed.x, prediction)
+            prediction = service.predict(version, parsed.x)
+            if not isinstance(prediction, Prediction):  # batched, or off the event loop
+                prediction = await prediction
+            if service.input_log is not None:
+                await _log_inputs(service, version, logged_id, parsed.x, prediction)
             data = infer_response(service, version, parsed, prediction)
             response = json_response(data, headers=_headers(version, request_id))
             _shadowed(

@@ -16,27 +16,34 @@ from mlops_ci.serve.service import Service
 def infer_response(
     service: Service, version: str, parsed: InferRequest, prediction: Prediction
 ) -> dict[str, Any]:
-    tensors = {}
-    if prediction.labels is not None:
-        tensors["label"] = tensor("label", prediction.labels)
-        if prediction.scores.shape[1]:
-            tensors["probabilities"] = tensor("probabilities", prediction.scores.astype(np.float32))
+    """The v2 answer: ``label`` and ``probabilities`` (FP32) of a classifier, or ``variable``
+    (FP32), those asked for in the request's ``outputs`` only. Built per request, so kept to
+    dicts and one ``tolist`` a tensor: it is on every v2 request's path."""
+    labels, scores = prediction.labels, prediction.scores
+    if labels is None:
+        tensors = {"variable": _fp32("variable", scores)}
     else:
-        tensors["variable"] = tensor("variable", prediction.scores.astype(np.float32))
-    wanted = parsed.outputs or tuple(tensors)
-    unknown = [n for n in wanted if n not in tensors]
-    if unknown:
-        raise PayloadError(
-            400, f"output '{unknown[0]}' does not exist (outputs: {', '.join(tensors)})"
-        )
+        tensors = {"label": tensor("label", labels)}
+        if scores.shape[1]:
+            tensors["probabilities"] = _fp32("probabilities", scores)
+    if parsed.outputs:
+        unknown = [n for n in parsed.outputs if n not in tensors]
+        if unknown:
+            raise PayloadError(
+                400, f"output '{unknown[0]}' does not exist (outputs: {', '.join(tensors)})"
+            )
+        outputs = [tensors[n] for n in parsed.outputs]
+    else:
+        outputs = list(tensors.values())
     data: dict[str, Any] = {
         "model_name": service.name,
         "model_version": version,
-        "outputs": [tensors[n] for n in wanted],
+        "outputs": outputs,
     }
-    classes = service.models[version].spec.classes
-    if "probabilities" in tensors and classes:
-        data["parameters"] = {"classes": list(classes)}
+    if "probabilities" in tensors:
+        classes = service.models[version].spec.classes
+        if classes:
+            data["parameters"] = {"classes": list(classes)}
     if parsed.id is not None:
         data["id"] = parsed.id
     return data
@@ -48,6 +55,16 @@ def tensor(name: str, values: Any) -> dict[str, Any]:
         "shape": list(values.shape),
         "datatype": datatype(values),
         "data": values.ravel().tolist(),
+    }
+
+
+def _fp32(name: str, values: Any) -> dict[str, Any]:
+    """Scores as the FP32 tensor they are declared: rounded to float32, written as doubles."""
+    return {
+        "name": name,
+        "shape": list(values.shape),
+        "datatype": "FP32",
+        "data": values.astype(np.float32).ravel().tolist(),
     }
 
 

@@ -219,3 +219,83 @@ def test_v2_tensor_names_that_are_not_text_are_refused() -> None:
     )
     with pytest.raises(PayloadError, match=r"'inputs\[0\].name' must be a string"):
         parse_infer(body, None, MIXED_LIMITS)
+
+
+FLAT_CASES = [
+    [1, 2.5],
+    [-3.0, 0],
+    [3.4e38, -3.4e38],  # within float32
+    [1e39, 1],  # beyond float32
+    [-1e39, 1],
+    [None, 1],
+    [True, 1],
+    ["1", 2],
+    [1, [2]],
+]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("datatype", ["FP16", "FP32", "FP64", "INT64", "BOOL"])
+@pytest.mark.parametrize("values", FLAT_CASES)
+@pytest.mark.parametrize("nullable", [False, True])
+def test_flat_data_is_taken_and_refused_as_the_same_rows_nested(
+    datatype: str, values: list[object], nullable: bool
+) -> None:
+    """A small flat tensor of plain numbers is read in one loop; whatever it holds, the answer
+    (the matrix, or the status and words of the refusal) is the one its nested spelling gets
+    from the general path."""
+    schema = FeatureSchema.from_list(
+        [{"name": "a", "kind": "number", "nullable": nullable}, {"name": "b", "kind": "number"}],
+        "test",
+    )
+    limits = Limits(2, ("a", "b"), 3, schema)
+    answers = []
+    for data in (values, [values]):
+        body = v2({"name": "input", "shape": [1, 2], "datatype": datatype, "data": data})
+        try:
+            answers.append(parse_infer(body, None, limits).x.tolist())
+        except PayloadError as err:
+            answers.append((err.status, str(err)))
+    if values == [1, [2]]:  # nested unlike its shape when flat; one row of a number and a list
+        assert all(isinstance(a, tuple) and a[0] == 422 for a in answers)
+        return
+    assert repr(answers[0]) == repr(answers[1])
+
+
+@pytest.mark.timeout(30)
+def test_flat_data_beyond_float32_is_refused() -> None:
+    body = v2({"name": "input", "shape": [1, 2], "datatype": "FP32", "data": [1e39, 1]})
+    with pytest.raises(PayloadError, match="beyond the float32 range") as caught:
+        parse_infer(body, None, LIMITS)
+    assert caught.value.status == 422
+    body = v2({"name": "input", "shape": [1, 2], "datatype": "FP32", "data": [3.4e38, -1.5]})
+    x = parse_infer(body, None, LIMITS).x
+    assert x.dtype == np.float64 and x.flags.c_contiguous and x.tolist() == [[3.4e38, -1.5]]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("datatype", "raw", "expected"),
+    [
+        ("FP64", np.array([[1e39, 1]], "<f8").tobytes(), "beyond the float32 range"),
+        ("FP16", np.array([[np.inf, 1]], "<f2").tobytes(), "NaN or infinity"),
+        ("FP32", np.array([[-np.inf, 1]], "<f4").tobytes(), "NaN or infinity"),
+        ("FP32", np.array([[3.4e38, -2.5]], "<f4").tobytes(), [[3.4e38, -2.5]]),
+        ("INT64", np.array([[-(2**63), 2**62]], "<i8").tobytes(), [[-(2.0**63), 2.0**62]]),
+        ("UINT64", np.array([[2**64 - 1, 0]], "<u8").tobytes(), [[2.0**64, 0.0]]),
+        ("INT8", np.array([[-128, 127]], "<i1").tobytes(), [[-128.0, 127.0]]),
+    ],
+    ids=["fp64-beyond", "fp16-inf", "fp32-inf", "fp32", "int64", "uint64", "int8"],
+)
+def test_binary_tensors_of_each_kind(datatype: str, raw: bytes, expected: object) -> None:
+    """Whole numbers are finite and within float32 by their type; a float tensor is checked
+    for NaN and infinity, and an FP64 one for the float32 range too."""
+    body, length = binary_request(datatype, raw)
+    if isinstance(expected, str):
+        with pytest.raises(PayloadError, match=expected) as caught:
+            parse_infer(body, length, LIMITS)
+        assert caught.value.status == 422
+        return
+    x = parse_infer(body, length, LIMITS).x
+    assert isinstance(x, np.ndarray) and x.dtype == np.float64 and x.flags.c_contiguous
+    assert x.tolist() == [[np.float32(v) if datatype == "FP32" else v for v in expected[0]]]
