@@ -101,3 +101,54 @@ def alternated(
             post_load(url, body, connections, 1, taskset=taskset)
             runs[name].append(post_load(url, body, connections, seconds, taskset=taskset))
     return runs
+
+
+def post_bytes_load(
+    url: str,
+    body: bytes,
+    connections: int,
+    seconds: float,
+    headers: dict[str, str] | None = None,
+    taskset: str | None = None,
+) -> Load:
+    """POST the raw ``body`` with ``headers`` (give its Content-Type): a v2 binary tensor body
+    (JSON header, then little-endian tensor bytes) cannot go through a Lua string literal, so
+    wrk's script reads it from a file once."""
+    with tempfile.TemporaryDirectory(prefix="wrk-") as tmp:
+        data = Path(tmp) / "body.bin"
+        data.write_bytes(body)
+        lua = (
+            f'local f = assert(io.open({json.dumps(str(data))}, "rb"))\n'
+            'wrk.method = "POST"\nwrk.body = f:read("*a")\nf:close()\n'
+        ) + "".join(
+            f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n" for k, v in (headers or {}).items()
+        )
+        script = Path(tmp) / "post.lua"
+        script.write_text(lua)
+        argv = [wrk_path(), "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
+        argv += ["-s", str(script), url]
+        if taskset:
+            argv = ["taskset", "-c", taskset, *argv]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    if done.returncode != 0:
+        raise SystemExit(f"wrk failed: {done.stderr.strip() or done.stdout.strip()}")
+    return parse(done.stdout)
+
+
+def alternated_bytes(
+    urls: dict[str, str],
+    body: bytes,
+    headers: dict[str, str],
+    connections: int,
+    rounds: int,
+    seconds: float,
+    taskset: str | None = None,
+) -> dict[str, list[Load]]:
+    """``alternated`` for a raw body with its headers (JSON bytes or a v2 binary body)."""
+    runs: dict[str, list[Load]] = {name: [] for name in urls}
+    for turn in range(rounds):
+        order = list(urls.items())
+        for name, url in order if turn % 2 == 0 else order[::-1]:
+            post_bytes_load(url, body, connections, 1, headers, taskset)
+            runs[name].append(post_bytes_load(url, body, connections, seconds, headers, taskset))
+    return runs
