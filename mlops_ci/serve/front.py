@@ -28,6 +28,7 @@ import shutil
 import signal
 import socket
 import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -106,9 +107,12 @@ _ACCEPTED = ("New server registered", "Server deleted", "IP changed", "no need t
 class LogReader:
     """HAProxy's per-request log lines (UDP syslog on loopback) into the metrics, read in
     batches: every ``DRAIN_S`` whatever arrived, so the controller wakes 50 times a second,
-    not once per request (a wake per request cost the front 10 % of its rate here)."""
+    not once per request (a wake per request cost the front 10 % of its rate here). Within a
+    batch most lines are alike (same version, path, status and millisecond: the raw format
+    carries no timestamp), so each distinct line is parsed once and observed as often as it came.
+    """
 
-    def __init__(self, on_line: Callable[[LogLine], None]) -> None:
+    def __init__(self, on_line: Callable[[LogLine, int], None]) -> None:
         self.on_line = on_line
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         # room for a burst between two reads (the kernel caps it at net.core.rmem_max)
@@ -118,14 +122,17 @@ class LogReader:
         self.port: int = self.sock.getsockname()[1]
 
     def drain(self) -> None:
+        lines: Counter[bytes] = Counter()
+        receive = self.sock.recv
         while True:
             try:
-                data = self.sock.recv(4096)
+                lines[receive(4096)] += 1
             except (BlockingIOError, InterruptedError):
-                return
+                break
+        for data, count in lines.items():
             line = parse_log(data)
             if line is not None:
-                self.on_line(line)
+                self.on_line(line, count)
 
     async def run(self) -> None:
         while True:
@@ -252,11 +259,13 @@ class Controller:
                 await self.runtime.apply(commands)
                 self.applied = target
 
-    def observe(self, line: LogLine) -> None:
+    def observe(self, line: LogLine, count: int = 1) -> None:
+        """``count`` requests logged as ``line``."""
         endpoint = _endpoint(line.path)
         version = line.server
         if endpoint and version in self.slots:
-            self.metrics.observe(version, endpoint, line.status, line.seconds, 0)
+            for _ in range(count):
+                self.metrics.observe(version, endpoint, line.status, line.seconds, 0)
 
 
 def build_front(controller: Controller, token: str) -> Any:

@@ -115,7 +115,8 @@ def render_config(spec: FrontSpec) -> str:
 # Written by mlops-ci front; routes are set over the runtime API, not in this file.
 global
   stats socket {spec.socket} mode 600 level admin
-  log 127.0.0.1:{spec.log_port} len 2048 local0
+  # raw: the line alone, no syslog header (no timestamp: a batch of alike lines dedupes)
+  log 127.0.0.1:{spec.log_port} len 2048 format raw local0
   nbthread 1
   # a second HAProxy on the port (a front's orphan) fails to start instead of sharing it
   noreuseport

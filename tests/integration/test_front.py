@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,8 +22,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from mlops_ci.serve.front import serve_front
+from mlops_ci.serve.front import Controller, LogReader, Runtime, serve_front
 from mlops_ci.serve.frontroutes import STATE_FILE, UpstreamRule
+from mlops_ci.serve.haproxy import LogLine
 from mlops_ci.targets.rollout import parse_metrics
 from tests.support.serve_helpers import free_port
 
@@ -333,3 +335,36 @@ def test_a_body_slower_than_the_read_timeout_gets_408(tmp_path: Path) -> None:
         assert late.status_code == 408 and "within 1 s" in late.json()["error"]
         assert late.headers["connection"] == "close"
         assert score(front).status_code == 200
+
+
+def test_alike_log_lines_are_parsed_once_and_counted_as_often_as_they_came(
+    tmp_path: Path,
+) -> None:
+    """The controller's share of a request is one read of its log line: a batch of alike lines
+    (raw format: no timestamp) is parsed once per kind, and every request is still counted."""
+    seen: list[tuple[LogLine, int]] = []
+    reader = LogReader(lambda line, count: seen.append((line, count)))
+    fast = b'{"b":"split","s":"1","p":"/score","c":200,"t":0}\n'
+    failed = b'{"b":"pin1","s":"2","p":"/score","c":503,"t":7}\n'
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for data in [fast] * 30 + [failed] * 5 + [b"Proxy front started."]:
+            sender.sendto(data, ("127.0.0.1", reader.port))
+        deadline = time.monotonic() + 5
+        while sum(n for _, n in seen) < 35 and time.monotonic() < deadline:
+            reader.drain()
+            time.sleep(0.01)
+    finally:
+        sender.close()
+        reader.sock.close()
+    counts: dict[tuple[str, int], int] = {}
+    for line, n in seen:
+        counts[(line.server, line.status)] = counts.get((line.server, line.status), 0) + n
+    assert counts == {("1", 200): 30, ("2", 503): 5}
+    assert len(seen) <= 4, seen  # one parse per kind and drain, not one per line
+    controller = Controller("m", tmp_path, loopback, Runtime(tmp_path / "none.sock"), "pins")
+    controller.slots = {"1": 0, "2": 1}
+    for line, n in seen:
+        controller.observe(line, n)
+    metrics = parse_metrics(controller.metrics.render().decode())
+    assert (metrics["1"].requests, metrics["2"].requests, metrics["2"].server_errors) == (30, 5, 5)
