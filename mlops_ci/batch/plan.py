@@ -16,8 +16,8 @@ import hashlib
 import io
 import json
 import os
+import threading
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -152,7 +152,7 @@ class Slice:
 
 def read_task(task: Task) -> Slice:
     """The task's rows as an Arrow table (CSV values as strings, so nothing is lost), read in
-    this thread alone: the engine gives each process one task at a time, one core each."""
+    this thread alone: the engine gives each worker one task at a time, one core each."""
     if task.kind == "csv":
         return _read_csv(task)
     group = _row_group(task.file, task.start, os.stat(task.file).st_mtime_ns)
@@ -160,17 +160,27 @@ def read_task(task: Task) -> Slice:
 
 
 def forget_reads() -> None:
-    """Drop the row group kept by ``read_task`` (the calling process keeps none after a job)."""
-    _row_group.cache_clear()
+    """Drop the row groups kept by ``read_task`` (the calling process keeps none after a job)."""
+    _GROUPS.clear()
 
 
-@lru_cache(maxsize=1)
+_GROUPS: dict[int, tuple[tuple[str, int, int], Any]] = {}  # thread -> its last row group
+
+
 def _row_group(file: str, group: int, mtime_ns: int) -> Any:
-    """The last row group this process read: a group cut into several tasks is read once by
-    a worker that runs more than one of them (tasks go out in order, so it often does)."""
+    """The last row group this thread read: a group cut into several tasks is read once by
+    a worker that runs more than one of them (tasks go out in order, so it often does). One
+    kept per worker thread, so the local engine's workers do not evict each other's."""
     import pyarrow.parquet as pq
 
-    return pq.ParquetFile(file).read_row_group(group, use_threads=False)
+    key = (file, group, mtime_ns)
+    kept = _GROUPS.get(threading.get_ident())
+    if kept is not None and kept[0] == key:
+        return kept[1]
+    _GROUPS.pop(threading.get_ident(), None)  # freed before the next is read
+    table = pq.ParquetFile(file).read_row_group(group, use_threads=False)
+    _GROUPS[threading.get_ident()] = (key, table)
+    return table
 
 
 def _read_csv(task: Task) -> Slice:

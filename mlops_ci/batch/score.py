@@ -1,10 +1,11 @@
 """Score one task: read its slice, turn the features into a float32 matrix, score, write.
 
-Runs in whichever process the engine chose (a pool worker, a Dask worker); the model is loaded
-once per process (``_model``) and reused for every task it runs. The path is Arrow and NumPy
-only (no pandas), so a worker starts quickly and a task costs little beyond the model itself.
-A native model is loaded in that process's one model runner (a child, in the sandbox of
-``Job.isolation``), never in the process itself; ``close_models`` stops it.
+Runs in whichever worker the engine chose (a thread of the local engine, a Dask worker); the
+model is loaded once per worker (``_model``) and reused for every task it runs. The path is
+Arrow and NumPy only (pandas is not even imported: ``arrays``), so a job starts quickly and a
+task costs little beyond the model itself. A native model is loaded in that worker's one model
+runner (a child, in the sandbox of ``Job.isolation``), never in the process itself;
+``close_models`` stops it.
 Rows that did not parse, whose features are not finite numbers, or that the model cannot score
 go to the task's rejects file with the error; the other rows go to its part file. Both are
 written to a temporary name and renamed, rejects first: a part file that exists is a finished
@@ -23,16 +24,17 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime  # noqa: F401  (imported before a fork, so workers inherit it)
+import onnxruntime  # noqa: F401  (imported before a fork, so Dask's workers inherit it)
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mlops_ci.batch.arrays import floats, from_numpy
 from mlops_ci.batch.plan import Slice, Task, read_task
 from mlops_ci.model.values import BOOL, CATEGORY, as_read_csv, parse, refusal
 from mlops_ci.packaging import convert
 
-LOADS: list[str] = []  # model folders this process loaded (one entry per load)
+LOADS: list[tuple[str, int]] = []  # (model folder, worker slot) of each load in this process
 MISSING = ("", "nan", "none", "null", "<na>")
 
 
@@ -55,8 +57,8 @@ class TaskResult:
     scored: int
     rejected: int
     seconds: float
-    pid: int
-    model_loads: int  # loads of the job's model in this process when it finished the task
+    worker: str  # the process id, ".slot" for the local engine's threads (worker_name)
+    model_loads: int  # loads of the job's model by this worker when it finished the task
 
 
 @dataclass
@@ -91,9 +93,18 @@ def rejects_path(parts: str | Path, index: int) -> Path:
     return Path(parts) / f"rejects-{index:06d}.parquet"
 
 
-_MODELS: dict[tuple[str, int, str], Any] = {}  # this process's loaded models
-_KEEP = 4
+_MODELS: dict[tuple[str, int, str, int], Any] = {}  # this process's loaded models
+_KEEP = 4  # models kept per worker
 _MODELS_LOCK = threading.RLock()
+_LOADING: dict[tuple[str, int, str, int], threading.Lock] = {}
+_WORKER = threading.local()  # .slot: the local engine's thread number (0: any other thread)
+
+
+def set_slot(slot: int) -> None:
+    """Make the calling thread the local engine's worker ``slot``: it loads its own model
+    (its own onnxruntime session, or model runner: a native model scored in one runner
+    would score one task at a time)."""
+    _WORKER.slot = slot
 
 
 def fresh_process() -> None:
@@ -101,6 +112,7 @@ def fresh_process() -> None:
     starts its own model runner (an inherited runner's pipes are its parent's: not closed)."""
     global _MODELS_LOCK
     _MODELS_LOCK = threading.RLock()  # a lock held by another thread at the fork stays held
+    _LOADING.clear()
     _MODELS.clear()
     LOADS.clear()
 
@@ -111,22 +123,28 @@ def close_models() -> None:
     with _MODELS_LOCK:
         for key in [k for k, m in _MODELS.items() if m.in_runner]:
             _MODELS.pop(key).close()
-            while key[0] in LOADS:
-                LOADS.remove(key[0])
+            while (key[0], key[3]) in LOADS:
+                LOADS.remove((key[0], key[3]))
 
 
 def _model(model_dir: str, threads: int, isolation: str = "auto") -> Any:
-    key = (model_dir, threads, isolation)
-    with _MODELS_LOCK:  # a Dask worker scores tasks in threads: one load, one runner
-        found = _MODELS.get(key)
-        if found is not None:
-            return found
+    slot = getattr(_WORKER, "slot", 0)
+    key = (model_dir, threads, isolation, slot)
+    with _MODELS_LOCK:
+        loading = _LOADING.setdefault(key, threading.Lock())
+    with loading:  # one load per worker (a Dask worker's threads share slot 0: one runner)
+        with _MODELS_LOCK:
+            found = _MODELS.get(key)
+            if found is not None:
+                return found
+            while len(mine := [k for k in _MODELS if k[3] == slot]) >= _KEEP:
+                _MODELS.pop(mine[0]).close()  # the worker's oldest goes, its runner stopped
+            LOADS.append((model_dir, slot))
         from mlops_ci.serve.model import LoadedModel, read_spec
 
-        while len(_MODELS) >= _KEEP:  # the oldest goes, its runner stopped
-            _MODELS.pop(next(iter(_MODELS))).close()
-        LOADS.append(model_dir)
-        model = _MODELS[key] = LoadedModel(read_spec(Path(model_dir)), threads, isolation)
+        model = LoadedModel(read_spec(Path(model_dir)), threads, isolation)
+        with _MODELS_LOCK:  # another worker's load went on meanwhile
+            _MODELS[key] = model
         return model
 
 
@@ -139,14 +157,14 @@ def score_task(task: Task, job: Job) -> TaskResult:
     labels, scores = _predict(model, features)
     ok = features.ok
     ids = table.select(list(job.id_columns))
-    out = ids if ok.all() else ids.filter(pa.array(ok))
+    out = ids if ok.all() else ids.filter(from_numpy(ok))
     if labels is not None:
         out = out.append_column("prediction", _array(labels))
         if scores.shape[1]:  # a classifier without probabilities has none to give
             chosen = convert.label_probability(labels, scores, model.spec.classes)
-            out = out.append_column("probability", pa.array(chosen))
+            out = out.append_column("probability", from_numpy(chosen))
     else:
-        out = out.append_column("prediction", pa.array(scores[:, 0]))
+        out = out.append_column("prediction", from_numpy(scores[:, 0]))
     rejected = int(len(ok) - ok.sum()) + len(data.malformed)
     if rejected:
         _write(_rejects(data, features), rejects_path(job.parts, task.index))
@@ -157,9 +175,15 @@ def score_task(task: Task, job: Job) -> TaskResult:
         out.num_rows,
         rejected,
         time.perf_counter() - started,
-        os.getpid(),
-        LOADS.count(job.model_dir),
+        worker_name(),
+        LOADS.count((job.model_dir, getattr(_WORKER, "slot", 0))),
     )
+
+
+def worker_name() -> str:
+    """This process's id, and the local engine's thread slot in it when there is one."""
+    slot = getattr(_WORKER, "slot", 0)
+    return f"{os.getpid()}" + (f".{slot}" if slot else "")
 
 
 def features_matrix(
@@ -246,11 +270,11 @@ def _floats(column: Any) -> npt.NDArray[np.float64]:
     column by Arrow's parser, and by Python's only where Arrow's refuses a value."""
     kind = column.type
     if pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_boolean(kind):
-        return np.asarray(column.cast(pa.float64()).to_numpy(), np.float64)
+        return floats(column.cast(pa.float64()))
     is_text = pa.types.is_string(kind) or pa.types.is_large_string(kind)
     text = column if is_text else column.cast(pa.string())
     try:
-        return np.asarray(pc.cast(text, pa.float64()).to_numpy(), np.float64)
+        return floats(pc.cast(text, pa.float64()))
     except pa.ArrowInvalid:  # empty strings, spaces, words: parse value by value
         return np.array([_parse(t) for t in text.to_pylist()], np.float64)
 
@@ -315,9 +339,7 @@ def _empty(model: Any) -> tuple[Any, Any]:
 
 def _array(labels: Any) -> Any:
     """Class labels as an Arrow column (text labels as strings, even when there are none)."""
-    if labels.dtype == object or labels.dtype.kind == "U":
-        return pa.array(labels, pa.string())
-    return pa.array(labels)
+    return from_numpy(labels, text=labels.dtype == object or labels.dtype.kind == "U")
 
 
 def _rejects(data: Slice, features: Features) -> Any:

@@ -1,9 +1,8 @@
 """How worker processes start: from a fork server that imported the scoring stack once.
 
-Standard library only, so the CLI can start the server before it imports anything heavy: the
-server's imports (numpy, pyarrow, onnxruntime: about 0.3 s) then overlap the CLI's own and the
-job's planning instead of following them. On 300,000 rows that start was most of what two
-workers lost against one (`benchmarks/batch.py --rows 300000`).
+Used by the Dask engine's LocalCluster (the local engine's workers are threads: a process's
+start cost more than two workers won on 300,000 rows). Standard library only, so a caller can
+start the server before it imports anything heavy.
 """
 
 from __future__ import annotations

@@ -260,13 +260,14 @@ def _production_version(config: Any) -> str | None:
     type=click.Choice(["local", "dask"]),
     default="local",
     show_default=True,
-    help="local: worker processes on this machine; dask: a Dask cluster.",
+    help="local: worker threads in this process; dask: a Dask cluster.",
 )
 @click.option(
     "--processes",
     type=click.IntRange(min=1),
     default=None,
-    help="Worker processes (local) or LocalCluster workers (dask); default: CPU count.",
+    help="Workers: threads scoring in this process (local) or LocalCluster worker processes "
+    "(dask); default: CPU count.",
 )
 @click.option(
     "--scheduler",
@@ -322,11 +323,6 @@ def batch_score(
 
     require("batch", "mlops-ci batch-score")
     workers = processes or os.cpu_count() or 1
-    if engine == "local" and workers > 1:
-        from mlops_ci.batch.workers import start_fork_server
-
-        # its imports overlap ours; each worker reruns the console script, which imports this
-        start_fork_server(also=["mlops_ci.cli"])
     from mlops_ci.steps.batch_score import batch_score as batch_step
     from mlops_ci.ui.progress import RowProgress
 

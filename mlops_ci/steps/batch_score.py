@@ -1,11 +1,12 @@
 """batch-score: score a table far bigger than memory with a packaged model version.
 
 The input (CSV/Parquet, a file or a folder) is cut into tasks (``batch.plan``); tasks run in
-worker processes or on Dask and each writes its own part file. Output to a folder keeps the
-parts; output to a ``.parquet`` or ``.csv`` file streams the parts into it at the end (with the
-rejects beside it as ``NAME.rejects.parquet``). A job that was interrupted resumes: finished
-parts are kept and their tasks skipped, as long as the input, cuts and model are unchanged.
-A native model is scored in one model runner per scoring process (``isolation``: its sandbox).
+worker threads of this process or on Dask and each writes its own part file. Output to a
+folder keeps the parts; output to a ``.parquet`` or ``.csv`` file streams the parts into it at
+the end (with the rejects beside it as ``NAME.rejects.parquet``). A job that was interrupted
+resumes: finished parts are kept and their tasks skipped, as long as the input, cuts and model
+are unchanged.
+A native model is scored in one model runner per worker (``isolation``: its sandbox).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class BatchResult:
     rejected: int = 0
     seconds: float = 0.0
     workers: list[str] = field(default_factory=list)
-    model_loads: dict[int, int] = field(default_factory=dict)  # worker pid -> loads
+    model_loads: dict[str, int] = field(default_factory=dict)  # worker (pid[.thread]) -> loads
 
     @property
     def rows_per_s(self) -> float:
@@ -68,7 +69,7 @@ def batch_score(
     """Score ``input_path`` into ``output``. ``chunk_rows`` (rows per task) defaults to the size
     an interrupted run of this job recorded, else to ``auto_chunk_rows`` for ``processes``.
     ``isolation`` (auto | required | off, as train.isolation) is the sandbox of a native
-    model's runners: this process's, and each worker's own."""
+    model's runners, one per worker."""
     single = output.suffix in (".parquet", ".csv")
     parts = output.with_name(output.name + ".parts") if single else output
     if chunk_rows is None:
@@ -98,7 +99,7 @@ def batch_score(
         result.rows += r.rows
         result.scored += r.scored
         result.rejected += r.rejected
-        result.model_loads[r.pid] = r.model_loads
+        result.model_loads[r.worker] = r.model_loads
         done_rows += r.rows
         finished += 1
         progress(done_rows, total, finished)
@@ -114,7 +115,7 @@ def batch_score(
         try:
             run_local(remaining, job, processes, on_done)
         finally:
-            close_models()  # this process scored too: its model runner stops here
+            close_models()  # each worker thread's model runner stops here
         forget_reads()
     result.seconds = time.perf_counter() - started
     _count_resumed(result, tasks, remaining, parts)

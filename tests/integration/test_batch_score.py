@@ -21,7 +21,7 @@ from mlops_ci.serve.model import read_spec
 from mlops_ci.steps.batch_score import batch_score
 from tests.integration.conftest import Packaged
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
@@ -65,12 +65,14 @@ def test_engines_match_scoring_the_whole_table_in_memory(
     assert got["customer"].tolist() == expected["customer"].tolist()  # order kept
     assert got["prediction"].tolist() == expected["prediction"].tolist()
     assert np.allclose(got["probability"], expected["probability"], atol=1e-6)
-    # One model load per worker process, however many chunks it scored; the local engine's
-    # calling process is one of its workers (it loaded the model above, once).
+    # One model load per worker, however many chunks it scored: the local engine's workers
+    # are threads of this process, each its own slot (one worker: this thread, slot 0, which
+    # loaded the model above).
     assert set(result.model_loads.values()) == {1}
     assert len(result.model_loads) <= workers
-    if engine == "local" and workers > 1:
-        assert len(set(result.model_loads) - {os.getpid()}) == workers - 1
+    if engine == "local":
+        expected = {f"{os.getpid()}.{slot}" for slot in range(1, workers + 1)}
+        assert set(result.model_loads) <= (expected if workers > 1 else {str(os.getpid())})
     if engine == "dask":
         assert len(result.workers) == workers and len(result.model_loads) >= 1
     assert not (tmp_path / "scored.parquet.parts").exists()

@@ -74,6 +74,7 @@ def test_batch_text_gaps_follow_the_contract() -> None:
     assert lenient.ok.all() and lenient.batch(slice(None))["colour"].tolist() == ["red", None, None]
 
 
+@pytest.mark.timeout(60)
 def test_a_process_loads_each_model_once_and_stops_its_native_runners_when_done(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -98,10 +99,10 @@ def test_a_process_loads_each_model_once_and_stops_its_native_runners_when_done(
     native = score._model("/p/native", 1, "required")
     assert score._model("/p/native", 1, "required") is native and native.isolation == "required"
     onnx = score._model("/p/onnx", 1)
-    assert score.LOADS == ["/p/native", "/p/onnx"]
+    assert score.LOADS == [("/p/native", 0), ("/p/onnx", 0)]
     score.close_models()
     assert native.closed and not onnx.closed  # an ONNX session holds no process
-    assert score.LOADS == ["/p/onnx"] and score._model("/p/onnx", 1) is onnx
+    assert score.LOADS == [("/p/onnx", 0)] and score._model("/p/onnx", 1) is onnx
     assert score._model("/p/native", 1, "required") is not native  # a later job loads anew
     score.close_models()
     score.fresh_process()
@@ -141,3 +142,42 @@ def test_bool_and_category_columns_are_read_as_the_contract_says() -> None:
     assert codes.batch(slice(None))["size"].tolist() == [3, 1, 2]  # as compare's read_csv
     only_bools = features_matrix(pa.table({"flag": ["TRUE", "0"]}), ("flag",), ("bool",))
     assert only_bools.text is None and only_bools.batch(slice(None)).tolist() == [[1.0], [0.0]]
+
+
+@pytest.mark.timeout(60)
+def test_each_local_worker_thread_loads_its_own_model_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A native model's runner scores one call at a time: two worker threads sharing one
+    would score one after the other. Each slot loads once; slot 0 is any other thread."""
+    import threading
+
+    from mlops_ci.batch import score
+    from mlops_ci.serve import model as served
+
+    class Loaded:
+        def __init__(self, spec: str, threads: int, isolation: str) -> None:
+            self.in_runner = True
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(served, "LoadedModel", Loaded)
+    monkeypatch.setattr(served, "read_spec", str)
+    score.fresh_process()
+    got: dict[int, list[Any]] = {}
+
+    def worker(slot: int) -> None:
+        score.set_slot(slot)
+        got[slot] = [score._model("/p/native", 1), score._model("/p/native", 1)]
+
+    threads = [threading.Thread(target=worker, args=(slot,)) for slot in (1, 2)]
+    for each in threads:
+        each.start()
+    for each in threads:
+        each.join()
+    main = score._model("/p/native", 1)
+    assert got[1][0] is got[1][1] and got[2][0] is got[2][1]
+    assert len({id(got[1][0]), id(got[2][0]), id(main)}) == 3
+    assert sorted(score.LOADS) == [("/p/native", 0), ("/p/native", 1), ("/p/native", 2)]
+    score.close_models()
+    assert score.LOADS == []
+    score.fresh_process()
