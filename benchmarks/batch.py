@@ -2,14 +2,13 @@
 
 In one run, on the same packaged model and the same rows:
   - floor: one onnxruntime session (1 thread) scoring all rows as one in-memory batch;
-  - the one-machine engine with 1 and 2 worker processes (files in, Parquet parts out);
+  - the one-machine engine with 1 and 2 worker threads (files in, Parquet parts out);
   - the Dask engine on a LocalCluster of 1 and 2 workers, and on a cluster already up.
 Each figure is the best of --repeat runs, the floor's too (the slowest run is printed beside).
 Prints rows/s of each, the engine's rows/s per core against the floor, and 2 vs 1 worker.
 Then `mlops-ci batch-score` as a user runs it, a fresh process per job (alternated, 1 and 2
-workers): there every job with 2 workers starts its fork server (numpy, pandas, pyarrow and
-onnxruntime imported once more, on the same two cores), which the in-process runs after the
-first do not.
+workers): there every job pays Python's start and the imports, which the in-process runs after
+the first do not (benchmarks/batch_wall.py times that alone, against the targets of issue 42).
 Targets: one machine >= 80 % of raw onnxruntime per core (issue 8); 2 Dask workers >= 1.7x one
 (issue 8); 2 local workers >= 1.7x one from 300,000 rows up (issue 29).
 
