@@ -67,20 +67,8 @@ def post_load(
     ``seconds`` (whole seconds, at least 1: wrk takes no fractions); ``taskset`` pins wrk to
     those CPUs (e.g. "0")."""
     all_headers = {"content-type": "application/json", **(headers or {})}
-    lua = f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(body))}\n' + "".join(
-        f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n" for k, v in all_headers.items()
-    )
-    with tempfile.TemporaryDirectory(prefix="wrk-") as tmp:
-        script = Path(tmp) / "post.lua"
-        script.write_text(lua)
-        argv = [wrk_path(), "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
-        argv += ["-s", str(script), url]
-        if taskset:
-            argv = ["taskset", "-c", taskset, *argv]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
-    if done.returncode != 0:
-        raise SystemExit(f"wrk failed: {done.stderr.strip() or done.stdout.strip()}")
-    return parse(done.stdout)
+    raw = json.dumps(body).encode()
+    return post_bytes_load(url, raw, connections, seconds, all_headers, taskset)
 
 
 def alternated(
@@ -91,16 +79,12 @@ def alternated(
     seconds: float,
     taskset: str | None = None,
 ) -> dict[str, list[Load]]:
-    """Each URL loaded for ``rounds`` rounds of ``seconds``, the order reversed every other
-    round so the machine's drift hits all alike; each round after a 1 s warm-up of its
-    connections. Returns every round of each URL, in order."""
-    runs: dict[str, list[Load]] = {name: [] for name in urls}
-    for turn in range(rounds):
-        order = list(urls.items())
-        for name, url in order if turn % 2 == 0 else order[::-1]:
-            post_load(url, body, connections, 1, taskset=taskset)
-            runs[name].append(post_load(url, body, connections, seconds, taskset=taskset))
-    return runs
+    """Each URL loaded for ``rounds`` rounds of ``seconds`` with ``body`` as JSON (see
+    ``alternated_bytes``)."""
+    headers = {"content-type": "application/json"}
+    return alternated_bytes(
+        urls, json.dumps(body).encode(), headers, connections, rounds, seconds, taskset
+    )
 
 
 def post_bytes_load(
@@ -111,9 +95,8 @@ def post_bytes_load(
     headers: dict[str, str] | None = None,
     taskset: str | None = None,
 ) -> Load:
-    """POST the raw ``body`` with ``headers`` (give its Content-Type): a v2 binary tensor body
-    (JSON header, then little-endian tensor bytes) cannot go through a Lua string literal, so
-    wrk's script reads it from a file once."""
+    """POST the raw ``body`` with ``headers`` (give its Content-Type): wrk's script reads it
+    from a file once (a v2 binary tensor body cannot go through a Lua string literal)."""
     with tempfile.TemporaryDirectory(prefix="wrk-") as tmp:
         data = Path(tmp) / "body.bin"
         data.write_bytes(body)
@@ -144,7 +127,9 @@ def alternated_bytes(
     seconds: float,
     taskset: str | None = None,
 ) -> dict[str, list[Load]]:
-    """``alternated`` for a raw body with its headers (JSON bytes or a v2 binary body)."""
+    """Each URL loaded for ``rounds`` rounds of ``seconds``, the order reversed every other
+    round so the machine's drift hits all alike; each round after a 1 s warm-up of its
+    connections. Returns every round of each URL, in order."""
     runs: dict[str, list[Load]] = {name: [] for name in urls}
     for turn in range(rounds):
         order = list(urls.items())
