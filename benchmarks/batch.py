@@ -2,7 +2,8 @@
 
 In one run, on the same packaged model and the same rows:
   - floor: one onnxruntime session (1 thread) scoring all rows as one in-memory batch;
-  - the one-machine engine with 1 and 2 worker threads (files in, Parquet parts out);
+  - the one-machine engine with 1 and 2 workers (forked processes on Linux; files in, Parquet
+    parts out);
   - the Dask engine on a LocalCluster of 1 and 2 workers, and on a cluster already up.
 Each figure is the best of --repeat runs, the floor's too (the slowest run is printed beside).
 Prints rows/s of each, the engine's rows/s per core against the floor, and 2 vs 1 worker.

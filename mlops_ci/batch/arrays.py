@@ -9,6 +9,7 @@ else goes pyarrow's way, which is only slower to start.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -65,3 +66,19 @@ def _text(values: npt.NDArray[Any]) -> Any:
     np.cumsum(lengths, out=offsets[1:])
     buffers = [None, pa.py_buffer(offsets), pa.py_buffer(joined.encode("ascii"))]
     return pa.Array.from_buffers(pa.string(), len(values), buffers)
+
+
+def taken(names: Sequence[str], index: npt.NDArray[np.integer[Any]]) -> Any:
+    """``pa.string()`` of ``names[i]`` for each ``i`` in ``index``, built from the buffers
+    (``Array.take`` would import ``pyarrow.compute``: ~45 ms of every command's start)."""
+    encoded = [name.encode("utf-8") for name in names]
+    lengths = np.array([len(e) for e in encoded], np.int64)[index]
+    offsets = np.zeros(len(index) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if offsets[-1] > _INT32_MAX:
+        return pa.array([names[i] for i in index], pa.string())
+    width = max(1, *map(len, encoded))
+    padded = np.array(encoded, dtype=f"S{width}").view(np.uint8).reshape(len(encoded), width)
+    data = padded[index][np.arange(width) < lengths[:, None]]  # row by row, padding dropped
+    buffers = [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)]
+    return pa.Array.from_buffers(pa.string(), len(index), buffers)

@@ -1,8 +1,8 @@
 """How worker processes start: from a fork server that imported the scoring stack once.
 
-Used by the Dask engine's LocalCluster (the local engine's workers are threads: a process's
-start cost more than two workers won on 300,000 rows). Standard library only, so a caller can
-start the server before it imports anything heavy.
+Used by the Dask engine's LocalCluster (the local engine forks its workers from the command's
+own process once its imports are done, before it loads any model: ``forked.py``). Standard
+library only, so a caller can start the server before it imports anything heavy.
 """
 
 from __future__ import annotations

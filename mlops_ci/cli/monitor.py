@@ -260,13 +260,14 @@ def _production_version(config: Any) -> str | None:
     type=click.Choice(["local", "dask"]),
     default="local",
     show_default=True,
-    help="local: worker threads in this process; dask: a Dask cluster.",
+    help="local: this process and workers forked from it (Linux; else threads); dask: a Dask "
+    "cluster.",
 )
 @click.option(
     "--processes",
     type=click.IntRange(min=1),
     default=None,
-    help="Workers: threads scoring in this process (local) or LocalCluster worker processes "
+    help="Workers: this process and processes forked from it (local) or LocalCluster workers "
     "(dask); default: CPU count.",
 )
 @click.option(

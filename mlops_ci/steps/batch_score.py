@@ -1,11 +1,11 @@
 """batch-score: score a table far bigger than memory with a packaged model version.
 
 The input (CSV/Parquet, a file or a folder) is cut into tasks (``batch.plan``); tasks run in
-worker threads of this process or on Dask and each writes its own part file. Output to a
-folder keeps the parts; output to a ``.parquet`` or ``.csv`` file streams the parts into it at
-the end (with the rejects beside it as ``NAME.rejects.parquet``). A job that was interrupted
-resumes: finished parts are kept and their tasks skipped, as long as the input, cuts and model
-are unchanged.
+this process and processes forked from it (threads where it cannot fork) or on Dask and each
+writes its own part file. Output to a folder keeps the parts; output to a ``.parquet`` or
+``.csv`` file streams the parts into it at the end (with the rejects beside it as
+``NAME.rejects.parquet``). A job that was interrupted resumes: finished parts are kept and
+their tasks skipped, as long as the input, cuts and model are unchanged.
 A native model is scored in one model runner per worker (``isolation``: its sandbox).
 """
 
@@ -42,7 +42,7 @@ class BatchResult:
     rejected: int = 0
     seconds: float = 0.0
     workers: list[str] = field(default_factory=list)
-    model_loads: dict[str, int] = field(default_factory=dict)  # worker (pid[.thread]) -> loads
+    model_loads: dict[str, int] = field(default_factory=dict)  # worker (pid[.slot]) -> loads
 
     @property
     def rows_per_s(self) -> float:
@@ -115,7 +115,7 @@ def batch_score(
         try:
             run_local(remaining, job, processes, on_done)
         finally:
-            close_models()  # each worker thread's model runner stops here
+            close_models()  # this process's model runners stop here
         forget_reads()
     result.seconds = time.perf_counter() - started
     _count_resumed(result, tasks, remaining, parts)

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from mlops_ci.batch.arrays import floats, from_numpy
+from mlops_ci.batch.arrays import floats, from_numpy, taken
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -51,3 +51,11 @@ def test_from_numpy_makes_what_pa_array_makes(values: np.ndarray) -> None:
 def test_from_numpy_text_makes_what_pa_array_makes(labels: np.ndarray) -> None:
     got = from_numpy(labels, text=True)
     assert got.type == pa.string() and got.equals(pa.array(labels, pa.string()))
+
+
+def test_taken_names_equal_the_text_column_of_the_same_labels() -> None:
+    names = ("setosa", "", "vérsicolor", "a\x00b")
+    index = np.array([2, 0, 1, 3, 0, 2], np.int64)
+    got = taken(names, index)
+    assert got.type == pa.string() and got.equals(pa.array([names[i] for i in index]))
+    assert taken(names, index[:0]).equals(pa.array([], pa.string()))

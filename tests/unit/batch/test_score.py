@@ -8,7 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from mlops_ci.batch.score import features_matrix
+from mlops_ci.batch.score import _most_probable, features_matrix
+from mlops_ci.packaging import convert
 
 
 def test_features_matrix_converts_typed_and_text_columns_and_names_the_first_bad_column() -> None:
@@ -181,3 +182,18 @@ def test_each_local_worker_thread_loads_its_own_model_once(monkeypatch: pytest.M
     score.close_models()
     assert score.LOADS == []
     score.fresh_process()
+
+
+@pytest.mark.timeout(60)
+def test_labels_of_the_largest_probability_take_the_short_way_to_the_same_answers() -> None:
+    classes = ("a", "b", "c")
+    scores = np.array([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3], [0.2, 0.3, 0.5], [0.4, 0.4, 0.2]])
+    labels = np.array(["b", "a", "c", "a"], dtype=object)  # a tie goes to the first column
+    got = _most_probable(labels, scores, classes)
+    assert got is not None
+    assert got[0].to_pylist() == labels.tolist()
+    assert np.array_equal(got[1], convert.label_probability(labels, scores, classes))
+    # A thresholded classifier's label is not its largest probability's: the long way.
+    assert _most_probable(np.array(["b", "a", "a", "a"], object), scores, classes) is None
+    assert _most_probable(np.array([1, 0, 2, 0]), scores, classes) is None  # not text
+    assert _most_probable(labels, scores, ()) is None  # no classes to name the columns
