@@ -1,4 +1,7 @@
-"""batch-score's workers are processes from the fork server, never forks of the caller."""
+"""The Dask engine's local workers are processes from the fork server, never forks of the
+caller (a test or a program importing mlops-ci, with threads of its own). `mlops-ci
+batch-score`'s local engine forks the command's own process instead, after its imports and
+before any model or thread of its own (``batch/forked.py``)."""
 
 from __future__ import annotations
 
