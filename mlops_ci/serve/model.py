@@ -243,22 +243,22 @@ class LoadedModel:
         the contract of ``model/features.py`` says."""
         spec = self.spec
         if self._session is not None:
-            if self.pair_single_rows and batch_rows(x) == 1:
-                paired = self.predict(
-                    {k: np.concatenate([v, v]) for k, v in x.items()}
-                    if isinstance(x, dict)
-                    else np.concatenate([x, x])
-                )
-                labels = paired.labels[:1] if paired.labels is not None else None
-                return Prediction(labels, paired.scores[:1])
+            paired = self.pair_single_rows and batch_rows(x) == 1
             if isinstance(x, dict) and spec.layout == convert.MATRIX:
                 x = np.stack([np.asarray(x[n], np.float32) for n in spec.features], axis=1)
-            feeds = (
-                convert.table_feeds(self.schema, x)
-                if isinstance(x, dict)
-                else convert.matrix_feeds(spec.layout, self.schema, np.asarray(x, np.float32))
-            )
+            if isinstance(x, dict):
+                feeds = convert.table_feeds(
+                    self.schema, {k: np.concatenate([v, v]) for k, v in x.items()} if paired else x
+                )
+            else:
+                matrix = np.asarray(x, np.float32)
+                if paired:
+                    matrix = np.concatenate([matrix, matrix])
+                feeds = convert.matrix_feeds(spec.layout, self.schema, matrix)
             out = convert.onnx_outputs(self._session, feeds, self.output_names)
+            if paired:
+                labels = out.labels[:1] if out.labels is not None else None
+                return Prediction(labels, out.scores[:1])
         else:
             frame: Any = x
             if isinstance(x, dict) or spec.features:
