@@ -1,6 +1,6 @@
 """The local engine's worker threads (where it does not fork): every task once, bounded in
-flight, each its own slot; the forked workers' hand-out and reports (without forking: unit
-tests start no process; tests/integration/test_batch_score.py forks)."""
+flight, each its own slot (the forked workers' hand-out and reports: tests/integration/
+test_batch_forked.py; their forking: test_batch_score.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from mlops_ci.batch import engines, forked, score
+from mlops_ci.batch import engines, score
 from mlops_ci.batch.plan import Task
 from mlops_ci.batch.score import Job, TaskResult
 
@@ -67,32 +67,3 @@ def test_a_failed_task_fails_the_job_and_the_tasks_queued_are_not_started(
     with pytest.raises(ValueError, match="the model said no"):
         engines.run_local(tasks(100), JOB, 2, lambda _: None, fork=False)
     assert len(started) < 10  # at most two tasks per worker were ever handed out beyond it
-
-
-def test_forked_workers_claim_each_task_once_and_a_failure_stops_the_claims() -> None:
-    import multiprocessing
-
-    counter = multiprocessing.get_context("fork").Value("q", 0)
-    work = tasks(3)
-    claimed = [forked._claim(work, counter) for _ in range(4)]
-    assert [t.index if t else None for t in claimed] == [0, 1, 2, None]
-    counter.value = 0
-    forked._stop(counter, len(work))
-    assert forked._claim(work, counter) is None
-
-
-def test_a_forked_workers_reports_are_passed_on_and_its_error_raised() -> None:
-    import multiprocessing
-
-    receive, send = multiprocessing.get_context("fork").Pipe(duplex=False)
-    result = TaskResult(3, 10, 10, 0, 0.0, "123.2", 1)
-    send.send(("done", result))
-    done: list[TaskResult] = []
-    assert forked._receive([receive], done.append, timeout=5) == [receive]
-    assert done == [result]
-    send.send(("error", ValueError("the model said no")))
-    with pytest.raises(ValueError, match="the model said no"):
-        forked._receive([receive], done.append, timeout=5)
-    send.close()
-    assert forked._receive([receive], done.append, timeout=5) == []  # the worker is done
-    receive.close()
