@@ -5,12 +5,18 @@ conversion is exact, else the native model: ``packaging.runtime``), on the same 
 rows. A percentile of single-row latency is a noisy figure, so the measurement is built to be
 fair and repeatable rather than fast:
 
-- the two models' single-row calls are interleaved call by call (A, B, A, B, ...), so a burst
-  of load on the machine hits both, and the order flips each round;
-- each round lasts ``round_seconds`` per model and at least ``MIN_CALLS`` calls; a round's
-  p50/p95/p99 are taken over its calls and the figure is the median over ``rounds`` rounds;
+- the two models' single-row calls are interleaved call by call, each model first in every
+  other step (A B, B A, A B, ...), so a burst of load on the machine hits both alike and
+  neither always pays for following the loop's own work;
+- each round lasts ``round_seconds`` per model and at least ``MIN_CALLS`` calls; p50/p95/p99
+  are taken over all the rounds' calls pooled. Pooling keeps the pairing: both models' calls
+  span the same moments. A median of per-round percentiles does not: on a loaded 2-core CI
+  machine the same model measured against itself once came out 25.7 % apart on p99 that way
+  (a round's p99 of a 7 µs call is set by the few calls a preemption hit), while pooled
+  percentiles of the same interleaving stayed within 2 % under three CPU hogs;
 - the garbage collector is held off while timing (it runs between rounds);
-- throughput (rows/s) is timed on batches of ``batch_rows`` rows each round, median kept;
+- throughput (rows/s) is timed on batches of ``batch_rows`` rows, the two models' batches
+  interleaved too, over all rounds;
 - peak RSS is that of a fresh process loading the model and scoring a batch (for a native
   model, a fresh model runner's child); size is the size of the files that would be served.
 
@@ -28,7 +34,6 @@ side carries it alone. ``package``'s profile times the native model in the child
 from __future__ import annotations
 
 import gc
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,34 +72,34 @@ def measure(
         for one in singles[n][:20]:
             engines[n].predict(one)
         engines[n].predict(batches[n])
-    rounds: dict[str, list[tuple[float, float, float, float]]] = {n: [] for n in names}
-    calls = {n: 0 for n in names}
+    latencies: dict[str, list[float]] = {n: [] for n in names}
+    batch_time = {n: 0.0 for n in names}
+    batch_calls = {n: 0 for n in names}
     for r in range(settings.rounds):
         order = names if r % 2 == 0 else names[::-1]
         gc.collect()
         gc.disable()
         try:
-            latencies = _interleaved(engines, singles, order, settings.round_seconds)
-            speeds = {n: _rows_per_s(engines[n], batches[n], settings) for n in order}
+            for n, found in _interleaved(engines, singles, order, settings.round_seconds).items():
+                latencies[n] += found
+            for n, (seconds, done) in _batches(engines, batches, order, settings).items():
+                batch_time[n] += seconds
+                batch_calls[n] += done
         finally:
             gc.enable()
-        for n in names:
-            p50, p95, p99 = (float(v) for v in np.percentile(latencies[n], [50, 95, 99]))
-            rounds[n].append((p50, p95, p99, speeds[n]))
-            calls[n] += len(latencies[n])
         if progress is not None:
             progress(r + 1, settings.rounds)
     out: dict[str, dict[str, float]] = {}
     for n in names:
-        column = list(zip(*rounds[n], strict=True))
+        p50, p95, p99 = (float(v) for v in np.percentile(latencies[n], [50, 95, 99]))
         out[n] = {
-            "latency_p50_ms": statistics.median(column[0]),
-            "latency_p95_ms": statistics.median(column[1]),
-            "latency_p99_ms": statistics.median(column[2]),
-            "rows_per_s": statistics.median(column[3]),
+            "latency_p50_ms": p50,
+            "latency_p95_ms": p95,
+            "latency_p99_ms": p99,
+            "rows_per_s": batch_calls[n] * settings.batch_rows / batch_time[n],
             "peak_rss_mb": peak_rss_mb(engines[n].probe),
             "model_size_mb": engines[n].size_bytes / MIB,
-            "calls": float(calls[n]),
+            "calls": float(len(latencies[n])),
         }
     return out
 
@@ -102,12 +107,14 @@ def measure(
 def _interleaved(
     engines: dict[str, Engine], singles: dict[str, list[object]], order: list[str], seconds: float
 ) -> dict[str, list[float]]:
-    """Single-row latencies (ms), the engines called in turn on the same row each step."""
+    """Single-row latencies (ms), the engines called in turn on the same row each step, the
+    one called first alternating step by step."""
     found: dict[str, list[float]] = {n: [] for n in order}
+    turns = (order, order[::-1])
     deadline = time.perf_counter() + seconds * len(order)
     i = 0
     while i < MAX_CALLS and (i < MIN_CALLS or time.perf_counter() < deadline):
-        for n in order:
+        for n in turns[i % 2]:
             one = singles[n][i % DISTINCT_ROWS]
             start = time.perf_counter_ns()
             engines[n].predict(one)
@@ -116,11 +123,20 @@ def _interleaved(
     return found
 
 
-def _rows_per_s(engine: Engine, batch: object, settings: CostConfig) -> float:
-    done, start = 0, time.perf_counter()
-    while True:
-        engine.predict(batch)
-        done += 1
-        elapsed = time.perf_counter() - start
-        if done >= 3 and elapsed >= settings.round_seconds / 2:
-            return done * settings.batch_rows / elapsed
+def _batches(
+    engines: dict[str, Engine], batches: dict[str, object], order: list[str], settings: CostConfig
+) -> dict[str, tuple[float, int]]:
+    """Each engine's time (s) and count of batch calls, the engines' batches interleaved for
+    at least three calls each and ``round_seconds / 2`` of calls each."""
+    spent = {n: 0.0 for n in order}
+    done = {n: 0 for n in order}
+    turns = (order, order[::-1])
+    i = 0
+    while i < 3 or min(spent.values()) < settings.round_seconds / 2:
+        for n in turns[i % 2]:
+            start = time.perf_counter()
+            engines[n].predict(batches[n])
+            spent[n] += time.perf_counter() - start
+            done[n] += 1
+        i += 1
+    return {n: (spent[n], done[n]) for n in order}

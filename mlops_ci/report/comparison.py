@@ -167,8 +167,9 @@ def cost_lines(result: ComparisonResult) -> list[str]:
     lines += [
         "",
         f"Single-row calls of the two models interleaved, {record['rounds']} rounds of "
-        f"{record['round_seconds']:g} s per model ({calls} calls), each figure the median "
-        f"round; rows/s on batches of {record['batch_rows']:,} rows; peak RSS of a fresh "
+        f"{record['round_seconds']:g} s per model ({calls} calls), each model first in every "
+        "other step, percentiles over all the rounds' calls; rows/s on interleaved batches of "
+        f"{record['batch_rows']:,} rows; peak RSS of a fresh "
         "scoring process; size of the files served.",
     ]
     lines += [f"> {md.text(role)}: {md.text(note)}" for role, note in record["note"].items()]
