@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops_ci.errors import InputError
@@ -17,13 +18,80 @@ if TYPE_CHECKING:
 class EvaluationData:
     path: str  # as written in mlops.yaml
     sha256: str
-    features: Any  # pandas.DataFrame, columns in model order
+    features: Any  # pandas.DataFrame, columns in model order; a tensor model's: model.Tensors
     target: Any  # pandas.Series
     slices: Any = None  # pandas.DataFrame of the evaluate.slices columns (None: no slices)
 
     @property
     def rows(self) -> int:
         return len(self.features)
+
+
+TENSOR_SUFFIXES = (".npz", ".npy")  # a tensor model's evaluation data (issue 43)
+
+
+def _sha256(path: Path) -> str:
+    """The file's sha256, read in chunks (an image set need not fit in memory)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _tensor_evaluation(config: Config, path: Path, nrows: int | None) -> EvaluationData:
+    """A tensor model's evaluation data: an ``.npz`` of one array per input, the target and
+    any 1-D metadata arrays to slice by, every array with the same rows, memory-mapped
+    (``evaluation/arrays.py``). The model takes its inputs by name and leaves the rest."""
+    import numpy as np
+    import pandas as pd
+
+    from mlops_ci.evaluation.arrays import read_arrays
+    from mlops_ci.model.tensors import Tensors
+
+    spec = config.evaluate
+    arrays = read_arrays(path, config.resolve(".mlops/cache/arrays"), spec.data)
+    names = ", ".join(arrays)
+    if spec.target not in arrays:
+        close = difflib.get_close_matches(spec.target, list(arrays), n=1)
+        guess = f"; did you mean '{close[0]}'?" if close else ""
+        raise InputError(
+            f"mlops.yaml: evaluate.target: '{spec.target}' is not an array of {spec.data} "
+            f"(arrays: {names}){guess}"
+        )
+    for key, wanted in (("features", spec.features), ("slices", spec.slices)):
+        missing = [n for n in wanted if n not in arrays]
+        if missing:
+            raise InputError(
+                f"mlops.yaml: evaluate.{key}: {', '.join(repr(n) for n in missing)} not "
+                f"array(s) of {spec.data} (arrays: {names})"
+            )
+    if nrows is not None:
+        arrays = {n: a[:nrows] for n, a in arrays.items()}
+    target = arrays[spec.target]
+    if target.ndim == 2 and target.shape[1] == 1:
+        target = target[:, 0]
+    if target.ndim != 1:
+        raise InputError(
+            f"{spec.data}: the target '{spec.target}' is {list(target.shape)}; it must hold one "
+            "value per row"
+        )
+    for name in spec.slices:
+        if arrays[name].ndim != 1:
+            raise InputError(f"{spec.data}: slice array '{name}' must hold one value per row")
+    inputs = list(spec.features) or [n for n in arrays if n != spec.target]
+    rows = Tensors({n: arrays[n] for n in [*inputs, spec.target, *spec.slices]}, spec.data)
+    if not len(rows):
+        raise InputError(f"{spec.data}: has no rows to evaluate on")
+    return EvaluationData(
+        path=spec.data,
+        sha256=_sha256(path),
+        features=Tensors({n: arrays[n] for n in inputs}, spec.data),
+        target=pd.Series(np.asarray(target), name=spec.target),
+        slices=pd.DataFrame({n: np.asarray(arrays[n]) for n in spec.slices})
+        if spec.slices
+        else None,
+    )
 
 
 def _check_numbers(values: Any, column: str, where: str) -> None:
@@ -55,13 +123,37 @@ def check_columns(config: Config) -> list[str]:
     path = config.resolve(spec.data)
     if not path.is_file():
         return []
+    if path.suffix in TENSOR_SUFFIXES:
+        header = _array_names(path)
+        if header is None:
+            return [f"{spec.data}: cannot be read as an array file (.npz or .npy)"]
+        return _missing_names(config, header, "an array")
     try:
         with path.open(encoding="utf-8", newline="") as fh:
             header = next(csv.reader(fh), [])
     except (OSError, UnicodeDecodeError) as err:
         return [f"{spec.data}: cannot be read as CSV ({err})"]
+    return _missing_names(config, header, "a column")
+
+
+def _array_names(path: Path) -> list[str] | None:
+    """The arrays an .npz (or .npy) holds, from its directory alone; None: not readable."""
+    import zipfile
+
+    if path.suffix == ".npy":
+        return [path.stem]
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return [n.removesuffix(".npy") for n in archive.namelist() if not n.endswith("/")]
+    except (zipfile.BadZipFile, OSError):
+        return None
+
+
+def _missing_names(config: Config, header: list[str], what: str) -> list[str]:
+    """evaluate's target, features, slices and dtypes that ``header`` does not hold."""
     from mlops_ci.config.types import line_of
 
+    spec = config.evaluate
     problems = []
     name = config.path.name
     if spec.target not in header:
@@ -69,8 +161,8 @@ def check_columns(config: Config) -> list[str]:
         guess = f"; did you mean '{close[0]}'?" if close else ""
         problems.append(
             f"{name}:{line_of(config, ['evaluate', 'target'])}: evaluate.target: "
-            f"'{spec.target}' is not a column of {spec.data} "
-            f"(columns: {', '.join(header[:20])}){guess}"
+            f"'{spec.target}' is not {what} of {spec.data} "
+            f"({what.split()[-1]}s: {', '.join(header[:20])}){guess}"
         )
     for key, wanted in (
         ("features", spec.features),
@@ -81,7 +173,7 @@ def check_columns(config: Config) -> list[str]:
         if missing:
             problems.append(
                 f"{name}:{line_of(config, ['evaluate', key])}: evaluate.{key}: "
-                f"{', '.join(missing)} not columns of {spec.data}"
+                f"{', '.join(missing)} not {what.split()[-1]}s of {spec.data}"
             )
     return problems
 
@@ -100,6 +192,8 @@ def load_evaluation(config: Config, nrows: int | None = None) -> EvaluationData:
     path = config.resolve(spec.data)
     if not path.is_file():
         raise InputError(f"mlops.yaml: evaluate.data: file '{spec.data}' not found ({path})")
+    if path.suffix in TENSOR_SUFFIXES:
+        return _tensor_evaluation(config, path, nrows)
     try:
         # Only empty cells are missing: "n/a" or "NA" in a number column is a data error to name.
         frame = pd.read_csv(path, nrows=nrows, keep_default_na=False, na_values=[""])

@@ -146,6 +146,40 @@ class TensorSchema:
         return fed
 
 
+class Tensors:
+    """Rows of a tensor model's inputs: named arrays that share their first dim (memory-mapped
+    when read from a file). What a table holds in its columns, a tensor model takes here;
+    ``take`` cuts rows out of every array without reading the rest."""
+
+    def __init__(self, arrays: Mapping[str, npt.NDArray[Any]], where: str) -> None:
+        if not arrays:
+            raise InputError(f"{where}: holds no input arrays")
+        rows = {name: (a.shape[0] if a.ndim else None) for name, a in arrays.items()}
+        first = next(iter(rows.values()))
+        odd = [n for n, r in rows.items() if r is None or r != first]
+        if odd:
+            told = ", ".join(f"'{n}' {list(arrays[n].shape)}" for n in list(rows)[:6])
+            raise InputError(f"{where}: array '{odd[0]}' has other rows than the rest ({told})")
+        self.arrays = dict(arrays)
+        self.where = where
+
+    def __len__(self) -> int:
+        return int(next(iter(self.arrays.values())).shape[0])
+
+    @property
+    def columns(self) -> list[str]:
+        """The arrays' names (where code lists a table's columns)."""
+        return list(self.arrays)
+
+    def take(self, rows: slice | npt.NDArray[Any]) -> Tensors:
+        return Tensors({n: a[rows] for n, a in self.arrays.items()}, self.where)
+
+    def for_model(self, schema: TensorSchema) -> dict[str, npt.NDArray[Any]]:
+        """The model's inputs out of these arrays (others, such as metadata, are left out),
+        checked against its contract."""
+        return schema.check({n: a for n, a in self.arrays.items() if n in schema.names}, self.where)
+
+
 def conform(spec: TensorInput, values: Any, where: str) -> npt.NDArray[Any]:
     """One input's values as an array of ``spec``'s type and shape, or bad input naming it."""
     at = f"{where}: input '{spec.name}'"

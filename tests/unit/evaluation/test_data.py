@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from mlops_ci.config.types import load_config
+from tests.support.configs import VALID, write
 
 
 def test_a_stray_word_in_a_number_column_names_its_row(project: Path) -> None:
@@ -72,3 +73,75 @@ def test_validate_names_a_dtypes_column_evaluate_data_lacks(project: Path) -> No
     _with_columns(project, "  dtypes: {colour: category}\n", {})
     problems = check_columns(load_config(project))
     assert any("evaluate.dtypes: colour not columns of data/test.csv" in p for p in problems)
+
+
+def _tensor_project(tmp_path: Path, evaluate: str = "", **arrays: object) -> Path:
+    import numpy as np
+
+    (tmp_path / "data").mkdir()
+    np.savez(tmp_path / "data" / "test.npz", **arrays)  # type: ignore[arg-type]
+    text = VALID.replace("data/test.csv", "data/test.npz") + evaluate
+    return write(tmp_path, text)
+
+
+def _text_rows(rows: int = 6) -> dict[str, object]:
+    import numpy as np
+
+    return {
+        "input_ids": np.arange(rows * 4, dtype=np.int64).reshape(rows, 4),
+        "attention_mask": np.ones((rows, 4), dtype=np.int64),
+        "label": np.array(["a", "b"] * (rows // 2)),
+        "length": np.array(["short", "long"] * (rows // 2)),
+    }
+
+
+@pytest.mark.timeout(60)
+def test_a_tensor_models_data_is_its_arrays_mapped_with_target_and_slices(tmp_path: Path) -> None:
+    import numpy as np
+
+    from mlops_ci.evaluation.data import check_columns, load_evaluation
+    from mlops_ci.model.tensors import Tensors
+
+    rows = _text_rows()
+    config = load_config(_tensor_project(tmp_path, "  slices: [length]\n", **rows))
+    assert check_columns(config) == []
+    data = load_evaluation(config)
+    assert isinstance(data.features, Tensors) and data.rows == 6
+    # every array but the target is offered; the model takes its inputs by name
+    assert data.features.columns == ["input_ids", "attention_mask", "length"]
+    assert isinstance(data.features.arrays["input_ids"], np.memmap)
+    assert np.array_equal(data.features.arrays["input_ids"], rows["input_ids"])
+    assert data.target.tolist() == ["a", "b"] * 3
+    assert data.slices["length"].tolist() == ["short", "long"] * 3
+    assert len(data.sha256) == 64
+    assert load_evaluation(config, nrows=2).rows == 2
+
+
+@pytest.mark.timeout(60)
+def test_a_tensor_data_file_that_does_not_fit_names_the_array(tmp_path: Path) -> None:
+    import numpy as np
+
+    from mlops_ci.errors import InputError
+    from mlops_ci.evaluation.data import check_columns, load_evaluation
+
+    rows = _text_rows()
+    config = load_config(_tensor_project(tmp_path, "  slices: [lenght]\n", **rows))
+    assert check_columns(config) == [
+        "mlops.yaml:8: evaluate.slices: lenght not arrays of data/test.npz"
+    ]
+    with pytest.raises(InputError, match=r"evaluate.slices: 'lenght' not array\(s\) of"):
+        load_evaluation(config)
+    (tmp_path / "data").rename(tmp_path / "old")
+    odd = dict(rows, attention_mask=np.ones((5, 4)))
+    config = load_config(_tensor_project(tmp_path, **odd))
+    with pytest.raises(InputError, match=r"test.npz: array 'attention_mask' has other rows"):
+        load_evaluation(config)
+    (tmp_path / "data").rename(tmp_path / "old2")
+    config = load_config(_tensor_project(tmp_path, **dict(rows, label=np.zeros((6, 2)))))
+    with pytest.raises(InputError, match=r"the target 'label' is \[6, 2\]; it must hold one"):
+        load_evaluation(config)
+    (tmp_path / "data").rename(tmp_path / "old3")
+    config = load_config(_tensor_project(tmp_path, **{"labels": rows["label"]}))
+    assert "did you mean 'labels'?" in check_columns(config)[0]
+    with pytest.raises(InputError, match=r"evaluate.target: 'label' is not an array of"):
+        load_evaluation(config)

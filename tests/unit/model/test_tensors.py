@@ -127,3 +127,22 @@ def test_a_graph_input_no_array_here_holds_is_refused() -> None:
 def test_a_damaged_contract_is_bad_input(items: Any, message: str) -> None:
     with pytest.raises(InputError, match="manifest.json: " + message):
         TensorSchema.from_list(items, "manifest.json")
+
+
+def test_rows_of_named_arrays_are_cut_together_and_fed_by_name() -> None:
+    from mlops_ci.model.tensors import Tensors
+
+    arrays = {k: np.asarray(v) for k, v in good(4).items()}
+    rows = Tensors({**arrays, "length": np.array(["s", "l", "s", "l"])}, "test.npz")
+    assert len(rows) == 4 and rows.columns == [*arrays, "length"]
+    two = rows.take(slice(1, 3))
+    assert len(two) == 2 and two.arrays["length"].tolist() == ["l", "s"]
+    fed = two.for_model(SCHEMA)  # the metadata array is not the model's: left out
+    assert list(fed) == list(SCHEMA.names)
+    assert np.array_equal(fed["input_ids"], arrays["input_ids"][1:3])
+    with pytest.raises(InputError, match=r"test.npz: input 'attention_mask' is missing"):
+        Tensors({"input_ids": arrays["input_ids"]}, "test.npz").for_model(SCHEMA)
+    with pytest.raises(InputError, match=r"array 'b' has other rows than the rest"):
+        Tensors({"a": np.zeros((3, 2)), "b": np.zeros((2, 2))}, "test.npz")
+    with pytest.raises(InputError, match=r"test.npz: holds no input arrays"):
+        Tensors({}, "test.npz")
