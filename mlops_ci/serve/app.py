@@ -139,16 +139,17 @@ def _scoring_routes(app: ServingApp, service: Service) -> None:
     async def score(request: Request, body: bytes, request_id: str) -> tuple[str, int, Response]:
         version = service.router.route(request.headers.get("x-model-version"))
         request.state.version = version  # an error from here on is this version's
-        limits = service.limits[version]
+        # What the answer needs, taken before the await: the version may be unloaded while
+        # the request waits, and it is still answered by the model it started with.
+        limits, classes = service.limits[version], service.models[version].spec.classes
         x = parse_score(body, limits)
         prediction = await _maybe_await(service.predict(version, x))
-        await _log_inputs(service, version, request_id, x, prediction)
+        await _log_inputs(service, version, limits, request_id, x, prediction)
         data: dict[str, Any] = {"model_name": service.name, "model_version": version}
         if prediction.labels is not None:
             data["predictions"] = prediction.labels.tolist()
             if prediction.scores.shape[1]:  # none from a classifier without predict_proba
                 data["probabilities"] = prediction.scores
-            classes = service.models[version].spec.classes
             if classes:
                 data["classes"] = classes
         else:
@@ -171,15 +172,16 @@ def _scoring_routes(app: ServingApp, service: Service) -> None:
             request.state.version = version
             length = headers.get("inference-header-content-length")
             header = None if length is None else int_header(length)
-            limits = service.limits[version]
+            # Taken before the await, as in ``score``: the version may be unloaded meanwhile.
+            limits, classes = service.limits[version], service.models[version].spec.classes
             parsed = parse_infer(body, header, limits)
             logged_id = parsed.id or request_id
             prediction = service.predict(version, parsed.x)
             if not isinstance(prediction, Prediction):  # batched, or off the event loop
                 prediction = await prediction
             if service.input_log is not None:
-                await _log_inputs(service, version, logged_id, parsed.x, prediction)
-            data = infer_response(service, version, parsed, prediction)
+                await _log_inputs(service, version, limits, logged_id, parsed.x, prediction)
+            data = infer_response(service.name, version, classes, parsed, prediction)
             response = json_response(data, headers=_headers(version, request_id))
             _shadowed(
                 service, response, version, limits, logged_id, parsed.x, body, "infer", header
@@ -296,14 +298,13 @@ def _headers(version: str, request_id: str) -> dict[str, str]:
 
 
 async def _log_inputs(
-    service: Service, version: str, request_id: str, x: Any, prediction: Prediction
+    service: Service, version: str, limits: Limits, request_id: str, x: Any, prediction: Prediction
 ) -> None:
     """Queue the rows for the input log; with monitor.durable, wait until they are on disk."""
     if service.input_log is None:
         return
-    names = service.limits[version].features
     done = service.input_log.submit(
-        version, request_id, x, prediction.labels, prediction.scores, names
+        version, request_id, x, prediction.labels, prediction.scores, limits.features
     )
     if done is not None:
         try:

@@ -231,7 +231,7 @@ class LoadedModel:
         request (that request failed; the next ones are served)."""
         with self._lock:
             if self._closed:
-                raise PayloadError(404, f"version '{self.spec.version}' is not loaded")
+                raise self._unloaded()
             if self._remote is None:
                 assert self._runner is not None
                 self._remote = self._runner.load_folder(self.spec.folder)
@@ -274,7 +274,18 @@ class LoadedModel:
                 raise PayloadError(422, f"the model cannot score these values: {reason}") from None
             except RunnerError:
                 with self._lock:
+                    if self._closed:  # unloaded while this call ran: its runner was stopped
+                        raise self._unloaded() from None
                     if self._remote is remote:
                         self._remote = None  # its child is gone: the next request reloads
                 raise
         return Prediction(out.labels, out.scores)
+
+    def _unloaded(self) -> PayloadError:
+        """A request routed to this version before it was unloaded (a split changed, the admin
+        endpoint dropped it) that its stopped runner cannot answer: 503, sent again it goes to
+        a version still served."""
+        return PayloadError(
+            503,
+            f"version '{self.spec.version}' was unloaded while this request waited; send it again",
+        )

@@ -97,6 +97,7 @@ class Service:
         replaced = self.models.get(model.spec.version)
         if replaced is not None and replaced is not model:
             replaced.close()
+            self.batchers.pop(model.spec.version, None)  # it scores the replaced model
         version = model.spec.version
         self.models[version] = model
         self.limits[version] = Limits(
@@ -109,8 +110,10 @@ class Service:
                 self.unbatched[version] = why
                 log.warning("v%s is served unbatched: %s", version, why)
                 return
+            # The batcher holds its model: requests queued when the version is unloaded are
+            # still answered by the version they were routed to.
             self.batchers[version] = Batcher(
-                lambda x: self._call(version, x),
+                lambda x: _scored(model, x),
                 batching,
                 self.metrics.batch_observer(version),
                 requests_in_flight,
@@ -230,16 +233,18 @@ class Service:
         batcher = self.batchers.get(version)
         if batcher is not None:
             return batcher.predict(x)
-        return self._call(version, x)
-
-    def _call(self, version: str, x: Any) -> Awaitable[Prediction] | Prediction:
         model = self.models.get(version)
-        if model is None:  # unloaded while the request waited for its batch
+        if model is None:  # routed, then unloaded before its call: not this request's fault
             raise PayloadError(503, f"version '{version}' was unloaded; send the request again")
-        # A native model waits on its runner's pipe (and lock): never on the event loop.
-        if model.in_runner or batch_rows(x) > THREADPOOL_ROWS:
-            return run_in_threadpool(model.predict, x)
-        return model.predict(x)
+        return _scored(model, x)
+
+
+def _scored(model: LoadedModel, x: Any) -> Awaitable[Prediction] | Prediction:
+    """One call of the model; a native model waits on its runner's pipe (and lock), and a
+    large batch takes a while: those never on the event loop."""
+    if model.in_runner or batch_rows(x) > THREADPOOL_ROWS:
+        return run_in_threadpool(model.predict, x)
+    return model.predict(x)
 
 
 def settings_to_env(settings: ServiceSettings) -> str:

@@ -14,11 +14,16 @@ from mlops_ci.serve.service import Service
 
 
 def infer_response(
-    service: Service, version: str, parsed: InferRequest, prediction: Prediction
+    name: str,
+    version: str,
+    classes: tuple[str, ...],
+    parsed: InferRequest,
+    prediction: Prediction,
 ) -> dict[str, Any]:
     """The v2 answer: ``label`` and ``probabilities`` (FP32) of a classifier, or ``variable``
     (FP32), those asked for in the request's ``outputs`` only. Built per request, so kept to
-    dicts and one ``tolist`` a tensor: it is on every v2 request's path."""
+    dicts and one ``tolist`` a tensor: it is on every v2 request's path. ``classes`` are the
+    version's, taken before its prediction was awaited (it may be unloaded since)."""
     labels, scores = prediction.labels, prediction.scores
     if labels is None:
         tensors = {"variable": _fp32("variable", scores)}
@@ -36,14 +41,12 @@ def infer_response(
     else:
         outputs = list(tensors.values())
     data: dict[str, Any] = {
-        "model_name": service.name,
+        "model_name": name,
         "model_version": version,
         "outputs": outputs,
     }
-    if "probabilities" in tensors:
-        classes = service.models[version].spec.classes
-        if classes:
-            data["parameters"] = {"classes": list(classes)}
+    if "probabilities" in tensors and classes:
+        data["parameters"] = {"classes": list(classes)}
     if parsed.id is not None:
         data["id"] = parsed.id
     return data

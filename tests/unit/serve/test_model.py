@@ -4,6 +4,8 @@ for; the serving image's command."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,11 @@ class FakeRemote:
 
     def model_outputs(self, x: Any) -> tuple[Any, Any]:
         self.runner.calls += len(x) > 0  # not the warm-up's empty table
+        if self.runner.hold is not None and len(x) > 0:
+            self.runner.started.set()
+            assert self.runner.hold.wait(10)
+            if self.runner.closed:  # its child was stopped under the call
+                raise RunnerError("the model runner stopped (exit -15) during call")
         if self.runner.refuse:
             raise ValuesRefused("Found unknown categories ['z'] in column 0 during transform")
         if self.runner.die:
@@ -50,6 +57,8 @@ class FakeRunner:
         self.closed = False
         self.refuse = False
         self.die = False
+        self.hold: threading.Event | None = None  # set: a call waits for it
+        self.started = threading.Event()
         FakeRunner.made.append(self)
 
     def load_folder(self, folder: Path) -> FakeRemote:
@@ -87,7 +96,7 @@ def test_a_native_model_is_loaded_and_scored_in_its_runner(
     assert runner.closed
     with pytest.raises(PayloadError) as gone:
         model.predict(np.zeros((1, 2)))
-    assert gone.value.status == 404
+    assert gone.value.status == 503 and "was unloaded" in str(gone.value)
 
 
 def test_values_the_model_refuses_are_a_422_naming_its_reason(
@@ -146,6 +155,34 @@ def test_the_service_stops_a_version_runner_when_it_drops_the_version(
     assert second.closed and not first.closed
     service.close()
     assert first.closed
+
+
+@pytest.mark.timeout(30)
+def test_a_native_version_unloaded_while_its_call_runs_answers_503_not_a_runner_error(
+    runners: list[FakeRunner], tmp_path: Path
+) -> None:
+    """Unloading stops the version's runner under a running call: the request it was routed
+    to gets a 503 to send again (a RunnerError, a 500, before)."""
+    settings = ServiceSettings(
+        [native(tmp_path / "a", "1"), native(tmp_path / "b", "2")], {"1": 1.0, "2": 0.0}
+    )
+    service = Service(settings)
+    runner = runners[1]
+    runner.hold = threading.Event()
+
+    async def scenario() -> None:
+        answer = asyncio.ensure_future(service.predict("2", np.zeros((1, 2))))  # type: ignore[arg-type]
+        while not runner.started.is_set():
+            await asyncio.sleep(0.005)
+        service.unload("2")
+        assert runner.hold is not None
+        runner.hold.set()
+        await answer
+
+    with pytest.raises(PayloadError) as caught:
+        asyncio.run(scenario())
+    assert caught.value.status == 503 and "'2' was unloaded" in str(caught.value)
+    service.close()
 
 
 def test_native_versions_score_off_the_event_loop(

@@ -32,11 +32,6 @@ def test_ready_stays_true_and_says_what_the_input_log_could_not_write(tmp_path: 
     assert state["last_error"] == "OSError: [Errno 28] No space left on device"
 
 
-def _service(classes: tuple[str, ...]) -> Service:
-    spec = SimpleNamespace(classes=classes)
-    return cast(Service, SimpleNamespace(name="m", models={"3": SimpleNamespace(spec=spec)}))
-
-
 @pytest.mark.timeout(30)
 def test_infer_response_writes_float32_scores_and_the_outputs_asked_for() -> None:
     """Scores are the FP32 tensor they are declared (float64 probabilities rounded to float32,
@@ -44,7 +39,7 @@ def test_infer_response_writes_float32_scores_and_the_outputs_asked_for() -> Non
     scores = np.array([[0.1, 0.9], [0.3333333333333333, 0.6666666666666666]])
     prediction = Prediction(np.array(["a", "b"], dtype=object), scores)
     everything = InferRequest(np.zeros((2, 1)), "r-1", ())
-    body = orjson.loads(json_response(infer_response(_service(("a", "b")), "3", everything,
+    body = orjson.loads(json_response(infer_response("m", "3", ("a", "b"), everything,
                                                      prediction)).body)  # fmt: skip
     assert body == {
         "model_name": "m",
@@ -62,22 +57,22 @@ def test_infer_response_writes_float32_scores_and_the_outputs_asked_for() -> Non
         "id": "r-1",
     }
     asked = InferRequest(np.zeros((2, 1)), None, ("probabilities", "label"))
-    data = infer_response(_service(()), "3", asked, prediction)
+    data = infer_response("m", "3", (), asked, prediction)
     assert [t["name"] for t in data["outputs"]] == ["probabilities", "label"]
     assert "parameters" not in data and "id" not in data
     with pytest.raises(PayloadError, match="output 'x' does not exist") as caught:
-        infer_response(_service(()), "3", InferRequest(np.zeros((2, 1)), None, ("x",)), prediction)
+        infer_response("m", "3", (), InferRequest(np.zeros((2, 1)), None, ("x",)), prediction)
     assert caught.value.status == 400
 
 
 @pytest.mark.timeout(30)
 def test_infer_response_of_a_regressor_and_of_a_classifier_without_probabilities() -> None:
     request = InferRequest(np.zeros((2, 1)), None, ())
-    values = infer_response(_service(()), "3", request, Prediction(None, np.array([[1.5], [2]])))
+    values = infer_response("m", "3", (), request, Prediction(None, np.array([[1.5], [2]])))
     assert values["outputs"] == [
         {"name": "variable", "shape": [2, 1], "datatype": "FP32", "data": [1.5, 2.0]}
     ]
     labels_only = Prediction(np.array([1, 0]), np.zeros((2, 0)))
-    data = infer_response(_service(("0", "1")), "3", request, labels_only)
+    data = infer_response("m", "3", ("0", "1"), request, labels_only)
     assert data["outputs"] == [{"name": "label", "shape": [2], "datatype": "INT64", "data": [1, 0]}]
     assert "parameters" not in data  # classes go with the probabilities
