@@ -59,3 +59,19 @@ def test_taken_names_equal_the_text_column_of_the_same_labels() -> None:
     got = taken(names, index)
     assert got.type == pa.string() and got.equals(pa.array([names[i] for i in index]))
     assert taken(names, index[:0]).equals(pa.array([], pa.string()))
+
+
+def test_taken_holds_the_names_as_they_are_not_padded_to_the_longest() -> None:
+    import tracemalloc
+
+    names = ("setosa", "v" * 10_000)  # one long class name, seldom predicted
+    index = np.zeros(20_000, np.int64)
+    index[::1000] = 1
+    tracemalloc.start()
+    try:
+        got = taken(names, index)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got.equals(pa.array([names[i] for i in index], pa.string()))
+    assert peak < 5_000_000  # padded to the longest: 20,000 rows x 10,000 bytes, 200 MB
