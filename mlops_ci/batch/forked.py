@@ -15,19 +15,28 @@ jemalloc re-initialise themselves in a child (their at-fork handlers). A child r
 
 Tasks are handed out one at a time from a shared counter, so a process holds one task's rows
 at a time (memory bounded whatever the input); a failed task stops every worker taking more.
+A child's error comes back as plain values (its type's name, message, hint, traceback: pickle
+cannot rebuild an exception whose ``__init__`` takes other arguments, ``Terminated``'s say) and
+is raised here as the error it was; a child that dies without a word (SIGKILL, the OOM killer)
+stops the others at once, as an error does.
 """
 
 from __future__ import annotations
 
+import builtins
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any
 
+from mlops_ci import errors
 from mlops_ci.batch.plan import Task
 from mlops_ci.batch.score import Job, TaskResult, close_models, fresh_process, score_task, set_slot
+from mlops_ci.errors import ConfigError, MlopsError, Terminated
 
 OnDone = Callable[[TaskResult], None]
 _PR_SET_PDEATHSIG = 1  # prctl(2)
@@ -41,12 +50,13 @@ def can_fork() -> bool:
 def run_forked(tasks: list[Task], job: Job, workers: int, on_done: OnDone) -> None:
     """Score ``tasks`` with this process (worker 1) and ``workers - 1`` processes forked from
     it (workers 2..), each claiming the next task from a shared counter; every finished task
-    is reported to ``on_done`` in this process. A worker's failure is raised here, once the
-    others stopped."""
+    is reported to ``on_done`` in this process. A worker's failure is raised here (as the
+    error it was: ``_rebuilt``), and a worker that died (SIGKILL, the OOM killer) stops the
+    others at once, their finished parts kept for the next run."""
     context = multiprocessing.get_context("fork")
     counter: Any = context.Value("q", 0)
     parent = os.getpid()
-    children = []
+    children: dict[multiprocessing.connection.Connection, Any] = {}
     try:
         for slot in range(2, workers + 1):
             receive, send = context.Pipe(duplex=False)
@@ -58,61 +68,127 @@ def run_forked(tasks: list[Task], job: Job, workers: int, on_done: OnDone) -> No
             )
             child.start()
             send.close()
-            children.append((child, receive))
-        _parent(tasks, job, counter, [r for _, r in children], on_done)
+            children[receive] = child
+        _parent(tasks, job, counter, children, on_done)
     except BaseException:
         _stop(counter, len(tasks))
-        for child, _ in children:
+        for child in children.values():
             if child.is_alive():
                 child.terminate()  # an interrupted job: its finished parts are kept
         raise
     finally:
-        for child, receive in children:
+        for receive, child in children.items():
             child.join(30)
             receive.close()
-    failed = [c.name for c, _ in children if c.exitcode]
-    if failed:
-        raise RuntimeError(f"batch-score worker(s) {', '.join(failed)} exited abnormally")
 
 
 def _parent(
     tasks: list[Task],
     job: Job,
     counter: Any,
-    pipes: list[multiprocessing.connection.Connection],
+    children: dict[multiprocessing.connection.Connection, Any],
     on_done: OnDone,
 ) -> None:
     fresh_process()  # a model loaded before (another job's) stays unused: slot 1 is new
     set_slot(1)
-    open_pipes = list(pipes)
+    running = dict(children)
     try:
         while (task := _claim(tasks, counter)) is not None:
             on_done(score_task(task, job))
-            open_pipes = _receive(open_pipes, on_done, timeout=0)
-        while open_pipes:
-            open_pipes = _receive(open_pipes, on_done, timeout=None)
+            running = _receive(running, on_done, timeout=0)
+        while running:
+            running = _receive(running, on_done, timeout=None)
     finally:
         set_slot(0)
 
 
 def _receive(
-    pipes: list[multiprocessing.connection.Connection],
+    children: dict[multiprocessing.connection.Connection, Any],
     on_done: OnDone,
     timeout: float | None,
-) -> list[multiprocessing.connection.Connection]:
-    """Report what the children finished; returns the pipes still open."""
-    still = list(pipes)
-    for ready in multiprocessing.connection.wait(pipes, timeout):
+) -> dict[multiprocessing.connection.Connection, Any]:
+    """Report what the children finished; returns those still running. A child's error is
+    raised here; a child gone without a word (killed) raises ``WorkerDied``."""
+    still = dict(children)
+    for ready in multiprocessing.connection.wait(list(children), timeout):
         assert isinstance(ready, multiprocessing.connection.Connection)
         try:
             kind, value = ready.recv()
-        except EOFError:  # the child is done (or died: its exit code says which)
-            still.remove(ready)
+        except EOFError:  # the child is done, or died: its exit code says which
+            child = still.pop(ready)
+            child.join(10)  # its pipe closes just before it exits
+            if child.exitcode != 0:
+                ended = _ended(child.exitcode)
+                raise WorkerDied(f"batch-score worker {child.name} {ended}") from None
             continue
         if kind == "error":
-            raise value
+            raise _rebuilt(value)
         on_done(value)
     return still
+
+
+class WorkerDied(RuntimeError):
+    """A forked worker ended without finishing (killed, or out of memory)."""
+
+
+class WorkerError(RuntimeError):
+    """A forked worker's error that is neither mlops-ci's nor Python's own: its type's name
+    and message (the object itself may not survive pickling)."""
+
+
+class _RemoteTraceback(Exception):
+    """The worker's traceback, as the cause of the error raised here (``--debug`` shows it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+Described = tuple[str, str, str | None, str, int | None]  # (type, message, hint, trace, signum)
+
+
+def _described(err: BaseException) -> Described:
+    """What the parent needs to raise ``err`` again, in plain values: the type as the name of
+    its first mlops-ci (or Python) class, its message, hint, traceback and signal."""
+    known = next(c for c in type(err).__mro__ if c.__module__ in ("mlops_ci.errors", "builtins"))
+    name = known.__name__ if known is type(err) or known.__module__ != "builtins" else ""
+    trace = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    message = str(err) if name else f"{type(err).__name__}: {err}"
+    return (
+        name or "WorkerError",
+        message,
+        getattr(err, "hint", None),
+        trace,
+        getattr(err, "signum", None),
+    )
+
+
+def _rebuilt(described: Described) -> BaseException:
+    """The worker's error as this process raises it: an mlops-ci error as its class (exit
+    code and one-line message as with one worker), Terminated with its signal, a Python
+    exception as its type, anything else as ``WorkerError``; the traceback as its cause."""
+    name, message, hint, trace, signum = described
+    err: BaseException
+    if name == "Terminated" and signum is not None:
+        err = Terminated(signum)
+    elif name == "ConfigError":
+        err = ConfigError(message.split("\n"), hint)
+    elif isinstance(found := getattr(errors, name, None), type) and issubclass(found, MlopsError):
+        err = found(message, hint)
+    elif name == "WorkerError":
+        err = WorkerError(message)
+    else:
+        try:
+            err = getattr(builtins, name)(message)
+        except Exception:  # a builtin that takes other arguments
+            err = WorkerError(f"{name}: {message}")
+    err.__cause__ = _RemoteTraceback(trace)
+    return err
+
+
+def _ended(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"was killed by {signal.Signals(-code).name}"
+    return "did not end" if code is None else f"exited with code {code}"
 
 
 def _child(
@@ -126,26 +202,26 @@ def _child(
     _die_with(parent)
     fresh_process()  # the parent's models, if any, are its own
     set_slot(slot)
+    code = 0
     try:
         while (task := _claim(tasks, counter)) is not None:
             send.send(("done", score_task(task, job)))
     except BaseException as err:
         _stop(counter, len(tasks))
         try:
-            send.send(("error", err))
-        except Exception:  # an exception that does not pickle
-            send.send(("error", RuntimeError(f"{type(err).__name__}: {err}")))
+            send.send(("error", _described(err)))
+        except BaseException:  # the parent is gone
+            code = 1
     finally:
         close_models()  # this worker's model runner, if any
         send.close()
-        os._exit(0)
+        os._exit(code)
 
 
 def _die_with(parent: int) -> None:
     """A killed job's workers go with it (else one would go on writing parts beside the run
     that resumes the job): the kernel kills this child when the thread that forked it ends."""
     import ctypes
-    import signal
 
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # it died before the request

@@ -261,3 +261,22 @@ def test_csv_id_columns_become_integers_in_one_parquet_output_only_when_lossless
     again = tmp_path / "again.parquet"
     batch_score(read_spec(packaged.v2), parquet_in, again, "local", 1, chunk_rows=60)
     assert pq.read_schema(again).field("row_id").type in (pa.string(), pa.large_string())
+
+
+def test_a_forked_workers_input_error_is_the_commands_one_line_error(
+    packaged: Packaged, tmp_path: Path
+) -> None:
+    # every chunk but the first (read by the parent to find the columns) holds bytes that are
+    # not UTF-8: a forked worker meets them, and the command says so as one worker does
+    good = table(packaged, 1000).to_csv(index=False).encode()
+    bad = b"".join(line[:-1] + b"\xff\n" for line in good.splitlines(keepends=True)[1:])
+    (tmp_path / "rows.csv").write_bytes(good + bad * 8)
+    command = [sys.executable, "-m", "mlops_ci", "batch-score", "--model-dir", str(packaged.v2)]
+    command += ["--input", str(tmp_path / "rows.csv"), "--output", str(tmp_path / "out")]
+    for workers in ("1", "2"):
+        args = [*command, "--chunk-rows", "1000", "--processes", workers]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stderr
+        error = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert len(error) == 1 and "rows.csv: cannot be read as CSV" in error[0], done.stderr
+        assert "internal error" not in done.stderr
