@@ -18,8 +18,10 @@ unbatched, and says why. A native model is batched within the parity tolerance p
 
 Each request is parsed and checked alone before it joins (a bad row refuses its own request
 only), requests join a call only with others of the same shape of input (the same columns
-and dtypes: nothing is converted for company), and a call that fails is retried one request
-at a time, so a model that refuses one request's values refuses that request alone.
+and dtypes: nothing is converted for company), and a call the model refuses is retried in
+halves, so a model that refuses one request's values refuses that request alone. A call under
+which a native model's runner died is not bisected (each half would replay the crash and
+restart the runner): each of its requests is tried alone once.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import orjson
 
 from mlops_ci.config.types import Batching
 from mlops_ci.model.features import BOOL, CATEGORY, NUMBER, Feature
+from mlops_ci.runner.client import RunnerError
 from mlops_ci.serve.model import LoadedModel, Prediction
 from mlops_ci.serve.payload import Limits, batch_rows, parse_score
 
@@ -261,11 +264,20 @@ class Batcher:
         await self._call_split([(w, now - w.since) for w in batch])
 
     async def _call_split(self, batch: list[tuple[_Waiting, float]]) -> None:
-        """One call for the batch; where it fails, each half again (bisection): a request
-        whose values the model refuses gets its error alone, and the others still share
-        calls (a stream with a bad row in every batch is not scored a row at a time)."""
+        """One call for the batch; where the model refuses it, each half again (bisection):
+        a request whose values the model refuses gets its error alone, and the others still
+        share calls (a stream with a bad row in every batch is not scored a row at a time).
+        Where the model runner's child died under the call, bisecting would replay the crash
+        (and restart the runner) log2(n) times: each request is tried alone once instead."""
         try:
             prediction = await _result(self.call(stacked([w.x for w, _ in batch])))
+        except RunnerError as err:
+            if len(batch) == 1:
+                _settle(batch[0][0].future, error=err)
+                return
+            for one in batch:
+                await self._call_alone(one)
+            return
         except Exception as err:
             if len(batch) == 1:
                 _settle(batch[0][0].future, error=err)
@@ -274,6 +286,17 @@ class Batcher:
             await self._call_split(batch[:half])
             await self._call_split(batch[half:])
             return
+        self._answer(batch, prediction)
+
+    async def _call_alone(self, one: tuple[_Waiting, float]) -> None:
+        try:
+            prediction = await _result(self.call(one[0].x))
+        except Exception as err:
+            _settle(one[0].future, error=err)
+            return
+        self._answer([one], prediction)
+
+    def _answer(self, batch: list[tuple[_Waiting, float]], prediction: Prediction) -> None:
         sizes = [w.rows for w, _ in batch]
         for (w, _), part in zip(batch, parts(prediction, sizes), strict=True):
             _settle(w.future, part)

@@ -13,6 +13,7 @@ import pytest
 
 from mlops_ci.config.types import Batching
 from mlops_ci.model.features import Feature, FeatureSchema
+from mlops_ci.runner.client import RunnerError
 from mlops_ci.serve.batching import Batcher, calibrate, parts, signature, stacked
 from mlops_ci.serve.model import LoadedModel, ModelSpec, Prediction
 from mlops_ci.serve.payload import Limits, PayloadError
@@ -22,17 +23,25 @@ pytestmark = pytest.mark.timeout(60)
 
 class Model:
     """Answers each row with the sum of its values (scores) and 'neg'/'pos' (labels);
-    refuses a call holding a row whose first value is -1; records every call's rows."""
+    refuses a call holding a row whose first value is -1; its runner's child dies on a call
+    holding a row whose first value is -99, or on the next ``crashes`` calls; records every
+    call's rows."""
 
-    def __init__(self, delay_s: float = 0.0) -> None:
+    def __init__(self, delay_s: float = 0.0, crashes: int = 0) -> None:
         self.calls: list[int] = []
         self.delay_s = delay_s
+        self.crashes = crashes
+        self.restarts = 0  # calls that found the child dead (the runner starts it again)
 
     def call(self, x: Any) -> Prediction:
         rows = np.asarray(x, np.float64)
         self.calls.append(len(rows))
         if (rows[:, 0] == -1).any():
             raise PayloadError(422, "the model cannot score these values: -1")
+        if (rows[:, 0] == -99).any() or self.crashes > 0:
+            self.crashes -= 1
+            self.restarts += 1
+            raise RunnerError("the model runner stopped (exit -11) during outputs")
         sums = rows.sum(axis=1, keepdims=True)
         labels = np.where(sums[:, 0] > 0, "pos", "neg").astype(object)
         return Prediction(labels, sums)
@@ -126,21 +135,45 @@ def test_inputs_of_another_shape_are_not_stacked_with_each_other() -> None:
     assert signature({"a": np.zeros(2)}) != signature({"b": np.zeros(2)})
 
 
-def test_a_refused_call_is_bisected_so_only_the_bad_request_fails() -> None:
+# 8 -> 4 (fine) + 4 (refused) -> 2 (refused) + 2 (fine) -> 1 (refused) + 1 (fine)
+BISECTED = ([8, 4, 4, 2, 1, 1, 2], [4, 1, 2], 0)
+# A crash is not bisected: 8 (the child dies) -> each alone once (it dies under -99 again)
+ALONE = ([8] + [1] * 8, [1] * 7, 2)
+
+
+@pytest.mark.parametrize(("bad", "error", "want"), [(-1.0, PayloadError, BISECTED),
+                                                    (-99.0, RunnerError, ALONE)])  # fmt: skip
+def test_a_refused_call_is_bisected_and_a_crashed_one_tried_alone_so_only_the_bad_request_fails(
+    bad: float, error: type[Exception], want: tuple[list[int], list[int], int]
+) -> None:
+    """A row that kills the model runner's child: bisection replayed the crash (and a runner
+    restart) log2(n) + 1 times; the batch's requests are now tried alone once each, so the
+    child dies once more, under the request that kills it, which alone gets the error."""
     model = Model()
     b, seen = batcher(model)
 
     async def many() -> list[Any]:
-        asks = [b.predict(rows_of(v)) for v in (1.0, 2.0, 3.0, 4.0, -1.0, 6.0, 7.0, 8.0)]
+        asks = [b.predict(rows_of(v)) for v in (1.0, 2.0, 3.0, 4.0, bad, 6.0, 7.0, 8.0)]
         return await asyncio.gather(*asks, return_exceptions=True)
 
     answers = asyncio.run(many())
-    bad = answers.pop(4)
-    assert isinstance(bad, PayloadError) and bad.status == 422
+    assert isinstance(answers.pop(4), error)
     assert [a.scores[0, 0] for a in answers] == [2.0, 3.0, 4.0, 5.0, 7.0, 8.0, 9.0]
-    # 8 -> 4 (fine) + 4 (refused) -> 2 (refused) + 2 (fine) -> 1 (refused) + 1 (fine)
-    assert model.calls == [8, 4, 4, 2, 1, 1, 2]
-    assert [rows for rows, _ in seen] == [4, 1, 2]  # the calls that answered
+    calls, answered, restarts = want
+    assert model.calls == calls and model.restarts == restarts
+    assert [rows for rows, _ in seen] == answered  # the calls that answered
+
+
+def test_a_runner_that_died_once_under_a_batch_answers_every_request_alone() -> None:
+    model = Model(crashes=1)
+    b, _ = batcher(model)
+
+    async def many() -> list[Prediction]:
+        return await asyncio.gather(*(b.predict(rows_of(float(v))) for v in range(4)))
+
+    answers = asyncio.run(many())
+    assert [a.scores[0, 0] for a in answers] == [1.0, 2.0, 3.0, 4.0]
+    assert model.calls == [4, 1, 1, 1, 1] and model.restarts == 1
 
 
 def test_requests_arriving_while_a_call_runs_join_the_next_call() -> None:
