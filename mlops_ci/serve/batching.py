@@ -43,6 +43,10 @@ from mlops_ci.serve.model import LoadedModel, Prediction
 from mlops_ci.serve.payload import Limits, batch_rows, parse_score
 
 PROBE_ROWS = 9  # odd, past a SIMD width of 8: a batch's tail rows are compared too
+# Company sizes probed (and max_batch_size): onnxruntime kernels may take another path by the
+# size of a call (a SIMD tail, a blocked loop), so a row is compared in calls of several sizes.
+PROBE_SIZES = (2, 3, 5, PROBE_ROWS)
+PROBE_MAX_ROWS = 4096  # a larger max_batch_size is probed at this many rows (a bounded cost)
 
 Call = Callable[[Any], Awaitable[Prediction] | Prediction]
 Observe = Callable[[int, list[float]], None]  # rows of a call, each request's queue wait (s)
@@ -88,31 +92,49 @@ def parts(prediction: Prediction, sizes: list[int]) -> list[Prediction]:
     return out
 
 
-def calibrate(model: LoadedModel, limits: Limits) -> str | None:
+def calibrate(model: LoadedModel, limits: Limits, max_batch_size: int | None = None) -> str | None:
     """Make an ONNX version's answers independent of the rows scored with it, or say why
     they are not (None: batching it is exact). Probe rows, parsed as requests would be, are
-    scored together and one by one; where only a lone row differs (a kernel's one-row path),
-    one-row requests are scored as a pair from here on (``pair_single_rows``), batched or not,
-    so the answer is the same either way."""
+    scored in calls of each size of ``probe_sizes`` and one by one; where only a lone row
+    differs (a kernel's one-row path), one-row requests are scored as a pair from here on
+    (``pair_single_rows``), batched or not, so the answer is the same either way."""
     if model.in_runner:
         return None  # a native model: batched within the parity tolerance
     try:
         rows = _probe_rows(limits)
-        together = parts(model.predict(stacked(rows)), [1] * len(rows))
+        together = {
+            size: parts(model.predict(stacked(_cycled(rows, size))), [1] * size)
+            for size in probe_sizes(max_batch_size)
+        }
         if _differs(together, [model.predict(x) for x in rows]) is None:
             return None
         model.pair_single_rows = True
-        row = _differs(together, [model.predict(x) for x in rows])
+        found = _differs(together, [model.predict(x) for x in rows])
     except Exception as err:  # a probe the model refuses proves nothing: not batched
         model.pair_single_rows = False
         return f"its answers could not be probed ({type(err).__name__}: {str(err)[:120]})"
-    if row is None:
+    if found is None:
         return None
     model.pair_single_rows = False
+    size, row = found
     return (
-        f"onnxruntime answered probe row {row} with other bits in a batch than alone "
-        "(a kernel whose result depends on the rows scored with it)"
+        f"onnxruntime answered probe row {row} with other bits in a batch of {size} rows than "
+        "alone (a kernel whose result depends on the rows scored with it)"
     )
+
+
+def probe_sizes(max_batch_size: int | None) -> list[int]:
+    """The call sizes a row is probed in: ``PROBE_SIZES`` and the largest batch a call can
+    take (up to ``PROBE_MAX_ROWS``), none larger than that batch."""
+    if max_batch_size is None:
+        return list(PROBE_SIZES)
+    largest = min(max_batch_size, PROBE_MAX_ROWS)
+    return sorted({s for s in PROBE_SIZES if s < largest} | {largest})
+
+
+def _cycled(rows: list[Any], size: int) -> list[Any]:
+    """``size`` probe rows: the distinct ones over and over (each place compared alone)."""
+    return [rows[i % len(rows)] for i in range(size)]
 
 
 def _probe_rows(limits: Limits) -> list[Any]:
@@ -128,12 +150,17 @@ def _probe_rows(limits: Limits) -> list[Any]:
     return rows
 
 
-def _differs(together: list[Prediction], alone: list[Prediction]) -> int | None:
-    """The first row whose label or score bits differ, or None."""
-    for i, (a, b) in enumerate(zip(together, alone, strict=True)):
-        labels = [p.labels.tolist() if p.labels is not None else None for p in (a, b)]
-        if labels[0] != labels[1] or a.scores.tobytes() != b.scores.tobytes():
-            return i
+def _differs(
+    together: dict[int, list[Prediction]], alone: list[Prediction]
+) -> tuple[int, int] | None:
+    """The first call size and row in it whose label or score bits differ from the row's
+    answer alone, or None."""
+    for size, answers in together.items():
+        for i, a in enumerate(answers):
+            b = alone[i % len(alone)]
+            labels = [p.labels.tolist() if p.labels is not None else None for p in (a, b)]
+            if labels[0] != labels[1] or a.scores.tobytes() != b.scores.tobytes():
+                return size, i
     return None
 
 

@@ -103,8 +103,9 @@ class Service:
         self.limits[version] = Limits(
             model.n_features, model.spec.features, self.settings.max_batch_rows, model.schema
         )
-        why = calibrate(model, self.limits[version])  # batched or not: the same answers
         batching = self.settings.batching
+        largest = batching.max_batch_size if batching is not None else None
+        why = calibrate(model, self.limits[version], largest)  # batched or not: the same answers
         if batching is not None and version not in self.batchers:
             if why is not None:
                 self.unbatched[version] = why

@@ -228,14 +228,21 @@ class _Probed:
 
     in_runner = False
 
-    def __init__(self, lone_differs: bool, position_differs: bool) -> None:
+    def __init__(
+        self, lone_differs: bool, position_differs: bool, sizes_differ: tuple[int, ...] = ()
+    ) -> None:
         self.lone_differs, self.position_differs = lone_differs, position_differs
+        self.sizes_differ = sizes_differ  # calls of these many rows take another kernel
         self.pair_single_rows = False
+        self.calls: list[int] = []
 
     def predict(self, x: Any) -> Prediction:
         if self.pair_single_rows and len(x) == 1:
             return Prediction(None, self.predict(np.concatenate([x, x])).scores[:1])
+        self.calls.append(len(x))
         scores = np.asarray(x, np.float64).sum(axis=1, keepdims=True)
+        if len(x) in self.sizes_differ:
+            scores = scores * (1 + 2**-52)
         if self.lone_differs and len(x) == 1:
             scores = scores + 1e-12
         if self.position_differs:
@@ -258,7 +265,24 @@ def test_calibrate_pairs_lone_rows_or_refuses_batching_when_bits_depend_on_compa
     assert model.pair_single_rows is paired
     assert (why is None) is batched
     if not batched:
-        assert why is not None and "other bits in a batch than alone" in why
+        assert why is not None and "other bits in a batch of 2 rows than alone" in why
+
+
+@pytest.mark.parametrize("size", [2, 3, 5, 9, 24])
+def test_calibrate_probes_every_company_size_up_to_max_batch_size(size: int) -> None:
+    """onnxruntime kernels may take another path at some batch sizes: a version whose bits
+    differ at any probed size (2, 3, 5, 9 rows and max_batch_size) is not batched (only 9 was
+    probed before: a kernel that changes at 5 or 24 rows was batched)."""
+    model = _Probed(False, False, sizes_differ=(size,))
+    why = calibrate(cast(LoadedModel, model), LIMITS, max_batch_size=24)
+    assert why is not None and "other bits in a batch of" in why, why
+    # (at 2 rows, the lone row paired takes the 2-row path: then 3 rows differ from it)
+    assert f"in a batch of {max(size, 3)} rows than alone" in why
+    assert not model.pair_single_rows
+    assert sorted(set(model.calls)) == [1, 2, 3, 5, 9, 24]
+    # Batching off (or not asked): the sizes up to 9 alone are probed.
+    assert calibrate(cast(LoadedModel, _Probed(False, False, (24,))), LIMITS) is None
+    assert calibrate(cast(LoadedModel, _Probed(False, False)), LIMITS, max_batch_size=24) is None
 
 
 def test_calibrate_on_onnxruntimes_linear_classifier_pairs_its_lone_rows(tmp_path: Path) -> None:
