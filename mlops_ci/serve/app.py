@@ -132,12 +132,20 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 # --- scoring --------------------------------------------------------------------------------
 
 
-Handler = Callable[[Request, bytes, str], Awaitable[tuple[str, int, Response]]]
+# The version a request goes to, chosen before its body is read (a 404 for one not served).
+Choose = Callable[[Request], str]
+# The answer to a read body: (request, body, request id, the version chosen before the read).
+Handler = Callable[[Request, bytes, str, str], Awaitable[tuple[str, int, Response]]]
 
 
 def _scoring_routes(app: ServingApp, service: Service) -> None:
-    async def score(request: Request, body: bytes, request_id: str) -> tuple[str, int, Response]:
-        version = service.router.route(request.headers.get("x-model-version"))
+    def choose_score(request: Request) -> str:
+        return service.router.route(request.headers.get("x-model-version"))
+
+    async def score(
+        request: Request, body: bytes, request_id: str, chosen: str
+    ) -> tuple[str, int, Response]:
+        version = chosen if chosen in service.models else choose_score(request)
         request.state.version = version  # an error from here on is this version's
         # What the answer needs, taken before the await: the version may be unloaded while
         # the request waits, and it is still answered by the model it started with.
@@ -160,16 +168,20 @@ def _scoring_routes(app: ServingApp, service: Service) -> None:
         _shadowed(service, response, version, limits, request_id, x, body, "score", None)
         return version, batch_rows(x), response
 
-    def infer_for(pinned_by_path: bool) -> Handler:
-        async def infer(
-            request: Request, body: bytes, request_id: str
-        ) -> tuple[str, int, Response]:
-            params, headers = request.path_params, request.headers
+    def infer_for(pinned_by_path: bool) -> tuple[Choose, Handler]:
+        def choose(request: Request) -> str:
+            params = request.path_params
             if params["name"] != service.name:
                 check_name(service, params["name"])  # its 404
-            pinned = params["version"] if pinned_by_path else headers.get("x-model-version")
-            version = service.router.route(pinned)
+            pinned = params["version"] if pinned_by_path else request.headers.get("x-model-version")
+            return service.router.route(pinned)
+
+        async def infer(
+            request: Request, body: bytes, request_id: str, chosen: str
+        ) -> tuple[str, int, Response]:
+            version = chosen if chosen in service.models else choose(request)
             request.state.version = version
+            headers = request.headers
             length = headers.get("inference-header-content-length")
             header = None if length is None else int_header(length)
             # Taken before the await, as in ``score``: the version may be unloaded meanwhile.
@@ -188,14 +200,19 @@ def _scoring_routes(app: ServingApp, service: Service) -> None:
             )
             return version, batch_rows(parsed.x), response
 
-        return infer
+        return choose, infer
 
-    _post(app, service, "/score", "score", score)
-    _post(app, service, "/v2/models/{name}/infer", "infer", infer_for(False))
-    _post(app, service, "/v2/models/{name}/versions/{version}/infer", "infer", infer_for(True))
+    _post(app, service, "/score", "score", choose_score, score)
+    _post(app, service, "/v2/models/{name}/infer", "infer", *infer_for(False))
+    _post(app, service, "/v2/models/{name}/versions/{version}/infer", "infer", *infer_for(True))
 
 
-def _post(app: ServingApp, service: Service, path: str, endpoint: str, handler: Handler) -> None:
+def _post(
+    app: ServingApp, service: Service, path: str, endpoint: str, choose: Choose, handler: Handler
+) -> None:
+    """The route of a scoring endpoint: the version is chosen before the body is read, so a
+    batch of that version (and only of that version) may wait for the body (serve.batching);
+    unloaded meanwhile, the handler chooses again."""
     limit = service.settings.max_payload_bytes
     timeout = service.settings.read_timeout_s
 
@@ -206,12 +223,13 @@ def _post(app: ServingApp, service: Service, path: str, endpoint: str, handler: 
         try:
             service.sync()
             _check_content_type(request)
-            service.reading += 1  # a batch may wait for this body (serve.batching)
+            chosen = choose(request)
+            service.reading[chosen] += 1  # a batch of this version may wait for this body
             try:
                 body = await read_body(request, limit, timeout)
             finally:
-                service.reading -= 1
-            version, rows, response = await handler(request, body, request_id)
+                service.reading[chosen] -= 1
+            version, rows, response = await handler(request, body, request_id, chosen)
         except PayloadError as err:
             headers = {"x-request-id": request_id}
             if err.status == 408:  # the rest of the body may still come: not on this connection

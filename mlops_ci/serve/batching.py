@@ -6,8 +6,9 @@ Why adaptive, not timed: a batcher that waits ``max_delay`` for company (MLServe
 BentoML's dispatchers do, a request that finds its version idle and no other request in the
 worker is scored at once, with no hop; the batch grows only while the version is busy — while
 a call runs, or while other requests of the same turn of the event loop are still on their way
-to the model. A batch waits for more only for requests already being read (their bodies still
-arriving), and at most ``max_delay_ms``.
+to the model. A batch waits for more only for requests of its version already being read
+(their bodies still arriving: the app routes a request before it reads its body), and at most
+``max_delay_ms``.
 
 A batched answer must be the answer the request gets alone, bit for bit. onnxruntime does not
 promise that: some kernels take another path for one row or for a batch's last rows (its
@@ -185,8 +186,9 @@ async def _result(value: Awaitable[Prediction] | Prediction) -> Prediction:
 class Batcher:
     """One version's queue in one worker. ``call`` is the version's one model call (on the
     event loop for a small ONNX batch, in a thread for a native model or a large batch);
-    ``in_flight`` counts the worker's requests not yet answered; ``arriving`` those not yet
-    at a model (their bodies being read)."""
+    ``in_flight`` counts the worker's requests not yet answered; ``arriving`` those routed to
+    this version not yet at a model (their bodies being read: /score and v2 alike, which may
+    join one call)."""
 
     def __init__(
         self,
@@ -252,8 +254,8 @@ class Batcher:
             self.busy = False
 
     async def _gather(self) -> None:
-        """Wait, at most ``max_delay_ms`` from the oldest request, for requests whose bodies
-        are still being read, while the batch has room."""
+        """Wait, at most ``max_delay_ms`` from the oldest request, for requests of this version
+        whose bodies are still being read, while the batch has room."""
         if self.max_delay_s <= 0:
             return
         deadline = self.waiting[0].since + self.max_delay_s

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -65,7 +66,9 @@ class Service:
         self.limits: dict[str, Limits] = {}
         self.batchers: dict[str, Batcher] = {}
         self.unbatched: dict[str, str] = {}  # batching on, but not for these versions: why
-        self.reading = 0  # requests whose body is still arriving (a batch may wait for them)
+        # Requests whose body is still arriving, by the version each was routed to (a batch of
+        # that version may wait for them; ``app`` routes before it reads).
+        self.reading: Counter[str] = Counter()
         self.name = settings.models[0].name
         self.metrics = ServiceMetrics(self.name)
         try:
@@ -118,7 +121,7 @@ class Service:
                 batching,
                 self.metrics.batch_observer(version),
                 requests_in_flight,
-                lambda: self.reading,
+                lambda: self.reading[version],
             )
 
     def sync(self) -> None:

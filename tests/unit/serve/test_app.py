@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +145,44 @@ def test_a_request_whose_version_is_unloaded_while_it_waits_is_answered_by_that_
         else:
             assert data["parameters"] == {"classes": ["x", "y", "z"]}
             assert data["outputs"][0]["data"] == want.labels.tolist()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("stalled_for", ["2", "1"])
+def test_a_batch_waits_only_for_bodies_of_its_own_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stalled_for: str
+) -> None:
+    """A body still arriving for v2 no longer holds v1's batch for max_delay_ms (it did: the
+    wait counted every request being read); one for v1 still does."""
+    from mlops_ci.serve import service as held
+
+    monkeypatch.setattr(held, "requests_in_flight", lambda: 5)  # not alone: requests batch
+    app = create_app(two_versions(tmp_path, Batching(8, 400.0), logged=False))
+    release = asyncio.Event()
+
+    async def trickle() -> AsyncIterator[bytes]:
+        yield b'{"inputs": [[1, 2'
+        await release.wait()
+        yield b", 3, 4]]}"
+
+    async def scenario() -> float:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            pin = {"x-model-version": stalled_for}
+            slow = asyncio.ensure_future(client.post("/score", content=trickle(), headers=pin))
+            await asyncio.sleep(0.05)  # its body is being read
+            started = time.perf_counter()
+            rows = {"inputs": [[0.5, 0.1, 0.2, 0.3]]}
+            answers = await asyncio.gather(*(client.post("/score", json=rows) for _ in range(3)))
+            waited = time.perf_counter() - started
+            assert [a.status_code for a in answers] == [200] * 3
+            assert {a.headers["x-model-version"] for a in answers} == {"1"}
+            release.set()
+            assert (await slow).status_code == 200
+            return waited
+
+    waited = asyncio.run(scenario())
+    if stalled_for == "2":
+        assert waited < 0.2, waited
+    else:
+        assert waited >= 0.35, waited
