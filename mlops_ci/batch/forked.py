@@ -13,8 +13,11 @@ one thread, or a native model's own runner, after the fork), and Arrow's thread 
 jemalloc re-initialise themselves in a child (their at-fork handlers). A child runs only
 ``score_task``: no logging, no printing, and it leaves by ``os._exit``.
 
-Tasks are handed out one at a time from a shared counter, so a process holds one task's rows
-at a time (memory bounded whatever the input); a failed task stops every worker taking more.
+Tasks are claimed one at a time (``Claims``), so a process holds one task's rows at a time
+(memory bounded whatever the input); a failed task stops every worker taking more. Each worker
+starts on its own share of the task list and goes on in order, taking from the end of another's
+share once its own is done: the tasks of one Parquet row group mostly fall to one worker, which
+reads the group once (handed out in turn, each of two workers read every row group).
 A child's error comes back as plain values (its type's name, message, hint, traceback: pickle
 cannot rebuild an exception whose ``__init__`` takes other arguments, ``Terminated``'s say) and
 is raised here as the error it was; a child that dies without a word (SIGKILL, the OOM killer)
@@ -33,6 +36,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from mlops_ci import errors
 from mlops_ci.batch.plan import Task
 from mlops_ci.batch.score import Job, TaskResult, close_models, fresh_process, score_task, set_slot
@@ -49,12 +54,12 @@ def can_fork() -> bool:
 
 def run_forked(tasks: list[Task], job: Job, workers: int, on_done: OnDone) -> None:
     """Score ``tasks`` with this process (worker 1) and ``workers - 1`` processes forked from
-    it (workers 2..), each claiming the next task from a shared counter; every finished task
+    it (workers 2..), each claiming its next task (``Claims``); every finished task
     is reported to ``on_done`` in this process. A worker's failure is raised here (as the
     error it was: ``_rebuilt``), and a worker that died (SIGKILL, the OOM killer) stops the
     others at once, their finished parts kept for the next run."""
     context = multiprocessing.get_context("fork")
-    counter: Any = context.Value("q", 0)
+    claims = Claims(context, len(tasks), workers)
     parent = os.getpid()
     children: dict[multiprocessing.connection.Connection, Any] = {}
     try:
@@ -62,16 +67,16 @@ def run_forked(tasks: list[Task], job: Job, workers: int, on_done: OnDone) -> No
             receive, send = context.Pipe(duplex=False)
             child = context.Process(
                 target=_child,
-                args=(parent, slot, tasks, job, counter, send),
+                args=(parent, slot, tasks, job, claims, send),
                 name=f"batch-score-{slot}",
                 daemon=True,
             )
             child.start()
             send.close()
             children[receive] = child
-        _parent(tasks, job, counter, children, on_done)
+        _parent(tasks, job, claims, children, on_done)
     except BaseException:
-        _stop(counter, len(tasks))
+        claims.stop()
         for child in children.values():
             if child.is_alive():
                 child.terminate()  # an interrupted job: its finished parts are kept
@@ -85,7 +90,7 @@ def run_forked(tasks: list[Task], job: Job, workers: int, on_done: OnDone) -> No
 def _parent(
     tasks: list[Task],
     job: Job,
-    counter: Any,
+    claims: Claims,
     children: dict[multiprocessing.connection.Connection, Any],
     on_done: OnDone,
 ) -> None:
@@ -93,8 +98,10 @@ def _parent(
     set_slot(1)
     running = dict(children)
     try:
-        while (task := _claim(tasks, counter)) is not None:
-            on_done(score_task(task, job))
+        at = claims.start(1)
+        while (index := claims.claim(at)) is not None:
+            on_done(score_task(tasks[index], job))
+            at = index + 1
             running = _receive(running, on_done, timeout=0)
         while running:
             running = _receive(running, on_done, timeout=None)
@@ -196,7 +203,7 @@ def _child(
     slot: int,
     tasks: list[Task],
     job: Job,
-    counter: Any,
+    claims: Claims,
     send: multiprocessing.connection.Connection,
 ) -> None:
     _die_with(parent)
@@ -204,10 +211,12 @@ def _child(
     set_slot(slot)
     code = 0
     try:
-        while (task := _claim(tasks, counter)) is not None:
-            send.send(("done", score_task(task, job)))
+        at = claims.start(slot)
+        while (index := claims.claim(at)) is not None:
+            send.send(("done", score_task(tasks[index], job)))
+            at = index + 1
     except BaseException as err:
-        _stop(counter, len(tasks))
+        claims.stop()
         try:
             send.send(("error", _described(err)))
         except BaseException:  # the parent is gone
@@ -228,15 +237,41 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-def _claim(tasks: list[Task], counter: Any) -> Task | None:
-    with counter.get_lock():
-        index = int(counter.value)
-        if index >= len(tasks):
-            return None
-        counter.value = index + 1
-    return tasks[index]
+class Claims:
+    """Which tasks are taken, in memory shared by the workers. Worker ``slot`` (1..) of W
+    starts at task ``(slot - 1) * n // W`` and goes on to the next; where that one is taken,
+    it takes the last free task of the longest free run (from the end of another's share, so
+    the two meet in its middle). ``stop``: no task is handed out any more."""
 
+    def __init__(self, context: Any, tasks: int, workers: int) -> None:
+        self.tasks, self.workers = tasks, workers
+        self.lock = context.Lock()
+        self.taken = context.RawArray("b", tasks)
+        self.stopped = context.RawValue("b", 0)
 
-def _stop(counter: Any, total: int) -> None:
-    with counter.get_lock():
-        counter.value = total
+    def start(self, slot: int) -> int:
+        return (slot - 1) * self.tasks // self.workers
+
+    def claim(self, at: int) -> int | None:
+        """The task to score next, ``at`` where it is free; None once all are taken."""
+        with self.lock:
+            if self.stopped.value:
+                return None
+            if not (0 <= at < self.tasks and not self.taken[at]):
+                at = self._stolen()
+            if at >= 0:
+                self.taken[at] = 1
+            return at if at >= 0 else None
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopped.value = 1
+
+    def _stolen(self) -> int:
+        """The last task of the longest run of free tasks (-1: none is free)."""
+        free = np.frombuffer(self.taken, np.int8) == 0
+        if not free.any():
+            return -1
+        edges = np.flatnonzero(np.diff(np.concatenate(([False], free, [False])).astype(np.int8)))
+        starts, ends = edges[::2], edges[1::2]  # each free run is tasks[start:end]
+        return int(ends[np.argmax(ends - starts)] - 1)

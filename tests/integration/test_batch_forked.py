@@ -27,13 +27,19 @@ def tasks(n: int) -> list[Task]:
 
 
 def test_forked_workers_claim_each_task_once_and_a_failure_stops_the_claims() -> None:
-    counter = multiprocessing.get_context("fork").Value("q", 0)
-    work = tasks(3)
-    claimed = [forked._claim(work, counter) for _ in range(4)]
-    assert [t.index if t else None for t in claimed] == [0, 1, 2, None]
-    counter.value = 0
-    forked._stop(counter, len(work))
-    assert forked._claim(work, counter) is None
+    claims = forked.Claims(multiprocessing.get_context("fork"), 10, 2)
+    assert (claims.start(1), claims.start(2)) == (0, 5)  # each its own share, in order
+    first = [claims.claim(at) for at in (0, 1, 2, 3, 4)]
+    second = [claims.claim(at) for at in (5, 6)]
+    assert first == [0, 1, 2, 3, 4] and second == [5, 6]
+    # the first worker's share is done: it takes from the end of the other's, backwards
+    assert [claims.claim(5), claims.claim(10), claims.claim(9)] == [9, 8, 7]
+    assert claims.claim(7) is None and claims.claim(0) is None  # all taken
+    stopped = forked.Claims(multiprocessing.get_context("fork"), 3, 3)
+    assert [stopped.start(slot) for slot in (1, 2, 3)] == [0, 1, 2]
+    assert stopped.claim(1) == 1
+    stopped.stop()
+    assert stopped.claim(0) is None
 
 
 def test_a_forked_workers_reports_are_passed_on_and_its_error_raised() -> None:
