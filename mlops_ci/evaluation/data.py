@@ -30,6 +30,18 @@ class EvaluationData:
 TENSOR_SUFFIXES = (".npz", ".npy")  # a tensor model's evaluation data (issue 43)
 
 
+def load_table(config: Config, verb: str) -> EvaluationData:
+    """evaluate.data for a verb that takes a table's columns: an array file (a tensor
+    model's) is bad input naming the verb, until the verb takes tensors too."""
+    data = load_evaluation(config)
+    if not hasattr(data.features, "iloc"):
+        raise InputError(
+            f"{verb}: evaluate.data '{data.path}' holds a tensor model's arrays; {verb} takes a "
+            "table's columns so far (tensor models: validate, train, compare and register)",
+        )
+    return data
+
+
 def _sha256(path: Path) -> str:
     """The file's sha256, read in chunks (an image set need not fit in memory)."""
     digest = hashlib.sha256()

@@ -138,6 +138,12 @@ def permutation(
     """The model's permutation importance on (a sample of) the evaluation rows, within
     ``budget_s`` seconds (default: ``settings.max_seconds``; 0: no budget)."""
     started = time.perf_counter()
+    if not hasattr(data.features, "iloc"):  # a tensor model's arrays (model.tensors.Tensors)
+        raise InputError(
+            f"{data.path}: permutation importance shuffles a table's columns; the {label} "
+            "model takes tensors",
+            hint="set evaluate.importance.enabled: false",
+        )
     features = model_frame(model, data.features, data.path, f"the {label}")
     target = data.target.to_numpy()
     take = sample(len(features), settings.sample_rows, settings.seed)

@@ -237,7 +237,11 @@ def model_frame(model: Any, frame: Any, where: str, label: str = "the") -> Any:
     new column and a production model without it are each scored with their own columns, and
     each column of the kind the model records of it (a bool, a category with its categories).
     A column the model needs and the data lacks, or a value its kind does not take, is an error
-    naming it."""
+    naming it. A tensor model's rows (``tensors.Tensors``) are its named arrays, as they are."""
+    from mlops_ci.model.tensors import Tensors  # numpy: not at the CLI's start
+
+    if isinstance(frame, Tensors):
+        return frame
     names = trained_columns(model)
     kinds = fitted_features(model)
     if names is not None and tuple(str(c) for c in frame.columns) != names:

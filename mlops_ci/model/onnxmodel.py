@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from mlops_ci.errors import InputError
 from mlops_ci.model.features import string_values
+from mlops_ci.model.tensors import Tensors, TensorSchema
 
 TASK_PROP, CLASSES_PROP = "mlops.task", "classes"
 _FLOAT = "tensor(float)"
@@ -52,16 +53,18 @@ class OnnxModel:
         self.classes_ = _classes(props.get(CLASSES_PROP), where)
         self._session: Any = None
         inputs = self.session.get_inputs()
-        for i in inputs:
-            if i.type not in (_FLOAT, "tensor(string)"):
-                raise InputError(
-                    f"{where}: input '{i.name}' is {i.type}; mlops-ci feeds float32 numbers "
-                    "or strings",
-                    hint="export the model with float32 inputs",
-                )
-        if len(inputs) == 1 and len(inputs[0].shape) == 2 and inputs[0].type == _FLOAT:
-            self.columns: tuple[str, ...] | None = None  # one [rows, features] tensor
-        else:
+        self.tensors: TensorSchema | None = None  # a tensor model's inputs (issue 43)
+        self.columns: tuple[str, ...] | None = None  # None: one [rows, features] tensor
+        if not _is_table(inputs):
+            self.tensors = TensorSchema.of_graph(inputs, where)
+        elif len(inputs) > 1 or len(inputs[0].shape) != 2 or inputs[0].type != _FLOAT:
+            for i in inputs:
+                if i.type not in (_FLOAT, "tensor(string)"):
+                    raise InputError(
+                        f"{where}: input '{i.name}' is {i.type}; mlops-ci feeds a column as "
+                        "float32 numbers or strings",
+                        hint="export the model with float32 inputs",
+                    )
             self.columns = tuple(i.name for i in inputs)
             self.feature_names_in_ = np.asarray(self.columns, dtype=object)
         self.outputs = _roles(self.session.get_outputs(), self.task, where)
@@ -97,6 +100,8 @@ class OnnxModel:
         raise AttributeError(name)
 
     def _feeds(self, features: Any) -> dict[str, Any]:
+        if self.tensors is not None:
+            return _tensors(features, self.tensors, self.where).for_model(self.tensors)
         if self.columns is None:
             x = np.ascontiguousarray(np.asarray(features, dtype=np.float32))
             return {self.session.get_inputs()[0].name: x}
@@ -111,7 +116,16 @@ class OnnxModel:
 
     def _run(self, features: Any) -> dict[str, Any]:
         names = [o.name for o in self.session.get_outputs()]
-        return dict(zip(names, self.session.run(None, self._feeds(features)), strict=True))
+        if self.tensors is None:
+            return dict(zip(names, self.session.run(None, self._feeds(features)), strict=True))
+        rows = _tensors(features, self.tensors, self.where)
+        rows.fit_shapes(self.tensors)
+        step = _rows_per_call(rows)
+        parts = [
+            self.session.run(None, self._feeds(rows.take(slice(at, at + step))))
+            for at in range(0, len(rows), step)
+        ]  # memory-mapped rows are read a call's worth at a time
+        return {n: np.concatenate([p[k] for p in parts]) for k, n in enumerate(names)}
 
     def _predict_proba(self, features: Any) -> npt.NDArray[np.float64]:
         out = self._run(features)
@@ -127,6 +141,37 @@ class OnnxModel:
             return np.asarray(out[self.outputs["label"]]).reshape(-1)
         index = np.asarray(out[self.outputs["scores"]]).argmax(axis=1)
         return np.asarray(self.classes_[index] if self.classes_ is not None else index)
+
+
+def _is_table(inputs: list[Any]) -> bool:
+    """The inputs of a table model: one 2-D float input [rows, features], or one input per
+    column [rows, 1] of floats or strings. Anything else takes tensors (``model.tensors``)."""
+    if len(inputs) == 1 and len(inputs[0].shape) == 2 and inputs[0].type == _FLOAT:
+        return True
+    return all(
+        len(i.shape) == 2 and i.shape[1] == 1 and i.type in (_FLOAT, "tensor(string)")
+        for i in inputs
+    )
+
+
+CALL_BYTES = 64 * 1024 * 1024  # a tensor model's rows per session call: about this much input
+
+
+def _tensors(features: Any, schema: TensorSchema, where: str) -> Tensors:
+    """A tensor model's rows: named arrays (a request's lists are checked first)."""
+    if isinstance(features, Tensors):
+        return features
+    if isinstance(features, Mapping):
+        return Tensors(schema.check(features, where), where)
+    raise InputError(
+        f"{where}: takes tensors ({schema.describe()}), not a table",
+        hint="evaluate.data: an .npz holding an array per input name and the target",
+    )
+
+
+def _rows_per_call(rows: Tensors) -> int:
+    per_row = sum(a.dtype.itemsize * int(np.prod(a.shape[1:])) for a in rows.arrays.values())
+    return max(1, CALL_BYTES // max(per_row, 1))
 
 
 def _classes(raw: str | None, where: str) -> npt.NDArray[Any] | None:
@@ -168,6 +213,11 @@ def standardize(model: OnnxModel, columns: tuple[str, ...]) -> tuple[bytes, str]
     import onnx
     from onnx import TensorProto, helper
 
+    if model.tensors is not None:
+        raise InputError(
+            f"{model.where}: takes tensors ({model.tensors.describe()}); packaging and serving "
+            "a tensor model is not built yet (issue 43): train, evaluate and compare take it"
+        )
     proto = onnx.load_from_string(model.data)
     graph = proto.graph
     layout = "columns"

@@ -171,8 +171,27 @@ class Tensors:
         """The arrays' names (where code lists a table's columns)."""
         return list(self.arrays)
 
+    @property
+    def dtypes(self) -> list[np.dtype[Any]]:
+        return [a.dtype for a in self.arrays.values()]
+
+    def head(self, rows: int) -> Tensors:
+        """The first ``rows`` rows, read into memory (an example travels; a mapping does not)."""
+        return Tensors({n: np.array(a[:rows]) for n, a in self.arrays.items()}, self.where)
+
     def take(self, rows: slice | npt.NDArray[Any]) -> Tensors:
         return Tensors({n: a[rows] for n, a in self.arrays.items()}, self.where)
+
+    def fit_shapes(self, schema: TensorSchema) -> None:
+        """Bad input unless every input of ``schema`` is here with its shape (nothing read:
+        the values are checked as they are fed, a call's rows at a time)."""
+        for spec in schema.inputs:
+            if spec.name not in self.arrays:
+                raise InputError(
+                    f"{self.where}: input '{spec.name}' is missing; the model takes "
+                    f"{schema.describe()}"
+                )
+            fits_shape(spec, self.arrays[spec.name].shape, f"{self.where}: input '{spec.name}'")
 
     def for_model(self, schema: TensorSchema) -> dict[str, npt.NDArray[Any]]:
         """The model's inputs out of these arrays (others, such as metadata, are left out),
@@ -187,16 +206,20 @@ def conform(spec: TensorInput, values: Any, where: str) -> npt.NDArray[Any]:
         array = np.asarray(values)
     except (ValueError, TypeError):
         raise InputError(f"{at}: not a rectangular array (rows of unequal length?)") from None
-    if array.ndim != len(spec.shape) or any(
-        want != DYNAMIC and got != want for got, want in zip(array.shape, spec.shape, strict=False)
-    ):
-        raise InputError(
-            f"{at}: shape {list(array.shape)} does not fit the model's {list(spec.shape)} "
-            "(-1: any size)"
-        )
+    fits_shape(spec, array.shape, at)
     if array.shape[0] == 0:
         raise InputError(f"{at}: no rows")
     return _typed(array, spec.dtype, at)
+
+
+def fits_shape(spec: TensorInput, shape: tuple[int, ...], at: str) -> None:
+    """Bad input naming ``at`` unless ``shape`` fits ``spec``'s dims (-1: any size)."""
+    if len(shape) != len(spec.shape) or any(
+        want != DYNAMIC and got != want for got, want in zip(shape, spec.shape, strict=False)
+    ):
+        raise InputError(
+            f"{at}: shape {list(shape)} does not fit the model's {list(spec.shape)} (-1: any size)"
+        )
 
 
 def _typed(array: npt.NDArray[Any], dtype: str, at: str) -> npt.NDArray[Any]:

@@ -27,10 +27,14 @@ def load_logged_model(folder: Path, runner: ModelRunner) -> OnnxModel | RemoteMo
 
     flavors = mlflow.models.Model.load(str(folder / "MLmodel")).flavors
     if "onnx" in flavors:
-        import mlflow.onnx
-
-        proto = mlflow.onnx.load_model(str(folder))
-        return OnnxModel(proto.SerializeToString(), where=f"the ONNX model at {folder}")
+        # The file as logged (``save_as_external_data=False``: one file). Not
+        # mlflow.onnx.load_model: its onnx.checker refuses graphs onnxruntime runs, such as an
+        # output declared without a shape (a tensor model's "probs" as exporters write it).
+        graph = folder / str(flavors["onnx"].get("data", "model.onnx"))
+        where = f"the ONNX model at {folder}"
+        if not graph.resolve().is_relative_to(folder.resolve()) or not graph.is_file():
+            raise InputError(f"{where}: its MLmodel names no model file inside the folder")
+        return OnnxModel(graph.read_bytes(), where=where)
     return runner.load_folder(folder)
 
 
@@ -109,7 +113,11 @@ def model_signature(model: Any, example: Any) -> Any:
     from mlops_ci.model.features import model_frame
 
     example = model_frame(model, example, "evaluate.data", "the trained")
+    tensors = getattr(model, "tensors", None)
     try:
+        if tensors is not None:  # a tensor model: a TensorSpec per input, by name
+            inputs = example.for_model(tensors)
+            return infer_signature(inputs, model.predict(inputs))
         return infer_signature(example, model.predict(example))
     except Exception as err:  # the user's model on the user's data
         raise InputError(

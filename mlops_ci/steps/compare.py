@@ -150,7 +150,8 @@ def _compare(
     importance: dict[str, Importance] = {}
     unexplained: dict[str, str] = {}
     reused: list[str] = []
-    settings = settings_for(config)
+    # permutation importance shuffles a table's columns: a tensor model's arrays have none
+    settings = settings_for(config) if hasattr(data.features, "iloc") else None
     if settings is not None:
         roles = [("candidate", cand)] + ([("production", prod)] if production_version else [])
         reused = [r for r, model in roles if _recorded_importance(model, settings) is not None]

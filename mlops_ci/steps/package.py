@@ -18,7 +18,7 @@ from typing import Any
 
 from mlops_ci.config.types import Config
 from mlops_ci.errors import GateFailed, InputError
-from mlops_ci.evaluation.data import load_evaluation
+from mlops_ci.evaluation.data import load_table
 from mlops_ci.model.features import FeatureSchema, model_frame, onnx_frame, schema_frame
 from mlops_ci.model.integrity import verify_digest
 from mlops_ci.packaging import convert, runtime
@@ -59,7 +59,7 @@ def package(
     name = config.model.name
     version = resolve_version(registry, name, version_ref)
     run_id = version.run_id or ""
-    data = load_evaluation(config)
+    data = load_table(config, "package")
     isolation = config.train.isolation
     with (
         ModelRunner(isolation) as runner,

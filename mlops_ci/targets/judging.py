@@ -71,13 +71,13 @@ def judge_step(
 def probe_rows(config: Config, count: int, columns: tuple[str, ...]) -> list[Any]:
     """``count`` rows of evaluate.data for probe requests: records of the served columns
     (text columns stay text), or plain rows where the package names no columns."""
-    from mlops_ci.evaluation.data import load_evaluation
+    from mlops_ci.evaluation.data import load_table
 
     if count == 0:
         return []
     import pandas as pd
 
-    features = load_evaluation(config).features
+    features = load_table(config, "deploy's probe requests").features
     rows: list[Any] = (
         [  # a missing value is JSON's null (pandas' NA has no JSON form)
             {k: None if pd.isna(v) else v for k, v in record.items()}

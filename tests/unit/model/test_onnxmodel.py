@@ -13,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from mlops_ci.errors import InputError
 from mlops_ci.model.onnxmodel import OnnxModel, standardize
 from mlops_ci.packaging import convert
+from tests.support.tensor_models import text_graph
 
 
 def softmax_graph(output: str = "probs", classes: list[str] | None = None) -> bytes:
@@ -86,8 +87,12 @@ def linear_graph(input_type: int = TensorProto.FLOAT) -> bytes:
 
 
 def test_onnx_inputs_that_are_not_float_or_not_columns_are_named() -> None:
-    with pytest.raises(InputError, match="input 'x' is tensor\\(double\\)"):
-        OnnxModel(linear_graph(TensorProto.DOUBLE), "regression")
+    doubles = OnnxModel(linear_graph(TensorProto.DOUBLE), "regression", "m.onnx")
+    assert doubles.tensors is not None  # not a table's float32 input: a tensor model
+    with pytest.raises(
+        InputError, match=r"m.onnx: takes tensors \(x \[-1, 3\] float64\), not a table"
+    ):
+        doubles.predict(pd.DataFrame({"a": [1.0], "b": [2.0]}))
     per_column = OnnxModel(softmax_graph(), "classification")
     per_column.columns = ("a", "z")
     with pytest.raises(InputError, match="input\\(s\\) z are not columns of evaluate.data"):
@@ -112,3 +117,34 @@ def test_an_onnx_graph_keeping_a_tensor_in_an_external_file_is_refused() -> None
     )
     with pytest.raises(InputError, match="external files"):
         refuse_external_data(helper.make_model(graph).SerializeToString(), "model.onnx")
+
+
+def test_a_tensor_model_is_scored_on_its_named_arrays_a_call_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mlops_ci.model import onnxmodel
+    from mlops_ci.model.tensors import TensorInput, Tensors
+
+    model = OnnxModel(text_graph(), "classification", "text.onnx")
+    assert model.columns is None and not hasattr(model, "feature_names_in_")
+    assert model.tensors is not None and model.tensors.inputs == (
+        TensorInput("input_ids", "int64", (-1, 6)),
+        TensorInput("attention_mask", "int64", (-1, 6)),
+    )
+    rng = np.random.default_rng(5)
+    ids = rng.integers(1, 10, (50, 6))
+    mask = (rng.random((50, 6)) > 0.3).astype(np.int64)
+    mask[:, 0] = 1
+    rows = Tensors({"input_ids": ids, "attention_mask": mask, "length": np.arange(50)}, "t.npz")
+    sess = ort.InferenceSession(text_graph(), providers=["CPUExecutionProvider"])
+    (want,) = sess.run(None, {"input_ids": ids, "attention_mask": mask})
+    labels = np.array(["sports", "finance", "weather"])[want.argmax(axis=1)]
+    monkeypatch.setattr(onnxmodel, "CALL_BYTES", 7 * 96)  # 7 rows a call: 8 calls
+    assert np.array_equal(model.predict_proba(rows), want.astype(np.float64))
+    assert model.predict(rows).tolist() == labels.tolist()
+    as_lists = {"input_ids": ids[:2].tolist(), "attention_mask": mask[:2].tolist()}
+    assert model.predict(as_lists).tolist() == labels[:2].tolist()  # a request's body
+    with pytest.raises(InputError, match=r"t.npz: input 'attention_mask': shape \[50, 5\]"):
+        model.predict(Tensors({"input_ids": ids, "attention_mask": mask[:, :5]}, "t.npz"))
+    with pytest.raises(InputError, match=r"text.onnx: takes tensors \(input_ids \[-1, 6\] int64"):
+        standardize(model, ())

@@ -1,0 +1,145 @@
+"""A model that takes tensors (issue 43): a 2-input text classifier (token ids and attention
+mask) with its evaluation data in an .npz, through validate, train, compare (recorded
+predictions, then both models scored anew: production loaded from MLflow's registry) and
+register, every metric held against onnxruntime called directly on the same arrays. The verbs
+not built for tensors yet refuse in one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from sklearn.metrics import accuracy_score, f1_score
+
+from tests.support.helpers import run_cli
+from tests.support.tensor_models import CLASSES, text_graph, text_rows
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+CONFIG = """\
+version: 1
+model: {name: text-tensors, flavor: onnx, task: classification}
+train:
+  command: "{python} train.py"
+  inputs: [train.py, exported.onnx]
+  outputs: {model: outputs/model.onnx, metrics: outputs/metrics.json}
+evaluate:
+  data: data/test.npz
+  target: label
+  metrics: [f1_macro, accuracy]
+  slices: [length]
+gate:
+  rules:
+    - {metric: f1_macro, must: not_worse_than_production, tolerance: 0.005}
+    - {metric: accuracy, min: 0.5}
+registry:
+  tracking_uri: "sqlite:///.mlops/mlflow.db"
+"""
+# What a PyTorch script does after torch.onnx.export: here the export is already made.
+TRAIN = """\
+import json, shutil
+from pathlib import Path
+Path("outputs").mkdir(exist_ok=True)
+shutil.copy("exported.onnx", "outputs/model.onnx")
+Path("outputs/metrics.json").write_text(json.dumps({"held_out_accuracy": 0.9}))
+"""
+
+
+def direct_labels(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """onnxruntime called directly: the answers every path is held to."""
+    session = ort.InferenceSession(text_graph(), providers=["CPUExecutionProvider"])
+    feeds = {n: arrays[n] for n in ("input_ids", "attention_mask")}
+    return np.asarray(CLASSES)[session.run(None, feeds)[0].argmax(axis=1)]
+
+
+def write_data(project: Path, rows: int, seed: int) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = dict(text_rows(rows, seed))
+    label = direct_labels(arrays)
+    label[::7] = "sports"  # the model is not always right
+    arrays["label"] = label
+    arrays["length"] = np.where(arrays["attention_mask"].sum(axis=1) > 4, "long", "short")
+    np.savez(project / "data" / "test.npz", **arrays)
+    return arrays
+
+
+def expected(arrays: dict[str, np.ndarray]) -> dict[str, float]:
+    got = direct_labels(arrays)
+    return {
+        "accuracy": accuracy_score(arrays["label"], got),
+        "f1_macro": f1_score(arrays["label"], got, average="macro"),
+    }
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    root = tmp_path / "text"
+    (root / "data").mkdir(parents=True)
+    (root / "mlops.yaml").write_text(CONFIG)
+    (root / "train.py").write_text(TRAIN)
+    (root / "exported.onnx").write_bytes(text_graph())
+    return root
+
+
+def comparison(project: Path) -> dict:
+    return json.loads((project / ".mlops" / "comparison.json").read_text())
+
+
+def test_a_text_model_trains_compares_and_registers_like_onnxruntime_answers(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arrays = write_data(project, 240, seed=5)
+    assert run_cli("validate", "-c", str(project)) == 0
+    assert run_cli("train", "-c", str(project)) == 0
+    assert run_cli("compare", "-c", str(project)) == 0
+    found = comparison(project)
+    assert found["verdict"] == "no-baseline"
+    want = expected(arrays)
+    for metric, value in want.items():
+        assert found["candidate"]["metrics"][metric] == pytest.approx(value, abs=1e-12)
+    assert run_cli("register", "-c", str(project)) == 0
+    promote = ("--version", "@candidate", "--reason", "first", "--by", "t")
+    assert run_cli("promote", "-c", str(project), *promote) == 0
+    assert run_cli("train", "-c", str(project), "--no-cache") == 0
+    # new rows: neither run's recorded predictions apply, both models are scored here
+    arrays = write_data(project, 180, seed=9)
+    capsys.readouterr()
+    assert run_cli("compare", "-c", str(project)) == 0
+    assert "as train recorded them" not in capsys.readouterr().out
+    found = comparison(project)
+    assert found["verdict"] == "pass"
+    for role in ("candidate", "production"):
+        for metric, value in expected(arrays).items():
+            assert found[role]["metrics"][metric] == pytest.approx(value, abs=1e-12), role
+    slices = {(s["column"], s["value"]): s for s in found["slices"]}
+    assert set(slices) == {("length", "long"), ("length", "short")}
+    for (_, value), cut in slices.items():
+        rows = {k: v[arrays["length"] == value] for k, v in arrays.items()}
+        assert cut["rows"] == len(rows["label"])
+        assert cut["candidate"]["accuracy"] == pytest.approx(expected(rows)["accuracy"])
+
+
+def test_what_does_not_fit_the_model_or_is_not_built_yet_is_one_line_exit_2(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_data(project, 60, seed=5)
+    assert run_cli("train", "-c", str(project)) == 0
+    arrays = dict(np.load(project / "data" / "test.npz"))
+    arrays["attention_mask"] = arrays["attention_mask"][:, :5]
+    np.savez(project / "data" / "test.npz", **arrays)
+    capsys.readouterr()
+    assert run_cli("compare", "-c", str(project)) == 2
+    err = capsys.readouterr().err
+    assert "data/test.npz: input 'attention_mask': shape [60, 5] does not fit" in err
+    assert "Traceback" not in err
+    write_data(project, 60, seed=5)
+    assert run_cli("compare", "-c", str(project)) == 0
+    assert run_cli("register", "-c", str(project)) == 0
+    capsys.readouterr()
+    assert run_cli("package", "-c", str(project), "--version", "@candidate") == 2
+    err = capsys.readouterr().err
+    assert "package: evaluate.data 'data/test.npz' holds a tensor model's arrays" in err
+    assert len(err.strip().splitlines()) == 1
