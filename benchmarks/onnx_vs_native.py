@@ -35,7 +35,7 @@ from mlops_ci.config.types import load_config
 from mlops_ci.model.features import FeatureSchema, model_frame
 from mlops_ci.model.files import load_model_file
 from mlops_ci.model.onnxmodel import OnnxModel
-from mlops_ci.packaging import convert
+from mlops_ci.packaging import convert, sessions
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CASES = (  # (example, params for its train.py, label)
@@ -87,11 +87,11 @@ def main() -> None:
         for example, params, label in CASES:
             model, features = trained(example, params, Path(tmp))
             converted = convert.convert_sklearn(model, features, None)
-            sess = convert.session(converted.onnx, THREADS, "all")
+            sess = sessions.session(converted.onnx, THREADS, "all")
             schema = FeatureSchema.of_frame(features)
             native_fn = model.predict_proba if convert.is_classifier(model) else model.predict
             exported = (
-                convert.session(model.data, THREADS, "all")
+                sessions.session(model.data, THREADS, "all")
                 if isinstance(model, OnnxModel)
                 else None
             )

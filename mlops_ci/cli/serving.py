@@ -74,6 +74,7 @@ def package(config_path: Path | None, version: str, model: str | None, no_build:
             f"{prof.engine:>12}: single row p50 {prof.p50_ms:.3f} ms, p95 {prof.p95_ms:.3f} ms, "
             f"p99 {prof.p99_ms:.3f} ms; rows/s by batch {batches}; "
             f"peak RSS {prof.peak_rss_mb:.0f} MiB; size {prof.size_bytes:,} B"
+            + (f"; on {prof.provider}" if prof.provider else "")
         )
     speedup = result.profile.speedup_single_row()
     if speedup is not None:

@@ -24,6 +24,7 @@ import yaml
 
 from mlops_ci.errors import ConfigError
 from mlops_ci.metrics import COST_METRICS, METRICS
+from mlops_ci.model import providers
 
 CONFIG_NAME = "mlops.yaml"
 # Unknown keys reported one by one (with their line and a did-you-mean); the rest are counted.
@@ -357,6 +358,11 @@ def _semantic_problems(data: dict[str, Any], node: yaml.Node | None, name: str) 
                 f"{name}:{line}: gate.rules.{i}.greater_is_better: needed to compare "
                 f"'{rule['metric']}' with production (not a known metric)"
             )
+    for section in ("package", "serve"):
+        for i, provider in enumerate(data[section].get("providers") or ()):
+            for problem in providers.unknown([provider]):
+                line = node_line(node, [section, "providers", i])
+                problems.append(f"{name}:{line}: {section}.providers.{i}: {problem}")
     problems += _outputs_read(data, node, name)
     for env_name, env in data["deploy"].items():
         steps = env.get("rollout", {}).get("steps", [])

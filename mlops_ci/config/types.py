@@ -159,6 +159,8 @@ class PackageConfig:
     base_image: str
     port: int
     profile: ProfileConfig
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)  # best first (model/providers.py)
+    accelerator: str = "cpu"  # cpu | cuda: the image's variant
 
     @property
     def converts(self) -> bool:
@@ -204,6 +206,7 @@ class ServeConfig:
     access_log: bool
     read_timeout_s: float = 30.0
     batching: Batching | None = None
+    providers: tuple[str, ...] | None = None  # serve.providers: else the package's
 
 
 @dataclass(frozen=True)
@@ -358,6 +361,8 @@ def _build(file: Path, d: dict[str, Any], metrics_output_set: bool = True) -> Co
                 intra_op_threads=int(profile["intra_op_threads"]),
                 graph_optimization_level=profile["graph_optimization_level"],
             ),
+            providers=tuple(package["providers"]),
+            accelerator=package["accelerator"],
         ),
         serve=serve_config(d["serve"]),
         monitor=monitor_config(d["monitor"]),
@@ -410,6 +415,7 @@ def serve_config(serve: dict[str, Any] | None = None) -> ServeConfig:
         access_log=bool(s["access_log"]),
         read_timeout_s=float(s["read_timeout_s"]),
         batching=batching(s.get("batching")),
+        providers=tuple(s["providers"]) if s.get("providers") else None,
     )
 
 

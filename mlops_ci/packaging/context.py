@@ -39,6 +39,7 @@ SERVING_RUNTIME = (
     "PyYAML",
     "jsonschema",
 )
+GPU_RUNTIME = "onnxruntime-gpu[cuda,cudnn]"  # package.accelerator: cuda
 SERVING_REQUIREMENTS = {
     "onnx": ("onnxruntime", "numpy"),
     # cloudpickle: what MLflow pickles a model skops cannot hold with (model.pkl)
@@ -63,12 +64,19 @@ class ContextSpec:
     frameworks: tuple[str, ...] = ()  # distributions a native model needs (xgboost, lightgbm)
     wheel: str = field(default_factory=wheel_name)  # the mlops-ci wheel the image installs
     serve_env: tuple[tuple[str, str], ...] = ()  # `serve` settings the image carries (batching)
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)  # execution providers, best first
+    accelerator: str = "cpu"  # cpu | cuda: onnxruntime-gpu with NVIDIA's libraries from PyPI
 
 
-def pinned_requirements(fmt: str, lock: str | None, frameworks: tuple[str, ...] = ()) -> list[str]:
+def pinned_requirements(
+    fmt: str, lock: str | None, frameworks: tuple[str, ...] = (), accelerator: str = "cpu"
+) -> list[str]:
     """``name==version`` for the serving distributions and what the native model needs
     (``frameworks``: what loading it imported, a pyfunc folder's own requirements): from the
-    lock, else this environment (unpinned where neither has it)."""
+    lock, else this environment (unpinned where neither has it). ``accelerator`` cuda serves
+    ONNX with onnxruntime-gpu of the same version, with NVIDIA's CUDA and cuDNN runtime
+    libraries from PyPI (its ``cuda`` and ``cudnn`` extras), so the base image stays the
+    same Python; the host needs NVIDIA's driver and container toolkit."""
     locked = {}
     for line in (lock or "").splitlines():
         name, sep, version = line.strip().partition("==")
@@ -90,7 +98,17 @@ def pinned_requirements(fmt: str, lock: str | None, frameworks: tuple[str, ...] 
             lines.append(f"{dist}=={metadata.version(dist)}  # not in the training lock")
         except metadata.PackageNotFoundError:
             lines.append(f"{dist}  # neither in the training lock nor installed here")
+    if accelerator == "cuda" and fmt == "onnx":
+        lines = [_on_gpu(line) for line in lines]
     return lines
+
+
+def _on_gpu(line: str) -> str:
+    """onnxruntime's requirement line as onnxruntime-gpu's, same version."""
+    name, sep, rest = line.partition("==")
+    if canonical(name.split()[0]) != "onnxruntime":
+        return line
+    return f"{GPU_RUNTIME}{sep}{rest}" if sep else f"{GPU_RUNTIME}{line[len(name.split()[0]) :]}"
 
 
 def dockerfile(spec: ContextSpec, model_digest: str) -> str:
@@ -103,6 +121,8 @@ def dockerfile(spec: ContextSpec, model_digest: str) -> str:
         "io.mlops-ci.model.name": spec.name,
         "io.mlops-ci.model.version": spec.version,
         "io.mlops-ci.model.format": spec.format,
+        "io.mlops-ci.accelerator": spec.accelerator,
+        "io.mlops-ci.providers": ",".join(spec.providers),
         "io.mlops-ci.model.sha256": model_digest,
         "io.mlops-ci.run-id": spec.run_id,
     }
@@ -192,6 +212,7 @@ def write_context(
             "schema": (spec.schema or FeatureSchema.numeric(spec.features)).to_list(),
             "layout": spec.layout,
             "classes": list(spec.classes),
+            "providers": list(spec.providers),
             "runtime": {"wheel": spec.wheel, "sha256": sha256_file(wheel)},
             "files": manifest,
             "sha256": model_digest,
@@ -199,10 +220,11 @@ def write_context(
     )
     write_text_atomic(
         folder / "requirements.txt",
-        "\n".join(pinned_requirements(spec.format, lock, spec.frameworks)) + "\n",
+        "\n".join(pinned_requirements(spec.format, lock, spec.frameworks, spec.accelerator)) + "\n",
     )
     write_text_atomic(
-        folder / SERVING_FILE, "\n".join(pinned_requirements(spec.format, lock)) + "\n"
+        folder / SERVING_FILE,
+        "\n".join(pinned_requirements(spec.format, lock, (), spec.accelerator)) + "\n",
     )
     write_text_atomic(
         folder / ".dockerignore",

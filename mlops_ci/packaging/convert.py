@@ -22,16 +22,9 @@ import numpy.typing as npt
 
 from mlops_ci.errors import InputError
 from mlops_ci.model.features import STRING, FeatureSchema, string_values
-from mlops_ci.model.onnxmodel import refuse_external_data
 
 INPUT_NAME = "input"
 MATRIX, COLUMNS = "matrix", "columns"
-GRAPH_LEVELS = {
-    "disabled": "ORT_DISABLE_ALL",
-    "basic": "ORT_ENABLE_BASIC",
-    "extended": "ORT_ENABLE_EXTENDED",
-    "all": "ORT_ENABLE_ALL",
-}
 
 
 @dataclass(frozen=True)
@@ -343,23 +336,6 @@ def table_feeds(schema: FeatureSchema, table: dict[str, Any]) -> dict[str, Any]:
             feeds[f.name] = np.ascontiguousarray(column, dtype=np.float32)
         feeds[f.name] = feeds[f.name].reshape(-1, 1)
     return feeds
-
-
-def session(model: bytes | str, intra_op_threads: int, level: str, quiet: bool = False) -> Any:
-    """An onnxruntime CPU session with the configured options; ``quiet``: onnxruntime logs
-    nothing of a failure (the caller says it, or falls back)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = intra_op_threads
-    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_LEVELS[level])
-    if quiet:
-        options.log_severity_level = 4  # fatal only
-    refuse_external_data(model, "the ONNX model")
-    try:
-        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    except Exception as err:  # a corrupt or hand-edited graph, an operator it cannot set up
-        raise OnnxFailed(f"the ONNX model cannot be loaded: {runtime_reason(err)}") from None
 
 
 def onnx_outputs(sess: Any, feeds: dict[str, Any], names: list[str] | None = None) -> Outputs:

@@ -56,6 +56,7 @@ class Cost:
     note: str  # why the native model, when it is
     metrics: dict[str, float]  # COST_METRICS name -> value
     calls: int  # single-row calls timed in all
+    provider: str = ""  # ONNX: the execution provider that ran (and any fallback, in words)
 
 
 def measure(

@@ -91,6 +91,7 @@ class EngineProfile:
     rows_per_s: dict[int, float]  # batch size -> throughput
     peak_rss_mb: float
     size_bytes: int
+    provider: str = ""  # ONNX: the execution provider that ran, and any fallback, in words
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ def measure(
     memory: Probe,
     size_bytes: int,
     timed: dict[str, Any] | None = None,
+    provider: str = "",
 ) -> EngineProfile:
     """Time ``predict`` on 1-row inputs and on each batch size; ``rows(n)`` makes an input.
     ``timed``: figures the model runner measured beside the model (``timings``) instead."""
@@ -134,7 +136,7 @@ def measure(
     throughput = {int(b): float(v) for b, v in figures["throughput"].items()}
     return EngineProfile(
         engine, float(figures["p50"]), float(figures["p95"]), float(figures["p99"]), throughput,
-        peak_rss_mb(memory), size_bytes,
+        peak_rss_mb(memory), size_bytes, provider,
     )  # fmt: skip
 
 

@@ -21,7 +21,7 @@ from mlops_ci.config.types import Config
 from mlops_ci.errors import GateFailed, InputError
 from mlops_ci.model.features import FeatureSchema
 from mlops_ci.model.onnxmodel import OnnxModel
-from mlops_ci.packaging import convert
+from mlops_ci.packaging import convert, sessions
 from mlops_ci.packaging.profile import (
     NATIVE,
     ONNX,
@@ -104,7 +104,7 @@ def _runs(
     found: tuple[Any, convert.Outputs] | None = None
     for each in dict.fromkeys((level, "all")):
         try:
-            sess = convert.session(converted.onnx, threads, each, quiet=True)
+            sess = sessions.session(converted.onnx, threads, each, quiet=True)
         except convert.OnnxFailed as err:
             raise _failed(
                 "load", str(err).removeprefix("the ONNX model cannot be loaded: ")
@@ -152,6 +152,7 @@ class Engine:
     probe: Probe
     size_bytes: int
     timed: Callable[[int, tuple[int, ...]], dict[str, Any]] | None = None
+    provider: str = ""  # an ONNX engine's execution provider, as it ran (providers.Ran)
 
 
 def native_engine(
@@ -208,7 +209,10 @@ def onnx_engine(
     opts = config.package.profile
     base = features.reset_index(drop=True)
     schema = FeatureSchema.of_frame(base)
-    sess = convert.session(str(onnx_path), opts.intra_op_threads, opts.graph_optimization_level)
+    sess, ran = sessions.open_onnx(
+        str(onnx_path), opts.intra_op_threads, opts.graph_optimization_level,
+        config.package.providers,
+    )  # fmt: skip
 
     def predict(feeds: Any) -> Any:
         return sess.run(None, feeds)
@@ -221,7 +225,8 @@ def onnx_engine(
 
     work.mkdir(parents=True, exist_ok=True)
     probe = Probe(ONNX, onnx_path, feeds_file(work / "onnx", feeds(probe_rows)))
-    return Engine("onnxruntime", predict, feeds, row, probe, onnx_path.stat().st_size)
+    size = onnx_path.stat().st_size
+    return Engine("onnxruntime", predict, feeds, row, probe, size, provider=ran.describe())
 
 
 def profile(config: Config, native: Engine, onnx: Engine | None) -> Profile:
@@ -235,7 +240,7 @@ def profile(config: Config, native: Engine, onnx: Engine | None) -> Profile:
         )
         return measure(
             engine.name, engine.predict, engine.rows, opts.single_row_runs, opts.batch_sizes,
-            engine.probe, engine.size_bytes, timed=beside,
+            engine.probe, engine.size_bytes, timed=beside, provider=engine.provider,
         )  # fmt: skip
 
     native_prof = timed(native)
@@ -244,6 +249,7 @@ def profile(config: Config, native: Engine, onnx: Engine | None) -> Profile:
     options = {
         "intra_op_threads": opts.intra_op_threads,
         "graph_optimization_level": opts.graph_optimization_level,
+        "providers": ",".join(config.package.providers),
     }
     onnx_prof = timed(onnx)
     return Profile(onnx_prof, native_prof, options, recommend(onnx_prof), machine())

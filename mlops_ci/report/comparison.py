@@ -173,6 +173,10 @@ def cost_lines(result: ComparisonResult) -> list[str]:
         "scoring process; size of the files served.",
     ]
     lines += [f"> {md.text(role)}: {md.text(note)}" for role, note in record["note"].items()]
+    providers = record.get("provider") or {}
+    if providers:
+        ran = ", ".join(f"{role} on {md.text(p)}" for role, p in providers.items())
+        lines += [f"> ONNX execution provider: {ran}"]
     return lines
 
 

@@ -179,6 +179,7 @@ def build_settings(
         isolation=isolation,
         shadow=Shadow(shadow[0].version, shadow[1]) if shadow else None,
         batching=serve_cfg.batching,
+        providers=serve_cfg.providers,
     )
 
 

@@ -87,6 +87,14 @@ class ServiceMetrics:
             buckets=QUEUE_BUCKETS,
             registry=self.registry,
         )
+        self.provider = Gauge(
+            "mlops_execution_provider",
+            "1 for the onnxruntime execution provider an ONNX version runs on; 'requested' is "
+            "the one package.providers or serve.providers asked for first.",
+            ["model", "version", "provider", "requested"],
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
         self.shadow_rows = Counter(
             "mlops_shadow_rows",
             "Rows a shadow version scored after the primary answered them.",
@@ -106,6 +114,11 @@ class ServiceMetrics:
             ["model", "version", "reason"],
             registry=self.registry,
         )
+
+    def set_provider(self, version: str, provider: str, requested: str) -> None:
+        """1 for the execution provider a version's session runs on (``requested``: the one
+        asked for first; they differ where onnxruntime fell back)."""
+        self.provider.labels(self.model, version, provider, requested).set(1)
 
     def batch_observer(self, version: str) -> Callable[[int, list[float]], None]:
         """What a version's batcher reports after each model call: its rows, and how long

@@ -20,7 +20,8 @@ import numpy.typing as npt
 from mlops_ci.errors import InputError
 from mlops_ci.model.features import STRING, Feature, FeatureSchema, native_frame
 from mlops_ci.model.integrity import MANIFEST, digest, verify
-from mlops_ci.packaging import convert
+from mlops_ci.model.providers import CPU, Ran
+from mlops_ci.packaging import convert, sessions
 from mlops_ci.records import read_json
 from mlops_ci.runner.client import (
     ModelFailed,
@@ -47,6 +48,7 @@ class ModelSpec:
     kinds: tuple[str, ...] = ()  # number | string per feature; empty: all numbers
     layout: str = convert.MATRIX  # ONNX inputs: one float tensor or one per column
     classes: tuple[str, ...] = ()  # labels in the order of the probabilities
+    providers: tuple[str, ...] = (CPU,)  # ONNX execution providers package.providers named
     nullable: tuple[str, ...] = ()  # columns that may be missing (features.py)
     # a category column's categories, in the model's order, per feature (() for the others)
     categories: tuple[tuple[Any, ...], ...] = ()
@@ -114,9 +116,20 @@ def read_spec(path: Path) -> ModelSpec:
         kinds=tuple(f.kind for f in schema.features),
         layout=layout,
         classes=tuple(str(c) for c in record.get("classes") or ()),
+        providers=_providers(record.get("providers"), folder / MANIFEST),
         nullable=schema.nullable,
         categories=tuple(f.categories for f in schema.features),
     )
+
+
+def _providers(raw: Any, where: Path) -> tuple[str, ...]:
+    """The manifest's execution providers, best first (a package made before issue 43 names
+    none: CPU)."""
+    if raw is None:
+        return (CPU,)
+    if not isinstance(raw, list) or not raw or not all(isinstance(p, str) for p in raw):
+        raise InputError(f"{where}: 'providers' must be a list of execution provider names")
+    return tuple(raw)
 
 
 def _one_output(session: Any, spec: ModelSpec) -> None:
@@ -145,8 +158,10 @@ class LoadedModel:
         intra_op_threads: int = 1,
         isolation: str = "auto",
         runner: ModelRunner | None = None,
+        providers: tuple[str, ...] | None = None,
     ) -> None:
         self.spec = spec
+        self.ran: Ran | None = None  # ONNX: the execution provider the session runs on
         self.schema = spec.schema  # built once: predict runs per request
         self._session: Any = None
         self._remote: RemoteModel | None = None
@@ -158,7 +173,9 @@ class LoadedModel:
         # another kernel for some ops (serve.batching's ``calibrate`` finds out and sets it).
         self.pair_single_rows = False
         if spec.format == "onnx":
-            self._session = convert.session(str(spec.folder / ONNX_FILE), intra_op_threads, "all")
+            self._session, self.ran = sessions.open_onnx(
+                str(spec.folder / ONNX_FILE), intra_op_threads, "all", providers or spec.providers
+            )
             inputs = self._session.get_inputs()
             if spec.layout == convert.MATRIX:
                 shape = inputs[0].shape

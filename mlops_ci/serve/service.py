@@ -49,6 +49,7 @@ class ServiceSettings:
     isolation: str = "auto"
     shadow: Shadow | None = None  # a loaded version scoring a share of requests unseen
     batching: Batching | None = None  # serve.batching: off when None
+    providers: tuple[str, ...] | None = None  # serve.providers: else each package's own
 
 
 class Service:
@@ -94,7 +95,13 @@ class Service:
             self.metrics.count_shadow(settings.shadow.version)
 
     def _loaded(self, spec: ModelSpec) -> LoadedModel:
-        return LoadedModel(spec, self.settings.intra_op_threads, self.settings.isolation)
+        s = self.settings
+        model = LoadedModel(spec, s.intra_op_threads, s.isolation, providers=s.providers)
+        if model.ran is not None:  # onnxruntime falls back silently: say it, and show it
+            said = log.warning if model.ran.fell_back else log.info
+            said("v%s runs on %s", spec.version, model.ran.describe())
+            self.metrics.set_provider(spec.version, model.ran.provider, model.ran.requested[0])
+        return model
 
     def _add(self, model: LoadedModel) -> None:
         replaced = self.models.get(model.spec.version)
@@ -268,6 +275,7 @@ def settings_from_env() -> ServiceSettings:
                 "kinds": tuple(m["kinds"]),
                 "classes": tuple(m["classes"]),
                 "nullable": tuple(m["nullable"]),
+                "providers": tuple(m.get("providers") or ("CPUExecutionProvider",)),
             }
         )
         for m in raw["models"]
@@ -292,4 +300,5 @@ def settings_from_env() -> ServiceSettings:
         isolation=str(raw.get("isolation") or "auto"),
         shadow=Shadow(**raw["shadow"]) if raw.get("shadow") else None,
         batching=Batching(**raw["batching"]) if raw.get("batching") else None,
+        providers=tuple(raw["providers"]) if raw.get("providers") else None,
     )

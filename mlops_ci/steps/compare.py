@@ -257,7 +257,13 @@ def _costs(
             engines[role], notes[role] = _engine(config, native, features, work, size, files)
         figures = cost.measure(engines, config.gate.cost, progress)
     return {
-        role: Cost(notes[role][0], notes[role][1], figures[role], int(figures[role].pop("calls")))
+        role: Cost(
+            notes[role][0],
+            notes[role][1],
+            figures[role],
+            int(figures[role].pop("calls")),
+            engines[role].provider,
+        )  # fmt: skip
         for role in models
     }
 
@@ -295,6 +301,7 @@ def _cost_record(config: Config, costs: dict[str, Cost]) -> dict[str, Any]:
     return {
         "runtime": {role: c.runtime for role, c in costs.items()},
         "note": {role: c.note for role, c in costs.items() if c.note},
+        "provider": {role: c.provider for role, c in costs.items() if c.provider},
         "calls": {role: c.calls for role, c in costs.items()},
         "rounds": spec.rounds,
         "round_seconds": spec.round_seconds,

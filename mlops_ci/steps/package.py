@@ -142,6 +142,8 @@ def package(
             classes=convert.class_labels(native),
             frameworks=_frameworks(native),
             serve_env=tuple(config.serve.batching.env().items()) if config.serve.batching else (),
+            providers=config.package.providers,
+            accelerator=config.package.accelerator,
         )
         folder = JobFolder(config.root).package_context(name, version.version)
         lock = (
@@ -288,6 +290,9 @@ def _record_in_registry(
         "recommended.memory": rec.memory_request,
         "session_options": ";".join(f"{k}={v}" for k, v in profile.session_options.items()),
     }
+    if serving.provider:  # what ran, not only what was asked (onnxruntime falls back)
+        tags["provider"] = serving.provider.split(" ", 1)[0]
+        tags["provider.detail"] = serving.provider[:5000]
     if packed.note:
         tags["note"] = packed.note[:5000]
     tags["served_parity.max_abs_diff"] = f"{packed.served.max_abs_diff:.3g}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -91,7 +92,9 @@ def test_conversion_parity_profile_and_context(
     assert result.profile.session_options == {
         "intra_op_threads": 1,
         "graph_optimization_level": "all",
+        "providers": "CPUExecutionProvider",
     }
+    assert serving.provider == "CPUExecutionProvider"
 
     context = Path(result.context)
     assert context == project / ".mlops" / "package" / "iris-classifier-1"
@@ -119,6 +122,44 @@ def test_conversion_parity_profile_and_context(
     assert any(
         r.startswith("numpy==") and "not in the training lock" not in r for r in requirements
     )
+
+
+def test_a_gpu_provider_asked_for_is_recorded_as_what_really_ran(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No GPU here: onnxruntime runs the model on CPU. The profile, the tags, the CLI and the
+    manifest say what was asked and what ran; the cuda image variant installs onnxruntime-gpu
+    of the same version with NVIDIA's libraries from PyPI, and says so in its labels."""
+    import onnxruntime
+
+    config = project / "mlops.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "package:\n",
+            "package:\n  providers: [CUDAExecutionProvider, CPUExecutionProvider]\n"
+            "  accelerator: cuda\n",
+        )
+    )
+    assert run_cli("package", "-c", str(project), "--version", "1", "--no-build") == 0
+    out = capsys.readouterr().out
+    fallback = "CPUExecutionProvider (asked for CUDAExecutionProvider: this onnxruntime has "
+    assert f"; on {fallback}" in out
+    tags = opened(project)[1].get_version("iris-classifier", "1").tags
+    assert tags["mlops.package.provider"] == "CPUExecutionProvider"
+    assert tags["mlops.package.provider.detail"].startswith(fallback)
+    context = project / ".mlops" / "package" / "iris-classifier-1"
+    manifest = json.loads((context / "model" / "manifest.json").read_text())
+    assert manifest["providers"] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    for name in ("requirements.txt", "serving-requirements.txt"):
+        lines = (context / name).read_text().splitlines()
+        want = f"onnxruntime-gpu[cuda,cudnn]=={onnxruntime.__version__}"
+        assert any(line.startswith(want) for line in lines), (name, lines)
+        assert not any(line.startswith("onnxruntime==") for line in lines), name
+    dockerfile = (context / "Dockerfile").read_text()
+    assert 'io.mlops-ci.accelerator="cuda"' in dockerfile
+    assert 'io.mlops-ci.providers="CUDAExecutionProvider,CPUExecutionProvider"' in dockerfile
+    lint = subprocess.run(["hadolint", str(context / "Dockerfile")], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout
 
 
 def test_altered_onnx_graph_fails_parity_and_records_nothing(

@@ -321,3 +321,18 @@ def test_a_shadow_and_a_live_requirement_per_environment(tmp_path: Path) -> None
     ]
     assert "percent" in problems(tmp_path, local.replace("percent: 25", "percent: 0"))[0]
     assert "version" in problems(tmp_path, local.replace("'@candidate'", "'latest'"))[0]
+
+
+def test_package_providers_are_onnxruntimes_names_best_first(tmp_path: Path) -> None:
+    package = "package:\n  providers: [CUDAExecutionProvider, CPUExecutionProvider]\n"
+    config = load_config(write(tmp_path, VALID + package + "  accelerator: cuda\n"))
+    assert config.package.providers == ("CUDAExecutionProvider", "CPUExecutionProvider")
+    assert config.package.accelerator == "cuda"
+    assert load_config(write(tmp_path, VALID)).package.providers == ("CPUExecutionProvider",)
+    typo = "package:\n  providers: [CudaExecutionProvider]\n"
+    assert problems(tmp_path, VALID + typo) == [
+        "mlops.yaml:9: package.providers.0: 'CudaExecutionProvider' is not an onnxruntime "
+        "execution provider; did you mean 'CUDAExecutionProvider'?"
+    ]
+    (line,) = problems(tmp_path, VALID + "package:\n  providers: [gpu]\n")
+    assert line.startswith("mlops.yaml:9: package.providers.0: 'gpu' does not match")

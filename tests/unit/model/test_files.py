@@ -8,7 +8,7 @@ import numpy as np
 
 from mlops_ci.model.features import FeatureSchema
 from mlops_ci.model.files import load_model_file
-from mlops_ci.packaging import convert
+from mlops_ci.packaging import convert, sessions
 from tests.support.frames import Y_CLASS, Y_VALUE, X
 
 
@@ -34,7 +34,7 @@ def test_xgboost_and_lightgbm_own_model_files_load_as_estimators(tmp_path: Path)
     # Both convert to ONNX and keep parity.
     for model in (loaded, xgb):
         converted = convert.convert_sklearn(model, X, None)
-        sess = convert.session(converted.onnx, 1, "all")
+        sess = sessions.session(converted.onnx, 1, "all")
         feeds = convert.frame_feeds(converted.layout, FeatureSchema.of_frame(X), X)
         parity = convert.check_parity(
             convert.native_outputs(model, X),

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from mlops_ci.model.features import FeatureSchema
-from mlops_ci.packaging import convert
+from mlops_ci.packaging import convert, sessions
 from tests.support.frames import Y_CLASS, Y_VALUE, X
 
 
@@ -23,7 +23,7 @@ def test_package_finds_the_columns_a_pipeline_imputes() -> None:
 
     def found(model: object, onnx: bool = False) -> tuple[str, ...]:
         converted = convert.convert_sklearn(model, X, None) if onnx else None
-        sess = convert.session(converted.onnx, 1, "all") if converted else None
+        sess = sessions.session(converted.onnx, 1, "all") if converted else None
 
         def ours(rows: pd.DataFrame) -> convert.Outputs:
             assert converted is not None

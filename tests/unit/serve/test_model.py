@@ -265,3 +265,51 @@ def test_an_onnx_package_answering_several_values_per_row_is_refused_at_its_load
     assert LoadedModel(package_of(1)).predict(np.ones((2, 1))).scores.shape == (2, 1)
     with pytest.raises(MultipleOutputs, match=r"model.onnx: the model predicts 2 outputs per row"):
         LoadedModel(package_of(2))
+
+
+def test_a_version_runs_on_the_provider_asked_or_says_what_it_fell_back_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """package.providers travel in the manifest; serve.providers overrides them; a GPU asked
+    for where onnxruntime has none is a warning naming the fallback and a metric."""
+    import logging
+
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from mlops_ci.serve.service import Service
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input"], ["variable"])],
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 1])],
+        [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, 1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    (tmp_path / "model.onnx").write_bytes(model.SerializeToString())
+    gpu = ("CUDAExecutionProvider", "CPUExecutionProvider")
+    spec = ModelSpec("m", "1", "onnx", tmp_path, ("x",), "sha", providers=gpu)
+    assert LoadedModel(spec).ran.requested == gpu
+    assert LoadedModel(spec, providers=("CPUExecutionProvider",)).ran.fell_back is False
+    settings = ServiceSettings([spec], {"1": 1.0}, providers=("OpenVINOExecutionProvider",))
+    monkeypatch.setenv("MLOPS_SERVE_SETTINGS", settings_to_env(settings))
+    assert settings_from_env().providers == ("OpenVINOExecutionProvider",)
+    assert settings_from_env().models[0].providers == gpu
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        return  # the fallback below is this machine's (no CUDA in its onnxruntime)
+    with caplog.at_level(logging.INFO, logger="mlops_ci.serve"):
+        service = Service(ServiceSettings([spec], {"1": 1.0}))
+    try:
+        assert (
+            "v1 runs on CPUExecutionProvider (asked for CUDAExecutionProvider: this onnxruntime "
+            "has " in caplog.text
+        )
+        assert [r.levelname for r in caplog.records if "runs on" in r.message] == ["WARNING"]
+        metric = (
+            'mlops_execution_provider{model="m",provider="CPUExecutionProvider",'
+            'requested="CUDAExecutionProvider",version="1"} 1.0'
+        )
+        assert metric in service.metrics.render().decode()
+    finally:
+        service.close()
