@@ -209,19 +209,17 @@ def _roles(outputs: list[Any], task: str, where: str) -> dict[str, str]:
 
 
 def standardize(model: OnnxModel, columns: tuple[str, ...]) -> tuple[bytes, str]:
-    """(the graph with mlops-ci's input and output names, its layout: matrix | columns)."""
+    """(the graph with mlops-ci's input and output names, its layout: matrix | columns |
+    tensors, whose inputs keep the graph's names)."""
     import onnx
     from onnx import TensorProto, helper
 
-    if model.tensors is not None:
-        raise InputError(
-            f"{model.where}: takes tensors ({model.tensors.describe()}); packaging and serving "
-            "a tensor model is not built yet (issue 43): train, evaluate and compare take it"
-        )
     proto = onnx.load_from_string(model.data)
     graph = proto.graph
     layout = "columns"
-    if model.columns is None:
+    if model.tensors is not None:
+        layout = "tensors"  # the graph's own inputs, by name (model/tensors.py)
+    elif model.columns is None:
         layout = "matrix"
         rename_tensor(graph, graph.input[0].name, "input")
     else:

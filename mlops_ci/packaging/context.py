@@ -19,6 +19,7 @@ from mlops_ci import __version__
 from mlops_ci.model.environment import canonical
 from mlops_ci.model.features import FeatureSchema
 from mlops_ci.model.integrity import MANIFEST, digest, file_manifest
+from mlops_ci.model.tensors import TensorSchema
 from mlops_ci.packaging.wheel import build_wheel, wheel_name
 from mlops_ci.provenance import sha256_file
 from mlops_ci.records import write_json_atomic, write_text_atomic
@@ -66,6 +67,7 @@ class ContextSpec:
     serve_env: tuple[tuple[str, str], ...] = ()  # `serve` settings the image carries (batching)
     providers: tuple[str, ...] = ("CPUExecutionProvider",)  # execution providers, best first
     accelerator: str = "cpu"  # cpu | cuda: onnxruntime-gpu with NVIDIA's libraries from PyPI
+    tensors: TensorSchema | None = None  # layout tensors: the graph's inputs (issue 43)
 
 
 def pinned_requirements(
@@ -213,6 +215,7 @@ def write_context(
             "layout": spec.layout,
             "classes": list(spec.classes),
             "providers": list(spec.providers),
+            **({"tensors": spec.tensors.to_list()} if spec.tensors is not None else {}),
             "runtime": {"wheel": spec.wheel, "sha256": sha256_file(wheel)},
             "files": manifest,
             "sha256": model_digest,

@@ -24,7 +24,7 @@ from mlops_ci.errors import InputError
 from mlops_ci.model.features import STRING, FeatureSchema, string_values
 
 INPUT_NAME = "input"
-MATRIX, COLUMNS = "matrix", "columns"
+MATRIX, COLUMNS, TENSORS = "matrix", "columns", "tensors"  # TENSORS: the graph's own inputs
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from mlops_ci.serve.payload import (
 )
 from mlops_ci.serve.protocol import set_read_timeout
 from mlops_ci.serve.service import Service, ServiceSettings, settings_from_env
+from mlops_ci.serve.tensorbody import score_tensors
 from mlops_ci.serve.v2 import (
     check_name,
     infer_response,
@@ -150,7 +151,7 @@ def _scoring_routes(app: ServingApp, service: Service) -> None:
         # What the answer needs, taken before the await: the version may be unloaded while
         # the request waits, and it is still answered by the model it started with.
         limits, classes = service.limits[version], service.models[version].spec.classes
-        x = parse_score(body, limits)
+        x = score_tensors(body, limits) if limits.tensors is not None else parse_score(body, limits)
         prediction = await _maybe_await(service.predict(version, x))
         await _log_inputs(service, version, limits, request_id, x, prediction)
         data: dict[str, Any] = {"model_name": service.name, "model_version": version}
@@ -298,7 +299,7 @@ def _shadowed(
     background task that only appends to the shadow's queue: the connection's next request
     does not wait on the shadow's scoring)."""
     shadow = service.shadow.chosen(version)
-    if shadow is None:
+    if shadow is None or limits.tensors is not None:  # a tensor model is not shadowed yet
         return
 
     async def queue() -> None:
@@ -318,8 +319,9 @@ def _headers(version: str, request_id: str) -> dict[str, str]:
 async def _log_inputs(
     service: Service, version: str, limits: Limits, request_id: str, x: Any, prediction: Prediction
 ) -> None:
-    """Queue the rows for the input log; with monitor.durable, wait until they are on disk."""
-    if service.input_log is None:
+    """Queue the rows for the input log; with monitor.durable, wait until they are on disk.
+    A tensor model's inputs are not logged (the log is a table's columns; issue 43)."""
+    if service.input_log is None or limits.tensors is not None:
         return
     done = service.input_log.submit(
         version, request_id, x, prediction.labels, prediction.scores, limits.features

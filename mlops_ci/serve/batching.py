@@ -101,6 +101,8 @@ def calibrate(model: LoadedModel, limits: Limits, max_batch_size: int | None = N
     (``pair_single_rows``), batched or not, so the answer is the same either way."""
     if model.in_runner:
         return None  # a native model: batched within the parity tolerance
+    if limits.tensors is not None:
+        return "batching a tensor model's requests is not built yet (issue 43)"
     try:
         rows = _probe_rows(limits)
         together = {

@@ -21,6 +21,7 @@ from mlops_ci.errors import InputError
 from mlops_ci.model.features import STRING, Feature, FeatureSchema, native_frame
 from mlops_ci.model.integrity import MANIFEST, digest, verify
 from mlops_ci.model.providers import CPU, Ran
+from mlops_ci.model.tensors import TensorInput, TensorSchema
 from mlops_ci.packaging import convert, sessions
 from mlops_ci.records import read_json
 from mlops_ci.runner.client import (
@@ -52,6 +53,11 @@ class ModelSpec:
     nullable: tuple[str, ...] = ()  # columns that may be missing (features.py)
     # a category column's categories, in the model's order, per feature (() for the others)
     categories: tuple[tuple[Any, ...], ...] = ()
+    tensors: tuple[TensorInput, ...] = ()  # layout tensors: the graph's inputs (issue 43)
+
+    @property
+    def tensor_schema(self) -> TensorSchema | None:
+        return TensorSchema(self.tensors) if self.tensors else None
 
     @property
     def schema(self) -> FeatureSchema:
@@ -104,8 +110,15 @@ def read_spec(path: Path) -> ModelSpec:
         if schema.names != tuple(features):
             raise InputError(f"{folder / MANIFEST}: 'schema' and 'features' name other columns")
     layout = record.get("layout", convert.MATRIX)
-    if layout not in (convert.MATRIX, convert.COLUMNS):
-        raise InputError(f"{folder / MANIFEST}: layout '{layout}' is not matrix or columns")
+    if layout not in (convert.MATRIX, convert.COLUMNS, convert.TENSORS):
+        raise InputError(
+            f"{folder / MANIFEST}: layout '{layout}' is not matrix, columns or tensors"
+        )
+    tensors = None
+    if layout == convert.TENSORS:
+        tensors = TensorSchema.from_list(record.get("tensors"), str(folder / MANIFEST))
+        if tensors.names != tuple(features):
+            raise InputError(f"{folder / MANIFEST}: 'tensors' and 'features' name other inputs")
     return ModelSpec(
         name=str(record.get("name", "model")),
         version=str(record.get("version", "1")),
@@ -119,6 +132,7 @@ def read_spec(path: Path) -> ModelSpec:
         providers=_providers(record.get("providers"), folder / MANIFEST),
         nullable=schema.nullable,
         categories=tuple(f.categories for f in schema.features),
+        tensors=tensors.inputs if tensors is not None else (),
     )
 
 
@@ -177,7 +191,15 @@ class LoadedModel:
                 str(spec.folder / ONNX_FILE), intra_op_threads, "all", providers or spec.providers
             )
             inputs = self._session.get_inputs()
-            if spec.layout == convert.MATRIX:
+            if spec.layout == convert.TENSORS:
+                self.n_features = len(inputs)
+                graph = TensorSchema.of_graph(inputs, str(spec.folder / ONNX_FILE))
+                if graph != spec.tensor_schema:
+                    raise InputError(
+                        f"{spec.folder / ONNX_FILE}: takes {graph.describe()}; its manifest "
+                        f"says {spec.tensor_schema.describe() if spec.tensor_schema else 'none'}"
+                    )
+            elif spec.layout == convert.MATRIX:
                 shape = inputs[0].shape
                 self.n_features = int(shape[1]) if isinstance(shape[1], int) else len(spec.features)
             else:
@@ -259,7 +281,11 @@ class LoadedModel:
         for ONNX, float64 for the native model) or 1-D columns by name, missing values as
         the contract of ``model/features.py`` says."""
         spec = self.spec
-        if self._session is not None:
+        if self._session is not None and spec.layout == convert.TENSORS:
+            # arrays a request parser checked against the contract (serve/tensorbody.py)
+            assert isinstance(x, dict)
+            out = convert.onnx_outputs(self._session, x, self.output_names)
+        elif self._session is not None:
             paired = self.pair_single_rows and batch_rows(x) == 1
             if isinstance(x, dict) and spec.layout == convert.MATRIX:
                 x = np.stack([np.asarray(x[n], np.float32) for n in spec.features], axis=1)

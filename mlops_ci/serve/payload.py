@@ -31,6 +31,7 @@ import numpy.typing as npt
 import orjson
 
 from mlops_ci.model.features import BOOL, CATEGORY, STRING, Feature, FeatureSchema
+from mlops_ci.model.tensors import TensorSchema
 from mlops_ci.model.values import bool_value, parse, refusal
 
 # v2 datatypes that can stand for a feature value, and their numpy types for binary data.
@@ -77,6 +78,7 @@ class Limits:
     features: tuple[str, ...]  # column names, when the package recorded them
     max_rows: int
     schema: FeatureSchema | None = None  # their kinds; None: all numbers
+    tensors: TensorSchema | None = None  # a tensor model's inputs (serve/tensorbody.py)
 
     @cached_property
     def mixed(self) -> bool:

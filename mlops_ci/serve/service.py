@@ -16,6 +16,7 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 
 from mlops_ci.config.types import Batching
+from mlops_ci.model.tensors import TensorInput
 from mlops_ci.serve.accesslog import AccessLog, RequestIds
 from mlops_ci.serve.batching import Batcher, calibrate
 from mlops_ci.serve.inputlog import InputLog, LogSettings
@@ -111,8 +112,9 @@ class Service:
         version = model.spec.version
         self.models[version] = model
         self.limits[version] = Limits(
-            model.n_features, model.spec.features, self.settings.max_batch_rows, model.schema
-        )
+            model.n_features, model.spec.features, self.settings.max_batch_rows, model.schema,
+            model.spec.tensor_schema,
+        )  # fmt: skip
         batching = self.settings.batching
         largest = batching.max_batch_size if batching is not None else None
         why = calibrate(model, self.limits[version], largest)  # batched or not: the same answers
@@ -276,6 +278,10 @@ def settings_from_env() -> ServiceSettings:
                 "classes": tuple(m["classes"]),
                 "nullable": tuple(m["nullable"]),
                 "providers": tuple(m.get("providers") or ("CPUExecutionProvider",)),
+                "tensors": tuple(
+                    TensorInput(t["name"], t["dtype"], tuple(t["shape"]))
+                    for t in m.get("tensors") or ()
+                ),
             }
         )
         for m in raw["models"]

@@ -116,6 +116,10 @@ def input_metadata(model: LoadedModel) -> list[dict[str, Any]]:
     """The one [rows, features] tensor, or one tensor per column where a column is text or the
     graph takes named inputs (all-numeric models also accept the one tensor then)."""
     spec = model.spec
+    if spec.tensors:  # a tensor model: each input as its graph declares it
+        return [
+            {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in spec.tensors
+        ]
     if spec.schema.all_numeric and (spec.layout == "matrix" or spec.format != "onnx"):
         return [{"name": "input", "datatype": "FP32", "shape": [-1, model.n_features]}]
     return [

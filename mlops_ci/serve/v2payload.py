@@ -26,6 +26,7 @@ from mlops_ci.serve.payload import (
     fits,
     parse_json,
 )
+from mlops_ci.serve.tensorbody import infer_tensors
 
 
 def parse_infer(body: bytes, header_length: int | None, limits: Limits) -> InferRequest:
@@ -58,6 +59,8 @@ def parse_infer(body: bytes, header_length: int | None, limits: Limits) -> Infer
     unnamed = [i for i, tensor in enumerate(inputs) if not isinstance(tensor.get("name"), str)]
     if unnamed:
         raise PayloadError(400, f"'inputs[{unnamed[0]}].name' must be a string")
+    if limits.tensors is not None:  # each input by name, of any rank
+        return InferRequest(infer_tensors(inputs, binary, limits), request_id, outputs)
     if len(inputs) == 1 and inputs[0]["name"] not in limits.features:
         if limits.mixed:
             assert limits.schema is not None

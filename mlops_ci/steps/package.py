@@ -18,10 +18,11 @@ from typing import Any
 
 from mlops_ci.config.types import Config
 from mlops_ci.errors import GateFailed, InputError
-from mlops_ci.evaluation.data import load_table
+from mlops_ci.evaluation.data import load_evaluation
 from mlops_ci.model.features import FeatureSchema, model_frame, onnx_frame, schema_frame
 from mlops_ci.model.integrity import verify_digest
-from mlops_ci.packaging import convert, runtime
+from mlops_ci.model.tensors import Tensors
+from mlops_ci.packaging import convert, runtime, tensorpack
 from mlops_ci.packaging.context import ContextSpec, write_context
 from mlops_ci.packaging.frameworks import distributions
 from mlops_ci.packaging.image import ImageResult, build_image, image_tag
@@ -59,7 +60,7 @@ def package(
     name = config.model.name
     version = resolve_version(registry, name, version_ref)
     run_id = version.run_id or ""
-    data = load_table(config, "package")
+    data = load_evaluation(config)
     isolation = config.train.isolation
     with (
         ModelRunner(isolation) as runner,
@@ -72,87 +73,12 @@ def package(
             verify_digest(native_dir, recorded, f"{name} v{version.version} model files")
         native = registry.load_model(str(native_dir), runner)
         runner_line = runner.isolation.line if runner.started else None
-        features = model_frame(native, data.features, data.path, f"{name} v{version.version}'s")
-        native_out = convert.native_outputs(native, features)
-        native_size = sum(p.stat().st_size for p in native_dir.rglob("*") if p.is_file())
-
-        schema = FeatureSchema.of_frame(features)
-        onnx_scorer = None
-        parity, note, onnx_sha, layout = None, None, None, convert.MATRIX
-        # ONNX takes a bool as 0/1 and a category as its text (features.onnx_frame)
-        converted = runtime.try_onnx(config, native, native_out, onnx_frame(features))
-        if isinstance(converted, tuple):
-            converted_onnx, parity, onnx_scorer = converted
-            layout = converted_onnx.layout
-            model_files = work / "onnx"
-            model_files.mkdir()
-            (model_files / ONNX_FILE).write_bytes(converted_onnx.onnx)
-            onnx_sha = sha256_file(model_files / ONNX_FILE)
-            fmt = "onnx"
+        if isinstance(data.features, Tensors) or getattr(native, "tensors", None) is not None:
+            packed, context = _tensor_package(config, registry, version, native, data, work)
         else:
-            note = converted
-            model_files, fmt = native_dir, "sklearn"
-
-        nullable = convert.missing_ok(
-            schema,
-            features,
-            lambda rows: convert.native_outputs(native, schema_frame(schema, rows)),
-            None if onnx_scorer is None else lambda rows: onnx_scorer(onnx_frame(rows)),
-            runtime.tolerance(config),
-        )
-        schema = schema.with_nullable(nullable)
-        if fmt == "onnx":  # the graph takes a category column as text
-            schema = schema.onnx_takes()
-        probe_rows = max(config.package.profile.batch_sizes)
-        profile = runtime.profile(
-            config,
-            runtime.native_engine(
-                native,
-                features,
-                work / "profile",
-                native_size,
-                probe_rows,
-                folder=native_dir,
-                measured_by=runner_peak_rss(isolation),
-            ),
-            runtime.onnx_engine(
-                model_files / ONNX_FILE,
-                layout,
-                onnx_frame(features),
-                config,
-                work / "profile",
-                probe_rows,
+            packed, context = _table_package(
+                config, registry, version, native, data, work, native_dir, runner
             )
-            if fmt == "onnx"
-            else None,
-        )
-        tags = version.tags
-        spec = ContextSpec(
-            name=name,
-            version=version.version,
-            run_id=run_id,
-            format=fmt,
-            base_image=config.package.base_image,
-            port=config.package.port,
-            revision=tags.get("mlops.git.commit"),
-            source=tags.get("mlops.git.repository"),
-            features=schema.names,
-            schema=schema,
-            layout=layout,
-            classes=convert.class_labels(native),
-            frameworks=_frameworks(native),
-            serve_env=tuple(config.serve.batching.env().items()) if config.serve.batching else (),
-            providers=config.package.providers,
-            accelerator=config.package.accelerator,
-        )
-        folder = JobFolder(config.root).package_context(name, version.version)
-        lock = (
-            registry.read_artifact_text(run_id, "lineage/environment/requirements.lock")
-            if run_id
-            else None
-        )
-        context, model_sha = write_context(folder, spec, model_files, lock)
-        served = _served_parity(context, features, native_out, runtime.tolerance(config), runner)
 
     _record_in_registry(
         registry,
@@ -160,8 +86,10 @@ def package(
         version.version,
         run_id,
         context,
-        Recorded(fmt, note, parity, served, profile, model_sha, onnx_sha),
+        packed,
     )
+    fmt, note, parity, profile = packed.format, packed.note, packed.parity, packed.profile
+    model_sha, onnx_sha, served = packed.model_sha, packed.onnx_sha, packed.served
     tag = image_tag(config, name, version.version)
     image = (
         build_image(context, tag, config.package.push)
@@ -186,6 +114,162 @@ def package(
     )
     write_json_atomic(JobFolder(config.root).package, asdict(result))
     return result
+
+
+def _table_package(
+    config: Config,
+    registry: ModelRegistry,
+    version: Any,
+    native: Any,
+    data: Any,
+    work: Path,
+    native_dir: Path,
+    runner: ModelRunner,
+) -> tuple[Recorded, Path]:
+    """A table model: ONNX where the conversion is exact, else the native model."""
+    name, isolation = config.model.name, config.train.isolation
+    features = model_frame(native, data.features, data.path, f"{name} v{version.version}'s")
+    native_out = convert.native_outputs(native, features)
+    native_size = sum(p.stat().st_size for p in native_dir.rglob("*") if p.is_file())
+
+    schema = FeatureSchema.of_frame(features)
+    onnx_scorer = None
+    parity, note, onnx_sha, layout = None, None, None, convert.MATRIX
+    # ONNX takes a bool as 0/1 and a category as its text (features.onnx_frame)
+    converted = runtime.try_onnx(config, native, native_out, onnx_frame(features))
+    if isinstance(converted, tuple):
+        converted_onnx, parity, onnx_scorer = converted
+        layout = converted_onnx.layout
+        model_files = work / "onnx"
+        model_files.mkdir()
+        (model_files / ONNX_FILE).write_bytes(converted_onnx.onnx)
+        onnx_sha = sha256_file(model_files / ONNX_FILE)
+        fmt = "onnx"
+    else:
+        note = converted
+        model_files, fmt = native_dir, "sklearn"
+
+    nullable = convert.missing_ok(
+        schema,
+        features,
+        lambda rows: convert.native_outputs(native, schema_frame(schema, rows)),
+        None if onnx_scorer is None else lambda rows: onnx_scorer(onnx_frame(rows)),
+        runtime.tolerance(config),
+    )
+    schema = schema.with_nullable(nullable)
+    if fmt == "onnx":  # the graph takes a category column as text
+        schema = schema.onnx_takes()
+    probe_rows = max(config.package.profile.batch_sizes)
+    profile = runtime.profile(
+        config,
+        runtime.native_engine(
+            native,
+            features,
+            work / "profile",
+            native_size,
+            probe_rows,
+            folder=native_dir,
+            measured_by=runner_peak_rss(isolation),
+        ),
+        runtime.onnx_engine(
+            model_files / ONNX_FILE,
+            layout,
+            onnx_frame(features),
+            config,
+            work / "profile",
+            probe_rows,
+        )
+        if fmt == "onnx"
+        else None,
+    )
+    context, model_sha = _write_context(
+        config, registry, version, model_files,
+        format=fmt, features=schema.names, schema=schema, layout=layout,
+        classes=convert.class_labels(native), frameworks=_frameworks(native),
+    )  # fmt: skip
+    served = _served_parity(context, features, native_out, runtime.tolerance(config), runner)
+    return Recorded(fmt, note, parity, served, profile, model_sha, onnx_sha), context
+
+
+def _tensor_package(
+    config: Config, registry: ModelRegistry, version: Any, native: Any, data: Any, work: Path
+) -> tuple[Recorded, Path]:
+    """A tensor model: its own graph with mlops-ci's outputs (``packaging/tensorpack.py``)."""
+    label = f"{config.model.name} v{version.version}'s"
+    model, rows = tensorpack.tensor_model(native, data.features, label)
+    assert model.tensors is not None
+    packed = tensorpack.package_tensors(
+        config, model, rows, work, max(config.package.profile.batch_sizes)
+    )
+    profile = runtime.profile(config, packed.engine, None)
+    context, model_sha = _write_context(
+        config, registry, version, packed.folder,
+        format="onnx", features=model.tensors.names, schema=None, layout=packed.layout,
+        classes=convert.class_labels(model), frameworks=(), tensors=model.tensors,
+    )  # fmt: skip
+    served = _served_tensor_parity(context, rows, packed.native)
+    onnx_sha = sha256_file(packed.folder / ONNX_FILE)
+    return Recorded("onnx", None, packed.parity, served, profile, model_sha, onnx_sha), context
+
+
+def _write_context(
+    config: Config, registry: ModelRegistry, version: Any, model_files: Path, **fields: Any
+) -> tuple[Path, str]:
+    """The build context of ``version`` from ``model_files``, with the lock of its run."""
+    run_id = version.run_id or ""
+    tags = version.tags
+    spec = ContextSpec(
+        name=config.model.name,
+        version=version.version,
+        run_id=run_id,
+        base_image=config.package.base_image,
+        port=config.package.port,
+        revision=tags.get("mlops.git.commit"),
+        source=tags.get("mlops.git.repository"),
+        serve_env=tuple(config.serve.batching.env().items()) if config.serve.batching else (),
+        providers=config.package.providers,
+        accelerator=config.package.accelerator,
+        **fields,
+    )
+    folder = JobFolder(config.root).package_context(config.model.name, version.version)
+    lock = (
+        registry.read_artifact_text(run_id, "lineage/environment/requirements.lock")
+        if run_id
+        else None
+    )
+    return write_context(folder, spec, model_files, lock)
+
+
+def _served_tensor_parity(context: Path, rows: Any, native_out: convert.Outputs) -> convert.Parity:
+    """The package loaded as `serve` loads it, fed the evaluation rows as the request parser
+    hands them on: exactly the user's graph's answers (the same onnxruntime, the same
+    arrays), else a defect of the package."""
+    from mlops_ci.serve.model import LoadedModel, read_spec
+    from mlops_ci.serve.payload import PayloadError
+
+    spec = read_spec(context)
+    schema = spec.tensor_schema
+    assert schema is not None
+    model = LoadedModel(spec)
+    step = tensorpack.convert_rows(rows)
+    try:
+        said = [
+            model.predict(rows.take(slice(at, at + step)).for_model(schema))
+            for at in range(0, len(rows), step)
+        ]
+    except PayloadError as err:
+        raise InputError(f"{context}: the packaged model refuses evaluate.data: {err}") from None
+    finally:
+        model.close()
+    answer = tensorpack.joined([convert.Outputs(p.labels, p.scores) for p in said])
+    parity = convert.check_parity(native_out, answer, tensorpack.EXACT)
+    if not parity.passed:
+        raise GateFailed(
+            f"the packaged model does not answer like the model on {parity.differing_rows} of "
+            f"{parity.rows} rows (max |Δ| {parity.max_abs_diff:.3g})",
+            hint="this is a defect of mlops-ci's contract; please report it with the model",
+        )
+    return parity
 
 
 def runner_peak_rss(isolation: str) -> NativeProbe:

@@ -1,12 +1,16 @@
 """A model that takes tensors (issue 43): a 2-input text classifier (token ids and attention
 mask) with its evaluation data in an .npz, through validate, train, compare (recorded
 predictions, then both models scored anew: production loaded from MLflow's registry) and
-register, every metric held against onnxruntime called directly on the same arrays. The verbs
-not built for tensors yet refuse in one line, exit 2."""
+register, every metric held against onnxruntime called directly on the same arrays. Then package
+(its own graph with mlops-ci's outputs, parity exact) and serve: /score, v2 JSON and v2
+binary answer what onnxruntime answers on the same arrays; a wrong shape is a 422 naming
+the input."""
 
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +19,7 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
 from tests.support.helpers import run_cli
+from tests.support.serve_helpers import serving
 from tests.support.tensor_models import CLASSES, text_graph, text_rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -122,7 +127,7 @@ def test_a_text_model_trains_compares_and_registers_like_onnxruntime_answers(
         assert cut["candidate"]["accuracy"] == pytest.approx(expected(rows)["accuracy"])
 
 
-def test_what_does_not_fit_the_model_or_is_not_built_yet_is_one_line_exit_2(
+def test_data_that_does_not_fit_the_model_is_one_line_exit_2(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     write_data(project, 60, seed=5)
@@ -137,9 +142,73 @@ def test_what_does_not_fit_the_model_or_is_not_built_yet_is_one_line_exit_2(
     assert "Traceback" not in err
     write_data(project, 60, seed=5)
     assert run_cli("compare", "-c", str(project)) == 0
-    assert run_cli("register", "-c", str(project)) == 0
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_a_packaged_text_model_serves_v2_json_binary_and_score_like_onnxruntime(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arrays = write_data(project, 120, seed=5)
+    for verb in ("train", "compare", "register"):
+        assert run_cli(verb, "-c", str(project)) == 0
     capsys.readouterr()
-    assert run_cli("package", "-c", str(project), "--version", "@candidate") == 2
-    err = capsys.readouterr().err
-    assert "package: evaluate.data 'data/test.npz' holds a tensor model's arrays" in err
-    assert len(err.strip().splitlines()) == 1
+    assert run_cli("package", "-c", str(project), "--version", "@candidate", "--no-build") == 0
+    out = capsys.readouterr().out
+    assert "parity: max |native - onnx| 0.00e+00 on 120 rows" in out
+    assert "on CPUExecutionProvider" in out
+    context = project / ".mlops" / "package" / "text-tensors-1"
+    manifest = json.loads((context / "model" / "manifest.json").read_text())
+    assert manifest["layout"] == "tensors"
+    assert [t["name"] for t in manifest["tensors"]] == ["input_ids", "attention_mask"]
+    ids, mask = arrays["input_ids"][:9], arrays["attention_mask"][:9]
+    session = ort.InferenceSession(text_graph(), providers=["CPUExecutionProvider"])
+    (probs,) = session.run(None, {"input_ids": ids, "attention_mask": mask})
+    labels = np.asarray(CLASSES)[probs.argmax(axis=1)].tolist()
+    as_json = {"content-type": "application/json"}
+    with serving("--model-dir", str(context), cwd=project) as server:
+        score = {"inputs": {"input_ids": ids.tolist(), "attention_mask": mask.tolist()}}
+        code, said = post(f"{server.url}/score", json.dumps(score).encode(), as_json)
+        assert code == 200 and said["predictions"] == labels
+        assert np.array_equal(np.asarray(said["probabilities"], np.float32), probs)
+        tensors = [
+            {"name": n, "shape": list(a.shape), "datatype": "INT64", "data": a.ravel().tolist()}
+            for n, a in (("input_ids", ids), ("attention_mask", mask))
+        ]
+        infer = f"{server.url}/v2/models/text-tensors/infer"
+        code, said = post(infer, json.dumps({"inputs": tensors}).encode(), as_json)
+        assert code == 200, said
+        assert said["outputs"][0]["data"] == labels
+        got = np.asarray(said["outputs"][1]["data"], np.float32).reshape(probs.shape)
+        assert np.array_equal(got, probs)
+        header = json.dumps(
+            {
+                "inputs": [
+                    {k: v for k, v in t.items() if k != "data"}
+                    | {"parameters": {"binary_data_size": 9 * 6 * 8}}
+                    for t in tensors
+                ]
+            }
+        ).encode()
+        body = header + ids.astype("<i8").tobytes() + mask.astype("<i8").tobytes()
+        binary = {"content-type": "application/octet-stream"}
+        binary["inference-header-content-length"] = str(len(header))
+        code, said = post(infer, body, binary)
+        assert code == 200 and said["outputs"][0]["data"] == labels
+        score["inputs"]["attention_mask"] = mask[:, :5].tolist()
+        code, said = post(f"{server.url}/score", json.dumps(score).encode(), as_json)
+        assert code == 422
+        assert said["error"].startswith("input 'attention_mask': shape [9, 5] does not fit")
+        with urllib.request.urlopen(f"{server.url}/v2/models/text-tensors", timeout=10) as r:
+            inputs = json.loads(r.read())["inputs"]
+        assert inputs == [
+            {"name": "input_ids", "datatype": "INT64", "shape": [-1, 6]},
+            {"name": "attention_mask", "datatype": "INT64", "shape": [-1, 6]},
+        ]

@@ -146,5 +146,11 @@ def test_a_tensor_model_is_scored_on_its_named_arrays_a_call_at_a_time(
     assert model.predict(as_lists).tolist() == labels[:2].tolist()  # a request's body
     with pytest.raises(InputError, match=r"t.npz: input 'attention_mask': shape \[50, 5\]"):
         model.predict(Tensors({"input_ids": ids, "attention_mask": mask[:, :5]}, "t.npz"))
-    with pytest.raises(InputError, match=r"text.onnx: takes tensors \(input_ids \[-1, 6\] int64"):
-        standardize(model, ())
+    data, layout = standardize(model, ())  # the graph's own inputs, mlops-ci's outputs
+    assert layout == "tensors"
+    served = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    assert [i.name for i in served.get_inputs()] == ["input_ids", "attention_mask"]
+    label, proba = served.run(
+        ["label", "probabilities"], {"input_ids": ids, "attention_mask": mask}
+    )
+    assert label.tolist() == labels.tolist() and np.array_equal(proba, want)
