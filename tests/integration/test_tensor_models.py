@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
@@ -212,3 +213,10 @@ def test_a_packaged_text_model_serves_v2_json_binary_and_score_like_onnxruntime(
             {"name": "input_ids", "datatype": "INT64", "shape": [-1, 6]},
             {"name": "attention_mask", "datatype": "INT64", "shape": [-1, 6]},
         ]
+    # not built for tensors yet: one line, exit 2 (no internal error)
+    table = project / "rows.parquet"
+    pd.DataFrame({"input_ids": [[1] * 6], "attention_mask": [[1] * 6]}).to_parquet(table)
+    capsys.readouterr()
+    args = ("--model-dir", str(context), "--input", str(table), "--output", str(project / "o"))
+    assert run_cli("batch-score", *args) == 2
+    assert "takes tensors (input_ids [-1, 6] int64" in capsys.readouterr().err
