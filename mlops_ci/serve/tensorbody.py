@@ -109,7 +109,7 @@ def _binary(
     chunk: bytes, size: Any, shape: list[int], datatype: str, where: str
 ) -> npt.NDArray[Any]:
     kind = np.dtype(np.uint8 if datatype == "BOOL" else V2_NUMERIC[datatype]).newbyteorder("<")
-    if type(size) is int and 0 <= size and size > len(chunk):
+    if type(size) is int and size > len(chunk):
         raise PayloadError(
             422, f"'{where}': binary_data_size {size}, but {len(chunk)} binary bytes are left"
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,14 +80,8 @@ def package(
                 config, registry, version, native, data, work, native_dir, runner
             )
 
-    _record_in_registry(
-        registry,
-        name,
-        version.version,
-        run_id,
-        context,
-        packed,
-    )
+    packed = replace(packed, accelerator=config.package.accelerator)
+    _record_in_registry(registry, name, version.version, run_id, context, packed)
     fmt, note, parity, profile = packed.format, packed.note, packed.parity, packed.profile
     model_sha, onnx_sha, served = packed.model_sha, packed.onnx_sha, packed.served
     tag = image_tag(config, name, version.version)
@@ -306,6 +300,7 @@ class Recorded:
     profile: Profile
     model_sha: str
     onnx_sha: str | None
+    accelerator: str = "cpu"  # package.accelerator: a cuda image's pods ask for a GPU
 
 
 def _served_parity(
@@ -373,6 +368,7 @@ def _record_in_registry(
         "recommended.cpu": rec.cpu_request,
         "recommended.memory": rec.memory_request,
         "session_options": ";".join(f"{k}={v}" for k, v in profile.session_options.items()),
+        "accelerator": packed.accelerator,
     }
     if serving.provider:  # what ran, not only what was asked (onnxruntime falls back)
         tags["provider"] = serving.provider.split(" ", 1)[0]

@@ -41,6 +41,7 @@ class Release:
     cpu: str
     memory: str
     sha256: str
+    gpus: int = 0  # package.accelerator cuda: one nvidia.com/gpu per pod
 
 
 def release_for(config: Config, version: VersionRecord, percent: float) -> Release:
@@ -53,6 +54,7 @@ def release_for(config: Config, version: VersionRecord, percent: float) -> Relea
         tags.get("mlops.package.recommended.cpu", "250m"),
         tags.get("mlops.package.recommended.memory", "256Mi"),
         tags.get("mlops.package.sha256", ""),
+        1 if tags.get("mlops.package.accelerator") == "cuda" else 0,
     )
 
 
@@ -87,10 +89,7 @@ def _container(release: Release) -> dict[str, Any]:
         "image": release.image,
         "ports": [{"containerPort": CONTAINER_PORT, "protocol": "TCP"}],
         "env": [{"name": "MLOPS_MODEL_SHA256", "value": release.sha256}],
-        "resources": {
-            "requests": {"cpu": release.cpu, "memory": release.memory},
-            "limits": {"memory": _double(release.memory)},
-        },
+        "resources": _resources(release),
         "readinessProbe": probe,
         "livenessProbe": {**probe, "httpGet": {"path": "/v2/health/live", "port": CONTAINER_PORT}},
         "securityContext": {
@@ -101,6 +100,16 @@ def _container(release: Release) -> dict[str, Any]:
             "capabilities": {"drop": ["ALL"]},
         },
     }
+
+
+def _resources(release: Release) -> dict[str, Any]:
+    """The profile's recommendation; a GPU image's pod asks for its GPU (an extended
+    resource: the limit is what the scheduler counts, the request equals it)."""
+    requests = {"cpu": release.cpu, "memory": release.memory}
+    limits = {"memory": _double(release.memory)}
+    if release.gpus:
+        requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = str(release.gpus)
+    return {"requests": requests, "limits": limits}
 
 
 def _deployment(name: str, env: DeployEnv, release: Release, replicas: int) -> dict[str, Any]:

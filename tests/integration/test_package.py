@@ -147,6 +147,7 @@ def test_a_gpu_provider_asked_for_is_recorded_as_what_really_ran(
     tags = opened(project)[1].get_version("iris-classifier", "1").tags
     assert tags["mlops.package.provider"] == "CPUExecutionProvider"
     assert tags["mlops.package.provider.detail"].startswith(fallback)
+    assert tags["mlops.package.accelerator"] == "cuda"  # its Kubernetes pods ask for a GPU
     context = project / ".mlops" / "package" / "iris-classifier-1"
     manifest = json.loads((context / "model" / "manifest.json").read_text())
     assert manifest["providers"] == ["CUDAExecutionProvider", "CPUExecutionProvider"]

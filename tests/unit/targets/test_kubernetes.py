@@ -66,6 +66,44 @@ def test_kubernetes_manifests_validate_against_the_schemas(config: Config, servi
         )
 
 
+@pytest.mark.parametrize("serving", ["deployment", "kserve"])
+def test_a_gpu_image_asks_for_a_gpu_and_a_cpu_image_does_not(config: Config, serving: str) -> None:
+    """package.accelerator: cuda is tagged on the version; its pods ask for nvidia.com/gpu."""
+    env = env_of(
+        config,
+        kubernetes=dataclasses.replace(config.deploy["production"].kubernetes, serving=serving),
+    )
+    reg = packaged_registry(config)
+    reg.set_version_tags(config.model.name, "2", {"mlops.package.accelerator": "cuda"})
+    cpu = k8s.release_for(config, reg.get_version(config.model.name, "1"), 90.0)
+    gpu = k8s.release_for(config, reg.get_version(config.model.name, "2"), 10.0)
+    assert (cpu.gpus, gpu.gpus) == (0, 1)
+    docs = k8s.render(config.model.name, env, [cpu, gpu])
+    if serving == "deployment":
+        containers = [
+            d["spec"]["template"]["spec"]["containers"][0]
+            for d in docs
+            if d["kind"] == "Deployment"
+        ]
+    else:
+        containers = docs[0]["spec"]["predictor"]["containers"]
+    for c in containers:
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "p"},
+            "spec": {"containers": [c]},
+        }
+        kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+    asks = [c["resources"]["limits"].get("nvidia.com/gpu") for c in containers]
+    assert asks == ([None, "1"] if serving == "deployment" else ["1"])  # KServe: the newest
+    assert all(
+        c["resources"]["requests"].get("nvidia.com/gpu")
+        == c["resources"]["limits"].get("nvidia.com/gpu")
+        for c in containers
+    )
+
+
 def test_kubernetes_deploy_with_a_fake_kubeconfig_shows_what_would_be_applied(
     config: Config, tmp_path: Path
 ) -> None:
