@@ -5,13 +5,15 @@ A ``.npz`` holds one array per input name plus the target (and any metadata to s
 image set is larger than memory soon enough. Here a member stored uncompressed (``np.savez``)
 is memory-mapped where it lies inside the zip; one compressed (``np.savez_compressed``) is
 inflated once, streaming, into a ``.npy`` file under ``cache`` and mapped from there (reused
-while the archive's size and mtime are unchanged). Pickled object arrays are refused: reading
-one would run code from the file.
+while the archive's size and mtime are unchanged; the member's earlier versions are removed,
+and one that would not fit on the disk with room to spare is refused). Pickled object arrays
+are refused: reading one would run code from the file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import shutil
 import struct
 import zipfile
@@ -26,6 +28,7 @@ from mlops_ci.errors import InputError
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # a zip member's local file header
 _LOCAL_MAGIC = b"PK\x03\x04"
 _CHUNK = 1 << 20
+_MARGIN = 256 << 20  # free space an inflated member leaves on its disk
 
 
 def read_arrays(path: Path, cache: Path, where: str | None = None) -> dict[str, npt.NDArray[Any]]:
@@ -77,11 +80,19 @@ def _inflated(
 ) -> Path:
     """A compressed member inflated into ``cache``, once per version of the archive."""
     stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{info.filename}|{info.CRC}"
-    target = cache / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npy"
+    member = _digest(f"{path.resolve()}|{info.filename}")
+    target = cache / f"{member}-{_digest(f'{stat.st_size}|{stat.st_mtime_ns}|{info.CRC}')}.npy"
     if target.is_file() and target.stat().st_size == info.file_size:
         return target
     cache.mkdir(parents=True, exist_ok=True)
+    for older in cache.glob(f"{member}-*"):  # an earlier version of this member
+        older.unlink(missing_ok=True)
+    free = shutil.disk_usage(cache).free
+    if info.file_size > free - _MARGIN:
+        raise InputError(
+            f"{at}: inflates to {info.file_size:,} bytes; {cache} has {free:,} free",
+            hint="save it with np.savez (not compressed): it is then read where it lies",
+        )
     partial = target.with_suffix(".part")
     try:
         with archive.open(info) as src, partial.open("wb") as dst:
@@ -91,6 +102,10 @@ def _inflated(
         raise InputError(f"{at}: cannot be read ({err})") from None
     partial.replace(target)
     return target
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _mapped(path: Path, offset: int, at: str, length: int | None = None) -> npt.NDArray[Any]:
@@ -111,7 +126,9 @@ def _mapped(path: Path, offset: int, at: str, length: int | None = None) -> npt.
         end = fh.seek(0, 2) if length is None else offset + length
     if dtype.hasobject:
         raise InputError(f"{at}: holds Python objects (a pickle); save numbers or bools")
-    need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if any(d < 0 for d in shape):
+        raise InputError(f"{at}: its header declares a negative size {list(shape)}")
+    need = math.prod(shape) * dtype.itemsize  # Python ints: a huge shape does not wrap
     if start + need > end:
         raise InputError(f"{at}: the file is shorter than its header says (truncated?)")
     if need == 0:

@@ -121,7 +121,18 @@ class TensorSchema:
                 )
             dims = tuple(d if isinstance(d, int) and d > 0 else DYNAMIC for d in i.shape or ())
             if not dims:
-                raise InputError(f"{where}: input '{i.name}' is a scalar; inputs have rows")
+                raise InputError(
+                    f"{where}: input '{i.name}' has no dims (a scalar, or no shape declared); "
+                    "inputs have rows",
+                    hint="export it with its dims, the first one the rows' (dynamic)",
+                )
+            if dims[0] != DYNAMIC:
+                raise InputError(
+                    f"{where}: input '{i.name}' {list(dims)} takes exactly {dims[0]} row(s) a "
+                    "call; mlops-ci scores and serves any number",
+                    hint="export it with a dynamic first dim (torch.onnx.export's dynamic_axes="
+                    f"{{'{i.name}': {{0: 'rows'}}}})",
+                )
             found.append(TensorInput(i.name, dtype, dims))
         return _unique(found, where)
 
@@ -245,7 +256,11 @@ def _typed(array: npt.NDArray[Any], dtype: str, at: str) -> npt.NDArray[Any]:
     if array.size:
         info = np.iinfo(want)
         low, high = array.min(), array.max()
-        if low < info.min or high > info.max:
+        # a float compares against the first value past the type (a power of two, exact in
+        # float64): int64's max itself rounds up to 2**63, which would let 2**63 wrap
+        past = 2.0 ** (info.bits - 1 if info.min < 0 else info.bits)
+        over = high >= past if kind == "f" else high > info.max
+        if low < info.min or over:
             raise InputError(
                 f"{at}: holds a value outside {dtype}'s range ({info.min}..{info.max})"
             )

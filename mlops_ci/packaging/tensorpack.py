@@ -20,7 +20,7 @@ import numpy as np
 
 from mlops_ci.config.types import Config
 from mlops_ci.errors import GateFailed, InputError
-from mlops_ci.model.onnxmodel import OnnxModel, standardize
+from mlops_ci.model.onnxmodel import OnnxModel, rows_per_call, standardize
 from mlops_ci.model.tensors import Tensors
 from mlops_ci.packaging import convert, sessions
 from mlops_ci.packaging.profile import ONNX, Probe, feeds_file
@@ -72,7 +72,7 @@ def package_tensors(
     )
     schema = native.tensors
     names = [o.name for o in sess.get_outputs()]
-    step = max(1, convert_rows(rows))
+    step = rows_per_call(rows)
     ours = [
         convert.onnx_outputs(sess, rows.take(slice(at, at + step)).for_model(schema), names)
         for at in range(0, len(rows), step)
@@ -102,17 +102,9 @@ def package_tensors(
 
 
 def outputs_of(model: OnnxModel, rows: Tensors) -> convert.Outputs:
-    """The user's graph on ``rows``: labels and probabilities, or values."""
-    if model.task == "classification":
-        return convert.Outputs(np.asarray(model.predict(rows)), model.predict_proba(rows))
-    values = np.asarray(model.predict(rows), np.float64)
-    return convert.Outputs(None, values.reshape(len(values), -1))
-
-
-def convert_rows(rows: Tensors) -> int:
-    """Rows per session call: about 64 MiB of input (as ``OnnxModel`` scores them)."""
-    per_row = sum(a.dtype.itemsize * int(np.prod(a.shape[1:])) for a in rows.arrays.values())
-    return max(1, (64 * 1024 * 1024) // max(per_row, 1))
+    """The user's graph on ``rows`` (one pass): labels and probabilities, or values."""
+    labels, scores = model.scored(rows)
+    return convert.Outputs(labels, scores)
 
 
 def joined(parts: list[convert.Outputs]) -> convert.Outputs:

@@ -20,6 +20,7 @@ import numpy.typing as npt
 from mlops_ci.errors import InputError
 from mlops_ci.model.features import STRING, Feature, FeatureSchema, native_frame
 from mlops_ci.model.integrity import MANIFEST, digest, verify
+from mlops_ci.model.onnxmodel import from_onnxruntime
 from mlops_ci.model.providers import CPU, Ran
 from mlops_ci.model.tensors import TensorInput, TensorSchema
 from mlops_ci.packaging import convert, sessions
@@ -284,7 +285,13 @@ class LoadedModel:
         if self._session is not None and spec.layout == convert.TENSORS:
             # arrays a request parser checked against the contract (serve/tensorbody.py)
             assert isinstance(x, dict)
-            out = convert.onnx_outputs(self._session, x, self.output_names)
+            try:
+                out = convert.onnx_outputs(self._session, x, self.output_names)
+            except Exception as err:  # values the graph refuses: a token id past its vocabulary
+                if not from_onnxruntime(err):
+                    raise
+                reason = convert.runtime_reason(err)
+                raise PayloadError(422, f"the model cannot score these values: {reason}") from None
         elif self._session is not None:
             paired = self.pair_single_rows and batch_rows(x) == 1
             if isinstance(x, dict) and spec.layout == convert.MATRIX:

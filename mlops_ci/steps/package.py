@@ -21,6 +21,7 @@ from mlops_ci.errors import GateFailed, InputError
 from mlops_ci.evaluation.data import load_evaluation
 from mlops_ci.model.features import FeatureSchema, model_frame, onnx_frame, schema_frame
 from mlops_ci.model.integrity import verify_digest
+from mlops_ci.model.onnxmodel import rows_per_call
 from mlops_ci.model.tensors import Tensors
 from mlops_ci.packaging import convert, runtime, tensorpack
 from mlops_ci.packaging.context import ContextSpec, write_context
@@ -245,7 +246,7 @@ def _served_tensor_parity(context: Path, rows: Any, native_out: convert.Outputs)
     schema = spec.tensor_schema
     assert schema is not None
     model = LoadedModel(spec)
-    step = tensorpack.convert_rows(rows)
+    step = rows_per_call(rows)
     try:
         said = [
             model.predict(rows.take(slice(at, at + step)).for_model(schema))

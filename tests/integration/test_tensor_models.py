@@ -134,13 +134,19 @@ def test_data_that_does_not_fit_the_model_is_one_line_exit_2(
     write_data(project, 60, seed=5)
     assert run_cli("train", "-c", str(project)) == 0
     arrays = dict(np.load(project / "data" / "test.npz"))
-    arrays["attention_mask"] = arrays["attention_mask"][:, :5]
-    np.savez(project / "data" / "test.npz", **arrays)
+    narrow = arrays["attention_mask"][:, :5]
+    np.savez(project / "data" / "test.npz", **(arrays | {"attention_mask": narrow}))
     capsys.readouterr()
     assert run_cli("compare", "-c", str(project)) == 2
     err = capsys.readouterr().err
     assert "data/test.npz: input 'attention_mask': shape [60, 5] does not fit" in err
     assert "Traceback" not in err
+    beyond = np.full_like(arrays["input_ids"], 64)  # past the vocabulary
+    np.savez(project / "data" / "test.npz", **(arrays | {"input_ids": beyond}))
+    assert run_cli("compare", "-c", str(project)) == 2
+    err = capsys.readouterr().err
+    assert "data/test.npz: the candidate " in err and "onnxruntime refused the values" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     write_data(project, 60, seed=5)
     assert run_cli("compare", "-c", str(project)) == 0
 
@@ -203,6 +209,9 @@ def test_a_packaged_text_model_serves_v2_json_binary_and_score_like_onnxruntime(
         binary["inference-header-content-length"] = str(len(header))
         code, said = post(infer, body, binary)
         assert code == 200 and said["outputs"][0]["data"] == labels
+        beyond = {"inputs": {"input_ids": [[64] * 6], "attention_mask": [[1] * 6]}}
+        code, said = post(f"{server.url}/score", json.dumps(beyond).encode(), as_json)
+        assert code == 422 and said["error"].startswith("the model cannot score these values")
         score["inputs"]["attention_mask"] = mask[:, :5].tolist()
         code, said = post(f"{server.url}/score", json.dumps(score).encode(), as_json)
         assert code == 422

@@ -4,6 +4,7 @@ a pickle, a truncated file or a stray member is bad input naming it."""
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
@@ -85,3 +86,39 @@ def test_bad_files_are_bad_input_naming_the_file_and_array(tmp_path: Path) -> No
         read_arrays(tmp_path / "data.csv", cache)
     with pytest.raises(InputError, match=r"nope.npz: no such file"):
         read_arrays(tmp_path / "nope.npz", cache)
+
+
+def _with_header(path: Path, shape: tuple[int, ...]) -> None:
+    """A one-member .npz whose .npy header declares ``shape`` over 64 bytes of data."""
+    import io
+
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        head, {"descr": "<f4", "fortran_order": False, "shape": shape}
+    )
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("x.npy", head.getvalue() + bytes(64))
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ((-5, 12), r"its header declares a negative size \[-5, 12\]"),
+        ((2**40, 2**40, 2**40), r"the file is shorter than its header says"),
+    ],
+)
+def test_a_header_declaring_an_impossible_shape_is_bad_input(
+    tmp_path: Path, shape: tuple[int, ...], message: str
+) -> None:
+    _with_header(tmp_path / "bad.npz", shape)
+    with pytest.raises(InputError, match=r"bad.npz: array 'x': " + message):
+        read_arrays(tmp_path / "bad.npz", tmp_path / "cache")
+
+
+def test_an_inflated_member_replaces_its_earlier_version_in_the_cache(tmp_path: Path) -> None:
+    path, cache = tmp_path / "test.npz", tmp_path / "cache"
+    for n in (10, 11, 12):
+        np.savez_compressed(path, x=np.arange(float(n)), y=np.zeros(n))
+        os.utime(path, ns=(n * 10**9, n * 10**9))  # a new version each time
+        assert read_arrays(path, cache)["x"].shape == (n,)
+    assert len(list(cache.glob("*.npy"))) == 2  # x and y, of the last version only

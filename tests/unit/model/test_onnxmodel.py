@@ -154,3 +154,23 @@ def test_a_tensor_model_is_scored_on_its_named_arrays_a_call_at_a_time(
         ["label", "probabilities"], {"input_ids": ids, "attention_mask": mask}
     )
     assert label.tolist() == labels.tolist() and np.array_equal(proba, want)
+
+
+def test_a_table_model_given_arrays_says_it_takes_a_table() -> None:
+    from mlops_ci.model.tensors import Tensors
+
+    model = OnnxModel(softmax_graph(), "classification", "m.onnx")
+    rows = Tensors({"x": np.ones((2, 3), np.float32)}, "test.npz")
+    with pytest.raises(InputError, match=r"test.npz: holds arrays, but m.onnx takes a table \(x "):
+        model.predict(rows)
+
+
+def test_values_onnxruntime_refuses_are_bad_input_naming_the_data() -> None:
+    from mlops_ci.model.tensors import Tensors
+
+    model = OnnxModel(text_graph(), "classification", "text.onnx")
+    ids = np.full((2, 6), 64, dtype=np.int64)  # past the 10-token vocabulary
+    rows = Tensors({"input_ids": ids, "attention_mask": np.ones((2, 6), np.int64)}, "t.npz")
+    with pytest.raises(InputError, match=r"^onnxruntime refused the values: .*Gather") as err:
+        model.predict(rows)
+    assert "onnxruntime_src" not in str(err.value) and "\n" not in str(err.value)

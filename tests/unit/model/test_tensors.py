@@ -146,3 +146,26 @@ def test_rows_of_named_arrays_are_cut_together_and_fed_by_name() -> None:
         Tensors({"a": np.zeros((3, 2)), "b": np.zeros((2, 2))}, "test.npz")
     with pytest.raises(InputError, match=r"test.npz: holds no input arrays"):
         Tensors({}, "test.npz")
+
+
+def test_a_float_past_an_integer_types_range_is_refused_not_wrapped() -> None:
+    ids = TensorInput("ids", "int64", (-1, 1))
+    for value in (2.0**63, -(2.0**63) - 4096, 1e30):
+        with pytest.raises(InputError, match=r"'ids': holds a value outside int64's range"):
+            conform(ids, [[value]], "x")
+    assert conform(ids, [[2.0**62]], "x").tolist() == [[2**62]]
+    small = TensorInput("ids", "uint8", (-1, 1))
+    with pytest.raises(InputError, match=r"outside uint8's range \(0..255\)"):
+        conform(small, [[256.0]], "x")
+
+
+def test_a_graph_input_with_fixed_rows_or_no_shape_is_refused_with_how_to_export_it() -> None:
+    fixed = session([helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])])
+    with pytest.raises(InputError, match=r"input 'x' \[1, 1, 4, 4\] takes exactly 1 row") as err:
+        TensorSchema.of_graph(fixed.get_inputs(), "model.onnx")
+    assert "dynamic_axes={'x': {0: 'rows'}}" in str(err.value.hint)
+    unshaped = session([helper.make_tensor_value_info("x", TensorProto.FLOAT, None)])
+    with pytest.raises(
+        InputError, match=r"input 'x' has no dims \(a scalar, or no shape declared\)"
+    ):
+        TensorSchema.of_graph(unshaped.get_inputs(), "model.onnx")
