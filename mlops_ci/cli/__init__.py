@@ -19,7 +19,7 @@ import traceback
 import click
 
 from mlops_ci import __version__
-from mlops_ci.cli.common import defer_gc, mask_secrets
+from mlops_ci.cli.common import defer_gc, finish_fast, mask_secrets
 from mlops_ci.cli.deployment import approve, deploy, rollback, status, undeploy
 from mlops_ci.cli.monitor import batch_score, drift, quality
 from mlops_ci.cli.project import compare, demo, init, train, validate
@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     try:
         cli.main(args=args, prog_name="mlops-ci", standalone_mode=False)
+        if argv is None:
+            finish_fast()
     except click.exceptions.Abort:
         echo("aborted", err=True)
         sys.exit(130)

@@ -3,6 +3,8 @@ warnings as CI annotations, lifecycle events, and the start-up pacing of the col
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -137,6 +139,30 @@ STARTUP_GC_THRESHOLD = (50_000, 20, 20)
 
 
 _usual_gc_threshold: tuple[int, int, int] | None = None
+
+
+_fast_exit = [False]
+
+
+def exit_without_teardown() -> None:
+    """Ask ``main`` to end this process with ``os._exit`` once the verb has returned and its
+    output is flushed: Python's teardown frees every object of numpy, pandas, pyarrow and
+    onnxruntime one by one (about 65 ms of a 0.7 s `batch-score` here, paid whatever the
+    worker count). Only for a verb whose files are all written, closed and renamed and whose
+    workers are joined when it returns: nothing registered to run at exit is left to do."""
+    _fast_exit[0] = True
+
+
+def finish_fast() -> None:
+    """End the process now if the verb asked for it (``exit_without_teardown``)."""
+    if not _fast_exit[0]:
+        return
+    import logging
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(0)
 
 
 def defer_gc() -> None:

@@ -10,6 +10,7 @@ import click
 from mlops_ci.cli.common import (
     CONFIG_OPTION,
     ISOLATION_OPTION,
+    exit_without_teardown,
     load,
     notify,
     open_registry,
@@ -359,6 +360,8 @@ def batch_score(
         f"({result.reject_rate:.2%}) in {result.seconds:.1f}s = {result.rows_per_s:,.0f} rows/s"
     )
     echo(f"output: {result.output}" + (f"; rejects: {result.rejects}" if result.rejects else ""))
+    if engine == "local":  # its parts written and renamed, its forked workers joined
+        exit_without_teardown()
 
 
 def _optional_config(config_path: Path | None, given: str | None) -> Any:

@@ -280,3 +280,25 @@ def test_a_forked_workers_input_error_is_the_commands_one_line_error(
         error = [line for line in done.stderr.splitlines() if line.startswith("error:")]
         assert len(error) == 1 and "rows.csv: cannot be read as CSV" in error[0], done.stderr
         assert "internal error" not in done.stderr
+
+
+def test_the_command_ends_without_teardown_once_every_row_is_written(
+    packaged: Packaged, tmp_path: Path
+) -> None:
+    """A local batch-score ends its process with os._exit after its output (cli.common's
+    exit_without_teardown): what it printed to a pipe is all there, every row is written."""
+    import pyarrow.parquet as pq
+
+    table(packaged, 3000).to_csv(tmp_path / "rows.csv", index=False)
+    out = tmp_path / "out.parquet"
+    command = [sys.executable, "-m", "mlops_ci", "batch-score", "--model-dir", str(packaged.v2)]
+    command += ["--input", str(tmp_path / "rows.csv"), "--output", str(out)]
+    done = subprocess.run(
+        [*command, "--chunk-rows", "700", "--processes", "2"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "3,000 rows: 3,000 scored, 0 rejected" in done.stdout
+    assert done.stdout.rstrip().endswith(f"output: {out}")
+    assert pq.read_table(out).num_rows == 3000
+    assert not list(tmp_path.glob("out.parquet.parts*")), "the parts are merged and removed"
