@@ -91,11 +91,9 @@ def raised(err: BaseException) -> BaseException:
 
 
 def test_errors_that_pickle_cannot_rebuild_reach_the_parent_as_what_they_were() -> None:
-    import pickle
-
-    for unpicklable in (PayloadError(422, "bad row"), Terminated(signal.SIGTERM)):
-        with pytest.raises((TypeError, ValueError)):  # how they were sent before: lost
-            pickle.loads(pickle.dumps(unpicklable))
+    # Sent as objects, these two were lost: pickle rebuilt them by their args, which their
+    # constructors do not take (unless a library, as dask's tblib can, has patched exceptions'
+    # pickling in this process: a test of that would depend on what ran before it).
     payload = raised(PayloadError(422, "the model cannot score these values"))
     assert isinstance(payload, forked.WorkerError)
     assert str(payload) == "PayloadError: the model cannot score these values"

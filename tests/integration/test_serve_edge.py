@@ -255,6 +255,7 @@ class _Prober(threading.Thread):
         super().__init__(daemon=True)
         self.url, self.stop = url, threading.Event()
         self.answers: list[tuple[int | str, float]] = []
+        self.finished: list[float] = []  # when each answer came (time.monotonic)
 
     def run(self) -> None:
         for path in itertools.cycle(["/v2/health/ready", "/v2/health/live"]):
@@ -266,6 +267,7 @@ class _Prober(threading.Thread):
             except httpx.HTTPError as err:
                 status = type(err).__name__
             self.answers.append((status, time.monotonic() - started))
+            self.finished.append(time.monotonic())
             time.sleep(0.05)
 
 
@@ -324,6 +326,7 @@ def test_idle_connections_past_the_open_file_limit_never_stop_health(
         prober.start()
         time.sleep(0.2)
         idle = [stack.enter_context(_connect(srv)) for _ in range(1_100)]
+        opened = time.monotonic()
         time.sleep(1)
         descriptors = len(os.listdir(f"/proc/{srv.process.pid}/fd"))
         prober.stop.set()
@@ -332,7 +335,9 @@ def test_idle_connections_past_the_open_file_limit_never_stop_health(
         # again after 1 s (TCP's first retransmission), the server's part notwithstanding
         # (a clean-clone run saw one health answer at 1.10 s); the bug was 30 s of failures.
         slow = [answer for answer in prober.answers if answer[0] != 200 or answer[1] >= 2.5]
-        assert len(prober.answers) >= 10 and not slow, (slow, len(prober.answers))
+        # health answered before, during and after the storm (how many depends on the load)
+        assert len(prober.answers) >= 3 and not slow, (slow, len(prober.answers))
+        assert any(done >= opened for done in prober.finished), "no answer once all were open"
         assert descriptors < OPEN_FILES - 64, descriptors
         closed = [_closed_by_server(sock) for sock in idle]
         assert sum(closed) >= len(idle) - bound, sum(closed)
