@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops_ci.errors import InputError
+from mlops_ci.provenance import sha256_file
 
 if TYPE_CHECKING:
     from mlops_ci.config.types import Config
@@ -40,15 +41,6 @@ def load_table(config: Config, verb: str) -> EvaluationData:
             "table's columns so far (tensor models: validate, train, compare and register)",
         )
     return data
-
-
-def _sha256(path: Path) -> str:
-    """The file's sha256, read in chunks (an image set need not fit in memory)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _tensor_evaluation(config: Config, path: Path, nrows: int | None) -> EvaluationData:
@@ -97,7 +89,7 @@ def _tensor_evaluation(config: Config, path: Path, nrows: int | None) -> Evaluat
         raise InputError(f"{spec.data}: has no rows to evaluate on")
     return EvaluationData(
         path=spec.data,
-        sha256=_sha256(path),
+        sha256=sha256_file(path),
         features=Tensors({n: arrays[n] for n in inputs}, spec.data),
         target=pd.Series(np.asarray(target), name=spec.target),
         slices=pd.DataFrame({n: np.asarray(arrays[n]) for n in spec.slices})

@@ -132,14 +132,12 @@ class OnnxModel:
         rows.fit_shapes(self.tensors)
         step = rows_per_call(rows)
         try:
-            parts = [
-                self.session.run(None, self._feeds(rows.take(slice(at, at + step))))
-                for at in range(0, len(rows), step)
-            ]  # memory-mapped rows are read a call's worth at a time
+            # memory-mapped rows are read a call's worth at a time
+            parts = [self.session.run(None, self._feeds(part)) for part in rows.calls(step)]
         except Exception as err:  # onnxruntime refusing values: an id beyond the vocabulary
             if not from_onnxruntime(err):
                 raise
-            raise InputError(f"onnxruntime refused the values: {_reason(err)}") from None
+            raise InputError(f"onnxruntime refused the values: {runtime_reason(err)}") from None
         return {n: np.concatenate([p[k] for p in parts]) for k, n in enumerate(names)}
 
     def scored(self, features: Any) -> tuple[npt.NDArray[Any] | None, npt.NDArray[np.float64]]:
@@ -205,11 +203,24 @@ def from_onnxruntime(err: BaseException) -> bool:
     return type(err).__module__.startswith("onnxruntime")
 
 
-def _reason(err: BaseException) -> str:
-    """onnxruntime's error in one line, without its code prefix and C++ locations."""
-    line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+def runtime_reason(err: BaseException, width: int = 300) -> str:
+    """onnxruntime's error in one line without its code prefix and C++ source locations
+    (``[ONNXRuntimeError] : 1 : FAIL : ... /onnxruntime_src/...cc:235 onnxruntime::...``)."""
+    text = str(err).strip()
+    line = text.splitlines()[0] if text else type(err).__name__
     line = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", line)
-    return " ".join(re.sub(r"\s*/\S*onnxruntime_src/\S+:\d+", "", line).split())[:300]
+    line = re.sub(r"\s*/\S*onnxruntime_src/\S+:\d+", "", line)
+    line = re.sub(r"\s*onnxruntime::[^\s(]*(\([^)]*\))?(::<lambda\(\)>)?", "", line)
+    return shortened(" ".join(line.split()), width)
+
+
+def shortened(text: str, width: int) -> str:
+    """``text`` at most ``width`` characters, cut after a whole word with an ellipsis."""
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > width // 2 else cut).rstrip(" ,;:") + "…"
 
 
 def rows_per_call(rows: Tensors) -> int:

@@ -15,7 +15,7 @@ network means "missing" by NaN, and one NaN turns every score it touches into Na
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,6 +189,11 @@ class Tensors:
     def head(self, rows: int) -> Tensors:
         """The first ``rows`` rows, read into memory (an example travels; a mapping does not)."""
         return Tensors({n: np.array(a[:rows]) for n, a in self.arrays.items()}, self.where)
+
+    def calls(self, rows: int) -> Iterator[Tensors]:
+        """The rows ``rows`` at a time, in order: a model's calls over a memory-mapped file."""
+        for at in range(0, len(self), rows):
+            yield self.take(slice(at, at + rows))
 
     def take(self, rows: slice | npt.NDArray[Any]) -> Tensors:
         return Tensors({n: a[rows] for n, a in self.arrays.items()}, self.where)

@@ -12,7 +12,6 @@ row is the predicted label's column of ``predict_proba`` (:func:`label_probabili
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,8 @@ import numpy.typing as npt
 
 from mlops_ci.errors import InputError
 from mlops_ci.model.features import STRING, FeatureSchema, string_values
+from mlops_ci.model.onnxmodel import runtime_reason as runtime_reason  # one for every caller
+from mlops_ci.model.onnxmodel import shortened
 
 INPUT_NAME = "input"
 MATRIX, COLUMNS, TENSORS = "matrix", "columns", "tensors"  # TENSORS: the graph's own inputs
@@ -187,32 +188,12 @@ def refuse_thresholds(model: Any) -> None:
             )
 
 
-def runtime_reason(err: BaseException, width: int = 300) -> str:
-    """onnxruntime's error in one line without its code prefix and C++ source locations
-    (``[ONNXRuntimeError] : 1 : FAIL : ... /onnxruntime_src/...cc:235 onnxruntime::...``)."""
-    text = str(err).strip()
-    line = text.splitlines()[0] if text else type(err).__name__
-    line = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", line)
-    line = re.sub(r"\s*/\S*onnxruntime_src/\S+:\d+", "", line)
-    line = re.sub(r"\s*onnxruntime::[^\s(]*(\([^)]*\))?(::<lambda\(\)>)?", "", line)
-    return shortened(" ".join(line.split()), width)
-
-
 def first_line(err: BaseException, width: int = 300) -> str:
     """An exception's first line, cut at a word boundary (skl2onnx appends whole nodes)."""
     text = str(err).strip()
     line = text.splitlines()[0] if text else type(err).__name__
     line = line.split(" and attributes=")[0]
     return shortened(line, width)
-
-
-def shortened(text: str, width: int) -> str:
-    """``text`` at most ``width`` characters, cut after a whole word with an ellipsis."""
-    if len(text) <= width:
-        return text
-    cut = text[: width - 1]
-    space = cut.rfind(" ")
-    return (cut[:space] if space > width // 2 else cut).rstrip(" ,;:") + "…"
 
 
 def refused_step(err: BaseException, model: Any) -> str:

@@ -73,10 +73,7 @@ def package_tensors(
     schema = native.tensors
     names = [o.name for o in sess.get_outputs()]
     step = rows_per_call(rows)
-    ours = [
-        convert.onnx_outputs(sess, rows.take(slice(at, at + step)).for_model(schema), names)
-        for at in range(0, len(rows), step)
-    ]
+    ours = [convert.onnx_outputs(sess, part.for_model(schema), names) for part in rows.calls(step)]
     said = outputs_of(native, rows)
     parity = convert.check_parity(said, joined(ours), EXACT)
     if not parity.passed:

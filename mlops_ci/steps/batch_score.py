@@ -70,10 +70,10 @@ def batch_score(
     an interrupted run of this job recorded, else to ``auto_chunk_rows`` for ``processes``.
     ``isolation`` (auto | required | off, as train.isolation) is the sandbox of a native
     model's runners, one per worker."""
-    if spec.tensors:  # issue 43: serve takes them; batch-score reads a table's columns so far
+    if spec.tensor_schema is not None:  # issue 43: serve takes them; batch-score, not yet
         raise InputError(
             f"{spec.folder}: {spec.name} v{spec.version} takes tensors "
-            f"({', '.join(t.describe() for t in spec.tensors)}); batch-score takes a table "
+            f"({spec.tensor_schema.describe()}); batch-score takes a table "
             "model's package so far",
             hint="score arrays with `mlops-ci serve` (v2 infer, binary tensors) for now",
         )

@@ -248,10 +248,7 @@ def _served_tensor_parity(context: Path, rows: Any, native_out: convert.Outputs)
     model = LoadedModel(spec)
     step = rows_per_call(rows)
     try:
-        said = [
-            model.predict(rows.take(slice(at, at + step)).for_model(schema))
-            for at in range(0, len(rows), step)
-        ]
+        said = [model.predict(part.for_model(schema)) for part in rows.calls(step)]
     except PayloadError as err:
         raise InputError(f"{context}: the packaged model refuses evaluate.data: {err}") from None
     finally:
